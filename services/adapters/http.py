@@ -1,0 +1,34 @@
+"""HTTP adapters: the /api/health checker and the Slack-compatible webhook notifier."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import SecretStr
+
+from services.ports import HealthResult, Notification
+
+
+class HttpHealth:
+    def __init__(self, timeout_s: float = 5.0) -> None:
+        self.timeout_s = timeout_s
+
+    def check(self, url: str) -> HealthResult:
+        try:
+            response = httpx.get(url, timeout=self.timeout_s)
+        except httpx.HTTPError as err:
+            return HealthResult(False, None, f"{url}: {type(err).__name__}: {err}")
+        return HealthResult(response.is_success, response.status_code, response.text[:200])
+
+
+class WebhookNotifier:
+    def __init__(self, url: SecretStr, channel: str) -> None:
+        self._url = url
+        self.channel = channel
+
+    def notify(self, message: Notification) -> None:
+        text = f"[{message.severity}] {message.env} {message.version}: {message.reason}"
+        try:
+            httpx.post(self._url.get_secret_value(), json={"channel": self.channel, "text": text}, timeout=10).raise_for_status()
+        except httpx.HTTPError as err:
+            # The exception text carries the URL, which holds the webhook's secret token.
+            raise RuntimeError(f"webhook notification failed: {type(err).__name__}") from None

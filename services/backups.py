@@ -1,0 +1,123 @@
+"""Backups: database dump and app archive with a manifest written last; retention."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from services.catalog import action, confirm_step
+from services.operations import Operation, Step, StepContext
+
+if TYPE_CHECKING:
+    from services.factory import Services
+
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class BackupEntry:
+    id: str
+    env: str
+    created: float
+    size: int
+    store: str
+    complete: bool  # only a backup with a manifest is complete
+    version: str = ""
+    migration_head: str = ""
+
+
+def list_backups(services: Services, env: str | None = None) -> list[BackupEntry]:
+    by_prefix: dict[str, list[Any]] = {}
+    for obj in services.store.list(f"{env}/" if env else ""):
+        prefix, _, _name = obj.key.rpartition("/")
+        by_prefix.setdefault(prefix, []).append(obj)
+    entries = []
+    for prefix, objects in by_prefix.items():
+        env_name, _, backup_id = prefix.partition("/")
+        manifest = next((o for o in objects if o.key.endswith("/manifest.json")), None)
+        meta: dict[str, Any] = {}
+        if manifest:
+            meta = json.loads(b"".join(services.store.get(manifest.key)))
+        entries.append(BackupEntry(backup_id, env_name, min(o.modified for o in objects), sum(o.size for o in objects),
+                                   services.store.name, manifest is not None, meta.get("version", ""),
+                                   meta.get("migration_head", "")))
+    return sorted(entries, key=lambda e: e.created, reverse=True)
+
+
+def take_backup(services: Services, env: str, ctx: StepContext) -> str:
+    """Dump, archive, then write the manifest last, so a half backup is never listed complete."""
+    now = services.world.clock.now() if services.world else time.time()
+    backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    prefix = f"{env}/{backup_id}/"
+    artifacts: dict[str, dict[str, Any]] = {}
+
+    def store(name: str, data: bytes) -> None:
+        services.store.put(prefix + name, [data])
+        artifacts[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        ctx.log(f"stored {prefix}{name} ({len(data)} bytes)")
+
+    dump = io.BytesIO()
+    with gzip.GzipFile(fileobj=dump, mode="wb") as compressed:
+        server_version = services.database(env).dump(compressed)  # type: ignore[arg-type]
+    store("db.sql.gz", dump.getvalue())
+    ctx.progress(1, 2, "artifacts")
+    archive = io.BytesIO()
+    count = services.app_files.archive(archive, services.config.backup.excludes)
+    ctx.log(f"archived {count} app files, excluding {', '.join(services.config.backup.excludes)}")
+    store("app.tar.gz", archive.getvalue())
+    ctx.progress(2, 2, "artifacts")
+    status = services.target(env).status()
+    migrations = [m.name for m in services.database(env).status() if m.state == "applied"]
+    manifest = {"id": backup_id, "env": env, "artifacts": artifacts, "server_version": server_version,
+                "version": status.version, "migration_head": migrations[-1] if migrations else None}
+    services.store.put(prefix + "manifest.json", [json.dumps(manifest).encode()])
+    return backup_id
+
+
+@action("backup", "Take a backup (database + app files)")
+def backup(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    def run(ctx: StepContext) -> str:
+        ctx.state["backup_id"] = take_backup(services, env, ctx)
+        return f"backup {ctx.state['backup_id']} complete"
+
+    return Operation("backup", env, f"Back up {env}", [Step("backup", "Dump database and archive files", run)],
+                     params, takes_lock=False)
+
+
+def prune_candidates(services: Services, env: str, now: float | None = None) -> list[BackupEntry]:
+    """Older than the retention, never the newest N."""
+    policy = services.config.backup
+    now = now if now is not None else (services.world.clock.now() if services.world else time.time())
+    complete = [b for b in list_backups(services, env) if b.complete]
+    keep = {b.id for b in complete[: policy.keep_newest]}
+    return [b for b in list_backups(services, env)
+            if b.id not in keep and now - b.created > policy.retention_days * DAY]
+
+
+@action("prune", "Delete backups past retention", destructive=True)
+def prune(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    def plan(ctx: StepContext) -> str:
+        now = services.world.clock.now() if services.world else time.time()
+        doomed = prune_candidates(services, env, now)
+        for entry in doomed:
+            ctx.log(f"would delete {entry.env}/{entry.id} ({(now - entry.created) / DAY:.0f} days old)")
+        ctx.state["doomed"] = [e.id for e in doomed]
+        return f"{len(doomed)} past {services.config.backup.retention_days} days"
+
+    def delete(ctx: StepContext) -> str:
+        for backup_id in ctx.state["doomed"]:
+            for obj in services.store.list(f"{env}/{backup_id}/"):
+                services.store.delete(obj.key)
+            ctx.log(f"deleted {env}/{backup_id}")
+        return f"{len(ctx.state['doomed'])} deleted"
+
+    return Operation("prune", env, f"Prune backups of {env}", [
+        Step("plan", "Dry run: list backups past retention", plan),
+        confirm_step(services, env, "Delete the listed backups"),
+        Step("delete", "Delete", delete),
+    ], params, takes_lock=False)

@@ -1,0 +1,70 @@
+"""Every action the console offers, by kind: title, whether it is destructive, and its builder.
+
+The TUI's bindings and palette, the CLI's subcommands and resume all read this one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from services.operations import Operation, Step, StepContext
+
+if TYPE_CHECKING:
+    from services.factory import Services
+
+Builder = Callable[["Services", str, dict[str, Any]], Operation]
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    title: str
+    destructive: bool
+    build: Builder
+
+
+ACTIONS: dict[str, Action] = {}
+
+
+def action(kind: str, title: str, destructive: bool = False) -> Callable[[Builder], Builder]:
+    def register(build: Builder) -> Builder:
+        ACTIONS[kind] = Action(kind, title, destructive, build)
+        return build
+
+    return register
+
+
+def build_operation(services: Services, kind: str, env: str, params: dict[str, Any] | None = None) -> Operation:
+    _load_all()
+    services.config.environment(env)
+    try:
+        spec = ACTIONS[kind]
+    except KeyError:
+        raise ValueError(f"unknown action {kind!r}; known: {', '.join(sorted(ACTIONS))}") from None
+    return spec.build(services, env, dict(params or {}))
+
+
+def confirm_step(services: Services, env: str, what: str) -> Step:
+    """A destructive action's first step: production needs its name typed, others a yes."""
+    production = services.config.environment(env).production
+
+    def run(ctx: StepContext) -> str:
+        if production:
+            ctx.confirm(f"{what} in PRODUCTION. Type '{env}' to confirm.", expected=env)
+        else:
+            ctx.confirm(f"{what} in {env}?")
+        return "confirmed"
+
+    return Step("confirm", f"Confirm: {what}", run)
+
+
+def all_actions() -> dict[str, Action]:
+    _load_all()
+    return ACTIONS
+
+
+def _load_all() -> None:
+    # Importing the modules registers their actions.
+    from services import backups, canary, deploy, migrations, pipeline, recovery  # noqa: F401

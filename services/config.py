@@ -1,0 +1,256 @@
+"""release.toml: pydantic models, ${VAR} secret references, and config discovery.
+
+Secrets (database and Redis URLs, webhook URLs, S3 keys) are `SecretStr`, so that
+printing a model, an error or an audit record can never show them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONFIG_NAME = "release.toml"
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """Bad config: names the file, the key and what is wrong. Never carries a secret."""
+
+    def __init__(self, path: Path | None, problems: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        where = str(path) if path else "<config>"
+        lines = [f"{where}: {key}: {message}" for key, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class UnknownEnvironment(ConfigError):
+    def __init__(self, path: Path | None, name: str, known: list[str]) -> None:
+        super().__init__(
+            path,
+            [(f"environments.{name}", f"unknown environment {name!r}; known: {', '.join(known)}")],
+        )
+        self.name = name
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AppConfig(Strict):
+    name: str = Field(min_length=1)
+    image: str = Field(min_length=1, description="image repository, without a tag")
+    context: str = "."
+    dockerfile: str = "Dockerfile"
+    target: str = "runner"
+    build_args: dict[str, str] = {}
+    health_path: str = "/api/health"
+    port: int = Field(3000, ge=1, le=65535)
+    checks: dict[str, list[str]] = Field(
+        default_factory=dict, description="pipeline commands by name: test, type-check, lint"
+    )
+
+    @field_validator("health_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+class FeatureFlags(Strict):
+    analytics: bool = False
+    notifications: bool = False
+    experimental_features: bool = False
+
+
+class DockerTarget(Strict):
+    kind: Literal["docker"]
+    docker_url: str = "unix:///var/run/docker.sock"
+    service: str = "app"
+
+
+class KubernetesTarget(Strict):
+    kind: Literal["kubernetes"]
+    namespace: str = Field(min_length=1)
+    context: str | None = None
+    traffic_split: Literal["ingress-nginx", "gateway-api"] = "ingress-nginx"
+
+
+class NoTarget(Strict):
+    kind: Literal["none"] = "none"
+
+
+DeployTarget = Annotated[DockerTarget | KubernetesTarget | NoTarget, Field(discriminator="kind")]
+
+
+class EnvironmentConfig(Strict):
+    api_url: str
+    database_url: SecretStr
+    redis_url: SecretStr
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    production: bool = False
+    features: FeatureFlags = FeatureFlags()
+    target: DeployTarget = NoTarget()
+
+
+class CanaryPolicy(Strict):
+    stable_replicas: int = Field(9, ge=1)
+    canary_replicas: int = Field(1, ge=1)
+    weight_percent: int = Field(10, ge=0, le=100)
+    check_interval_s: int = Field(30, ge=1)
+    duration_s: int = Field(1800, ge=1)
+    error_rate_factor: float = Field(1.5, gt=1)
+    p95_factor: float = Field(2.0, gt=1)
+    cpu_scale_up_percent: float = Field(80, gt=0, le=100)
+    memory_scale_up_percent: float = Field(85, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _interval_fits(self) -> CanaryPolicy:
+        if self.check_interval_s > self.duration_s:
+            raise ValueError("check_interval_s must not exceed duration_s")
+        return self
+
+
+class S3Store(Strict):
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = "backups/"
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    server_side_encryption: Literal["AES256", "aws:kms"] | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class BackupPolicy(Strict):
+    local_dir: str = "/var/backups/food-management"
+    retention_days: int = Field(30, ge=1)
+    keep_newest: int = Field(3, ge=1)
+    compression: Literal["zstd", "gzip"] = "zstd"
+    s3: S3Store | None = None
+    app_paths: list[str] = ["."]
+    excludes: list[str] = ["node_modules", ".next", ".git"]
+
+
+class MigrationsConfig(Strict):
+    dir: str = "prisma/migrations"
+    integrity_tables: list[str] = ["Ingredient", "Category", "User"]
+    reindex_tables: list[str] = ["Ingredient", "Category", "User"]
+
+
+class NotifyConfig(Strict):
+    webhook_url: SecretStr | None = None
+    channel: str = "#deployments"
+
+
+class ReleaseConfig(Strict):
+    app: AppConfig
+    environments: dict[str, EnvironmentConfig]
+    canary: CanaryPolicy = CanaryPolicy()
+    backup: BackupPolicy = BackupPolicy()
+    migrations: MigrationsConfig = MigrationsConfig()
+    notify: NotifyConfig = NotifyConfig()
+    source: Path | None = Field(None, exclude=True)
+
+    @field_validator("environments")
+    @classmethod
+    def _some_environment(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+        if not value:
+            raise ValueError("define at least one environment")
+        return value
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        """The named environment; an unknown name is an error, never a fallback."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            raise UnknownEnvironment(self.source, name, list(self.environments)) from None
+
+
+def locate(explicit: str | os.PathLike[str] | None, env: Mapping[str, str] = os.environ) -> Path:
+    """--config, then ./release.toml, then $XDG_CONFIG_HOME/release-console/release.toml."""
+    candidates = [Path(explicit)] if explicit else [Path.cwd() / CONFIG_NAME, xdg_config_path(env)]
+    for path in candidates:
+        if path.is_file():
+            return path
+    searched = ", ".join(str(p) for p in candidates)
+    raise ConfigError(None, [("config", f"no config file found (looked at {searched}); pass --config")])
+
+
+def xdg_config_path(env: Mapping[str, str] = os.environ) -> Path:
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "release-console" / CONFIG_NAME
+
+
+def load(path: Path, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(path, [("file", f"cannot read: {err.strerror}")]) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(path, [("syntax", str(err))]) from None
+    return parse(raw, env, path)
+
+
+def parse(raw: dict[str, Any], env: Mapping[str, str], path: Path | None = None) -> ReleaseConfig:
+    problems: list[tuple[str, str]] = []
+    resolved = _resolve_references(raw, env, (), problems)
+    if problems:
+        raise ConfigError(path, problems)
+    try:
+        config = ReleaseConfig.model_validate(resolved)
+    except ValidationError as err:
+        # Format ourselves: pydantic's text echoes the input value, which may be a secret.
+        raise ConfigError(
+            path, [(".".join(str(p) for p in e["loc"]) or "config", e["msg"]) for e in err.errors()]
+        ) from None
+    return config.model_copy(update={"source": path})
+
+
+def _resolve_references(
+    node: Any, env: Mapping[str, str], key: tuple[str, ...], problems: list[tuple[str, str]]
+) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_references(v, env, (*key, k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_references(v, env, (*key, str(i)), problems) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            problems.append((".".join(key), f"${{{name}}} is not set in the environment"))
+            return ""
+        return env[name]
+
+    return _REFERENCE.sub(substitute, node)
+
+
+def references(path: Path) -> dict[str, list[str]]:
+    """Which ${VAR} each key refers to, for `config check` to show beside the masked value."""
+    found: dict[str, list[str]] = {}
+
+    def walk(node: Any, key: tuple[str, ...]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, (*key, k))
+        elif isinstance(node, str) and (names := _REFERENCE.findall(node)):
+            found[".".join(key)] = names
+
+    walk(tomllib.loads(path.read_text(encoding="utf-8")), ())
+    return found

@@ -1,0 +1,199 @@
+"""The one factory that builds the service layer, shared by the CLI, the TUI and the tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services import config as config_module
+from services.adapters.commands import SubprocessCommands
+from services.adapters.http import HttpHealth, WebhookNotifier
+from services.audit import AuditLog
+from services.config import ReleaseConfig
+from services.journal import Journal, state_dir
+from services.locks import FileLocks, LockInfo, PostgresLocks, ReleaseLocks
+from services.operations import Runner, StepFailed
+from services.ports import (
+    AppFiles,
+    CommandRunner,
+    DeployTarget,
+    HealthChecker,
+    ImageBuilder,
+    MetricsSource,
+    MigrationDatabase,
+    Notification,
+    Notifier,
+    ObjectStore,
+    Registry,
+)
+from services.sandbox import adapters as sandbox
+from services.sandbox.world import World
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "food-management" / "release.toml"
+T = TypeVar("T")
+
+
+class NotYetAvailable:
+    """Stands where a real adapter has not been built yet, and says so on first use."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise StepFailed(f"{self._what} is not available in this build yet; try it with --sandbox",
+                             ("run the same action with --sandbox",))
+
+        return unavailable
+
+
+class LogNotifier:
+    """Used when no webhook is configured: the notice still reaches the audit trail via the step log."""
+
+    def notify(self, message: Notification) -> None:
+        return None
+
+
+class RoutedLocks:
+    """One PostgreSQL lock table per environment: the lock lives in that environment's database."""
+
+    def __init__(self, config: ReleaseConfig) -> None:
+        self._config = config
+        self._by_env: dict[str, PostgresLocks] = {}
+
+    def _for(self, env: str) -> PostgresLocks:
+        if env not in self._by_env:
+            dsn = self._config.environment(env).database_url.get_secret_value()
+            self._by_env[env] = PostgresLocks(dsn)
+        return self._by_env[env]
+
+    def acquire(self, env: str, reason: str) -> LockInfo:
+        return self._for(env).acquire(env, reason)
+
+    def release(self, env: str) -> None:
+        self._for(env).release(env)
+
+    def holder(self, env: str) -> LockInfo | None:
+        return self._for(env).holder(env)
+
+    def force_release(self, env: str) -> LockInfo | None:
+        return self._for(env).force_release(env)
+
+
+@dataclass
+class Services:
+    config: ReleaseConfig
+    journal: Journal
+    audit: AuditLog
+    locks: ReleaseLocks
+    builder: ImageBuilder
+    registry: Registry
+    commands: CommandRunner
+    store: ObjectStore
+    app_files: AppFiles
+    notifier: Notifier
+    time_scale: float = 1.0
+    world: World | None = None
+    _per_env: dict[str, Callable[[str], Any]] = field(default_factory=dict)
+
+    @property
+    def runner(self) -> Runner:
+        return Runner(self.journal, self.audit, self.locks)
+
+    @property
+    def sandbox(self) -> bool:
+        return self.world is not None
+
+    def _adapter(self, kind: str, env: str) -> Any:
+        self.config.environment(env)  # unknown environment: an error, never a fallback
+        return self._per_env[kind](env)
+
+    def target(self, env: str) -> DeployTarget:
+        return self._adapter("target", env)  # type: ignore[no-any-return]
+
+    def metrics(self, env: str) -> MetricsSource:
+        return self._adapter("metrics", env)  # type: ignore[no-any-return]
+
+    def database(self, env: str) -> MigrationDatabase:
+        return self._adapter("database", env)  # type: ignore[no-any-return]
+
+    def health(self, env: str) -> HealthChecker:
+        return self._adapter("health", env)  # type: ignore[no-any-return]
+
+    def real_seconds(self, simulated: float) -> float:
+        """How long to really wait for a span of (possibly sandbox-accelerated) time."""
+        return simulated / self.time_scale
+
+
+def load_config(path: str | None, sandbox_mode: bool, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
+    """Sandbox mode falls back to the example config and fills unset ${VAR}s with sandbox URLs."""
+    if sandbox_mode:
+        located = Path(path) if path else _first_existing(env) or EXAMPLE_CONFIG
+        return config_module.load(located, _SandboxEnv(env))
+    return config_module.load(config_module.locate(path, env), env)
+
+
+def _first_existing(env: Mapping[str, str]) -> Path | None:
+    for candidate in (Path.cwd() / config_module.CONFIG_NAME, config_module.xdg_config_path(env)):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class _SandboxEnv(dict[str, str]):
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env)
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return f"sandbox://{key.lower()}"
+
+
+def build(
+    config: ReleaseConfig,
+    *,
+    sandbox_mode: bool = False,
+    seed: int = 7,
+    time_scale: float = 30.0,
+    state: Path | None = None,
+) -> Services:
+    state = state or state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    journal = Journal(state / ("sandbox-journal.sqlite3" if sandbox_mode else "journal.sqlite3"))
+    audit = AuditLog(state / ("sandbox-audit.jsonl" if sandbox_mode else "audit.jsonl"))
+    if sandbox_mode:
+        world = World(seed, time_scale)
+        return Services(
+            config, journal, audit, FileLocks(state / "sandbox-locks"),
+            sandbox.SandboxBuilder(world), sandbox.SandboxRegistry(world), sandbox.SandboxCommands(world),
+            sandbox.SandboxStore(world), sandbox.SandboxAppFiles(world), sandbox.SandboxNotifier(world),
+            time_scale, world,
+            {
+                "target": lambda env: sandbox.SandboxTarget(world, env),
+                "metrics": lambda env: sandbox.SandboxMetrics(world, env),
+                "database": lambda env: sandbox.SandboxMigrations(world, env),
+                "health": lambda env: sandbox.SandboxHealth(world, env),
+            },
+        )
+    notifier: Notifier = (
+        WebhookNotifier(config.notify.webhook_url, config.notify.channel) if config.notify.webhook_url else LogNotifier()
+    )
+    context = (config.source.parent if config.source else Path.cwd()) / config.app.context
+    return Services(
+        config, journal, audit, RoutedLocks(config),
+        NotYetAvailable("the Docker image builder"), NotYetAvailable("the registry"),  # type: ignore[arg-type]
+        SubprocessCommands(context), NotYetAvailable("the backup store"),  # type: ignore[arg-type]
+        NotYetAvailable("the app files archive"), notifier,  # type: ignore[arg-type]
+        1.0, None,
+        {
+            "target": lambda env: NotYetAvailable(f"the {config.environment(env).target.kind} deploy target"),
+            "metrics": lambda env: NotYetAvailable("the Prometheus metrics source"),
+            "database": lambda env: NotYetAvailable("the Prisma migration database"),
+            "health": lambda env: HttpHealth(),
+        },
+    )

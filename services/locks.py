@@ -1,0 +1,140 @@
+"""One release lock per environment, visible to every operator, naming who holds it and since when.
+
+The real lock is a row in the app database (`release_console_lock`), so every bastion
+sees it. The file lock is for the sandbox only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import psycopg
+
+from services.audit import who
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    env: str
+    holder: str  # user@host
+    ssh_client: str
+    pid: int
+    since: float
+    reason: str
+
+    def describe(self) -> str:
+        age = int(time.time() - self.since)
+        return f"{self.holder} (pid {self.pid}) for {age // 60}m{age % 60:02d}s: {self.reason}"
+
+
+class LockHeld(Exception):
+    def __init__(self, info: LockInfo) -> None:
+        super().__init__(f"{info.env} is locked by {info.describe()}")
+        self.info = info
+
+
+class ReleaseLocks(Protocol):
+    def acquire(self, env: str, reason: str) -> LockInfo: ...
+    def release(self, env: str) -> None: ...
+    def holder(self, env: str) -> LockInfo | None: ...
+    def force_release(self, env: str) -> LockInfo | None: ...
+
+
+def new_lock(env: str, reason: str) -> LockInfo:
+    me = who()
+    return LockInfo(env, f"{me['user']}@{socket.gethostname()}", me["ssh_client"], os.getpid(), time.time(), reason)
+
+
+class FileLocks:
+    """Sandbox locks: one JSON file per environment, created atomically with O_EXCL."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, env: str) -> Path:
+        return self.directory / f"{env}.lock"
+
+    def acquire(self, env: str, reason: str) -> LockInfo:
+        info = new_lock(env, reason)
+        try:
+            fd = os.open(self._path(env), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            held = self.holder(env)
+            if held is None:  # released between our open and read: try once more
+                return self.acquire(env, reason)
+            raise LockHeld(held) from None
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(info), handle)
+        return info
+
+    def release(self, env: str) -> None:
+        held = self.holder(env)
+        if held and held.pid == os.getpid():
+            self._path(env).unlink(missing_ok=True)
+
+    def force_release(self, env: str) -> LockInfo | None:
+        held = self.holder(env)
+        self._path(env).unlink(missing_ok=True)
+        return held
+
+    def holder(self, env: str) -> LockInfo | None:
+        try:
+            return LockInfo(**json.loads(self._path(env).read_text()))
+        except FileNotFoundError:
+            return None
+
+
+class PostgresLocks:
+    """A lock row in the app database; the primary key makes acquire atomic across bastions."""
+
+    _DDL = """CREATE TABLE IF NOT EXISTS release_console_lock (
+        env text PRIMARY KEY, holder text NOT NULL, ssh_client text NOT NULL, pid integer NOT NULL,
+        since double precision NOT NULL, reason text NOT NULL)"""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(self._DDL)
+
+    def acquire(self, env: str, reason: str) -> LockInfo:
+        info = new_lock(env, reason)
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            inserted = conn.execute(
+                "INSERT INTO release_console_lock (env, holder, ssh_client, pid, since, reason)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (env) DO NOTHING",
+                (info.env, info.holder, info.ssh_client, info.pid, info.since, info.reason),
+            ).rowcount
+        if inserted:
+            return info
+        held = self.holder(env)
+        if held is None:
+            return self.acquire(env, reason)
+        raise LockHeld(held)
+
+    def release(self, env: str) -> None:
+        me = new_lock(env, "")
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            conn.execute(
+                "DELETE FROM release_console_lock WHERE env = %s AND holder = %s AND pid = %s",
+                (env, me.holder, me.pid),
+            )
+
+    def force_release(self, env: str) -> LockInfo | None:
+        held = self.holder(env)
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM release_console_lock WHERE env = %s", (env,))
+        return held
+
+    def holder(self, env: str) -> LockInfo | None:
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT env, holder, ssh_client, pid, since, reason FROM release_console_lock WHERE env = %s", (env,)
+            ).fetchone()
+        return LockInfo(*row) if row else None

@@ -1,0 +1,214 @@
+"""Operations: an ordered list of steps that emit typed events as they run.
+
+One model serves the release pipeline, migrations, canary, backup, recovery and rollback.
+The runner journals every step (so work can resume), holds the environment's release
+lock, asks for confirmations through the caller, and appends the audit record.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.audit import AuditLog, mask
+from services.events import (
+    ConfirmationNeeded,
+    Event,
+    Finished,
+    LogLine,
+    MetricSample,
+    OperationStarted,
+    Outcome,
+    Progress,
+    StepFinished,
+    StepStarted,
+    StepStatus,
+)
+from services.journal import Journal
+from services.locks import LockHeld, ReleaseLocks
+
+Emit = Callable[[Event], None]
+# Answers a confirmation with the text the operator typed, or None when they declined.
+Confirm = Callable[[ConfirmationNeeded], str | None]
+
+
+class StepFailed(Exception):
+    """A step could not finish; `next_options` tells the operator what they can do now."""
+
+    def __init__(self, message: str, next_options: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.next_options = next_options
+
+
+class Declined(Exception):
+    pass
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class StepContext:
+    op_id: str
+    step_id: str
+    env: str
+    params: dict[str, Any]
+    state: dict[str, Any]  # journaled after each step: what later steps (and a resume) need
+    _emit: Emit
+    _confirm: Confirm
+    _cancel: threading.Event
+
+    def log(self, text: str, level: str = "info") -> None:
+        self._emit(LogLine(self.op_id, self.step_id, text, level))
+
+    def progress(self, done: float, total: float, unit: str = "") -> None:
+        self._emit(Progress(self.op_id, self.step_id, done, total, unit))
+
+    def metric(self, metric: str, series: str, value: float, threshold: float | None = None) -> None:
+        self._emit(MetricSample(self.op_id, metric, series, value, threshold))
+
+    def emit(self, event: Event) -> None:
+        self._emit(event)
+
+    def confirm(self, prompt: str, expected: str | None = None) -> None:
+        """Block until the operator confirms; raise Declined otherwise. `expected` must be typed exactly."""
+        answer = self._confirm(ConfirmationNeeded(self.op_id, self.step_id, prompt, expected))
+        if answer is None or (expected is not None and answer.strip() != expected):
+            raise Declined(f"not confirmed: {prompt}")
+
+    def check_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise Cancelled("cancelled by the operator")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep that wakes at once on cancel: thread workers cannot be interrupted otherwise."""
+        if self._cancel.wait(seconds):
+            raise Cancelled("cancelled by the operator")
+
+
+StepFn = Callable[[StepContext], str | None]
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    title: str
+    run: StepFn
+
+
+@dataclass
+class Operation:
+    kind: str
+    env: str
+    title: str
+    steps: list[Step]
+    params: dict[str, Any] = field(default_factory=dict)
+    takes_lock: bool = True
+    override_reason: str | None = None
+    id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+
+
+@dataclass(frozen=True)
+class Result:
+    op_id: str
+    outcome: Outcome
+    detail: str
+    failed_step: str | None = None
+
+
+class Runner:
+    def __init__(self, journal: Journal, audit: AuditLog, locks: ReleaseLocks) -> None:
+        self.journal = journal
+        self.audit = audit
+        self.locks = locks
+
+    def run(
+        self,
+        op: Operation,
+        emit: Emit,
+        confirm: Confirm,
+        cancel: threading.Event | None = None,
+        start_at: int = 0,
+        state: dict[str, Any] | None = None,
+    ) -> Result:
+        cancel = cancel or threading.Event()
+        state = dict(state or {})
+        params = mask(op.params)
+        if op.takes_lock:
+            try:
+                self.locks.acquire(op.env, f"{op.kind} {op.id}")
+            except LockHeld as held:
+                self.audit.append(op.env, op.kind, params, f"refused: {held}", op.override_reason)
+                emit(Finished(op.id, Outcome.FAILED, str(held), ("wait for the holder", "ask them to release it")))
+                return Result(op.id, Outcome.FAILED, str(held))
+        try:
+            return self._run_steps(op, emit, confirm, cancel, start_at, state, params)
+        finally:
+            if op.takes_lock:
+                self.locks.release(op.env)
+
+    def _run_steps(
+        self,
+        op: Operation,
+        emit: Emit,
+        confirm: Confirm,
+        cancel: threading.Event,
+        start_at: int,
+        state: dict[str, Any],
+        params: dict[str, Any],
+    ) -> Result:
+        self.journal.begin(op.id, op.kind, op.env, op.title, params, [(s.id, s.title) for s in op.steps])
+        verb = "resumed" if start_at else "started"
+        self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, verb, op.override_reason)
+        emit(OperationStarted(op.id, op.kind, op.env, op.title, tuple((s.id, s.title) for s in op.steps), start_at))
+        outcome, detail, failed, options = Outcome.SUCCEEDED, f"{len(op.steps)} steps done", None, ()
+        for index, step in enumerate(op.steps[start_at:], start=start_at):
+            ctx = StepContext(op.id, step.id, op.env, op.params, state, emit, self._waiting(op, index, confirm), cancel)
+            self.journal.step(op.id, index, StepStatus.RUNNING)
+            emit(StepStarted(op.id, step.id, step.title, index, len(op.steps)))
+            try:
+                ctx.check_cancelled()
+                step_detail = step.run(ctx) or ""
+            except Exception as err:  # noqa: BLE001 - every failure becomes an outcome, never a traceback
+                outcome, options = _classify(err)
+                detail, failed = str(mask(str(err))), step.id
+                self.journal.step(op.id, index, StepStatus.FAILED, detail)
+                emit(StepFinished(op.id, step.id, StepStatus.FAILED, detail))
+                break
+            self.journal.save_state(op.id, state)
+            self.journal.step(op.id, index, StepStatus.DONE, step_detail)
+            emit(StepFinished(op.id, step.id, StepStatus.DONE, step_detail))
+        status = "done" if outcome is Outcome.SUCCEEDED else outcome.value
+        # A failed step keeps the journal 'running' for resume only if the process dies;
+        # a handled failure is final but can still be re-run from its step.
+        self.journal.finish(op.id, status, detail)
+        self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, f"{outcome.value}: {detail}", op.override_reason)
+        emit(Finished(op.id, outcome, detail, options))
+        return Result(op.id, outcome, detail, failed)
+
+    def _waiting(self, op: Operation, index: int, confirm: Confirm) -> Confirm:
+        """Mark the step as waiting for the operator while a confirmation is open."""
+
+        def ask(question: ConfirmationNeeded) -> str | None:
+            self.journal.step(op.id, index, StepStatus.WAITING, question.prompt)
+            try:
+                return confirm(question)
+            finally:
+                self.journal.step(op.id, index, StepStatus.RUNNING)
+
+        return ask
+
+
+def _classify(err: Exception) -> tuple[Outcome, tuple[str, ...]]:
+    if isinstance(err, Declined):
+        return Outcome.DECLINED, ("run it again when ready",)
+    if isinstance(err, Cancelled):
+        return Outcome.CANCELLED, ("resume from this step", "abandon")
+    if isinstance(err, StepFailed):
+        return Outcome.FAILED, err.next_options or ("retry this step", "abandon")
+    return Outcome.FAILED, ("retry this step", "abandon")

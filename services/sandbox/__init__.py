@@ -1,0 +1,1 @@
+"""A deterministic, seeded, in-process world implementing every port, for drills and UI tests."""

@@ -1,0 +1,297 @@
+"""Sandbox adapters: the ports implemented over the in-process World."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO
+
+from services.ports import (
+    BuildRequest,
+    BuiltImage,
+    HealthResult,
+    MetricSnapshot,
+    MigrationRecord,
+    Notification,
+    OnLine,
+    OnProgress,
+    Revision,
+    StoredObject,
+    TargetStatus,
+)
+from services.sandbox.world import World, _checksum
+
+# The canary's error rate grows this much per check, so the 1.5x rule fires around check 6.
+CANARY_ERROR_GROWTH = 0.1
+BASELINE = {"error_rate": 0.008, "p95_ms": 180.0, "cpu_percent": 42.0, "memory_percent": 61.0}
+
+
+class SandboxCommands:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def run(self, argv: list[str], on_line: OnLine) -> int:
+        name = " ".join(argv)
+        for i in range(1, 6):
+            time.sleep(self.world.clock.real_seconds(3))
+            on_line(f"[{name}] {i * 20}% ok")
+        on_line(f"[{name}] passed")
+        return 0
+
+
+class SandboxBuilder:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def build(self, request: BuildRequest, on_line: OnLine) -> BuiltImage:
+        stages = [("deps", 4), ("builder", 6), (request.target, 5)]
+        total = sum(n for _, n in stages)
+        step = 0
+        for stage, count in stages:
+            for i in range(count):
+                step += 1
+                cached = stage == "deps"
+                on_line(f"#{step} [{stage} {i + 1}/{count}] {'CACHED' if cached else 'RUN'} step {step}/{total}")
+                for j in range(0 if cached else 12):
+                    on_line(f"#{step} {0.1 * j:.1f} compiling module {self.world.random.randint(100, 999)}")
+                time.sleep(self.world.clock.real_seconds(2))
+        image_id = "sha256:" + hashlib.sha256(repr(request.tags).encode()).hexdigest()
+        with self.world.lock:
+            for tag in request.tags:
+                self.world.images.setdefault(tag, "")
+        on_line(f"writing image {image_id[:19]} done")
+        return BuiltImage(image_id, 148_000_000, 9, request.tags)
+
+
+class SandboxRegistry:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def push(self, image: BuiltImage, on_progress: OnProgress, on_line: OnLine) -> str:
+        digest = "sha256:" + hashlib.sha256(image.id.encode()).hexdigest()
+        for layer in range(1, image.layers + 1):
+            time.sleep(self.world.clock.real_seconds(1.5))
+            on_progress(layer, image.layers)
+        with self.world.lock:
+            for tag in image.tags:
+                self.world.images[tag] = digest
+                on_line(f"pushed {tag} {digest[:19]}")
+        return digest
+
+    def has(self, reference: str) -> bool:
+        with self.world.lock:
+            return reference in self.world.images
+
+
+class SandboxTarget:
+    def __init__(self, world: World, env: str) -> None:
+        self.world = world
+        self.state = world.envs[env]
+
+    def status(self) -> TargetStatus:
+        s = self.state
+        with self.world.lock:
+            return TargetStatus(s.version if s.running else f"{s.version} (stopped)", s.ready, s.desired,
+                                s.canary_version, s.canary_weight, 0, tuple(s.events[-5:]))
+
+    def _roll(self, version: str, on_line: OnLine) -> None:
+        s = self.state
+        for i in range(s.desired):
+            time.sleep(self.world.clock.real_seconds(4))
+            on_line(f"replica {i + 1}/{s.desired} running {version}, healthy")
+            with self.world.lock:
+                s.ready = i + 1
+                s.events.append(f"pod {s.name}-{i} ready ({version})")
+
+    def deploy(self, image: str, on_line: OnLine) -> Revision:
+        version = image.rsplit(":", 1)[-1]
+        self._roll(version, on_line)
+        return self._record(image, version)
+
+    def _record(self, image: str, version: str) -> Revision:
+        s = self.state
+        with self.world.lock:
+            revision = Revision(len(s.revisions) + 1, image, self.world.images.get(image, ""), "you",
+                                self.world.clock.now(), s.migrations[-1].name if s.migrations else None)
+            s.revisions.append(revision)
+            s.version = version
+        return revision
+
+    def history(self) -> list[Revision]:
+        with self.world.lock:
+            return list(self.state.revisions)
+
+    def rollback(self, to_revision: int, on_line: OnLine) -> Revision:
+        target = next((r for r in self.state.revisions if r.number == to_revision), None)
+        if target is None:
+            raise ValueError(f"no revision {to_revision}; see history")
+        return self.deploy(target.image, on_line)
+
+    def start_canary(self, image: str, weight: int, on_line: OnLine) -> None:
+        with self.world.lock:
+            self.state.canary_version = image.rsplit(":", 1)[-1]
+            self.state.canary_weight = weight
+            self.state.canary_samples = 0
+            self.state.events.append(f"canary {self.state.canary_version} at {weight}%")
+        on_line(f"canary {image} started with {weight}% of traffic")
+
+    def set_weight(self, weight: int) -> None:
+        with self.world.lock:
+            self.state.canary_weight = weight
+
+    def promote(self, on_line: OnLine) -> Revision:
+        version = self.state.canary_version or self.state.version
+        self.abort(on_line)
+        return self.deploy(f"food-management:{version}", on_line)
+
+    def abort(self, on_line: OnLine) -> None:
+        with self.world.lock:
+            self.state.canary_weight = 0
+            self.state.canary_version = None
+            self.state.events.append("canary aborted: weight 0, scaled to 0")
+        on_line("canary weight set to 0 and canary scaled to 0")
+
+    def scale(self, replicas: int) -> None:
+        with self.world.lock:
+            self.state.desired = self.state.ready = replicas
+            self.state.events.append(f"scaled to {replicas}")
+
+    def stop(self, on_line: OnLine) -> None:
+        with self.world.lock:
+            self.state.running, self.state.ready = False, 0
+        on_line(f"{self.state.name}: services stopped")
+
+    def start(self, on_line: OnLine) -> None:
+        with self.world.lock:
+            self.state.running, self.state.ready = True, self.state.desired
+        on_line(f"{self.state.name}: services started")
+
+
+class SandboxMetrics:
+    """Stable stays near the baseline; the canary's error rate climbs each sample."""
+
+    def __init__(self, world: World, env: str) -> None:
+        self.world = world
+        self.state = world.envs[env]
+
+    def sample(self) -> MetricSnapshot:
+        with self.world.lock:
+            n = self.state.canary_samples
+            self.state.canary_samples += 1
+            stable = {k: v * (1 + self.world.noise(0.05)) for k, v in BASELINE.items()}
+            canary = {k: v * (1 + self.world.noise(0.05)) for k, v in BASELINE.items()}
+        canary["error_rate"] = BASELINE["error_rate"] * (1 + CANARY_ERROR_GROWTH * n)
+        canary["p95_ms"] = BASELINE["p95_ms"] * (1 + 0.03 * n)
+        canary["cpu_percent"] = BASELINE["cpu_percent"] + 2.5 * n
+        return MetricSnapshot(self.world.clock.now(), {"stable": stable, "canary": canary})
+
+
+class SandboxMigrations:
+    def __init__(self, world: World, env: str) -> None:
+        self.world = world
+        self.state = world.envs[env]
+
+    def status(self) -> list[MigrationRecord]:
+        with self.world.lock:
+            pending = [MigrationRecord(n, _checksum(n), "pending") for n in self.state.pending]
+            return list(self.state.migrations) + pending
+
+    def apply(self, name: str, on_line: OnLine) -> MigrationRecord:
+        started = self.world.clock.now()
+        on_line(f"applying {name}")
+        time.sleep(self.world.clock.real_seconds(6))
+        with self.world.lock:
+            self.state.pending.remove(name)
+            record = MigrationRecord(name, _checksum(name), "applied", started, self.world.clock.now())
+            self.state.migrations.append(record)
+        on_line(f"applied {name} in {record.finished_at - started:.1f}s" if record.finished_at else name)
+        return record
+
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
+        with self.world.lock:
+            return {t: self.state.rows.get(t, 0) for t in tables}
+
+    def reindex(self, table: str) -> None:
+        time.sleep(self.world.clock.real_seconds(2))
+
+    def dump(self, sink: IO[bytes]) -> str:
+        for _ in range(8):
+            sink.write(self.world.random.randbytes(4096))
+            time.sleep(self.world.clock.real_seconds(1))
+        return "15.18"
+
+    def restore(self, source: IO[bytes], on_line: OnLine) -> None:
+        size = len(source.read())
+        time.sleep(self.world.clock.real_seconds(10))
+        on_line(f"restored {size} bytes into {self.state.name}")
+
+
+class SandboxStore:
+    name = "sandbox"
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def list(self, prefix: str = "") -> list[StoredObject]:
+        with self.world.lock:
+            return [StoredObject(k, len(data), when, self.name, meta)
+                    for k, (data, when, meta) in sorted(self.world.objects.items()) if k.startswith(prefix)]
+
+    def put(self, key: str, chunks: Iterable[bytes], metadata: Mapping[str, str] | None = None) -> StoredObject:
+        data = b"".join(chunks)
+        with self.world.lock:
+            self.world.objects[key] = (data, self.world.clock.now(), dict(metadata or {}))
+        return StoredObject(key, len(data), self.world.clock.now(), self.name, dict(metadata or {}))
+
+    def get(self, key: str) -> Iterator[bytes]:
+        with self.world.lock:
+            try:
+                data = self.world.objects[key][0]
+            except KeyError:
+                raise FileNotFoundError(f"no object {key!r} in the sandbox store") from None
+        yield data
+
+    def delete(self, key: str) -> None:
+        with self.world.lock:
+            self.world.objects.pop(key, None)
+
+
+class SandboxNotifier:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def notify(self, message: Notification) -> None:
+        with self.world.lock:
+            self.world.notifications.append(f"[{message.severity}] {message.env} {message.version}: {message.reason}")
+
+
+class SandboxHealth:
+    def __init__(self, world: World, env: str) -> None:
+        self.world = world
+        self.state = world.envs[env]
+
+    def check(self, url: str) -> HealthResult:
+        if not self.state.running:
+            return HealthResult(False, None, f"{url}: connection refused")
+        return HealthResult(True, 200, f'{{"status":"ok","version":"{self.state.version}"}}')
+
+
+class SandboxAppFiles:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def archive(self, sink: IO[bytes], excludes: Iterable[str]) -> int:
+        with tarfile.open(fileobj=sink, mode="w:gz") as tar:
+            for name in ("package.json", "prisma/schema.prisma", "public/logo.svg"):
+                data = self.world.random.randbytes(512)
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return 3
+
+    def restore(self, source: IO[bytes], on_line: OnLine) -> None:
+        time.sleep(self.world.clock.real_seconds(5))
+        on_line(f"restored app files ({len(source.read())} bytes)")

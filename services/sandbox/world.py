@@ -1,0 +1,120 @@
+"""The sandbox world's state: the food-management app, three environments, migrations,
+backups, and a canary whose error rate climbs until the rollback rule fires.
+
+Everything random comes from one seeded generator, and metric values are a function of
+the sample number, so a run with the same seed shows the same story.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from services.ports import MigrationRecord, Revision
+
+DAY = 86_400.0
+
+
+@dataclass
+class SandboxClock:
+    """Simulated time running `scale` times faster than the wall clock."""
+
+    scale: float = 30.0
+    origin: float = field(default_factory=time.time)
+    _started: float = field(default_factory=time.monotonic)
+
+    def now(self) -> float:
+        return self.origin + (time.monotonic() - self._started) * self.scale
+
+    def real_seconds(self, simulated: float) -> float:
+        return simulated / self.scale
+
+
+@dataclass
+class EnvState:
+    name: str
+    version: str
+    desired: int
+    ready: int
+    revisions: list[Revision]
+    migrations: list[MigrationRecord]
+    pending: list[str]
+    rows: dict[str, int]
+    running: bool = True
+    canary_version: str | None = None
+    canary_weight: int = 0
+    canary_samples: int = 0
+    events: list[str] = field(default_factory=list)
+
+
+def _checksum(name: str) -> str:
+    return hashlib.sha256(f"-- {name}\n".encode()).hexdigest()
+
+
+APPLIED = [
+    "20240105093000_init",
+    "20240212141500_add_categories",
+    "20240320110000_ingredient_units",
+    "20240502081500_user_roles",
+    "20240618160000_recipe_tags",
+]
+PENDING = ["20240801120000_add_expiry_date", "20240815093000_rename_qty_to_quantity"]
+
+
+class World:
+    def __init__(self, seed: int = 7, time_scale: float = 30.0) -> None:
+        self.seed = seed
+        self.random = random.Random(seed)
+        self.clock = SandboxClock(time_scale)
+        self.lock = threading.RLock()  # adapters are called from worker threads
+        self.images: dict[str, str] = {}  # reference -> digest
+        self.objects: dict[str, tuple[bytes, float, dict[str, str]]] = {}
+        self.notifications: list[str] = []
+        now = self.clock.origin
+        self.envs = {
+            "development": self._env("development", "1.5.0-rc.1", 1, now, pending=[]),
+            "staging": self._env("staging", "1.4.2", 2, now, pending=PENDING[:1]),
+            "production": self._env("production", "1.4.1", 9, now, pending=PENDING),
+        }
+        for age_days in (41, 22, 9, 3, 1):
+            self._seed_backup("production", now - age_days * DAY)
+        self._seed_backup("staging", now - 2 * DAY)
+
+    def _env(self, name: str, version: str, replicas: int, now: float, pending: list[str]) -> EnvState:
+        applied = [n for n in APPLIED + PENDING if n not in pending]
+        migrations = [
+            MigrationRecord(n, _checksum(n), "applied", now - (len(applied) - i) * 20 * DAY, None)
+            for i, n in enumerate(applied)
+        ]
+        migrations = [
+            MigrationRecord(m.name, m.checksum, m.state, m.started_at, (m.started_at or 0) + 1.2 + i * 0.3)
+            for i, m in enumerate(migrations)
+        ]
+        revisions = [
+            Revision(i + 1, f"food-management:{v}", "sha256:" + hashlib.sha256(v.encode()).hexdigest(), "deploy-bot",
+                     now - (3 - i) * 7 * DAY, migrations[-1].name)
+            for i, v in enumerate(["1.3.9", "1.4.0", version])
+        ]
+        rows = {"Ingredient": 1200 + self.random.randint(0, 400), "Category": 40, "User": 310 + self.random.randint(0, 90)}
+        return EnvState(name, version, replicas, replicas, revisions, migrations, list(pending), rows)
+
+    def _seed_backup(self, env: str, when: float) -> None:
+        backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
+        db = self.random.randbytes(2048)
+        files = self.random.randbytes(1024)
+        prefix = f"{env}/{backup_id}/"
+        self.objects[prefix + "db.sql.gz"] = (db, when, {})
+        self.objects[prefix + "app.tar.gz"] = (files, when, {})
+        manifest = (
+            '{"id": "%s", "env": "%s", "artifacts": {"db.sql.gz": {"size": %d, "sha256": "%s"},'
+            ' "app.tar.gz": {"size": %d, "sha256": "%s"}}, "server_version": "15.18",'
+            ' "version": "%s", "migration_head": "%s"}'
+        ) % (backup_id, env, len(db), hashlib.sha256(db).hexdigest(), len(files),
+             hashlib.sha256(files).hexdigest(), self.envs[env].version, self.envs[env].migrations[-1].name)
+        self.objects[prefix + "manifest.json"] = (manifest.encode(), when, {})
+
+    def noise(self, spread: float) -> float:
+        return self.random.uniform(-spread, spread)
