@@ -75,6 +75,10 @@ class AuditLog:
                 if line.strip():
                     last = line
             prev = json.loads(last)["hash"] if last else GENESIS
+            # Chain onto the recorded head, not the file's last line: otherwise removing the
+            # tail and then appending would relink the chain and hide the removal.
+            anchored = self._head.read_text().strip() if self._head.exists() else ""
+            prev = anchored or prev
             record: dict[str, Any] = {
                 "who": who(),
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -69,7 +69,8 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
             verdicts = judge(policy, base, dict(snapshot.series["canary"]))
             for verdict in verdicts:
                 for series, values in snapshot.series.items():
-                    ctx.metric(verdict.metric, series, values.get(verdict.metric) or float("nan"), verdict.threshold)
+                    value = values.get(verdict.metric)  # 0.0 is data; only None is a gap
+                    ctx.metric(verdict.metric, series, float("nan") if value is None else value, verdict.threshold)
                 ctx.metric(verdict.metric, "baseline", base[verdict.metric])
             ctx.progress(check, checks, "checks")
             ctx.log(f"check {check}/{checks}: " + "; ".join(v.describe() for v in verdicts))

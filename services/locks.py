@@ -6,6 +6,7 @@ sees it. The file lock is for the sandbox only.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -51,6 +52,20 @@ def new_lock(env: str, reason: str) -> LockInfo:
     return LockInfo(env, f"{me['user']}@{socket.gethostname()}", me["ssh_client"], os.getpid(), time.time(), reason)
 
 
+def _stale(info: LockInfo) -> bool:
+    """Held by a process on this host that is gone (a crash, an SSH drop): safe to take over,
+    so that resuming the interrupted operation is not refused by its own dead lock."""
+    if info.holder.rpartition("@")[2] != socket.gethostname() or info.pid == os.getpid():
+        return False  # another bastion's process, or ours: we cannot tell, so never steal it
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class FileLocks:
     """Sandbox locks: one JSON file per environment, created atomically with O_EXCL."""
 
@@ -68,6 +83,12 @@ class FileLocks:
         except FileExistsError:
             held = self.holder(env)
             if held is None:  # released between our open and read: try once more
+                return self.acquire(env, reason)
+            if _stale(held):
+                with (self.directory / ".takeover").open("w") as guard:
+                    fcntl.flock(guard, fcntl.LOCK_EX)  # only one taker removes the dead holder's file
+                    if self.holder(env) == held:
+                        self._path(env).unlink(missing_ok=True)
                 return self.acquire(env, reason)
             raise LockHeld(held) from None
         with os.fdopen(fd, "w") as handle:
@@ -115,6 +136,13 @@ class PostgresLocks:
             return info
         held = self.holder(env)
         if held is None:
+            return self.acquire(env, reason)
+        if _stale(held):
+            with psycopg.connect(self._dsn, autocommit=True) as conn:
+                conn.execute(
+                    "DELETE FROM release_console_lock WHERE env = %s AND holder = %s AND pid = %s AND since = %s",
+                    (env, held.holder, held.pid, held.since),
+                )
             return self.acquire(env, reason)
         raise LockHeld(held)
 

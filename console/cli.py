@@ -1,0 +1,253 @@
+"""`release-console`: opens the console, or runs the same services headless for CI and scripts.
+
+Exit codes: 0 ok, 1 the operation failed, 2 bad config or usage, 3 declined or cancelled,
+4 the environment's release lock is held by someone else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from services import factory
+from services.audit import mask
+from services.catalog import all_actions, build_operation
+from services.config import ConfigError
+from services.events import ConfirmationNeeded, Event, Finished, LogLine, Outcome, Progress, StepFinished, StepStarted
+from services.factory import Services
+from services.locks import LockHeld
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DECLINED, EXIT_LOCKED = 0, 1, 2, 3, 4
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="release-console", description=__doc__.splitlines()[0])
+    top.add_argument("--config", help="path to release.toml (default: ./release.toml, then XDG config)")
+    top.add_argument("--sandbox", action="store_true", help="run on the simulated world: no infrastructure")
+    top.add_argument("--seed", type=int, default=7, help="sandbox seed")
+    top.add_argument("--time-scale", type=float, default=30.0, help="sandbox time runs this much faster")
+    top.add_argument("--json", action="store_true", help="JSON output (JSON lines for operations)")
+    sub = top.add_subparsers(dest="command")
+    status = sub.add_parser("status", help="environments: version, replicas, lock holder")
+    status.add_argument("--env")
+    cfg = sub.add_parser("config", help="config check | locate").add_subparsers(dest="config_command", required=True)
+    cfg.add_parser("check", help="validate and print the config, resolved and masked")
+    cfg.add_parser("locate", help="print where the config is looked for")
+    audit = sub.add_parser("audit", help="audit verify | tail").add_subparsers(dest="audit_command", required=True)
+    audit.add_parser("verify", help="check the hash chain")
+    audit.add_parser("tail", help="the last records")
+    journal = sub.add_parser("journal", help="journal list | resume ID | abandon ID")
+    journal_sub = journal.add_subparsers(dest="journal_command", required=True)
+    journal_sub.add_parser("list", help="recent and interrupted operations")
+    resume = journal_sub.add_parser("resume", help="resume an interrupted operation at its step")
+    resume.add_argument("op_id")
+    _confirm_flags(resume)
+    abandon = journal_sub.add_parser("abandon", help="abandon an interrupted operation, with a reason")
+    abandon.add_argument("op_id")
+    abandon.add_argument("--reason", required=True)
+    lock = sub.add_parser("lock", help="lock status | break").add_subparsers(dest="lock_command", required=True)
+    lock.add_parser("status", help="who holds each environment's release lock")
+    breaking = lock.add_parser("break", help="remove a stale lock (audited)")
+    breaking.add_argument("--env", required=True)
+    breaking.add_argument("--reason", required=True)
+    for kind, spec in sorted(all_actions().items()):
+        action = sub.add_parser(kind, help=spec.title)
+        action.add_argument("--env", required=True)
+        action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+        action.add_argument("--reason", help="override reason, recorded in the audit log")
+        _confirm_flags(action)
+    return top
+
+
+def _confirm_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--yes", action="store_true", help="answer yes to non-production confirmations")
+    command.add_argument("--confirm-env", help="type the environment name to confirm production actions")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = factory.load_config(args.config, args.sandbox)
+    except ConfigError as err:
+        print(f"config error:\n{err}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command is None:
+        from console.app import run_app  # Textual is only imported for the TUI
+
+        return run_app(config, sandbox=args.sandbox, seed=args.seed, time_scale=args.time_scale)
+    try:
+        services = factory.build(config, sandbox_mode=args.sandbox, seed=args.seed, time_scale=args.time_scale)
+        return _dispatch(args, services)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except LockHeld as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_LOCKED
+
+
+def _dispatch(args: argparse.Namespace, services: Services) -> int:
+    command = args.command
+    if command == "status":
+        return _status(args, services)
+    if command == "config":
+        return _config(args, services)
+    if command == "audit":
+        return _audit(args, services)
+    if command == "journal":
+        return _journal(args, services)
+    if command == "lock":
+        return _lock(args, services)
+    params = dict(p.split("=", 1) for p in args.param if "=" in p)
+    bad = [p for p in args.param if "=" not in p]
+    if bad:
+        print(f"error: --param takes KEY=VALUE, got {bad[0]!r}", file=sys.stderr)
+        return EXIT_USAGE
+    operation = build_operation(services, command, args.env, params)
+    operation.override_reason = args.reason
+    return _run(args, services, operation)
+
+
+def _run(args: argparse.Namespace, services: Services, operation: Any, start_at: int = 0,
+         state: dict[str, Any] | None = None) -> int:
+    render = _json_line if args.json else _text_line
+    result = services.runner.run(operation, render, _cli_confirm(args), start_at=start_at, state=state)
+    if result.outcome is Outcome.SUCCEEDED:
+        return EXIT_OK
+    if "locked by" in result.detail:
+        return EXIT_LOCKED
+    return EXIT_DECLINED if result.outcome in (Outcome.DECLINED, Outcome.CANCELLED) else EXIT_FAILED
+
+
+def _cli_confirm(args: argparse.Namespace) -> Any:
+    def confirm(question: ConfirmationNeeded) -> str | None:
+        if question.expected is not None:
+            if args.confirm_env is not None:
+                return str(args.confirm_env)
+        elif args.yes:
+            return "yes"
+        if not sys.stdin.isatty():
+            hint = f"--confirm-env {question.expected}" if question.expected else "--yes"
+            print(f"needs confirmation: {question.prompt} (no terminal; pass {hint})", file=sys.stderr)
+            return None
+        answer = input(f"{question.prompt} {'' if question.expected else '[y/N] '}")
+        if question.expected is None:
+            return "yes" if answer.strip().lower() in ("y", "yes") else None
+        return answer
+
+    return confirm
+
+
+def _json_line(event: Event) -> None:
+    print(json.dumps(event.to_json(), default=str), flush=True)
+
+
+def _text_line(event: Event) -> None:
+    clock = time.strftime("%H:%M:%S", time.localtime(event.at))
+    if isinstance(event, StepStarted):
+        print(f"{clock} [{event.index + 1}/{event.total}] {event.title} ...", flush=True)
+    elif isinstance(event, StepFinished):
+        print(f"{clock}   {event.status.value}: {event.detail}", flush=True)
+    elif isinstance(event, LogLine):
+        print(f"{clock}   | {event.text}", flush=True)
+    elif isinstance(event, Progress) and event.done == event.total:
+        print(f"{clock}   {event.done:g}/{event.total:g} {event.unit}", flush=True)
+    elif isinstance(event, Finished):
+        print(f"{clock} {event.outcome.value.upper()}: {event.detail}", flush=True)
+        for option in event.next_options:
+            print(f"  next: {option}")
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+def _status(args: argparse.Namespace, services: Services) -> int:
+    from services.overview import environment_rows
+
+    envs = [args.env] if args.env else list(services.config.environments)
+    rows = environment_rows(services, envs)
+    lines = [f"{'ENVIRONMENT':<13} {'VERSION':<14} {'READY':<7} {'CANARY':<12} LOCK"]
+    for row in rows:
+        name = row.env + (" [PROD]" if row.production else "")
+        canary = f"{row.canary_version}@{row.canary_weight}%" if row.canary_version else "-"
+        lines.append(f"{name:<13} {row.version:<14} {row.ready:<7} {canary:<12} {row.lock or 'free'}")
+    _emit(args, [r.__dict__ for r in rows], "\n".join(lines))
+    return EXIT_FAILED if any(r.error for r in rows) else EXIT_OK
+
+
+def _config(args: argparse.Namespace, services: Services) -> int:
+    from services.config import references, xdg_config_path
+
+    if args.config_command == "locate":
+        paths = {"--config": args.config, "cwd": "./release.toml", "xdg": str(xdg_config_path()),
+                 "in use": str(services.config.source)}
+        _emit(args, paths, "\n".join(f"{k:<9} {v}" for k, v in paths.items()))
+        return EXIT_OK
+    resolved = services.config.model_dump(mode="json")
+    refs = references(services.config.source) if services.config.source else {}
+    text = [f"config OK: {services.config.source}"]
+    text += _flatten(resolved, refs)
+    _emit(args, {"ok": True, "source": str(services.config.source), "config": resolved, "references": refs},
+          "\n".join(text))
+    return EXIT_OK
+
+
+def _flatten(node: Any, refs: dict[str, list[str]], key: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [line for k, v in node.items() for line in _flatten(v, refs, f"{key}.{k}" if key else k)]
+    source = f"   <- ${{{refs[key][0]}}}" if key in refs else ""
+    return [f"  {key} = {json.dumps(mask(node, key.rsplit('.', 1)[-1]))}{source}"]
+
+
+def _audit(args: argparse.Namespace, services: Services) -> int:
+    if args.audit_command == "tail":
+        records = services.audit.tail()
+        _emit(args, records, "\n".join(
+            f"{r['when']} {r['who']['user']:<8} {r['env']:<12} {r['action']:<9} {r['outcome']}" for r in records))
+        return EXIT_OK
+    result = services.audit.verify()
+    where = f" at line {result.line}" if result.line else ""
+    _emit(args, result.__dict__, f"audit chain OK: {result.records} records ({services.audit.path})" if result.ok
+          else f"audit chain BROKEN{where}: {result.problem} ({services.audit.path})")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _journal(args: argparse.Namespace, services: Services) -> int:
+    if args.journal_command == "list":
+        interrupted = {r.id for r in services.journal.interrupted()}
+        records = services.journal.recent()
+        _emit(args, [{**r.__dict__, "steps": [s.__dict__ for s in r.steps], "interrupted": r.id in interrupted}
+                     for r in records],
+              "\n".join(f"{r.id}  {r.kind:<9} {r.env:<12} "
+                        f"{'INTERRUPTED' if r.id in interrupted else r.status:<11} {r.title}" for r in records))
+        return EXIT_OK
+    record = services.journal.get(args.op_id)
+    if args.journal_command == "abandon":
+        services.journal.abandon(record.id, args.reason)
+        services.audit.append(record.env, "abandon", {"op_id": record.id}, "abandoned", args.reason)
+        print(f"abandoned {record.id}: {args.reason}")
+        return EXIT_OK
+    operation = build_operation(services, record.kind, record.env, record.params)
+    operation.id = record.id
+    return _run(args, services, operation, start_at=record.resume_index, state=record.state)
+
+
+def _lock(args: argparse.Namespace, services: Services) -> int:
+    if args.lock_command == "break":
+        held = services.locks.force_release(args.env)
+        services.audit.append(args.env, "lock-break", {"holder": held.holder if held else None}, "done", args.reason)
+        print(f"released {args.env} lock held by {held.describe() if held else 'nobody'}")
+        return EXIT_OK
+    holders = {env: services.locks.holder(env) for env in services.config.environments}
+    _emit(args, {e: h.__dict__ if h else None for e, h in holders.items()},
+          "\n".join(f"{e:<12} {h.describe() if h else 'free'}" for e, h in holders.items()))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

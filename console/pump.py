@@ -1,0 +1,43 @@
+"""Carries events from an operation's worker thread to the UI thread, in batches.
+
+The worker appends to a deque (thread-safe); the screen drains it on a ~100 ms timer, so
+a firehose of log lines costs one UI update per tick, not one per line. Confirmations
+block the worker on a queue until the operator answers in a modal.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+
+from services.events import ConfirmationNeeded, Event
+
+
+class EventPump:
+    def __init__(self) -> None:
+        self._events: deque[Event] = deque()
+        self._answers: queue.Queue[str | None] = queue.Queue()
+        self.cancel = threading.Event()
+
+    def put(self, event: Event) -> None:
+        self._events.append(event)
+
+    def drain(self) -> list[Event]:
+        batch = []
+        while self._events:
+            batch.append(self._events.popleft())
+        return batch
+
+    def ask(self, question: ConfirmationNeeded) -> str | None:
+        """Called on the worker thread: wait for the operator, waking on cancel."""
+        self.put(question)
+        while True:
+            try:
+                return self._answers.get(timeout=0.2)
+            except queue.Empty:
+                if self.cancel.is_set():
+                    return None
+
+    def answer(self, text: str | None) -> None:
+        self._answers.put(text)

@@ -1,0 +1,264 @@
+"""The main screen: the environments list beside one pane (more on wide terminals), the runbook
+below. It wires widgets to services; all service calls run in named thread workers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Header
+from textual.worker import Worker, WorkerState
+
+from console.pump import EventPump
+from console.screens.resume import ResumeModal
+from services.backups import BackupEntry, list_backups
+from services.catalog import build_operation
+from services.config import ConfigError
+from services.events import ConfirmationNeeded, Event, Finished, LogLine, MetricSample, OperationStarted
+from services.factory import Services
+from services.journal import OperationRecord
+from services.overview import EnvironmentRow, environment_rows
+from services.ports import MigrationRecord
+from widgets.audit import AuditPane
+from widgets.backups import BackupsPane
+from widgets.banner import SandboxBanner
+from widgets.build_log import BuildLogPane
+from widgets.canary import CanaryPane
+from widgets.confirm import ConfirmModal
+from widgets.environments import EnvironmentsPane
+from widgets.migrations import MigrationsPane
+from widgets.runbook import RunbookPanel
+
+PANES = {"build": "2", "migrations": "3", "canary": "4", "backups": "5", "audit": "6"}
+# Which pane an operation's progress is best watched in.
+PANE_FOR = {"release": "build", "migrate": "migrations", "canary": "canary", "abort": "canary",
+            "backup": "backups", "prune": "backups", "restore": "backups", "rollback": "build"}
+# Action kind -> key. Capitals are destructive, and always confirmed.
+ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
+               "rollback": "R", "restore": "X", "prune": "P", "abort": "A"}
+POLL_SECONDS = 2.0
+
+
+@dataclass
+class PaneData:
+    env: str
+    migrations: list[MigrationRecord]
+    backups: list[BackupEntry]
+    audit: list[dict[str, Any]]
+    audit_ok: bool
+    audit_problem: str
+    now: float
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("1", "focus_envs", "Envs", id="pane.environments"),
+        *[Binding(key, f"show('{pane}')", pane.capitalize(), id=f"pane.{pane}", show=False)
+          for pane, key in PANES.items()],
+        *[Binding(key, f"start('{kind}')", kind.capitalize(), id=f"action.{kind}", show=kind in ("release", "canary"))
+          for kind, key in ACTION_KEYS.items()],
+        Binding("ctrl+x", "cancel_operation", "Cancel op", id="operation.cancel"),
+    ]
+
+    class Overview(Message):
+        def __init__(self, rows: list[EnvironmentRow]) -> None:
+            super().__init__()
+            self.rows = rows
+
+    class Loaded(Message):
+        def __init__(self, data: PaneData) -> None:
+            super().__init__()
+            self.data = data
+
+    def __init__(self, services: Services, seed: int = 7) -> None:
+        super().__init__()
+        self.services = services
+        self.seed = seed
+        self.pump = EventPump()
+        self.running: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        if self.services.sandbox:
+            yield SandboxBanner(self.seed, self.services.time_scale)
+        config = self.services.config
+        with Horizontal(id="body"):
+            yield EnvironmentsPane(list(config.environments),
+                                   {n for n, e in config.environments.items() if e.production}, id="environments")
+            with Vertical(id="right"):
+                with ContentSwitcher(initial="build", id="panes"):
+                    yield BuildLogPane(id="build")
+                    yield MigrationsPane(id="migrations")
+                    yield CanaryPane(id="canary")
+                    yield BackupsPane(id="backups")
+                    yield AuditPane(id="audit")
+                yield RunbookPanel(id="runbook")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.drain_timer = self.set_interval(0.1, self.drain, pause=True)
+        self.query_one("#env-table").focus()
+        self.poll_overview()
+        self.load_panes()
+        self.offer_resume()
+
+    # --- polling: the next poll is scheduled only after the last one finished -------------
+
+    @work(thread=True, exclusive=True, group="env-poll", exit_on_error=False)
+    def poll_overview(self) -> None:
+        rows = environment_rows(self.services, list(self.services.config.environments))
+        self.post_message(self.Overview(rows))
+
+    def on_main_screen_overview(self, message: Overview) -> None:
+        self.query_one(EnvironmentsPane).update_rows(message.rows)
+        self.set_timer(POLL_SECONDS, self.poll_overview)
+
+    @work(thread=True, exclusive=True, group="pane-data", exit_on_error=False)
+    def load_panes(self) -> None:
+        env = self.selected_env
+        verified = self.services.audit.verify()
+        world = self.services.world
+        data = PaneData(env, self.services.database(env).status(), list_backups(self.services, env),
+                        self.services.audit.tail(100), verified.ok, verified.problem,
+                        world.clock.now() if world else time.time())
+        self.post_message(self.Loaded(data))
+
+    def on_main_screen_loaded(self, message: Loaded) -> None:
+        data = message.data
+        self.query_one(MigrationsPane).show(data.env, data.migrations)
+        self.query_one(BackupsPane).show(data.env, data.backups, data.now, self.services.config.backup.retention_days)
+        self.query_one(AuditPane).show(data.audit, data.audit_ok, data.audit_problem)
+
+    @on(EnvironmentsPane.Selected)
+    def env_selected(self) -> None:
+        self.load_panes()
+
+    @property
+    def selected_env(self) -> str:
+        return self.query_one(EnvironmentsPane).selected
+
+    # --- panes -------------------------------------------------------------------------------
+
+    def action_focus_envs(self) -> None:
+        self.query_one("#env-table").focus()
+
+    def action_show(self, pane: str) -> None:
+        self.query_one("#panes", ContentSwitcher).current = pane
+        if pane != "canary":
+            self.query_one(f"#{pane}").query("DataTable, Log").focus()
+        self.load_panes()
+
+    # --- operations --------------------------------------------------------------------------
+
+    def action_start(self, kind: str, params: dict[str, Any] | None = None) -> None:
+        if self.running:
+            self.notify(f"{self.running} is still running; wait, or cancel it with ctrl+x", severity="warning")
+            return
+        env = self.selected_env
+        try:
+            operation = build_operation(self.services, kind, env, params)
+        except (ConfigError, ValueError) as err:
+            self.notify(str(err), severity="error", timeout=10)
+            return
+        self.launch(operation)
+
+    def launch(self, operation: Any, start_at: int = 0, state: dict[str, Any] | None = None) -> None:
+        self.running = f"{operation.kind} on {operation.env}"
+        self.pump = EventPump()
+        self.drain_timer.resume()
+        self.action_show(PANE_FOR.get(operation.kind, "build"))
+        if operation.kind == "canary":
+            self.query_one(CanaryPane).show_title(f"{operation.title}")
+        self.query_one(BuildLogPane).start(operation.title)
+        self.run_operation(operation, start_at, state)
+
+    @work(thread=True, exclusive=True, group="operation", exit_on_error=False)
+    def run_operation(self, operation: Any, start_at: int, state: dict[str, Any] | None) -> None:
+        pump = self.pump
+        self.services.runner.run(operation, pump.put, pump.ask, pump.cancel, start_at, state)
+
+    def drain(self) -> None:
+        batch = self.pump.drain()
+        if batch:
+            self.dispatch(batch)
+
+    def dispatch(self, batch: list[Event]) -> None:
+        runbook, build_log, canary = self.query_one(RunbookPanel), self.query_one(BuildLogPane), self.query_one(CanaryPane)
+        lines: list[str] = []
+        for event in batch:
+            if isinstance(event, LogLine):
+                lines.append(f"[{event.step_id}] {event.text}")
+                if event.text.startswith("check "):
+                    canary.show_verdict(event.text)
+                continue
+            if lines:  # keep log order relative to step changes
+                build_log.write_lines(lines)
+                lines = []
+            if isinstance(event, MetricSample):
+                canary.add(event)
+                continue
+            runbook.apply(event)
+            if isinstance(event, ConfirmationNeeded):
+                self.ask(event)
+            elif isinstance(event, Finished):
+                self.running = None
+                self.drain_timer.pause()
+                self.load_panes()
+                self.notify(f"{event.outcome.value}: {event.detail}",
+                            severity="information" if event.outcome.value == "succeeded" else "error", timeout=8)
+            elif isinstance(event, OperationStarted):
+                runbook.scroll_home(animate=False)
+        build_log.write_lines(lines)
+
+    def ask(self, question: ConfirmationNeeded) -> None:
+        banner = "SANDBOX" if self.services.sandbox else None
+        self.app.push_screen(ConfirmModal(question.prompt, question.expected, banner), self.pump.answer)
+
+    def action_cancel_operation(self) -> None:
+        if not self.running:
+            self.notify("no operation is running")
+            return
+
+        def cancel(answer: str | None) -> None:
+            if answer:
+                self.pump.cancel.set()
+                self.notify("cancelling at the next safe point…")
+
+        self.app.push_screen(ConfirmModal(f"Cancel {self.running}? It can be resumed later from its step."), cancel)
+
+    @on(Worker.StateChanged)
+    def worker_failed(self, event: Worker.StateChanged) -> None:
+        """One place for worker failures: show them, never lose them."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            if event.worker.group == "operation":
+                self.running = None
+            self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=15)
+
+    # --- resume ------------------------------------------------------------------------------
+
+    def offer_resume(self) -> None:
+        interrupted = self.services.journal.interrupted()
+        if interrupted:
+            self.app.push_screen(ResumeModal(interrupted[-1]), self._resume_answer(interrupted[-1]))
+
+    def _resume_answer(self, record: OperationRecord) -> Any:
+        def answer(choice: str | None) -> None:
+            if choice == "resume":
+                operation = build_operation(self.services, record.kind, record.env, record.params)
+                operation.id = record.id
+                self.launch(operation, record.resume_index, record.state)
+            elif choice == "abandon":
+                self.services.journal.abandon(record.id, "abandoned from the console at start-up")
+                self.services.audit.append(record.env, "abandon", {"op_id": record.id}, "abandoned")
+                self.notify(f"abandoned {record.title}")
+
+        return answer
+

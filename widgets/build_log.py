@@ -1,0 +1,29 @@
+"""The build-log pane: Textual's Log (lazy rendering, capped), written in batches."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, Log
+
+MAX_LINES = 20_000
+
+
+class BuildLogPane(Vertical):
+    DEFAULT_CSS = """
+    BuildLogPane Log { height: 1fr; }
+    BuildLogPane .title { text-style: bold; }
+    """
+    can_focus = False
+
+    def compose(self) -> ComposeResult:
+        yield Label("Build log", classes="title", id="build-title")
+        yield Log(max_lines=MAX_LINES, id="build-log")
+
+    def write_lines(self, lines: list[str]) -> None:
+        if lines:
+            self.query_one(Log).write_lines(lines)
+
+    def start(self, title: str) -> None:
+        self.query_one("#build-title", Label).update(f"Build log: {title}")
+        self.query_one(Log).write_line(f"--- {title} ---")

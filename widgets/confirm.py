@@ -1,0 +1,74 @@
+"""The confirm modal. Production needs the environment name typed exactly; elsewhere y/n."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+class ConfirmModal(ModalScreen[str | None]):
+    """Dismisses with the typed text (or "yes"), or None when declined."""
+
+    DEFAULT_CSS = """
+    ConfirmModal { align: center middle; }
+    ConfirmModal > Vertical {
+        width: 70; max-width: 95%; height: auto; border: thick $error; background: $surface; padding: 1 2;
+    }
+    ConfirmModal .prompt { margin-bottom: 1; }
+    ConfirmModal .hint { color: $text-muted; }
+    ConfirmModal Horizontal { height: auto; margin-top: 1; }
+    ConfirmModal Button { margin-right: 2; }
+    """
+    BINDINGS = [
+        Binding("escape", "decline", "Cancel", id="confirm.decline"),
+        Binding("y", "accept", "Yes", id="confirm.yes", show=False),
+        Binding("n", "decline", "No", id="confirm.no", show=False),
+    ]
+
+    def __init__(self, prompt: str, expected: str | None = None, banner: str | None = None) -> None:
+        super().__init__()
+        self.prompt = prompt
+        self.expected = expected
+        self.banner = banner
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            if self.banner:
+                yield Static(self.banner, classes="sandbox-banner")
+            yield Label(self.prompt, classes="prompt")
+            if self.expected is not None:
+                yield Input(placeholder=f"type {self.expected}", id="typed")
+                yield Label("Enter to confirm, Esc to cancel", classes="hint")
+            else:
+                with Horizontal():
+                    yield Button("Yes (y)", variant="error", id="yes")
+                    yield Button("No (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        if self.expected is not None:
+            self.query_one(Input).focus()
+        else:
+            self.query_one("#no", Button).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() == self.expected:
+            self.dismiss(event.value.strip())
+        else:
+            event.input.value = ""
+            self.notify(f"That is not {self.expected!r}. Type it exactly, or Esc to cancel.", severity="error")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss("yes" if event.button.id == "yes" else None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Typed confirmation: single keys must reach the input, not answer the question.
+        return not (self.expected is not None and action == "accept")
+
+    def action_accept(self) -> None:
+        self.dismiss("yes")
+
+    def action_decline(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,85 @@
+"""The environments list: status, deployed version, lock holder; production marked apart."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Label, Static
+
+from services.overview import EnvironmentRow
+
+
+class EnvironmentsPane(Vertical):
+    DEFAULT_CSS = """
+    EnvironmentsPane { width: 34; border-right: solid $primary; }
+    EnvironmentsPane DataTable { height: auto; max-height: 8; }
+    EnvironmentsPane #env-detail { height: 1fr; padding: 0 1; color: $text-muted; }
+    EnvironmentsPane .title { text-style: bold; padding: 0 1; }
+    """
+
+    class Selected(Message):
+        def __init__(self, env: str) -> None:
+            super().__init__()
+            self.env = env
+
+    def __init__(self, envs: list[str], production: set[str], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.envs = envs
+        self.production = production
+        self.rows: dict[str, EnvironmentRow] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Label("1 Environments", classes="title")
+        table: DataTable[Text] = DataTable(cursor_type="row", id="env-table", zebra_stripes=False)
+        yield table
+        yield Static(id="env-detail")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("env", width=11)
+        table.add_column("version", width=9)
+        table.add_column("up", width=5)
+        for env in self.envs:
+            table.add_row(self._label(env), Text("…"), Text("…"), key=env)
+
+    def _label(self, env: str) -> Text:
+        if env in self.production:
+            return Text(f"{env[:6]} PROD", style="bold reverse red")
+        return Text(env[:11])
+
+    @property
+    def selected(self) -> str:
+        table = self.query_one(DataTable)
+        return self.envs[table.cursor_row] if self.envs else ""
+
+    def update_rows(self, rows: list[EnvironmentRow]) -> None:
+        table = self.query_one(DataTable)
+        for row in rows:
+            self.rows[row.env] = row
+            version = Text(row.version[:9], style="red" if row.error else "")
+            index = self.envs.index(row.env)
+            table.update_cell_at((index, 1), version)
+            table.update_cell_at((index, 2), Text(row.ready))
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        row = self.rows.get(self.selected)
+        if row is None:
+            return
+        lines = [
+            f"{row.env}{' (PRODUCTION)' if row.production else ''}",
+            f"target  {row.target}",
+            f"version {row.version}",
+            f"ready   {row.ready}",
+            f"canary  {f'{row.canary_version} at {row.canary_weight}%' if row.canary_version else 'none'}",
+            f"lock    {row.lock or 'free'}",
+        ]
+        if row.error:
+            lines.append(f"error   {row.error}")
+        self.query_one("#env-detail", Static).update("\n".join(lines))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+        self.post_message(self.Selected(self.selected))

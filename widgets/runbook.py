@@ -1,0 +1,107 @@
+"""The runbook panel: the running operation's steps, done / running / waiting / failed."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Label, Static
+
+from services.events import (
+    ConfirmationNeeded,
+    Event,
+    Finished,
+    OperationStarted,
+    Outcome,
+    Progress,
+    StepFinished,
+    StepStarted,
+    StepStatus,
+)
+
+ICONS = {
+    StepStatus.PENDING: ("·", "dim"),
+    StepStatus.RUNNING: ("▶", "bold yellow"),
+    StepStatus.WAITING: ("?", "bold magenta"),
+    StepStatus.DONE: ("✓", "green"),
+    StepStatus.FAILED: ("✗", "bold red"),
+    StepStatus.SKIPPED: ("-", "dim"),
+}
+
+
+class RunbookPanel(VerticalScroll):
+    DEFAULT_CSS = """
+    RunbookPanel { height: auto; max-height: 9; border-top: solid $primary; padding: 0 1; display: none; }
+    RunbookPanel.-active { display: block; }
+    RunbookPanel.-short { max-height: 6; }
+    RunbookPanel .title { text-style: bold; }
+    RunbookPanel #runbook-progress { height: auto; color: $accent; }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.steps: list[tuple[str, str]] = []
+        self.status: dict[str, StepStatus] = {}
+        self.details: dict[str, str] = {}
+        self.outcome: Text | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Label("Runbook: no operation running", classes="title", id="runbook-title")
+        yield Static(id="runbook-steps")
+        # Text, not an animated ProgressBar: an idle console must not redraw over SSH.
+        yield Static("", id="runbook-progress")
+
+    def on_resize(self) -> None:
+        self.set_class(self.app.size.height < 32, "-short")
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, OperationStarted):
+            self.add_class("-active")
+            self.steps = list(event.steps)
+            self.status = {sid: StepStatus.DONE if i < event.start_at else StepStatus.PENDING
+                           for i, (sid, _) in enumerate(event.steps)}
+            self.details, self.outcome = {}, None
+            self.query_one("#runbook-title", Label).update(f"Runbook: {event.title} [{event.env}]")
+            self.show_progress("")
+        elif isinstance(event, StepStarted):
+            self.status[event.step_id] = StepStatus.RUNNING
+            self.show_progress("")
+        elif isinstance(event, StepFinished):
+            self.status[event.step_id] = event.status
+            self.details[event.step_id] = event.detail
+        elif isinstance(event, ConfirmationNeeded):
+            self.status[event.step_id] = StepStatus.WAITING
+            self.details[event.step_id] = "waiting for you"
+        elif isinstance(event, Progress):
+            self.show_progress(progress_bar(event.done, event.total, event.unit))
+            return
+        elif isinstance(event, Finished):
+            style = "bold green" if event.outcome is Outcome.SUCCEEDED else "bold red"
+            self.outcome = Text(f"{event.outcome.value.upper()}: {event.detail}", style=style)
+            if event.next_options:
+                self.outcome.append("\nnext: " + " | ".join(event.next_options), style="yellow")
+        else:
+            return
+        self.query_one("#runbook-steps", Static).update(self.render_steps())
+
+    def show_progress(self, text: str) -> None:
+        self.query_one("#runbook-progress", Static).update(text)
+
+    def render_steps(self) -> Text:
+        text = Text()
+        for step_id, title in self.steps:
+            icon, style = ICONS[self.status.get(step_id, StepStatus.PENDING)]
+            text.append(f"{icon} ", style=style)
+            text.append(title)
+            if detail := self.details.get(step_id):
+                text.append(f"  {detail}", style="dim")
+            text.append("\n")
+        if self.outcome is not None:
+            text.append_text(self.outcome)
+        return text
+
+
+def progress_bar(done: float, total: float, unit: str, width: int = 20) -> str:
+    share = done / total if total else 0.0
+    filled = round(share * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done:g}/{total:g} {unit}"
