@@ -17,7 +17,7 @@ class ConfirmModal(ModalScreen[str | None]):
     ConfirmModal > Vertical {
         width: 70; max-width: 95%; height: auto; border: thick $error; background: $surface; padding: 1 2;
     }
-    ConfirmModal .prompt { margin-bottom: 1; }
+    ConfirmModal .prompt { margin-bottom: 1; width: 100%; }
     ConfirmModal .hint { color: $text-muted; }
     ConfirmModal Horizontal { height: auto; margin-top: 1; }
     ConfirmModal Button { margin-right: 2; }

@@ -152,7 +152,7 @@ class MainScreen(Screen[None]):
     def action_show(self, pane: str) -> None:
         self.query_one("#panes", ContentSwitcher).current = pane
         if pane != "canary":
-            self.query_one(f"#{pane}").query("DataTable, Log").focus()
+            self.query_one(f"#{pane}").query("DataTable, Log, OptionList").focus()
         self.load_panes()
 
     # --- operations --------------------------------------------------------------------------
