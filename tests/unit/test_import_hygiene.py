@@ -1,0 +1,56 @@
+"""Rules of the house: services/ never imports textual; nothing runs a shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+IMPORT_ALL = """
+import importlib, json, pkgutil, sys
+import services
+names = ["services"] + [m.name for m in pkgutil.walk_packages(services.__path__, "services.")]
+for name in names:
+    importlib.import_module(name)
+print(json.dumps({"imported": names, "textual": sorted(m for m in sys.modules if m.split(".")[0].startswith("textual"))}))
+"""
+
+
+def test_services_never_import_textual() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", IMPORT_ALL], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    on_disk = {p.stem for p in (ROOT / "services").rglob("*.py") if p.stem != "__init__"}
+    imported = {name.rsplit(".", 1)[-1] for name in report["imported"]}
+    assert on_disk <= imported, f"not imported: {on_disk - imported}"
+    assert {"services.config", "services.operations", "services.sandbox.world"} <= set(report["imported"])
+    assert report["textual"] == []
+
+
+SHELL_TRUE = re.compile(r"shell\s*=\s*True")
+
+
+def test_no_shell_true_anywhere() -> None:
+    offenders = []
+    scanned = 0
+    for package in ("services", "console", "widgets"):
+        for path in (ROOT / package).rglob("*.py"):
+            scanned += 1
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                if SHELL_TRUE.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert scanned > 10
+    assert offenders == []
+
+
+def test_shell_pattern_catches_variants() -> None:
+    assert SHELL_TRUE.search("subprocess.run(cmd, shell=True)")
+    assert SHELL_TRUE.search("Popen(cmd, shell = True)")
+    assert not SHELL_TRUE.search("subprocess.run(argv, shell=False)")

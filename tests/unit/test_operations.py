@@ -1,0 +1,339 @@
+"""The operations runner with a real journal, audit log and file locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from services.audit import AuditLog
+from services.events import (
+    ConfirmationNeeded,
+    Event,
+    Finished,
+    LogLine,
+    OperationStarted,
+    Outcome,
+    StepFinished,
+    StepStarted,
+    StepStatus,
+)
+from services.journal import Journal
+from services.locks import FileLocks
+from services.operations import Operation, Runner, Step, StepContext, StepFailed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Rig:
+    journal: Journal
+    audit: AuditLog
+    locks: FileLocks
+    runner: Runner
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type[Event]) -> list[Event]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def outcomes(self) -> list[str]:
+        return [r["outcome"] for r in self.audit.records()]
+
+
+@pytest.fixture
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rig:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    journal = Journal(tmp_path / "journal.sqlite3")
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    locks = FileLocks(tmp_path / "locks")
+    return Rig(journal, audit, locks, Runner(journal, audit, locks))
+
+
+def no_confirm(question: ConfirmationNeeded) -> str | None:
+    raise AssertionError(f"unexpected confirmation: {question.prompt}")
+
+
+def op(steps: list[Step], env: str = "staging", **params: object) -> Operation:
+    return Operation("test", env, "Test operation", steps, dict(params))
+
+
+def ok(name: str, calls: list[str]) -> Step:
+    def run(ctx: StepContext) -> str:
+        calls.append(name)
+        ctx.log(f"{name} running")
+        return f"{name} ok"
+
+    return Step(name, f"Step {name}", run)
+
+
+def structure(events: list[Event]) -> list[tuple[str, ...]]:
+    shape: list[tuple[str, ...]] = []
+    for e in events:
+        if isinstance(e, OperationStarted):
+            shape.append(("started",))
+        elif isinstance(e, StepStarted):
+            shape.append(("step", e.step_id))
+        elif isinstance(e, StepFinished):
+            shape.append(("done", e.step_id, e.status.value))
+        elif isinstance(e, Finished):
+            shape.append(("finished", e.outcome.value))
+    return shape
+
+
+def test_success_emits_events_in_order_and_journals(rig: Rig) -> None:
+    calls: list[str] = []
+    seen_holder = []
+
+    def middle(ctx: StepContext) -> str:
+        seen_holder.append(rig.locks.holder(ctx.env))
+        ctx.state["built"] = "sha256:abc"
+        ctx.progress(1, 1, "images")
+        return "built"
+
+    operation = op([ok("a", calls), Step("b", "Step b", middle), ok("c", calls)], version="1.5.0")
+    result = rig.runner.run(operation, rig.emit, no_confirm)
+
+    assert result.outcome is Outcome.SUCCEEDED
+    assert calls == ["a", "c"]
+    assert structure(rig.events) == [
+        ("started",),
+        ("step", "a"), ("done", "a", "done"),
+        ("step", "b"), ("done", "b", "done"),
+        ("step", "c"), ("done", "c", "done"),
+        ("finished", "succeeded"),
+    ]
+    started = rig.events[0]
+    assert isinstance(started, OperationStarted)
+    assert started.steps == (("a", "Step a"), ("b", "Step b"), ("c", "Step c"))
+    assert [e.index for e in rig.of(StepStarted)] == [0, 1, 2]  # type: ignore[attr-defined]
+    assert any(isinstance(e, LogLine) and e.text == "a running" for e in rig.events)
+    assert all(e.op_id == operation.id for e in rig.events)
+
+    # The lock was ours while running, and is free afterwards.
+    assert seen_holder[0] is not None and seen_holder[0].pid == os.getpid()
+    assert rig.locks.holder("staging") is None
+
+    record = rig.journal.get(operation.id)
+    assert record.status == "done"
+    assert [s.status for s in record.steps] == [StepStatus.DONE] * 3
+    assert [s.detail for s in record.steps] == ["a ok", "built", "c ok"]
+    assert record.state == {"built": "sha256:abc"}
+    assert record.params == {"version": "1.5.0"}
+    assert rig.journal.interrupted() == []
+
+    assert rig.outcomes() == ["started", "succeeded: 3 steps done"]
+    assert rig.audit.verify().ok
+
+
+def test_failing_step(rig: Rig) -> None:
+    calls: list[str] = []
+
+    def broken(ctx: StepContext) -> str:
+        raise StepFailed("disk full on the builder", ("free space and retry", "abandon"))
+
+    operation = op([ok("a", calls), Step("b", "Step b", broken), ok("c", calls), ok("d", calls)])
+    result = rig.runner.run(operation, rig.emit, no_confirm)
+
+    assert result.outcome is Outcome.FAILED
+    assert result.failed_step == "b"
+    assert calls == ["a"]
+    assert structure(rig.events) == [
+        ("started",), ("step", "a"), ("done", "a", "done"), ("step", "b"), ("done", "b", "failed"),
+        ("finished", "failed"),
+    ]
+    finished = rig.events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.next_options == ("free space and retry", "abandon")
+    assert finished.detail == "disk full on the builder"
+
+    record = rig.journal.get(operation.id)
+    assert record.status == "failed"
+    assert [s.status for s in record.steps] == [StepStatus.DONE, StepStatus.FAILED, StepStatus.PENDING,
+                                                StepStatus.PENDING]
+    assert record.steps[1].detail == "disk full on the builder"
+    assert record.resume_index == 1
+    assert rig.outcomes() == ["started", "failed: disk full on the builder"]
+    assert rig.locks.holder("staging") is None
+
+
+def test_unexpected_exception_becomes_failure_with_secret_masked(rig: Rig) -> None:
+    def broken(ctx: StepContext) -> str:
+        raise ConnectionError("cannot reach postgresql://app:hunter2@db:5432/food")
+
+    result = rig.runner.run(op([Step("x", "X", broken)]), rig.emit, no_confirm)
+    assert result.outcome is Outcome.FAILED
+    finished = rig.events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.next_options == ("retry this step", "abandon")
+    assert "hunter2" not in finished.detail and "db:5432" in finished.detail
+    assert "hunter2" not in rig.audit.path.read_text()
+    assert "hunter2" not in rig.journal.get(result.op_id).steps[0].detail
+
+
+def test_declined_confirmation(rig: Rig) -> None:
+    calls: list[str] = []
+    asked: list[ConfirmationNeeded] = []
+
+    def gate(ctx: StepContext) -> str:
+        ctx.confirm("Deploy to staging?")
+        return "confirmed"
+
+    def decline(question: ConfirmationNeeded) -> str | None:
+        asked.append(question)
+        return None
+
+    result = rig.runner.run(op([Step("confirm", "Confirm", gate), ok("deploy", calls)]), rig.emit, decline)
+    assert result.outcome is Outcome.DECLINED
+    assert calls == []
+    assert asked[0].prompt == "Deploy to staging?" and asked[0].expected is None
+    assert rig.journal.get(result.op_id).steps[1].status is StepStatus.PENDING
+    assert rig.outcomes()[-1].startswith("declined")
+
+
+@pytest.mark.parametrize(("typed", "outcome"), [
+    ("prod", Outcome.DECLINED),
+    ("Production", Outcome.DECLINED),
+    ("yes", Outcome.DECLINED),
+    ("production", Outcome.SUCCEEDED),
+    ("  production \n", Outcome.SUCCEEDED),
+])
+def test_typed_confirmation_must_match(rig: Rig, typed: str, outcome: Outcome) -> None:
+    calls: list[str] = []
+    waiting: list[StepStatus] = []
+
+    def gate(ctx: StepContext) -> str:
+        ctx.confirm("Type 'production' to confirm.", expected="production")
+        return "confirmed"
+
+    def answer(question: ConfirmationNeeded) -> str | None:
+        assert question.expected == "production"
+        waiting.append(rig.journal.get(question.op_id).steps[0].status)
+        return typed
+
+    result = rig.runner.run(op([Step("confirm", "Confirm", gate), ok("go", calls)], env="production"), rig.emit,
+                            answer)
+    assert result.outcome is outcome
+    assert calls == (["go"] if outcome is Outcome.SUCCEEDED else [])
+    assert waiting == [StepStatus.WAITING]  # the journal shows the step waiting for the operator
+
+
+def test_cancel_wakes_a_sleeping_step(rig: Rig) -> None:
+    cancel = threading.Event()
+    calls: list[str] = []
+
+    def slow(ctx: StepContext) -> str:
+        ctx.sleep(60)
+        return "slept"
+
+    def emit(event: Event) -> None:
+        rig.emit(event)
+        if isinstance(event, StepStarted) and event.step_id == "slow":
+            threading.Timer(0.05, cancel.set).start()
+
+    began = time.monotonic()
+    result = rig.runner.run(op([ok("a", calls), Step("slow", "Slow", slow), ok("c", calls)]), emit, no_confirm,
+                            cancel)
+    assert time.monotonic() - began < 10
+    assert result.outcome is Outcome.CANCELLED
+    assert calls == ["a"]
+    finished = rig.events[-1]
+    assert isinstance(finished, Finished) and "resume from this step" in finished.next_options
+    record = rig.journal.get(result.op_id)
+    assert record.status == "cancelled"
+    assert [s.status for s in record.steps] == [StepStatus.DONE, StepStatus.FAILED, StepStatus.PENDING]
+    assert record.resume_index == 1
+    assert rig.locks.holder("staging") is None
+
+
+def test_cancel_before_start_runs_nothing(rig: Rig) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    calls: list[str] = []
+    result = rig.runner.run(op([ok("a", calls)]), rig.emit, no_confirm, cancel)
+    assert result.outcome is Outcome.CANCELLED
+    assert calls == []
+
+
+@pytest.fixture
+def other_holder(rig: Rig) -> Iterator[subprocess.Popen[str]]:
+    """Another live process holding the staging lock through its own FileLocks."""
+    code = (
+        "import sys; from pathlib import Path; from services.locks import FileLocks; "
+        "FileLocks(Path(sys.argv[1])).acquire('staging', 'release 1.4.9 by the other on-call'); "
+        "print('held', flush=True); sys.stdin.read()"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(rig.locks.directory)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    yield proc
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+def test_lock_held_by_another_process_refuses(rig: Rig, other_holder: subprocess.Popen[str]) -> None:
+    calls: list[str] = []
+    operation = op([ok("a", calls)])
+    result = rig.runner.run(operation, rig.emit, no_confirm)
+
+    assert result.outcome is Outcome.FAILED
+    assert calls == []
+    assert structure(rig.events) == [("finished", "failed")]
+    finished = rig.events[-1]
+    assert isinstance(finished, Finished)
+    assert f"pid {other_holder.pid}" in finished.detail
+    assert f"@{socket.gethostname()}" in finished.detail
+    assert "release 1.4.9 by the other on-call" in finished.detail
+    assert finished.next_options  # tells the operator what they can do
+    # The other holder still holds it: a refused run never releases someone else's lock.
+    held = rig.locks.holder("staging")
+    assert held is not None and held.pid == other_holder.pid
+    records = list(rig.audit.records())
+    assert len(records) == 1
+    assert records[0]["outcome"].startswith("refused:")
+    assert f"pid {other_holder.pid}" in records[0]["outcome"]
+    with pytest.raises(KeyError):
+        rig.journal.get(operation.id)
+
+
+def test_lock_held_on_another_host_refuses(rig: Rig) -> None:
+    lock = {"env": "staging", "holder": "alice@bastion-2", "ssh_client": "10.0.0.5 40000 22", "pid": 4242,
+            "since": time.time() - 125, "reason": "migrate by alice"}
+    (rig.locks.directory / "staging.lock").write_text(json.dumps(lock))
+    result = rig.runner.run(op([ok("a", [])]), rig.emit, no_confirm)
+    assert result.outcome is Outcome.FAILED
+    assert "alice@bastion-2 (pid 4242) for 2m05s: migrate by alice" in result.detail
+    assert rig.locks.holder("staging").holder == "alice@bastion-2"  # type: ignore[union-attr]
+    assert rig.outcomes()[0].startswith("refused:")
+
+
+def test_stale_lock_of_a_dead_process_on_this_host_is_taken_over(rig: Rig) -> None:
+    """A crashed console's lock (same host, pid gone) must not block a resume forever."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = {"env": "staging", "holder": f"root@{socket.gethostname()}", "ssh_client": "", "pid": dead.pid,
+            "since": time.time() - 60, "reason": "crashed"}
+    (rig.locks.directory / "staging.lock").write_text(json.dumps(lock))
+    result = rig.runner.run(op([ok("a", [])]), rig.emit, no_confirm)
+    assert result.outcome is Outcome.SUCCEEDED
+    assert rig.locks.holder("staging") is None
+
+
+def test_operation_without_lock_ignores_holder(rig: Rig, other_holder: subprocess.Popen[str]) -> None:
+    operation = op([ok("a", [])])
+    operation.takes_lock = False
+    assert rig.runner.run(operation, rig.emit, no_confirm).outcome is Outcome.SUCCEEDED
+    assert rig.locks.holder("staging").pid == other_holder.pid  # type: ignore[union-attr]

@@ -1,0 +1,288 @@
+"""The sandbox world and the actions run against it: canary, migrate, restore, prune, judge."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from services.backups import DAY, list_backups, prune_candidates
+from services.canary import judge
+from services.catalog import build_operation
+from services.config import CanaryPolicy
+from services.events import (
+    ConfirmationNeeded,
+    Event,
+    Finished,
+    LogLine,
+    MetricSample,
+    Outcome,
+    StepFinished,
+    StepStarted,
+    StepStatus,
+)
+from services.factory import EXAMPLE_CONFIG, Services, build, load_config
+from services.operations import Result
+from services.ports import MetricSnapshot
+from services.sandbox.adapters import SandboxMetrics
+from services.sandbox.world import PENDING, World
+
+SCALE = 3000
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    return tmp_path / "state"
+
+
+def sandbox(state: Path, config_path: Path = EXAMPLE_CONFIG) -> Services:
+    return build(load_config(str(config_path), True, {}), sandbox_mode=True, state=state, time_scale=SCALE)
+
+
+def run(services: Services, kind: str, env: str, typed: str | None = None,
+        params: dict[str, object] | None = None) -> tuple[Result, list[Event], list[ConfirmationNeeded]]:
+    events: list[Event] = []
+    asked: list[ConfirmationNeeded] = []
+
+    def confirm(question: ConfirmationNeeded) -> str | None:
+        asked.append(question)
+        return typed
+
+    op = build_operation(services, kind, env, params or {})
+    result = services.runner.run(op, events.append, confirm)
+    return result, events, asked
+
+
+def logs(events: list[Event], step: str) -> list[str]:
+    return [e.text for e in events if isinstance(e, LogLine) and e.step_id == step]
+
+
+def finished_steps(events: list[Event]) -> dict[str, StepFinished]:
+    return {e.step_id: e for e in events if isinstance(e, StepFinished)}
+
+
+# --- the world ------------------------------------------------------------------------------
+
+
+def samples(seed: int, count: int = 12) -> list[dict[str, dict[str, float | None]]]:
+    metrics = SandboxMetrics(World(seed, SCALE), "production")
+    return [{s: dict(v) for s, v in metrics.sample().series.items()} for _ in range(count)]
+
+
+def test_world_is_deterministic_per_seed() -> None:
+    first, second = samples(7), samples(7)
+    assert first == second
+    assert first != samples(8)
+    assert first[0]["stable"] != first[1]["stable"]  # noise, but the same noise per seed
+    a, b = World(7), World(7)
+    assert {k: v[0] for k, v in a.objects.items()} == {k: v[0] for k, v in b.objects.items()}
+    assert a.envs["production"].rows == b.envs["production"].rows
+
+
+# --- canary ---------------------------------------------------------------------------------
+
+
+def test_canary_rolls_back_at_the_error_rate_rule(state: Path) -> None:
+    services = sandbox(state)
+    result, events, asked = run(services, "canary", "production", params={"version": "1.5.0"})
+
+    assert result.outcome is Outcome.FAILED
+    assert result.failed_step == "monitor"
+    assert asked == []  # it never reached the promote confirmation
+    match = re.fullmatch(r"rolled back at check (\d+): error_rate: ([\d.e-]+) vs threshold ([\d.e-]+) -> BREACH",
+                         result.detail)
+    assert match, result.detail
+    check, value, threshold = int(match[1]), float(match[2]), float(match[3])
+    assert value > threshold
+    assert 1 < check < 60  # climbs, then trips well before the 60 checks of 30 min / 30 s
+    baseline = services.journal.get(result.op_id).state["baseline"]
+    assert threshold == pytest.approx(baseline["error_rate"] * 1.5, rel=1e-3)
+
+    finished = events[-1]
+    assert isinstance(finished, Finished) and finished.outcome is Outcome.FAILED
+    assert finished.next_options == ("investigate the canary", "deploy a fix")
+    samples_seen = [e for e in events if isinstance(e, MetricSample) and e.metric == "error_rate"
+                    and e.series == "canary"]
+    assert len(samples_seen) == check
+    assert all(e.threshold == pytest.approx(threshold, rel=1e-3) for e in samples_seen)
+
+    assert services.world is not None
+    prod = services.world.envs["production"]
+    assert (prod.canary_weight, prod.canary_version) == (0, None)
+    rollbacks = [n for n in services.world.notifications if "automatic rollback" in n]
+    assert len(rollbacks) == 1
+    assert rollbacks[0].startswith("[critical] production 1.5.0: automatic rollback: error_rate:")
+
+    steps = services.journal.get(result.op_id).steps
+    assert [s.status for s in steps] == [StepStatus.DONE, StepStatus.DONE, StepStatus.FAILED, StepStatus.PENDING,
+                                         StepStatus.PENDING]
+    assert services.locks.holder("production") is None
+
+    # Same seed, same story.
+    again, _, _ = run(sandbox(state.parent / "again"), "canary", "production", params={"version": "1.5.0"})
+    assert again.detail.split(":")[0] == result.detail.split(":")[0]
+
+
+class QuietCanary:
+    """A metrics source (an outside system's port) whose canary has no errors at all."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def sample(self) -> MetricSnapshot:
+        stable = {"error_rate": 0.008, "p95_ms": 180.0, "cpu_percent": 42.0, "memory_percent": 61.0}
+        return MetricSnapshot(self.world.clock.now(), {"stable": stable, "canary": {**stable, "error_rate": 0.0}})
+
+
+def test_healthy_canary_is_promoted_and_zero_is_charted_as_zero(state: Path) -> None:
+    services = sandbox(state)
+    assert services.world is not None
+    world = services.world
+    services._per_env["metrics"] = lambda env: QuietCanary(world)
+    result, events, asked = run(services, "canary", "production", typed="production", params={"version": "1.5.0"})
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert [q.expected for q in asked] == ["production"]
+    assert finished_steps(events)["monitor"].detail == "60 checks passed"
+    charted = [e.value for e in events if isinstance(e, MetricSample) and e.metric == "error_rate"
+               and e.series == "canary"]
+    assert len(charted) == 60
+    assert charted == [0.0] * 60  # a zero error rate is data, not a gap
+    assert world.envs["production"].version == "1.5.0"
+    assert any(n.endswith("canary promoted") for n in world.notifications)
+
+
+# --- migrate --------------------------------------------------------------------------------
+
+
+def test_migrate_production_applies_pending_and_reports_row_counts(state: Path) -> None:
+    services = sandbox(state)
+    assert services.world is not None
+    prod = services.world.envs["production"]
+    rows = dict(prod.rows)
+    backups_before = len(list_backups(services, "production"))
+
+    result, events, asked = run(services, "migrate", "production")
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert asked == []
+    done = finished_steps(events)
+    assert done["apply"].detail == "2 applied"
+    assert done["integrity"].detail == "row counts kept"
+    assert prod.pending == []
+    assert [m.name for m in prod.migrations[-2:]] == PENDING
+    assert all(m.state == "applied" for m in services.database("production").status())
+    assert [line for line in logs(events, "apply") if line.startswith("applying")] == [f"applying {n}" for n in PENDING]
+
+    report = logs(events, "integrity")
+    for table in ("Ingredient", "Category", "User"):
+        line = next(x for x in report if x.startswith(table))
+        assert re.search(rf"before\s+{rows[table]}\s+after\s+{rows[table]}$", line), line
+
+    backups = list_backups(services, "production")
+    assert len(backups) == backups_before + 1
+    newest = backups[0]
+    assert newest.complete and newest.id == done["backup"].detail.removeprefix("backup ")
+
+
+# --- restore --------------------------------------------------------------------------------
+
+
+def test_restore_runs_all_eleven_steps(state: Path) -> None:
+    services = sandbox(state)
+    result, events, asked = run(services, "restore", "production", typed="production")
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert [q.expected for q in asked] == ["production"]
+    started = [e.step_id for e in events if isinstance(e, StepStarted)]
+    assert started == ["choose", "confirm", "stop", "download", "verify", "restore-db", "restore-files", "validate",
+                       "start", "health", "report"]
+    done = finished_steps(events)
+    assert all(s.status is StepStatus.DONE for s in done.values())
+    assert done["health"].detail == "healthy after 1 tries"
+    assert done["verify"].detail == "checksums match"
+    newest = next(b for b in list_backups(services, "production") if b.complete)
+    assert done["choose"].detail.startswith(newest.id)
+    assert logs(events, "health")[0].startswith("try 1/30: 200 ")
+    assert services.world is not None and services.world.envs["production"].running
+    assert [s.status for s in services.journal.get(result.op_id).steps] == [StepStatus.DONE] * 11
+
+
+def test_restore_in_production_declined_without_the_typed_name(state: Path) -> None:
+    services = sandbox(state)
+    result, _, _ = run(services, "restore", "production", typed="prod")
+    assert result.outcome is Outcome.DECLINED
+    assert services.world is not None and services.world.envs["production"].running  # never stopped
+
+
+# --- prune ----------------------------------------------------------------------------------
+
+
+def test_prune_lists_only_backups_past_retention(state: Path) -> None:
+    services = sandbox(state)
+    assert services.world is not None
+    now = services.world.clock.now()
+    ages = sorted(round((now - b.created) / DAY) for b in list_backups(services, "production"))
+    assert ages == [1, 3, 9, 22, 41]
+    doomed = prune_candidates(services, "production", now)
+    assert [round((now - b.created) / DAY) for b in doomed] == [41]
+    assert prune_candidates(services, "staging", now) == []
+
+
+def test_prune_never_deletes_the_newest_n(state: Path, tmp_path: Path) -> None:
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8").replace("retention_days = 30", "retention_days = 2")
+    config_path = tmp_path / "short-retention.toml"
+    config_path.write_text(text, encoding="utf-8")
+    services = sandbox(state, config_path)
+    assert services.config.backup.retention_days == 2 and services.config.backup.keep_newest == 3
+    assert services.world is not None
+    now = services.world.clock.now()
+    everything = list_backups(services, "production")
+    newest_three = {b.id for b in everything[:3]}
+
+    doomed = prune_candidates(services, "production", now)
+    # 41, 22, 9 and 3 days are all past 2 days, but 9 and 3 are among the newest three.
+    assert [round((now - b.created) / DAY) for b in doomed] == [22, 41]
+    assert not newest_three & {b.id for b in doomed}
+
+    result, events, asked = run(services, "prune", "production", typed="production")
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert asked[0].expected == "production"
+    assert finished_steps(events)["delete"].detail == "2 deleted"
+    left = {b.id for b in list_backups(services, "production")}
+    assert left == {b.id for b in everything} - {b.id for b in doomed}
+    assert newest_three <= left
+
+
+# --- judge ----------------------------------------------------------------------------------
+
+
+BASE = {"error_rate": 0.01, "p95_ms": 200.0, "cpu_percent": 40.0, "memory_percent": 60.0}
+
+
+def verdicts(canary: dict[str, float | None]) -> dict[str, tuple[bool, str]]:
+    return {v.metric: (v.breached, v.action) for v in judge(CanaryPolicy(), BASE, canary)}
+
+
+def test_judge_healthy_and_thresholds() -> None:
+    healthy = verdicts({"error_rate": 0.015, "p95_ms": 400.0, "cpu_percent": 80.0, "memory_percent": 85.0})
+    assert healthy == {m: (False, "none") for m in BASE}  # exactly at threshold is not a breach
+    hot = verdicts({"error_rate": 0.0151, "p95_ms": 401.0, "cpu_percent": 80.5, "memory_percent": 85.5})
+    assert hot == {"error_rate": (True, "rollback"), "p95_ms": (True, "rollback"),
+                   "cpu_percent": (True, "scale-up"), "memory_percent": (True, "scale-up")}
+    described = judge(CanaryPolicy(), BASE, {"error_rate": 0.02})[0].describe()
+    assert described == "error_rate: 0.02 vs threshold 0.015 -> BREACH"
+
+
+def test_judge_treats_missing_data_as_breach() -> None:
+    result = verdicts({"error_rate": None, "p95_ms": math.nan, "cpu_percent": 10.0})
+    assert result["error_rate"] == (True, "rollback")
+    assert result["p95_ms"] == (True, "rollback")
+    assert result["cpu_percent"] == (False, "none")
+    assert result["memory_percent"] == (True, "scale-up")  # absent key: no data
+    none_verdict = judge(CanaryPolicy(), BASE, {"error_rate": None})[0]
+    assert "no data" in none_verdict.describe()
