@@ -1,0 +1,1 @@
+"""Test rig: service start script (`run`), sample app context, Kubernetes emulator."""
