@@ -221,6 +221,11 @@ class MainScreen(Screen[None]):
         banner = "SANDBOX" if self.services.sandbox else None
         self.app.push_screen(ConfirmModal(question.prompt, question.expected, banner), self.pump.answer)
 
+    def on_unmount(self) -> None:
+        # The app is closing: a worker blocked on a confirmation or a sleep must stop at its next
+        # safe point, or the process hangs on exit waiting for the thread.
+        self.pump.cancel.set()
+
     def action_cancel_operation(self) -> None:
         if not self.running:
             self.notify("no operation is running")
