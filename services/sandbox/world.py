@@ -65,10 +65,11 @@ PENDING = ["20240801120000_add_expiry_date", "20240815093000_rename_qty_to_quant
 
 
 class World:
-    def __init__(self, seed: int = 7, time_scale: float = 30.0) -> None:
+    def __init__(self, seed: int = 7, time_scale: float = 30.0, origin: float | None = None) -> None:
+        """`origin` pins the simulated clock's start (default: now), for reproducible screens."""
         self.seed = seed
         self.random = random.Random(seed)
-        self.clock = SandboxClock(time_scale)
+        self.clock = SandboxClock(time_scale) if origin is None else SandboxClock(time_scale, origin)
         self.lock = threading.RLock()  # adapters are called from worker threads
         self.images: dict[str, str] = {}  # reference -> digest
         self.objects: dict[str, tuple[bytes, float, dict[str, str]]] = {}
