@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from console.screens.main import ACTION_KEYS, PANES, MainScreen
-from services import factory
-from services.catalog import all_actions
-from services.config import ReleaseConfig
-from services.factory import Services
+from console.screens.loading import LoadingScreen
+
+if TYPE_CHECKING:
+    from services.factory import Services
+
+# The main screen, its widgets and the services (pydantic, plotext) are imported by the
+# start-up worker, after the first frame: see LoadingScreen.
+Loader = Callable[[], "Services"]
+EXIT_CONFIG = 2
 
 
 class ReleaseConsole(App[None]):
@@ -21,17 +27,49 @@ class ReleaseConsole(App[None]):
     TITLE = "release-console"
     BINDINGS = [Binding("q", "quit", "Quit", id="app.quit")]
 
-    def __init__(self, services: Services, seed: int = 7) -> None:
+    def __init__(self, services: Services | Loader, *, sandbox: bool, seed: int = 7, time_scale: float = 30.0) -> None:
         super().__init__()
-        self.services = services
-        self.seed = seed
+        self.services: Services | None = None if callable(services) else services
+        self._loader = services if callable(services) else None
+        self.sandbox, self.seed, self.time_scale = sandbox, seed, time_scale
         self.animation_level = "none"  # over SSH every frame costs bandwidth
-        self.sub_title = services.config.app.name + (" [SANDBOX]" if services.sandbox else "")
+        self.sub_title = "SANDBOX" if sandbox else ""
 
     def on_mount(self) -> None:
-        self.push_screen(MainScreen(self.services, self.seed))
+        if self.services is not None:
+            self._show(self.services)
+            return
+        self.push_screen(LoadingScreen(self.sandbox, self.seed, self.time_scale))
+        self.call_after_refresh(self._load)
+
+    @work(thread=True, exclusive=True, group="startup", exit_on_error=False)
+    def _load(self) -> None:
+        from services.config import ConfigError
+
+        assert self._loader is not None
+        try:
+            services = self._loader()
+            import console.screens.main  # noqa: F401  (imported off the UI thread)
+        except ConfigError as err:
+            # Bad config: nothing runs; the error is printed once the terminal is restored.
+            self.call_from_thread(self.exit, None, EXIT_CONFIG, f"config error:\n{err}")
+            return
+        self.call_from_thread(self._show, services)
+
+    def _show(self, services: Services) -> None:
+        from console.screens.main import MainScreen
+
+        self.services = services
+        self.sub_title = services.config.app.name + (" [SANDBOX]" if services.sandbox else "")
+        if isinstance(self.screen, LoadingScreen):
+            self.switch_screen(MainScreen(services, self.seed))
+        else:
+            self.push_screen(MainScreen(services, self.seed))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        from console.screens.main import ACTION_KEYS, PANES, MainScreen
+        from services.catalog import all_actions
+
         yield from super().get_system_commands(screen)
         if not isinstance(screen, MainScreen):
             return
@@ -44,16 +82,27 @@ class ReleaseConsole(App[None]):
                                 lambda pane=pane: screen.action_show(pane))  # type: ignore[misc]
 
 
-def make_app(config: ReleaseConfig, *, sandbox: bool, seed: int = 7, time_scale: float = 30.0,
-             state: os.PathLike[str] | None = None) -> ReleaseConsole:
-    """The one way the console is built: by the CLI, the tests and the benchmarks."""
-    from pathlib import Path
+def make_app(config: object, *, sandbox: bool, seed: int = 7, time_scale: float = 30.0,
+             state: Path | str | None = None) -> ReleaseConsole:
+    """The one way the console is built with its services ready: used by the tests and benchmarks."""
+    from services import factory
+    from services.config import ReleaseConfig
 
+    assert isinstance(config, ReleaseConfig)
     services = factory.build(config, sandbox_mode=sandbox, seed=seed, time_scale=time_scale,
                              state=Path(state) if state else None)
-    return ReleaseConsole(services, seed)
+    return ReleaseConsole(services, sandbox=sandbox, seed=seed, time_scale=time_scale)
 
 
-def run_app(config: ReleaseConfig, *, sandbox: bool, seed: int, time_scale: float) -> int:
-    make_app(config, sandbox=sandbox, seed=seed, time_scale=time_scale).run()
-    return 0
+def run_app(config_path: str | None, *, sandbox: bool, seed: int, time_scale: float) -> int:
+    """The CLI's path: paint first, then load config and services in a worker."""
+
+    def load() -> Services:
+        from services import factory
+
+        config = factory.load_config(config_path, sandbox)
+        return factory.build(config, sandbox_mode=sandbox, seed=seed, time_scale=time_scale)
+
+    app = ReleaseConsole(load, sandbox=sandbox, seed=seed, time_scale=time_scale)
+    app.run()
+    return app.return_code or 0

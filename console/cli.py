@@ -13,24 +13,29 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from services import factory
-from services.audit import mask
-from services.catalog import all_actions, build_operation
-from services.config import ConfigError
-from services.events import ConfirmationNeeded, Event, Finished, LogLine, Outcome, Progress, StepFinished, StepStarted
-from services.factory import Services
-from services.locks import LockHeld
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.events import ConfirmationNeeded, Event
+    from services.factory import Services
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DECLINED, EXIT_LOCKED = 0, 1, 2, 3, 4
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="release-console", description=__doc__.splitlines()[0])
+def top_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="release-console", description=__doc__.splitlines()[0], add_help=add_help)
     top.add_argument("--config", help="path to release.toml (default: ./release.toml, then XDG config)")
     top.add_argument("--sandbox", action="store_true", help="run on the simulated world: no infrastructure")
     top.add_argument("--seed", type=int, default=7, help="sandbox seed")
     top.add_argument("--time-scale", type=float, default=30.0, help="sandbox time runs this much faster")
     top.add_argument("--json", action="store_true", help="JSON output (JSON lines for operations)")
+    return top
+
+
+def parser() -> argparse.ArgumentParser:
+    from services.catalog import all_actions
+
+    top = top_parser()
     sub = top.add_subparsers(dest="command")
     status = sub.add_parser("status", help="environments: version, replicas, lock holder")
     status.add_argument("--env")
@@ -69,16 +74,23 @@ def _confirm_flags(command: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quick, rest = top_parser(add_help=False).parse_known_args(argv)
+    if not rest:
+        # The console itself: Textual first, so the first frame does not wait for pydantic.
+        from console.app import run_app
+
+        return run_app(quick.config, sandbox=quick.sandbox, seed=quick.seed, time_scale=quick.time_scale)
+    from services import factory
+    from services.config import ConfigError
+    from services.locks import LockHeld
+
     args = parser().parse_args(argv)
     try:
         config = factory.load_config(args.config, args.sandbox)
     except ConfigError as err:
         print(f"config error:\n{err}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command is None:
-        from console.app import run_app  # Textual is only imported for the TUI
-
-        return run_app(config, sandbox=args.sandbox, seed=args.seed, time_scale=args.time_scale)
     try:
         services = factory.build(config, sandbox_mode=args.sandbox, seed=args.seed, time_scale=args.time_scale)
         return _dispatch(args, services)
@@ -102,6 +114,8 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
         return _journal(args, services)
     if command == "lock":
         return _lock(args, services)
+    from services.catalog import build_operation
+
     params = dict(p.split("=", 1) for p in args.param if "=" in p)
     bad = [p for p in args.param if "=" not in p]
     if bad:
@@ -114,6 +128,8 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
 
 def _run(args: argparse.Namespace, services: Services, operation: Any, start_at: int = 0,
          state: dict[str, Any] | None = None) -> int:
+    from services.events import Outcome
+
     render = _json_line if args.json else _text_line
     result = services.runner.run(operation, render, _cli_confirm(args), start_at=start_at, state=state)
     if result.outcome is Outcome.SUCCEEDED:
@@ -147,6 +163,8 @@ def _json_line(event: Event) -> None:
 
 
 def _text_line(event: Event) -> None:
+    from services.events import Finished, LogLine, Progress, StepFinished, StepStarted
+
     clock = time.strftime("%H:%M:%S", time.localtime(event.at))
     if isinstance(event, StepStarted):
         print(f"{clock} [{event.index + 1}/{event.total}] {event.title} ...", flush=True)
@@ -198,6 +216,8 @@ def _config(args: argparse.Namespace, services: Services) -> int:
 
 
 def _flatten(node: Any, refs: dict[str, list[str]], key: str = "") -> list[str]:
+    from services.audit import mask
+
     if isinstance(node, dict):
         return [line for k, v in node.items() for line in _flatten(v, refs, f"{key}.{k}" if key else k)]
     source = f"   <- ${{{refs[key][0]}}}" if key in refs else ""
@@ -232,6 +252,8 @@ def _journal(args: argparse.Namespace, services: Services) -> int:
         services.audit.append(record.env, "abandon", {"op_id": record.id}, "abandoned", args.reason)
         print(f"abandoned {record.id}: {args.reason}")
         return EXIT_OK
+    from services.catalog import build_operation
+
     operation = build_operation(services, record.kind, record.env, record.params)
     operation.id = record.id
     return _run(args, services, operation, start_at=record.resume_index, state=record.state)

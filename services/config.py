@@ -33,7 +33,7 @@ class ConfigError(Exception):
     def __init__(self, path: Path | None, problems: list[tuple[str, str]]) -> None:
         self.path = path
         self.problems = problems
-        where = str(path) if path else "<config>"
+        where = str(path) if path else "release.toml"
         lines = [f"{where}: {key}: {message}" for key, message in problems]
         super().__init__("\n".join(lines))
 

@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from services import config as config_module
-from services.adapters.commands import SubprocessCommands
-from services.adapters.http import HttpHealth, WebhookNotifier
 from services.audit import AuditLog
 from services.config import ReleaseConfig
 from services.journal import Journal, state_dir
-from services.locks import FileLocks, LockInfo, PostgresLocks, ReleaseLocks
+from services.locks import FileLocks, LockInfo, ReleaseLocks
 from services.operations import Runner, StepFailed
 from services.ports import (
     AppFiles,
@@ -62,9 +60,11 @@ class RoutedLocks:
 
     def __init__(self, config: ReleaseConfig) -> None:
         self._config = config
-        self._by_env: dict[str, PostgresLocks] = {}
+        self._by_env: dict[str, ReleaseLocks] = {}
 
-    def _for(self, env: str) -> PostgresLocks:
+    def _for(self, env: str) -> ReleaseLocks:
+        from services.adapters.postgres_locks import PostgresLocks
+
         if env not in self._by_env:
             dsn = self._config.environment(env).database_url.get_secret_value()
             self._by_env[env] = PostgresLocks(dsn)
@@ -180,6 +180,10 @@ def build(
                 "health": lambda env: sandbox.SandboxHealth(world, env),
             },
         )
+    # Imported here: httpx and psycopg cost ~0.5 s of start-up that the sandbox never needs.
+    from services.adapters.commands import SubprocessCommands
+    from services.adapters.http import HttpHealth, WebhookNotifier
+
     notifier: Notifier = (
         WebhookNotifier(config.notify.webhook_url, config.notify.channel) if config.notify.webhook_url else LogNotifier()
     )

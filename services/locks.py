@@ -1,7 +1,7 @@
 """One release lock per environment, visible to every operator, naming who holds it and since when.
 
-The real lock is a row in the app database (`release_console_lock`), so every bastion
-sees it. The file lock is for the sandbox only.
+The real lock is a row in the app database (services.adapters.postgres_locks), so every
+bastion sees it. The file lock here is for the sandbox only.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
-
-import psycopg
 
 from services.audit import who
 
@@ -52,7 +50,7 @@ def new_lock(env: str, reason: str) -> LockInfo:
     return LockInfo(env, f"{me['user']}@{socket.gethostname()}", me["ssh_client"], os.getpid(), time.time(), reason)
 
 
-def _stale(info: LockInfo) -> bool:
+def is_stale(info: LockInfo) -> bool:
     """Held by a process on this host that is gone (a crash, an SSH drop): safe to take over,
     so that resuming the interrupted operation is not refused by its own dead lock."""
     if info.holder.rpartition("@")[2] != socket.gethostname() or info.pid == os.getpid():
@@ -84,7 +82,7 @@ class FileLocks:
             held = self.holder(env)
             if held is None:  # released between our open and read: try once more
                 return self.acquire(env, reason)
-            if _stale(held):
+            if is_stale(held):
                 with (self.directory / ".takeover").open("w") as guard:
                     fcntl.flock(guard, fcntl.LOCK_EX)  # only one taker removes the dead holder's file
                     if self.holder(env) == held:
@@ -110,59 +108,3 @@ class FileLocks:
             return LockInfo(**json.loads(self._path(env).read_text()))
         except FileNotFoundError:
             return None
-
-
-class PostgresLocks:
-    """A lock row in the app database; the primary key makes acquire atomic across bastions."""
-
-    _DDL = """CREATE TABLE IF NOT EXISTS release_console_lock (
-        env text PRIMARY KEY, holder text NOT NULL, ssh_client text NOT NULL, pid integer NOT NULL,
-        since double precision NOT NULL, reason text NOT NULL)"""
-
-    def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(self._DDL)
-
-    def acquire(self, env: str, reason: str) -> LockInfo:
-        info = new_lock(env, reason)
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
-            inserted = conn.execute(
-                "INSERT INTO release_console_lock (env, holder, ssh_client, pid, since, reason)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (env) DO NOTHING",
-                (info.env, info.holder, info.ssh_client, info.pid, info.since, info.reason),
-            ).rowcount
-        if inserted:
-            return info
-        held = self.holder(env)
-        if held is None:
-            return self.acquire(env, reason)
-        if _stale(held):
-            with psycopg.connect(self._dsn, autocommit=True) as conn:
-                conn.execute(
-                    "DELETE FROM release_console_lock WHERE env = %s AND holder = %s AND pid = %s AND since = %s",
-                    (env, held.holder, held.pid, held.since),
-                )
-            return self.acquire(env, reason)
-        raise LockHeld(held)
-
-    def release(self, env: str) -> None:
-        me = new_lock(env, "")
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
-            conn.execute(
-                "DELETE FROM release_console_lock WHERE env = %s AND holder = %s AND pid = %s",
-                (env, me.holder, me.pid),
-            )
-
-    def force_release(self, env: str) -> LockInfo | None:
-        held = self.holder(env)
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
-            conn.execute("DELETE FROM release_console_lock WHERE env = %s", (env,))
-        return held
-
-    def holder(self, env: str) -> LockInfo | None:
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT env, holder, ssh_client, pid, since, reason FROM release_console_lock WHERE env = %s", (env,)
-            ).fetchone()
-        return LockInfo(*row) if row else None

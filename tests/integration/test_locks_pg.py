@@ -1,4 +1,4 @@
-"""services.locks.PostgresLocks against a real PostgreSQL: other holders are other processes."""
+"""services.adapters.postgres_locks.PostgresLocks against a real PostgreSQL: other holders are other processes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from services.locks import LockHeld, PostgresLocks
+from services.adapters.postgres_locks import PostgresLocks
+from services.locks import LockHeld
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # until its stdin closes, so that its pid is a live holder.
 OTHER = """
 import json, sys
-from services.locks import LockHeld, PostgresLocks
+from services.adapters.postgres_locks import PostgresLocks
+from services.locks import LockHeld
 dsn, command, env, stay = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "stay"
 locks = PostgresLocks(dsn)
 try:
