@@ -1,0 +1,381 @@
+"""Fixtures for the test rig's real services.
+
+Run the tests with the README's command, which installs and starts the
+services and exports their connection info (see tests/rig/run):
+
+    bash tests/rig/run [PYTEST ARGS...]
+
+Environment (written to $RC_RIG_DIR/rig.env by the rig):
+
+    RC_RIG_DIR           rig directory; its *.log files are shown on failures
+    RC_DOCKER_URL        dockerd, e.g. unix:///var/run/docker.sock
+    RC_REGISTRY          registry host:port, 127.0.0.1:5000
+    RC_PG_DSN            postgresql://USER:PASSWORD@127.0.0.1:PORT/postgres (superuser)
+    RC_PROM_URL          Prometheus, http://127.0.0.1:PORT (scrapes every 1 s)
+    RC_PROM_TARGETS_DIR  drop file_sd JSON files (*.json) here for Prometheus
+
+Session fixtures for those services (``docker_client``, ``registry``,
+``pg_dsn``, ``prometheus_url``, ``prom_targets_dir``) FAIL, never skip, when
+their service is missing. In-process services, per test module: ``s3_endpoint``
+/ ``s3_client`` (moto server over HTTP) and ``kube_api`` (the Kubernetes API
+emulator of tests/rig/kube_emulator.py, over HTTP, for the real client).
+
+Real Kubernetes (opt-in): with ``RC_REAL_KUBE=1``, ``kube_api`` uses
+``kubernetes.config.load_kube_config()`` (``KUBECONFIG`` or ~/.kube/config)
+instead of the emulator, and tests marked ``@pytest.mark.real_kube`` (which
+need a real cluster) run; without it they are skipped. Example:
+
+    RC_REAL_KUBE=1 KUBECONFIG=~/.kube/kind bash tests/rig/run -m "real_kube or kube"
+
+Each test gets a default ``timeout`` marker of RC_TEST_TIMEOUT seconds (300)
+unless it has its own (pytest-timeout).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:  # makes `rig` importable whatever the rootdir
+    sys.path.insert(0, str(TESTS_DIR))
+
+from rig.helpers import (
+    KubeAPI,
+    SampleApp,
+    free_port,
+    tail,
+    unique_bucket_name,
+    unique_name,
+    wait_until,
+)
+from rig.kube_emulator import KubeEmulator
+from rig.sample_app import prepare_context
+
+RUN_HINT = "run tests via `bash tests/rig/run`"
+LOG_TAIL_LINES = 30
+
+
+# ------------------------------------------------------------------ config --
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_kube: needs a real Kubernetes cluster via KUBECONFIG; runs only with RC_REAL_KUBE=1",
+    )
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    real_kube = os.environ.get("RC_REAL_KUBE") == "1"
+    default_timeout = float(os.environ.get("RC_TEST_TIMEOUT", "300"))
+    for item in items:
+        if item.get_closest_marker("real_kube") and not real_kube:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="real cluster test: set RC_REAL_KUBE=1 and KUBECONFIG"
+                )
+            )
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(default_timeout))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """On failure, append the tail of every rig service log to the report."""
+    report = yield
+    rig_dir = os.environ.get("RC_RIG_DIR")
+    if report.failed and rig_dir:
+        for log in sorted(Path(rig_dir).glob("*.log")):
+            try:
+                text = tail(log, LOG_TAIL_LINES)
+            except OSError as exc:
+                text = f"(cannot read: {exc})"
+            report.sections.append(
+                (f"rig log {log.name} (last {LOG_TAIL_LINES} lines)", text)
+            )
+    return report
+
+
+# ------------------------------------------------------------------ helpers --
+
+
+def rig_fail(service: str, problem: str) -> None:
+    pytest.fail(f"{service} is not available: {problem}; {RUN_HINT}", pytrace=False)
+
+
+def require_env(name: str, service: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        rig_fail(service, f"environment variable {name} is not set")
+    return value  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def rig_dir() -> Path:
+    path = Path(require_env("RC_RIG_DIR", "the test rig"))
+    if not path.is_dir():
+        rig_fail("the test rig", f"RC_RIG_DIR={path} is not a directory")
+    return path
+
+
+# ------------------------------------------------------------------- docker --
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    import docker
+
+    url = require_env("RC_DOCKER_URL", "Docker")
+    try:
+        client = docker.DockerClient(base_url=url, timeout=120)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no usable dockerd
+        rig_fail("Docker", f"cannot reach dockerd at RC_DOCKER_URL={url} ({exc})")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def sample_app_image(
+    docker_client: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """The sample app image (tests/fixtures/sample-app), built once per session, removed after."""
+    context = prepare_context(tmp_path_factory.mktemp("sample-app-context"))
+    tag = f"rc-sample-app:test-{uuid.uuid4().hex[:10]}"
+    image, _ = docker_client.images.build(
+        path=str(context),
+        tag=tag,
+        network_mode="host",
+        rm=True,
+        forcerm=True,
+        buildargs={"NEXT_PUBLIC_API_URL": "http://127.0.0.1:3000/api"},
+    )
+    yield image
+    try:
+        docker_client.images.remove(tag, force=True)
+    except Exception:  # noqa: BLE001, S110 - already gone is fine
+        pass
+
+
+@pytest.fixture
+def run_sample_app(
+    docker_client: Any, sample_app_image: Any
+) -> Iterator[Callable[..., SampleApp]]:
+    """Factory: run the sample app (host network, free port) until it is healthy.
+
+    ``run_sample_app(ERROR_RATE="0.1", LATENCY_MS="50", VERSION="1.2.3")``; the
+    containers are removed after the test.
+    """
+    import httpx
+
+    started: list[Any] = []
+
+    def run(**env: str) -> SampleApp:
+        port = free_port()
+        environment = {"PORT": str(port), **{k: str(v) for k, v in env.items()}}
+        container = docker_client.containers.run(
+            sample_app_image.id,
+            detach=True,
+            network_mode="host",
+            environment=environment,
+            name=unique_name("rc-test-sample-app"),
+            labels={"release-console.test": "sample-app"},
+        )
+        started.append(container)
+        app = SampleApp(container, port, environment)
+
+        def healthy() -> bool:
+            container.reload()
+            if container.status not in ("created", "running"):
+                raise RuntimeError(
+                    f"container {container.status}: {container.logs().decode()[-2000:]}"
+                )
+            return httpx.get(f"{app.url}/api/health", timeout=2).status_code == 200
+
+        wait_until(
+            healthy, timeout=30, what=f"sample app on port {port} answering /api/health"
+        )
+        return app
+
+    yield run
+    for container in started:
+        try:
+            container.remove(force=True)
+        except Exception:  # noqa: BLE001, S110 - already gone is fine
+            pass
+
+
+# ----------------------------------------------------------------- registry --
+
+
+@pytest.fixture(scope="session")
+def registry() -> str:
+    """The registry's host:port (127.0.0.1:5000)."""
+    import httpx
+
+    addr = require_env("RC_REGISTRY", "the Docker registry")
+    try:
+        httpx.get(f"http://{addr}/v2/", timeout=5).raise_for_status()
+    except Exception as exc:  # noqa: BLE001
+        rig_fail("the Docker registry", f"http://{addr}/v2/ does not answer ({exc})")
+    return addr
+
+
+# --------------------------------------------------------------- postgresql --
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """Superuser DSN of the rig's PostgreSQL 15 (database "postgres")."""
+    import psycopg
+
+    dsn = require_env("RC_PG_DSN", "PostgreSQL")
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001
+        rig_fail("PostgreSQL", f"cannot connect with RC_PG_DSN ({exc})")
+    return dsn
+
+
+@pytest.fixture
+def pg_database(pg_dsn: str) -> Iterator[str]:
+    """A fresh, uniquely named database, dropped afterwards; yields its DSN."""
+    import psycopg
+    from psycopg import sql
+
+    name = unique_name("rc_test", 12).replace("-", "_")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield urllib.parse.urlsplit(pg_dsn)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)
+            )
+        )
+
+
+# --------------------------------------------------------------- prometheus --
+
+
+@pytest.fixture(scope="session")
+def prometheus_url() -> str:
+    import httpx
+
+    url = require_env("RC_PROM_URL", "Prometheus").rstrip("/")
+    try:
+        httpx.get(f"{url}/-/ready", timeout=5).raise_for_status()
+    except Exception as exc:  # noqa: BLE001
+        rig_fail("Prometheus", f"{url}/-/ready does not answer ({exc})")
+    return url
+
+
+@pytest.fixture(scope="session")
+def prom_targets_dir() -> Path:
+    """Directory whose *.json files are Prometheus file_sd target groups."""
+    path = Path(require_env("RC_PROM_TARGETS_DIR", "Prometheus file_sd"))
+    if not path.is_dir():
+        rig_fail("Prometheus file_sd", f"RC_PROM_TARGETS_DIR={path} is not a directory")
+    return path
+
+
+# ----------------------------------------------------------------------- s3 --
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 over real HTTP on 127.0.0.1; restarted and reset per module."""
+    import httpx
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    yield endpoint
+    # moto's backends live in this process: reset them to free their memory.
+    try:
+        httpx.post(f"{endpoint}/moto-api/reset", timeout=10)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_client(s3_endpoint: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
+@pytest.fixture
+def bucket_name(s3_client: Any) -> Iterator[str]:
+    """A unique valid bucket name; the bucket (and its objects) is deleted afterwards if created."""
+    name = unique_bucket_name()
+    yield name
+    try:
+        paginator = s3_client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=name):
+            for obj in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                s3_client.delete_object(
+                    Bucket=name, Key=obj["Key"], VersionId=obj["VersionId"]
+                )
+        s3_client.delete_bucket(Bucket=name)
+    except s3_client.exceptions.NoSuchBucket:
+        pass
+
+
+# --------------------------------------------------------------- kubernetes --
+
+
+@pytest.fixture(scope="module")
+def kube_api() -> Iterator[KubeAPI]:
+    """A Kubernetes API for the real `kubernetes` client: the emulator, or a real cluster.
+
+    ``kubernetes.client.AppsV1Api(kube_api.api_client)``. The emulator is fresh
+    per module; with RC_REAL_KUBE=1 it is the cluster of the current kubeconfig.
+    """
+    from kubernetes import client, config
+
+    if os.environ.get("RC_REAL_KUBE") == "1":
+        try:
+            config.load_kube_config()
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(
+                f"RC_REAL_KUBE=1 but no usable kubeconfig ({exc})", pytrace=False
+            )
+        api_client = client.ApiClient()
+        yield KubeAPI(api_client.configuration.host, api_client, None)
+        api_client.close()
+        return
+    rig_dir = os.environ.get("RC_RIG_DIR")
+    log_path = (
+        Path(rig_dir) / "kube-emulator.log"
+        if rig_dir and Path(rig_dir).is_dir()
+        else None
+    )
+    emulator = KubeEmulator(log_path=log_path).start()
+    api_client = client.ApiClient(client.Configuration(host=emulator.url))
+    try:
+        yield KubeAPI(emulator.url, api_client, emulator)
+    finally:
+        api_client.close()
+        emulator.stop()

@@ -1,0 +1,107 @@
+"""Small helpers shared by the rig fixtures and tests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def unique_name(prefix: str = "rc-test", length: int = 10) -> str:
+    """A lowercase DNS-label-style unique name, e.g. for namespaces or databases."""
+    return f"{prefix}-{uuid.uuid4().hex[:length]}"
+
+
+def unique_bucket_name(prefix: str = "rc-test") -> str:
+    """A valid, unique S3 bucket name (3-63 chars of [a-z0-9-], starts/ends alnum)."""
+    name = f"{prefix.lower()}-{uuid.uuid4().hex[:16]}"
+    if not (3 <= len(name) <= 63) or not name[0].isalnum():
+        raise ValueError(f"bad bucket prefix {prefix!r}")
+    return name
+
+
+def wait_until(
+    check: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> T:
+    """Poll `check` until it returns a truthy value (returned) or time runs out.
+
+    Exceptions raised by `check` count as "not yet"; the last one is chained
+    to the TimeoutError.
+    """
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not reached within {timeout}s") from last_exc
+        time.sleep(interval)
+
+
+def tail(path: Path, lines: int = 30, max_bytes: int = 64 * 1024) -> str:
+    """The last `lines` lines of a text file (reads at most `max_bytes`)."""
+    with path.open("rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - max_bytes))
+        data = f.read()
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+
+
+def write_prom_targets(
+    targets_dir: Path, name: str, targets: list[str], labels: dict[str, str]
+) -> Path:
+    """Atomically write the file_sd file `name`.json; delete it to drop the targets."""
+    path = targets_dir / f"{name}.json"
+    tmp = targets_dir / f".{name}.json.tmp"
+    tmp.write_text(json.dumps([{"targets": targets, "labels": labels}]))
+    tmp.rename(path)
+    return path
+
+
+@dataclass
+class SampleApp:
+    """A running sample-app container (see the `run_sample_app` fixture)."""
+
+    container: Any  # docker.models.containers.Container
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def target(self) -> str:
+        """host:port, as Prometheus targets want it."""
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class KubeAPI:
+    """What the `kube_api` fixture yields."""
+
+    host: str
+    api_client: Any  # kubernetes.client.ApiClient
+    emulator: Any  # rig.kube_emulator.KubeEmulator, or None against a real cluster
