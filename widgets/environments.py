@@ -39,7 +39,7 @@ class EnvironmentsPane(Vertical):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_column("env", width=11)
-        table.add_column("version", width=9)
+        table.add_column("version", width=10)
         table.add_column("up", width=5)
         for env in self.envs:
             table.add_row(self._label(env), Text("…"), Text("…"), key=env)
@@ -58,7 +58,7 @@ class EnvironmentsPane(Vertical):
         table = self.query_one(DataTable)
         for row in rows:
             self.rows[row.env] = row
-            version = Text(row.version[:9], style="red" if row.error else "")
+            version = Text(row.version[:10], style="red" if row.error else "")
             index = self.envs.index(row.env)
             table.update_cell_at((index, 1), version)
             table.update_cell_at((index, 2), Text(row.ready))

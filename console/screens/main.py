@@ -44,6 +44,7 @@ PANE_FOR = {"release": "build", "migrate": "migrations", "canary": "canary", "ab
 ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
                "rollback": "R", "restore": "X", "prune": "P", "abort": "A"}
 POLL_SECONDS = 2.0
+WIDE_COLUMNS = 140  # from here the runbook gets its own column
 
 
 @dataclass
@@ -108,6 +109,9 @@ class MainScreen(Screen[None]):
         self.poll_overview()
         self.load_panes()
         self.offer_resume()
+
+    def on_resize(self) -> None:
+        self.set_class(self.app.size.width >= WIDE_COLUMNS, "-wide")
 
     # --- polling: the next poll is scheduled only after the last one finished -------------
 
