@@ -76,10 +76,10 @@ class ReleaseConsole(App[None]):
         for kind, spec in sorted(all_actions().items()):
             key = ACTION_KEYS.get(kind, "")
             yield SystemCommand(f"{spec.title} ({key})", f"{kind} on the selected environment",
-                                lambda kind=kind: screen.action_start(kind))  # type: ignore[misc]
+                                lambda kind=kind: screen.action_start(kind))
         for pane, key in PANES.items():
             yield SystemCommand(f"Show {pane} pane ({key})", f"switch to the {pane} pane",
-                                lambda pane=pane: screen.action_show(pane))  # type: ignore[misc]
+                                lambda pane=pane: screen.action_show(pane))
 
 
 def make_app(config: object, *, sandbox: bool, seed: int = 7, time_scale: float = 30.0,

@@ -11,9 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from services.events import ConfirmationNeeded, Event

@@ -184,15 +184,14 @@ def build(
     from services.adapters.commands import SubprocessCommands
     from services.adapters.http import HttpHealth, WebhookNotifier
 
-    notifier: Notifier = (
-        WebhookNotifier(config.notify.webhook_url, config.notify.channel) if config.notify.webhook_url else LogNotifier()
-    )
+    webhook = config.notify.webhook_url
+    notifier: Notifier = WebhookNotifier(webhook, config.notify.channel) if webhook else LogNotifier()
     context = (config.source.parent if config.source else Path.cwd()) / config.app.context
     return Services(
         config, journal, audit, RoutedLocks(config),
-        NotYetAvailable("the Docker image builder"), NotYetAvailable("the registry"),  # type: ignore[arg-type]
+        NotYetAvailable("the Docker image builder"), NotYetAvailable("the registry"),
         SubprocessCommands(context), NotYetAvailable("the backup store"),  # type: ignore[arg-type]
-        NotYetAvailable("the app files archive"), notifier,  # type: ignore[arg-type]
+        NotYetAvailable("the app files archive"), notifier,
         1.0, None,
         {
             "target": lambda env: NotYetAvailable(f"the {config.environment(env).target.kind} deploy target"),

@@ -120,7 +120,9 @@ class Journal:
 
     def save_state(self, op_id: str, state: dict[str, Any]) -> None:
         with self._connect() as db:
-            db.execute("UPDATE operations SET state = ?, updated = ? WHERE id = ?", (json.dumps(state), time.time(), op_id))
+            db.execute(
+                "UPDATE operations SET state = ?, updated = ? WHERE id = ?", (json.dumps(state), time.time(), op_id)
+            )
 
     def finish(self, op_id: str, status: str, detail: str = "") -> None:
         with self._connect() as db:

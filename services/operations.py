@@ -166,7 +166,8 @@ class Runner:
         verb = "resumed" if start_at else "started"
         self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, verb, op.override_reason)
         emit(OperationStarted(op.id, op.kind, op.env, op.title, tuple((s.id, s.title) for s in op.steps), start_at))
-        outcome, detail, failed, options = Outcome.SUCCEEDED, f"{len(op.steps)} steps done", None, ()
+        outcome, detail, failed = Outcome.SUCCEEDED, f"{len(op.steps)} steps done", None
+        options: tuple[str, ...] = ()
         for index, step in enumerate(op.steps[start_at:], start=start_at):
             ctx = StepContext(op.id, step.id, op.env, op.params, state, emit, self._waiting(op, index, confirm), cancel)
             self.journal.step(op.id, index, StepStatus.RUNNING)

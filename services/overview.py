@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from services.locks import LockInfo
+
 if TYPE_CHECKING:
     from services.factory import Services
 
@@ -39,7 +41,7 @@ def environment_rows(services: Services, envs: list[str]) -> list[EnvironmentRow
     return rows
 
 
-def _safe_holder(services: Services, env: str) -> object:
+def _safe_holder(services: Services, env: str) -> LockInfo | None:
     try:
         return services.locks.holder(env)
     except Exception:  # noqa: BLE001 - shown as unknown, not as free

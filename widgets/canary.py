@@ -59,7 +59,8 @@ class MetricChart(PlotextPlot):
         plt.title(METRICS[self.metric])
         for name, values in self.series.items():
             if values:
-                plt.plot([v * SCALE.get(self.metric, 1) for v in values], label=name, color=SERIES_COLOURS[name], marker="braille")
+                scaled = [v * SCALE.get(self.metric, 1) for v in values]
+                plt.plot(scaled, label=name, color=SERIES_COLOURS[name], marker="braille")
         if self.threshold is not None:
             plt.horizontal_line(self.threshold * SCALE.get(self.metric, 1), color="yellow")
         self.dirty = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
@@ -60,8 +61,8 @@ class EnvironmentsPane(Vertical):
             self.rows[row.env] = row
             version = Text(row.version[:10], style="red" if row.error else "")
             index = self.envs.index(row.env)
-            table.update_cell_at((index, 1), version)
-            table.update_cell_at((index, 2), Text(row.ready))
+            table.update_cell_at(Coordinate(index, 1), version)
+            table.update_cell_at(Coordinate(index, 2), Text(row.ready))
         self.show_detail()
 
     def show_detail(self) -> None:

@@ -194,7 +194,8 @@ class MainScreen(Screen[None]):
             self.dispatch(batch)
 
     def dispatch(self, batch: list[Event]) -> None:
-        runbook, build_log, canary = self.query_one(RunbookPanel), self.query_one(BuildLogPane), self.query_one(CanaryPane)
+        runbook, build_log = self.query_one(RunbookPanel), self.query_one(BuildLogPane)
+        canary = self.query_one(CanaryPane)
         lines: list[str] = []
         for event in batch:
             if isinstance(event, LogLine):

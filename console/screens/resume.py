@@ -16,7 +16,9 @@ from services.journal import OperationRecord
 class ResumeModal(ModalScreen[str | None]):
     DEFAULT_CSS = """
     ResumeModal { align: center middle; }
-    ResumeModal > Vertical { width: 72; max-width: 95%; height: auto; border: thick $warning; background: $surface; padding: 1 2; }
+    ResumeModal > Vertical {
+        width: 72; max-width: 95%; height: auto; border: thick $warning; background: $surface; padding: 1 2;
+    }
     ResumeModal Horizontal { height: auto; margin-top: 1; }
     ResumeModal Button { margin-right: 1; }
     """

@@ -28,7 +28,9 @@ class WebhookNotifier:
     def notify(self, message: Notification) -> None:
         text = f"[{message.severity}] {message.env} {message.version}: {message.reason}"
         try:
-            httpx.post(self._url.get_secret_value(), json={"channel": self.channel, "text": text}, timeout=10).raise_for_status()
+            payload = {"channel": self.channel, "text": text}
+            response = httpx.post(self._url.get_secret_value(), json=payload, timeout=10)
+            response.raise_for_status()
         except httpx.HTTPError as err:
             # The exception text carries the URL, which holds the webhook's secret token.
             raise RuntimeError(f"webhook notification failed: {type(err).__name__}") from None

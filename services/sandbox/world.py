@@ -8,6 +8,7 @@ the sample number, so a run with the same seed shows the same story.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 import time
@@ -99,7 +100,8 @@ class World:
                      now - (3 - i) * 7 * DAY, migrations[-1].name)
             for i, v in enumerate(["1.3.9", "1.4.0", version])
         ]
-        rows = {"Ingredient": 1200 + self.random.randint(0, 400), "Category": 40, "User": 310 + self.random.randint(0, 90)}
+        rows = {"Ingredient": 1200 + self.random.randint(0, 400), "Category": 40,
+                "User": 310 + self.random.randint(0, 90)}
         return EnvState(name, version, replicas, replicas, revisions, migrations, list(pending), rows)
 
     def _seed_backup(self, env: str, when: float) -> None:
@@ -109,13 +111,11 @@ class World:
         prefix = f"{env}/{backup_id}/"
         self.objects[prefix + "db.sql.gz"] = (db, when, {})
         self.objects[prefix + "app.tar.gz"] = (files, when, {})
-        manifest = (
-            '{"id": "%s", "env": "%s", "artifacts": {"db.sql.gz": {"size": %d, "sha256": "%s"},'
-            ' "app.tar.gz": {"size": %d, "sha256": "%s"}}, "server_version": "15.18",'
-            ' "version": "%s", "migration_head": "%s"}'
-        ) % (backup_id, env, len(db), hashlib.sha256(db).hexdigest(), len(files),
-             hashlib.sha256(files).hexdigest(), self.envs[env].version, self.envs[env].migrations[-1].name)
-        self.objects[prefix + "manifest.json"] = (manifest.encode(), when, {})
+        artifacts = {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                     for name, data in (("db.sql.gz", db), ("app.tar.gz", files))}
+        manifest = {"id": backup_id, "env": env, "artifacts": artifacts, "server_version": "15.18",
+                    "version": self.envs[env].version, "migration_head": self.envs[env].migrations[-1].name}
+        self.objects[prefix + "manifest.json"] = (json.dumps(manifest).encode(), when, {})
 
     def noise(self, spread: float) -> float:
         return self.random.uniform(-spread, spread)
