@@ -79,7 +79,7 @@ def take_backup(services: Services, env: str, ctx: StepContext) -> str:
     return backup_id
 
 
-@action("backup", "Take a backup (database + app files)")
+@action("backup", "Take a backup (database + app files)", changes_env=False)
 def backup(services: Services, env: str, params: dict[str, Any]) -> Operation:
     def run(ctx: StepContext) -> str:
         ctx.state["backup_id"] = take_backup(services, env, ctx)

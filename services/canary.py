@@ -45,7 +45,7 @@ def judge(policy: CanaryPolicy, baseline: dict[str, float], canary: dict[str, fl
     return verdicts
 
 
-@action("canary", "Start a canary and monitor it", destructive=False)
+@action("canary", "Start a canary and monitor it")
 def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
     policy = services.config.canary
     target, metrics = services.target(env), services.metrics(env)

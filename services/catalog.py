@@ -23,14 +23,19 @@ class Action:
     title: str
     destructive: bool
     build: Builder
+    changes_env: bool = True
+    # In production, the typed confirmation comes right before this step (default: the first).
+    confirm_before: str | None = None
 
 
 ACTIONS: dict[str, Action] = {}
 
 
-def action(kind: str, title: str, destructive: bool = False) -> Callable[[Builder], Builder]:
+def action(
+    kind: str, title: str, destructive: bool = False, changes_env: bool = True, confirm_before: str | None = None
+) -> Callable[[Builder], Builder]:
     def register(build: Builder) -> Builder:
-        ACTIONS[kind] = Action(kind, title, destructive, build)
+        ACTIONS[kind] = Action(kind, title, destructive, build, changes_env, confirm_before)
         return build
 
     return register
@@ -43,7 +48,12 @@ def build_operation(services: Services, kind: str, env: str, params: dict[str, A
         spec = ACTIONS[kind]
     except KeyError:
         raise ValueError(f"unknown action {kind!r}; known: {', '.join(sorted(ACTIONS))}") from None
-    return spec.build(services, env, dict(params or {}))
+    operation = spec.build(services, env, dict(params or {}))
+    production = services.config.environment(env).production
+    if production and spec.changes_env and not spec.destructive:  # destructive ones confirm already
+        at = next((i for i, step in enumerate(operation.steps) if step.id == spec.confirm_before), 0)
+        operation.steps.insert(at, confirm_step(services, env, spec.title))
+    return operation
 
 
 def confirm_step(services: Services, env: str, what: str) -> Step:

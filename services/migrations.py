@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from services.factory import Services
 
 
-@action("migrate", "Apply pending migrations (backup first)", destructive=False)
+@action("migrate", "Apply pending migrations (backup first)", confirm_before="apply")
 def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
     database = services.database(env)
     tables = services.config.migrations.integrity_tables

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from services.factory import Services
 
 
-@action("release", "Release pipeline: checks, build, push, deploy", destructive=False)
+@action("release", "Release pipeline: checks, build, push, deploy", confirm_before="deploy")
 def release(services: Services, env: str, params: dict[str, Any]) -> Operation:
     app = services.config.app
     version = str(params.get("version") or "1.5.0")

@@ -17,7 +17,7 @@ class BuildLogPane(Vertical):
     can_focus = False
 
     def compose(self) -> ComposeResult:
-        yield Label("Build log", classes="title", id="build-title")
+        yield Label("2 Build log", classes="title", id="build-title")
         yield Log(max_lines=MAX_LINES, id="build-log")
 
     def write_lines(self, lines: list[str]) -> None:
@@ -25,5 +25,5 @@ class BuildLogPane(Vertical):
             self.query_one(Log).write_lines(lines)
 
     def start(self, title: str) -> None:
-        self.query_one("#build-title", Label).update(f"Build log: {title}")
+        self.query_one("#build-title", Label).update(f"2 Build log: {title}")
         self.query_one(Log).write_line(f"--- {title} ---")

@@ -39,16 +39,17 @@ class EnvironmentsPane(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("env", width=11)
+        table.add_column("env", width=12)
         table.add_column("version", width=10)
         table.add_column("up", width=5)
         for env in self.envs:
             table.add_row(self._label(env), Text("…"), Text("…"), key=env)
 
     def _label(self, env: str) -> Text:
+        # The sign as well as the colour: NO_COLOR terminals still mark production.
         if env in self.production:
-            return Text(f"{env[:6]} PROD", style="bold reverse red")
-        return Text(env[:11])
+            return Text(f"⚠ {env[:10]}", style="bold reverse red")
+        return Text(env[:12])
 
     @property
     def selected(self) -> str:

@@ -46,7 +46,8 @@ class RunbookPanel(VerticalScroll):
         self.outcome: Text | None = None
 
     def compose(self) -> ComposeResult:
-        yield Label("Runbook: no operation running", classes="title", id="runbook-title")
+        # Plain text: the title ends in "[env]", which markup would swallow as a tag.
+        yield Label("Runbook: no operation running", classes="title", id="runbook-title", markup=False)
         yield Static(id="runbook-steps")
         # Text, not an animated ProgressBar: an idle console must not redraw over SSH.
         yield Static("", id="runbook-progress")

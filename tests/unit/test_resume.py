@@ -47,7 +47,8 @@ def emit(event):
         print(json.dumps({"log": event.text, "step": event.step_id}), flush=True)
 
 def confirm(question):
-    raise SystemExit("no confirmation expected")
+    assert question.expected == "production", question
+    return "production"  # the typed confirmation before migrations touch production
 
 services.runner.run(op, emit, confirm)
 print(json.dumps({"finished": True}), flush=True)
@@ -112,10 +113,10 @@ def test_killed_operation_is_listed_and_resumes_at_its_step(state: Path) -> None
     assert [r.id for r in interrupted] == [op_id]
     record = interrupted[0]
     assert (record.kind, record.env, record.pid) == ("migrate", "production", dead_pid)
-    assert [s.step_id for s in record.steps] == ["backup", "apply", "integrity", "reindex"]
-    assert [s.status for s in record.steps] == [StepStatus.DONE, StepStatus.RUNNING, StepStatus.PENDING,
-                                                StepStatus.PENDING]
-    assert record.resume_index == 1
+    assert [s.step_id for s in record.steps] == ["backup", "confirm", "apply", "integrity", "reindex"]
+    assert [s.status for s in record.steps] == [StepStatus.DONE, StepStatus.DONE, StepStatus.RUNNING,
+                                                StepStatus.PENDING, StepStatus.PENDING]
+    assert record.resume_index == 2
     assert set(record.state) == {"counts_before", "backup_id"}  # journaled after the backup step
     # The dead process still holds the production lock.
     held = services.locks.holder("production")
@@ -128,15 +129,15 @@ def test_killed_operation_is_listed_and_resumes_at_its_step(state: Path) -> None
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     started = events[0]
-    assert isinstance(started, OperationStarted) and started.start_at == 1
+    assert isinstance(started, OperationStarted) and started.start_at == 2
     assert [e.step_id for e in events if isinstance(e, StepStarted)] == ["apply", "integrity", "reindex"]
     assert isinstance(events[-1], Finished) and events[-1].outcome is Outcome.SUCCEEDED
 
     after = services.journal.get(op_id)
     assert after.status == "done"
-    assert [s.status for s in after.steps] == [StepStatus.DONE] * 4
-    assert after.steps[1].detail == "2 applied"
-    assert after.steps[2].detail == "row counts kept"
+    assert [s.status for s in after.steps] == [StepStatus.DONE] * 5
+    assert after.steps[2].detail == "2 applied"
+    assert after.steps[3].detail == "row counts kept"
     assert after.state["backup_id"] == record.state["backup_id"]  # the first run's backup, not a new one
     assert services.journal.interrupted() == []
     assert services.world is not None and services.world.envs["production"].pending == []
@@ -159,8 +160,8 @@ def test_killed_operation_can_be_abandoned(state: Path) -> None:
     record = services.journal.get(op_id)
     assert record.status == "abandoned"
     assert record.detail == "operator restored manually"
-    assert [s.status for s in record.steps] == [StepStatus.DONE, StepStatus.SKIPPED, StepStatus.SKIPPED,
-                                                StepStatus.SKIPPED]
-    assert all(s.detail == "abandoned: operator restored manually" for s in record.steps[1:])
+    assert [s.status for s in record.steps] == [StepStatus.DONE, StepStatus.DONE, StepStatus.SKIPPED,
+                                                StepStatus.SKIPPED, StepStatus.SKIPPED]
+    assert all(s.detail == "abandoned: operator restored manually" for s in record.steps[2:])
     assert record.steps[0].detail.startswith("backup ")
     assert services.journal.interrupted() == []

@@ -88,11 +88,12 @@ def test_world_is_deterministic_per_seed() -> None:
 
 def test_canary_rolls_back_at_the_error_rate_rule(state: Path) -> None:
     services = sandbox(state)
-    result, events, asked = run(services, "canary", "production", params={"version": "1.5.0"})
+    result, events, asked = run(services, "canary", "production", typed="production", params={"version": "1.5.0"})
 
     assert result.outcome is Outcome.FAILED
     assert result.failed_step == "monitor"
-    assert asked == []  # it never reached the promote confirmation
+    # Only the typed confirmation to start it: it never reached the promote confirmation.
+    assert [q.prompt.split(" in PRODUCTION")[0] for q in asked] == ["Start a canary and monitor it"]
     match = re.fullmatch(r"rolled back at check (\d+): error_rate: ([\d.e-]+) vs threshold ([\d.e-]+) -> BREACH",
                          result.detail)
     assert match, result.detail
@@ -146,7 +147,7 @@ def test_healthy_canary_is_promoted_and_zero_is_charted_as_zero(state: Path) -> 
     result, events, asked = run(services, "canary", "production", typed="production", params={"version": "1.5.0"})
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
-    assert [q.expected for q in asked] == ["production"]
+    assert [q.expected for q in asked] == ["production", "production"]  # to start, then to promote
     assert finished_steps(events)["monitor"].detail == "60 checks passed"
     charted = [e.value for e in events if isinstance(e, MetricSample) and e.metric == "error_rate"
                and e.series == "canary"]
@@ -166,10 +167,10 @@ def test_migrate_production_applies_pending_and_reports_row_counts(state: Path) 
     rows = dict(prod.rows)
     backups_before = len(list_backups(services, "production"))
 
-    result, events, asked = run(services, "migrate", "production")
+    result, events, asked = run(services, "migrate", "production", typed="production")
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
-    assert asked == []
+    assert [q.expected for q in asked] == ["production"]  # typed confirmation after the backup
     done = finished_steps(events)
     assert done["apply"].detail == "2 applied"
     assert done["integrity"].detail == "row counts kept"
