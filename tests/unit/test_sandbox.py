@@ -124,7 +124,8 @@ def test_canary_rolls_back_at_the_error_rate_rule(state: Path) -> None:
     assert services.locks.holder("production") is None
 
     # Same seed, same story.
-    again, _, _ = run(sandbox(state.parent / "again"), "canary", "production", params={"version": "1.5.0"})
+    again, _, _ = run(sandbox(state.parent / "again"), "canary", "production", typed="production",
+                      params={"version": "1.5.0"})
     assert again.detail.split(":")[0] == result.detail.split(":")[0]
 
 
