@@ -47,7 +47,7 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:  # makes `rig` importable whatever the rootdir
     sys.path.insert(0, str(TESTS_DIR))
 
-from rig.helpers import (
+from rig.helpers import (  # noqa: E402 - needs the sys.path entry above
     KubeAPI,
     SampleApp,
     free_port,
@@ -56,8 +56,8 @@ from rig.helpers import (
     unique_name,
     wait_until,
 )
-from rig.kube_emulator import KubeEmulator
-from rig.sample_app import prepare_context
+from rig.kube_emulator import KubeEmulator  # noqa: E402
+from rig.sample_app import prepare_context  # noqa: E402
 
 RUN_HINT = "run tests via `bash tests/rig/run`"
 LOG_TAIL_LINES = 30
@@ -73,18 +73,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(
-    config: pytest.Config, items: list[pytest.Item]
-) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     real_kube = os.environ.get("RC_REAL_KUBE") == "1"
     default_timeout = float(os.environ.get("RC_TEST_TIMEOUT", "300"))
     for item in items:
         if item.get_closest_marker("real_kube") and not real_kube:
-            item.add_marker(
-                pytest.mark.skip(
-                    reason="real cluster test: set RC_REAL_KUBE=1 and KUBECONFIG"
-                )
-            )
+            item.add_marker(pytest.mark.skip(reason="real cluster test: set RC_REAL_KUBE=1 and KUBECONFIG"))
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(default_timeout))
 
@@ -100,9 +94,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 text = tail(log, LOG_TAIL_LINES)
             except OSError as exc:
                 text = f"(cannot read: {exc})"
-            report.sections.append(
-                (f"rig log {log.name} (last {LOG_TAIL_LINES} lines)", text)
-            )
+            report.sections.append((f"rig log {log.name} (last {LOG_TAIL_LINES} lines)", text))
     return report
 
 
@@ -146,9 +138,7 @@ def docker_client() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def sample_app_image(
-    docker_client: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
+def sample_app_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The sample app image (tests/fixtures/sample-app), built once per session, removed after."""
     context = prepare_context(tmp_path_factory.mktemp("sample-app-context"))
     tag = f"rc-sample-app:test-{uuid.uuid4().hex[:10]}"
@@ -168,9 +158,7 @@ def sample_app_image(
 
 
 @pytest.fixture
-def run_sample_app(
-    docker_client: Any, sample_app_image: Any
-) -> Iterator[Callable[..., SampleApp]]:
+def run_sample_app(docker_client: Any, sample_app_image: Any) -> Iterator[Callable[..., SampleApp]]:
     """Factory: run the sample app (host network, free port) until it is healthy.
 
     ``run_sample_app(ERROR_RATE="0.1", LATENCY_MS="50", VERSION="1.2.3")``; the
@@ -197,14 +185,10 @@ def run_sample_app(
         def healthy() -> bool:
             container.reload()
             if container.status not in ("created", "running"):
-                raise RuntimeError(
-                    f"container {container.status}: {container.logs().decode()[-2000:]}"
-                )
+                raise RuntimeError(f"container {container.status}: {container.logs().decode()[-2000:]}")
             return httpx.get(f"{app.url}/api/health", timeout=2).status_code == 200
 
-        wait_until(
-            healthy, timeout=30, what=f"sample app on port {port} answering /api/health"
-        )
+        wait_until(healthy, timeout=30, what=f"sample app on port {port} answering /api/health")
         return app
 
     yield run
@@ -259,11 +243,7 @@ def pg_database(pg_dsn: str) -> Iterator[str]:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield urllib.parse.urlsplit(pg_dsn)._replace(path=f"/{name}").geturl()
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)
-            )
-        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # --------------------------------------------------------------- prometheus --
@@ -335,9 +315,7 @@ def bucket_name(s3_client: Any) -> Iterator[str]:
         paginator = s3_client.get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=name):
             for obj in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                s3_client.delete_object(
-                    Bucket=name, Key=obj["Key"], VersionId=obj["VersionId"]
-                )
+                s3_client.delete_object(Bucket=name, Key=obj["Key"], VersionId=obj["VersionId"])
         s3_client.delete_bucket(Bucket=name)
     except s3_client.exceptions.NoSuchBucket:
         pass
@@ -359,19 +337,13 @@ def kube_api() -> Iterator[KubeAPI]:
         try:
             config.load_kube_config()
         except Exception as exc:  # noqa: BLE001
-            pytest.fail(
-                f"RC_REAL_KUBE=1 but no usable kubeconfig ({exc})", pytrace=False
-            )
+            pytest.fail(f"RC_REAL_KUBE=1 but no usable kubeconfig ({exc})", pytrace=False)
         api_client = client.ApiClient()
         yield KubeAPI(api_client.configuration.host, api_client, None)
         api_client.close()
         return
     rig_dir = os.environ.get("RC_RIG_DIR")
-    log_path = (
-        Path(rig_dir) / "kube-emulator.log"
-        if rig_dir and Path(rig_dir).is_dir()
-        else None
-    )
+    log_path = Path(rig_dir) / "kube-emulator.log" if rig_dir and Path(rig_dir).is_dir() else None
     emulator = KubeEmulator(log_path=log_path).start()
     api_client = client.ApiClient(client.Configuration(host=emulator.url))
     try:

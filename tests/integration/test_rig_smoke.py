@@ -29,16 +29,12 @@ def metric_value(text: str, series: str) -> float:
 # ------------------------------------------------------------------- docker --
 
 
-def test_docker_builds_and_runs_the_sample_app(
-    docker_client: Any, sample_app_image: Any, run_sample_app: Any
-) -> None:
+def test_docker_builds_and_runs_the_sample_app(docker_client: Any, sample_app_image: Any, run_sample_app: Any) -> None:
     config = sample_app_image.attrs["Config"]
     assert config["User"] not in ("", "root", "0", "0:0")
     assert config["Healthcheck"]["Test"][0] in ("CMD", "CMD-SHELL")
     assert "3000/tcp" in config["ExposedPorts"]
-    assert {"PORT=3000", "ERROR_RATE=0", "LATENCY_MS=20", "VERSION=dev"} <= set(
-        config["Env"]
-    )
+    assert {"PORT=3000", "ERROR_RATE=0", "LATENCY_MS=20", "VERSION=dev"} <= set(config["Env"])
 
     app = run_sample_app(ERROR_RATE="0.5", LATENCY_MS="30", VERSION="smoke-1")
     health = httpx.get(f"{app.url}/api/health", timeout=5)
@@ -59,13 +55,8 @@ def test_docker_builds_and_runs_the_sample_app(
     assert 0.3 < failed / (ok + failed) < 0.7
     count = metric_value(metrics, "http_request_duration_seconds_count")
     assert count == ok + failed
-    assert (
-        metric_value(metrics, 'http_request_duration_seconds_bucket{le="0.025"}') == 0
-    )
-    assert (
-        metric_value(metrics, 'http_request_duration_seconds_bucket{le="0.05"}')
-        == count
-    )
+    assert metric_value(metrics, 'http_request_duration_seconds_bucket{le="0.025"}') == 0
+    assert metric_value(metrics, 'http_request_duration_seconds_bucket{le="0.05"}') == count
 
     app.container.reload()
     assert app.container.attrs["Config"]["User"] == "app"
@@ -81,18 +72,14 @@ def test_docker_builds_and_runs_the_sample_app(
 # ----------------------------------------------------------------- registry --
 
 
-def test_registry_push_and_read_back(
-    docker_client: Any, registry: str, sample_app_image: Any
-) -> None:
+def test_registry_push_and_read_back(docker_client: Any, registry: str, sample_app_image: Any) -> None:
     name = f"rc-smoke/sample-app-{uuid.uuid4().hex[:8]}"
     repo, tag = f"{registry}/{name}", "v1"
     assert sample_app_image.tag(repo, tag)
     try:
         errors = [
             line["error"]
-            for line in docker_client.images.push(
-                repo, tag=tag, stream=True, decode=True
-            )
+            for line in docker_client.images.push(repo, tag=tag, stream=True, decode=True)
             if "error" in line
         ]
         assert not errors
@@ -110,12 +97,7 @@ def test_registry_push_and_read_back(
         digest = manifest.headers["Docker-Content-Digest"]
         assert manifest.json()["config"]["digest"] == sample_app_image.id
         # Clean the registry up again (storage.delete is enabled by the rig).
-        assert (
-            httpx.delete(
-                f"http://{registry}/v2/{name}/manifests/{digest}", timeout=10
-            ).status_code
-            == 202
-        )
+        assert httpx.delete(f"http://{registry}/v2/{name}/manifests/{digest}", timeout=10).status_code == 202
     finally:
         docker_client.images.remove(f"{repo}:{tag}")
 
@@ -128,12 +110,8 @@ def test_postgres_fresh_database(pg_database: str) -> None:
     with psycopg.connect(pg_database) as conn:
         assert conn.execute("SHOW server_version").fetchone()[0].startswith("15")
         assert conn.execute("SELECT current_database()").fetchone()[0] == dbname
-        conn.execute(
-            "CREATE TABLE releases (id serial PRIMARY KEY, version text NOT NULL)"
-        )
-        conn.cursor().executemany(
-            "INSERT INTO releases (version) VALUES (%s)", [("1.0",), ("1.1",), ("1.2",)]
-        )
+        conn.execute("CREATE TABLE releases (id serial PRIMARY KEY, version text NOT NULL)")
+        conn.cursor().executemany("INSERT INTO releases (version) VALUES (%s)", [("1.0",), ("1.1",), ("1.2",)])
         assert conn.execute("SELECT count(*) FROM releases").fetchone()[0] == 3
 
 
@@ -141,18 +119,14 @@ def test_postgres_fresh_database(pg_database: str) -> None:
 
 
 def prom_query(prometheus_url: str, query: str) -> list[dict]:
-    resp = httpx.get(
-        f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5
-    )
+    resp = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
     resp.raise_for_status()
     body = resp.json()
     assert body["status"] == "success", body
     return body["data"]["result"]
 
 
-def test_prometheus_scrapes_a_file_sd_target(
-    prometheus_url: str, prom_targets_dir: Path, run_sample_app: Any
-) -> None:
+def test_prometheus_scrapes_a_file_sd_target(prometheus_url: str, prom_targets_dir: Path, run_sample_app: Any) -> None:
     assert prom_query(prometheus_url, 'up{job="prometheus"}')[0]["value"][1] == "1"
 
     app = run_sample_app(ERROR_RATE="0.2", VERSION="smoke-prom")
@@ -160,11 +134,7 @@ def test_prometheus_scrapes_a_file_sd_target(
     targets = write_prom_targets(prom_targets_dir, job, [app.target], {"job": job})
     try:
         up = wait_until(
-            lambda: [
-                r
-                for r in prom_query(prometheus_url, f'up{{job="{job}"}}')
-                if r["value"][1] == "1"
-            ],
+            lambda: [r for r in prom_query(prometheus_url, f'up{{job="{job}"}}') if r["value"][1] == "1"],
             timeout=20,
             what=f'up{{job="{job}"}} == 1',
         )
@@ -211,11 +181,7 @@ def test_kubernetes_deployment_scale_and_lease(kube_api: KubeAPI) -> None:
                     selector=client.V1LabelSelector(match_labels=labels),
                     template=client.V1PodTemplateSpec(
                         metadata=client.V1ObjectMeta(labels=labels),
-                        spec=client.V1PodSpec(
-                            containers=[
-                                client.V1Container(name="web", image="sample-app:1")
-                            ]
-                        ),
+                        spec=client.V1PodSpec(containers=[client.V1Container(name="web", image="sample-app:1")]),
                     ),
                 ),
             )
@@ -226,9 +192,7 @@ def test_kubernetes_deployment_scale_and_lease(kube_api: KubeAPI) -> None:
         assert dep.spec.template.spec.containers[0].image == "sample-app:1"
         rv = dep.metadata.resource_version
 
-        scale = apps.patch_namespaced_deployment_scale(
-            "web", ns, {"spec": {"replicas": 3}}
-        )
+        scale = apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 3}})
         assert scale.spec.replicas == 3
         dep = apps.read_namespaced_deployment("web", ns)
         assert dep.spec.replicas == 3 and dep.metadata.resource_version != rv
@@ -237,22 +201,15 @@ def test_kubernetes_deployment_scale_and_lease(kube_api: KubeAPI) -> None:
             apps.create_namespaced_deployment(ns, deployment())
         assert exc.value.status == 409
 
-        found = apps.list_namespaced_deployment(
-            ns, label_selector="app=web,track=stable"
-        ).items
+        found = apps.list_namespaced_deployment(ns, label_selector="app=web,track=stable").items
         assert [d.metadata.name for d in found] == ["web"]
-        assert (
-            apps.list_namespaced_deployment(ns, label_selector="track=canary").items
-            == []
-        )
+        assert apps.list_namespaced_deployment(ns, label_selector="track=canary").items == []
 
         coord.create_namespaced_lease(
             ns,
             client.V1Lease(
                 metadata=client.V1ObjectMeta(name="release-lock"),
-                spec=client.V1LeaseSpec(
-                    holder_identity="console-1", lease_duration_seconds=30
-                ),
+                spec=client.V1LeaseSpec(holder_identity="console-1", lease_duration_seconds=30),
             ),
         )
         lease = coord.read_namespaced_lease("release-lock", ns)
@@ -262,15 +219,10 @@ def test_kubernetes_deployment_scale_and_lease(kube_api: KubeAPI) -> None:
         with pytest.raises(ApiException) as exc:  # stale resourceVersion
             coord.replace_namespaced_lease("release-lock", ns, lease)
         assert exc.value.status == 409
-        assert (
-            coord.read_namespaced_lease("release-lock", ns).spec.holder_identity
-            == "console-2"
-        )
+        assert coord.read_namespaced_lease("release-lock", ns).spec.holder_identity == "console-2"
     finally:
         core.delete_namespace(ns)
-    if (
-        kube_api.emulator is not None
-    ):  # a real cluster deletes namespaces asynchronously
+    if kube_api.emulator is not None:  # a real cluster deletes namespaces asynchronously
         with pytest.raises(ApiException) as exc:
             apps.read_namespaced_deployment("web", ns)
         assert exc.value.status == 404

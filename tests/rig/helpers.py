@@ -59,19 +59,17 @@ def wait_until(
         time.sleep(interval)
 
 
-def tail(path: Path, lines: int = 30, max_bytes: int = 64 * 1024) -> str:
-    """The last `lines` lines of a text file (reads at most `max_bytes`)."""
+def tail(path: Path, lines: int = 30, max_bytes: int = 64 * 1024, width: int = 400) -> str:
+    """The last `lines` lines of a text file, each cut to `width` characters."""
     with path.open("rb") as f:
         f.seek(0, 2)
         size = f.tell()
         f.seek(max(0, size - max_bytes))
         data = f.read()
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+    return "\n".join(line[:width] for line in data.decode("utf-8", "replace").splitlines()[-lines:])
 
 
-def write_prom_targets(
-    targets_dir: Path, name: str, targets: list[str], labels: dict[str, str]
-) -> Path:
+def write_prom_targets(targets_dir: Path, name: str, targets: list[str], labels: dict[str, str]) -> Path:
     """Atomically write the file_sd file `name`.json; delete it to drop the targets."""
     path = targets_dir / f"{name}.json"
     tmp = targets_dir / f".{name}.json.tmp"

@@ -97,15 +97,9 @@ RESOURCES: list[Resource] = [
         ("scale", "status"),
         ("deploy",),
     ),
-    Resource(
-        "apps", "v1", "replicasets", "ReplicaSet", True, ("scale", "status"), ("rs",)
-    ),
-    Resource(
-        "apps", "v1", "statefulsets", "StatefulSet", True, ("scale", "status"), ("sts",)
-    ),
-    Resource(
-        "networking.k8s.io", "v1", "ingresses", "Ingress", True, ("status",), ("ing",)
-    ),
+    Resource("apps", "v1", "replicasets", "ReplicaSet", True, ("scale", "status"), ("rs",)),
+    Resource("apps", "v1", "statefulsets", "StatefulSet", True, ("scale", "status"), ("sts",)),
+    Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("status",), ("ing",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
     Resource("batch", "v1", "jobs", "Job", True, ("status",)),
 ]
@@ -125,9 +119,7 @@ VERBS = [
 
 
 class ApiError(Exception):
-    def __init__(
-        self, code: int, reason: str, message: str, details: dict | None = None
-    ):
+    def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
         super().__init__(message)
         self.code, self.reason, self.message, self.details = (
             code,
@@ -215,17 +207,11 @@ def strategic_merge(target: Any, patch: Any) -> Any:
         if key.startswith("$"):
             continue  # $retainKeys, $setElementOrder/...: ignored
         old = result.get(key)
-        if value is None or (
-            isinstance(value, dict) and value.get("$patch") == "delete"
-        ):
+        if value is None or (isinstance(value, dict) and value.get("$patch") == "delete"):
             result.pop(key, None)
         elif isinstance(value, dict):
             result[key] = strategic_merge(old if isinstance(old, dict) else {}, value)
-        elif (
-            isinstance(value, list)
-            and isinstance(old, list)
-            and (mkey := _list_merge_key(key, old + value))
-        ):
+        elif isinstance(value, list) and isinstance(old, list) and (mkey := _list_merge_key(key, old + value)):
             merged = copy.deepcopy(old)
             for item in value:
                 idx = next(
@@ -236,9 +222,7 @@ def strategic_merge(target: Any, patch: Any) -> Any:
                     if idx is not None:
                         merged.pop(idx)
                 elif idx is None:
-                    merged.append(
-                        {k: v for k, v in item.items() if not k.startswith("$")}
-                    )
+                    merged.append({k: v for k, v in item.items() if not k.startswith("$")})
                 else:
                     merged[idx] = strategic_merge(merged[idx], item)
             result[key] = merged
@@ -260,9 +244,7 @@ def _walk(doc: Any, parts: list[str]) -> Any:
         try:
             doc = doc[int(part)] if isinstance(doc, list) else doc[part]
         except (KeyError, IndexError, ValueError, TypeError):
-            raise ApiError(
-                422, "Invalid", f"path not found: /{'/'.join(parts)}"
-            ) from None
+            raise ApiError(422, "Invalid", f"path not found: /{'/'.join(parts)}") from None
     return doc
 
 
@@ -383,6 +365,11 @@ def field_selector(selector: str | None) -> Callable[[dict], bool]:
 # -------------------------------------------------------------------- store --
 
 
+def _spec_of(obj: dict) -> dict:
+    """Everything that counts for metadata.generation."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
 class Store:
     """Objects keyed by (group, plural, namespace or "", name), plus watch history."""
 
@@ -394,9 +381,7 @@ class Store:
         self.history: list[tuple[int, Resource, str, dict]] = []
         self.closed = False
         for ns in DEFAULT_NAMESPACES:
-            self.create(
-                self.resource("", "namespaces"), None, {"metadata": {"name": ns}}
-            )
+            self.create(self.resource("", "namespaces"), None, {"metadata": {"name": ns}})
 
     @staticmethod
     def resource(group: str, plural: str) -> Resource:
@@ -406,15 +391,11 @@ class Store:
         raise KeyError((group, plural))
 
     # -- helpers
-    def _key(
-        self, res: Resource, ns: str | None, name: str
-    ) -> tuple[str, str, str, str]:
+    def _key(self, res: Resource, ns: str | None, name: str) -> tuple[str, str, str, str]:
         return (res.group, res.plural, ns or "", name)
 
     def _emit(self, res: Resource, kind: str, obj: dict) -> None:
-        self.history.append(
-            (int(obj["metadata"]["resourceVersion"]), res, kind, copy.deepcopy(obj))
-        )
+        self.history.append((int(obj["metadata"]["resourceVersion"]), res, kind, copy.deepcopy(obj)))
         del self.history[:-WATCH_HISTORY]
         self.cond.notify_all()
 
@@ -440,10 +421,7 @@ class Store:
                     "availableReplicas": n,
                 }
                 status = {k: v for k, v in status.items() if v}
-                old_conds = {
-                    c.get("type"): c
-                    for c in (obj.get("status") or {}).get("conditions", [])
-                }
+                old_conds = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions", [])}
                 status["conditions"] = [
                     {
                         "type": "Available",
@@ -462,25 +440,17 @@ class Store:
                         "lastTransitionTime": _now(),
                     },
                 ]
-                for cond in status[
-                    "conditions"
-                ]:  # unchanged conditions keep their times
+                for cond in status["conditions"]:  # unchanged conditions keep their times
                     prev = old_conds.get(cond["type"])
                     if prev and prev.get("status") == cond["status"]:
-                        cond["lastUpdateTime"] = prev.get(
-                            "lastUpdateTime", cond["lastUpdateTime"]
-                        )
-                        cond["lastTransitionTime"] = prev.get(
-                            "lastTransitionTime", cond["lastTransitionTime"]
-                        )
+                        cond["lastUpdateTime"] = prev.get("lastUpdateTime", cond["lastUpdateTime"])
+                        cond["lastTransitionTime"] = prev.get("lastTransitionTime", cond["lastTransitionTime"])
                 obj["status"] = status
 
     def _check_namespace(self, res: Resource, ns: str | None) -> None:
         if res.namespaced:
             if not ns:
-                raise ApiError(
-                    400, "BadRequest", "the namespace of the object must be set"
-                )
+                raise ApiError(400, "BadRequest", "the namespace of the object must be set")
             if self._key(self.resource("", "namespaces"), None, ns) not in self.objects:
                 raise _not_found(self.resource("", "namespaces"), ns)
 
@@ -492,9 +462,7 @@ class Store:
                 raise _not_found(res, name)
             return copy.deepcopy(obj)
 
-    def list(
-        self, res: Resource, ns: str | None, labels: str | None, fields: str | None
-    ) -> tuple[list[dict], int]:
+    def list(self, res: Resource, ns: str | None, labels: str | None, fields: str | None) -> tuple[list[dict], int]:
         match_labels, match_fields = label_selector(labels), field_selector(fields)
         with self.cond:
             items = [
@@ -509,9 +477,7 @@ class Store:
 
     def create(self, res: Resource, ns: str | None, body: dict) -> dict:
         if not isinstance(body, dict):
-            raise ApiError(
-                400, "BadRequest", "the body of the request must be an object"
-            )
+            raise ApiError(400, "BadRequest", "the body of the request must be an object")
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         if res.namespaced:
@@ -568,9 +534,7 @@ class Store:
     ) -> dict:
         """Replace an object (PUT semantics) or, with subresource="status", its status."""
         if not isinstance(new, dict):
-            raise ApiError(
-                400, "BadRequest", "the body of the request must be an object"
-            )
+            raise ApiError(400, "BadRequest", "the body of the request must be an object")
         with self.cond:
             key = self._key(res, ns, name)
             old = self.objects.get(key)
@@ -618,10 +582,7 @@ class Store:
                     obj.pop("status", None)
                     if "status" in old:
                         obj["status"] = copy.deepcopy(old["status"])
-                spec_of = lambda o: {
-                    k: v for k, v in o.items() if k not in ("metadata", "status")
-                }
-                if spec_of(obj) != spec_of(old):
+                if _spec_of(obj) != _spec_of(old):
                     obj_meta["generation"] = old["metadata"].get("generation", 1) + 1
                 self._reconcile(res, obj)
             if obj == old:
@@ -643,18 +604,14 @@ class Store:
                 for other_key in [k for k in self.objects if k[2] == name]:
                     other = self.objects.pop(other_key)
                     self._bump(other)
-                    self._emit(
-                        self.resource(other_key[0], other_key[1]), "DELETED", other
-                    )
+                    self._emit(self.resource(other_key[0], other_key[1]), "DELETED", other)
             return obj
 
     def reset(self) -> None:
         """Forget every object except the default namespaces."""
         with self.cond:
             for key in list(self.objects):
-                if key in self.objects and not (
-                    key[1] == "namespaces" and key[3] in DEFAULT_NAMESPACES
-                ):
+                if key in self.objects and not (key[1] == "namespaces" and key[3] in DEFAULT_NAMESPACES):
                     self.delete(self.resource(key[0], key[1]), key[2] or None, key[3])
 
 
@@ -681,19 +638,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._raw_body
         if not raw:
             raise ApiError(400, "BadRequest", "the request body is empty")
-        ctype = (
-            (self.headers.get("Content-Type") or "application/json")
-            .split(";")[0]
-            .strip()
-        )
+        ctype = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
         try:
             if "yaml" in ctype:
                 return yaml.safe_load(raw)
             return json.loads(raw)
         except (ValueError, yaml.YAMLError) as exc:
-            raise ApiError(
-                400, "BadRequest", f"cannot decode the request body: {exc}"
-            ) from None
+            raise ApiError(400, "BadRequest", f"cannot decode the request body: {exc}") from None
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -719,9 +670,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._raw_body = self.rfile.read(length) if length else b""
         try:
             if "dryRun" in query and method != "GET":
-                raise ApiError(
-                    400, "BadRequest", "dryRun is not supported by the test emulator"
-                )
+                raise ApiError(400, "BadRequest", "dryRun is not supported by the test emulator")
             result = self._route(method, [p for p in url.path.split("/") if p], query)
             if result is not None:
                 self._send_json(*result)
@@ -732,9 +681,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(500, ApiError(500, "InternalError", repr(exc)).status())
 
     # -- routing
-    def _route(
-        self, method: str, parts: list[str], query: dict
-    ) -> tuple[int, Any] | None:
+    def _route(self, method: str, parts: list[str], query: dict) -> tuple[int, Any] | None:
         store = self.server.emulator.store
         if parts in (["healthz"], ["readyz"], ["livez"]):
             data = b"ok"
@@ -757,9 +704,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "platform": "linux/amd64",
             }
         if not parts or parts[0] not in ("api", "apis"):
-            raise ApiError(
-                404, "NotFound", "the server could not find the requested resource"
-            )
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if parts[0] == "api":
             group, rest = "", parts[1:]
             if not rest:
@@ -784,18 +729,12 @@ class _Handler(BaseHTTPRequestHandler):
         version, rest = rest[0], rest[1:]
         known = [r for r in RESOURCES if r.group == group and r.version == version]
         if not known:
-            raise ApiError(
-                404, "NotFound", "the server could not find the requested resource"
-            )
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if not rest:
             return 200, self._resource_list(group, version, known)
 
         ns = None
-        if (
-            rest[0] == "namespaces"
-            and len(rest) >= 3
-            and any(r.plural == rest[2] and r.namespaced for r in known)
-        ):
+        if rest[0] == "namespaces" and len(rest) >= 3 and any(r.plural == rest[2] and r.namespaced for r in known):
             ns, rest = rest[1], rest[2:]
         plural, name, sub = (
             rest[0],
@@ -809,22 +748,16 @@ class _Handler(BaseHTTPRequestHandler):
             or (ns is not None and not res.namespaced)
             or (sub and sub not in res.subresources)
         ):
-            raise ApiError(
-                404, "NotFound", "the server could not find the requested resource"
-            )
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if res.namespaced and name is not None and ns is None:
-            raise ApiError(
-                404, "NotFound", "the server could not find the requested resource"
-            )
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
         if name is None:
             if method == "GET" and query.get("watch") in ("1", "true"):
                 self._watch(res, ns, query)
                 return None
             if method == "GET":
-                items, rv = store.list(
-                    res, ns, query.get("labelSelector"), query.get("fieldSelector")
-                )
+                items, rv = store.list(res, ns, query.get("labelSelector"), query.get("fieldSelector"))
                 for item in items:
                     item.pop("apiVersion", None)
                     item.pop("kind", None)
@@ -837,13 +770,9 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 return 201, store.create(res, ns, self._body())
             if method == "DELETE":
-                items, _ = store.list(
-                    res, ns, query.get("labelSelector"), query.get("fieldSelector")
-                )
+                items, _ = store.list(res, ns, query.get("labelSelector"), query.get("fieldSelector"))
                 for item in items:
-                    store.delete(
-                        res, item["metadata"].get("namespace"), item["metadata"]["name"]
-                    )
+                    store.delete(res, item["metadata"].get("namespace"), item["metadata"]["name"])
                 return 200, {
                     "kind": f"{res.kind}List",
                     "apiVersion": res.api_version,
@@ -886,9 +815,7 @@ class _Handler(BaseHTTPRequestHandler):
             "the server does not allow this method on the requested resource",
         )
 
-    def _patch(
-        self, res: Resource, ns: str | None, name: str, sub: str | None, query: dict
-    ) -> tuple[int, Any]:
+    def _patch(self, res: Resource, ns: str | None, name: str, sub: str | None, query: dict) -> tuple[int, Any]:
         store = self.server.emulator.store
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         patchers: dict[str, Callable[[Any, Any], Any]] = {
@@ -901,7 +828,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types include: {', '.join(patchers)}",
+                "the body of the request was in an unknown format - accepted media types include: "
+                + ", ".join(patchers),
             )
         patch = self._body()
         if ctype == "application/json-patch+json" and not isinstance(patch, list):
@@ -910,13 +838,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "BadRequest", "the patch must be an object")
         if ctype == "application/apply-patch+yaml":
             if not query.get("fieldManager"):
-                raise ApiError(
-                    400, "BadRequest", "fieldManager is required for apply requests"
-                )
-            if sub is None and (
-                patch.get("apiVersion") != res.api_version
-                or patch.get("kind") != res.kind
-            ):
+                raise ApiError(400, "BadRequest", "fieldManager is required for apply requests")
+            if sub is None and (patch.get("apiVersion") != res.api_version or patch.get("kind") != res.kind):
                 raise ApiError(
                     400,
                     "BadRequest",
@@ -940,19 +863,13 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(patched, dict):
                 raise ApiError(422, "Invalid", "the patched object is not an object")
             # A resourceVersion in the patch is a precondition; otherwise none.
-            want_rv = (
-                (patch if isinstance(patch, dict) else {}).get("metadata") or {}
-            ).get("resourceVersion")
-            patched.setdefault("metadata", {})["resourceVersion"] = (
-                want_rv or current["metadata"]["resourceVersion"]
-            )
+            want_rv = ((patch if isinstance(patch, dict) else {}).get("metadata") or {}).get("resourceVersion")
+            patched.setdefault("metadata", {})["resourceVersion"] = want_rv or current["metadata"]["resourceVersion"]
             return 200, store.update(res, ns, name, patched, sub)
 
     def _scale_of(self, res: Resource, obj: dict) -> dict:
         meta = obj["metadata"]
-        labels = ((obj.get("spec") or {}).get("selector") or {}).get(
-            "matchLabels"
-        ) or {}
+        labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
@@ -980,14 +897,10 @@ class _Handler(BaseHTTPRequestHandler):
             obj = store.get(res, ns, name)
             replicas = (scale.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                raise ApiError(
-                    422, "Invalid", "spec.replicas: must be a non-negative integer"
-                )
+                raise ApiError(422, "Invalid", "spec.replicas: must be a non-negative integer")
             want_rv = (scale.get("metadata") or {}).get("resourceVersion")
             obj["spec"]["replicas"] = replicas
-            obj["metadata"]["resourceVersion"] = (
-                want_rv or obj["metadata"]["resourceVersion"]
-            )
+            obj["metadata"]["resourceVersion"] = want_rv or obj["metadata"]["resourceVersion"]
             return self._scale_of(res, store.update(res, ns, name, obj))
 
     def _group_list(self) -> dict:
@@ -1001,9 +914,7 @@ class _Handler(BaseHTTPRequestHandler):
             "groups": [
                 {
                     "name": g,
-                    "versions": [
-                        {"groupVersion": f"{g}/{v}", "version": v} for v in vs
-                    ],
+                    "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
                     "preferredVersion": {
                         "groupVersion": f"{g}/{vs[0]}",
                         "version": vs[0],
@@ -1072,9 +983,7 @@ class _Handler(BaseHTTPRequestHandler):
         rv_param = query.get("resourceVersion")
         with store.cond:
             if rv_param in (None, "", "0"):
-                items, since = store.list(
-                    res, ns, query.get("labelSelector"), query.get("fieldSelector")
-                )
+                items, since = store.list(res, ns, query.get("labelSelector"), query.get("fieldSelector"))
                 pending = [{"type": "ADDED", "object": item} for item in items]
             else:
                 since, pending = int(rv_param), []
@@ -1100,11 +1009,7 @@ class _Handler(BaseHTTPRequestHandler):
                 send(event)
             while since is not None and not deadline.is_set():
                 with store.cond:
-                    new = [
-                        (rv, r, kind, obj)
-                        for rv, r, kind, obj in store.history
-                        if rv > since
-                    ]
+                    new = [(rv, r, kind, obj) for rv, r, kind, obj in store.history if rv > since]
                     if not new:
                         if store.closed:
                             break
@@ -1165,9 +1070,7 @@ class KubeEmulator:
                 self._log_file.write(f"{_now()} {line}\n")
 
     def start(self) -> Self:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="kube-emulator", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="kube-emulator", daemon=True)
         self._thread.start()
         self._log(f"serving on {self.url}")
         return self
