@@ -43,13 +43,10 @@ def prepare_context(dest: Path, busybox: Path = BUSYBOX) -> Path:
     """
     dest = Path(dest)
     if not busybox.is_file():
-        raise FileNotFoundError(
-            f"{busybox} is missing: install busybox-static (tests/rig/run does)"
-        )
+        raise FileNotFoundError(f"{busybox} is missing: install busybox-static (tests/rig/run does)")
     if not _is_static_elf(busybox):
         raise RuntimeError(
-            f"{busybox} is not a static binary: install busybox-static, "
-            "an image FROM scratch has no libc"
+            f"{busybox} is not a static binary: install busybox-static, an image FROM scratch has no libc"
         )
     shutil.copytree(FIXTURE_DIR, dest, symlinks=True, dirs_exist_ok=True)
     shutil.copy2(busybox, dest / "busybox")
