@@ -169,7 +169,7 @@ class MainScreen(Screen[None]):
         try:
             operation = build_operation(self.services, kind, env, params)
         except (ConfigError, ValueError) as err:
-            self.notify(str(err), severity="error", timeout=10)
+            self.notify(str(err), severity="error", timeout=10, markup=False)
             return
         self.launch(operation)
 
@@ -216,7 +216,7 @@ class MainScreen(Screen[None]):
                 self.running = None
                 self.drain_timer.pause()
                 self.load_panes()
-                self.notify(f"{event.outcome.value}: {event.detail}",
+                self.notify(f"{event.outcome.value}: {event.detail}", markup=False,
                             severity="information" if event.outcome.value == "succeeded" else "error", timeout=8)
             elif isinstance(event, OperationStarted):
                 runbook.scroll_home(animate=False)
@@ -241,7 +241,9 @@ class MainScreen(Screen[None]):
                 self.pump.cancel.set()
                 self.notify("cancelling at the next safe point…")
 
-        self.app.push_screen(ConfirmModal(f"Cancel {self.running}? It can be resumed later from its step."), cancel)
+        banner = "SANDBOX" if self.services.sandbox else None
+        self.app.push_screen(ConfirmModal(f"Cancel {self.running}? It can be resumed later from its step.",
+                                          None, banner), cancel)
 
     @on(Worker.StateChanged)
     def worker_failed(self, event: Worker.StateChanged) -> None:
@@ -250,7 +252,9 @@ class MainScreen(Screen[None]):
             error = event.worker.error
             if event.worker.group == "operation":
                 self.running = None
-            self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=15)
+            # Not markup: an error's text may hold "[section]" (swallowed) or "[/..." (a MarkupError).
+            self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=15,
+                        markup=False)
 
     # --- resume ------------------------------------------------------------------------------
 
@@ -268,7 +272,7 @@ class MainScreen(Screen[None]):
             elif choice == "abandon":
                 self.services.journal.abandon(record.id, "abandoned from the console at start-up")
                 self.services.audit.append(record.env, "abandon", {"op_id": record.id}, "abandoned")
-                self.notify(f"abandoned {record.title}")
+                self.notify(f"abandoned {record.title}", markup=False)
 
         return answer
 

@@ -38,8 +38,10 @@ class ResumeModal(ModalScreen[str | None]):
         steps = "\n".join(f"  {'✓' if s.status == 'done' else '·'} {s.title} ({s.status})" for s in record.steps)
         at = record.steps[record.resume_index].title if record.resume_index < len(record.steps) else "the end"
         with Vertical():
-            yield Label(f"Interrupted: {record.title} [{record.env}]", classes="title")
-            yield Static(f"last update {when} by pid {record.pid} on {record.host}\n{steps}\n\nResume at: {at}")
+            # Plain text: "[env]" and journaled titles must not be read as markup.
+            yield Label(f"Interrupted: {record.title} [{record.env}]", classes="title", markup=False)
+            yield Static(f"last update {when} by pid {record.pid} on {record.host}\n{steps}\n\nResume at: {at}",
+                         markup=False)
             with Horizontal():
                 yield Button("Resume (r)", variant="primary", id="resume")
                 yield Button("Abandon (a)", variant="error", id="abandon")
