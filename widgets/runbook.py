@@ -81,6 +81,8 @@ class RunbookPanel(VerticalScroll):
             self.outcome = Text(f"{event.outcome.value.upper()}: {event.detail}", style=style)
             if event.next_options:
                 self.outcome.append("\nnext: " + " | ".join(event.next_options), style="yellow")
+            if event.outcome is not Outcome.SUCCEEDED:
+                self.outcome.append("\npress r to run it again from the step that stopped", style="yellow")
         else:
             return
         self.query_one("#runbook-steps", Static).update(self.render_steps())

@@ -44,7 +44,8 @@ PANE_FOR = {"release": "build", "migrate": "migrations", "canary": "canary", "ab
 ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
                "rollback": "R", "restore": "X", "prune": "P", "abort": "A"}
 POLL_SECONDS = 2.0
-WIDE_COLUMNS = 140  # from here the runbook gets its own column
+WIDE_COLUMNS = 140
+RETRYABLE = ("failed", "declined", "cancelled")  # from here the runbook gets its own column
 
 
 @dataclass
@@ -66,6 +67,7 @@ class MainScreen(Screen[None]):
         *[Binding(key, f"start('{kind}')", kind.capitalize(), id=f"action.{kind}", show=kind in ("release", "canary"))
           for kind, key in ACTION_KEYS.items()],
         Binding("ctrl+x", "cancel_operation", "Cancel op", id="operation.cancel"),
+        Binding("r", "retry", "Retry", id="operation.retry", show=False),
     ]
 
     class Overview(Message):
@@ -255,6 +257,19 @@ class MainScreen(Screen[None]):
             # Not markup: an error's text may hold "[section]" (swallowed) or "[/..." (a MarkupError).
             self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=15,
                         markup=False)
+
+    def action_retry(self) -> None:
+        """Run the last failed, declined or cancelled operation again from the step it stopped at."""
+        if self.running:
+            self.notify(f"{self.running} is still running", severity="warning")
+            return
+        last = next(iter(self.services.journal.recent(1)), None)
+        if last is None or last.status not in RETRYABLE:
+            self.notify("nothing to retry: the last operation did not fail")
+            return
+        operation = build_operation(self.services, last.kind, last.env, last.params)
+        operation.id = last.id
+        self.launch(operation, last.resume_index, last.state)
 
     # --- resume ------------------------------------------------------------------------------
 
