@@ -86,6 +86,16 @@ class RunbookPanel(VerticalScroll):
         else:
             return
         self.query_one("#runbook-steps", Static).update(self.render_steps())
+        if isinstance(event, Finished):
+            self.call_after_refresh(self.reveal_outcome)
+
+    def reveal_outcome(self) -> None:
+        """Scroll the outcome to the top of the view: on a short terminal it falls below the steps."""
+        steps = self.query_one("#runbook-steps", Static)
+        if self.outcome is None or not steps.size.width:
+            return
+        lines = len(self.outcome.wrap(self.app.console, steps.size.width))
+        self.scroll_to(y=steps.virtual_region.bottom - lines, animate=False)
 
     def show_progress(self, text: str) -> None:
         self.query_one("#runbook-progress", Static).update(text)
