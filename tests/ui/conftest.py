@@ -1,0 +1,59 @@
+"""UI fixtures: the sandbox console built through the shared factory, isolated in tmp_path.
+
+Every app here comes from `console.app.make_app(config, sandbox=True, seed=7, ...)` with its
+journal, audit log and locks under tmp_path, and XDG_STATE_HOME / XDG_CONFIG_HOME pointing
+there too, so no test sees the operator's real state or config. Helpers live in uikit.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+from uikit import FAST, ORIGIN, SEED, Messages
+
+from console.app import ReleaseConsole, make_app
+from services import factory
+from services.sandbox.world import World
+
+
+@pytest.fixture
+def ui_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # never the operator's release.toml
+    monkeypatch.chdir(tmp_path)  # nor one in the working directory
+    # The audit records who acted; pin it so screens do not depend on the machine.
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(name, "operator")
+    monkeypatch.delenv("SSH_CLIENT", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def make_ui_app(ui_state: Path) -> Callable[..., ReleaseConsole]:
+    """make_ui_app(time_scale=FAST) -> a sandbox console (seed 7) whose state lives in tmp_path."""
+
+    def make(time_scale: float = FAST) -> ReleaseConsole:
+        config = factory.load_config(None, True)
+        return make_app(config, sandbox=True, seed=SEED, time_scale=time_scale, state=ui_state)
+
+    return make
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Start every sandbox world's clock at ORIGIN, so simulated dates and backup ids repeat.
+
+    World takes an `origin`; the factory does not pass one through yet, so it is bound here.
+    """
+    monkeypatch.setattr(factory, "World", partial(World, origin=ORIGIN))
+    return ORIGIN
+
+
+@pytest.fixture
+def messages() -> Messages:
+    """Pass as run_test(message_hook=messages); then messages.of(SomeMessage)."""
+    return Messages()

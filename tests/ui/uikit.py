@@ -1,0 +1,85 @@
+"""Helpers for driving the console with Pilot: waiting without fixed sleeps, reading widgets."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+from rich.console import Console, RenderableType
+from textual.content import Content
+from textual.message import Message
+from textual.pilot import Pilot
+from textual.widgets import Static
+
+from console.screens.main import MainScreen
+from widgets.environments import EnvironmentsPane
+from widgets.migrations import MigrationsPane
+
+SEED = 7
+FAST = 3000.0  # simulated seconds per real second: a whole sandbox operation takes well under a second
+# 2026-01-01 00:00:00 UTC: the frozen sandbox clock for snapshots (seeded backup ids, migration dates).
+ORIGIN = 1_767_225_600.0
+OPERATION_TIMEOUT = 20.0
+
+M = TypeVar("M", bound=Message)
+
+
+class Messages:
+    """A message_hook that keeps every message the app processed."""
+
+    def __init__(self) -> None:
+        self.seen: list[Message] = []
+
+    def __call__(self, message: Message) -> None:
+        self.seen.append(message)
+
+    def of(self, kind: type[M]) -> list[M]:
+        return [m for m in self.seen if isinstance(m, kind)]
+
+
+async def wait_for(
+    pilot: Pilot[Any], predicate: Callable[[], object], what: str, timeout: float = OPERATION_TIMEOUT
+) -> None:
+    """Let the app run until predicate() holds; fail naming `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+def main_screen(pilot: Pilot[Any]) -> MainScreen:
+    return next(s for s in pilot.app.screen_stack if isinstance(s, MainScreen))
+
+
+async def ready(pilot: Pilot[Any]) -> MainScreen:
+    """Wait for the main screen with its first overview and pane data shown."""
+    app = pilot.app
+    await wait_for(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack), "the main screen")
+    screen = main_screen(pilot)
+    await wait_for(pilot, lambda: len(screen.query_one(EnvironmentsPane).rows) == 3, "the environments overview")
+    await wait_for(pilot, lambda: screen.query_one(MigrationsPane).records, "the pane data")
+    return screen
+
+
+async def finished(pilot: Pilot[Any], screen: MainScreen, timeout: float = OPERATION_TIMEOUT) -> None:
+    """Wait until the running operation finished and its outcome reached the screen."""
+    await wait_for(pilot, lambda: screen.running is None, "the operation to finish", timeout)
+    await pilot.pause()
+
+
+def plain(renderable: RenderableType | Any, width: int = 100) -> str:
+    """What a renderable (a Static's content, a rich Table, Text) reads as, without styles."""
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def text_of(static: Static) -> str:
+    """A Static's text as shown: strings through the widget's own markup setting, rich objects rendered."""
+    if isinstance(static.content, (str, Content)):
+        return str(static.render())
+    return plain(static.content)
