@@ -1,0 +1,176 @@
+"""Snapshots of every pane at 80x24, over a sandbox world with a frozen clock (seed 7).
+
+Regenerate with `uv run pytest tests/ui/test_snapshots.py --snapshot-update` and review each
+changed SVG in tests/ui/__snapshots__/ as you would review code.
+
+What keeps them repeatable: the sandbox clock starts at a fixed origin (seeded backup ids,
+migration dates), the audit log is written beforehand with fixed times and user, toasts are
+cleared, the input cursor does not blink, and each run_before waits for the data it shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, OptionList
+from uikit import FAST, ORIGIN, finished, main_screen, ready, wait_for
+
+import services.audit
+from console.app import ReleaseConsole
+from services.audit import AuditLog
+from widgets.audit import AuditPane
+from widgets.backups import BackupsPane
+from widgets.canary import CanaryPane, MetricChart
+from widgets.confirm import ConfirmModal
+from widgets.migrations import MigrationsPane
+
+SIZE = (80, 24)
+CALM = 30.0  # the default time scale: nothing runs in these, and ages stay whole days
+
+pytestmark = pytest.mark.usefixtures("frozen_clock")
+
+Snap = Callable[..., bool]
+
+
+async def select(pilot: Pilot[Any], env: str) -> None:
+    screen = await ready(pilot)
+    await pilot.press("1", *["down"] * ["development", "staging", "production"].index(env))
+    await wait_for(
+        pilot,
+        lambda: (
+            screen.query_one(MigrationsPane).records
+            and str(screen.query_one("#migrations-title").render()).startswith(f"3 Migrations: {env},")
+        ),
+        f"{env}'s data",
+    )
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    """No toasts over the panes; let pending refreshes land."""
+    pilot.app.clear_notifications()
+    await pilot.pause()
+
+
+def test_start_environments_and_build(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await ready(pilot)
+        await settle(pilot)
+
+    assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
+
+
+def test_migrations_pane(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await select(pilot, "production")
+        await pilot.press("3")
+        assert main_screen(pilot).query_one(MigrationsPane).records[-1].state == "pending"
+        await settle(pilot)
+
+    assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
+
+
+def test_canary_pane_after_a_canary(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await ready(pilot)
+        await pilot.press("c")  # development: no confirmation before it starts
+        await finished(pilot, screen)
+        pane = screen.query_one(CanaryPane)
+
+        def drawn() -> bool:
+            focus = pane.query("MetricChart.-focus").results(MetricChart)
+            return any(not chart.dirty for chart in focus)
+
+        await wait_for(pilot, drawn, "the last redraw of the canary chart")
+        # The overview shows the lock released and the canary gone, not a poll from mid-run.
+        rows = screen.query_one("#environments").rows  # type: ignore[attr-defined]
+        await wait_for(
+            pilot,
+            lambda: rows["development"].lock is None and rows["development"].canary_version is None,
+            "the overview after the canary",
+        )
+        await settle(pilot)
+
+    assert snap_compare(make_ui_app(FAST), terminal_size=SIZE, run_before=run_before)
+
+
+def test_backups_pane(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await select(pilot, "production")
+        await pilot.press("5")
+        await wait_for(pilot, lambda: len(main_screen(pilot).query_one(BackupsPane).entries) == 5, "the backups")
+        await settle(pilot)
+
+    assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.fixture
+def written_audit(ui_state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
+    """An audit log written beforehand, each record a minute apart from 2026-01-01 09:00 UTC."""
+    clock = iter(range(10))
+
+    class FixedTime:
+        strftime = staticmethod(time.strftime)
+
+        @staticmethod
+        def gmtime() -> time.struct_time:
+            return time.gmtime(ORIGIN + 9 * 3600 + 60 * next(clock))
+
+    audit = AuditLog(ui_state / "sandbox-audit.jsonl")
+    with monkeypatch.context() as patch:
+        patch.setattr(services.audit, "time", FixedTime)
+        audit.append("production", "release", {"version": "1.5.0", "op_id": "a"}, "started")
+        audit.append("production", "release", {"version": "1.5.0", "op_id": "a"}, "succeeded: 7 steps done")
+        audit.append("staging", "restore", {"op_id": "b"}, "declined: not confirmed: Stop services and restore")
+        audit.append(
+            "production",
+            "canary",
+            {"op_id": "c"},
+            "failed: rolled back at check 6: error_rate: 0.0128 vs threshold 0.0121 -> BREACH",
+        )
+        audit.append("production", "rollback", {"op_id": "d"}, "succeeded: 4 steps done", "hotfix window, INC-142")
+    yield audit
+
+
+def test_audit_pane(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole], written_audit: AuditLog) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await ready(pilot)
+        await pilot.press("6")
+        await wait_for(
+            pilot,
+            lambda: screen.query_one(AuditPane).query_one("#audit-list", OptionList).option_count == 5,
+            "the audit records",
+        )
+        await settle(pilot)
+
+    assert written_audit.verify().ok
+    assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
+
+
+def test_production_typed_confirmation(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole]) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await select(pilot, "production")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal), "the confirmation")
+        pilot.app.screen.query_one(Input).cursor_blink = False
+        await settle(pilot)
+
+    assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
+
+
+def test_no_color(
+    snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_ui_app(CALM)
+    assert app.no_color
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await select(pilot, "production")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
