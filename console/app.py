@@ -83,14 +83,14 @@ class ReleaseConsole(App[None]):
 
 
 def make_app(config: object, *, sandbox: bool, seed: int = 7, time_scale: float = 30.0,
-             state: Path | str | None = None) -> ReleaseConsole:
+             state: Path | str | None = None, origin: float | None = None) -> ReleaseConsole:
     """The one way the console is built with its services ready: used by the tests and benchmarks."""
     from services import factory
     from services.config import ReleaseConfig
 
     assert isinstance(config, ReleaseConfig)
     services = factory.build(config, sandbox_mode=sandbox, seed=seed, time_scale=time_scale,
-                             state=Path(state) if state else None)
+                             state=Path(state) if state else None, origin=origin)
     return ReleaseConsole(services, sandbox=sandbox, seed=seed, time_scale=time_scale)
 
 

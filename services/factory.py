@@ -161,13 +161,15 @@ def build(
     seed: int = 7,
     time_scale: float = 30.0,
     state: Path | None = None,
+    origin: float | None = None,
 ) -> Services:
+    """`origin` pins the sandbox clock's start, so a drill or a screenshot can be replayed exactly."""
     state = state or state_dir()
     state.mkdir(parents=True, exist_ok=True)
     journal = Journal(state / ("sandbox-journal.sqlite3" if sandbox_mode else "journal.sqlite3"))
     audit = AuditLog(state / ("sandbox-audit.jsonl" if sandbox_mode else "audit.jsonl"))
     if sandbox_mode:
-        world = World(seed, time_scale)
+        world = World(seed, time_scale, origin)
         return Services(
             config, journal, audit, FileLocks(state / "sandbox-locks"),
             sandbox.SandboxBuilder(world), sandbox.SandboxRegistry(world), sandbox.SandboxCommands(world),

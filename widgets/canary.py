@@ -60,7 +60,9 @@ class MetricChart(PlotextPlot):
         for name, values in self.series.items():
             if values:
                 scaled = [v * SCALE.get(self.metric, 1) for v in values]
-                plt.plot(scaled, label=name, color=SERIES_COLOURS[name], marker="braille")
+                # No legend: it hides the data on a small chart; the values table's coloured
+                # headers name the series instead.
+                plt.plot(scaled, color=SERIES_COLOURS[name], marker="braille")
         if self.threshold is not None:
             plt.horizontal_line(self.threshold * SCALE.get(self.metric, 1), color="yellow")
         self.dirty = False
@@ -88,15 +90,21 @@ class CanaryPane(Vertical):
                 yield MetricChart(metric, id=f"chart-{metric}")
         yield Static("", id="canary-verdict")
 
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.fresh = False  # samples arrived since the last redraw
+
     def on_mount(self) -> None:
         self.set_interval(1.0, self.redraw)
 
     def on_resize(self, event: events.Resize) -> None:
         small = self.app.size.width < WIDE[0] or self.app.size.height < WIDE[1]
         self.set_class(small, "-small")
+        self.fresh = True  # charts that were hidden may show now
 
     def add(self, sample: MetricSample) -> None:
         self.query_one(f"#chart-{sample.metric}", MetricChart).add(sample)
+        self.fresh = True
 
     def show_title(self, text: str) -> None:
         self.query_one("#canary-title", Label).update(f"4 Canary: {text}")
@@ -106,8 +114,10 @@ class CanaryPane(Vertical):
 
     def values_table(self) -> Table:
         table = Table(box=None, padding=(0, 1), expand=False, header_style="bold")
-        for column in ("metric", "canary", "stable", "base", "limit"):
-            table.add_column(column, justify="left" if column == "metric" else "right")
+        table.add_column("metric")
+        for series in SERIES_COLOURS:
+            table.add_column(Text(series, style=f"bold {SERIES_COLOURS[series]}"), justify="right")
+        table.add_column(Text("limit", style="bold yellow"), justify="right")
         for chart in self.query(MetricChart):
             scale = SCALE.get(chart.metric, 1.0)
             breached = chart.pressure() >= 1.0
@@ -118,9 +128,10 @@ class CanaryPane(Vertical):
         return table
 
     def redraw(self) -> None:
+        if not self.fresh or not self.display or not self.is_on_screen:
+            return  # unchanged or hidden: do not redraw
+        self.fresh = False
         charts = list(self.query(MetricChart))
-        if not self.display or not self.is_on_screen or not any(c.dirty for c in charts):
-            return  # hidden or unchanged: do not redraw
         self.query_one("#canary-values", Static).update(self.values_table())
         focus = max(charts, key=lambda c: c.pressure())
         for chart in charts:

@@ -62,7 +62,7 @@ class RunbookPanel(VerticalScroll):
             self.status = {sid: StepStatus.DONE if i < event.start_at else StepStatus.PENDING
                            for i, (sid, _) in enumerate(event.steps)}
             self.details, self.outcome = {}, None
-            self.query_one("#runbook-title", Label).update(f"Runbook: {event.title} [{event.env}]")
+            self.query_one("#runbook-title", Label).update(f"Runbook: {event.title}")
             self.show_progress("")
         elif isinstance(event, StepStarted):
             self.status[event.step_id] = StepStatus.RUNNING

@@ -44,8 +44,8 @@ PANE_FOR = {"release": "build", "migrate": "migrations", "canary": "canary", "ab
 ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
                "rollback": "R", "restore": "X", "prune": "P", "abort": "A"}
 POLL_SECONDS = 2.0
-WIDE_COLUMNS = 140
-RETRYABLE = ("failed", "declined", "cancelled")  # from here the runbook gets its own column
+WIDE_COLUMNS = 140  # from here the runbook gets its own column
+RETRYABLE = ("failed", "declined", "cancelled")
 
 
 @dataclass

@@ -8,7 +8,6 @@ there too, so no test sees the operator's real state or config. Helpers live in 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from uikit import FAST, ORIGIN, SEED, Messages
 
 from console.app import ReleaseConsole, make_app
 from services import factory
-from services.sandbox.world import World
 
 
 @pytest.fixture
@@ -33,23 +31,23 @@ def ui_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def make_ui_app(ui_state: Path) -> Callable[..., ReleaseConsole]:
-    """make_ui_app(time_scale=FAST) -> a sandbox console (seed 7) whose state lives in tmp_path."""
+def make_ui_app(ui_state: Path, request: pytest.FixtureRequest) -> Callable[..., ReleaseConsole]:
+    """make_ui_app(time_scale=FAST) -> a sandbox console (seed 7) whose state lives in tmp_path.
+
+    With the `frozen_clock` fixture, its world's clock starts at ORIGIN.
+    """
+    origin = ORIGIN if "frozen_clock" in request.fixturenames else None
 
     def make(time_scale: float = FAST) -> ReleaseConsole:
         config = factory.load_config(None, True)
-        return make_app(config, sandbox=True, seed=SEED, time_scale=time_scale, state=ui_state)
+        return make_app(config, sandbox=True, seed=SEED, time_scale=time_scale, state=ui_state, origin=origin)
 
     return make
 
 
 @pytest.fixture
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> float:
-    """Start every sandbox world's clock at ORIGIN, so simulated dates and backup ids repeat.
-
-    World takes an `origin`; the factory does not pass one through yet, so it is bound here.
-    """
-    monkeypatch.setattr(factory, "World", partial(World, origin=ORIGIN))
+def frozen_clock() -> float:
+    """Asks make_ui_app to start the sandbox clock at ORIGIN, so simulated dates and backup ids repeat."""
     return ORIGIN
 
 

@@ -170,7 +170,7 @@ async def test_release_on_development(make_ui_app: Any, messages: Messages) -> N
         await pilot.press("d")
         assert current_pane(screen) == "build"
         await finished(pilot, screen)
-        assert "Runbook: Release 1.5.0 to development [development]" in str(
+        assert "Runbook: Release 1.5.0 to development" in str(
             runbook(screen).query_one("#runbook-title").render()
         )
 
@@ -448,7 +448,7 @@ async def test_command_palette_starts_a_backup(make_ui_app: Any, messages: Messa
             pilot, lambda: screen.running is not None or runbook(screen).outcome is not None, "the backup to start"
         )
         await finished(pilot, screen)
-        assert "Runbook: Back up development [development]" in str(runbook(screen).query_one("#runbook-title").render())
+        assert "Runbook: Back up development" in str(runbook(screen).query_one("#runbook-title").render())
         assert outcome(screen).startswith("SUCCEEDED")
         assert app.services.journal.recent(1)[0].kind == "backup"
 
