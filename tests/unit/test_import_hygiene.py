@@ -17,7 +17,8 @@ import services
 names = ["services"] + [m.name for m in pkgutil.walk_packages(services.__path__, "services.")]
 for name in names:
     importlib.import_module(name)
-print(json.dumps({"imported": names, "textual": sorted(m for m in sys.modules if m.split(".")[0].startswith("textual"))}))
+loaded = sorted(m for m in sys.modules if m.split(".")[0].startswith("textual"))
+print(json.dumps({"imported": names, "textual": loaded}))
 """
 
 
