@@ -15,6 +15,7 @@ from console.screens.loading import LoadingScreen
 
 if TYPE_CHECKING:
     from services.factory import Services
+    from services.overview import EnvironmentRow
 
 # The main screen, its widgets and the services (pydantic, plotext) are imported by the
 # start-up worker, after the first frame: see LoadingScreen.
@@ -49,22 +50,26 @@ class ReleaseConsole(App[None]):
         assert self._loader is not None
         try:
             services = self._loader()
-            import console.screens.main  # noqa: F401  (imported off the UI thread)
         except ConfigError as err:
             # Bad config: nothing runs; the error is printed once the terminal is restored.
             self.call_from_thread(self.exit, None, EXIT_CONFIG, f"config error:\n{err}")
             return
-        self.call_from_thread(self._show, services)
+        # Imported and fetched off the UI thread, so the main screen's first frame has data.
+        import console.screens.main  # noqa: F401
+        from services.overview import environment_rows
 
-    def _show(self, services: Services) -> None:
+        rows = environment_rows(services, list(services.config.environments))
+        self.call_from_thread(self._show, services, rows)
+
+    def _show(self, services: Services, overview: list[EnvironmentRow] | None = None) -> None:
         from console.screens.main import MainScreen
 
         self.services = services
         self.sub_title = services.config.app.name + (" [SANDBOX]" if services.sandbox else "")
         if isinstance(self.screen, LoadingScreen):
-            self.switch_screen(MainScreen(services, self.seed))
+            self.switch_screen(MainScreen(services, self.seed, overview))
         else:
-            self.push_screen(MainScreen(services, self.seed))
+            self.push_screen(MainScreen(services, self.seed, overview))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         from console.screens.main import ACTION_KEYS, PANES, MainScreen

@@ -80,10 +80,12 @@ class MainScreen(Screen[None]):
             super().__init__()
             self.data = data
 
-    def __init__(self, services: Services, seed: int = 7) -> None:
+    def __init__(self, services: Services, seed: int = 7, overview: list[EnvironmentRow] | None = None) -> None:
+        """`overview`: environment rows already fetched off the UI thread, for a first frame with data."""
         super().__init__()
         self.services = services
         self.seed = seed
+        self.overview = overview
         self.pump = EventPump()
         self.running: str | None = None
 
@@ -108,7 +110,10 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.drain_timer = self.set_interval(0.1, self.drain, pause=True)
         self.query_one("#env-table").focus()
-        self.poll_overview()
+        if self.overview is None:
+            self.poll_overview()
+        else:
+            self.post_message(self.Overview(self.overview))
         self.load_panes()
         self.offer_resume()
 
