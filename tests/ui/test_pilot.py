@@ -225,17 +225,17 @@ async def test_backup_lists_the_new_backup(make_ui_app: Any, messages: Messages)
     app = make_ui_app()
     async with app.run_test(size=SIZE, message_hook=messages) as pilot:
         screen = await ready(pilot)
-        assert screen.query_one(BackupsPane).entries == []  # development starts without backups
+        assert screen.query_one(BackupsPane).items == []  # development starts without backups
         await pilot.press("b")
         assert current_pane(screen) == "backups"
         await finished(pilot, screen)
         assert outcome(screen).startswith("SUCCEEDED")
         await wait_for(pilot, lambda: screen.query_one("#backups-table", DataTable).row_count == 1, "the new backup")
-        entry = screen.query_one(BackupsPane).entries[0]
+        entry = screen.query_one(BackupsPane).items[0]
         assert entry.complete and entry.env == "development"
         assert f"backup {entry.id} complete" == runbook(screen).details["backup"]
         assert "development, 1 found" in str(screen.query_one("#backups-title").render())
-        assert "development/" + entry.id in text_of(screen.query_one("#backup-detail", Static))
+        assert "development/" + entry.id in text_of(screen.query_one("#backups-detail", Static))
 
 
 async def test_canary_in_production_rolls_back(make_ui_app: Any, messages: Messages) -> None:
@@ -339,8 +339,8 @@ async def test_prune_lists_first_then_deletes_after_confirming(make_ui_app: Any,
     async with app.run_test(size=SIZE, message_hook=messages) as pilot:
         screen = await ready(pilot)
         await choose_env(pilot, screen, "production")
-        await wait_for(pilot, lambda: len(screen.query_one(BackupsPane).entries) == 5, "production's backups")
-        oldest = screen.query_one(BackupsPane).entries[-1].id
+        await wait_for(pilot, lambda: len(screen.query_one(BackupsPane).items) == 5, "production's backups")
+        oldest = screen.query_one(BackupsPane).items[-1].id
         await pilot.press("P")
         modal = await confirm_modal(pilot)
         # The dry run listed what would go before anything is asked, let alone deleted.
@@ -353,8 +353,8 @@ async def test_prune_lists_first_then_deletes_after_confirming(make_ui_app: Any,
         await pilot.press(*"production", "enter")
         await finished(pilot, screen)
         assert outcome(screen).startswith("SUCCEEDED")
-        await wait_for(pilot, lambda: len(screen.query_one(BackupsPane).entries) == 4, "the pruned list")
-        assert oldest not in [e.id for e in screen.query_one(BackupsPane).entries]
+        await wait_for(pilot, lambda: len(screen.query_one(BackupsPane).items) == 4, "the pruned list")
+        assert oldest not in [e.id for e in screen.query_one(BackupsPane).items]
         assert screen.query_one("#backups-table", DataTable).row_count == 4
 
 

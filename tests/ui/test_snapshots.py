@@ -43,7 +43,7 @@ async def select(pilot: Pilot[Any], env: str) -> None:
     await wait_for(
         pilot,
         lambda: (
-            screen.query_one(MigrationsPane).records
+            screen.query_one(MigrationsPane).items
             and str(screen.query_one("#migrations-title").render()).startswith(f"3 Migrations: {env},")
         ),
         f"{env}'s data",
@@ -68,7 +68,7 @@ def test_migrations_pane(snap_compare: Snap, make_ui_app: Callable[..., ReleaseC
     async def run_before(pilot: Pilot[Any]) -> None:
         await select(pilot, "production")
         await pilot.press("3")
-        assert main_screen(pilot).query_one(MigrationsPane).records[-1].state == "pending"
+        assert main_screen(pilot).query_one(MigrationsPane).items[-1].state == "pending"
         await settle(pilot)
 
     assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
@@ -102,7 +102,7 @@ def test_backups_pane(snap_compare: Snap, make_ui_app: Callable[..., ReleaseCons
     async def run_before(pilot: Pilot[Any]) -> None:
         await select(pilot, "production")
         await pilot.press("5")
-        await wait_for(pilot, lambda: len(main_screen(pilot).query_one(BackupsPane).entries) == 5, "the backups")
+        await wait_for(pilot, lambda: len(main_screen(pilot).query_one(BackupsPane).items) == 5, "the backups")
         await settle(pilot)
 
     assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)

@@ -61,7 +61,7 @@ async def ready(pilot: Pilot[Any]) -> MainScreen:
     await wait_for(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack), "the main screen")
     screen = main_screen(pilot)
     await wait_for(pilot, lambda: len(screen.query_one(EnvironmentsPane).rows) == 3, "the environments overview")
-    await wait_for(pilot, lambda: screen.query_one(MigrationsPane).records, "the pane data")
+    await wait_for(pilot, lambda: screen.query_one(MigrationsPane).items, "the pane data")
     return screen
 
 
