@@ -73,7 +73,10 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
                     ctx.metric(verdict.metric, series, float("nan") if value is None else value, verdict.threshold)
                 ctx.metric(verdict.metric, "baseline", base[verdict.metric])
             ctx.progress(check, checks, "checks")
-            ctx.log(f"check {check}/{checks}: " + "; ".join(v.describe() for v in verdicts))
+            breached = [v.metric for v in verdicts if v.breached]
+            ctx.log(f"check {check}/{checks}: " + (f"BREACH {', '.join(breached)}" if breached else "all ok"))
+            for verdict in verdicts:  # one line each: short enough for a narrow log pane
+                ctx.log(f"  {verdict.describe()}")
             breach = next((v for v in verdicts if v.action == "rollback"), None)
             if breach:
                 _notify(services, env, image, f"automatic rollback: {breach.describe()}", "critical")

@@ -30,7 +30,7 @@ class AuditPane(Vertical):
         self.query_one("#audit-title", Label).update(title)
         options = self.query_one(OptionList)
         options.clear_options()
-        options.add_options([_line(r) for r in reversed(records)])
+        options.add_options([_line(r) for r in reversed(records)] or [Text("no audit records yet", style="dim")])
 
 
 def _line(record: dict[str, Any]) -> Text:

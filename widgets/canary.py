@@ -83,7 +83,8 @@ class CanaryPane(Vertical):
     """
 
     def compose(self) -> ComposeResult:
-        yield Label("4 Canary: no canary running", classes="title", id="canary-title")
+        yield Label("4 Canary: none running; c starts one on the selected environment", classes="title",
+                    id="canary-title")
         yield Static(self.values_table(), id="canary-values")
         with Grid():
             for metric in METRICS:
