@@ -77,4 +77,5 @@ def all_actions() -> dict[str, Action]:
 
 def _load_all() -> None:
     # Importing the modules registers their actions.
-    from services import backups, canary, deploy, migrations, pipeline, recovery  # noqa: F401
+    from services import backups, canary, deploy, pipeline, recovery  # noqa: F401
+    from services.migrations import deploy as migrate  # noqa: F401

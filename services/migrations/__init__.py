@@ -1,0 +1,1 @@
+"""Prisma-compatible migrations: status, deploy, resolve, lint, and zero-downtime expand/contract."""
