@@ -192,7 +192,7 @@ _DROP_TABLE = re.compile(rf"^DROP TABLE (?:IF EXISTS )?(?P<tables>{_QNAME}(?: , 
 _REFERENCES = re.compile(rf"\bREFERENCES (?P<table>{_QNAME})")
 # Other statements that queue for a conflicting lock on an existing table.
 _OTHER_LOCKING = re.compile(
-    r"^(?:DROP (?:INDEX (?!CONCURRENTLY)|TRIGGER|VIEW|MATERIALIZED VIEW)|TRUNCATE|LOCK|ALTER INDEX|CLUSTER"
+    r"^(?:DROP (?:INDEX(?! CONCURRENTLY)|TRIGGER|VIEW|MATERIALIZED VIEW)|TRUNCATE|LOCK|ALTER INDEX|CLUSTER"
     r"|CREATE (?:OR REPLACE )?(?:CONSTRAINT )?TRIGGER|REINDEX\b(?!.*\bCONCURRENTLY\b)|VACUUM FULL)\b"
 )
 
