@@ -79,3 +79,4 @@ def _load_all() -> None:
     # Importing the modules registers their actions.
     from services import backups, canary, deploy, pipeline, recovery  # noqa: F401
     from services.migrations import deploy as migrate  # noqa: F401
+    from services.migrations import expand  # noqa: F401

@@ -26,8 +26,10 @@ from services.ports import (
     Notifier,
     ObjectStore,
     Registry,
+    SchemaChanges,
 )
 from services.sandbox import adapters as sandbox
+from services.sandbox.expand import SandboxSchemaChanges
 from services.sandbox.world import World
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "food-management" / "release.toml"
@@ -123,9 +125,18 @@ class Services:
     def health(self, env: str) -> HealthChecker:
         return self._adapter("health", env)  # type: ignore[no-any-return]
 
+    def schema(self, env: str) -> SchemaChanges:
+        return self._adapter("schema", env)  # type: ignore[no-any-return]
+
     def real_seconds(self, simulated: float) -> float:
         """How long to really wait for a span of (possibly sandbox-accelerated) time."""
         return simulated / self.time_scale
+
+
+def _postgres_schema(config: ReleaseConfig, env: str) -> SchemaChanges:
+    from services.migrations.schema_changes import PostgresSchemaChanges  # psycopg: only when used
+
+    return PostgresSchemaChanges(config.environment(env).database_url.get_secret_value())
 
 
 def load_config(path: str | None, sandbox_mode: bool, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
@@ -180,6 +191,7 @@ def build(
                 "metrics": lambda env: sandbox.SandboxMetrics(world, env),
                 "database": lambda env: sandbox.SandboxMigrations(world, env),
                 "health": lambda env: sandbox.SandboxHealth(world, env),
+                "schema": lambda env: SandboxSchemaChanges(world, env),
             },
         )
     # Imported here: httpx and psycopg cost ~0.5 s of start-up that the sandbox never needs.
@@ -200,5 +212,6 @@ def build(
             "metrics": lambda env: NotYetAvailable("the Prometheus metrics source"),
             "database": lambda env: NotYetAvailable("the Prisma migration database"),
             "health": lambda env: HttpHealth(),
+            "schema": lambda env: _postgres_schema(config, env),
         },
     )

@@ -155,3 +155,133 @@ class AppFiles(Protocol):
 
 class HealthChecker(Protocol):
     def check(self, url: str) -> HealthResult: ...
+
+
+# --- zero-downtime schema changes (expand/contract) -----------------------------------------
+# The operations in services/migrations/expand.py speak only in these terms; the PostgreSQL
+# adapter (services/migrations/schema_changes.py) renders them as SQL, the sandbox applies
+# them to a simulated table (services/sandbox/expand.py).
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str  # as the catalog formats it (format_type), e.g. "timestamp(3) without time zone"
+    not_null: bool
+    default: str | None = None  # the default expression, as the catalog prints it
+    owns_sequence: bool = False  # serial or identity: its sequence goes with the column
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    columns: Mapping[str, ColumnInfo]
+    primary_key: tuple[str, ...]
+    triggers: frozenset[str]
+    constraints: Mapping[str, bool]  # name -> validated
+    uses: Mapping[str, tuple[str, ...]]  # column -> indexes and constraints that use it
+
+
+@dataclass(frozen=True)
+class Fill:
+    """What a backfill writes into the target column, and so which rows still need it.
+
+    `expression` is SQL typed by the operator (trusted input, like a migration file): rows are
+    pending while the target IS NULL. `copy_from` is a column: rows are pending while the
+    target IS DISTINCT FROM it.
+    """
+
+    expression: str | None = None
+    copy_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    rows: int  # rows this batch wrote
+    last_key: str | int | None  # the highest primary key it looked at; None: nothing left after `after`
+
+
+@dataclass(frozen=True)
+class AddColumn:  # nullable, no default: no table rewrite; no-op if it exists
+    table: str
+    column: str
+    type: str
+
+
+@dataclass(frozen=True)
+class DropColumn:  # no-op if it is gone
+    table: str
+    column: str
+
+
+@dataclass(frozen=True)
+class AddNotNullCheck:  # CHECK (column IS NOT NULL) NOT VALID: new rows only, no scan
+    table: str
+    column: str
+    constraint: str
+
+
+@dataclass(frozen=True)
+class ValidateConstraint:  # scans, but lets reads and writes go on
+    table: str
+    constraint: str
+
+
+@dataclass(frozen=True)
+class DropConstraint:  # no-op if it is gone
+    table: str
+    constraint: str
+
+
+@dataclass(frozen=True)
+class SetNotNull:  # with a valid CHECK (column IS NOT NULL) in place, SET skips the scan
+    table: str
+    column: str
+    not_null: bool = True
+
+
+@dataclass(frozen=True)
+class SetDefault:
+    table: str
+    column: str
+    expression: str | None  # from the catalog (ColumnInfo.default); None drops the default
+
+
+@dataclass(frozen=True)
+class CreateSyncTrigger:  # keeps `old` and `new` equal whichever one a writer sets; replaces its own
+    table: str
+    old: str
+    new: str
+    trigger: str
+    function: str
+
+
+@dataclass(frozen=True)
+class DropSyncTrigger:  # trigger, then its function; no-op if gone
+    table: str
+    trigger: str
+    function: str
+
+
+SchemaChange = (
+    AddColumn | DropColumn | AddNotNullCheck | ValidateConstraint | DropConstraint | SetNotNull | SetDefault
+    | CreateSyncTrigger | DropSyncTrigger
+)
+
+
+class LockBusy(Exception):
+    """A change or batch did not get its lock within lock_timeout; `blockers` names who holds it."""
+
+    def __init__(self, message: str, blockers: str = "") -> None:
+        super().__init__(message)
+        self.blockers = blockers
+
+
+class SchemaChanges(Protocol):
+    def table(self, name: str) -> TableInfo | None: ...
+    def apply(self, changes: Iterable[SchemaChange], lock_timeout_ms: int) -> None: ...  # one short transaction
+    def count(self, table: str, column: str, fill: Fill) -> tuple[int, int]: ...  # rows, rows pending
+    def backfill_batch(
+        self, table: str, key: str, column: str, fill: Fill, after: str | int | None, limit: int, lock_timeout_ms: int
+    ) -> Batch: ...  # one short transaction; LockBusy when it cannot lock its rows in time
+    def close(self) -> None: ...
