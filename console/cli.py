@@ -57,13 +57,45 @@ def parser() -> argparse.ArgumentParser:
     breaking = lock.add_parser("break", help="remove a stale lock (audited)")
     breaking.add_argument("--env", required=True)
     breaking.add_argument("--reason", required=True)
-    for kind, spec in sorted(all_actions().items()):
-        action = sub.add_parser(kind, help=spec.title)
-        action.add_argument("--env", required=True)
-        action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-        action.add_argument("--reason", help="override reason, recorded in the audit log")
-        _confirm_flags(action)
+    actions = all_actions()
+    grouped = {kind for members in GROUPS.values() for kind in members.values()}
+    groups = {name: sub.add_parser(name, help=f"{name} {' | '.join(members)}").add_subparsers(
+        dest="group_command", required=True) for name, members in GROUPS.items()}
+    for name in ("status", "lint"):
+        groups["migrate"].add_parser(name, help=f"migration {name}").add_argument("--env", required=True)
+    for group, members in GROUPS.items():
+        for command, kind in members.items():
+            if kind in actions:
+                _action_parser(groups[group], command, kind, actions[kind].title)
+    for kind, spec in sorted(actions.items()):
+        if kind not in grouped:
+            _action_parser(sub, kind, kind, spec.title)
     return top
+
+
+# `migrate deploy` runs the action "migrate", and so on; other actions are top-level commands.
+GROUPS = {
+    "migrate": {"deploy": "migrate", "resolve": "resolve", "rollback": "migrate-rollback"},
+    "expand": {"add-column": "expand-add-column", "rename-column": "expand-rename-column"},
+}
+# Flags an action takes besides --param; each becomes the param of the same name.
+FLAGS = {
+    "resolve": ("applied", "rolled-back"),
+    "migrate-rollback": ("backup-id",),
+    "expand-add-column": ("table", "column", "type", "backfill", "phase", "batch-size", "lock-timeout-ms"),
+    "expand-rename-column": ("table", "column", "new-column", "phase", "batch-size", "lock-timeout-ms"),
+}
+
+
+def _action_parser(subparsers: Any, command: str, kind: str, title: str) -> None:
+    action = subparsers.add_parser(command, help=title)
+    action.set_defaults(action_kind=kind)
+    action.add_argument("--env", required=True)
+    for flag in FLAGS.get(kind, ()):
+        action.add_argument(f"--{flag}", dest=f"flag_{flag.replace('-', '_')}")
+    action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    action.add_argument("--reason", help="override reason, recorded in the audit log")
+    _confirm_flags(action)
 
 
 def _confirm_flags(command: argparse.ArgumentParser) -> None:
@@ -112,14 +144,17 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
         return _journal(args, services)
     if command == "lock":
         return _lock(args, services)
+    if command == "migrate" and args.group_command in ("status", "lint"):
+        return _migrations(args, services)
     from services.catalog import build_operation
 
     params = dict(p.split("=", 1) for p in args.param if "=" in p)
+    params.update({k.removeprefix("flag_"): v for k, v in vars(args).items() if k.startswith("flag_") and v})
     bad = [p for p in args.param if "=" not in p]
     if bad:
         print(f"error: --param takes KEY=VALUE, got {bad[0]!r}", file=sys.stderr)
         return EXIT_USAGE
-    operation = build_operation(services, command, args.env, params)
+    operation = build_operation(services, args.action_kind, args.env, params)
     operation.override_reason = args.reason
     return _run(args, services, operation)
 
@@ -139,6 +174,13 @@ def _run(args: argparse.Namespace, services: Services, operation: Any, start_at:
 
 def _cli_confirm(args: argparse.Namespace) -> Any:
     def confirm(question: ConfirmationNeeded) -> str | None:
+        if question.free_text:
+            if args.reason:
+                return str(args.reason)
+            if not sys.stdin.isatty():
+                print(f"needs an override reason: {question.prompt} (no terminal; pass --reason)", file=sys.stderr)
+                return None
+            return input(f"{question.prompt}\nreason: ")
         if question.expected is not None:
             if args.confirm_env is not None:
                 return str(args.confirm_env)
@@ -255,6 +297,26 @@ def _journal(args: argparse.Namespace, services: Services) -> int:
     operation = build_operation(services, record.kind, record.env, record.params)
     operation.id = record.id
     return _run(args, services, operation, start_at=record.resume_index, state=record.state)
+
+
+def _migrations(args: argparse.Namespace, services: Services) -> int:
+    from services.migrations.deploy import lint_pending
+
+    if args.group_command == "lint":
+        findings = lint_pending(services, args.env)
+        _emit(args, [f.__dict__ for f in findings], "\n".join(
+            f"{'BLOCKING' if f.blocking else 'warning '} {f.migration}:{f.line} {f.rule}\n"
+            f"  {f.message}\n  safer: {f.safer}" for f in findings) or "no findings")
+        return EXIT_FAILED if any(f.blocking for f in findings) else EXIT_OK
+    records = services.database(args.env).status()
+    lines = [f"{'MIGRATION':<44} {'STATE':<14} {'APPLIED':<17} TOOK"]
+    for r in records:
+        applied = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.started_at)) if r.started_at else "-"
+        took = f"{r.finished_at - r.started_at:.2f}s" if r.started_at and r.finished_at else "-"
+        lines.append(f"{r.name:<44} {r.state:<14} {applied:<17} {took}" + (f"\n  logs: {r.logs}" if r.logs else ""))
+    _emit(args, [r.__dict__ for r in records], "\n".join(lines))
+    bad = [r for r in records if r.state in ("failed", "edited")]
+    return EXIT_FAILED if bad else EXIT_OK
 
 
 def _lock(args: argparse.Namespace, services: Services) -> int:

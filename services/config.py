@@ -150,6 +150,7 @@ class MigrationsConfig(Strict):
     dir: str = "prisma/migrations"
     integrity_tables: list[str] = ["Ingredient", "Category", "User"]
     reindex_tables: list[str] = ["Ingredient", "Category", "User"]
+    lock_wait_s: float = Field(30, gt=0, description="how long to wait for Prisma's migration lock")
 
 
 class NotifyConfig(Strict):

@@ -75,11 +75,13 @@ class StepFinished(Event):
 
 @dataclass(frozen=True)
 class ConfirmationNeeded(Event):
-    """`expected` is the exact text to type; None means a plain yes/no."""
+    """`expected` is the exact text to type; None means a plain yes/no. With `free_text`, the
+    operator types a reason (an override's), and any non-empty text answers."""
 
     step_id: str
     prompt: str
     expected: str | None = None
+    free_text: bool = False
 
 
 @dataclass(frozen=True)

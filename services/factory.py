@@ -197,20 +197,26 @@ def build(
     # Imported here: httpx and psycopg cost ~0.5 s of start-up that the sandbox never needs.
     from services.adapters.commands import SubprocessCommands
     from services.adapters.http import HttpHealth, WebhookNotifier
+    from services.adapters.local_store import LocalStore
+    from services.adapters.postgres import PostgresMigrations
 
     webhook = config.notify.webhook_url
     notifier: Notifier = WebhookNotifier(webhook, config.notify.channel) if webhook else LogNotifier()
-    context = (config.source.parent if config.source else Path.cwd()) / config.app.context
+    # Relative paths in release.toml are relative to the file, not to where the console runs.
+    base = config.source.parent if config.source else Path.cwd()
+    context = base / config.app.context
+    migrations_dir = base / config.migrations.dir
     return Services(
         config, journal, audit, RoutedLocks(config),
         NotYetAvailable("the Docker image builder"), NotYetAvailable("the registry"),
-        SubprocessCommands(context), NotYetAvailable("the backup store"),  # type: ignore[arg-type]
+        SubprocessCommands(context), LocalStore(base / config.backup.local_dir),
         NotYetAvailable("the app files archive"), notifier,
         1.0, None,
         {
             "target": lambda env: NotYetAvailable(f"the {config.environment(env).target.kind} deploy target"),
             "metrics": lambda env: NotYetAvailable("the Prometheus metrics source"),
-            "database": lambda env: NotYetAvailable("the Prisma migration database"),
+            "database": lambda env: PostgresMigrations(
+                config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s),
             "health": lambda env: HttpHealth(),
             "schema": lambda env: _postgres_schema(config, env),
         },

@@ -81,6 +81,14 @@ class StepContext:
         if answer is None or (expected is not None and answer.strip() != expected):
             raise Declined(f"not confirmed: {prompt}")
 
+    def ask_reason(self, prompt: str) -> str:
+        """An override: the operator must give a reason, which the audit record keeps."""
+        answer = self._confirm(ConfirmationNeeded(self.op_id, self.step_id, prompt, None, free_text=True))
+        if not answer or not answer.strip():
+            raise Declined(f"no override reason given: {prompt}")
+        self.state["override_reason"] = answer.strip()
+        return answer.strip()
+
     def check_cancelled(self) -> None:
         if self._cancel.is_set():
             raise Cancelled("cancelled by the operator")
@@ -146,6 +154,11 @@ class Runner:
                 self.audit.append(op.env, op.kind, params, f"refused: {held}", op.override_reason)
                 emit(Finished(op.id, Outcome.FAILED, str(held), ("wait for the holder", "ask them to release it")))
                 return Result(op.id, Outcome.FAILED, str(held))
+            except StepFailed as unavailable:  # where the lock lives cannot be reached: nothing runs
+                detail = f"cannot take {op.env}'s release lock: {unavailable}"
+                self.audit.append(op.env, op.kind, params, f"refused: {detail}", op.override_reason)
+                emit(Finished(op.id, Outcome.FAILED, detail, unavailable.next_options))
+                return Result(op.id, Outcome.FAILED, detail)
         try:
             return self._run_steps(op, emit, confirm, cancel, start_at, state, params)
         finally:
@@ -188,7 +201,8 @@ class Runner:
         # A failed step keeps the journal 'running' for resume only if the process dies;
         # a handled failure is final but can still be re-run from its step.
         self.journal.finish(op.id, status, detail)
-        self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, f"{outcome.value}: {detail}", op.override_reason)
+        reason = op.override_reason or state.get("override_reason")
+        self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, f"{outcome.value}: {detail}", reason)
         emit(Finished(op.id, outcome, detail, options))
         return Result(op.id, outcome, detail, failed)
 

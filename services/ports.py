@@ -7,10 +7,23 @@ PostgreSQL, S3 and Prometheus, or against the sandbox world.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import BinaryIO, Protocol
 
 OnLine = Callable[[str], None]
+
+
+class Readable(Protocol):
+    """A byte stream to read from: a file, a GzipFile, a pipe."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class Writable(Protocol):
+    """A byte stream to write to: a file, a GzipFile, a hashing writer, a multipart upload."""
+
+    def write(self, data: bytes, /) -> int: ...
 OnProgress = Callable[[float, float], None]  # done, total
 
 
@@ -123,12 +136,15 @@ class MetricsSource(Protocol):
 
 
 class MigrationDatabase(Protocol):
+    def scripts(self) -> list[tuple[str, str]]: ...  # (name, migration.sql) in order, for lint
     def status(self) -> list[MigrationRecord]: ...
+    def lock(self, on_line: OnLine) -> AbstractContextManager[None]: ...  # Prisma's advisory lock
     def apply(self, name: str, on_line: OnLine) -> MigrationRecord: ...
+    def resolve(self, name: str, applied: bool) -> str: ...
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...
     def reindex(self, table: str) -> None: ...
-    def dump(self, sink: IO[bytes]) -> str: ...  # returns the server version
-    def restore(self, source: IO[bytes], on_line: OnLine) -> None: ...
+    def dump(self, sink: Writable) -> str: ...  # returns the server version
+    def restore(self, source: Readable, on_line: OnLine) -> None: ...
 
 
 class ObjectStore(Protocol):
@@ -136,6 +152,7 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> list[StoredObject]: ...
     def put(self, key: str, chunks: Iterable[bytes], metadata: Mapping[str, str] | None = None) -> StoredObject: ...
+    def open_write(self, key: str) -> AbstractContextManager[BinaryIO]: ...  # streamed; in place only when closed
     def get(self, key: str) -> Iterator[bytes]: ...
     def delete(self, key: str) -> None: ...
 
@@ -149,8 +166,8 @@ class CommandRunner(Protocol):
 
 
 class AppFiles(Protocol):
-    def archive(self, sink: IO[bytes], excludes: Iterable[str]) -> int: ...  # returns files archived
-    def restore(self, source: IO[bytes], on_line: OnLine) -> None: ...
+    def archive(self, sink: Writable, excludes: Iterable[str]) -> int: ...  # returns files archived
+    def restore(self, source: Readable, on_line: OnLine) -> None: ...
 
 
 class HealthChecker(Protocol):

@@ -28,19 +28,27 @@ class ConfirmModal(ModalScreen[str | None]):
         Binding("n", "decline", "No", id="confirm.no", show=False),
     ]
 
-    def __init__(self, prompt: str, expected: str | None = None, banner: str | None = None) -> None:
+    def __init__(self, prompt: str, expected: str | None = None, banner: str | None = None,
+                 free_text: bool = False) -> None:
+        """`expected`: the exact text to type. `free_text`: a reason to type (any non-empty text)."""
         super().__init__()
         self.prompt = prompt
         self.expected = expected
         self.banner = banner
+        self.free_text = free_text
+
+    @property
+    def typed(self) -> bool:
+        return self.expected is not None or self.free_text
 
     def compose(self) -> ComposeResult:
         with Vertical():
             if self.banner:
                 yield Static(self.banner, classes="sandbox-banner")
             yield Label(self.prompt, classes="prompt")
-            if self.expected is not None:
-                yield Input(placeholder=f"type {self.expected}", id="typed")
+            if self.typed:
+                hint = "the reason, recorded in the audit log" if self.free_text else f"type {self.expected}"
+                yield Input(placeholder=hint, id="typed")
                 yield Label("Enter to confirm, Esc to cancel", classes="hint")
             else:
                 with Horizontal():
@@ -48,14 +56,17 @@ class ConfirmModal(ModalScreen[str | None]):
                     yield Button("No (n)", variant="primary", id="no")
 
     def on_mount(self) -> None:
-        if self.expected is not None:
+        if self.typed:
             self.query_one(Input).focus()
         else:
             self.query_one("#no", Button).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip() == self.expected:
-            self.dismiss(event.value.strip())
+        text = event.value.strip()
+        if (self.free_text and text) or (not self.free_text and text == self.expected):
+            self.dismiss(text)
+        elif self.free_text:
+            self.notify("Give a reason, or Esc to cancel.", severity="error")
         else:
             event.input.value = ""
             self.notify(f"That is not {self.expected!r}. Type it exactly, or Esc to cancel.", severity="error")
@@ -65,7 +76,7 @@ class ConfirmModal(ModalScreen[str | None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Typed confirmation: single keys must reach the input, not answer the question.
-        return not (self.expected is not None and action == "accept")
+        return not (self.typed and action == "accept")
 
     def action_accept(self) -> None:
         self.dismiss("yes")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import psycopg
-
+from services.adapters.pg import connect
 from services.locks import LockHeld, LockInfo, is_stale, new_lock
 
 
@@ -16,12 +15,12 @@ class PostgresLocks:
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with connect(dsn) as conn:
             conn.execute(self._DDL)
 
     def acquire(self, env: str, reason: str) -> LockInfo:
         info = new_lock(env, reason)
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
+        with connect(self._dsn) as conn:
             inserted = conn.execute(
                 "INSERT INTO release_console_lock (env, holder, ssh_client, pid, since, reason)"
                 " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (env) DO NOTHING",
@@ -33,7 +32,7 @@ class PostgresLocks:
         if held is None:
             return self.acquire(env, reason)
         if is_stale(held):
-            with psycopg.connect(self._dsn, autocommit=True) as conn:
+            with connect(self._dsn) as conn:
                 conn.execute(
                     "DELETE FROM release_console_lock WHERE env = %s AND holder = %s AND pid = %s AND since = %s",
                     (env, held.holder, held.pid, held.since),
@@ -43,7 +42,7 @@ class PostgresLocks:
 
     def release(self, env: str) -> None:
         me = new_lock(env, "")
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
+        with connect(self._dsn) as conn:
             conn.execute(
                 "DELETE FROM release_console_lock WHERE env = %s AND holder = %s AND pid = %s",
                 (env, me.holder, me.pid),
@@ -51,12 +50,12 @@ class PostgresLocks:
 
     def force_release(self, env: str) -> LockInfo | None:
         held = self.holder(env)
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
+        with connect(self._dsn) as conn:
             conn.execute("DELETE FROM release_console_lock WHERE env = %s", (env,))
         return held
 
     def holder(self, env: str) -> LockInfo | None:
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
+        with connect(self._dsn) as conn:
             row = conn.execute(
                 "SELECT env, holder, ssh_client, pid, since, reason FROM release_console_lock WHERE env = %s", (env,)
             ).fetchone()

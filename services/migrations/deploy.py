@@ -1,56 +1,200 @@
-"""Migration deploy: backup first, apply pending in order, integrity check, reindex."""
+"""Migration deploy, as the strategy runs it: lint, backup first, apply pending in order under
+Prisma's lock, integrity check, REINDEX/ANALYZE. Plus Prisma's resolve, and the rollback that
+restores the backup taken before a failed deploy."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
+import json
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from services.backups import take_backup
-from services.catalog import action
+from services.backups import list_backups, take_backup
+from services.catalog import action, confirm_step
+from services.migrations.lint import Finding, lint_migrations
 from services.operations import Operation, Step, StepContext, StepFailed
+from services.ports import MigrationRecord
 
 if TYPE_CHECKING:
     from services.factory import Services
+
+PENDING = ("pending", "rolled_back")  # a rolled-back migration is applied again, as Prisma does
+BLOCKING = ("failed", "edited")
+
+
+def pending(records: list[MigrationRecord]) -> list[str]:
+    return [m.name for m in records if m.state in PENDING]
+
+
+def lint_pending(services: Services, env: str) -> list[Finding]:
+    database = services.database(env)
+    todo = set(pending(database.status()))
+    return lint_migrations([(name, sql) for name, sql in database.scripts() if name in todo])
+
+
+def check_history(records: list[MigrationRecord]) -> None:
+    """Refuse to apply past a failed or edited migration: say which, and what to do."""
+    for record in records:
+        if record.state == "failed":
+            raise StepFailed(
+                f"{record.name} failed earlier and is unresolved: {record.logs or 'no logs'}",
+                (f"migrate resolve --rolled-back {record.name} (after fixing it), then deploy",
+                 f"migrate resolve --applied {record.name} (if you completed it by hand)"))
+        if record.state == "edited":
+            raise StepFailed(
+                f"{record.name} was applied, but its migration.sql has changed since (checksum differs)",
+                ("restore the file as it was applied (git log)", "put the change in a new migration"))
 
 
 @action("migrate", "Apply pending migrations (backup first)", confirm_before="apply")
 def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
     database = services.database(env)
     tables = services.config.migrations.integrity_tables
+    production = services.config.environment(env).production
+
+    def lint(ctx: StepContext) -> str:
+        findings = lint_pending(services, env)
+        for finding in findings:
+            kind = "BLOCKING" if finding.blocking else "warning"
+            ctx.log(f"{kind} {finding.migration}:{finding.line} {finding.rule}: {finding.message}", "warning")
+            ctx.log(f"  safer: {finding.safer}")
+        blocking = [f for f in findings if f.blocking]
+        if blocking and production:
+            ctx.ask_reason(f"{len(blocking)} blocking lint findings in PRODUCTION. Give a reason to override.")
+        ctx.state["lint"] = [f"{f.migration}:{f.line} {f.rule}" for f in findings]
+        return f"{len(blocking)} blocking, {len(findings) - len(blocking)} warnings" if findings else "clean"
 
     def backup(ctx: StepContext) -> str:
+        check_history(database.status())
         ctx.state["counts_before"] = database.row_counts(tables)
-        ctx.state["backup_id"] = take_backup(services, env, ctx)
+        ctx.state["backup_id"] = take_backup(services, env, ctx, include_files=False)
         return f"backup {ctx.state['backup_id']}"
 
     def apply(ctx: StepContext) -> str:
-        pending = [m.name for m in database.status() if m.state == "pending"]
-        for done, name in enumerate(pending):
-            ctx.check_cancelled()
-            ctx.progress(done, len(pending), "migrations")
-            database.apply(name, ctx.log)
-        ctx.progress(len(pending), len(pending), "migrations")
-        return f"{len(pending)} applied" if pending else "nothing pending"
+        with database.lock(ctx.log):
+            records = database.status()
+            check_history(records)
+            todo = pending(records)
+            for done, name in enumerate(todo):
+                ctx.check_cancelled()
+                ctx.progress(done, len(todo), "migrations")
+                try:
+                    database.apply(name, ctx.log)
+                except StepFailed as failed:
+                    backup_id = ctx.state.get("backup_id")
+                    raise StepFailed(str(failed), (f"roll back: migrate-rollback (restores backup {backup_id})",
+                                                   *failed.next_options[1:])) from None
+            ctx.progress(len(todo), len(todo), "migrations")
+        return f"{len(todo)} applied" if todo else "nothing pending"
 
     def integrity(ctx: StepContext) -> str:
         before, after = ctx.state["counts_before"], database.row_counts(tables)
         dropped = [t for t in tables if after.get(t, 0) < before.get(t, 0)]
+        ctx.log(f"{'table':<12} {'before':>9} {'after':>9}")
         for table in tables:
             flag = "  DROPPED" if table in dropped else ""
-            ctx.log(f"{table:<12} before {before.get(table, 0):>8}  after {after.get(table, 0):>8}{flag}")
+            ctx.log(f"{table:<12} {before.get(table, 0):>9} {after.get(table, 0):>9}{flag}")
         if dropped:
             raise StepFailed(f"row counts dropped in {', '.join(dropped)}",
-                             (f"restore backup {ctx.state['backup_id']}", "investigate and resolve"))
+                             (f"roll back: migrate-rollback (restores backup {ctx.state['backup_id']})",
+                              "investigate, then continue"))
         return "row counts kept"
 
     def reindex(ctx: StepContext) -> str:
-        for done, table in enumerate(services.config.migrations.reindex_tables, start=1):
+        present = database.row_counts(services.config.migrations.reindex_tables)
+        for done, table in enumerate(present, start=1):
             database.reindex(table)
-            ctx.progress(done, len(services.config.migrations.reindex_tables), "tables")
-        return "REINDEX + ANALYZE done"
+            ctx.progress(done, len(present), "tables")
+        return f"REINDEX CONCURRENTLY + ANALYZE of {len(present)} tables"
 
     return Operation("migrate", env, f"Migrate {env}", [
+        Step("lint", "Lint the pending migrations", lint),
         Step("backup", "Back up the database", backup),
         Step("apply", "Apply pending migrations", apply),
         Step("integrity", "Integrity check (row counts)", integrity),
         Step("reindex", "REINDEX and ANALYZE", reindex),
     ], params)
+
+
+@action("resolve", "Resolve a failed migration (as applied or rolled back)", destructive=True)
+def resolve(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    # As `prisma migrate resolve`: exactly one of --applied NAME or --rolled-back NAME.
+    applied = bool(params.get("applied"))
+    name = str(params.get("applied") or params.get("rolled_back") or "")
+    if not name or (params.get("applied") and params.get("rolled_back")):
+        raise ValueError("resolve needs exactly one of --applied MIGRATION or --rolled-back MIGRATION")
+
+    def run(ctx: StepContext) -> str:
+        return services.database(env).resolve(name, applied)
+
+    verb = "applied" if applied else "rolled back"
+    return Operation("resolve", env, f"Mark {name} as {verb} in {env}", [
+        confirm_step(services, env, f"Mark {name} as {verb}"), Step("resolve", f"Mark as {verb}", run)], params)
+
+
+@action("migrate-rollback", "Roll back a migration deploy: restore the database backup", destructive=True)
+def migrate_rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    database = services.database(env)
+
+    def choose(ctx: StepContext) -> str:
+        wanted = params.get("backup_id")
+        complete = [b for b in list_backups(services, env) if b.complete]
+        chosen = next((b for b in complete if b.id == wanted), None) if wanted else (complete[0] if complete else None)
+        if chosen is None:
+            raise StepFailed(f"no complete backup {wanted or ''} of {env} to restore", ("take a backup first",))
+        ctx.state["backup_id"] = chosen.id
+        return f"backup {chosen.id} (migration head {chosen.migration_head or '?'})"
+
+    def verify(ctx: StepContext) -> str:
+        prefix = f"{env}/{ctx.state['backup_id']}/"
+        manifest = json.loads(b"".join(services.store.get(prefix + "manifest.json")))
+        digest = hashlib.sha256()
+        for chunk in services.store.get(prefix + "db.sql.gz"):
+            digest.update(chunk)
+        if digest.hexdigest() != manifest["artifacts"]["db.sql.gz"]["sha256"]:
+            raise StepFailed(f"backup {ctx.state['backup_id']}: db.sql.gz does not match its manifest's sha256",
+                             ("choose an older backup",))
+        return "sha256 matches the manifest"
+
+    def restore(ctx: StepContext) -> str:
+        chunks = _ChunkReader(services.store.get(f"{env}/{ctx.state['backup_id']}/db.sql.gz"))
+        with gzip.GzipFile(fileobj=io.BufferedReader(chunks), mode="rb") as plain:
+            database.restore(plain, ctx.log)
+        return "database restored"
+
+    def status(ctx: StepContext) -> str:
+        records = database.status()
+        waiting = pending(records)
+        return f"{len(records) - len(waiting)} applied, {len(waiting)} pending after restore"
+
+    return Operation("migrate-rollback", env, f"Restore {env}'s database from backup", [
+        Step("choose", "Choose the backup", choose),
+        confirm_step(services, env, "Restore the database from the backup (current data is replaced)"),
+        Step("verify", "Verify the backup's checksum", verify),
+        Step("restore", "Restore the database", restore),
+        Step("status", "Read the migration status", status),
+    ], params)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A raw stream over a store's chunks, so a restore never holds the dump in memory."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size

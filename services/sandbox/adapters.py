@@ -7,7 +7,8 @@ import io
 import tarfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import IO
+from contextlib import contextmanager, nullcontext
+from typing import BinaryIO
 
 from services.ports import (
     BuildRequest,
@@ -18,12 +19,23 @@ from services.ports import (
     Notification,
     OnLine,
     OnProgress,
+    Readable,
     Revision,
     StoredObject,
     TargetStatus,
+    Writable,
 )
-from services.sandbox.world import World, _checksum
+from services.sandbox.world import APPLIED, PENDING, World, _checksum
 
+# What the sandbox's pending migrations say: one risky as Prisma would generate it, so that
+# lint has something to flag, and one written the safe way.
+SCRIPTS = {
+    "20240801120000_add_expiry_date": (
+        '-- AlterTable\nALTER TABLE "Ingredient" ADD COLUMN "expiresAt" TIMESTAMP(3) NOT NULL;\n'),
+    "20240815093000_rename_qty_to_quantity": (
+        "SET lock_timeout = '500ms';\n"
+        '-- AlterTable\nALTER TABLE "Ingredient" RENAME COLUMN "qty" TO "quantity";\n'),
+}
 # The canary's error rate grows this much per check, so the 1.5x rule fires around check 6.
 CANARY_ERROR_GROWTH = 0.1
 BASELINE = {"error_rate": 0.008, "p95_ms": 180.0, "cpu_percent": 42.0, "memory_percent": 61.0}
@@ -199,6 +211,25 @@ class SandboxMigrations:
             pending = [MigrationRecord(n, _checksum(n), "pending") for n in self.state.pending]
             return list(self.state.migrations) + pending
 
+    def scripts(self) -> list[tuple[str, str]]:
+        return [(name, SCRIPTS.get(name, f"-- {name}\n")) for name in APPLIED + PENDING]
+
+    def lock(self, on_line: OnLine) -> nullcontext[None]:
+        return nullcontext()  # one process owns the sandbox world: no one to wait for
+
+    def resolve(self, name: str, applied: bool) -> str:
+        with self.world.lock:
+            failed = [m for m in self.state.migrations if m.name == name and m.state == "failed"]
+            if not failed:
+                raise ValueError(f"{name} is not a failed migration")
+            self.state.migrations = [m for m in self.state.migrations if m not in failed]
+            if applied:
+                now = self.world.clock.now()
+                self.state.migrations.append(MigrationRecord(name, _checksum(name), "applied", now, now))
+                return f"{name} marked as applied"
+            self.state.pending.insert(0, name)
+            return f"{name} marked as rolled back; deploy will apply it again"
+
     def apply(self, name: str, on_line: OnLine) -> MigrationRecord:
         started = self.world.clock.now()
         on_line(f"applying {name}")
@@ -217,13 +248,13 @@ class SandboxMigrations:
     def reindex(self, table: str) -> None:
         time.sleep(self.world.clock.real_seconds(2))
 
-    def dump(self, sink: IO[bytes]) -> str:
+    def dump(self, sink: Writable) -> str:
         for _ in range(8):
             sink.write(self.world.random.randbytes(4096))
             time.sleep(self.world.clock.real_seconds(1))
         return "15.18"
 
-    def restore(self, source: IO[bytes], on_line: OnLine) -> None:
+    def restore(self, source: Readable, on_line: OnLine) -> None:
         size = len(source.read())
         time.sleep(self.world.clock.real_seconds(10))
         on_line(f"restored {size} bytes into {self.state.name}")
@@ -258,6 +289,12 @@ class SandboxStore:
         with self.world.lock:
             self.world.objects.pop(key, None)
 
+    @contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        buffer = io.BytesIO()
+        yield buffer
+        self.put(key, [buffer.getvalue()])
+
 
 class SandboxNotifier:
     def __init__(self, world: World) -> None:
@@ -283,8 +320,8 @@ class SandboxAppFiles:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def archive(self, sink: IO[bytes], excludes: Iterable[str]) -> int:
-        with tarfile.open(fileobj=sink, mode="w:gz") as tar:
+    def archive(self, sink: Writable, excludes: Iterable[str]) -> int:
+        with tarfile.open(fileobj=sink, mode="w:gz") as tar:  # type: ignore[call-overload]  # write-only is enough
             for name in ("package.json", "prisma/schema.prisma", "public/logo.svg"):
                 data = self.world.random.randbytes(512)
                 info = tarfile.TarInfo(name)
@@ -292,6 +329,6 @@ class SandboxAppFiles:
                 tar.addfile(info, io.BytesIO(data))
         return 3
 
-    def restore(self, source: IO[bytes], on_line: OnLine) -> None:
+    def restore(self, source: Readable, on_line: OnLine) -> None:
         time.sleep(self.world.clock.real_seconds(5))
         on_line(f"restored app files ({len(source.read())} bytes)")

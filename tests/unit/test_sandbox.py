@@ -171,7 +171,9 @@ def test_migrate_production_applies_pending_and_reports_row_counts(state: Path) 
     result, events, asked = run(services, "migrate", "production", typed="production")
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
-    assert [q.expected for q in asked] == ["production"]  # typed confirmation after the backup
+    # An override reason for the blocking lint findings, then the typed confirmation after the backup.
+    assert [(q.free_text, q.expected) for q in asked] == [(True, None), (False, "production")]
+    assert services.audit.tail(1)[0]["override_reason"] == "production"
     done = finished_steps(events)
     assert done["apply"].detail == "2 applied"
     assert done["integrity"].detail == "row counts kept"
@@ -183,7 +185,7 @@ def test_migrate_production_applies_pending_and_reports_row_counts(state: Path) 
     report = logs(events, "integrity")
     for table in ("Ingredient", "Category", "User"):
         line = next(x for x in report if x.startswith(table))
-        assert re.search(rf"before\s+{rows[table]}\s+after\s+{rows[table]}$", line), line
+        assert re.fullmatch(rf"{table}\s+{rows[table]}\s+{rows[table]}", line), line
 
     backups = list_backups(services, "production")
     assert len(backups) == backups_before + 1

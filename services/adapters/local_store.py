@@ -1,0 +1,69 @@
+"""Backups in a local directory: the default store. Writes go to a temporary name and are
+renamed into place when complete, so a crash never leaves a half file under a real name."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from services.ports import StoredObject
+
+CHUNK = 1 << 16
+
+
+class LocalStore:
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError(f"backup key {key!r} escapes the backup directory {self.root}")
+        return path
+
+    def list(self, prefix: str = "") -> list[StoredObject]:
+        if not self.root.is_dir():
+            return []
+        found = []
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.endswith(".partial"):
+                stat = path.stat()
+                found.append(StoredObject(key, stat.st_size, stat.st_mtime, self.name))
+        return found
+
+    @contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        try:
+            with partial.open("wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def put(self, key: str, chunks: Iterable[bytes], metadata: Mapping[str, str] | None = None) -> StoredObject:
+        with self.open_write(key) as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        stat = self._path(key).stat()
+        return StoredObject(key, stat.st_size, stat.st_mtime, self.name, dict(metadata or {}))
+
+    def get(self, key: str) -> Iterator[bytes]:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"no backup file {key!r} in {self.root}")
+        with path.open("rb") as handle:
+            yield from iter(lambda: handle.read(CHUNK), b"")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)

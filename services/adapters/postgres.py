@@ -1,0 +1,243 @@
+"""The Prisma migration database on a real PostgreSQL, through psycopg.
+
+Applies each migration.sql as one simple-protocol script, as Prisma does: PostgreSQL runs a
+multi-statement script in one implicit transaction, so a failing migration leaves nothing
+half-applied. Scripts that cannot run in a transaction (CONCURRENTLY, VACUUM) run statement
+by statement in autocommit. pg_dump and psql get the password through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import SecretStr
+
+from services.adapters.pg import connect
+from services.audit import mask
+from services.migrations import prisma
+from services.operations import StepFailed
+from services.ports import MigrationRecord, OnLine, Readable, Writable
+
+NON_TRANSACTIONAL = re.compile(r"\b(CONCURRENTLY|VACUUM|ALTER\s+SYSTEM)\b", re.IGNORECASE)
+CHUNK = 1 << 16
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+class PostgresMigrations:
+    def __init__(self, dsn: SecretStr, migrations_dir: Path, lock_wait_s: float = 30.0, connect_timeout_s: int = 5):
+        self._dsn = dsn
+        self.migrations_dir = migrations_dir
+        self.lock_wait_s = lock_wait_s
+        self.connect_timeout_s = connect_timeout_s
+
+    def _connect(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return connect(self._dsn.get_secret_value(), timeout_s=self.connect_timeout_s)
+
+    def _rows(self, conn: psycopg.Connection[Any]) -> list[prisma.MigrationRow]:
+        exists = conn.execute("SELECT to_regclass('_prisma_migrations') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            return []
+        cursor = conn.execute(
+            'SELECT id, checksum, finished_at, migration_name, logs, rolled_back_at, started_at,'
+            ' applied_steps_count FROM "_prisma_migrations" ORDER BY started_at')
+        return [prisma.MigrationRow(*row) for row in cursor.fetchall()]
+
+    # --- the port ---------------------------------------------------------------------------
+
+    def scripts(self) -> list[tuple[str, str]]:
+        return [(f.name, f.sql) for f in prisma.read_dir(self.migrations_dir)]
+
+    def status(self) -> list[MigrationRecord]:
+        files = prisma.read_dir(self.migrations_dir)
+        with self._connect() as conn:
+            return prisma.merge_status(files, self._rows(conn))
+
+    @contextmanager
+    def lock(self, on_line: OnLine) -> Iterator[None]:
+        """Prisma's advisory lock, waited for with a visible countdown, then a clear refusal."""
+        with self._connect() as conn:
+            deadline = time.monotonic() + self.lock_wait_s
+            while not _scalar(conn, "SELECT pg_try_advisory_lock(%s)", (prisma.ADVISORY_LOCK_ID,)):
+                left = deadline - time.monotonic()
+                holder = self._lock_holder(conn)
+                if left <= 0:
+                    raise StepFailed(
+                        f"Prisma's migration lock ({prisma.ADVISORY_LOCK_ID}) is held by {holder};"
+                        f" waited {self.lock_wait_s:.0f}s",
+                        ("wait for that deploy to finish, then retry", "ask its owner"))
+                on_line(f"waiting for Prisma's migration lock, held by {holder}: {left:.0f}s left")
+                time.sleep(min(1.0, max(left, 0.05)))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (prisma.ADVISORY_LOCK_ID,))
+
+    def _lock_holder(self, conn: psycopg.Connection[Any]) -> str:
+        row = conn.execute(
+            "SELECT a.pid, a.usename, a.application_name, a.client_addr::text, a.backend_start"
+            " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted LIMIT 1",
+            (prisma.ADVISORY_LOCK_ID,)).fetchone()
+        if row is None:
+            return "another session"
+        pid, user, app, addr, since = row
+        return f"pid {pid} ({user}{' ' + app if app else ''} from {addr or 'local socket'}, since {since:%H:%M:%S})"
+
+    def apply(self, name: str, on_line: OnLine) -> MigrationRecord:
+        """Record, run and finish one migration exactly as prisma-engines does; a failure is
+        recorded with its error in `logs` and raised."""
+        file = next((f for f in prisma.read_dir(self.migrations_dir) if f.name == name), None)
+        if file is None:
+            raise StepFailed(f"no migration folder {name!r} in {self.migrations_dir}")
+        with self._connect() as conn:
+            conn.execute(prisma.TABLE_DDL)
+            migration_id = str(uuid.uuid4())
+            conn.execute(
+                'INSERT INTO "_prisma_migrations" (id, checksum, started_at, migration_name)'
+                " VALUES (%s, %s, now(), %s)",
+                (migration_id, file.checksum, name))
+            started = time.monotonic()
+            try:
+                self._run_script(conn, file.sql, on_line)
+            except psycopg.Error as err:
+                logs = _error_text(err)
+                conn.execute('UPDATE "_prisma_migrations" SET logs = %s WHERE id = %s', (logs, migration_id))
+                raise StepFailed(
+                    f"{name} failed: {logs}",
+                    ("roll back: restore the backup taken before this deploy",
+                     f"fix the database by hand, then: migrate resolve --applied {name}",
+                     f"fix the SQL, then: migrate resolve --rolled-back {name} and deploy again")) from None
+            conn.execute('UPDATE "_prisma_migrations" SET applied_steps_count = applied_steps_count + 1'
+                         " WHERE id = %s", (migration_id,))
+            conn.execute('UPDATE "_prisma_migrations" SET finished_at = now() WHERE id = %s', (migration_id,))
+            on_line(f"applied {name} in {time.monotonic() - started:.2f}s")
+            rows = [r for r in self._rows(conn) if r.id == migration_id]
+        return prisma.merge_status([file], rows)[0]
+
+    def _run_script(self, conn: psycopg.Connection[Any], script: str, on_line: OnLine) -> None:
+        if not NON_TRANSACTIONAL.search(script):
+            conn.execute(script)  # one simple-protocol script: one implicit transaction
+            return
+        from services.migrations.lint import split_statements
+
+        on_line("this migration cannot run in a transaction (CONCURRENTLY/VACUUM): statement by statement")
+        for statement in split_statements(script):
+            conn.execute(statement.text)
+
+    def resolve(self, name: str, applied: bool) -> str:
+        """`prisma migrate resolve --applied/--rolled-back`, with Prisma's semantics."""
+        files = {f.name: f for f in prisma.read_dir(self.migrations_dir)}
+        with self._connect() as conn:
+            conn.execute(prisma.TABLE_DDL)
+            rows = [r for r in self._rows(conn) if r.migration_name == name]
+            if applied:
+                if name not in files:
+                    raise StepFailed(f"no migration folder {name!r} to mark as applied")
+                if any(r.finished_at is not None for r in rows):
+                    raise StepFailed(f"{name} is already recorded as applied")
+                for row in rows:
+                    if row.failed:
+                        conn.execute('UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE id = %s', (row.id,))
+                conn.execute(
+                    'INSERT INTO "_prisma_migrations" (id, checksum, logs, started_at, finished_at, migration_name)'
+                    " VALUES (%s, %s, '', now(), now(), %s)", (str(uuid.uuid4()), files[name].checksum, name))
+                return f"{name} marked as applied"
+            failed = [r for r in rows if r.failed]
+            if not failed:
+                raise StepFailed(f"{name} is not a failed migration: only a failed one can be marked rolled back")
+            for row in failed:
+                conn.execute('UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE id = %s', (row.id,))
+            return f"{name} marked as rolled back; deploy will apply it again"
+
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
+        counts = {}
+        with self._connect() as conn:
+            for table in tables:
+                if _scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f'"{table}"',)):
+                    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+                    counts[table] = int(row[0]) if row else 0
+        return counts
+
+    def reindex(self, table: str) -> None:
+        with self._connect() as conn:
+            # CONCURRENTLY (PostgreSQL 12+) rebuilds without blocking writes.
+            concurrently = conn.info.server_version >= 120000
+            verb = "REINDEX TABLE CONCURRENTLY {}" if concurrently else "REINDEX TABLE {}"
+            conn.execute(sql.SQL(verb).format(sql.Identifier(table)))
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+    # --- dump and restore: streamed, the password in the environment only -----------------
+
+    def _tool(self, name: str, server_version: int) -> str:
+        versioned = PG_BIN / str(server_version // 10000) / "bin" / name
+        found = str(versioned) if versioned.exists() else shutil.which(name)
+        if not found:
+            raise StepFailed(f"{name} is not installed on this host (apt-get install postgresql-client)")
+        return found
+
+    def _environment(self) -> dict[str, str]:
+        params = conninfo_to_dict(self._dsn.get_secret_value())
+        names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
+                 "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"}
+        return {**os.environ, **{env: str(params[key]) for key, env in names.items() if params.get(key)}}
+
+    def dump(self, sink: Writable) -> str:
+        with self._connect() as conn:
+            version = conn.info.server_version
+            shown = conn.execute("SHOW server_version").fetchone()
+        argv = [self._tool("pg_dump", version), "--format=plain", "--clean", "--if-exists", "--no-owner"]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._environment())
+        assert process.stdout is not None and process.stderr is not None
+        for chunk in iter(lambda: process.stdout.read(CHUNK), b""):  # type: ignore[union-attr]
+            sink.write(chunk)
+        errors = process.stderr.read().decode(errors="replace")
+        if process.wait() != 0:
+            raise StepFailed(f"pg_dump failed: {mask(errors.strip())}")
+        return str(shown[0]) if shown else str(version)
+
+    def restore(self, source: Readable, on_line: OnLine) -> None:
+        with self._connect() as conn:
+            version = conn.info.server_version
+        argv = [self._tool("psql", version), "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   env=self._environment())
+        assert process.stdin is not None and process.stderr is not None
+        restored = 0
+        try:
+            for chunk in iter(lambda: source.read(CHUNK), b""):
+                process.stdin.write(chunk)
+                restored += len(chunk)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # psql stopped on an error: its stderr says which
+        errors = process.stderr.read().decode(errors="replace")
+        if process.wait() != 0:
+            raise StepFailed(f"restore failed, nothing changed (one transaction): {mask(errors.strip())}")
+        on_line(f"restored {restored / 1e6:.1f} MB of SQL in one transaction")
+
+
+def _scalar(conn: psycopg.Connection[Any], query: str, params: tuple[object, ...]) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def _error_text(err: psycopg.Error) -> str:
+    diag = err.diag
+    parts = [str(diag.message_primary or err).strip()]
+    if diag.sqlstate:
+        parts.append(f"(SQLSTATE {diag.sqlstate})")
+    if diag.statement_position:
+        parts.append(f"at position {diag.statement_position}")
+    return " ".join(parts)
