@@ -185,7 +185,7 @@ class ColumnInfo:
     name: str
     type: str  # as the catalog formats it (format_type), e.g. "timestamp(3) without time zone"
     not_null: bool
-    default: str | None = None  # the default expression, as the catalog prints it
+    has_default: bool = False
     owns_sequence: bool = False  # serial or identity: its sequence goes with the column
 
 
@@ -258,10 +258,10 @@ class SetNotNull:  # with a valid CHECK (column IS NOT NULL) in place, SET skips
 
 
 @dataclass(frozen=True)
-class SetDefault:
+class CopyDefault:  # the source column's default (if any) becomes the target's
     table: str
-    column: str
-    expression: str | None  # from the catalog (ColumnInfo.default); None drops the default
+    source: str
+    target: str
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ class DropSyncTrigger:  # trigger, then its function; no-op if gone
 
 
 SchemaChange = (
-    AddColumn | DropColumn | AddNotNullCheck | ValidateConstraint | DropConstraint | SetNotNull | SetDefault
+    AddColumn | DropColumn | AddNotNullCheck | ValidateConstraint | DropConstraint | SetNotNull | CopyDefault
     | CreateSyncTrigger | DropSyncTrigger
 )
 

@@ -59,6 +59,7 @@ from services.operations import Operation, Step, StepContext, StepFailed
 from services.ports import (
     AddColumn,
     AddNotNullCheck,
+    CopyDefault,
     CreateSyncTrigger,
     DropColumn,
     DropConstraint,
@@ -67,7 +68,6 @@ from services.ports import (
     LockBusy,
     SchemaChange,
     SchemaChanges,
-    SetDefault,
     SetNotNull,
     TableInfo,
     ValidateConstraint,
@@ -549,8 +549,8 @@ class _Phase:
                 changes: list[SchemaChange] = []
                 if info.columns[old].not_null and not info.columns[new].not_null:
                     changes += [SetNotNull(p.table, new), DropConstraint(p.table, self.check_name)]
-                if info.columns[old].default is not None:
-                    changes.append(SetDefault(p.table, new, info.columns[old].default))
+                if info.columns[old].has_default:
+                    changes.append(CopyDefault(p.table, old, new))
                 changes += [DropSyncTrigger(p.table, self.trigger, self.function), DropColumn(p.table, old)]
                 self.apply(ctx, f"drop the trigger and {old}", *changes)
                 return f"{p.table}.{old} is now {new}"
@@ -583,8 +583,9 @@ class _Phase:
         def undo(ctx: StepContext) -> str:  # abort-contract
             info = self.table()
             if old not in info.columns:
-                raise StepFailed(f"contract finished: {p.table}.{old} is gone, and with it the way back",
-                                 (f"rename back: expand-rename-column column={new} new_column={old}",))
+                back = f"expand-rename-column column={new} new_column={old}"
+                raise StepFailed(f"contract finished: {p.table}.{old} is gone; the way back is a rename back ({back})",
+                                 (f"rename back: {back}",))
             self.apply(ctx, f"DROP CONSTRAINT {self.check_name}", DropConstraint(p.table, self.check_name))
             return f"{p.table} is as before contract: both columns, the trigger, {new} nullable"
 

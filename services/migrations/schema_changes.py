@@ -2,8 +2,12 @@
 
 Every name reaches SQL as psycopg.sql.Identifier. Three texts go in as sql.SQL, on purpose:
 an AddColumn type (checked against a conservative pattern by the operation, or format_type's own
-output from the catalog), a default copied from the catalog (pg_get_expr's output), and a backfill
-expression, which is SQL the operator typed: trusted input, like a migration file.
+output from the catalog), a default copied from the catalog (pg_get_expr's output, read in the
+change's own transaction), and a backfill expression, which is SQL the operator typed: trusted
+input, like a migration file.
+
+Catalog reads take no lock on the table (pg_get_expr would: it is only used inside a change), so
+checks never queue behind, or in front of, a session holding the table.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from services.ports import (
     AddNotNullCheck,
     Batch,
     ColumnInfo,
+    CopyDefault,
     CreateSyncTrigger,
     DropColumn,
     DropConstraint,
@@ -28,7 +33,6 @@ from services.ports import (
     Fill,
     LockBusy,
     SchemaChange,
-    SetDefault,
     SetNotNull,
     TableInfo,
     ValidateConstraint,
@@ -38,11 +42,11 @@ APPLICATION_NAME = "release-console expand/contract"
 READ_LOCK_TIMEOUT = "5s"  # catalog reads and counts: wait a little for a lock, never forever
 
 _COLUMNS = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef,
        a.attidentity <> '' OR EXISTS (
            SELECT 1 FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid AND s.relkind = 'S'
            WHERE dep.refobjid = a.attrelid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i'))
-FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+FROM pg_attribute a
 WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"""
 _PRIMARY_KEY = """
 SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
@@ -63,16 +67,30 @@ SELECT l.pid, a.usename, a.application_name, a.state, l.mode,
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'relation' AND l.relation = to_regclass(%s) AND l.granted AND l.pid <> pg_backend_pid()
 ORDER BY a.xact_start NULLS LAST LIMIT 3"""
+# On INSERT the new column has no default yet (contract copies it over), so a value there was
+# written by the app: it wins, also over a default the old column filled in. Otherwise the old
+# column's value (written, or its default) fills the new one.
 _SYNC_FUNCTION = """CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {tag}
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    IF NEW.{new} IS NULL THEN NEW.{new} := NEW.{old};
-    ELSIF NEW.{old} IS NULL THEN NEW.{old} := NEW.{new};
+    IF NEW.{new} IS NOT NULL THEN NEW.{old} := NEW.{new};
+    ELSE NEW.{new} := NEW.{old};
     END IF;
   ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN NEW.{new} := NEW.{old};
   ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN NEW.{old} := NEW.{new};
   END IF;
   RETURN NEW;
+END
+{tag}"""
+_COPY_DEFAULT = """DO {tag}
+DECLARE expression text;
+BEGIN
+  SELECT pg_get_expr(d.adbin, d.adrelid) INTO expression
+  FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+  WHERE d.adrelid = to_regclass(quote_ident({table})) AND a.attname = {source};
+  IF expression IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET DEFAULT %s', {table}, {target}, expression);
+  END IF;
 END
 {tag}"""
 
@@ -98,17 +116,15 @@ def render(change: SchemaChange) -> list[sql.Composed]:
         case SetNotNull(table, column, not_null):
             return [sql.SQL("ALTER TABLE {} ALTER COLUMN {} {} NOT NULL").format(
                 sql.Identifier(table), sql.Identifier(column), sql.SQL("SET" if not_null else "DROP"))]
-        case SetDefault(table, column, expression):
-            if expression is None:
-                return [sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(
-                    sql.Identifier(table), sql.Identifier(column))]
-            return [sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
-                sql.Identifier(table), sql.Identifier(column), sql.SQL(expression))]  # pg_get_expr's text
+        case CopyDefault(table, source, target):
+            # Server side, in the change's transaction (which holds the table by now): pg_get_expr's
+            # own text goes into SET DEFAULT, through format()'s %I for the names.
+            return [sql.SQL(_COPY_DEFAULT).format(tag=_tag(), table=sql.Literal(table), source=sql.Literal(source),
+                                                  target=sql.Literal(target))]
         case CreateSyncTrigger(table, old, new, trigger, function):
-            tag = sql.SQL(f"$rc_{secrets.token_hex(6)}$")  # no name can close the function body early
             return [
                 sql.SQL(_SYNC_FUNCTION).format(
-                    function=sql.Identifier(function), tag=tag, old=sql.Identifier(old), new=sql.Identifier(new)),
+                    function=sql.Identifier(function), tag=_tag(), old=sql.Identifier(old), new=sql.Identifier(new)),
                 sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), sql.Identifier(table)),
                 sql.SQL("CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
                     sql.Identifier(trigger), sql.Identifier(table), sql.Identifier(function)),
@@ -119,6 +135,11 @@ def render(change: SchemaChange) -> list[sql.Composed]:
                 sql.SQL("DROP FUNCTION IF EXISTS {}()").format(sql.Identifier(function)),
             ]
     raise TypeError(f"unknown schema change {change!r}")
+
+
+def _tag() -> sql.SQL:
+    """A dollar-quote tag no name or literal inside the body can close early."""
+    return sql.SQL(f"$rc_{secrets.token_hex(6)}$")
 
 
 def _pending(column: str, fill: Fill) -> sql.Composable:

@@ -20,6 +20,7 @@ from services.ports import (
     AddNotNullCheck,
     Batch,
     ColumnInfo,
+    CopyDefault,
     CreateSyncTrigger,
     DropColumn,
     DropConstraint,
@@ -27,7 +28,6 @@ from services.ports import (
     Fill,
     LockBusy,
     SchemaChange,
-    SetDefault,
     SetNotNull,
     TableInfo,
     ValidateConstraint,
@@ -73,16 +73,16 @@ def _tables(world: World, env: str) -> dict[str, SimTable]:
     rows = world.envs[env].rows
     made = world.clock.origin
 
-    def col(name: str, kind: str, not_null: bool = True, default: str | None = None, seq: bool = False) -> ColumnInfo:
+    def col(name: str, kind: str, not_null: bool = True, default: bool = False, seq: bool = False) -> ColumnInfo:
         return ColumnInfo(name, kind, not_null, default, seq)
 
     def serial(table: str) -> ColumnInfo:
-        return col("id", "integer", default=f"nextval('\"{table}_id_seq\"'::regclass)", seq=True)
+        return col("id", "integer", default=True, seq=True)
 
     ingredient = SimTable("Ingredient", {c.name: c for c in (
         serial("Ingredient"), col("name", "text"),
         col("qty", "numeric(10,2)", not_null=False), col("unit", "text"), col("categoryId", "integer"),
-        col("createdAt", "timestamp(3) without time zone", default="CURRENT_TIMESTAMP"))}, "id",
+        col("createdAt", "timestamp(3) without time zone", default=True))}, "id",
         {i: {"id": i, "name": f"ingredient {i}", "qty": round((i * 37) % 5000 / 10, 2), "unit": _UNITS[i % 5],
              "categoryId": 1 + i % 40, "createdAt": made - i * 3600.0} for i in range(1, rows["Ingredient"] + 1)})
     category = SimTable("Category", {c.name: c for c in (
@@ -177,8 +177,8 @@ class SandboxSchemaChanges:
                 if not_null and any(row.get(column) is None for row in t.rows.values()):
                     raise RuntimeError(f'column "{column}" of relation "{t.name}" contains null values')
                 t.columns[column] = replace(t.columns[column], not_null=not_null)
-            case SetDefault(_, column, expression):
-                t.columns[column] = replace(t.columns[column], default=expression)
+            case CopyDefault(_, source, target):
+                t.columns[target] = replace(t.columns[target], has_default=t.columns[source].has_default)
             case CreateSyncTrigger(_, old, new, trigger, function):
                 t.triggers[trigger] = (old, new)
                 t.functions.add(function)
