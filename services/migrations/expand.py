@@ -82,10 +82,17 @@ PHASES = ("expand", "backfill", "contract", "abort-expand", "abort-backfill", "a
 # Base types, an optional (n) or (p,s), an optional time zone, an optional [] — or one quoted name
 # (an enum). No serial: its nextval default would rewrite the table under an exclusive lock.
 _TYPE = re.compile(
-    r"^(?:(?!(?:small|big)?serial\b)[a-z][a-z0-9_]*(?: (?:precision|varying))?(?:\(\d{1,4}(?:, ?\d{1,4})?\))?"
-    r"(?: with(?:out)? time zone)?|\"[A-Za-z_][A-Za-z0-9_]{0,62}\")(?:\[\])?$",
+    r"(?:(?!(?:small|big)?serial)[a-z][a-z0-9_]*(?: (?:precision|varying))?(?:\(\d{1,4}(?:, ?\d{1,4})?\))?"
+    r"(?: with(?:out)? time zone)?|\"[A-Za-z_][A-Za-z0-9_]{0,62}\")(?:\[\])?",
     re.IGNORECASE,
 )
+
+
+def valid_type(text: str) -> bool:
+    """Whether a column type is one this tool will put into ADD COLUMN as it is."""
+    return _TYPE.fullmatch(text) is not None
+
+
 BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 4.0
 MAX_SWEEPS = 3  # passes over the table before a backfill gives up on rows that keep arriving NULL
@@ -133,7 +140,7 @@ def _parse(params: dict[str, Any], rename: bool) -> tuple[Params | None, list[st
     table, column = text("table"), text("column")
     new_column = text("new_column", required=rename)
     kind = text("type", required=not rename and phase == "expand")
-    if kind and not _TYPE.match(kind):
+    if kind and not valid_type(kind):
         problems.append(f"type {kind!r} is not one this tool accepts: a plain type such as text, integer, "
                         "numeric(10,2), timestamp(3), double precision, a quoted enum name, or one of those "
                         "with [] (serial types would rewrite the table)")
