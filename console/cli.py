@@ -78,21 +78,16 @@ GROUPS = {
     "migrate": {"deploy": "migrate", "resolve": "resolve", "rollback": "migrate-rollback"},
     "expand": {"add-column": "expand-add-column", "rename-column": "expand-rename-column"},
 }
-# Flags an action takes besides --param; each becomes the param of the same name.
-FLAGS = {
-    "resolve": ("applied", "rolled-back"),
-    "migrate-rollback": ("backup-id",),
-    "expand-add-column": ("table", "column", "type", "backfill", "phase", "batch-size", "lock-timeout-ms"),
-    "expand-rename-column": ("table", "column", "new-column", "phase", "batch-size", "lock-timeout-ms"),
-}
-
-
 def _action_parser(subparsers: Any, command: str, kind: str, title: str) -> None:
+    from services.catalog import all_actions
+
     action = subparsers.add_parser(command, help=title)
     action.set_defaults(action_kind=kind)
     action.add_argument("--env", required=True)
-    for flag in FLAGS.get(kind, ()):
-        action.add_argument(f"--{flag}", dest=f"flag_{flag.replace('-', '_')}")
+    for param in all_actions()[kind].params:  # each param of the action is a flag of the same name
+        help_text = param.help + (f" (default {param.default})" if param.default else "")
+        action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", help=help_text,
+                            required=param.required)
     action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     action.add_argument("--reason", help="override reason, recorded in the audit log")
     _confirm_flags(action)

@@ -18,6 +18,16 @@ Builder = Callable[["Services", str, dict[str, Any]], Operation]
 
 
 @dataclass(frozen=True)
+class Param:
+    """A parameter an action asks for: the CLI makes it a flag, the TUI a form field."""
+
+    name: str
+    help: str
+    default: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class Action:
     kind: str
     title: str
@@ -26,16 +36,18 @@ class Action:
     changes_env: bool = True
     # In production, the typed confirmation comes right before this step (default: the first).
     confirm_before: str | None = None
+    params: tuple[Param, ...] = ()
 
 
 ACTIONS: dict[str, Action] = {}
 
 
 def action(
-    kind: str, title: str, destructive: bool = False, changes_env: bool = True, confirm_before: str | None = None
+    kind: str, title: str, destructive: bool = False, changes_env: bool = True, confirm_before: str | None = None,
+    params: tuple[Param, ...] = (),
 ) -> Callable[[Builder], Builder]:
     def register(build: Builder) -> Builder:
-        ACTIONS[kind] = Action(kind, title, destructive, build, changes_env, confirm_before)
+        ACTIONS[kind] = Action(kind, title, destructive, build, changes_env, confirm_before, params)
         return build
 
     return register

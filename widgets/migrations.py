@@ -6,13 +6,17 @@ import time
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import Static
 
+from services.migrations.lint import Finding
 from services.ports import MigrationRecord
 from widgets.table_pane import TablePane
 
 STATE_STYLE = {"applied": "green", "pending": "yellow", "failed": "bold red", "edited": "bold magenta",
                "missing_folder": "magenta", "rolled_back": "dim"}
 NAME_WIDTH = 30
+SHOWN_FINDINGS = 4  # more would push the table off an 80x24 screen; the CLI lists them all
 
 
 def clip(text: str, width: int) -> str:
@@ -22,10 +26,23 @@ def clip(text: str, width: int) -> str:
 class MigrationsPane(TablePane[MigrationRecord]):
     NAME = "migrations"
     COLUMNS = (("migration", NAME_WIDTH), ("state", 8))
+    DEFAULT_CSS = """
+    MigrationsPane #migrations-lint { height: auto; }
+    """
 
-    def show(self, env: str, records: list[MigrationRecord]) -> None:
-        pending = sum(r.state == "pending" for r in records)
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.findings: list[Finding] = []
+
+    def compose(self) -> ComposeResult:
+        yield from super().compose()
+        yield Static("", id="migrations-lint")
+
+    def show(self, env: str, records: list[MigrationRecord], findings: list[Finding] | None = None) -> None:
+        self.findings = findings or []
+        pending = sum(r.state in ("pending", "rolled_back") for r in records)
         self.fill(f"3 Migrations: {env}, {len(records) - pending} applied, {pending} pending", records)
+        self.query_one("#migrations-lint", Static).update(lint_summary(findings or [], pending))
 
     def row(self, item: MigrationRecord) -> Sequence[Text]:
         return Text(clip(item.name, NAME_WIDTH)), Text(item.state, style=STATE_STYLE.get(item.state, ""))
@@ -34,4 +51,28 @@ class MigrationsPane(TablePane[MigrationRecord]):
         applied = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(item.started_at)) if item.started_at else "-"
         took = f"{item.finished_at - item.started_at:.1f}s" if item.started_at and item.finished_at else "-"
         logs = f"\n{item.logs}" if item.logs else ""
+        lint = "".join(f"\n{'✗' if f.blocking else '!'} {f.rule} (line {f.line}): {f.message}\n  safer: {f.safer}"
+                       for f in self.findings if f.migration == item.name)
+        if item.state in ("pending", "rolled_back"):
+            return f"{item.name}\npending{lint or ', lint clean'}"
         return f"{item.name}\napplied {applied}, took {took}\nchecksum {item.checksum[:16]}…{logs}"
+
+
+def lint_summary(findings: list[Finding], pending: int) -> Text:
+    """The pending migrations' lint findings: rule, where, and the safer way, one per line."""
+    if not pending:
+        return Text("")
+    if not findings:
+        return Text("lint: pending migrations are clean", style="green")
+    blocking = sum(f.blocking for f in findings)
+    text = Text()
+    text.append(f"lint: {blocking} blocking, {len(findings) - blocking} warnings;"
+                " highlight a migration for the safer way\n", style="bold red" if blocking else "yellow")
+    shown = sorted(findings, key=lambda f: not f.blocking)[:SHOWN_FINDINGS]  # blocking ones first
+    for finding in shown:
+        text.append("✗ " if finding.blocking else "! ", style="red" if finding.blocking else "yellow")
+        text.append(f"{finding.rule} ", style="bold")
+        text.append(f"{finding.migration}:{finding.line}\n", style="dim")
+    if len(findings) > len(shown):
+        text.append(f"+{len(findings) - len(shown)} more: release-console migrate lint --env ENV", style="dim")
+    return text

@@ -49,6 +49,11 @@ class TablePane(Vertical, Generic[Item]):
             table.add_row(*self.row(item))
         self.show_detail(table.cursor_row)
 
+    @property
+    def highlighted(self) -> Item | None:
+        index = self.query_one(DataTable).cursor_row
+        return self.items[index] if 0 <= index < len(self.items) else None
+
     def show_detail(self, index: int) -> None:
         if 0 <= index < len(self.items):
             self.query_one(f"#{self.NAME}-detail", Static).update(self.detail(self.items[index]))

@@ -4,26 +4,31 @@ below. It wires widgets to services; all service calls run in named thread worke
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Header
+from textual.widgets import ContentSwitcher, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from console.pump import EventPump
 from console.screens.resume import ResumeModal
 from services.backups import BackupEntry, list_backups
-from services.catalog import build_operation
+from services.catalog import all_actions, build_operation
 from services.config import ConfigError
 from services.events import ConfirmationNeeded, Event, Finished, LogLine, MetricSample, OperationStarted
 from services.factory import Services
 from services.journal import OperationRecord
+from services.migrations.deploy import lint_pending
+from services.migrations.lint import Finding
+from services.operations import StepFailed
 from services.overview import EnvironmentRow, environment_rows
 from services.ports import MigrationRecord
 from widgets.audit import AuditPane
@@ -34,15 +39,19 @@ from widgets.canary import CanaryPane
 from widgets.confirm import ConfirmModal
 from widgets.environments import EnvironmentsPane
 from widgets.migrations import MigrationsPane
+from widgets.params import ParamsModal
 from widgets.runbook import RunbookPanel
 
 PANES = {"build": "2", "migrations": "3", "canary": "4", "backups": "5", "audit": "6"}
 # Which pane an operation's progress is best watched in.
-PANE_FOR = {"release": "build", "migrate": "migrations", "canary": "canary", "abort": "canary",
-            "backup": "backups", "prune": "backups", "restore": "backups", "rollback": "build"}
+PANE_FOR = {"release": "build", "rollback": "build", "canary": "canary", "abort": "canary",
+            "migrate": "migrations", "resolve": "migrations", "migrate-rollback": "migrations",
+            "expand-add-column": "migrations", "expand-rename-column": "migrations",
+            "backup": "backups", "prune": "backups", "restore": "backups"}
 # Action kind -> key. Capitals are destructive, and always confirmed.
 ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
-               "rollback": "R", "restore": "X", "prune": "P", "abort": "A"}
+               "expand-add-column": "e", "expand-rename-column": "n",
+               "rollback": "R", "restore": "X", "prune": "P", "abort": "A", "resolve": "V", "migrate-rollback": "B"}
 POLL_SECONDS = 2.0
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
 RETRYABLE = ("failed", "declined", "cancelled")
@@ -52,11 +61,25 @@ RETRYABLE = ("failed", "declined", "cancelled")
 class PaneData:
     env: str
     migrations: list[MigrationRecord]
+    findings: list[Finding]
     backups: list[BackupEntry]
     audit: list[dict[str, Any]]
     audit_ok: bool
     audit_problem: str
     now: float
+    errors: dict[str, str]  # pane -> why its data could not be read (an unreachable database, say)
+
+
+T = TypeVar("T")
+
+
+def attempt(errors: dict[str, str], pane: str, read: Callable[[], T], empty: T) -> T:
+    """Read one pane's data; a failure is shown in that pane and never hides the others."""
+    try:
+        return read()
+    except Exception as err:  # noqa: BLE001 - shown to the operator, with its type
+        errors[pane] = str(err) if isinstance(err, StepFailed) else f"{type(err).__name__}: {err}"
+        return empty
 
 
 class MainScreen(Screen[None]):
@@ -133,19 +156,26 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="pane-data", exit_on_error=False)
     def load_panes(self) -> None:
-        env = self.selected_env
-        verified = self.services.audit.verify()
-        world = self.services.world
-        data = PaneData(env, self.services.database(env).status(), list_backups(self.services, env),
-                        self.services.audit.tail(100), verified.ok, verified.problem,
-                        world.clock.now() if world else time.time())
+        env, services = self.selected_env, self.services
+        errors: dict[str, str] = {}
+        verified = services.audit.verify()
+        world = services.world
+        data = PaneData(
+            env, attempt(errors, "migrations", lambda: services.database(env).status(), []),
+            attempt(errors, "lint", lambda: lint_pending(services, env), []),
+            attempt(errors, "backups", lambda: list_backups(services, env), []),
+            services.audit.tail(100), verified.ok, verified.problem, world.clock.now() if world else time.time(),
+            errors)
         self.post_message(self.Loaded(data))
 
     def on_main_screen_loaded(self, message: Loaded) -> None:
         data = message.data
-        self.query_one(MigrationsPane).show(data.env, data.migrations)
+        self.query_one(MigrationsPane).show(data.env, data.migrations, data.findings)
         self.query_one(BackupsPane).show(data.env, data.backups, data.now, self.services.config.backup.retention_days)
         self.query_one(AuditPane).show(data.audit, data.audit_ok, data.audit_problem)
+        for pane, error in data.errors.items():
+            target = "migrations" if pane == "lint" else pane
+            self.query_one(f"#{target}-detail", Static).update(Text(f"cannot read {pane}: {error}", style="red"))
 
     @on(EnvironmentsPane.Selected)
     def env_selected(self) -> None:
@@ -172,6 +202,13 @@ class MainScreen(Screen[None]):
         if self.running:
             self.notify(f"{self.running} is still running; wait, or cancel it with ctrl+x", severity="warning")
             return
+        spec = all_actions().get(kind)
+        if params is None and spec is not None and spec.params:
+            # The action asks for parameters: a form first, pre-filled from what is highlighted.
+            banner = "SANDBOX" if self.services.sandbox else None
+            form = ParamsModal(f"{spec.title} on {self.selected_env}", spec.params, self.form_values(kind), banner)
+            self.app.push_screen(form, lambda values: None if values is None else self.action_start(kind, values))
+            return
         env = self.selected_env
         try:
             operation = build_operation(self.services, kind, env, params)
@@ -179,6 +216,13 @@ class MainScreen(Screen[None]):
             self.notify(str(err), severity="error", timeout=10, markup=False)
             return
         self.launch(operation)
+
+    def form_values(self, kind: str) -> dict[str, str]:
+        """Defaults for a form, from the highlighted row: the migration to resolve, say."""
+        migration = self.query_one(MigrationsPane).highlighted
+        if kind == "resolve" and migration is not None and migration.state == "failed":
+            return {"rolled_back": migration.name}
+        return {}
 
     def launch(self, operation: Any, start_at: int = 0, state: dict[str, Any] | None = None) -> None:
         self.running = f"{operation.kind} on {operation.env}"

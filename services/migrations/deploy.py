@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from services.backups import list_backups, take_backup
-from services.catalog import action, confirm_step
+from services.catalog import Param, action, confirm_step
 from services.migrations.lint import Finding, lint_migrations
 from services.operations import Operation, Step, StepContext, StepFailed
 from services.ports import MigrationRecord
@@ -118,7 +118,10 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
     ], params)
 
 
-@action("resolve", "Resolve a failed migration (as applied or rolled back)", destructive=True)
+@action("resolve", "Resolve a failed migration (as applied or rolled back)", destructive=True, params=(
+    Param("applied", "mark this failed migration as applied (you completed it by hand)"),
+    Param("rolled_back", "mark this failed migration as rolled back (deploy applies it again)"),
+))
 def resolve(services: Services, env: str, params: dict[str, Any]) -> Operation:
     # As `prisma migrate resolve`: exactly one of --applied NAME or --rolled-back NAME.
     applied = bool(params.get("applied"))
@@ -134,7 +137,8 @@ def resolve(services: Services, env: str, params: dict[str, Any]) -> Operation:
         confirm_step(services, env, f"Mark {name} as {verb}"), Step("resolve", f"Mark as {verb}", run)], params)
 
 
-@action("migrate-rollback", "Roll back a migration deploy: restore the database backup", destructive=True)
+@action("migrate-rollback", "Roll back a migration deploy: restore the database backup", destructive=True,
+        params=(Param("backup_id", "the backup to restore (default: the newest complete one)"),))
 def migrate_rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
     database = services.database(env)
 

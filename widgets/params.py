@@ -1,0 +1,53 @@
+"""A form for an action's parameters: one input per parameter, Enter to go, Esc to cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+from services.catalog import Param
+
+
+class ParamsModal(ModalScreen[dict[str, str] | None]):
+    DEFAULT_CSS = """
+    ParamsModal { align: center middle; }
+    ParamsModal > VerticalScroll {
+        width: 72; max-width: 95%; height: auto; max-height: 90%; border: thick $primary; background: $surface;
+        padding: 0 2;
+    }
+    ParamsModal Label { width: 100%; margin-top: 1; }
+    ParamsModal .hint { color: $text-muted; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="params.cancel")]
+
+    def __init__(self, title: str, params: Sequence[Param], values: dict[str, str], banner: str | None = None):
+        """`values` pre-fills fields (e.g. the migration highlighted in the pane)."""
+        super().__init__()
+        self.title_text, self.params, self.values, self.banner = title, params, values, banner
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            if self.banner:
+                yield Static(self.banner, classes="sandbox-banner")
+            yield Label(self.title_text, classes="title", markup=False)
+            for param in self.params:
+                yield Label(f"{param.name}: {param.help}", markup=False)
+                yield Input(self.values.get(param.name, param.default), placeholder=param.default or param.name,
+                            id=f"param-{param.name}")
+            yield Static("Tab between fields; Enter to go on; Esc to cancel", classes="hint")
+
+    def on_input_submitted(self) -> None:
+        values = {p.name: self.query_one(f"#param-{p.name}", Input).value.strip() for p in self.params}
+        missing = [p.name for p in self.params if p.required and not values[p.name]]
+        if missing:
+            self.notify(f"{', '.join(missing)} is required", severity="error")
+            return
+        self.dismiss({name: value for name, value in values.items() if value})
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
