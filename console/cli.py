@@ -87,7 +87,7 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str) -> None
     for param in all_actions()[kind].params:  # each param of the action is a flag of the same name
         help_text = param.help + (f" (default {param.default})" if param.default else "")
         action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", help=help_text,
-                            required=param.required)
+                            default=param.default or None, required=param.required and not param.default)
     action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     action.add_argument("--reason", help="override reason, recorded in the audit log")
     _confirm_flags(action)

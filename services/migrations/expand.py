@@ -54,7 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from services.catalog import action, confirm_step
+from services.catalog import Param, action, confirm_step
 from services.operations import Operation, Step, StepContext, StepFailed
 from services.ports import (
     AddColumn,
@@ -190,7 +190,20 @@ def _title(kind: str, params: dict[str, Any]) -> str:
     return f"Expand/contract: {what}: {params.get('phase', '?')}"
 
 
-@action("expand-add-column", "Expand/contract: add a column (expand, backfill, contract)")
+COMMON = (
+    Param("phase", f"one of {', '.join(PHASES)}", "expand", required=True),
+    Param("batch_size", "rows per backfill batch", "1000"),
+    Param("lock_timeout_ms", "lock_timeout for each DDL; retried with backoff", "500"),
+)
+
+
+@action("expand-add-column", "Expand/contract: add a column (expand, backfill, contract)", params=(
+    Param("table", "the table, e.g. Ingredient", required=True),
+    Param("column", "the new column", required=True),
+    Param("type", "its type, e.g. timestamp(3) (needed to expand)"),
+    Param("backfill", "SQL for existing rows, e.g. now() (needed to backfill; trusted operator input)"),
+    *COMMON,
+))
 def add_column(services: Services, env: str, params: dict[str, Any]) -> Operation:
     p, problems = _parse(params, rename=False)
     title = _title("add", params)
@@ -200,7 +213,12 @@ def add_column(services: Services, env: str, params: dict[str, Any]) -> Operatio
     return Operation("expand-add-column", env, title, _Phase(services, env, p).add_column_steps(), params)
 
 
-@action("expand-rename-column", "Expand/contract: rename a column (expand, backfill, contract)")
+@action("expand-rename-column", "Expand/contract: rename a column (expand, backfill, contract)", params=(
+    Param("table", "the table, e.g. Ingredient", required=True),
+    Param("column", "the column's current name", required=True),
+    Param("new_column", "its new name", required=True),
+    *COMMON,
+))
 def rename_column(services: Services, env: str, params: dict[str, Any]) -> Operation:
     p, problems = _parse(params, rename=True)
     title = _title("rename", params)
