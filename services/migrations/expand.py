@@ -96,7 +96,8 @@ def valid_type(text: str) -> bool:
 BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 4.0
 MAX_SWEEPS = 3  # passes over the table before a backfill gives up on rows that keep arriving NULL
-REPORT_EVERY_S = 2.0
+REPORT_EVERY = 10  # batches between rate/ETA log lines (and at most 5 s)
+REPORT_EVERY_S = 5.0
 NAME_MAX = 63  # PostgreSQL truncates longer identifiers
 
 
@@ -348,7 +349,7 @@ class _Phase:
             total = max(total, already + done)
             ctx.progress(already + done, total, "rows")
             now = time.monotonic()
-            if now - last_report >= REPORT_EVERY_S:
+            if batches % REPORT_EVERY == 0 or now - last_report >= REPORT_EVERY_S:
                 last_report = now
                 rate = done / max(now - started, 1e-6)
                 left = max(total - already - done, 0)

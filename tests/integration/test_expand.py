@@ -313,6 +313,7 @@ def test_add_column_expand_backfill_contract_loses_no_write(services: Services, 
     progress = [e for e in backfill.events if isinstance(e, Progress)]
     assert progress and progress[-1].done == progress[-1].total and progress[-1].unit == "rows"
     assert "rows in" in backfill.detail("backfill")
+    assert any(re.search(r"rows/s, ETA \d+ s", line) for line in backfill.logs("backfill")), backfill.logs()
     password = urllib.parse.urlsplit(dsn).password
     assert password
     everything = " ".join(map(str, expand.events + backfill.events + contract.events))
