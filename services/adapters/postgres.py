@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from datetime import UTC, datetime
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -41,6 +42,7 @@ class PostgresMigrations:
         self.migrations_dir = migrations_dir
         self.lock_wait_s = lock_wait_s
         self.connect_timeout_s = connect_timeout_s
+        self._session: tuple[psycopg.Connection[Any], dict[str, prisma.MigrationFile]] | None = None
 
     def _connect(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         return connect(self._dsn.get_secret_value(), timeout_s=self.connect_timeout_s)
@@ -79,9 +81,13 @@ class PostgresMigrations:
                         ("wait for that deploy to finish, then retry", "ask its owner"))
                 on_line(f"waiting for Prisma's migration lock, held by {holder}: {left:.0f}s left")
                 time.sleep(min(1.0, max(left, 0.05)))
+            # While the lock is held, applies share its connection and one read of the folder.
+            conn.execute(prisma.TABLE_DDL)
+            self._session = (conn, {f.name: f for f in prisma.read_dir(self.migrations_dir)})
             try:
                 yield
             finally:
+                self._session = None
                 conn.execute("SELECT pg_advisory_unlock(%s)", (prisma.ADVISORY_LOCK_ID,))
 
     def _lock_holder(self, conn: psycopg.Connection[Any]) -> str:
@@ -96,40 +102,56 @@ class PostgresMigrations:
         return f"pid {pid} ({user}{' ' + app if app else ''} from {addr or 'local socket'}, since {since:%H:%M:%S})"
 
     def apply(self, name: str, on_line: OnLine) -> MigrationRecord:
-        """Record, run and finish one migration exactly as prisma-engines does; a failure is
-        recorded with its error in `logs` and raised."""
-        file = next((f for f in prisma.read_dir(self.migrations_dir) if f.name == name), None)
+        """Run one migration and record it with the rows prisma-engines writes.
+
+        A transactional script runs in one transaction with its row: success commits both, a
+        failure rolls the script back and records the failed row with its error, so nothing is
+        ever half-applied or unrecorded. Other scripts follow Prisma's own sequence: row first,
+        then the statements one by one, then the row finished.
+        """
+        if self._session is not None:
+            conn, files = self._session
+            return self._apply(conn, files.get(name), name, on_line)
+        with self._connect() as conn:
+            return self._apply(conn, {f.name: f for f in prisma.read_dir(self.migrations_dir)}.get(name), name,
+                               on_line)
+
+    def _apply(self, conn: psycopg.Connection[Any], file: prisma.MigrationFile | None, name: str,
+               on_line: OnLine) -> MigrationRecord:
         if file is None:
             raise StepFailed(f"no migration folder {name!r} in {self.migrations_dir}")
-        with self._connect() as conn:
+        if self._session is None:
             conn.execute(prisma.TABLE_DDL)
-            migration_id = str(uuid.uuid4())
+        migration_id, started, begun = str(uuid.uuid4()), time.monotonic(), datetime.now(UTC)
+        insert = sql.SQL('INSERT INTO "_prisma_migrations" (id, checksum, started_at, migration_name)'
+                         " VALUES ({}, {}, {}, {});\n").format(migration_id, file.checksum, begun, name)
+        finish = sql.SQL('UPDATE "_prisma_migrations" SET applied_steps_count = applied_steps_count + 1,'
+                         " finished_at = clock_timestamp() WHERE id = {};\n").format(migration_id)
+        try:
+            if NON_TRANSACTIONAL.search(file.sql):
+                conn.execute(insert)
+                self._run_statements(conn, file.sql, on_line)
+                conn.execute(finish)
+            else:
+                # Row, script and finish as one simple-protocol query: one implicit transaction and
+                # one round trip, so a deploy of many small migrations is as quick as psql.
+                conn.execute(insert.as_string(conn) + file.sql + "\n;\n" + finish.as_string(conn))
+        except psycopg.Error as err:
+            logs = _error_text(err)
             conn.execute(
-                'INSERT INTO "_prisma_migrations" (id, checksum, started_at, migration_name)'
-                " VALUES (%s, %s, now(), %s)",
-                (migration_id, file.checksum, name))
-            started = time.monotonic()
-            try:
-                self._run_script(conn, file.sql, on_line)
-            except psycopg.Error as err:
-                logs = _error_text(err)
-                conn.execute('UPDATE "_prisma_migrations" SET logs = %s WHERE id = %s', (logs, migration_id))
-                raise StepFailed(
-                    f"{name} failed: {logs}",
-                    ("roll back: restore the backup taken before this deploy",
-                     f"fix the database by hand, then: migrate resolve --applied {name}",
-                     f"fix the SQL, then: migrate resolve --rolled-back {name} and deploy again")) from None
-            conn.execute('UPDATE "_prisma_migrations" SET applied_steps_count = applied_steps_count + 1'
-                         " WHERE id = %s", (migration_id,))
-            conn.execute('UPDATE "_prisma_migrations" SET finished_at = now() WHERE id = %s', (migration_id,))
-            on_line(f"applied {name} in {time.monotonic() - started:.2f}s")
-            rows = [r for r in self._rows(conn) if r.id == migration_id]
-        return prisma.merge_status([file], rows)[0]
+                'INSERT INTO "_prisma_migrations" (id, checksum, started_at, migration_name, logs) VALUES'
+                " (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET logs = EXCLUDED.logs",
+                (migration_id, file.checksum, begun, name, logs))
+            raise StepFailed(
+                f"{name} failed: {logs}",
+                ("roll back: restore the backup taken before this deploy",
+                 f"fix the database by hand, then: migrate resolve --applied {name}",
+                 f"fix the SQL, then: migrate resolve --rolled-back {name} and deploy again")) from None
+        took = time.monotonic() - started
+        on_line(f"applied {name} in {took:.2f}s")
+        return MigrationRecord(name, file.checksum, "applied", begun.timestamp(), begun.timestamp() + took)
 
-    def _run_script(self, conn: psycopg.Connection[Any], script: str, on_line: OnLine) -> None:
-        if not NON_TRANSACTIONAL.search(script):
-            conn.execute(script)  # one simple-protocol script: one implicit transaction
-            return
+    def _run_statements(self, conn: psycopg.Connection[Any], script: str, on_line: OnLine) -> None:
         from services.migrations.lint import split_statements
 
         on_line("this migration cannot run in a transaction (CONCURRENTLY/VACUUM): statement by statement")
