@@ -45,8 +45,9 @@ def write_migrations(root: Path) -> list[Path]:
     for i in range(COUNT):
         folder = root / f"2024{i:010d}_step_{i}"
         folder.mkdir()
-        body = f'CREATE TABLE "T{i}" ("id" SERIAL PRIMARY KEY, "name" TEXT NOT NULL);\n' if i % 2 == 0 else \
-            f'ALTER TABLE "T{i - 1}" ADD COLUMN "extra" TEXT;\nCREATE INDEX "T{i - 1}_name_idx" ON "T{i - 1}"("name");\n'
+        table = f'"T{i - i % 2}"'
+        body = f'CREATE TABLE {table} ("id" SERIAL PRIMARY KEY, "name" TEXT NOT NULL);\n' if i % 2 == 0 else \
+            f'ALTER TABLE {table} ADD COLUMN "extra" TEXT;\nCREATE INDEX "T{i - 1}_name_idx" ON {table}("name");\n'
         (folder / "migration.sql").write_text(body)
         files.append(folder / "migration.sql")
     return files

@@ -14,9 +14,9 @@ import shutil
 import subprocess
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
