@@ -195,6 +195,8 @@ COMMON = (
     Param("phase", f"one of {', '.join(PHASES)}", "expand", required=True),
     Param("batch_size", "rows per backfill batch", "1000"),
     Param("lock_timeout_ms", "lock_timeout for each DDL; retried with backoff", "500"),
+    Param("lock_retries", "tries per DDL or batch before giving up, naming the blocking session", "8"),
+    Param("batch_delay_ms", "pause between backfill batches", "0"),
 )
 
 
