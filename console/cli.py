@@ -229,6 +229,8 @@ def _status(args: argparse.Namespace, services: Services) -> int:
         name = row.env + (" [PROD]" if row.production else "")
         canary = f"{row.canary_version}@{row.canary_weight}%" if row.canary_version else "-"
         lines.append(f"{name:<13} {row.version:<14} {row.ready:<7} {canary:<12} {row.lock or 'free'}")
+        if row.error:
+            lines.append(f"  {row.env}: {row.error}")
     _emit(args, [r.__dict__ for r in rows], "\n".join(lines))
     return EXIT_FAILED if any(r.error for r in rows) else EXIT_OK
 

@@ -27,6 +27,7 @@ from services.ports import (
     ObjectStore,
     Registry,
     SchemaChanges,
+    TargetStatus,
 )
 from services.sandbox import adapters as sandbox
 from services.sandbox.expand import SandboxSchemaChanges
@@ -48,6 +49,23 @@ class NotYetAvailable:
                              ("run the same action with --sandbox",))
 
         return unavailable
+
+
+class NoDeployTarget:
+    """An environment whose config names no deploy target: says so, and refuses to deploy."""
+
+    def __init__(self, env: str) -> None:
+        self.env = env
+
+    def status(self) -> TargetStatus:
+        return TargetStatus("-", 0, 0, events=("no deploy target configured",))
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise StepFailed(f"no deploy target configured for {self.env}",
+                             (f"set [environments.{self.env}.target] in release.toml",))
+
+        return refuse
 
 
 class LogNotifier:
@@ -213,7 +231,8 @@ def build(
         NotYetAvailable("the app files archive"), notifier,
         1.0, None,
         {
-            "target": lambda env: NotYetAvailable(f"the {config.environment(env).target.kind} deploy target"),
+            "target": lambda env: NoDeployTarget(env) if config.environment(env).target.kind == "none"
+            else NotYetAvailable(f"the {config.environment(env).target.kind} deploy target"),
             "metrics": lambda env: NotYetAvailable("the Prometheus metrics source"),
             "database": lambda env: PostgresMigrations(
                 config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s),
