@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
@@ -20,8 +20,12 @@ class ParamsModal(ModalScreen[dict[str, str] | None]):
         width: 72; max-width: 95%; height: auto; max-height: 90%; border: thick $primary; background: $surface;
         padding: 0 2;
     }
-    ParamsModal Label { width: 100%; margin-top: 1; }
-    ParamsModal .hint { color: $text-muted; }
+    ParamsModal .field { height: 1; margin-top: 1; }
+    ParamsModal .field Label { width: 18; }
+    ParamsModal .field Input { width: 1fr; height: 1; border: none; padding: 0 1; background: $boost; }
+    ParamsModal .field Input:focus { background: $accent 30%; }
+    ParamsModal .help { color: $text-muted; width: 100%; }
+    ParamsModal .hint { color: $text-muted; margin-top: 1; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="params.cancel")]
 
@@ -31,15 +35,21 @@ class ParamsModal(ModalScreen[dict[str, str] | None]):
         self.title_text, self.params, self.values, self.banner = title, params, values, banner
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        with VerticalScroll(can_focus=False):  # Tab goes field to field, not to the scroller
             if self.banner:
                 yield Static(self.banner, classes="sandbox-banner")
             yield Label(self.title_text, classes="title", markup=False)
             for param in self.params:
-                yield Label(f"{param.name}: {param.help}", markup=False)
-                yield Input(self.values.get(param.name, param.default), placeholder=param.default or param.name,
-                            id=f"param-{param.name}")
-            yield Static("Tab between fields; Enter to go on; Esc to cancel", classes="hint")
+                # Compact: one row per field, its help below, so a form fits an 80x24 terminal.
+                with Horizontal(classes="field"):
+                    yield Label(param.name + (" *" if param.required else ""), markup=False)
+                    yield Input(self.values.get(param.name, param.default), placeholder=param.default or param.name,
+                                id=f"param-{param.name}")
+                yield Label(param.help, classes="help", markup=False)
+            yield Static("Tab between fields; Enter to go on; Esc to cancel; * is required", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query(Input).first().focus()
 
     def on_input_submitted(self) -> None:
         values = {p.name: self.query_one(f"#param-{p.name}", Input).value.strip() for p in self.params}
