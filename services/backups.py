@@ -69,6 +69,16 @@ class HashingWriter(io.RawIOBase):
         return {"size": self.size, "sha256": self.sha256.hexdigest()}
 
 
+def choose_backup(services: Services, env: str, wanted: str | None) -> BackupEntry:
+    """The wanted backup, or the newest complete one; an incomplete backup is never chosen."""
+    complete = [b for b in list_backups(services, env) if b.complete]
+    chosen = next((b for b in complete if b.id == wanted), None) if wanted else (complete[0] if complete else None)
+    if chosen is None:
+        raise StepFailed(f"no complete backup {wanted or ''} of {env} to restore".replace("  ", " "),
+                         ("take a backup first", "pick another backup id"))
+    return chosen
+
+
 def take_backup(services: Services, env: str, ctx: StepContext, include_files: bool = True) -> str:
     """Dump (streamed through gzip into the store, never held in memory), archive, then write
     the manifest last, so a half backup is never listed complete."""

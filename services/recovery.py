@@ -8,7 +8,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from services.backups import list_backups
+from services.backups import choose_backup
 from services.catalog import action, confirm_step
 from services.deploy import health_url
 from services.operations import Operation, Step, StepContext, StepFailed
@@ -25,11 +25,7 @@ def restore(services: Services, env: str, params: dict[str, Any]) -> Operation:
     interval_s = float(params.get("health_interval_s", 10))
 
     def choose(ctx: StepContext) -> str:
-        complete = [b for b in list_backups(services, env) if b.complete]
-        wanted = params.get("backup_id")
-        chosen = next((b for b in complete if b.id == wanted), None) if wanted else (complete[0] if complete else None)
-        if chosen is None:
-            raise StepFailed(f"no complete backup {wanted or ''} for {env}", ("take a backup", "pick another id"))
+        chosen = choose_backup(services, env, params.get("backup_id"))
         ctx.state["backup_id"] = chosen.id
         return f"{chosen.id} ({chosen.version or 'unknown version'})"
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from services.backups import list_backups, take_backup
+from services.backups import choose_backup, take_backup
 from services.catalog import Param, action, confirm_step
 from services.migrations.lint import Finding, lint_migrations
 from services.operations import Operation, Step, StepContext, StepFailed
@@ -143,11 +143,7 @@ def migrate_rollback(services: Services, env: str, params: dict[str, Any]) -> Op
     database = services.database(env)
 
     def choose(ctx: StepContext) -> str:
-        wanted = params.get("backup_id")
-        complete = [b for b in list_backups(services, env) if b.complete]
-        chosen = next((b for b in complete if b.id == wanted), None) if wanted else (complete[0] if complete else None)
-        if chosen is None:
-            raise StepFailed(f"no complete backup {wanted or ''} of {env} to restore", ("take a backup first",))
+        chosen = choose_backup(services, env, params.get("backup_id"))
         ctx.state["backup_id"] = chosen.id
         return f"backup {chosen.id} (migration head {chosen.migration_head or '?'})"
 
