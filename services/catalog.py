@@ -89,6 +89,7 @@ def all_actions() -> dict[str, Action]:
 
 def _load_all() -> None:
     # Importing the modules registers their actions.
-    from services import backups, canary, deploy, pipeline, recovery  # noqa: F401
+    from services import canary, deploy, pipeline, recovery  # noqa: F401
+    from services.backups import actions as backups  # noqa: F401
     from services.migrations import deploy as migrate  # noqa: F401
     from services.migrations import expand  # noqa: F401

@@ -8,7 +8,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from services.backups import choose_backup
+from services.backups.catalog import choose_backup
 from services.catalog import action, confirm_step
 from services.deploy import health_url
 from services.operations import Operation, Step, StepContext, StepFailed

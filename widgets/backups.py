@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from services.backups import BackupEntry
+from services.backups.catalog import BackupEntry
 from widgets.table_pane import TablePane
 
 DAY = 86_400

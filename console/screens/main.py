@@ -20,7 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from console.pump import EventPump
 from console.screens.resume import ResumeModal
-from services.backups import BackupEntry, list_backups
+from services.backups.catalog import BackupEntry, list_backups
 from services.catalog import all_actions, build_operation
 from services.config import ConfigError
 from services.events import ConfirmationNeeded, Event, Finished, LogLine, MetricSample, OperationStarted

@@ -11,7 +11,8 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from services.backups import choose_backup, take_backup
+from services.backups.catalog import choose_backup
+from services.backups.create import take_backup
 from services.catalog import Param, action, confirm_step
 from services.migrations.lint import Finding, lint_migrations
 from services.operations import Operation, Step, StepContext, StepFailed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.backups import DAY, list_backups, prune_candidates
+from services.backups.catalog import DAY, list_backups, prune_candidates
 from services.canary import judge
 from services.catalog import build_operation
 from services.config import CanaryPolicy

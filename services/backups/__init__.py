@@ -1,0 +1,1 @@
+"""Backups: catalog (list, choose, retention), create (dump, archive, manifest), actions."""
