@@ -98,6 +98,13 @@ class NoTarget(Strict):
 DeployTarget = Annotated[DockerTarget | KubernetesTarget | NoTarget, Field(discriminator="kind")]
 
 
+class ServiceCommands(Strict):
+    """How to stop and start the app's services where no deploy target does it (argument lists)."""
+
+    stop: list[str] = Field(min_length=1)
+    start: list[str] = Field(min_length=1)
+
+
 class EnvironmentConfig(Strict):
     api_url: str
     database_url: SecretStr
@@ -106,6 +113,8 @@ class EnvironmentConfig(Strict):
     production: bool = False
     features: FeatureFlags = FeatureFlags()
     target: DeployTarget = NoTarget()
+    services: ServiceCommands | None = None
+    app_dir: str | None = Field(None, description="where the app's files live on this host, for backup and restore")
 
 
 class CanaryPolicy(Strict):
@@ -144,6 +153,13 @@ class BackupPolicy(Strict):
     s3: S3Store | None = None
     app_paths: list[str] = ["."]
     excludes: list[str] = ["node_modules", ".next", ".git"]
+    scratch_database_url: SecretStr | None = Field(
+        None, description="server for trial restores and drills (default: the environment's own server)")
+
+
+class RecoveryPolicy(Strict):
+    health_tries: int = Field(30, ge=1)
+    health_interval_s: float = Field(10, gt=0)
 
 
 class MigrationsConfig(Strict):
@@ -163,6 +179,7 @@ class ReleaseConfig(Strict):
     environments: dict[str, EnvironmentConfig]
     canary: CanaryPolicy = CanaryPolicy()
     backup: BackupPolicy = BackupPolicy()
+    recovery: RecoveryPolicy = RecoveryPolicy()
     migrations: MigrationsConfig = MigrationsConfig()
     notify: NotifyConfig = NotifyConfig()
     source: Path | None = Field(None, exclude=True)

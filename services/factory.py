@@ -118,6 +118,13 @@ class Services:
     time_scale: float = 1.0
     world: World | None = None
     _per_env: dict[str, Callable[[str], Any]] = field(default_factory=dict)
+    # Other stores that hold backups too (the local directory when `store` is S3): listed,
+    # restored from and pruned alongside the store new backups go to.
+    other_stores: list[ObjectStore] = field(default_factory=list)
+
+    @property
+    def stores(self) -> list[ObjectStore]:
+        return [self.store, *self.other_stores]
 
     @property
     def runner(self) -> Runner:
