@@ -51,8 +51,10 @@ class MigrationsPane(TablePane[MigrationRecord]):
         applied = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(item.started_at)) if item.started_at else "-"
         took = f"{item.finished_at - item.started_at:.1f}s" if item.started_at and item.finished_at else "-"
         logs = f"\n{item.logs}" if item.logs else ""
+        # Blocking ones first, as in the summary: at 80x24 what comes last is below the fold.
+        mine = sorted((f for f in self.findings if f.migration == item.name), key=lambda f: not f.blocking)
         lint = "".join(f"\n{'✗' if f.blocking else '!'} {f.rule} (line {f.line}): {f.message}\n  safer: {f.safer}"
-                       for f in self.findings if f.migration == item.name)
+                       for f in mine)
         if item.state in ("pending", "rolled_back"):
             return f"{item.name}\npending{lint or ', lint clean'}"
         return f"{item.name}\napplied {applied}, took {took}\nchecksum {item.checksum[:16]}…{logs}"

@@ -33,7 +33,8 @@ class TablePane(Vertical, Generic[Item]):
         yield Label(self.NAME, classes="title", id=f"{self.NAME}-title")
         table: DataTable[Text] = DataTable(cursor_type="row", id=f"{self.NAME}-table")
         yield table
-        yield Static("", classes="detail", id=f"{self.NAME}-detail")
+        # Not markup: a detail holds what the database said (a failed migration's logs, "[/path]" say).
+        yield Static("", classes="detail", id=f"{self.NAME}-detail", markup=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
