@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from services.backups.catalog import DAY, prune_candidates
+from services.backups.catalog import DAY, MANIFEST, PIN, prune_candidates
 from services.backups.create import take_backup
-from services.catalog import action, confirm_step
-from services.operations import Operation, Step, StepContext
+from services.catalog import Param, action, confirm_step
+from services.operations import Operation, Step, StepContext, StepFailed
 
 if TYPE_CHECKING:
     from services.factory import Services
@@ -30,15 +31,21 @@ def prune(services: Services, env: str, params: dict[str, Any]) -> Operation:
         now = services.world.clock.now() if services.world else time.time()
         doomed = prune_candidates(services, env, now)
         for entry in doomed:
-            ctx.log(f"would delete {entry.env}/{entry.id} ({(now - entry.created) / DAY:.0f} days old)")
-        ctx.state["doomed"] = [e.id for e in doomed]
-        return f"{len(doomed)} past {services.config.backup.retention_days} days"
+            age_days = (now - entry.created) / DAY
+            ctx.log(f"would delete {entry.env}/{entry.id} in {entry.store} ({age_days:.0f} days old)")
+        ctx.state["doomed"] = [[e.store, e.id] for e in doomed]
+        kept = f"; the newest {services.config.backup.keep_newest} and pinned ones are kept"
+        return f"{len(doomed)} past {services.config.backup.retention_days} days{kept}"
 
     def delete(ctx: StepContext) -> str:
-        for backup_id in ctx.state["doomed"]:
-            for obj in services.store.list(f"{env}/{backup_id}/"):
-                services.store.delete(obj.key)
-            ctx.log(f"deleted {env}/{backup_id}")
+        stores = {store.name: store for store in services.stores}
+        for store_name, backup_id in ctx.state["doomed"]:
+            store = stores[store_name]
+            # The manifest goes first: a backup half deleted must never still look complete.
+            keys = sorted((o.key for o in store.list(f"{env}/{backup_id}/")), key=lambda k: not k.endswith(MANIFEST))
+            for key in keys:
+                store.delete(key)
+            ctx.log(f"deleted {env}/{backup_id} from {store_name}")
         return f"{len(ctx.state['doomed'])} deleted"
 
     return Operation("prune", env, f"Prune backups of {env}", [
@@ -46,3 +53,25 @@ def prune(services: Services, env: str, params: dict[str, Any]) -> Operation:
         confirm_step(services, env, "Delete the listed backups"),
         Step("delete", "Delete", delete),
     ], params, takes_lock=False)
+
+
+@action("backup-pin", "Pin a backup to a release, so retention keeps it", changes_env=False, params=(
+    Param("backup_id", "the backup to pin", required=True),
+    Param("release", "the release it belongs to, e.g. v1.5.0; empty unpins it"),
+))
+def pin(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    backup_id, release = str(params.get("backup_id", "")), str(params.get("release", ""))
+
+    def run(ctx: StepContext) -> str:
+        holders = [s for s in services.stores if s.list(f"{env}/{backup_id}/")]
+        if not holders:
+            raise StepFailed(f"no backup {backup_id} of {env} in any store", ("backup list --env " + env,))
+        for store in holders:
+            if release:
+                store.put(f"{env}/{backup_id}/{PIN}", [json.dumps({"release": release, "when": time.time()}).encode()])
+            else:
+                store.delete(f"{env}/{backup_id}/{PIN}")
+        return f"{backup_id} pinned to {release}" if release else f"{backup_id} unpinned"
+
+    return Operation("backup-pin", env, f"Pin backup {backup_id} of {env}", [Step("pin", "Pin", run)], params,
+                     takes_lock=False)

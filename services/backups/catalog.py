@@ -11,8 +11,12 @@ from services.operations import StepFailed
 
 if TYPE_CHECKING:
     from services.factory import Services
+    from services.ports import ObjectStore
 
 DAY = 86_400
+
+
+MANIFEST, VERIFIED, PIN = "manifest.json", "verified.json", "pin.json"
 
 
 @dataclass(frozen=True)
@@ -25,34 +29,50 @@ class BackupEntry:
     complete: bool  # only a backup with a manifest is complete
     version: str = ""
     migration_head: str = ""
+    verified_at: float | None = None  # when a trial restore last succeeded
+    restore_s: float | None = None  # how long it took: the measured RTO of the database
+    pinned: str = ""  # the release it is pinned to; retention never deletes it
 
 
 def list_backups(services: Services, env: str | None = None) -> list[BackupEntry]:
-    by_prefix: dict[str, list[Any]] = {}
-    for obj in services.store.list(f"{env}/" if env else ""):
-        prefix, _, _name = obj.key.rpartition("/")
-        by_prefix.setdefault(prefix, []).append(obj)
+    """Every backup in every store (S3 and the local directory together), newest first."""
     entries = []
-    for prefix, objects in by_prefix.items():
-        env_name, _, backup_id = prefix.partition("/")
-        manifest = next((o for o in objects if o.key.endswith("/manifest.json")), None)
-        meta: dict[str, Any] = {}
-        if manifest:
-            meta = json.loads(b"".join(services.store.get(manifest.key)))
-        entries.append(BackupEntry(backup_id, env_name, min(o.modified for o in objects), sum(o.size for o in objects),
-                                   services.store.name, manifest is not None, meta.get("version", ""),
-                                   meta.get("migration_head", "")))
+    for store in services.stores:
+        by_prefix: dict[str, list[Any]] = {}
+        for obj in store.list(f"{env}/" if env else ""):
+            prefix, _, _name = obj.key.rpartition("/")
+            by_prefix.setdefault(prefix, []).append(obj)
+        for prefix, objects in by_prefix.items():
+            env_name, _, backup_id = prefix.partition("/")
+            names = {o.key.rpartition("/")[2] for o in objects}
+            meta = _read_json(store, f"{prefix}/{MANIFEST}") if MANIFEST in names else {}
+            verified = _read_json(store, f"{prefix}/{VERIFIED}") if VERIFIED in names else {}
+            pin = _read_json(store, f"{prefix}/{PIN}") if PIN in names else {}
+            entries.append(BackupEntry(
+                backup_id, env_name, min(o.modified for o in objects), sum(o.size for o in objects), store.name,
+                MANIFEST in names, meta.get("version") or "", meta.get("migration_head") or "",
+                verified.get("when") if verified.get("ok") else None, verified.get("restore_s"),
+                pin.get("release") or ""))
     return sorted(entries, key=lambda e: e.created, reverse=True)
 
 
+def _read_json(store: ObjectStore, key: str) -> dict[str, Any]:
+    try:
+        value = json.loads(b"".join(store.get(key)))
+    except (FileNotFoundError, ValueError):
+        return {}  # unreadable metadata shows as missing, never as a crash of the list
+    return value if isinstance(value, dict) else {}
+
+
 def prune_candidates(services: Services, env: str, now: float | None = None) -> list[BackupEntry]:
-    """Older than the retention, never the newest N."""
+    """Older than the retention, in any store; never one of the newest N, never a pinned one."""
     policy = services.config.backup
     now = now if now is not None else (services.world.clock.now() if services.world else time.time())
-    complete = [b for b in list_backups(services, env) if b.complete]
-    keep = {b.id for b in complete[: policy.keep_newest]}
-    return [b for b in list_backups(services, env)
-            if b.id not in keep and now - b.created > policy.retention_days * DAY]
+    entries = list_backups(services, env)
+    newest = sorted({b.id for b in entries if b.complete}, reverse=True)[: policy.keep_newest]
+    pinned = {b.id for b in entries if b.pinned}
+    return [b for b in entries
+            if b.id not in newest and b.id not in pinned and now - b.created > policy.retention_days * DAY]
 
 
 def choose_backup(services: Services, env: str, wanted: str | None) -> BackupEntry:
