@@ -63,13 +63,15 @@ def parser() -> argparse.ArgumentParser:
         dest="group_command", required=True) for name, members in GROUPS.items()}
     for name in ("status", "lint"):
         groups["migrate"].add_parser(name, help=f"migration {name}").add_argument("--env", required=True)
+    listing = groups["backup"].add_parser("list", help="backups in every store: age, size, verified, pinned")
+    listing.add_argument("--env")
     for group, members in GROUPS.items():
         for command, kind in members.items():
             if kind in actions:
                 _action_parser(groups[group], command, kind, actions[kind].title)
     for kind, spec in sorted(actions.items()):
         if kind not in grouped:
-            _action_parser(sub, kind, kind, spec.title)
+            _action_parser(sub, TOP_LEVEL.get(kind, kind), kind, spec.title)
     return top
 
 
@@ -77,7 +79,9 @@ def parser() -> argparse.ArgumentParser:
 GROUPS = {
     "migrate": {"deploy": "migrate", "resolve": "resolve", "rollback": "migrate-rollback"},
     "expand": {"add-column": "expand-add-column", "rename-column": "expand-rename-column"},
+    "backup": {"create": "backup", "verify": "verify", "prune": "prune", "pin": "backup-pin"},
 }
+TOP_LEVEL = {"restore-drill": "drill"}  # actions whose command name differs from their kind
 def _action_parser(subparsers: Any, command: str, kind: str, title: str) -> None:
     from services.catalog import all_actions
 
@@ -88,6 +92,9 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str) -> None
         help_text = param.help + (f" (default {param.default})" if param.default else "")
         action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", help=help_text,
                             default=param.default or None, required=param.required and not param.default)
+    if kind == "restore":
+        action.add_argument("--walkthrough", action="store_true",
+                            help="the guided checklist (the only way the console restores)")
     action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     action.add_argument("--reason", help="override reason, recorded in the audit log")
     _confirm_flags(action)
@@ -141,6 +148,8 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
         return _lock(args, services)
     if command == "migrate" and args.group_command in ("status", "lint"):
         return _migrations(args, services)
+    if command == "backup" and args.group_command == "list":
+        return _backups(args, services)
     from services.catalog import build_operation
 
     params = dict(p.split("=", 1) for p in args.param if "=" in p)
@@ -314,6 +323,22 @@ def _migrations(args: argparse.Namespace, services: Services) -> int:
     _emit(args, [r.__dict__ for r in records], "\n".join(lines))
     bad = [r for r in records if r.state in ("failed", "edited")]
     return EXIT_FAILED if bad else EXIT_OK
+
+
+def _backups(args: argparse.Namespace, services: Services) -> int:
+    from services.backups.catalog import list_backups
+
+    entries = list_backups(services, args.env)
+    now = services.world.clock.now() if services.world else time.time()
+    lines = [f"{'ENV':<12} {'BACKUP':<17} {'AGE':>5} {'SIZE':>9} {'STORE':<8} {'STATE':<9} VERIFIED / PINNED"]
+    for e in entries:
+        verified = (f"verified {time.strftime('%Y-%m-%d %H:%M', time.gmtime(e.verified_at))}, RTO {e.restore_s:.0f}s"
+                    if e.verified_at and e.restore_s is not None else "not verified")
+        pinned = f"; pinned {e.pinned}" if e.pinned else ""
+        lines.append(f"{e.env:<12} {e.id:<17} {(now - e.created) / 86400:>4.0f}d {e.size / 1e6:>7.1f}MB {e.store:<8} "
+                     f"{'complete' if e.complete else 'PARTIAL':<9} {verified}{pinned}")
+    _emit(args, [e.__dict__ for e in entries], "\n".join(lines))
+    return EXIT_OK
 
 
 def _lock(args: argparse.Namespace, services: Services) -> int:
