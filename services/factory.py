@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from services import config as config_module
 from services.audit import AuditLog
@@ -25,6 +25,7 @@ from services.ports import (
     Notification,
     Notifier,
     ObjectStore,
+    OnLine,
     Registry,
     SchemaChanges,
     TargetStatus,
@@ -52,13 +53,33 @@ class NotYetAvailable:
 
 
 class NoDeployTarget:
-    """An environment whose config names no deploy target: says so, and refuses to deploy."""
+    """An environment whose config names no deploy target: says so, and refuses to deploy.
 
-    def __init__(self, env: str) -> None:
+    Its services can still be stopped and started (for a restore) by the commands of
+    `[environments.X.services]`, when they are configured.
+    """
+
+    def __init__(self, env: str, services: ServiceControl | None = None) -> None:
         self.env = env
+        self._services = services
 
     def status(self) -> TargetStatus:
         return TargetStatus("-", 0, 0, events=("no deploy target configured",))
+
+    def stop(self, on_line: OnLine) -> None:
+        self._control("stop").stop(on_line)
+
+    def start(self, on_line: OnLine) -> None:
+        self._control("start").start(on_line)
+
+    def _control(self, verb: str) -> ServiceControl:
+        if self._services is None:
+            raise StepFailed(
+                f"cannot {verb} {self.env}'s services: it has no deploy target and no service commands",
+                (f"set [environments.{self.env}.services] stop = [...] and start = [...] in release.toml"
+                 " (argument lists)", f"or set [environments.{self.env}.target]",
+                 f"or {verb} them by hand, then retry this step"))
+        return self._services
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         def refuse(*args: Any, **kwargs: Any) -> Any:
@@ -66,6 +87,11 @@ class NoDeployTarget:
                              (f"set [environments.{self.env}.target] in release.toml",))
 
         return refuse
+
+
+class ServiceControl(Protocol):
+    def stop(self, on_line: OnLine) -> None: ...
+    def start(self, on_line: OnLine) -> None: ...
 
 
 class LogNotifier:
@@ -158,6 +184,17 @@ class Services:
         return simulated / self.time_scale
 
 
+def _real_target(config: ReleaseConfig, env: str) -> DeployTarget:
+    settings = config.environment(env)
+    if settings.target.kind != "none":
+        return NotYetAvailable(f"the {settings.target.kind} deploy target")
+    if settings.services is None:
+        return NoDeployTarget(env)
+    from services.adapters.service_commands import CommandServices
+
+    return NoDeployTarget(env, CommandServices(settings.services.stop, settings.services.start))
+
+
 def _postgres_schema(config: ReleaseConfig, env: str) -> SchemaChanges:
     from services.migrations.schema_changes import PostgresSchemaChanges  # psycopg: only when used
 
@@ -238,8 +275,7 @@ def build(
         NotYetAvailable("the app files archive"), notifier,
         1.0, None,
         {
-            "target": lambda env: NoDeployTarget(env) if config.environment(env).target.kind == "none"
-            else NotYetAvailable(f"the {config.environment(env).target.kind} deploy target"),
+            "target": lambda env: _real_target(config, env),
             "metrics": lambda env: NotYetAvailable("the Prometheus metrics source"),
             "database": lambda env: PostgresMigrations(
                 config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s),
