@@ -8,7 +8,10 @@ line to the operation's log, and a non-zero exit code fails the step with the la
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import shlex
+import signal
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -35,39 +38,43 @@ class CommandServices:
         self._run("start", self.start_argv, on_line)
 
     def _run(self, what: str, argv: list[str], on_line: OnLine) -> None:
-        shown = " ".join(str(mask(a)) for a in argv)
+        shown = shlex.join(str(mask(a)) for a in argv)
         on_line(f"$ {shown}")
         try:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+                                       start_new_session=True,  # its own group: a timeout kills its children
                                        env={**os.environ, **self.env} if self.env is not None else None)
         except OSError as err:  # not found, not executable
             raise StepFailed(f"the {what} command could not run: {argv[0]}: {err.strerror}",
                              (f"fix services.{what} in release.toml (an argument list, no shell)",
                               "install the command on this host, then retry this step")) from None
-        # A hung command must not hang the walkthrough: kill it after the timeout.
-        timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
-            process.kill()
-
-        timer = threading.Timer(self.timeout_s, kill)
-        timer.daemon = True
-        timer.start()
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        try:
+        following = threading.Event()
+        following.set()
+
+        def follow() -> None:
             assert process.stdout is not None
-            for line in process.stdout:
-                text = line.rstrip("\n")
-                tail.append(text)
-                on_line(text)
-            code = process.wait()
-        finally:
-            timer.cancel()
-        if timed_out.is_set():
+            for line in process.stdout:  # drained to the end, so a server left running never blocks on it
+                if following.is_set():
+                    tail.append(line.rstrip("\n"))
+                    on_line(line.rstrip("\n"))
+
+        reader = threading.Thread(target=follow, name=f"services-{what}", daemon=True)
+        reader.start()
+        try:
+            code = process.wait(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            # A hung command must not hang the walkthrough: its whole group goes.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             raise StepFailed(f"the {what} command ({shown}) did not finish within {self.timeout_s:.0f}s; killed",
-                             ("look at what it waits for, then retry this step",))
+                             ("look at what it waits for, then retry this step",)) from None
+        # A start command may leave a server running that still holds the output pipe: the
+        # command's own exit is what counts, so its output is followed only briefly after.
+        reader.join(timeout=2)
+        following.clear()
         if code != 0:
             said = "; ".join(t for t in tail if t.strip()) or "no output"
             raise StepFailed(f"the {what} command ({shown}) exited with {code}: {said}",
