@@ -91,5 +91,6 @@ def _load_all() -> None:
     # Importing the modules registers their actions.
     from services import canary, deploy, pipeline, recovery  # noqa: F401
     from services.backups import actions as backups  # noqa: F401
+    from services.backups import verify  # noqa: F401
     from services.migrations import deploy as migrate  # noqa: F401
     from services.migrations import expand  # noqa: F401

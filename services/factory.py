@@ -179,6 +179,13 @@ class Services:
     def schema(self, env: str) -> SchemaChanges:
         return self._adapter("schema", env)  # type: ignore[no-any-return]
 
+    def files(self, env: str) -> AppFiles:
+        """The environment's app files (its app_dir); `app_files` where they are not per environment."""
+        if "app_files" not in self._per_env:
+            self.config.environment(env)
+            return self.app_files
+        return self._adapter("app_files", env)  # type: ignore[no-any-return]
+
     def real_seconds(self, simulated: float) -> float:
         """How long to really wait for a span of (possibly sandbox-accelerated) time."""
         return simulated / self.time_scale
@@ -193,6 +200,16 @@ def _real_target(config: ReleaseConfig, env: str) -> DeployTarget:
     from services.adapters.service_commands import CommandServices
 
     return NoDeployTarget(env, CommandServices(settings.services.stop, settings.services.start))
+
+
+def _app_files(config: ReleaseConfig, env: str | None, base: Path) -> AppFiles:
+    """The environment's app files; without an environment (Services.app_files), none are configured."""
+    from services.adapters.app_files import DirectoryAppFiles
+
+    app_dir = config.environment(env).app_dir if env else None
+    # Never archive the backups themselves, should the backup directory lie inside the app.
+    return DirectoryAppFiles(base / app_dir if app_dir else None, config.backup.app_paths, env or "",
+                             skip=[base / config.backup.local_dir])
 
 
 def _postgres_schema(config: ReleaseConfig, env: str) -> SchemaChanges:
@@ -272,13 +289,15 @@ def build(
         config, journal, audit, RoutedLocks(config),
         NotYetAvailable("the Docker image builder"), NotYetAvailable("the registry"),
         SubprocessCommands(context), LocalStore(base / config.backup.local_dir),
-        NotYetAvailable("the app files archive"), notifier,
+        _app_files(config, None, base), notifier,
         1.0, None,
         {
             "target": lambda env: _real_target(config, env),
             "metrics": lambda env: NotYetAvailable("the Prometheus metrics source"),
             "database": lambda env: PostgresMigrations(
-                config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s),
+                config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s,
+                scratch_server=config.backup.scratch_database_url),
+            "app_files": lambda env: _app_files(config, env, base),
             "health": lambda env: HttpHealth(),
             "schema": lambda env: _postgres_schema(config, env),
         },

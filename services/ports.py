@@ -135,6 +135,25 @@ class MetricsSource(Protocol):
     def sample(self) -> MetricSnapshot: ...
 
 
+@dataclass(frozen=True)
+class DumpTool:
+    """The dump tool and the server it would dump, checked before any byte is written."""
+
+    server_version: str  # e.g. "15.18"
+    tool_version: str  # e.g. "pg_dump (PostgreSQL) 15.18"
+    estimate_bytes: int = 0  # rough size of the plain dump (the tables' heap), 0 if unknown
+
+
+class ScratchDatabase(Protocol):
+    """A new, empty database for a trial restore; dropped when its context ends."""
+
+    name: str
+
+    def restore(self, source: Readable, on_line: OnLine) -> None: ...
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...
+    def sample(self, table: str) -> int: ...  # SELECT * ... LIMIT 1: how many rows it read (0 or 1)
+
+
 class MigrationDatabase(Protocol):
     def scripts(self) -> list[tuple[str, str]]: ...  # (name, migration.sql) in order, for lint
     def status(self) -> list[MigrationRecord]: ...
@@ -143,8 +162,10 @@ class MigrationDatabase(Protocol):
     def resolve(self, name: str, applied: bool) -> str: ...
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...
     def reindex(self, table: str) -> None: ...
+    def dump_tool(self) -> DumpTool: ...  # refuses (StepFailed) a pg_dump older than the server
     def dump(self, sink: Writable) -> str: ...  # returns the server version
     def restore(self, source: Readable, on_line: OnLine) -> None: ...
+    def scratch(self) -> AbstractContextManager[ScratchDatabase]: ...  # for trial restores
 
 
 class ObjectStore(Protocol):
@@ -166,6 +187,9 @@ class CommandRunner(Protocol):
 
 
 class AppFiles(Protocol):
+    @property
+    def configured(self) -> bool: ...  # False: no app dir here; archive and restore refuse, saying so
+
     def archive(self, sink: Writable, excludes: Iterable[str]) -> int: ...  # returns files archived
     def restore(self, source: Readable, on_line: OnLine) -> None: ...
 

@@ -8,37 +8,49 @@ by statement in autocommit. pg_dump and psql get the password through the enviro
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
 from services.adapters.pg import connect
 from services.audit import mask
 from services.migrations import prisma
 from services.operations import StepFailed
-from services.ports import MigrationRecord, OnLine, Readable, Writable
+from services.ports import DumpTool, MigrationRecord, OnLine, Readable, Writable
 
 NON_TRANSACTIONAL = re.compile(r"\b(CONCURRENTLY|VACUUM|ALTER\s+SYSTEM)\b", re.IGNORECASE)
 CHUNK = 1 << 16
+DUMP_CHUNK = 1 << 20  # dump and restore move 1 MiB at a time: fewer, larger compressor calls
+F_SETPIPE_SZ = 1031  # Linux fcntl: a 1 MiB pipe lets pg_dump run ahead of the compressor
 PG_BIN = Path("/usr/lib/postgresql")
+# An explicit pg_dump to use instead of the server major's (/usr/lib/postgresql/<major>/bin).
+PG_DUMP_ENV = "RELEASE_CONSOLE_PG_DUMP"
+# The tables' heap (with TOAST): about the size of a plain dump of their rows.
+ESTIMATE = """SELECT coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"""
 
 
 class PostgresMigrations:
-    def __init__(self, dsn: SecretStr, migrations_dir: Path, lock_wait_s: float = 30.0, connect_timeout_s: int = 5):
+    def __init__(self, dsn: SecretStr, migrations_dir: Path, lock_wait_s: float = 30.0, connect_timeout_s: int = 5,
+                 scratch_server: SecretStr | None = None):
         self._dsn = dsn
+        self._scratch_server = scratch_server  # where trial restores create their database (default: this server)
         self.migrations_dir = migrations_dir
         self.lock_wait_s = lock_wait_s
         self.connect_timeout_s = connect_timeout_s
@@ -215,39 +227,154 @@ class PostgresMigrations:
                  "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"}
         return {**os.environ, **{env: str(params[key]) for key, env in names.items() if params.get(key)}}
 
-    def dump(self, sink: Writable) -> str:
+    def _server(self) -> tuple[int, str, int]:
+        """The server's version number and text, and a rough size of its plain dump (the tables' heap)."""
         with self._connect() as conn:
-            version = conn.info.server_version
+            number = conn.info.server_version
             shown = conn.execute("SHOW server_version").fetchone()
-        argv = [self._tool("pg_dump", version), "--format=plain", "--clean", "--if-exists", "--no-owner"]
+            size = conn.execute(ESTIMATE).fetchone()
+        return number, str(shown[0]).split()[0] if shown else str(number), int(size[0]) if size else 0
+
+    def dump_tool(self) -> DumpTool:
+        number, shown, estimate = self._server()
+        return DumpTool(shown, self._checked_pg_dump(number, shown)[1], estimate)
+
+    def _checked_pg_dump(self, number: int, shown: str) -> tuple[str, str]:
+        """pg_dump's path and version; refuses one older than the server, before anything is dumped."""
+        tool = os.environ.get(PG_DUMP_ENV) or self._tool("pg_dump", number)
+        try:
+            answer = subprocess.run([tool, "--version"], capture_output=True, timeout=30, check=False)
+        except OSError as err:
+            raise StepFailed(f"cannot run {tool} --version: {err.strerror}",
+                             ("apt-get install postgresql-client", f"or set {PG_DUMP_ENV} to a pg_dump")) from None
+        text = answer.stdout.decode(errors="replace").strip()
+        found = re.search(r"\b(\d+)(?:\.(\d+))?", text)
+        if answer.returncode != 0 or not found:
+            raise StepFailed(f"{tool} --version did not print a version: {text or answer.returncode}")
+        major, minor = int(found.group(1)), int(found.group(2) or 0)
+        tool_number = major * 10000 if major >= 10 else major * 10000 + minor * 100
+        server_major = number // 10000 * 10000 if number >= 100000 else number // 100 * 100
+        if tool_number < server_major:
+            client = f"{major}" if major >= 10 else f"{major}.{minor}"
+            raise StepFailed(
+                f"{tool} is version {text.rpartition(')')[2].strip() or text} but the server runs PostgreSQL {shown}:"
+                f" pg_dump {client} cannot dump a newer server; nothing was dumped",
+                (f"install pg_dump {shown.split('.')[0]} or newer (postgresql-client-{shown.split('.')[0]})",
+                 f"or set {PG_DUMP_ENV} to a pg_dump of that version"))
+        return tool, text
+
+    def dump(self, sink: Writable) -> str:
+        number, shown, _ = self._server()
+        tool, _ = self._checked_pg_dump(number, shown)
+        argv = [tool, "--format=plain", "--clean", "--if-exists", "--no-owner"]
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._environment())
         assert process.stdout is not None and process.stderr is not None
-        for chunk in iter(lambda: process.stdout.read(CHUNK), b""):  # type: ignore[union-attr]
-            sink.write(chunk)
-        errors = process.stderr.read().decode(errors="replace")
+        errors = _drain(process.stderr)
+        try:
+            out = process.stdout.fileno()
+            _grow_pipe(out)  # pg_dump runs ahead while this process compresses
+            for chunk in iter(lambda: os.read(out, DUMP_CHUNK), b""):
+                sink.write(chunk)
+        except BaseException:
+            process.kill()  # the sink failed (disk full, cancelled): pg_dump must not linger
+            process.wait()
+            raise
+        finally:
+            process.stdout.close()
         if process.wait() != 0:
-            raise StepFailed(f"pg_dump failed: {mask(errors.strip())}")
-        return str(shown[0]) if shown else str(version)
+            errors.join()
+            raise StepFailed(f"pg_dump failed: {mask(bytes(errors.tail).decode(errors='replace').strip())}")
+        return shown
 
     def restore(self, source: Readable, on_line: OnLine) -> None:
         with self._connect() as conn:
             version = conn.info.server_version
         argv = [self._tool("psql", version), "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
+        # --clean's DROP ... IF EXISTS would print a NOTICE per object: only warnings and errors.
+        environment = {**self._environment(), "PGOPTIONS": "-c client_min_messages=warning"}
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   env=self._environment())
+                                   env=environment)
         assert process.stdin is not None and process.stderr is not None
+        errors = _drain(process.stderr)  # read as it comes: a full stderr pipe would stall psql
         restored = 0
         try:
-            for chunk in iter(lambda: source.read(CHUNK), b""):
+            for chunk in iter(lambda: source.read(DUMP_CHUNK), b""):
                 process.stdin.write(chunk)
                 restored += len(chunk)
             process.stdin.close()
         except BrokenPipeError:
             pass  # psql stopped on an error: its stderr says which
-        errors = process.stderr.read().decode(errors="replace")
-        if process.wait() != 0:
-            raise StepFailed(f"restore failed, nothing changed (one transaction): {mask(errors.strip())}")
+        except BaseException:
+            # The source failed (a checksum mismatch, a truncated artifact, cancel): psql must never
+            # see an end of input, or it would COMMIT what it got. Killed, its transaction rolls back.
+            process.kill()
+            process.wait()
+            raise
+        returncode = process.wait()
+        errors.join()
+        if returncode != 0:
+            text = bytes(errors.tail).decode(errors="replace").strip()
+            raise StepFailed(f"restore failed, nothing changed (one transaction): {mask(text)}")
         on_line(f"restored {restored / 1e6:.1f} MB of SQL in one transaction")
+
+    @contextmanager
+    def scratch(self) -> Iterator[PostgresScratch]:
+        """A new database on the scratch server (or this database's own), dropped afterwards, even on failure."""
+        server = self._scratch_server or self._dsn
+        name = f"rc_trial_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
+        with connect(server.get_secret_value(), timeout_s=self.connect_timeout_s) as conn:
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.Error as err:
+                raise StepFailed(f"cannot create the scratch database {name} on {mask(server.get_secret_value())}:"
+                                 f" {_error_text(err)}",
+                                 ("grant CREATEDB to the console's role",
+                                  "or set [backup] scratch_database_url to a server where it may create databases"),
+                                 ) from None
+        dsn = SecretStr(make_conninfo(server.get_secret_value(), dbname=name))
+        try:
+            yield PostgresScratch(name, dsn, self.migrations_dir, connect_timeout_s=self.connect_timeout_s)
+        finally:
+            with connect(server.get_secret_value(), timeout_s=self.connect_timeout_s) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+class PostgresScratch(PostgresMigrations):
+    """The scratch database of a trial restore: restore into it, count, read a row."""
+
+    def __init__(self, name: str, dsn: SecretStr, migrations_dir: Path, connect_timeout_s: int = 5) -> None:
+        super().__init__(dsn, migrations_dir, connect_timeout_s=connect_timeout_s)
+        self.name = name
+
+    def sample(self, table: str) -> int:
+        with self._connect() as conn:
+            return len(conn.execute(sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(table))).fetchall())
+
+
+class _Tail(threading.Thread):
+    """Reads a pipe to its end in the background, keeping the last 64 KiB (an error message)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.tail = stream, bytearray()
+
+    def run(self) -> None:
+        for chunk in iter(lambda: self.stream.read1(CHUNK), b""):  # type: ignore[attr-defined]
+            self.tail += chunk
+            del self.tail[:-CHUNK]
+
+
+def _drain(stream: IO[bytes]) -> _Tail:
+    reader = _Tail(stream)
+    reader.start()
+    return reader
+
+
+def _grow_pipe(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, DUMP_CHUNK)
+    except OSError:
+        pass  # not Linux, or over /proc/sys/fs/pipe-max-size: the default 64 KiB works too
 
 
 def _scalar(conn: psycopg.Connection[Any], query: str, params: tuple[object, ...]) -> Any:

@@ -1,18 +1,41 @@
-"""Taking a backup: the database dump and the app files streamed into the store, the manifest last."""
+"""Taking a backup: the database dump and the app files streamed into the store, the manifest last.
+
+pg_dump's output goes through the compressor (zstd by default, or gzip), then through a
+hashing writer that counts and hashes the compressed bytes, straight into the store's
+`open_write`: the dump is never held in memory and never written to disk twice. The
+manifest is written last, so a backup cut short (a crash, kill -9, a full disk) is never
+listed complete.
+"""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
 import json
 import time
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
+import zstandard
+
+from services.backups.catalog import MANIFEST
 from services.operations import StepContext, StepFailed
+from services.ports import Readable, Writable
 
 if TYPE_CHECKING:
     from services.factory import Services
+    from services.ports import ObjectStore
+
+FORMAT = 2  # manifest format: 2 adds compression, pg_dump version, created_at and duration_s
+DUMP_NAMES = {"zstd": "db.sql.zst", "gzip": "db.sql.gz"}
+FILES_NAME = "app.tar.gz"
+ZSTD_LEVEL, ZSTD_THREADS = 3, -1  # as `zstd -3 -T0`: all cores
+GZIP_LEVEL = 6  # as `pg_dump | gzip`
+PROGRESS_EVERY_S = 1.0
+MB = 1e6
 
 
 class HashingWriter(io.RawIOBase):
@@ -25,45 +48,164 @@ class HashingWriter(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self.sink.write(chunk)
-        self.sha256.update(chunk)
-        self.size += len(chunk)
-        return len(chunk)
+        self.sink.write(data)
+        self.sha256.update(data)
+        size = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
+        self.size += size
+        return size
 
     def summary(self) -> dict[str, Any]:
         return {"size": self.size, "sha256": self.sha256.hexdigest()}
 
 
+@contextmanager
+def compressor(kind: str, sink: Writable) -> Iterator[Writable]:
+    """A writer that compresses into sink; closing it (leaving the block) finishes the stream."""
+    if kind == "zstd":
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=ZSTD_THREADS)
+        with cctx.stream_writer(cast(IO[bytes], sink), closefd=False) as writer:
+            yield writer
+    elif kind == "gzip":
+        with gzip.GzipFile(fileobj=cast(IO[bytes], sink), mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as writer:
+            yield writer
+    else:
+        raise StepFailed(f"unknown compression {kind!r}; zstd or gzip")
+
+
+@contextmanager
+def decompressor(kind: str, source: Readable) -> Iterator[Readable]:
+    """A reader of the plain bytes of a compressed stream."""
+    if kind == "zstd":
+        dctx = zstandard.ZstdDecompressor()
+        with dctx.stream_reader(cast(IO[bytes], source), read_across_frames=True, closefd=False) as reader:
+            yield reader
+    elif kind == "gzip":
+        with gzip.GzipFile(fileobj=cast(IO[bytes], source), mode="rb") as reader:
+            yield reader
+    else:
+        raise StepFailed(f"unknown compression {kind!r} in the manifest; zstd or gzip")
+
+
+def compression_of(name: str, manifest: dict[str, Any]) -> str:
+    """An artifact's compression: as the manifest records it, else (format 1) from its name."""
+    recorded = manifest.get("artifacts", {}).get(name, {}).get("compression")
+    if recorded:
+        return str(recorded)
+    return "zstd" if name.endswith(".zst") else "gzip"
+
+
+class _Meter:
+    """Counts the plain dump on its way into the compressor; every second: progress and MB/s."""
+
+    def __init__(self, sink: Writable, stored: HashingWriter, ctx: StepContext, estimate: int) -> None:
+        self.sink, self.stored, self.ctx, self.estimate = sink, stored, ctx, estimate
+        self.done = 0
+        self.started = self.last = time.monotonic()
+        self.last_done = 0
+
+    def write(self, data: bytes) -> int:
+        self.sink.write(data)
+        self.done += len(data)
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.report(now)
+        return len(data)
+
+    def report(self, now: float, final: bool = False) -> None:
+        rate = (self.done - self.last_done) / MB / max(now - self.last, 1e-6)
+        self.last, self.last_done = now, self.done
+        total = self.done / MB if final else max(self.estimate, self.done) / MB if self.estimate else 0.0
+        self.ctx.progress(round(self.done / MB, 1), round(total, 1), "MB")
+        self.ctx.log(f"dumped {self.done / MB:.0f} MB at {rate:.0f} MB/s; {self.stored.size / MB:.0f} MB stored")
+        self.ctx.check_cancelled()
+
+    def rate(self) -> float:
+        return self.done / MB / max(time.monotonic() - self.started, 1e-6)
+
+
 def take_backup(services: Services, env: str, ctx: StepContext, include_files: bool = True) -> str:
-    """Dump (streamed through gzip into the store, never held in memory), archive, then write
+    """Dump (streamed through the compressor into the store), archive the app files, then write
     the manifest last, so a half backup is never listed complete."""
-    now = services.world.clock.now() if services.world else time.time()
-    backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    prefix = f"{env}/{backup_id}/"
-    artifacts: dict[str, dict[str, Any]] = {}
+    started = time.monotonic()
+    policy = services.config.backup
+    store = services.store
     database = services.database(env)
-    with services.store.open_write(prefix + "db.sql.gz") as sink:
-        hashing = HashingWriter(sink)
-        with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0) as compressed:
-            server_version = database.dump(compressed)
-    artifacts["db.sql.gz"] = hashing.summary()
-    ctx.log(f"stored {prefix}db.sql.gz ({hashing.size / 1e6:.2f} MB) in {services.store.name}")
-    if include_files:
-        with services.store.open_write(prefix + "app.tar.gz") as sink:
+    # Checked before any byte is written: an older pg_dump is refused, an unreachable server fails here.
+    tool = database.dump_tool()
+    ctx.log(f"PostgreSQL {tool.server_version}; {tool.tool_version}")
+    applied = [m.name for m in database.status() if m.state == "applied"]
+    files = services.files(env) if include_files else None
+    if files is not None and not files.configured:
+        ctx.log("no app_dir configured: database only")
+        files = None
+    now = services.world.clock.now() if services.world else time.time()
+    backup_id = _new_id(store, env, now)
+    prefix = f"{env}/{backup_id}/"
+    dump_name = DUMP_NAMES[policy.compression]
+    artifacts: dict[str, dict[str, Any]] = {}
+    written: list[str] = []
+    hashing: HashingWriter | None = None
+    try:
+        written.append(prefix + dump_name)
+        with store.open_write(prefix + dump_name) as sink:
             hashing = HashingWriter(sink)
-            count = services.app_files.archive(hashing, services.config.backup.excludes)
-        artifacts["app.tar.gz"] = hashing.summary()
-        ctx.log(f"archived {count} app files, excluding {', '.join(services.config.backup.excludes)}")
-    migrations = [m.name for m in database.status() if m.state == "applied"]
-    manifest = {"id": backup_id, "env": env, "artifacts": artifacts, "server_version": server_version,
-                "version": _deployed_version(services, env), "migration_head": migrations[-1] if migrations else None}
-    services.store.put(prefix + "manifest.json", [json.dumps(manifest).encode()])
+            with compressor(policy.compression, hashing) as compressed:
+                meter = _Meter(compressed, hashing, ctx, tool.estimate_bytes)
+                server_version = database.dump(meter)
+        meter.report(time.monotonic(), final=True)
+        artifacts[dump_name] = {**hashing.summary(), "compression": policy.compression, "sql_size": meter.done}
+        ratio = meter.done / hashing.size if hashing.size else 0
+        ctx.log(f"stored {prefix}{dump_name} ({hashing.size / MB:.2f} MB, {policy.compression} {ratio:.1f}x"
+                f" of {meter.done / MB:.1f} MB SQL, {meter.rate():.0f} MB/s) in {store.name}")
+        if files is not None:
+            written.append(prefix + FILES_NAME)
+            with store.open_write(prefix + FILES_NAME) as sink:
+                hashing = HashingWriter(sink)
+                count = files.archive(hashing, policy.excludes)
+            artifacts[FILES_NAME] = {**hashing.summary(), "compression": "gzip", "files": count}
+            ctx.log(f"archived {count} app files ({hashing.size / MB:.2f} MB), excluding {', '.join(policy.excludes)}")
+        manifest = {
+            "format": FORMAT, "id": backup_id, "env": env, "artifacts": artifacts,
+            "compression": policy.compression, "server_version": server_version, "pg_dump_version": tool.tool_version,
+            "version": _deployed_version(services, env), "migration_head": applied[-1] if applied else None,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "duration_s": round(time.monotonic() - started, 2),
+        }
+        written.append(prefix + MANIFEST)
+        store.put(prefix + MANIFEST, [json.dumps(manifest, indent=1).encode()])
+    except BaseException as err:
+        _forget(store, written)  # no half backup lingers (the store drops its partial file itself)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = getattr(store, "root", store.name)
+            stored = hashing.size / MB if hashing else 0.0
+            raise StepFailed(f"disk full at {where}: {stored:.1f} MB written; free space or choose another backup"
+                             " dir ([backup] local_dir)", ("free space, then retry", "set [backup] local_dir"),
+                             ) from None
+        raise
     return backup_id
+
+
+def _new_id(store: ObjectStore, env: str, now: float) -> str:
+    """The backup's UTC timestamp; a second backup within the same second gets a suffix."""
+    base = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    candidate, n = base, 1
+    while store.list(f"{env}/{candidate}/"):
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def _forget(store: ObjectStore, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            store.delete(key)
+        except Exception:  # noqa: BLE001, S110 - best effort: the missing manifest already marks it incomplete
+            pass
 
 
 def _deployed_version(services: Services, env: str) -> str | None:
     try:
-        return services.target(env).status().version
+        version = services.target(env).status().version
     except StepFailed:
         return None  # no deploy target yet: the manifest says unknown rather than failing the backup
+    return version if version and version != "-" else None

@@ -13,6 +13,7 @@ from typing import BinaryIO
 from services.ports import (
     BuildRequest,
     BuiltImage,
+    DumpTool,
     HealthResult,
     MetricSnapshot,
     MigrationRecord,
@@ -248,6 +249,13 @@ class SandboxMigrations:
     def reindex(self, table: str) -> None:
         time.sleep(self.world.clock.real_seconds(2))
 
+    def dump_tool(self) -> DumpTool:
+        return DumpTool("15.18", "pg_dump (PostgreSQL) 15.18", 8 * 4096)
+
+    @contextmanager
+    def scratch(self) -> Iterator[SandboxScratch]:
+        yield SandboxScratch(self.world, self.state.rows)
+
     def dump(self, sink: Writable) -> str:
         for _ in range(8):
             sink.write(self.world.random.randbytes(4096))
@@ -258,6 +266,26 @@ class SandboxMigrations:
         size = len(source.read())
         time.sleep(self.world.clock.real_seconds(10))
         on_line(f"restored {size} bytes into {self.state.name}")
+
+
+class SandboxScratch:
+    """A trial restore's scratch database in the sandbox: restores take time, counts are the env's."""
+
+    name = "rc_trial_sandbox"
+
+    def __init__(self, world: World, rows: Mapping[str, int]) -> None:
+        self.world, self.rows = world, dict(rows)
+
+    def restore(self, source: Readable, on_line: OnLine) -> None:
+        size = len(source.read())
+        time.sleep(self.world.clock.real_seconds(10))
+        on_line(f"restored {size} bytes into {self.name}")
+
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
+        return {t: self.rows[t] for t in tables if t in self.rows}
+
+    def sample(self, table: str) -> int:
+        return 1 if self.rows.get(table) else 0
 
 
 class SandboxStore:
@@ -317,6 +345,8 @@ class SandboxHealth:
 
 
 class SandboxAppFiles:
+    configured = True
+
     def __init__(self, world: World) -> None:
         self.world = world
 
