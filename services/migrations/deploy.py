@@ -4,15 +4,11 @@ restores the backup taken before a failed deploy."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import json
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from services.backups.catalog import choose_backup
 from services.backups.create import take_backup
+from services.backups.verify import check_artifacts, open_dump
 from services.catalog import Param, action, confirm_step
 from services.migrations.lint import Finding, lint_migrations
 from services.operations import Operation, Step, StepContext, StepFailed
@@ -149,19 +145,12 @@ def migrate_rollback(services: Services, env: str, params: dict[str, Any]) -> Op
         return f"backup {chosen.id} (migration head {chosen.migration_head or '?'})"
 
     def verify(ctx: StepContext) -> str:
-        prefix = f"{env}/{ctx.state['backup_id']}/"
-        manifest = json.loads(b"".join(services.store.get(prefix + "manifest.json")))
-        digest = hashlib.sha256()
-        for chunk in services.store.get(prefix + "db.sql.gz"):
-            digest.update(chunk)
-        if digest.hexdigest() != manifest["artifacts"]["db.sql.gz"]["sha256"]:
-            raise StepFailed(f"backup {ctx.state['backup_id']}: db.sql.gz does not match its manifest's sha256",
-                             ("choose an older backup",))
+        check_artifacts(services, env, ctx.state["backup_id"], ctx.log)  # streamed; a mismatch refuses
         return "sha256 matches the manifest"
 
     def restore(ctx: StepContext) -> str:
-        chunks = _ChunkReader(services.store.get(f"{env}/{ctx.state['backup_id']}/db.sql.gz"))
-        with gzip.GzipFile(fileobj=io.BufferedReader(chunks), mode="rb") as plain:
+        # zstd or gzip as the manifest says, streamed and re-checked: a mismatch never commits.
+        with open_dump(services, env, ctx.state["backup_id"]) as plain:
             database.restore(plain, ctx.log)
         return "database restored"
 
@@ -178,24 +167,3 @@ def migrate_rollback(services: Services, env: str, params: dict[str, Any]) -> Op
         Step("status", "Read the migration status", status),
     ], params)
 
-
-class _ChunkReader(io.RawIOBase):
-    """A raw stream over a store's chunks, so a restore never holds the dump in memory."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = chunk
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size

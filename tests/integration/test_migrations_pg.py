@@ -165,7 +165,7 @@ def test_deploy_backs_up_applies_checks_and_reindexes(build: Build, pg_database:
     # The backup came first, streamed to the local backup dir, with its manifest.
     backup_id = run.detail("backup").removeprefix("backup ")
     backup = tmp_path / "app" / "backups" / "staging" / backup_id
-    assert sorted(p.name for p in backup.iterdir()) == ["db.sql.gz", "manifest.json"]
+    assert sorted(p.name for p in backup.iterdir()) == ["db.sql.zst", "manifest.json"]  # zstd: the default
     # A second deploy has nothing to do.
     again = Run(services, "migrate", "staging", {})
     assert again.result.outcome is Outcome.SUCCEEDED and again.detail("apply") == "nothing pending"
