@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from rich.text import Text
@@ -24,13 +25,27 @@ class BackupsPane(TablePane[BackupEntry]):
         age_days = (self.now - item.created) / DAY
         age = Text(f"{age_days:.0f}d" if age_days >= 1 else f"{age_days * 24:.0f}h",
                    style="yellow" if age_days > self.retention_days else "")
-        state = Text("complete", style="green") if item.complete else Text("PARTIAL", style="bold red")
-        return Text(item.id), age, Text(_size(item.size)), state
+        if not item.complete:
+            state = Text("PARTIAL", style="bold red")
+        elif item.verified_at:
+            state = Text("verified", style="bold green")
+        else:
+            state = Text("complete", style="green")
+        return Text(item.id + ("*" if item.pinned else "")), age, Text(_size(item.size)), state
 
     def detail(self, item: BackupEntry) -> str:
-        warning = "" if item.complete else "\nno manifest: never restore from this"
-        return (f"{item.env}/{item.id} in {item.store}\nversion {item.version or '?'}, "
-                f"migration head {item.migration_head or '?'}{warning}")
+        lines = [f"{item.env}/{item.id} in {item.store}",
+                 f"version {item.version or '?'}, migration head {item.migration_head or '?'}"]
+        if not item.complete:
+            lines.append("no manifest: never restore from this")
+        elif item.verified_at and item.restore_s is not None:
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(item.verified_at))
+            lines.append(f"verified {when} by a trial restore; RTO (database) {item.restore_s:.1f}s")
+        else:
+            lines.append("not verified yet: v runs a trial restore (a backup not restored is a hope)")
+        if item.pinned:
+            lines.append(f"* pinned to release {item.pinned}: retention keeps it")
+        return "\n".join(lines)
 
 
 def _size(size: int) -> str:

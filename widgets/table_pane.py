@@ -11,7 +11,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Static
 
 Item = TypeVar("Item")
@@ -20,6 +20,7 @@ Item = TypeVar("Item")
 class TablePane(Vertical, Generic[Item]):
     DEFAULT_CSS = """
     TablePane DataTable { height: auto; max-height: 1fr; }
+    TablePane .detail-scroll { height: auto; max-height: 1fr; }
     TablePane .detail { height: auto; color: $text-muted; }
     """
     NAME: ClassVar[str]  # ids: NAME-title, NAME-table, NAME-detail
@@ -33,8 +34,10 @@ class TablePane(Vertical, Generic[Item]):
         yield Label(self.NAME, classes="title", id=f"{self.NAME}-title")
         table: DataTable[Text] = DataTable(cursor_type="row", id=f"{self.NAME}-table")
         yield table
-        # Not markup: a detail holds what the database said (a failed migration's logs, "[/path]" say).
-        yield Static("", classes="detail", id=f"{self.NAME}-detail", markup=False)
+        # A long detail scrolls (tab to it, then the arrows) rather than being cut off at 80x24.
+        with VerticalScroll(classes="detail-scroll"):
+            # Not markup: a detail holds what the database said (a failed migration's logs, "[/path]" say).
+            yield Static("", classes="detail", id=f"{self.NAME}-detail", markup=False)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -47,10 +47,12 @@ PANES = {"build": "2", "migrations": "3", "canary": "4", "backups": "5", "audit"
 PANE_FOR = {"release": "build", "rollback": "build", "canary": "canary", "abort": "canary",
             "migrate": "migrations", "resolve": "migrations", "migrate-rollback": "migrations",
             "expand-add-column": "migrations", "expand-rename-column": "migrations",
-            "backup": "backups", "prune": "backups", "restore": "backups"}
+            "backup": "backups", "prune": "backups", "restore": "backups", "verify": "backups",
+            "backup-pin": "backups", "restore-drill": "backups"}
 # Action kind -> key. Capitals are destructive, and always confirmed.
 ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
                "expand-add-column": "e", "expand-rename-column": "n",
+               "verify": "v", "backup-pin": "p", "restore-drill": "D",
                "rollback": "R", "restore": "X", "prune": "P", "abort": "A", "resolve": "V", "migrate-rollback": "B"}
 POLL_SECONDS = 2.0
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
@@ -218,10 +220,13 @@ class MainScreen(Screen[None]):
         self.launch(operation)
 
     def form_values(self, kind: str) -> dict[str, str]:
-        """Defaults for a form, from the highlighted row: the migration to resolve, say."""
+        """Defaults for a form, from the highlighted row: the migration to resolve, the backup to pin."""
         migration = self.query_one(MigrationsPane).highlighted
         if kind == "resolve" and migration is not None and migration.state == "failed":
             return {"rolled_back": migration.name}
+        backup = self.query_one(BackupsPane).highlighted
+        if backup is not None and kind in ("backup-pin", "verify", "restore", "restore-drill"):
+            return {"backup_id": backup.id}
         return {}
 
     def launch(self, operation: Any, start_at: int = 0, state: dict[str, Any] | None = None) -> None:
