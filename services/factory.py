@@ -285,10 +285,18 @@ def build(
     base = config.source.parent if config.source else Path.cwd()
     context = base / config.app.context
     migrations_dir = base / config.migrations.dir
+    # New backups stream to S3 when it is configured; the local directory is still listed,
+    # restored from and pruned. boto3 is imported only then.
+    local = LocalStore(base / config.backup.local_dir)
+    store: ObjectStore = local
+    if config.backup.s3:
+        from services.adapters.s3_store import S3Store
+
+        store = S3Store(config.backup.s3)
     return Services(
         config, journal, audit, RoutedLocks(config),
         NotYetAvailable("the Docker image builder"), NotYetAvailable("the registry"),
-        SubprocessCommands(context), LocalStore(base / config.backup.local_dir),
+        SubprocessCommands(context), store,
         _app_files(config, None, base), notifier,
         1.0, None,
         {
@@ -301,4 +309,5 @@ def build(
             "health": lambda env: HttpHealth(),
             "schema": lambda env: _postgres_schema(config, env),
         },
+        other_stores=[local] if store is not local else [],
     )
