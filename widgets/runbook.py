@@ -88,6 +88,19 @@ class RunbookPanel(VerticalScroll):
         self.query_one("#runbook-steps", Static).update(self.render_steps())
         if isinstance(event, Finished):
             self.call_after_refresh(self.reveal_outcome)
+        elif isinstance(event, (StepStarted, ConfirmationNeeded)):
+            self.call_after_refresh(self.reveal_current)
+
+    def reveal_current(self) -> None:
+        """Keep the running step in view, with the one before it, on a short terminal."""
+        steps = self.query_one("#runbook-steps", Static)
+        current = next((i for i, (sid, _) in enumerate(self.steps)
+                        if self.status.get(sid) in (StepStatus.RUNNING, StepStatus.WAITING)), None)
+        if current is None or not steps.size.width:
+            return
+        before = self.render_steps(upto=max(current - 1, 0))
+        lines = len(before.wrap(self.app.console, steps.size.width)) if current > 1 else 0
+        self.scroll_to(y=steps.virtual_region.y + lines, animate=False)
 
     def reveal_outcome(self) -> None:
         """Scroll the outcome to the top of the view: on a short terminal it falls below the steps."""
@@ -100,16 +113,17 @@ class RunbookPanel(VerticalScroll):
     def show_progress(self, text: str) -> None:
         self.query_one("#runbook-progress", Static).update(text)
 
-    def render_steps(self) -> Text:
+    def render_steps(self, upto: int | None = None) -> Text:
+        """The checklist; with `upto`, only the steps before that index (to measure them)."""
         text = Text()
-        for step_id, title in self.steps:
+        for step_id, title in self.steps[:upto]:
             icon, style = ICONS[self.status.get(step_id, StepStatus.PENDING)]
             text.append(f"{icon} ", style=style)
             text.append(title)
             if detail := self.details.get(step_id):
                 text.append(f"  {detail}", style="dim")
             text.append("\n")
-        if self.outcome is not None:
+        if self.outcome is not None and upto is None:
             text.append_text(self.outcome)
         return text
 

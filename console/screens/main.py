@@ -56,6 +56,7 @@ ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
                "rollback": "R", "restore": "X", "prune": "P", "abort": "A", "resolve": "V", "migrate-rollback": "B"}
 POLL_SECONDS = 2.0
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
+CHECKLISTS = ("restore", "restore-drill")
 RETRYABLE = ("failed", "declined", "cancelled")
 
 
@@ -193,6 +194,7 @@ class MainScreen(Screen[None]):
         self.query_one("#env-table").focus()
 
     def action_show(self, pane: str) -> None:
+        self.remove_class("-checklist")
         self.query_one("#panes", ContentSwitcher).current = pane
         if pane != "canary":
             self.query_one(f"#{pane}").query("DataTable, Log, OptionList").focus()
@@ -234,6 +236,8 @@ class MainScreen(Screen[None]):
         self.pump = EventPump()
         self.drain_timer.resume()
         self.action_show(PANE_FOR.get(operation.kind, "build"))
+        # A walkthrough is read as a checklist: it gets the whole column until a pane key is pressed.
+        self.set_class(operation.kind in CHECKLISTS, "-checklist")
         if operation.kind == "canary":
             self.query_one(CanaryPane).show_title(f"{operation.title}")
         self.query_one(BuildLogPane).start(operation.title)
