@@ -7,9 +7,12 @@ the sample number, so a run with the same seed shows the same story.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import random
+import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -106,8 +109,12 @@ class World:
 
     def _seed_backup(self, env: str, when: float) -> None:
         backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
-        db = self.random.randbytes(2048)
-        files = self.random.randbytes(1024)
+        # Real gzip, so a restore or a verification reads them back as it would a real backup.
+        sql = "".join(f"INSERT INTO \"Ingredient\" VALUES ({i}, '{self.random.randbytes(8).hex()}');\n"
+                      for i in range(40))
+        db = gzip.compress(sql.encode(), mtime=0)
+        files = _tar_gz({"package.json": b'{"name": "food-management"}\n',
+                         "prisma/schema.prisma": self.random.randbytes(256).hex().encode()})
         prefix = f"{env}/{backup_id}/"
         self.objects[prefix + "db.sql.gz"] = (db, when, {})
         self.objects[prefix + "app.tar.gz"] = (files, when, {})
@@ -119,3 +126,13 @@ class World:
 
     def noise(self, spread: float) -> float:
         return self.random.uniform(-spread, spread)
+
+
+def _tar_gz(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as packed, tarfile.open(fileobj=packed, mode="w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
