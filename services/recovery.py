@@ -1,104 +1,435 @@
-"""The guided disaster-recovery walkthrough: each step says what it will do, does it, shows the result."""
+"""The guided disaster-recovery walkthrough, and its drill.
+
+A checklist of steps; each says what it will do, does it and shows the result, and a failure
+says where things stand (are the services stopped? which data is live?) and what to do next.
+
+Everything a later step or a resume needs is in ctx.state, which the runner journals after
+each step: the backup and its store, the working copy and its digests, what was stopped and
+restored. Each step can run again after an SSH drop or a crash: a download keeps finished
+artifacts, a restore is one transaction, stopping or starting twice is harmless.
+
+The backup is downloaded and verified before anything live is touched: a damaged backup is
+refused while the services still run, and the outage lasts only from stop to healthy.
+
+A drill runs the same checklist against a scratch database (created on
+backup.scratch_database_url, or the environment's own server, and dropped again) and a
+scratch directory. It stops and starts nothing and needs no typed confirmation, because it
+touches nothing live; it health-checks only a `health_url` it is given.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
+import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from services.backups.catalog import choose_backup
-from services.catalog import action, confirm_step
+from services.backups.create import FILES_NAME, compression_of, decompressor
+from services.backups.verify import TrialRestore, dump_artifact, read_manifest, record_verification, store_of
+from services.catalog import Param, action, confirm_step
 from services.deploy import health_url
-from services.operations import Operation, Step, StepContext, StepFailed
+from services.locks import new_lock
+from services.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
+from services.ports import AppFiles, Readable
 
 if TYPE_CHECKING:
     from services.factory import Services
 
+CHUNK = 1 << 20
+PROGRESS_EVERY_S = 0.25
 
-@action("restore", "Disaster recovery: restore from a backup", destructive=True)
+BACKUP_ID = Param("backup_id", "the backup to restore (default: the newest complete one)")
+
+
+@action("restore", "Disaster recovery: restore from a backup", destructive=True, params=(
+    BACKUP_ID,
+    Param("health_tries", "health-check tries (default: recovery.health_tries)"),
+    Param("health_interval_s", "seconds between tries (default: recovery.health_interval_s)"),
+))
 def restore(services: Services, env: str, params: dict[str, Any]) -> Operation:
-    target = services.target(env)
-    database = services.database(env)
-    tries = int(params.get("health_tries", 30))
-    interval_s = float(params.get("health_interval_s", 10))
+    """The walkthrough; `drill=true` makes it the drill (the `restore-drill` action)."""
+    return Walkthrough(services, env, params, drill=_flag(params.get("drill"))).operation("restore")
 
-    def choose(ctx: StepContext) -> str:
-        chosen = choose_backup(services, env, params.get("backup_id"))
-        ctx.state["backup_id"] = chosen.id
-        return f"{chosen.id} ({chosen.version or 'unknown version'})"
 
-    def stop(ctx: StepContext) -> str:
-        target.stop(ctx.log)
-        return "services stopped"
+@action("restore-drill", "Recovery drill: restore a backup into scratch and measure the RTO", changes_env=False,
+        params=(BACKUP_ID, Param("health_url", "also health-check this URL, e.g. an app on the scratch copy")))
+def restore_drill(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    return Walkthrough(services, env, params, drill=True).operation("restore-drill")
 
-    def download(ctx: StepContext) -> str:
-        prefix = f"{env}/{ctx.state['backup_id']}/"
-        manifest = json.loads(b"".join(services.store.get(prefix + "manifest.json")))
-        ctx.state["manifest"] = manifest
-        for done, name in enumerate(manifest["artifacts"], start=1):
-            data = b"".join(services.store.get(prefix + name))
-            (ctx.state.setdefault("downloaded", {}))[name] = len(data)
-            ctx.progress(done, len(manifest["artifacts"]), "artifacts")
-        return f"{len(manifest['artifacts'])} artifacts downloaded"
 
-    def verify(ctx: StepContext) -> str:
-        prefix = f"{env}/{ctx.state['backup_id']}/"
-        for name, expected in ctx.state["manifest"]["artifacts"].items():
-            digest = hashlib.sha256(b"".join(services.store.get(prefix + name))).hexdigest()
-            ok = digest == expected["sha256"]
-            ctx.log(f"{name}: sha256 {digest[:16]}… {'matches' if ok else 'MISMATCH'}")
-            if not ok:
-                raise StepFailed(f"{name} does not match its manifest checksum", ("pick an older backup", "abandon"))
-        return "checksums match"
+class Walkthrough:
+    def __init__(self, services: Services, env: str, params: dict[str, Any], drill: bool) -> None:
+        self.services, self.env, self.params, self.drill = services, env, params, drill
+        self.settings = services.config.environment(env)
+        policy = services.config.recovery
+        self.tries = _number(params, "health_tries", policy.health_tries, int)
+        self.interval_s = _number(params, "health_interval_s", policy.health_interval_s, float)
+        self.health_url = str(params.get("health_url") or "") if drill else health_url(services, env)
+        # Relative to release.toml, as the backup engine reads it.
+        base = services.config.source.parent if services.config.source else Path.cwd()
+        self.app_dir = base / self.settings.app_dir if self.settings.app_dir else None
 
-    def restore_db(ctx: StepContext) -> str:
-        data = b"".join(services.store.get(f"{env}/{ctx.state['backup_id']}/db.sql.gz"))
-        database.restore(io.BytesIO(data), ctx.log)
-        return "database restored"
+    # --- the checklist ------------------------------------------------------------------------
 
-    def restore_files(ctx: StepContext) -> str:
-        data = b"".join(services.store.get(f"{env}/{ctx.state['backup_id']}/app.tar.gz"))
-        services.app_files.restore(io.BytesIO(data), ctx.log)
-        return "app files restored"
+    def operation(self, kind: str) -> Operation:
+        health_title = (f"Health-check {urlsplit(self.health_url).path} ({self.tries} tries,"
+                        f" {self.interval_s:g}s apart)" if self.health_url
+                        else "Health check: skipped in a drill without health_url")
+        steps = [
+            self._step("choose", "Choose the backup", self.choose),
+            Step("confirm", "Confirm: none needed, a drill touches nothing live", self.no_confirmation)
+            if self.drill else confirm_step(self.services, self.env, "Stop the services and restore the backup"),
+            self._step("download", "Download the backup to a working copy", self.download),
+            self._step("verify", "Verify the checksums against the manifest", self.verify),
+            self._step("stop", "Stop the services: skipped in a drill" if self.drill else
+                       "Stop the services", self.stop),
+            self._step("restore-db", "Restore a scratch database, check it, drop it" if self.drill else
+                       "Restore the database (one transaction)", self.restore_db),
+            self._step("restore-files", "Restore the app files into a scratch directory" if self.drill else
+                       "Restore the app files into app_dir", self.restore_files),
+            self._step("validate", "Validate config, database and app dir", self.validate),
+            self._step("start", "Start the services: skipped in a drill" if self.drill else
+                       "Start the services", self.start),
+            self._step("health", health_title, self.health),
+            self._step("report", "Report the measured RTO", self.report),
+        ]
+        title = f"Recovery drill for {self.env}" if self.drill else f"Disaster recovery of {self.env}"
+        # A drill touches nothing live, so it takes no release lock: it can rehearse beside a release.
+        return Operation(kind, self.env, title, steps, self.params, takes_lock=not self.drill)
 
-    def validate(ctx: StepContext) -> str:
-        config = services.config.environment(env)
-        ctx.log(f"api_url {config.api_url}; database_url and redis_url set; log level {config.log_level}")
-        return "configuration valid"
+    def _step(self, step_id: str, title: str, run: Callable[[StepContext], str]) -> Step:
+        """Each step timed into the state, and each failure told with where things stand."""
 
-    def start(ctx: StepContext) -> str:
-        target.start(ctx.log)
-        return "services started"
+        def guarded(ctx: StepContext) -> str:
+            began = self._now()
+            try:
+                detail = run(ctx)
+            except (Declined, Cancelled):
+                raise
+            except StepFailed as err:
+                raise StepFailed(f"{err}. {self._standing(ctx.state)}",
+                                 _unique(err.next_options + self._options(step_id, ctx.state))) from None
+            except Exception as err:  # noqa: BLE001 - an unexpected error still says where things stand
+                raise StepFailed(f"{type(err).__name__}: {err}. {self._standing(ctx.state)}",
+                                 self._options(step_id, ctx.state)) from err
+            ctx.state.setdefault("timings", {})[step_id] = round(self._now() - began, 1)
+            return detail
 
-    def health(ctx: StepContext) -> str:
-        url = health_url(services, env)
-        checker = services.health(env)
-        for attempt in range(1, tries + 1):
-            result = checker.check(url)
-            ctx.progress(attempt, tries, "tries")
-            ctx.log(f"try {attempt}/{tries}: {result.status or 'no answer'} {result.detail}")
+        return Step(step_id, title, guarded)
+
+    # --- the steps ----------------------------------------------------------------------------
+
+    def choose(self, ctx: StepContext) -> str:
+        chosen = choose_backup(self.services, self.env, self.params.get("backup_id"))
+        ctx.state.update(backup_id=chosen.id, work_dir=str(self._work_dir(chosen.id)))
+        age = _age(self._now() - chosen.created)
+        ctx.log(f"{'the newest complete backup' if not self.params.get('backup_id') else 'as asked'}: {chosen.id}"
+                f" in {chosen.store}, version {chosen.version or 'unknown'}, migration head"
+                f" {chosen.migration_head or 'unknown'}, {age} old")
+        return f"{chosen.id} ({chosen.version or 'version unknown'}, {age} old)"
+
+    def no_confirmation(self, ctx: StepContext) -> str:
+        ctx.log("a drill restores into a scratch database and directory; the live services, database and files"
+                " are not touched, so no typed confirmation is asked")
+        return "nothing live is touched"
+
+    def download(self, ctx: StepContext) -> str:
+        # The RTO clock starts once the restore is decided (confirmed), and a resume keeps it running.
+        ctx.state.setdefault("started_at", self._now())
+        backup_id, work = ctx.state["backup_id"], Path(ctx.state["work_dir"])
+        store = store_of(self.services, self.env, backup_id)
+        prefix = f"{self.env}/{backup_id}/"
+        manifest = read_manifest(store, self.env, backup_id)
+        artifacts: dict[str, dict[str, Any]] = manifest["artifacts"]
+        work.mkdir(parents=True, exist_ok=True)
+        total = sum(int(a["size"]) for a in artifacts.values())
+        progress = _Progress(ctx, total)
+        fetched = 0
+        for name, meta in artifacts.items():
+            path = work / name
+            if path.is_file() and path.stat().st_size == int(meta["size"]):
+                ctx.log(f"{name}: already in the working copy ({_size(path.stat().st_size)}), kept")
+                progress.add(path.stat().st_size)
+                continue
+            partial = path.with_name(name + ".partial")
+            with partial.open("wb") as out:
+                for chunk in store.get(prefix + name):
+                    out.write(chunk)
+                    progress.add(len(chunk))
+                    ctx.check_cancelled()
+            partial.replace(path)  # only a whole artifact has its real name
+            fetched += 1
+            ctx.log(f"{name}: {_size(path.stat().st_size)} from {store.name}")
+        progress.done()
+        ctx.state.update(manifest=manifest, store=store.name,
+                         files={name: str(work / name) for name in artifacts})
+        ctx.log(f"working copy: {work} ({fetched} fetched now, {len(artifacts) - fetched} kept from before)")
+        return f"{len(artifacts)} artifacts, {_size(total)} from {store.name}"
+
+    def verify(self, ctx: StepContext) -> str:
+        artifacts: dict[str, dict[str, Any]] = ctx.state["manifest"]["artifacts"]
+        progress = _Progress(ctx, sum(int(a["size"]) for a in artifacts.values()))
+        digests = {}
+        for name, expected in artifacts.items():
+            path = Path(ctx.state["files"][name])
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(CHUNK), b""):
+                    digest.update(chunk)
+                    progress.add(len(chunk))
+                    ctx.check_cancelled()
+            found = digest.hexdigest()
+            if found != expected["sha256"]:
+                path.unlink()  # a run again downloads it afresh
+                ctx.log(f"{name}: sha256 {found[:16]}… but the manifest says {expected['sha256'][:16]}…", "error")
+                raise StepFailed(f"{name} does not match the manifest's sha256: the backup is damaged and will not"
+                                 " be restored; the damaged copy was removed",
+                                 ("restore an older backup (backup_id)",
+                                  "or run the restore again, if the copy was damaged on the way"))
+            digests[name] = found
+            ctx.log(f"{name}: sha256 {found[:16]}… matches ({_size(path.stat().st_size)})")
+        progress.done()
+        ctx.state["digests"] = digests
+        return f"{len(digests)} of {len(digests)} sha256 match"
+
+    def stop(self, ctx: StepContext) -> str:
+        if self.drill:
+            return "skipped: the live services keep running"
+        self.services.target(self.env).stop(ctx.log)
+        ctx.state["stopped_at"] = self._now()
+        return "stopped"
+
+    def restore_db(self, ctx: StepContext) -> str:
+        database = self.services.database(self.env)
+        tables = self.services.config.migrations.integrity_tables
+        if self.drill:
+            with database.scratch() as scratch:
+                ctx.log(f"created scratch database {scratch.name}")
+                began = time.monotonic()
+                with self._dump(ctx.state) as plain:
+                    scratch.restore(plain, ctx.log)
+                ctx.state["db_restore_s"] = round(time.monotonic() - began, 2)
+                counts = scratch.row_counts(tables)
+                read = {table: scratch.sample(table) for table in counts}
+                ctx.log(f"scratch database answers: {_counts(counts)}; a row read from each non-empty table")
+                if missing := [t for t in tables if t not in counts]:
+                    ctx.log(f"tables not in this backup: {', '.join(missing)}", "warning")
+                if any(counts[t] and not read[t] for t in counts):
+                    raise StepFailed(f"rows counted but none could be read in {scratch.name}")
+            ctx.state.update(db_counts=counts, scratch_db=scratch.name)
+            ctx.log(f"dropped scratch database {scratch.name}")
+            return f"{len(counts)} table{'' if len(counts) == 1 else 's'} restored and read; dropped"
+        with self._dump(ctx.state) as plain:
+            database.restore(plain, ctx.log)
+        ctx.state["db_restored"] = True
+        self._retake_lock(ctx)
+        return f"restored {ctx.state['backup_id']}"
+
+    def restore_files(self, ctx: StepContext) -> str:
+        if FILES_NAME not in ctx.state["manifest"]["artifacts"]:
+            return "skipped: a database-only backup"
+        into = Path(ctx.state["work_dir"]) / "scratch-app" if self.drill else self.app_dir
+        files = self._app_files(into)
+        if not files.configured:
+            ctx.log(f"no app_dir is set for {self.env}: there is nowhere to restore its files")
+            return "skipped: no app_dir"
+        ctx.log(f"restoring into {into}" if into else "restoring the app files")
+        with Path(ctx.state["files"][FILES_NAME]).open("rb") as archive:
+            files.restore(archive, ctx.log)
+        ctx.state["files_restored"] = str(into) if into else ""
+        ctx.log("files in the archive replaced their namesakes; files it does not hold (excluded:"
+                f" {', '.join(self.services.config.backup.excludes)}) were left as they were")
+        return "restored"
+
+    def validate(self, ctx: StepContext) -> str:
+        from services.factory import load_config  # the loader the console itself started with
+
+        source = self.services.config.source
+        if source is not None:
+            load_config(str(source), self.services.sandbox).environment(self.env)
+            ctx.log(f"{source} loads and defines {self.env}")
+        checks = ["config"]
+        if self.drill:
+            ctx.log(f"the scratch copy answered: {_counts(ctx.state.get('db_counts', {}))}")
+            checks.append("scratch database")
+        else:
+            counts = self.services.database(self.env).row_counts(self.services.config.migrations.integrity_tables)
+            ctx.log(f"database reachable: {_counts(counts)}")
+            checks.append("database")
+        if files := ctx.state.get("files_restored"):
+            if not Path(files).is_dir() and not self.services.sandbox:
+                raise StepFailed(f"{files} is not a directory after the restore")
+            checks.append("app dir")
+        elif self.app_dir is not None and not self.drill:
+            if not self.app_dir.is_dir():
+                raise StepFailed(f"app_dir {self.app_dir} does not exist on this host",
+                                 (f"fix app_dir under [environments.{self.env}] in release.toml",))
+            checks.append("app dir")
+        return ", ".join(checks) + " ok"
+
+    def start(self, ctx: StepContext) -> str:
+        if self.drill:
+            return "skipped: nothing was stopped"
+        self.services.target(self.env).start(ctx.log)
+        ctx.state["started"] = True
+        return "started"
+
+    def health(self, ctx: StepContext) -> str:
+        if not self.health_url:
+            ctx.state["recovered_at"] = self._now()
+            ctx.log("give health_url to health-check an app started on the scratch copy")
+            return "skipped: no health_url"
+        checker = self.services.health(self.env)
+        for attempt in range(1, self.tries + 1):
+            result = checker.check(self.health_url)
+            ctx.progress(attempt, self.tries, "tries")
+            ctx.log(f"try {attempt}/{self.tries}: {result.status or 'no answer'} {result.detail}")
             if result.ok:
+                ctx.state["recovered_at"] = self._now()
                 return f"healthy after {attempt} tries"
-            ctx.sleep(services.real_seconds(interval_s))
-        raise StepFailed(f"{url} not healthy after {tries} tries", ("retry the health check", "inspect the logs"))
+            if attempt < self.tries:
+                ctx.sleep(self.services.real_seconds(self.interval_s))
+        raise StepFailed(f"{self.health_url} not healthy after {self.tries} tries {self.interval_s:g}s apart",
+                         ("look at the app's logs and start it by hand if needed, then retry this step",
+                          "retry with more health_tries or a longer health_interval_s"))
 
-    started = time.monotonic()
+    def report(self, ctx: StepContext) -> str:
+        state = ctx.state
+        rto = max(0.0, state["recovered_at"] - state["started_at"])
+        for step_id, took in state.get("timings", {}).items():
+            ctx.log(f"{step_id:<14} {_duration(took)}")
+        work = Path(state["work_dir"])
+        shutil.rmtree(work, ignore_errors=True)
+        ctx.log(f"working copy {work} removed")
+        if self.drill:
+            # A drill is a verified restore: the backups list shows when, and how long the database took.
+            trial = TrialRestore(state["scratch_db"], state["db_restore_s"], state["db_counts"],
+                                 f"drill {ctx.op_id}: restored, counted and read back")
+            record_verification(self.services, self.env, state["backup_id"], True, trial)
+            ctx.log(f"measured from the start of the download to {'healthy' if self.health_url else 'validated'}")
+            return f"drill RTO {_duration(rto)}"
+        ctx.log("RTO: from the confirmed start to healthy; down: from stop to healthy")
+        down = state["recovered_at"] - state.get("stopped_at", state["recovered_at"])
+        return f"RTO {_duration(rto)}, services down {_duration(down)}"
 
-    def report(ctx: StepContext) -> str:
-        return f"recovered in {time.monotonic() - started:.1f}s (measured RTO)"
+    # --- helpers ------------------------------------------------------------------------------
 
-    return Operation("restore", env, f"Disaster recovery of {env}", [
-        Step("choose", "Choose the backup", choose),
-        confirm_step(services, env, "Stop services and restore the database"),
-        Step("stop", "Stop the services", stop),
-        Step("download", "Download the backup", download),
-        Step("verify", "Verify checksums", verify),
-        Step("restore-db", "Restore the database", restore_db),
-        Step("restore-files", "Restore the app files", restore_files),
-        Step("validate", "Validate the configuration", validate),
-        Step("start", "Start the services", start),
-        Step("health", f"Health-check {services.config.app.health_path}", health),
-        Step("report", "Report the recovery time", report),
-    ], params)
+    def _now(self) -> float:
+        world = self.services.world
+        return world.clock.now() if world else time.time()
+
+    def _work_dir(self, backup_id: str) -> Path:
+        if self.params.get("work_dir"):
+            return Path(self.params["work_dir"])
+        kind = "drill" if self.drill else "restore"
+        return self.services.journal.path.parent / "recovery" / f"{self.env}-{backup_id}-{kind}"
+
+    @contextmanager
+    def _dump(self, state: dict[str, Any]) -> Iterator[Readable]:
+        """The verified dump in the working copy, read back as plain SQL."""
+        name = dump_artifact(state["manifest"])
+        with Path(state["files"][name]).open("rb") as raw, \
+                decompressor(compression_of(name, state["manifest"]), raw) as plain:
+            yield plain
+
+    def _app_files(self, into: Path | None) -> AppFiles:
+        """The environment's own app files; in a real drill, a scratch directory instead."""
+        if not self.drill or self.services.sandbox:
+            return self.services.files(self.env)
+        from services.adapters.app_files import DirectoryAppFiles
+
+        return DirectoryAppFiles(into, self.services.config.backup.app_paths, self.env)
+
+    def _retake_lock(self, ctx: StepContext) -> None:
+        """The release lock is a row in the database just restored: the backup's rows replaced ours."""
+        locks, me = self.services.locks, new_lock(self.env, "")
+        held = locks.holder(self.env)
+        if held is not None and (held.holder, held.pid) == (me.holder, me.pid):
+            return
+        if held is not None:
+            ctx.log(f"the restore brought back a lock row from the backup ({held.describe()}): cleared", "warning")
+            locks.force_release(self.env)
+        locks.acquire(self.env, f"restore {ctx.op_id}")
+        ctx.log("release lock taken again for this restore")
+
+    def _standing(self, state: dict[str, Any]) -> str:
+        if self.drill:
+            return "A drill: nothing live was touched"
+        if state.get("started"):
+            return "Now: the services were started on the restored data"
+        if state.get("db_restored"):
+            return f"Now: the services are STOPPED and the database holds backup {state['backup_id']}"
+        if state.get("stopped_at"):
+            return "Now: the services are STOPPED; the database is unchanged"
+        return "Now: nothing live was changed; the services still run"
+
+    def _options(self, step_id: str, state: dict[str, Any]) -> tuple[str, ...]:
+        if self.drill:
+            return ("retry this step", "run the drill again")
+        if state.get("db_restored"):
+            return ("retry this step: the restore is done, it goes on from here",
+                    "abandon, and finish by hand: start the services, check /api/health")
+        if state.get("stopped_at"):
+            return ("retry this step", "or start the services again on the unchanged data, and abandon")
+        return ("retry this step", "abandon: nothing live was changed")
+
+
+class _Progress:
+    """Byte progress in MB (kB for small backups), at most a few events a second."""
+
+    def __init__(self, ctx: StepContext, total: int) -> None:
+        self.ctx, self.total, self.seen, self.last = ctx, total, 0, 0.0
+        self.unit, self.scale = ("MB", 1e6) if total >= 1e6 else ("kB", 1e3)
+
+    def add(self, count: int) -> None:
+        self.seen += count
+        if time.monotonic() - self.last >= PROGRESS_EVERY_S:
+            self.last = time.monotonic()
+            self.ctx.progress(round(self.seen / self.scale, 1), round(self.total / self.scale, 1), self.unit)
+
+    def done(self) -> None:
+        self.ctx.progress(round(self.total / self.scale, 1), round(self.total / self.scale, 1), self.unit)
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _number(params: dict[str, Any], name: str, default: float, kind: Callable[[str], Any]) -> Any:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(str(raw))
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be more than 0")
+    return value
+
+
+def _unique(options: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(options))
+
+
+def _size(count: float) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.1f} kB"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def _age(seconds: float) -> str:
+    hours = max(0.0, seconds) / 3600
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{table} {rows} rows" for table, rows in counts.items()) or "no integrity tables found"

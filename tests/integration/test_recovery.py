@@ -1,0 +1,355 @@
+"""The disaster-recovery walkthrough for real: PostgreSQL of the rig, backups in a local
+directory, the sample app in Docker stopped and started by the `docker` CLI through
+[environments.production.services], and its /api/health checked over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from rig.helpers import SampleApp
+
+from services import config as config_module
+from services import factory
+from services.adapters.postgres_locks import PostgresLocks
+from services.backups.catalog import list_backups
+from services.catalog import build_operation
+from services.events import ConfirmationNeeded, Event, Finished, LogLine, Outcome, StepFinished, StepStarted, StepStatus
+from services.operations import Result
+
+ROOT = Path(__file__).resolve().parents[2]
+Command = Callable[[str], list[str]]  # the container's name -> a stop or start command
+ORDER = ["choose", "confirm", "download", "verify", "stop", "restore-db", "restore-files", "validate", "start",
+         "health", "report"]
+
+
+def release_toml(tmp_path: Path, dsn: str, app: SampleApp, stop: list[str], start: list[str]) -> Path:
+    path = tmp_path / "release.toml"
+    path.write_text(f"""
+[app]
+name = "food-management"
+image = "127.0.0.1:5000/food-management"
+
+[environments.production]
+api_url = "http://127.0.0.1:{app.port}/api"
+database_url = "{dsn}"
+redis_url = "redis://127.0.0.1:1"
+production = true
+app_dir = "app"
+services = {{ stop = {json.dumps(stop)}, start = {json.dumps(start)} }}
+
+[backup]
+local_dir = "backups"
+app_paths = ["."]
+
+[recovery]
+health_tries = 20
+health_interval_s = 0.5
+
+[migrations]
+dir = "app/prisma/migrations"
+integrity_tables = ["Ingredient"]
+""")
+    return path
+
+
+class Rig:
+    """One production environment: its database, app dir, container and config."""
+
+    def __init__(self, tmp_path: Path, dsn: str, app: SampleApp, docker: list[str],
+                 start: Command | None = None, stop: Command | None = None) -> None:
+        self.tmp_path, self.dsn, self.app = tmp_path, dsn, app
+        self.name = app.container.name
+        migrations = tmp_path / "app" / "prisma" / "migrations"
+        migrations.mkdir(parents=True)
+        (migrations / "migration_lock.toml").write_text('provider = "postgresql"\n')
+        (tmp_path / "app" / "package.json").write_text('{"name": "food-management", "version": "1.4.1"}\n')
+        (tmp_path / "app" / "src").mkdir()
+        (tmp_path / "app" / "src" / "page.tsx").write_text("export default function Page() {}\n")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute('CREATE TABLE "Ingredient" (id int PRIMARY KEY, name text NOT NULL)')
+            conn.execute("""INSERT INTO "Ingredient" SELECT g, 'fresh ' || g FROM generate_series(1, 500) g""")
+        self.config_path = release_toml(tmp_path, dsn, app, (stop or (lambda name: [*docker, "stop", name]))(self.name),
+                                        (start or (lambda name: [*docker, "start", name]))(self.name))
+
+    def services(self) -> factory.Services:
+        return factory.build(config_module.load(self.config_path, {}), state=self.tmp_path / "state")
+
+    def backup(self) -> str:
+        run = Walk(self.services(), "backup")
+        assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+        return run.detail("backup").removeprefix("backup ").removesuffix(" complete")
+
+    def spoil(self) -> None:
+        """What the restore must undo: rows changed and deleted, a file edited, one removed."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("""UPDATE "Ingredient" SET name = 'spoiled'""")
+            conn.execute('DELETE FROM "Ingredient" WHERE id > 250')
+        (self.tmp_path / "app" / "package.json").write_text("{}\n")
+        (self.tmp_path / "app" / "src" / "page.tsx").unlink()
+        (self.tmp_path / "app" / "node_modules").mkdir()
+        (self.tmp_path / "app" / "node_modules" / "kept.js").write_text("1\n")
+
+    def rows(self) -> tuple[int, int]:
+        """(rows, rows named 'spoiled')"""
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute("""SELECT count(*), count(*) FILTER (WHERE name = 'spoiled') FROM "Ingredient" """)
+            count, spoiled = row.fetchone() or (0, 0)
+        return int(count), int(spoiled)
+
+    def container_state(self) -> dict[str, Any]:
+        self.app.container.reload()
+        return dict(self.app.container.attrs["State"])
+
+
+class Walk:
+    def __init__(self, services: factory.Services, kind: str, answer: str | None = "production",
+                 **params: Any) -> None:
+        self.events: list[Event] = []
+        self.asked: list[ConfirmationNeeded] = []
+
+        def confirm(question: ConfirmationNeeded) -> str | None:
+            self.asked.append(question)
+            return answer
+
+        op = build_operation(services, kind, "production", params)
+        self.result: Result = services.runner.run(op, self.events.append, confirm)
+
+    def detail(self, step: str) -> str:
+        return next(e.detail for e in self.events if isinstance(e, StepFinished) and e.step_id == step)
+
+    def started(self) -> list[str]:
+        return [e.step_id for e in self.events if isinstance(e, StepStarted)]
+
+    def lines(self, step: str) -> list[str]:
+        return [e.text for e in self.events if isinstance(e, LogLine) and e.step_id == step]
+
+    def finished(self) -> Finished:
+        final = self.events[-1]
+        assert isinstance(final, Finished)
+        return final
+
+
+@pytest.fixture
+def docker_cli() -> list[str]:
+    url = os.environ.get("RC_DOCKER_URL")
+    if not url:
+        pytest.fail("RC_DOCKER_URL is not set; run tests via `bash tests/rig/run`", pytrace=False)
+    return ["docker", "-H", url]
+
+
+@pytest.fixture
+def rig(tmp_path: Path, pg_database: str, run_sample_app: Callable[..., SampleApp],
+        docker_cli: list[str]) -> Callable[..., Rig]:
+    def make(**commands: Command) -> Rig:
+        return Rig(tmp_path, pg_database, run_sample_app(VERSION="1.4.1"), docker_cli, **commands)
+
+    return make
+
+
+def container_events(docker_client: Any, name: str, since: float) -> list[str]:
+    found = docker_client.events(since=int(since), until=int(time.time()) + 1, decode=True,
+                                 filters={"type": "container", "container": name})
+    return [e["Action"] for e in found if e["Action"] in ("stop", "die", "start") and e["timeNano"] / 1e9 >= since]
+
+
+def scratch_databases(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rc\\_trial\\_%'").fetchall()
+    return [r[0] for r in rows]
+
+
+def test_walkthrough_restores_data_and_files_and_brings_the_app_back(rig: Callable[..., Rig],
+                                                                   docker_client: Any) -> None:
+    env = rig()
+    # A lock row in the backup, as when a migrate deploy takes its backup holding the release lock:
+    # the restore brings it back, and the walkthrough must not leave production locked by a ghost.
+    ghost = PostgresLocks(env.dsn)
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO release_console_lock VALUES ('production', 'ghost@elsewhere', '', 4242, 0, 'x')")
+    backup_id = env.backup()
+    ghost.force_release("production")
+    env.spoil()
+    assert env.rows() == (250, 250)
+    began = time.time()
+
+    services = env.services()
+    run = Walk(services, "restore")
+
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    assert run.started() == ORDER
+    assert [q.expected for q in run.asked] == ["production"]
+    assert run.detail("choose").startswith(f"{backup_id} (")
+    assert run.detail("verify") == "2 of 2 sha256 match"
+    assert run.lines("stop")[0] == f"$ docker -H {os.environ['RC_DOCKER_URL']} stop {env.name}"
+    assert run.detail("stop") == "stopped"
+    assert run.detail("restore-db") == f"restored {backup_id}"
+    assert any("lock row from the backup" in line for line in run.lines("restore-db"))
+    assert run.detail("restore-files") == "restored"
+    assert run.lines("restore-files")[0] == f"restoring into {env.tmp_path / 'app'}"
+    assert run.detail("validate") == "config, database, app dir ok"
+    assert run.detail("health").startswith("healthy after ")
+    assert '"status":"ok"' in run.lines("health")[-1]
+    assert re.fullmatch(r"RTO \S+, services down \S+", run.detail("report"))
+
+    assert env.rows() == (500, 0)  # the data is back
+    app = env.tmp_path / "app"
+    assert json.loads((app / "package.json").read_text())["version"] == "1.4.1"
+    assert (app / "src" / "page.tsx").is_file()
+    assert (app / "node_modules" / "kept.js").is_file()  # excluded from backups: left alone
+    happened = container_events(docker_client, env.name, began)
+    assert happened.index("stop") < happened.index("start"), happened
+    assert env.container_state()["Running"]
+    assert services.locks.holder("production") is None  # neither ours nor the ghost's
+    record = services.journal.get(run.result.op_id)
+    assert [s.status for s in record.steps] == [StepStatus.DONE] * len(ORDER)
+
+
+def test_health_that_never_comes_up_fails_at_its_step_with_next_options(rig: Callable[..., Rig]) -> None:
+    env = rig(start=lambda name: ["true"])  # the stop works; the start command starts nothing
+    env.backup()
+    env.spoil()
+
+    services = env.services()
+    run = Walk(services, "restore", health_tries="3", health_interval_s="0.2")
+
+    assert run.result.outcome is Outcome.FAILED and run.result.failed_step == "health"
+    assert "not healthy after 3 tries 0.2s apart" in run.result.detail
+    assert "the services were started on the restored data" in run.result.detail
+    assert [line.split(":")[0] for line in run.lines("health")] == ["try 1/3", "try 2/3", "try 3/3"]
+    assert "ConnectError" in run.lines("health")[0]
+    assert run.finished().next_options[0].startswith("look at the app's logs")
+    steps = services.journal.get(run.result.op_id).steps
+    assert [s.status for s in steps][ORDER.index("health"):] == [StepStatus.FAILED, StepStatus.PENDING]
+    assert env.rows() == (500, 0)  # restored; only the app did not come back
+    assert not env.container_state()["Running"]
+
+
+def test_damaged_backup_is_refused_at_verify_before_anything_live_is_touched(rig: Callable[..., Rig],
+                                                                             docker_client: Any) -> None:
+    env = rig()
+    backup_id = env.backup()
+    dump = next((env.tmp_path / "backups" / "production" / backup_id).glob("db.sql.*"))
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dump.write_bytes(bytes(data))
+    env.spoil()
+    began = time.time()
+
+    run = Walk(env.services(), "restore")
+
+    assert run.result.outcome is Outcome.FAILED and run.result.failed_step == "verify"
+    assert f"{dump.name} does not match the manifest's sha256" in run.result.detail
+    assert "nothing live was changed; the services still run" in run.result.detail
+    assert run.started() == ORDER[: ORDER.index("verify") + 1]
+    assert env.rows() == (250, 250)  # the database is as it was
+    assert env.container_state()["Running"] and container_events(docker_client, env.name, began) == []
+
+
+WORKER = """
+import json, sys
+from pathlib import Path
+from services import config as config_module, factory
+from services.catalog import build_operation
+from services.events import StepStarted
+
+services = factory.build(config_module.load(Path(sys.argv[1]), {}), state=Path(sys.argv[2]))
+op = build_operation(services, "restore", "production", {})
+
+def emit(event):
+    if isinstance(event, StepStarted):
+        print(json.dumps({"started": event.step_id, "op": event.op_id}), flush=True)
+
+services.runner.run(op, emit, lambda question: "production")
+print(json.dumps({"finished": True}), flush=True)
+"""
+
+
+def test_killed_walkthrough_resumes_at_its_step_and_completes(rig: Callable[..., Rig], docker_cli: list[str],
+                                                              docker_client: Any) -> None:
+    # A slow stop (a service draining its connections): the console dies while it runs.
+    env = rig(stop=lambda name: ["sh", "-c", f"sleep 2; exec {' '.join(docker_cli)} stop {name}"])
+    env.backup()
+    env.spoil()
+    state = env.tmp_path / "state"
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(env.config_path), str(state)], cwd=env.tmp_path,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    assert worker.stdout is not None
+    op_id = None
+    try:
+        for line in worker.stdout:
+            message = json.loads(line)
+            assert "finished" not in message, "the walkthrough finished before it could be killed"
+            op_id = message.get("op", op_id)
+            if message.get("started") == "stop":
+                time.sleep(0.5)  # inside the stop command
+                break
+        else:
+            pytest.fail(f"worker exited with {worker.wait()} before the stop step")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    assert op_id is not None
+
+    services = env.services()
+    interrupted = services.journal.interrupted()
+    assert [r.id for r in interrupted] == [op_id]
+    record = interrupted[0]
+    assert record.resume_index == ORDER.index("stop")
+    assert {"backup_id", "work_dir", "files", "digests", "started_at"} <= set(record.state)
+    assert Path(record.state["files"]["app.tar.gz"]).is_file()  # the verified working copy is still there
+
+    events: list[Event] = []
+    op = build_operation(services, record.kind, record.env, record.params)
+    op.id = record.id
+    result = services.runner.run(op, events.append, lambda question: None, start_at=record.resume_index,
+                                 state=record.state)
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert [e.step_id for e in events if isinstance(e, StepStarted)] == ORDER[ORDER.index("stop"):]
+    assert env.rows() == (500, 0)
+    assert env.container_state()["Running"]
+    after = services.journal.get(op_id)
+    assert after.status == "done" and [s.status for s in after.steps] == [StepStatus.DONE] * len(ORDER)
+    assert services.locks.holder("production") is None  # the dead worker's lock was taken over, then released
+    outcomes = [r["outcome"] for r in services.audit.records() if r["params"].get("op_id") == op_id]
+    assert outcomes[:2] == ["started", "resumed"] and outcomes[2].startswith("succeeded")
+
+
+def test_drill_restores_into_scratch_reports_rto_and_leaves_production_alone(rig: Callable[..., Rig],
+                                                                           docker_client: Any) -> None:
+    env = rig()
+    backup_id = env.backup()
+    env.spoil()
+    began = time.time()
+
+    services = env.services()
+    run = Walk(services, "restore-drill", answer=None, health_url=f"{env.app.url}/api/health")
+
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    assert run.asked == []  # production, but nothing live is touched
+    assert run.detail("stop") == "skipped: the live services keep running"
+    assert run.detail("start") == "skipped: nothing was stopped"
+    assert run.detail("restore-db") == "1 table restored and read; dropped"
+    assert any(line.startswith("scratch database answers: Ingredient 500 rows") for line in run.lines("restore-db"))
+    assert run.detail("restore-files") == "restored"
+    assert run.detail("health") == "healthy after 1 tries"
+    assert run.detail("report").startswith("drill RTO ")
+
+    assert env.rows() == (250, 250)  # the live database is untouched
+    assert json.loads((env.tmp_path / "app" / "package.json").read_text()) == {}  # and the live files
+    assert container_events(docker_client, env.name, began) == []
+    assert scratch_databases(env.dsn) == []
+    assert services.locks.holder("production") is None
+    verified = next(b for b in list_backups(services, "production") if b.id == backup_id)
+    assert verified.verified_at is not None and verified.restore_s is not None
