@@ -109,12 +109,11 @@ class World:
 
     def _seed_backup(self, env: str, when: float) -> None:
         backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
-        # Real gzip, so a restore or a verification reads them back as it would a real backup.
-        sql = "".join(f"INSERT INTO \"Ingredient\" VALUES ({i}, '{self.random.randbytes(8).hex()}');\n"
-                      for i in range(40))
-        db = gzip.compress(sql.encode(), mtime=0)
+        # Real gzip, so a restore or a verification reads them back as a real backup. The same draws
+        # from the seeded generator as ever (the rest of the world stays as it was), and the same sizes.
+        db = _sql_gz(self.random.randbytes(2048), size=2048)
         files = _tar_gz({"package.json": b'{"name": "food-management"}\n',
-                         "prisma/schema.prisma": self.random.randbytes(256).hex().encode()})
+                         "public/logo.svg": self.random.randbytes(1024)})
         prefix = f"{env}/{backup_id}/"
         self.objects[prefix + "db.sql.gz"] = (db, when, {})
         self.objects[prefix + "app.tar.gz"] = (files, when, {})
@@ -126,6 +125,19 @@ class World:
 
     def noise(self, spread: float) -> float:
         return self.random.uniform(-spread, spread)
+
+
+def _sql_gz(noise: bytes, size: int) -> bytes:
+    """A plain SQL dump, gzip-stored (not compressed) to exactly `size` bytes."""
+    rows = [f"INSERT INTO \"Ingredient\" VALUES ({i}, '{noise[i:i + 16].hex()}');\n"
+            for i in range(0, len(noise), 16)]
+    text, room = "", size - 23  # gzip header and trailer, and one stored deflate block
+    for row in rows:
+        if len(text) + len(row) > room - 4:
+            break
+        text += row
+    text += "--" + "-" * (room - len(text) - 3) + "\n"
+    return gzip.compress(text.encode(), compresslevel=0, mtime=0)
 
 
 def _tar_gz(members: dict[str, bytes]) -> bytes:
