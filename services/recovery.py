@@ -82,10 +82,10 @@ class Walkthrough:
                         else "Health check: skipped in a drill without health_url")
         steps = [
             self._step("choose", "Choose the backup", self.choose),
-            Step("confirm", "Confirm: none needed, a drill touches nothing live", self.no_confirmation)
+            Step("confirm", "Confirm: not needed, a drill touches nothing live", self.no_confirmation)
             if self.drill else confirm_step(self.services, self.env, "Stop the services and restore the backup"),
             self._step("download", "Download the backup to a working copy", self.download),
-            self._step("verify", "Verify the checksums against the manifest", self.verify),
+            self._step("verify", "Verify checksums against the manifest", self.verify),
             self._step("stop", "Stop the services: skipped in a drill" if self.drill else
                        "Stop the services", self.stop),
             self._step("restore-db", "Restore a scratch database, check it, drop it" if self.drill else
@@ -136,7 +136,7 @@ class Walkthrough:
     def no_confirmation(self, ctx: StepContext) -> str:
         ctx.log("a drill restores into a scratch database and directory; the live services, database and files"
                 " are not touched, so no typed confirmation is asked")
-        return "nothing live is touched"
+        return "not asked"
 
     def download(self, ctx: StepContext) -> str:
         # The RTO clock starts once the restore is decided (confirmed), and a resume keeps it running.
@@ -199,7 +199,7 @@ class Walkthrough:
 
     def stop(self, ctx: StepContext) -> str:
         if self.drill:
-            return "skipped: the live services keep running"
+            return "skipped"
         self.services.target(self.env).stop(ctx.log)
         ctx.state["stopped_at"] = self._now()
         return "stopped"
@@ -274,7 +274,7 @@ class Walkthrough:
 
     def start(self, ctx: StepContext) -> str:
         if self.drill:
-            return "skipped: nothing was stopped"
+            return "skipped"
         self.services.target(self.env).start(ctx.log)
         ctx.state["started"] = True
         return "started"
@@ -283,7 +283,7 @@ class Walkthrough:
         if not self.health_url:
             ctx.state["recovered_at"] = self._now()
             ctx.log("give health_url to health-check an app started on the scratch copy")
-            return "skipped: no health_url"
+            return "skipped"
         checker = self.services.health(self.env)
         for attempt in range(1, self.tries + 1):
             result = checker.check(self.health_url)
@@ -291,7 +291,7 @@ class Walkthrough:
             ctx.log(f"try {attempt}/{self.tries}: {result.status or 'no answer'} {result.detail}")
             if result.ok:
                 ctx.state["recovered_at"] = self._now()
-                return f"healthy after {attempt} tries"
+                return f"healthy after {attempt} {'try' if attempt == 1 else 'tries'}"
             if attempt < self.tries:
                 ctx.sleep(self.services.real_seconds(self.interval_s))
         raise StepFailed(f"{self.health_url} not healthy after {self.tries} tries {self.interval_s:g}s apart",

@@ -338,12 +338,12 @@ def test_drill_restores_into_scratch_reports_rto_and_leaves_production_alone(rig
 
     assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
     assert run.asked == []  # production, but nothing live is touched
-    assert run.detail("stop") == "skipped: the live services keep running"
-    assert run.detail("start") == "skipped: nothing was stopped"
+    assert run.detail("stop") == "skipped"
+    assert run.detail("start") == "skipped"
     assert run.detail("restore-db") == "1 table restored and read; dropped"
     assert any(line.startswith("scratch database answers: Ingredient 500 rows") for line in run.lines("restore-db"))
     assert run.detail("restore-files") == "restored"
-    assert run.detail("health") == "healthy after 1 tries"
+    assert run.detail("health") == "healthy after 1 try"
     assert run.detail("report").startswith("drill RTO ")
 
     assert env.rows() == (250, 250)  # the live database is untouched

@@ -34,6 +34,7 @@ from widgets.banner import SandboxBanner
 from widgets.canary import CanaryPane, MetricChart
 from widgets.confirm import ConfirmModal
 from widgets.environments import EnvironmentsPane
+from widgets.params import ParamsModal
 from widgets.runbook import RunbookPanel
 
 pytestmark = pytest.mark.asyncio
@@ -326,6 +327,9 @@ async def test_restore_staging_after_yes(make_ui_app: Any, messages: Messages) -
         screen = await ready(pilot)
         await choose_env(pilot, screen, "staging")
         await pilot.press("X")
+        # The walkthrough asks for its parameters first (backup, health tries): the defaults go on.
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ParamsModal), "the parameters form")
+        await pilot.press("enter")
         modal = await confirm_modal(pilot)
         assert modal.expected is None and "in staging?" in modal.prompt
         assert "SANDBOX" in modal_banner(modal)
@@ -334,7 +338,7 @@ async def test_restore_staging_after_yes(make_ui_app: Any, messages: Messages) -
 
         assert outcome(screen).startswith("SUCCEEDED")
         assert set(runbook(screen).status.values()) == {StepStatus.DONE}
-        assert runbook(screen).details["verify"] == "checksums match"
+        assert runbook(screen).details["verify"] == "2 of 2 sha256 match"
         assert any("db.sql.gz: sha256" in line and "matches" in line for line in build_log(screen))
         assert app.services.world.envs["staging"].running
 
@@ -518,6 +522,8 @@ async def test_quitting_during_a_confirmation_stops_the_worker(make_ui_app: Any)
         screen = await ready(pilot)
         await choose_env(pilot, screen, "staging")
         await pilot.press("X")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ParamsModal), "the parameters form")
+        await pilot.press("enter")
         await confirm_modal(pilot)
         op_id = app.services.journal.recent(1)[0].id
         pump = screen.pump

@@ -208,7 +208,7 @@ def test_restore_runs_all_eleven_steps(state: Path) -> None:
                        "start", "health", "report"]
     done = finished_steps(events)
     assert all(s.status is StepStatus.DONE for s in done.values())
-    assert done["health"].detail == "healthy after 1 tries"
+    assert done["health"].detail == "healthy after 1 try"
     assert done["verify"].detail == "2 of 2 sha256 match"
     newest = next(b for b in list_backups(services, "production") if b.complete)
     assert done["choose"].detail.startswith(newest.id)
