@@ -289,7 +289,10 @@ class PostgresMigrations:
     def restore(self, source: Readable, on_line: OnLine) -> None:
         with self._connect() as conn:
             version = conn.info.server_version
-        argv = [self._tool("psql", version), "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
+        # Not --single-transaction: psql COMMITs whatever it got when its input ends early (the
+        # console killed mid-restore). An explicit BEGIN whose COMMIT we send only after the last
+        # byte means a cut stream ends inside the transaction, which the server rolls back.
+        argv = [self._tool("psql", version), "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1"]
         # --clean's DROP ... IF EXISTS would print a NOTICE per object: only warnings and errors.
         environment = {**self._environment(), "PGOPTIONS": "-c client_min_messages=warning"}
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -299,9 +302,11 @@ class PostgresMigrations:
         _grow_pipe(process.stdin.fileno())  # decompress ahead while psql and the server work
         restored = 0
         try:
+            process.stdin.write(b"BEGIN;\n")
             for chunk in iter(lambda: source.read(DUMP_CHUNK), b""):
                 process.stdin.write(chunk)
                 restored += len(chunk)
+            process.stdin.write(b"\nCOMMIT;\n")
             process.stdin.close()
         except BrokenPipeError:
             pass  # psql stopped on an error: its stderr says which

@@ -348,3 +348,52 @@ def test_rollback_restores_the_backup_taken_before_the_deploy(build: Build, pg_d
     with psycopg.connect(pg_database) as conn:
         assert conn.execute('SELECT count(*) FROM "User"').fetchone() == (30,)
     assert rollback.detail("status") == "3 applied, 1 pending after restore"
+
+
+RESTORE_SLOWLY = """
+import sys, time
+from pathlib import Path
+from pydantic import SecretStr
+from services.adapters.postgres import PostgresMigrations
+
+dump = Path(sys.argv[2]).read_bytes()
+
+class Slow:
+    def __init__(self):
+        self.at = 0
+    def read(self, size=-1):
+        if self.at >= len(dump) // 2:
+            print("half", flush=True)
+            time.sleep(60)  # killed here, with half the dump sent to psql
+        chunk = dump[self.at:self.at + 65536]
+        self.at += len(chunk)
+        return chunk
+
+PostgresMigrations(SecretStr(sys.argv[1]), Path("/nonexistent")).restore(Slow(), print)
+"""
+
+
+def test_a_restore_killed_midway_changes_nothing(pg_database: str, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "Ingredient" (id serial PRIMARY KEY, name text)')
+        conn.execute("""INSERT INTO "Ingredient" (name) SELECT md5(g::text) FROM generate_series(1, 100000) g""")
+    database = PostgresMigrations(SecretStr(pg_database), Path("/nonexistent"))
+    dump = tmp_path / "dump.sql"
+    with dump.open("wb") as sink:
+        database.dump(sink)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute('DELETE FROM "Ingredient" WHERE id > 10')
+
+    worker = subprocess.Popen([sys.executable, "-c", RESTORE_SLOWLY, pg_database, str(dump)],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert worker.stdout is not None
+    assert worker.stdout.readline().strip() == "half"
+    worker.send_signal(signal.SIGKILL)  # the console dies (an SSH drop, kill -9) mid-restore
+    worker.wait()
+    time.sleep(1)  # psql sees its input end, and the server ends the session
+    with psycopg.connect(pg_database) as conn:
+        assert conn.execute('SELECT count(*) FROM "Ingredient"').fetchone() == (10,)  # untouched, not half-restored
