@@ -356,7 +356,7 @@ async def test_prune_lists_first_then_deletes_after_confirming(make_ui_app: Any,
         await wait_for(pilot, lambda: any("would delete" in line for line in build_log(screen)), "the dry-run list")
         doomed = [line for line in build_log(screen) if "would delete" in line]
         assert len(doomed) == 1 and f"production/{oldest} in sandbox (41 days old)" in doomed[0]
-        assert runbook(screen).details["plan"] == "1 past 30 days"
+        assert runbook(screen).details["plan"] == "1 past 30 days; the newest 3 and pinned ones are kept"
         assert modal.expected == "production"
 
         await pilot.press(*"production", "enter")
