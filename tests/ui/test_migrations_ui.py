@@ -17,7 +17,7 @@ from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 from textual.widgets._toast import Toast
-from uikit import Messages, finished, main_screen, plain, ready, text_of, wait_for
+from uikit import Messages, finished, main_screen, modal_of, plain, ready, text_of, wait_for
 
 from console.app import ReleaseConsole
 from console.screens.main import MainScreen
@@ -96,17 +96,11 @@ async def highlight(pilot: Pilot[Any], screen: MainScreen, name: str) -> None:
 
 
 async def confirm_modal(pilot: Pilot[Any]) -> ConfirmModal:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal), "a confirmation")
-    modal = pilot.app.screen
-    assert isinstance(modal, ConfirmModal)
-    return modal
+    return await modal_of(pilot, ConfirmModal, "a confirmation")
 
 
 async def params_modal(pilot: Pilot[Any]) -> ParamsModal:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ParamsModal), "the parameters form")
-    form = pilot.app.screen
-    assert isinstance(form, ParamsModal)
-    return form
+    return await modal_of(pilot, ParamsModal, "the parameters form")
 
 
 def field(form: ParamsModal, name: str) -> Input:

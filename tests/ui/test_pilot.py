@@ -21,7 +21,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import ContentSwitcher, DataTable, Input, Log, OptionList, Static
 from textual.widgets._toast import Toast
 from textual.worker import Worker, WorkerState
-from uikit import FAST, Messages, finished, main_screen, plain, ready, text_of, wait_for
+from uikit import FAST, Messages, finished, main_screen, modal_of, plain, ready, text_of, wait_for
 
 from console.screens.main import MainScreen
 from console.screens.resume import ResumeModal
@@ -73,10 +73,7 @@ async def choose_env(pilot: Any, screen: MainScreen, env: str) -> None:
 
 
 async def confirm_modal(pilot: Any) -> ConfirmModal:
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal), "a confirmation")
-    modal = pilot.app.screen
-    assert isinstance(modal, ConfirmModal)
-    return modal
+    return await modal_of(pilot, ConfirmModal, "a confirmation")
 
 
 def modal_banner(modal: ConfirmModal) -> str:
@@ -328,7 +325,7 @@ async def test_restore_staging_after_yes(make_ui_app: Any, messages: Messages) -
         await choose_env(pilot, screen, "staging")
         await pilot.press("X")
         # The walkthrough asks for its parameters first (backup, health tries): the defaults go on.
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ParamsModal), "the parameters form")
+        await modal_of(pilot, ParamsModal, "the parameters form")
         await pilot.press("enter")
         modal = await confirm_modal(pilot)
         assert modal.expected is None and "in staging?" in modal.prompt
@@ -522,7 +519,7 @@ async def test_quitting_during_a_confirmation_stops_the_worker(make_ui_app: Any)
         screen = await ready(pilot)
         await choose_env(pilot, screen, "staging")
         await pilot.press("X")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ParamsModal), "the parameters form")
+        await modal_of(pilot, ParamsModal, "the parameters form")
         await pilot.press("enter")
         await confirm_modal(pilot)
         op_id = app.services.journal.recent(1)[0].id

@@ -12,6 +12,7 @@ from rich.console import Console, RenderableType
 from textual.content import Content
 from textual.message import Message
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import Static
 
 from console.screens.main import MainScreen
@@ -83,3 +84,19 @@ def text_of(static: Static) -> str:
     if isinstance(static.content, (str, Content)):
         return str(static.render())
     return plain(static.content)
+
+
+ModalT = TypeVar("ModalT", bound=Screen[Any])
+
+
+async def modal_of(pilot: Pilot[Any], kind: type[ModalT], what: str) -> ModalT:
+    """The modal on top once it is on screen with its widgets composed, not merely pushed."""
+
+    def ready() -> bool:
+        top = pilot.app.screen
+        return isinstance(top, kind) and top.is_mounted and bool(top.query("Label"))
+
+    await wait_for(pilot, ready, what)
+    top = pilot.app.screen
+    assert isinstance(top, kind)
+    return top
