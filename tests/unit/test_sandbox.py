@@ -291,3 +291,24 @@ def test_judge_treats_missing_data_as_breach() -> None:
     assert result["memory_percent"] == (True, "scale-up")  # absent key: no data
     none_verdict = judge(CanaryPolicy(), BASE, {"error_rate": None})[0]
     assert "no data" in none_verdict.describe()
+
+
+def test_a_pinned_backup_is_never_pruned_and_unpinning_releases_it(state: Path) -> None:
+    services = sandbox(state)
+    assert services.world is not None
+    now = services.world.clock.now()
+    [oldest] = prune_candidates(services, "production", now)
+
+    pinned, _, _ = run(services, "backup-pin", "production", params={"backup_id": oldest.id, "release": "v1.3.9"})
+    assert pinned.outcome is Outcome.SUCCEEDED, pinned.detail
+    entry = next(b for b in list_backups(services, "production") if b.id == oldest.id)
+    assert entry.pinned == "v1.3.9"
+    assert prune_candidates(services, "production", now) == []
+
+    unpinned, _, _ = run(services, "backup-pin", "production", params={"backup_id": oldest.id, "release": ""})
+    assert unpinned.outcome is Outcome.SUCCEEDED, unpinned.detail
+    assert [b.id for b in prune_candidates(services, "production", now)] == [oldest.id]
+
+    missing, _, _ = run(services, "backup-pin", "production", params={"backup_id": "19990101T000000Z",
+                                                                      "release": "v0"})
+    assert missing.outcome is Outcome.FAILED and "no backup 19990101T000000Z" in missing.detail

@@ -1,0 +1,124 @@
+"""Backups to S3 end to end: streamed multipart from the pipe into the rig's S3 endpoint, listed
+with the local store, verified and restored from S3; a failure mid-upload leaves no partial
+backup listed and no orphan parts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from services import config as config_module
+from services import factory
+from services.backups.catalog import list_backups
+from services.catalog import build_operation
+from services.events import Event, Outcome
+from services.operations import Result
+
+ROWS = 300_000  # random md5 text: a dump of ~20 MB that zstd leaves above one 8 MiB part
+
+
+def release_toml(tmp_path: Path, endpoint: str, bucket: str) -> Path:
+    path = tmp_path / "release.toml"
+    path.write_text(f"""
+[app]
+name = "food-management"
+image = "127.0.0.1:5000/food-management"
+
+[environments.staging]
+api_url = "http://127.0.0.1:1/api"
+database_url = "${{TEST_DB}}"
+redis_url = "redis://127.0.0.1:1"
+
+[backup]
+local_dir = "backups"
+
+[backup.s3]
+bucket = "{bucket}"
+prefix = "food-management/"
+endpoint_url = "{endpoint}"
+server_side_encryption = "AES256"
+access_key_id = "${{AWS_KEY}}"
+secret_access_key = "${{AWS_SECRET}}"
+
+[migrations]
+dir = "migrations"
+integrity_tables = ["Ingredient"]
+""")
+    (tmp_path / "migrations").mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def services(tmp_path: Path, pg_database: str, s3_endpoint: str, s3_client: Any, bucket_name: str) -> factory.Services:
+    s3_client.create_bucket(Bucket=bucket_name)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "Ingredient" (id serial PRIMARY KEY, name text NOT NULL)')
+        conn.execute(f"""INSERT INTO "Ingredient" (name) SELECT md5(g::text) || md5((g * 7)::text)
+                         FROM generate_series(1, {ROWS}) g""")
+    env = {"TEST_DB": pg_database, "AWS_KEY": "testing", "AWS_SECRET": "testing"}
+    built = factory.build(config_module.load(release_toml(tmp_path, s3_endpoint, bucket_name), env),
+                          state=tmp_path / "state")
+    built.store.backoff_s = 0.01  # type: ignore[attr-defined]  # keep the retry test quick
+    return built
+
+
+def run(services: factory.Services, kind: str, **params: Any) -> Result:
+    events: list[Event] = []
+    return services.runner.run(build_operation(services, kind, "staging", params), events.append, lambda q: "yes")
+
+
+def test_a_backup_streams_to_s3_is_listed_verified_and_restored(services: factory.Services, s3_client: Any,
+                                                                 bucket_name: str, pg_database: str) -> None:
+    uploads: list[str] = []
+    services.store.client.meta.events.register(  # type: ignore[attr-defined]
+        "before-send.s3.UploadPart", lambda request, **_: uploads.append(request.url) and None)
+    result = run(services, "backup")
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert len(uploads) >= 2  # multipart, streamed from the pipe
+
+    [entry] = list_backups(services, "staging")
+    assert (entry.store, entry.complete) == ("s3", True)
+    keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket_name)["Contents"])
+    assert keys == [f"food-management/staging/{entry.id}/{name}" for name in ("db.sql.zst", "manifest.json")]
+    head = s3_client.head_object(Bucket=bucket_name, Key=f"food-management/staging/{entry.id}/db.sql.zst")
+    assert head["ServerSideEncryption"] == "AES256"
+
+    verified = run(services, "verify", backup_id=entry.id)
+    assert verified.outcome is Outcome.SUCCEEDED, verified.detail
+    [entry] = list_backups(services, "staging")
+    assert entry.verified_at is not None and entry.restore_s is not None
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute('DELETE FROM "Ingredient" WHERE id > 100')
+    restored = run(services, "migrate-rollback", backup_id=entry.id)
+    assert restored.outcome is Outcome.SUCCEEDED, restored.detail
+    with psycopg.connect(pg_database) as conn:
+        assert conn.execute('SELECT count(*) FROM "Ingredient"').fetchone() == (ROWS,)
+
+
+def failing_part(part: int) -> Callable[..., Any]:
+    def hook(request: Any, **_: Any) -> Any:
+        if f"partNumber={part}" in request.url:
+            body = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+            raw = type("Raw", (), {"stream": lambda self, **k: iter([body]), "read": lambda self, *a: body})()
+            return AWSResponse(request.url, 500, {"Content-Type": "application/xml"}, raw)
+        return None
+
+    return hook
+
+
+def test_s3_failing_mid_upload_lists_no_partial_backup_and_leaves_no_parts(services: factory.Services,
+                                                                           s3_client: Any, bucket_name: str) -> None:
+    services.store.client.meta.events.register("before-send.s3.UploadPart", failing_part(2))  # type: ignore[attr-defined]
+    result = run(services, "backup")
+
+    assert result.outcome is Outcome.FAILED
+    assert "part 2" in result.detail and "failed after" in result.detail and "testing" not in result.detail
+    assert [b for b in list_backups(services, "staging") if b.complete] == []
+    assert s3_client.list_multipart_uploads(Bucket=bucket_name).get("Uploads", []) == []
+    assert s3_client.list_objects_v2(Bucket=bucket_name).get("KeyCount", 0) == 0
