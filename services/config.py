@@ -72,6 +72,17 @@ class AppConfig(Strict):
         return value
 
 
+class BuildConfig(Strict):
+    """Where images are built and pushed. The image repository itself is app.image."""
+
+    engine_url: str = "unix:///var/run/docker.sock"  # or ssh://user@host
+    registry_username: str | None = None
+    registry_password: SecretStr | None = None
+    max_context_mb: int = Field(500, ge=1, description="refuse a larger build context; suggest a .dockerignore")
+    require_init: bool = Field(False, description="the image policy asks for an init process (tini)")
+    log_dir: str = Field("build-logs", description="where each build's full log is saved")
+
+
 class FeatureFlags(Strict):
     analytics: bool = False
     notifications: bool = False
@@ -180,6 +191,7 @@ class ReleaseConfig(Strict):
     canary: CanaryPolicy = CanaryPolicy()
     backup: BackupPolicy = BackupPolicy()
     recovery: RecoveryPolicy = RecoveryPolicy()
+    build: BuildConfig = BuildConfig()
     migrations: MigrationsConfig = MigrationsConfig()
     notify: NotifyConfig = NotifyConfig()
     source: Path | None = Field(None, exclude=True)
