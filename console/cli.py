@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     breaking.add_argument("--env", required=True)
     breaking.add_argument("--reason", required=True)
     actions = all_actions()
-    grouped = {kind for members in GROUPS.values() for kind in members.values()}
+    grouped = {kind for members in GROUPS.values() for kind in members.values()} - ALSO_TOP_LEVEL
     groups = {name: sub.add_parser(name, help=f"{name} {' | '.join(members)}").add_subparsers(
         dest="group_command", required=True) for name, members in GROUPS.items()}
     for name in ("status", "lint"):
@@ -80,7 +80,9 @@ GROUPS = {
     "migrate": {"deploy": "migrate", "resolve": "resolve", "rollback": "migrate-rollback"},
     "expand": {"add-column": "expand-add-column", "rename-column": "expand-rename-column"},
     "backup": {"create": "backup", "verify": "verify", "prune": "prune", "pin": "backup-pin"},
+    "pipeline": {"run": "release"},
 }
+ALSO_TOP_LEVEL = {"release"}  # grouped, and a command of its own too
 TOP_LEVEL = {"restore-drill": "drill"}  # actions whose command name differs from their kind
 def _action_parser(subparsers: Any, command: str, kind: str, title: str) -> None:
     from services.catalog import all_actions
