@@ -3,6 +3,8 @@ renamed into place when complete, so a crash never leaves a half file under a re
 
 from __future__ import annotations
 
+import builtins
+import fcntl
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -44,12 +46,27 @@ class LocalStore:
         partial = path.with_name(path.name + ".partial")
         try:
             with partial.open("wb") as handle:
+                # Held while writing: clean_partials() can tell a live write from a dead one.
+                fcntl.flock(handle, fcntl.LOCK_EX)
                 yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)
+
+    def clean_partials(self) -> builtins.list[str]:  # `list` here is the method above
+        """Remove half-written files left by a killed backup; never one a live backup is writing."""
+        removed = []
+        for path in sorted(self.root.rglob("*.partial")) if self.root.is_dir() else []:
+            with path.open("rb") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # another process is still writing it
+                path.unlink(missing_ok=True)
+                removed.append(path.relative_to(self.root).as_posix())
+        return removed
 
     def put(self, key: str, chunks: Iterable[bytes], metadata: Mapping[str, str] | None = None) -> StoredObject:
         with self.open_write(key) as handle:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 @action("backup", "Take a backup (database + app files)", changes_env=False)
 def backup(services: Services, env: str, params: dict[str, Any]) -> Operation:
     def run(ctx: StepContext) -> str:
+        for store in services.stores:  # what a killed backup left half-written goes first
+            for leftover in getattr(store, "clean_partials", lambda: [])():
+                ctx.log(f"removed {leftover}, left half-written by an interrupted backup")
         ctx.state["backup_id"] = take_backup(services, env, ctx)
         return f"backup {ctx.state['backup_id']} complete"
 
