@@ -1,23 +1,64 @@
-"""The release pipeline: the app's checks, build, push and deploy, as one operation."""
+"""The release pipeline: the app's checks, build, image policy, push and deploy, as one operation.
+
+`build` (build + policy) and `push` (build + policy + push) are the same steps, shorter.
+Tags come from the app's git repository (services/tags.py) when its build context is in one,
+else from the version. Everything a later step needs is in ctx.state (JSON), journaled after
+each step, so a resumed operation picks up where it stopped.
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.catalog import action
+from services.catalog import Param, action
+from services.image_policy import check_image, failures
 from services.operations import Operation, Step, StepContext, StepFailed
 from services.ports import BuildRequest, BuiltImage
+from services.tags import NotAGitRepository, compute_tags, is_git_repo
 
 if TYPE_CHECKING:
     from services.factory import Services
 
+SANDBOX_VERSION = "1.5.0"
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+VERSION = Param("version", "the image tag when the app's build context is not in a git repository")
 
-@action("release", "Release pipeline: checks, build, push, deploy", confirm_before="deploy")
-def release(services: Services, env: str, params: dict[str, Any]) -> Operation:
-    app = services.config.app
-    version = str(params.get("version") or "1.5.0")
-    tags = (f"{app.image}:{version}", f"{app.image}:main-{version.replace('.', '')[:7]}")
 
+def context_dir(services: Services) -> Path:
+    """The app's build context: app.context, relative to the config file (else to the cwd)."""
+    config = services.config
+    base = config.source.parent if config.source else Path.cwd()
+    return (base / config.app.context).resolve()
+
+
+def image_tags(services: Services, version: str) -> tuple[list[str], str]:
+    """(tags to build and push, the one to deploy). From git in a repository, else from the version.
+
+    The sandbox never reads a repository: its world is tagged by the version.
+    """
+    image = services.config.app.image
+    context = context_dir(services)
+    if not services.sandbox and is_git_repo(context):
+        tags = compute_tags(context, image)
+        semver = [t for t in tags if _SEMVER.match(t.rsplit(":", 1)[1])]
+        if version:
+            tags.append(f"{image}:{version}")
+        # Deploy an immutable-ish reference: the version asked for, the release tag, or branch-sha.
+        deploy = f"{image}:{version}" if version else (semver[0] if semver else tags[-1])
+        return list(dict.fromkeys(tags)), deploy
+    if not version:
+        raise StepFailed(f"{context} is not in a git repository, so there is nothing to tag the image from",
+                         ("pass --version", f"or `git init` in {context}"))
+    return [f"{image}:{version}"], f"{image}:{version}"
+
+
+def _version(services: Services, params: dict[str, Any]) -> str:
+    return str(params.get("version") or (SANDBOX_VERSION if services.sandbox else ""))
+
+
+def _checks(services: Services) -> list[Step]:
     def check(name: str, argv: list[str]) -> Step:
         def run(ctx: StepContext) -> str:
             code = services.commands.run(argv, ctx.log)
@@ -27,24 +68,102 @@ def release(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
         return Step(f"check-{name}", f"Run {name}", run)
 
+    return [check(name, argv) for name, argv in services.config.app.checks.items()]
+
+
+def _image_steps(services: Services, env: str, version: str, push: bool) -> list[Step]:
+    app = services.config.app
+    production = services.config.environment(env).production
+
     def build(ctx: StepContext) -> str:
-        request = BuildRequest(app.context, app.dockerfile, app.target, app.build_args, tags)
+        try:
+            tags, deploy_ref = image_tags(services, version)
+        except NotAGitRepository as err:
+            raise StepFailed(str(err), ("pass --version", "check app.context in release.toml")) from None
+        for tag in tags:
+            ctx.log(f"tag {tag}")
+        request = BuildRequest(app.context, app.dockerfile, app.target, app.build_args, tuple(tags))
         image = services.builder.build(request, ctx.log)
-        ctx.state["image"] = {"id": image.id, "size": image.size_bytes, "layers": image.layers, "tags": list(tags)}
+        ctx.state["image"] = {"id": image.id, "size": image.size_bytes, "layers": image.layers,
+                              "tags": list(image.tags), "deploy": deploy_ref}
         return f"{image.id[:19]} {image.size_bytes / 1e6:.0f} MB, {image.layers} layers"
 
-    def push(ctx: StepContext) -> str:
+    def policy(ctx: StepContext) -> str:
+        built = ctx.state["image"]
+        inspected = services.builder.inspect(built["id"])
+        results = check_image(inspected, inspected.get("History"), services.config.build.require_init,
+                              app.build_args, _dockerfile(services))
+        failed = failures(results)
+        for result in results:
+            ctx.log(result.line, "info" if result.passed else "error" if production else "warning")
+        ctx.state["policy"] = [r.to_json() for r in results]
+        summary = f"{len(results) - len(failed)}/{len(results)} passed"
+        if not failed:
+            return summary
+        names = ", ".join(r.name for r in failed)
+        if production:
+            reason = ctx.ask_reason(f"Image policy failed in PRODUCTION ({names}). Give a reason to push anyway.")
+            ctx.log(f"policy overridden: {reason}", "warning")
+            ctx.state["policy_override"] = {"failed": [r.name for r in failed], "reason": reason}
+            return f"{summary}; overridden: {names}"
+        ctx.log(f"policy: {len(failed)} failed ({names}); not production, so going on", "warning")
+        return f"{summary}; warned: {names}"
+
+    def push_image(ctx: StepContext) -> str:
         built = ctx.state["image"]
         image = BuiltImage(built["id"], built["size"], built["layers"], tuple(built["tags"]))
         digest = services.registry.push(image, lambda done, total: ctx.progress(done, total, "layers"), ctx.log)
         ctx.state["digest"] = digest
-        return digest[:19]
+        ctx.state["released"] = built["deploy"]  # only now: a tag that never reached the registry is no release
+        return f"{len(image.tags)} tags, {digest[:19]}"
+
+    steps = [Step("build", "Build image", build), Step("policy", "Check image policy", policy)]
+    if push:
+        steps.append(Step("push", "Push to registry", push_image))
+    return steps
+
+
+def _dockerfile(services: Services) -> str | None:
+    """The Dockerfile's text when it is at hand (never in the sandbox, whose builds are simulated)."""
+    if services.sandbox:
+        return None
+    path = context_dir(services) / services.config.app.dockerfile
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _has_target(services: Services, env: str) -> bool:
+    return services.sandbox or services.config.environment(env).target.kind != "none"
+
+
+@action("release", "Release pipeline: checks, build, push, deploy", confirm_before="deploy")
+def release(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    version = _version(services, params)
 
     def deploy(ctx: StepContext) -> str:
-        revision = services.target(env).deploy(tags[0], ctx.log)
+        reference = ctx.state.get("released")
+        if not reference:
+            raise StepFailed("nothing was pushed, so there is nothing to deploy", ("retry the push step",))
+        revision = services.target(env).deploy(reference, ctx.log)
         return f"revision {revision.number}: {revision.image}"
 
-    steps = [check(name, argv) for name, argv in app.checks.items()]
-    steps += [Step("build", "Build image", build), Step("push", "Push to registry", push)]
-    steps.append(Step("deploy", f"Deploy to {env}", deploy))
-    return Operation("release", env, f"Release {version} to {env}", steps, {"version": version})
+    steps = _checks(services) + _image_steps(services, env, version, push=True)
+    title = f"Deploy to {env}" if _has_target(services, env) else f"Deploy to {env}: no deploy target configured"
+    steps.append(Step("deploy", title, deploy))
+    return Operation("release", env, f"Release {version or 'from git'} to {env}", steps, {"version": version})
+
+
+@action("build", "Build the image and check its policy", changes_env=False, params=(VERSION,))
+def build_image(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    version = _version(services, params)
+    return Operation("build", env, f"Build {version or 'from git'}", _image_steps(services, env, version, push=False),
+                     {"version": version}, takes_lock=False)
+
+
+@action("push", "Build the image, check its policy, push it", changes_env=False, params=(VERSION,))
+def push_image(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    version = _version(services, params)
+    return Operation("push", env, f"Build and push {version or 'from git'}",
+                     _image_steps(services, env, version, push=True), {"version": version}, takes_lock=False)

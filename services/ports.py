@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 OnLine = Callable[[str], None]
 
@@ -110,6 +110,9 @@ class Notification:
 
 class ImageBuilder(Protocol):
     def build(self, request: BuildRequest, on_line: OnLine) -> BuiltImage: ...
+    # Docker's image inspect (GET /images/{id}/json) with its history (GET /images/{id}/history,
+    # newest first) under "History": what the image policy reads. See image_policy.inspect_image.
+    def inspect(self, image_id: str) -> dict[str, Any]: ...
 
 
 class Registry(Protocol):

@@ -1,0 +1,90 @@
+"""Image tags from the app's git repository: branch, pull request, semver and branch-sha.
+
+`compute_tags(repo, "ghcr.io/example/app")` on branch `feature/Login` at commit abc1234, HEAD
+tagged v1.5.0, gives (in this order, without duplicates)::
+
+    ghcr.io/example/app:feature-login
+    ghcr.io/example/app:1.5.0
+    ghcr.io/example/app:1.5
+    ghcr.io/example/app:feature-login-abc1234
+
+plus `:pr-N` when a pull request number is given, or GITHUB_REF is refs/pull/N/merge.
+git runs as a subprocess with argument lists (never a shell), in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+_SEMVER_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+_PULL_REF = re.compile(r"^refs/pull/(\d+)/(?:merge|head)$")
+_TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_TAG = 128  # docker's limit on a tag's length
+
+
+class NotAGitRepository(Exception):
+    """The app's context is not inside a git work tree (or git is missing)."""
+
+
+def sanitize(name: str) -> str:
+    """A branch name as a docker tag: [A-Za-z0-9_.-], lower case, no leading '.' or '-', <= 128 chars."""
+    tag = _TAG_CHARS.sub("-", name.lower()).lstrip(".-")
+    tag = re.sub(r"-{2,}", "-", tag)[:MAX_TAG].rstrip(".-")
+    return tag or "unknown"
+
+
+def _git(repo_dir: Path, *args: str) -> str | None:
+    """git's stdout, stripped; None when the command fails (e.g. no tag points at HEAD)."""
+    try:
+        done = subprocess.run(["git", *args], cwd=repo_dir, capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError:
+        raise NotAGitRepository("git is not installed (or not on PATH)") from None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def is_git_repo(repo_dir: Path) -> bool:
+    return repo_dir.is_dir() and _git(repo_dir, "rev-parse", "--is-inside-work-tree") == "true"
+
+
+def _branch(repo_dir: Path, env: Mapping[str, str]) -> str:
+    branch = _git(repo_dir, "symbolic-ref", "--quiet", "--short", "HEAD")
+    if branch:
+        return branch
+    # Detached HEAD (as CI checks out): the CI's branch name if it says, else "detached".
+    return env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME") or "detached"
+
+
+def pull_request(env: Mapping[str, str]) -> int | None:
+    match = _PULL_REF.match(env.get("GITHUB_REF", ""))
+    return int(match[1]) if match else None
+
+
+def compute_tags(repo_dir: Path, image: str, pr: int | None = None,
+                 env: Mapping[str, str] | None = None) -> list[str]:
+    """Full references `image:tag` for HEAD of the repository at `repo_dir`; raises NotAGitRepository."""
+    env = os.environ if env is None else env
+    if not repo_dir.is_dir():
+        raise NotAGitRepository(f"{repo_dir} is not a directory, so not a git repository")
+    if not is_git_repo(repo_dir):
+        raise NotAGitRepository(f"{repo_dir} is not a git repository (git rev-parse found no work tree);"
+                                " run `git init` there, or pass the version to tag with")
+    sha = _git(repo_dir, "rev-parse", "--short=7", "HEAD")
+    if not sha:
+        raise NotAGitRepository(f"{repo_dir} is a git repository without any commit yet")
+    branch = sanitize(_branch(repo_dir, env))
+    names = [branch]
+    number = pr if pr is not None else pull_request(env)
+    if number is not None:
+        names.append(f"pr-{number}")
+    at_head = (_git(repo_dir, "tag", "--points-at", "HEAD") or "").split()
+    versions = sorted((tuple(int(part) for part in m.groups()) for t in at_head if (m := _SEMVER_TAG.match(t))),
+                      reverse=True)
+    if versions:
+        major, minor, patch = versions[0]
+        names += [f"{major}.{minor}.{patch}", f"{major}.{minor}"]
+    names.append(f"{branch[:MAX_TAG - len(sha) - 1]}-{sha}")
+    return [f"{image}:{name}" for name in dict.fromkeys(names)]
