@@ -28,8 +28,8 @@ _TOOLCHAIN_PACKAGES = re.compile(
     re.IGNORECASE,
 )
 _REMOVES = re.compile(r"\b(?:apt-get\s+(?:-\S+\s+)*(?:purge|remove|autoremove)|apk\s+del|yum\s+remove|dnf\s+remove)\b")
-_NPM_DEV = re.compile(r"\b(?:npm\s+(?:install|i|ci)\b|pnpm\s+(?:install|i)\b|yarn\s+install\b|yarn(?=\s*(?:$|&&|;)))"
-                      r"(?P<rest>[^&;|]*)")
+_NPM_DEV = re.compile(r"(?<![\w./-])(?:npm\s+(?:install|i|ci)\b|pnpm\s+(?:install|i)\b|yarn\s+install\b"
+                      r"|yarn(?=\s*(?:$|&&|;)))(?P<rest>[^&;|]*)")
 # Production dependencies only, or a global tool (npm install -g pm2): not dev dependencies.
 _PRODUCTION_ONLY = re.compile(r"--omit[= ]dev|--production|--only[= ]prod|--prod\b|NODE_ENV=production"
                               r"|\s-g\b|--global\b")

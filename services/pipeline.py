@@ -135,7 +135,9 @@ def _dockerfile(services: Services) -> str | None:
 
 
 def _has_target(services: Services, env: str) -> bool:
-    return services.sandbox or services.config.environment(env).target.kind != "none"
+    from services.factory import NoDeployTarget  # the factory imports the catalog's modules
+
+    return not isinstance(services.target(env), NoDeployTarget)
 
 
 @action("release", "Release pipeline: checks, build, push, deploy", confirm_before="deploy")
