@@ -1,39 +1,359 @@
-"""The build-log pane: Textual's Log (lazy rendering, capped), written in batches."""
+"""The build-log pane: Textual's Log (plain strings, lazy rendering, capped), written in batches.
+
+- The Log keeps at most `cap` lines (oldest dropped); every line also goes to the operation's
+  log file, one buffered write per batch, so the full log survives the cap.
+- Follow mode (auto-scroll) is on by default: `f` toggles it, scrolling up pauses it, End/`G`
+  jumps to the bottom and follows again. The title says which.
+- `/` searches the kept lines (Enter: next match; n/N next/previous; Esc closes); `e` jumps to
+  the first error line. The line found is highlighted.
+
+Bindings live on the pane: they are active only while focus is inside it (the Log is focused
+when the pane is shown), and never while the pane is hidden.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from rich.style import Style
+from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Label, Log
+from textual.strip import Strip
+from textual.widgets import Input, Label, Log
 
 MAX_LINES = 20_000
+LOG_DIR = "build-logs"
+ERROR_LINE = re.compile(r"error|failed|ERROR|Error:|exit code [1-9]")
+HINT = ["Nothing has run yet.", "Pick an environment with the arrow keys,", "then press d to release.",
+        "ctrl+p lists every action."]
+FILE_BUFFER = 1 << 16
+
+
+def log_path_for(op_id: str, log_dir: str | Path | None = None, env: dict[str, str] | None = None) -> Path:
+    """Where an operation's full log is saved: `log_dir`/<op_id>.log. A relative (or no) log_dir
+    is taken under $XDG_STATE_HOME/release-console (~/.local/state when unset)."""
+    directory = Path(log_dir or LOG_DIR).expanduser()
+    if not directory.is_absolute():
+        env = dict(os.environ) if env is None else env
+        state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        directory = state / "release-console" / directory
+    return directory / f"{op_id}.log"
+
+
+def shown_path(path: Path, env: dict[str, str] | None = None) -> str:
+    """A path as the operator can paste it: under $XDG_STATE_HOME or ~ when it is."""
+    env = dict(os.environ) if env is None else env
+    text = str(path)
+    for prefix, name in ((env.get("XDG_STATE_HOME", ""), "$XDG_STATE_HOME"), (str(Path.home()), "~")):
+        if prefix and prefix != os.sep and text.startswith(prefix.rstrip(os.sep) + os.sep):
+            return name + text[len(prefix.rstrip(os.sep)):]
+    return text
+
+
+class BuildLog(Log):
+    """A Log that counts the lines it dropped (so a highlighted line keeps pointing at the same
+    text), draws one highlighted line, and tells its pane when the operator scrolls."""
+
+    HIGHLIGHT = Style(reverse=True, bold=True)
+
+    def __init__(self, max_lines: int, id: str | None = None) -> None:
+        super().__init__(max_lines=max_lines, auto_scroll=False, id=id)
+        self.dropped = 0  # lines pruned from the top since the last clear
+        self.highlight_at: int | None = None  # absolute index (dropped + position) of the highlighted line
+        self.quiet = False  # set while the pane scrolls programmatically
+
+    def _prune_max_lines(self) -> None:
+        before = len(self._lines)
+        super()._prune_max_lines()
+        self.dropped += before - len(self._lines)
+
+    def _update_maximum_width(self, updates: int, size: int) -> None:
+        super()._update_maximum_width(updates, size)
+        # Wider lines may bring a horizontal scrollbar, one row less: stay at the bottom.
+        self.call_after_refresh(self._end_if_following)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._end_if_following)
+
+    def _end_if_following(self) -> None:
+        pane = self.parent
+        if isinstance(pane, BuildLogPane) and pane.follow and not self.is_vertical_scroll_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def clear(self) -> BuildLog:
+        super().clear()
+        self.dropped = 0
+        self.highlight_at = None
+        return self
+
+    def highlighted_row(self) -> int | None:
+        if self.highlight_at is None:
+            return None
+        row = self.highlight_at - self.dropped
+        return row if 0 <= row < len(self._lines) else None
+
+    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
+        strip = super()._render_line_strip(y, rich_style)
+        if self.highlight_at is not None and y == self.highlight_at - self.dropped:
+            strip = strip.apply_style(self.HIGHLIGHT)
+        return strip
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # Scrolled up, away from the bottom, by the operator (keys, wheel, scrollbar): pause.
+        if not self.quiet and new_value < old_value and new_value < self.max_scroll_y - 0.5:
+            pane = self.parent
+            if isinstance(pane, BuildLogPane):
+                pane.set_follow(False)
+
+    def action_scroll_end(self) -> None:
+        pane = self.parent
+        if isinstance(pane, BuildLogPane):
+            pane.action_bottom()
+        else:
+            super().action_scroll_end()
 
 
 class BuildLogPane(Vertical):
     DEFAULT_CSS = """
-    BuildLogPane Log { height: 1fr; }
+    BuildLogPane BuildLog { height: 1fr; }
     BuildLogPane .title { text-style: bold; }
+    BuildLogPane #build-title, BuildLogPane #build-state { width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+    BuildLogPane #build-state { color: $text-muted; display: none; }
+    BuildLogPane.-started #build-state { display: block; }
+    BuildLogPane.-paused #build-state { color: $warning; }
+    BuildLogPane #build-search { display: none; height: 3; }
+    BuildLogPane.-searching #build-search { display: block; }
     """
+    BINDINGS = [
+        Binding("f", "toggle_follow", "Follow", id="buildlog.follow", show=False),
+        Binding("G", "bottom", "Bottom", id="buildlog.bottom", show=False),
+        Binding("slash", "open_search", "Search", id="buildlog.search", show=False),
+        Binding("n", "find(1)", "Next match", id="buildlog.next", show=False),
+        Binding("N", "find(-1)", "Previous match", id="buildlog.previous", show=False),
+        Binding("e", "first_error", "First error", id="buildlog.first_error", show=False),
+        Binding("escape", "close_search", "Close search", id="buildlog.close_search", show=False),
+    ]
     can_focus = False
 
+    def __init__(self, max_lines: int = MAX_LINES, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._cap = max_lines
+        self.follow = True
+        self.showing_hint = True
+        self.op_title = ""  # the operation's title; "" until one starts
+        self.log_path: Path | None = None
+        self.log_problem = ""
+        self._file: IO[str] | None = None
+        self.total_lines = 0  # every line written since start(), kept or not
+        self.query_text = ""
+        self.match_note = ""
+        self.outcome = ""
+
     def compose(self) -> ComposeResult:
-        yield Label("2 Build log", classes="title", id="build-title")
-        yield Log(max_lines=MAX_LINES, id="build-log")
+        yield Label("2 Build log", classes="title", id="build-title", markup=False)
+        yield Label("", id="build-state", markup=False)
+        yield BuildLog(max_lines=self._cap, id="build-log")
+        yield Input(placeholder="search the kept lines; Enter: next, Esc: close", id="build-search")
 
     def on_mount(self) -> None:
-        self.showing_hint = True
         # Short lines: a Log does not wrap, and this must fit beside the environments at 80x24.
-        self.query_one(Log).write_lines([
-            "Nothing has run yet.", "Pick an environment with the arrow keys,", "then press d to release.",
-            "ctrl+p lists every action."])
+        self.view.write_lines(HINT)
 
-    def write_lines(self, lines: list[str]) -> None:
-        if lines:
-            self.query_one(Log).write_lines(lines)
+    @property
+    def view(self) -> BuildLog:
+        return self.query_one(BuildLog)
 
-    def start(self, title: str) -> None:
-        self.query_one("#build-title", Label).update(f"2 Build log: {title}")
+    @property
+    def cap(self) -> int:
+        return self._cap
+
+    @cap.setter
+    def cap(self, lines: int) -> None:
+        self._cap = lines
+        self.view.max_lines = lines
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def start(self, title: str, log_path: Path | None = None) -> None:
+        """An operation starts: a fresh view, following, and its log file opened for append."""
+        self.close_file()
+        log = self.view
         if self.showing_hint:  # the first operation replaces the empty-state hint
-            self.query_one(Log).clear()
+            log.clear()
             self.showing_hint = False
-        self.query_one(Log).write_line(f"--- {title} ---")
+        log.highlight_at = None
+        self.op_title, self.log_path, self.log_problem, self.total_lines = title, log_path, "", 0
+        self.match_note, self.outcome = "", ""
+        if log_path is not None:
+            try:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = log_path.open("a", encoding="utf-8", buffering=FILE_BUFFER)
+            except OSError as err:
+                self.log_problem = f"log not saved: {err.strerror or err}"
+                self._file = None
+        self.follow = True
+        self.write_lines([f"--- {title} ---"])
+        self.refresh_title()
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """One batch: one write to the file, one update of the Log (which renders lazily)."""
+        if not lines:
+            return
+        if self._file is not None:
+            try:
+                self._file.write("\n".join(lines))
+                self._file.write("\n")
+                self._file.flush()  # one syscall a batch: `tail -f` on the file works
+            except OSError as err:
+                self.log_problem = f"log write failed: {err.strerror or err}"
+                self.close_file()
+                self.refresh_title()
+        self.total_lines += len(lines)
+        log = self.view
+        dropped = log.dropped
+        log.write_lines(lines, scroll_end=False)
+        if self.follow:
+            log.scroll_end(animate=False, immediate=True, x_axis=False)
+        elif log.dropped > dropped:
+            # Paused: keep the lines in view still while the oldest are dropped under them.
+            self._scroll_to_row(log.scroll_y - (log.dropped - dropped))
+
+    def finish(self, outcome: str = "") -> None:
+        """The operation finished: the file is flushed and closed."""
+        self.close_file()
+        self.outcome = outcome
+        self.refresh_title()
+
+    def close_file(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+    def on_unmount(self) -> None:
+        self.close_file()
+
+    # --- title --------------------------------------------------------------------------------
+
+    def refresh_title(self) -> None:
+        """Line 1: the operation; line 2: following or paused, notes, and where the full log is saved."""
+        title = f"2 Build log: {self.op_title}" if self.op_title else "2 Build log"
+        self.query_one("#build-title", Label).update(title)
+        state = "following" if self.follow else "paused — f to follow"
+        where = self.log_problem or (f"log: {shown_path(self.log_path)}" if self.log_path else "")
+        parts = [state, self.outcome, self.match_note, where]
+        self.query_one("#build-state", Label).update(" · ".join(p for p in parts if p))
+        self.set_class(True, "-started")
+        self.set_class(not self.follow, "-paused")
+
+    # --- follow -------------------------------------------------------------------------------
+
+    def set_follow(self, follow: bool) -> None:
+        if follow == self.follow:
+            return
+        self.follow = follow
+        if follow:
+            self.view.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh_title()
+
+    def action_toggle_follow(self) -> None:
+        self.set_follow(not self.follow)
+
+    def action_bottom(self) -> None:
+        self.follow = False  # set_follow(True) below scrolls and retitles
+        self.set_follow(True)
+
+    # --- search and errors ---------------------------------------------------------------------
+
+    def action_open_search(self) -> None:
+        self.add_class("-searching")
+        self.query_one("#build-search", Input).focus()
+
+    def action_close_search(self) -> None:
+        if self.has_class("-searching"):
+            self.remove_class("-searching")
+            self.view.focus()
+        elif self.view.highlight_at is not None:
+            self.view.highlight_at = None
+            self.match_note = ""
+            self.view.refresh()
+            self.refresh_title()
+
+    @on(Input.Submitted, "#build-search")
+    def search_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value
+        if text != self.query_text:
+            self.query_text = text
+            self.view.highlight_at = None  # a new query starts from the top of the view
+        self.action_find(1)
+
+    def matches(self) -> list[int]:
+        needle = self.query_text.casefold()
+        if not needle:
+            return []
+        return [row for row, line in enumerate(self.view.lines) if needle in line.casefold()]
+
+    def action_find(self, step: int) -> None:
+        """The next (step 1) or previous (step -1) kept line holding the query, wrapping around."""
+        if not self.query_text:
+            self.action_open_search()
+            return
+        rows = self.matches()
+        if not rows:
+            self.match_note = f"no match for {self.query_text!r}"
+            self.refresh_title()
+            return
+        current = self.view.highlighted_row()
+        if current is None:
+            origin = int(self.view.scroll_y)  # from the top of the view
+            found = next((r for r in rows if r >= origin), rows[0]) if step > 0 else \
+                next((r for r in reversed(rows) if r <= origin + self.view.size.height), rows[-1])
+        elif step > 0:
+            found = next((r for r in rows if r > current), rows[0])
+        else:
+            found = next((r for r in reversed(rows) if r < current), rows[-1])
+        self.match_note = f"match {rows.index(found) + 1}/{len(rows)}"
+        self.jump_to(found)
+
+    def first_error_row(self) -> int | None:
+        return next((row for row, line in enumerate(self.view.lines) if ERROR_LINE.search(line)), None)
+
+    def action_first_error(self) -> None:
+        row = self.first_error_row()
+        if row is None:
+            self.match_note = "no error lines"
+            self.refresh_title()
+            return
+        self.match_note = "first error"
+        self.jump_to(row)
+
+    def jump_to(self, row: int) -> None:
+        """Highlight a kept line and bring it into view; following pauses so it stays there."""
+        log = self.view
+        log.highlight_at = log.dropped + row
+        self.follow = False
+        self._scroll_to_row(max(0, row - max(1, log.size.height) // 3))
+        log.refresh()
+        self.refresh_title()
+
+    def _scroll_to_row(self, y: float) -> None:
+        log = self.view
+        log.quiet = True
+        try:
+            log.scroll_to(y=max(0.0, y), animate=False, immediate=True)
+        finally:
+            log.quiet = False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Hidden (another pane is shown): the keys belong to the screen again.
+        return bool(self.display)

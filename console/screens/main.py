@@ -34,7 +34,7 @@ from services.ports import MigrationRecord
 from widgets.audit import AuditPane
 from widgets.backups import BackupsPane
 from widgets.banner import SandboxBanner
-from widgets.build_log import BuildLogPane
+from widgets.build_log import BuildLogPane, log_path_for
 from widgets.canary import CanaryPane
 from widgets.confirm import ConfirmModal
 from widgets.environments import EnvironmentsPane
@@ -240,7 +240,8 @@ class MainScreen(Screen[None]):
         self.set_class(operation.kind in CHECKLISTS, "-checklist")
         if operation.kind == "canary":
             self.query_one(CanaryPane).show_title(f"{operation.title}")
-        self.query_one(BuildLogPane).start(operation.title)
+        self.query_one(BuildLogPane).start(operation.title,
+                                           log_path_for(operation.id, self.services.config.build.log_dir))
         self.run_operation(operation, start_at, state)
 
     @work(thread=True, exclusive=True, group="operation", exit_on_error=False)
@@ -275,6 +276,7 @@ class MainScreen(Screen[None]):
             elif isinstance(event, Finished):
                 self.running = None
                 self.drain_timer.pause()
+                build_log.finish(event.outcome.value)
                 self.load_panes()
                 self.notify(f"{event.outcome.value}: {event.detail}", markup=False,
                             severity="information" if event.outcome.value == "succeeded" else "error", timeout=8)
