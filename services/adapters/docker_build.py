@@ -20,7 +20,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests
-from docker.auth import resolve_repository_name
+from docker.auth import INDEX_NAME, resolve_repository_name
 from docker.utils import parse_repository_tag
 from docker.utils.build import exclude_paths
 from pydantic import SecretStr
@@ -235,6 +235,7 @@ class DockerRegistry:
         self.username = username
         self.password = password
         self.timeout = timeout
+        self._logged_in: set[str] = set()
 
     def _auth(self, registry: str) -> dict[str, str] | None:
         if not self.username or self.password is None:
@@ -252,11 +253,13 @@ class DockerRegistry:
             raise StepFailed("nothing to push: the image has no tags")
         api = connect(self.engine_url, self.timeout)
         progress = _PushProgress(on_progress, on_line)
+        self._logged_in = set()
         digest = ""
         try:
             for ref in image.tags:
                 repository, tag = parse_repository_tag(ref)
                 registry, _name = resolve_repository_name(repository)
+                self._login(api, registry, repository, progress)
                 on_line(f"pushing {repository}:{tag or 'latest'}")
                 digest = self._push_one(api, repository, tag or "latest", registry, progress) or digest
         finally:
@@ -266,6 +269,21 @@ class DockerRegistry:
             raise StepFailed("the registry did not report a digest for the push", ("retry the push",))
         on_line(f"pushed {', '.join(image.tags)} {digest}")
         return digest
+
+    def _login(self, api: Any, registry: str, repository: str, progress: _PushProgress) -> None:
+        """Check the credentials first: a refused push would otherwise retry for a minute."""
+        auth = self._auth(registry)
+        if auth is None or registry in self._logged_in:
+            return
+        try:
+            api.login(
+                auth["username"], auth["password"], registry=None if registry == INDEX_NAME else registry, reauth=True
+            )
+        except docker.errors.APIError as err:
+            raise self._push_failed(registry, repository, self._clean(str(err.explanation or err)), progress) from None
+        except (requests.RequestException, OSError) as err:
+            raise _engine_unreachable(self.engine_url, err) from None
+        self._logged_in.add(registry)
 
     def _push_one(self, api: Any, repository: str, tag: str, registry: str, progress: _PushProgress) -> str:
         digest = ""
