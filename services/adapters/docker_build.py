@@ -10,6 +10,7 @@ password never appears in a line or a message (it is replaced by the mask).
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 from collections import deque
@@ -20,6 +21,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests
+import urllib3
 from docker.auth import INDEX_NAME, resolve_repository_name
 from docker.utils import parse_repository_tag
 from docker.utils.build import exclude_paths
@@ -44,6 +46,8 @@ _INTERRUPTED = re.compile(
     r"closed by the remote|connection aborted",
     re.I,
 )
+# A connection to the engine that breaks mid-stream: the SDK reads the raw urllib3 stream.
+_BROKEN = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 _DONE_STATES = ("Pushed", "Layer already exists", "Mounted from")
 
 
@@ -127,7 +131,7 @@ class DockerBuilder:
             attrs = api.inspect_image(image_id)
         except docker.errors.APIError as err:
             raise StepFailed(f"the Docker engine refused: {_short(mask(str(err)))}") from None
-        except (requests.RequestException, OSError) as err:
+        except _BROKEN as err:
             raise StepFailed(
                 f"lost the Docker engine at {mask(self.engine_url)} during the build: {_short(str(err))}",
                 ("retry the build", "check that dockerd is still running"),
@@ -281,7 +285,7 @@ class DockerRegistry:
             )
         except docker.errors.APIError as err:
             raise self._push_failed(registry, repository, self._clean(str(err.explanation or err)), progress) from None
-        except (requests.RequestException, OSError) as err:
+        except _BROKEN as err:
             raise _engine_unreachable(self.engine_url, err) from None
         self._logged_in.add(registry)
 
@@ -300,7 +304,7 @@ class DockerRegistry:
         except docker.errors.APIError as err:  # refused before streaming: no such local tag, bad name
             explanation = self._clean(str(err.explanation or err))
             raise self._push_failed(registry, repository, explanation, progress) from None
-        except (requests.RequestException, OSError) as err:  # the stream broke mid-way
+        except _BROKEN as err:  # the stream broke mid-way
             raise _interrupted(progress, self._clean(str(err))) from None
         return digest
 
@@ -337,7 +341,7 @@ class DockerRegistry:
                     " check registry_username/password (docker login)"
                 ) from None
             raise StepFailed(f"cannot look up {reference} in the registry {registry}: {_short(detail)}") from None
-        except (requests.RequestException, OSError) as err:
+        except _BROKEN as err:
             raise _engine_unreachable(self.engine_url, err) from None
         finally:
             api.close()

@@ -343,3 +343,72 @@ def test_an_interrupted_push_says_nothing_is_released(
     assert proxy.cuts >= 1
     name = tag.split("/", 1)[1].rsplit(":", 1)[0]
     assert httpx.get(f"http://{registry}/v2/{name}/tags/list", timeout=10).status_code == 404
+
+
+class EngineProxy:
+    """tcp://127.0.0.1:PORT to dockerd's unix socket; drops the connection once a push starts uploading."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self.dropped = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(self.socket_path)
+            pushing = threading.Event()
+            threading.Thread(target=self._up, args=(client, engine, pushing), daemon=True).start()
+            threading.Thread(target=self._down, args=(engine, client, pushing), daemon=True).start()
+
+    def _up(self, client: socket.socket, engine: socket.socket, pushing: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if b"/push" in data:
+                    pushing.set()
+                engine.sendall(data)
+
+    def _down(self, engine: socket.socket, client: socket.socket, pushing: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := engine.recv(65536):
+                at = data.find(b"Pushing") if pushing.is_set() else -1
+                if at >= 0:
+                    client.sendall(data[:at])
+                    self.dropped = True
+                    break
+                client.sendall(data)
+        for sock in (engine, client):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_push_stream_that_breaks_says_nothing_is_released(
+    engine_url: str, registry: str, tmp_path: Path, cleanup: Callable[[str], None]
+) -> None:
+    if not engine_url.startswith("unix://"):
+        pytest.skip("the engine proxy speaks to a unix socket")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY payload.bin /payload.bin\n")
+    (tmp_path / "payload.bin").write_bytes(os.urandom(3 * 1048576))
+    tag = f"{registry}/{unique('rc-test-drop')}:1"
+    cleanup(tag)
+    image = DockerBuilder(engine_url, 50).build(BuildRequest(str(tmp_path), "Dockerfile", "", {}, (tag,)), Lines())
+    proxy = EngineProxy(engine_url.removeprefix("unix://"))
+    try:
+        with pytest.raises(StepFailed) as failed:
+            DockerRegistry(f"tcp://127.0.0.1:{proxy.port}", None, None).push(image, lambda d, t: None, Lines())
+    finally:
+        proxy.close()
+    assert proxy.dropped
+    assert str(failed.value).startswith(
+        "push interrupted after 0 of 1 layers; nothing is tagged as released; retry the push"
+    ), failed.value
