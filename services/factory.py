@@ -276,9 +276,11 @@ def build(
     # Imported here: httpx and psycopg cost ~0.5 s of start-up that the sandbox never needs.
     from services.adapters.commands import SubprocessCommands
     from services.adapters.http import HttpHealth, WebhookNotifier
+    from services.adapters.docker_build import DockerBuilder, DockerRegistry
     from services.adapters.local_store import LocalStore
     from services.adapters.postgres import PostgresMigrations
 
+    build = config.build
     webhook = config.notify.webhook_url
     notifier: Notifier = WebhookNotifier(webhook, config.notify.channel) if webhook else LogNotifier()
     # Relative paths in release.toml are relative to the file, not to where the console runs.
@@ -295,7 +297,8 @@ def build(
         store = S3Store(config.backup.s3)
     return Services(
         config, journal, audit, RoutedLocks(config),
-        NotYetAvailable("the Docker image builder"), NotYetAvailable("the registry"),
+        DockerBuilder(build.engine_url, build.max_context_mb),
+        DockerRegistry(build.engine_url, build.registry_username, build.registry_password),
         SubprocessCommands(context), store,
         _app_files(config, None, base), notifier,
         1.0, None,

@@ -82,7 +82,7 @@ def _image_steps(services: Services, env: str, version: str, push: bool) -> list
             raise StepFailed(str(err), ("pass --version", "check app.context in release.toml")) from None
         for tag in tags:
             ctx.log(f"tag {tag}")
-        request = BuildRequest(app.context, app.dockerfile, app.target, app.build_args, tuple(tags))
+        request = BuildRequest(str(context_dir(services)), app.dockerfile, app.target, app.build_args, tuple(tags))
         image = services.builder.build(request, ctx.log)
         ctx.state["image"] = {"id": image.id, "size": image.size_bytes, "layers": image.layers,
                               "tags": list(image.tags), "deploy": deploy_ref}
@@ -112,7 +112,8 @@ def _image_steps(services: Services, env: str, version: str, push: bool) -> list
     def push_image(ctx: StepContext) -> str:
         built = ctx.state["image"]
         image = BuiltImage(built["id"], built["size"], built["layers"], tuple(built["tags"]))
-        digest = services.registry.push(image, lambda done, total: ctx.progress(done, total, "layers"), ctx.log)
+        digest = services.registry.push(
+            image, lambda done, total: ctx.progress(round(done / 1e6, 1), round(total / 1e6, 1), "MB"), ctx.log)
         ctx.state["digest"] = digest
         ctx.state["released"] = built["deploy"]  # only now: a tag that never reached the registry is no release
         return f"{len(image.tags)} tags, {digest[:19]}"

@@ -117,6 +117,16 @@ class DockerBuilder:
         self.max_context_mb = max_context_mb
         self.timeout = timeout
 
+    def inspect(self, image_id: str) -> dict[str, Any]:
+        """The image's inspect dict with its history under "History", for the image policy."""
+        api = connect(self.engine_url, self.timeout)
+        try:
+            return {**api.inspect_image(image_id), "History": api.history(image_id)}
+        except docker.errors.APIError as err:
+            raise StepFailed(f"cannot inspect {image_id[:19]}: {_short(mask(str(err)))}") from None
+        finally:
+            api.close()
+
     def build(self, request: BuildRequest, on_line: OnLine, nocache: bool = False) -> BuiltImage:
         if not request.tags:
             raise StepFailed("nothing to tag: the build request has no tags")
