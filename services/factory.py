@@ -275,8 +275,8 @@ def build(
         )
     # Imported here: httpx and psycopg cost ~0.5 s of start-up that the sandbox never needs.
     from services.adapters.commands import SubprocessCommands
-    from services.adapters.http import HttpHealth, WebhookNotifier
     from services.adapters.docker_build import DockerBuilder, DockerRegistry
+    from services.adapters.http import HttpHealth, WebhookNotifier
     from services.adapters.local_store import LocalStore
     from services.adapters.postgres import PostgresMigrations
 
