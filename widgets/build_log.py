@@ -14,10 +14,11 @@ when the pane is shown), and never while the pane is hidden.
 from __future__ import annotations
 
 import os
+import queue
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 from rich.style import Style
 from textual import on
@@ -33,6 +34,46 @@ ERROR_LINE = re.compile(r"error|failed|ERROR|Error:|exit code [1-9]")
 HINT = ["Nothing has run yet.", "Pick an environment with the arrow keys,", "then press d to release.",
         "ctrl+p lists every action."]
 FILE_BUFFER = 1 << 16
+FILE_QUEUE = 64  # batches waiting for the disk at most; then the UI waits (memory stays bounded)
+
+
+class LogFile:
+    """An operation's full log on disk, appended from a writer thread: the UI thread only queues
+    each batch (encoding and the write syscall cost more than the Log update itself)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.problem = ""
+        self._file = path.open("a", encoding="utf-8", buffering=FILE_BUFFER)
+        self._queue: queue.Queue[Sequence[str] | None] = queue.Queue(FILE_QUEUE)
+        self._thread = threading.Thread(target=self._run, name=f"build-log {path.name}", daemon=True)
+        self._thread.start()
+
+    def write(self, lines: Sequence[str]) -> None:
+        self._queue.put(lines)
+
+    def _run(self) -> None:
+        file = self._file
+        while (lines := self._queue.get()) is not None:
+            if self.problem:
+                continue
+            try:
+                file.write("\n".join(lines))
+                file.write("\n")
+                if self._queue.empty():
+                    file.flush()  # caught up: what is written so far can be read (tail -f)
+            except OSError as err:
+                self.problem = f"log write failed: {err.strerror or err}"
+        try:
+            file.close()
+        except OSError as err:
+            self.problem = self.problem or f"log close failed: {err.strerror or err}"
+
+    def close(self) -> None:
+        """Every queued line written, the file closed."""
+        self._queue.put(None)
+        self._thread.join()
 
 
 def log_path_for(op_id: str, log_dir: str | Path | None = None, env: dict[str, str] | None = None) -> Path:
@@ -74,9 +115,10 @@ class BuildLog(Log):
         self.dropped += before - len(self._lines)
 
     def _update_maximum_width(self, updates: int, size: int) -> None:
+        wider = size > self._width
         super()._update_maximum_width(updates, size)
-        # Wider lines may bring a horizontal scrollbar, one row less: stay at the bottom.
-        self.call_after_refresh(self._end_if_following)
+        if wider:  # wider lines may bring a horizontal scrollbar, one row less: stay at the bottom
+            self.call_after_refresh(self._end_if_following)
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._end_if_following)
@@ -150,16 +192,17 @@ class BuildLogPane(Vertical):
         self.op_title = ""  # the operation's title; "" until one starts
         self.log_path: Path | None = None
         self.log_problem = ""
-        self._file: IO[str] | None = None
+        self._file: LogFile | None = None
         self.total_lines = 0  # every line written since start(), kept or not
         self.query_text = ""
         self.match_note = ""
         self.outcome = ""
+        self._view = BuildLog(max_lines=self._cap, id="build-log")
 
     def compose(self) -> ComposeResult:
         yield Label("2 Build log", classes="title", id="build-title", markup=False)
         yield Label("", id="build-state", markup=False)
-        yield BuildLog(max_lines=self._cap, id="build-log")
+        yield self._view
         yield Input(placeholder="search the kept lines; Enter: next, Esc: close", id="build-search")
 
     def on_mount(self) -> None:
@@ -168,7 +211,7 @@ class BuildLogPane(Vertical):
 
     @property
     def view(self) -> BuildLog:
-        return self.query_one(BuildLog)
+        return self._view
 
     @property
     def cap(self) -> int:
@@ -193,8 +236,7 @@ class BuildLogPane(Vertical):
         self.match_note, self.outcome = "", ""
         if log_path is not None:
             try:
-                log_path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = log_path.open("a", encoding="utf-8", buffering=FILE_BUFFER)
+                self._file = LogFile(log_path)
             except OSError as err:
                 self.log_problem = f"log not saved: {err.strerror or err}"
                 self._file = None
@@ -207,14 +249,7 @@ class BuildLogPane(Vertical):
         if not lines:
             return
         if self._file is not None:
-            try:
-                self._file.write("\n".join(lines))
-                self._file.write("\n")
-                self._file.flush()  # one syscall a batch: `tail -f` on the file works
-            except OSError as err:
-                self.log_problem = f"log write failed: {err.strerror or err}"
-                self.close_file()
-                self.refresh_title()
+            self._file.write(lines)
         self.total_lines += len(lines)
         log = self.view
         dropped = log.dropped
@@ -233,10 +268,8 @@ class BuildLogPane(Vertical):
 
     def close_file(self) -> None:
         if self._file is not None:
-            try:
-                self._file.close()
-            except OSError:
-                pass
+            self._file.close()
+            self.log_problem = self.log_problem or self._file.problem
             self._file = None
 
     def on_unmount(self) -> None:
