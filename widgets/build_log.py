@@ -253,10 +253,10 @@ class BuildLogPane(Vertical):
         self.total_lines += len(lines)
         log = self.view
         dropped = log.dropped
-        log.write_lines(lines, scroll_end=False)
-        if self.follow:
-            log.scroll_end(animate=False, immediate=True, x_axis=False)
-        elif log.dropped > dropped:
+        # Following: Log scrolls to the end itself; otherwise it only refreshes. Never both, which
+        # would lay the view out twice per batch.
+        log.write_lines(lines, scroll_end=self.follow)
+        if not self.follow and log.dropped > dropped:
             # Paused: keep the lines in view still while the oldest are dropped under them.
             self._scroll_to_row(log.scroll_y - (log.dropped - dropped))
 
