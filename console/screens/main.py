@@ -44,7 +44,8 @@ from widgets.runbook import RunbookPanel
 
 PANES = {"build": "2", "migrations": "3", "canary": "4", "backups": "5", "audit": "6"}
 # Which pane an operation's progress is best watched in.
-PANE_FOR = {"release": "build", "rollback": "build", "canary": "canary", "abort": "canary",
+PANE_FOR = {"release": "build", "build": "build", "push": "build", "rollback": "build", "canary": "canary",
+            "abort": "canary",
             "migrate": "migrations", "resolve": "migrations", "migrate-rollback": "migrations",
             "expand-add-column": "migrations", "expand-rename-column": "migrations",
             "backup": "backups", "prune": "backups", "restore": "backups", "verify": "backups",
@@ -52,7 +53,7 @@ PANE_FOR = {"release": "build", "rollback": "build", "canary": "canary", "abort"
 # Action kind -> key. Capitals are destructive, and always confirmed.
 ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
                "expand-add-column": "e", "expand-rename-column": "n",
-               "verify": "v", "backup-pin": "p", "restore-drill": "D",
+               "verify": "v", "backup-pin": "p", "restore-drill": "D", "push": "u", "build": "U",
                "rollback": "R", "restore": "X", "prune": "P", "abort": "A", "resolve": "V", "migrate-rollback": "B"}
 POLL_SECONDS = 2.0
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
