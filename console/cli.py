@@ -235,11 +235,11 @@ def _status(args: argparse.Namespace, services: Services) -> int:
 
     envs = [args.env] if args.env else list(services.config.environments)
     rows = environment_rows(services, envs)
-    lines = [f"{'ENVIRONMENT':<13} {'VERSION':<14} {'READY':<7} {'CANARY':<12} LOCK"]
+    lines = [f"{'ENVIRONMENT':<18} {'VERSION':<14} {'READY':<7} {'CANARY':<12} LOCK"]
     for row in rows:
         name = row.env + (" [PROD]" if row.production else "")
         canary = f"{row.canary_version}@{row.canary_weight}%" if row.canary_version else "-"
-        lines.append(f"{name:<13} {row.version:<14} {row.ready:<7} {canary:<12} {row.lock or 'free'}")
+        lines.append(f"{name:<18} {row.version:<14} {row.ready:<7} {canary:<12} {row.lock or 'free'}")
         if row.error:
             lines.append(f"  {row.env}: {row.error}")
     _emit(args, [r.__dict__ for r in rows], "\n".join(lines))
