@@ -164,9 +164,10 @@ class MainScreen(Screen[None]):
         errors: dict[str, str] = {}
         verified = services.audit.verify()
         world = services.world
+        migrations: list[MigrationRecord] = attempt(errors, "migrations", lambda: services.database(env).status(), [])
         data = PaneData(
-            env, attempt(errors, "migrations", lambda: services.database(env).status(), []),
-            attempt(errors, "lint", lambda: lint_pending(services, env), []),
+            env, migrations,
+            attempt(errors, "lint", lambda: lint_pending(services, env, migrations) if migrations else [], []),
             attempt(errors, "backups", lambda: list_backups(services, env), []),
             services.audit.tail(100), verified.ok, verified.problem, world.clock.now() if world else time.time(),
             errors)

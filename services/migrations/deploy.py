@@ -25,9 +25,10 @@ def pending(records: list[MigrationRecord]) -> list[str]:
     return [m.name for m in records if m.state in PENDING]
 
 
-def lint_pending(services: Services, env: str) -> list[Finding]:
+def lint_pending(services: Services, env: str, records: list[MigrationRecord] | None = None) -> list[Finding]:
+    """Lint the pending migrations; pass `records` when the status was just read, to not read it twice."""
     database = services.database(env)
-    todo = set(pending(database.status()))
+    todo = set(pending(database.status() if records is None else records))
     return lint_migrations([(name, sql) for name, sql in database.scripts() if name in todo])
 
 
