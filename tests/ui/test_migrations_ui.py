@@ -17,7 +17,8 @@ from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 from textual.widgets._toast import Toast
-from uikit import Messages, finished, main_screen, modal_of, plain, ready, text_of, wait_for
+from uikit import Messages, finished, main_screen, modal_of, notices, outcome, plain, ready, runbook, text_of, wait_for
+from uikit import choose_env as select_env
 
 from console.app import ReleaseConsole
 from console.screens.main import MainScreen
@@ -28,30 +29,15 @@ from services.ports import Fill
 from widgets.confirm import ConfirmModal
 from widgets.migrations import MigrationsPane
 from widgets.params import ParamsModal
-from widgets.runbook import RunbookPanel
 
 SIZE = (80, 24)
 CALM = 30.0  # the default time scale, for the snapshots: nothing runs in them
-ENVS = ["development", "staging", "production"]
 NULL = Fill(expression="NULL")  # counts rows whose column IS NULL
 
 Snap = Callable[..., bool]
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def runbook(screen: MainScreen) -> RunbookPanel:
-    return screen.query_one(RunbookPanel)
-
-
-def outcome(screen: MainScreen) -> str:
-    text = runbook(screen).outcome
-    return text.plain if text is not None else ""
-
-
-def notices(app: Any) -> list[str]:
-    return [n.message for n in app._notifications]
 
 
 def keys(text: str) -> list[str]:
@@ -72,12 +58,8 @@ def record_events(screen: MainScreen, monkeypatch: pytest.MonkeyPatch) -> list[E
 
 
 async def choose_env(pilot: Pilot[Any], screen: MainScreen, env: str) -> None:
-    """Select env in the list and wait for its pane data."""
-    await pilot.press("1")
-    table = screen.query_one("#env-table", DataTable)
-    moves = ENVS.index(env) - table.cursor_row
-    await pilot.press(*(["down"] * moves if moves > 0 else ["up"] * -moves))
-    assert screen.selected_env == env
+    """Select env in the list and wait for its migrations to be shown."""
+    await select_env(pilot, screen, env)
     await wait_for(
         pilot,
         lambda: str(screen.query_one("#migrations-title").render()).startswith(f"3 Migrations: {env},"),

@@ -21,7 +21,21 @@ from textual.coordinate import Coordinate
 from textual.widgets import ContentSwitcher, DataTable, Input, Log, OptionList, Static
 from textual.widgets._toast import Toast
 from textual.worker import Worker, WorkerState
-from uikit import FAST, Messages, finished, main_screen, modal_of, plain, ready, text_of, wait_for
+from uikit import (
+    FAST,
+    Messages,
+    choose_env,
+    finished,
+    main_screen,
+    modal_of,
+    notices,
+    outcome,
+    plain,
+    ready,
+    runbook,
+    text_of,
+    wait_for,
+)
 
 from console.screens.main import MainScreen
 from console.screens.resume import ResumeModal
@@ -35,41 +49,18 @@ from widgets.canary import CanaryPane, MetricChart
 from widgets.confirm import ConfirmModal
 from widgets.environments import EnvironmentsPane
 from widgets.params import ParamsModal
-from widgets.runbook import RunbookPanel
 
 pytestmark = pytest.mark.asyncio
 
 SIZE = (80, 24)
-ENVS = ["development", "staging", "production"]
 
 
 def current_pane(screen: MainScreen) -> str | None:
     return screen.query_one("#panes", ContentSwitcher).current
 
 
-def runbook(screen: MainScreen) -> RunbookPanel:
-    return screen.query_one(RunbookPanel)
-
-
-def outcome(screen: MainScreen) -> str:
-    text = runbook(screen).outcome
-    return text.plain if text is not None else ""
-
-
-def notices(app: Any) -> list[str]:
-    return [n.message for n in app._notifications]
-
-
 def build_log(screen: MainScreen) -> list[str]:
     return list(screen.query_one("#build-log", Log).lines)
-
-
-async def choose_env(pilot: Any, screen: MainScreen, env: str) -> None:
-    await pilot.press("1")
-    table = screen.query_one("#env-table", DataTable)
-    moves = ENVS.index(env) - table.cursor_row
-    await pilot.press(*(["down"] * moves if moves > 0 else ["up"] * -moves))
-    assert screen.selected_env == env
 
 
 async def confirm_modal(pilot: Any) -> ConfirmModal:

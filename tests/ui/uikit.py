@@ -13,11 +13,12 @@ from textual.content import Content
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from console.screens.main import MainScreen
 from widgets.environments import EnvironmentsPane
 from widgets.migrations import MigrationsPane
+from widgets.runbook import RunbookPanel
 
 SEED = 7
 FAST = 3000.0  # simulated seconds per real second: a whole sandbox operation takes well under a second
@@ -100,3 +101,28 @@ async def modal_of(pilot: Pilot[Any], kind: type[ModalT], what: str) -> ModalT:
     top = pilot.app.screen
     assert isinstance(top, kind)
     return top
+
+
+ENVS = ["development", "staging", "production"]  # the sandbox's, in list order
+
+
+def runbook(screen: MainScreen) -> RunbookPanel:
+    return screen.query_one(RunbookPanel)
+
+
+def outcome(screen: MainScreen) -> str:
+    text = runbook(screen).outcome
+    return text.plain if text is not None else ""
+
+
+def notices(app: Any) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+async def choose_env(pilot: Pilot[Any], screen: MainScreen, env: str) -> None:
+    """Select env in the environments list with the keyboard, as an operator would."""
+    await pilot.press("1")
+    table = screen.query_one("#env-table", DataTable)
+    moves = ENVS.index(env) - table.cursor_row
+    await pilot.press(*(["down"] * moves if moves > 0 else ["up"] * -moves))
+    assert screen.selected_env == env
