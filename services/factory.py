@@ -38,21 +38,28 @@ EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "food-man
 T = TypeVar("T")
 
 
-class NotYetAvailable:
+class Refusing:
+    """Any method it does not define fails with the same clear StepFailed."""
+
+    def __init__(self, message: str, next_options: tuple[str, ...]) -> None:
+        self._refusal = (message, next_options)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise StepFailed(*self._refusal)
+
+        return refuse
+
+
+class NotYetAvailable(Refusing):
     """Stands where a real adapter has not been built yet, and says so on first use."""
 
     def __init__(self, what: str) -> None:
-        self._what = what
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        def unavailable(*args: Any, **kwargs: Any) -> Any:
-            raise StepFailed(f"{self._what} is not available in this build yet; try it with --sandbox",
-                             ("run the same action with --sandbox",))
-
-        return unavailable
+        super().__init__(f"{what} is not available in this build yet; try it with --sandbox",
+                         ("run the same action with --sandbox",))
 
 
-class NoDeployTarget:
+class NoDeployTarget(Refusing):
     """An environment whose config names no deploy target: says so, and refuses to deploy.
 
     Its services can still be stopped and started (for a restore) by the commands of
@@ -60,6 +67,8 @@ class NoDeployTarget:
     """
 
     def __init__(self, env: str, services: ServiceControl | None = None) -> None:
+        super().__init__(f"no deploy target configured for {env}",
+                         (f"set [environments.{env}.target] in release.toml",))
         self.env = env
         self._services = services
 
@@ -80,13 +89,6 @@ class NoDeployTarget:
                  " (argument lists)", f"or set [environments.{self.env}.target]",
                  f"or {verb} them by hand, then retry this step"))
         return self._services
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise StepFailed(f"no deploy target configured for {self.env}",
-                             (f"set [environments.{self.env}.target] in release.toml",))
-
-        return refuse
 
 
 class ServiceControl(Protocol):
