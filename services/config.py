@@ -89,17 +89,50 @@ class FeatureFlags(Strict):
     experimental_features: bool = False
 
 
+class NginxSplit(Strict):
+    """The nginx on the Docker host that splits traffic between the stable and canary containers.
+
+    The console writes `upstream_file` (an `upstream <upstream> { server ... weight=N; }` block
+    that nginx includes) and runs `reload` (an argument list) on that host: locally, or through
+    ssh for an ssh:// docker_url.
+    """
+
+    upstream_file: str = Field(min_length=1)
+    upstream: str = Field("food_management", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    reload: list[str] = Field(default_factory=lambda: ["nginx", "-s", "reload"], min_length=1)
+
+
 class DockerTarget(Strict):
     kind: Literal["docker"]
     docker_url: str = "unix:///var/run/docker.sock"
     service: str = "app"
+    # "host": each container listens on its own host port (the app reads PORT); any other
+    # network: the app's port is published on that host port.
+    network: str = "host"
+    ports: tuple[int, int] = (3100, 3199)  # the host ports the app's containers may use
+    ready_timeout_s: int = Field(120, ge=1)
+    stop_timeout_s: int = Field(10, ge=0)
+    drain_s: float = Field(2.0, ge=0)  # after a switch, before the old container stops
+    nginx: NginxSplit
+
+    @model_validator(mode="after")
+    def _ports_in_order(self) -> DockerTarget:
+        low, high = self.ports
+        if not 1 <= low <= high <= 65535:
+            raise ValueError(f"ports must be [low, high] within 1..65535, got {list(self.ports)}")
+        return self
 
 
 class KubernetesTarget(Strict):
     kind: Literal["kubernetes"]
     namespace: str = Field(min_length=1)
-    context: str | None = None
+    context: str | None = None  # a kubeconfig context; the current one when unset
+    api_url: str | None = None  # without a kubeconfig: the API server's URL (with `token`)
+    token: SecretStr | None = None
     traffic_split: Literal["ingress-nginx", "gateway-api"] = "ingress-nginx"
+    host: str = ""  # the Ingress host / HTTPRoute hostname
+    gateway: str = "food-management-gateway"  # the HTTPRoute's parent Gateway
+    ready_timeout_s: int = Field(300, ge=1)
 
 
 class NoTarget(Strict):

@@ -46,24 +46,87 @@ class BuiltImage:
 
 @dataclass(frozen=True)
 class Revision:
+    """One deploy, rollback or promotion of an environment, as its revision history keeps it."""
+
     number: int
     image: str
     digest: str
     who: str
     when: float
-    migration_head: str | None = None
-    backup_id: str | None = None
+    migration_head: str | None = None  # the newest applied migration when it went out
+    backup_id: str | None = None  # the newest backup of the environment taken before it
+    action: str = "deploy"  # deploy, rollback, promote
 
 
 @dataclass(frozen=True)
 class TargetStatus:
-    version: str
+    version: str  # the stable image's tag, "-" when nothing is deployed
     ready: int
     desired: int
     canary_version: str | None = None
     canary_weight: int = 0
     restarts: int = 0
-    events: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()  # newest last: rollout progress, warnings
+    image: str = ""  # the stable image reference
+    canary_image: str | None = None
+    canary_ready: int = 0
+
+
+# --- what a deploy target can be asked to change: planned first, then applied ----------------
+
+
+@dataclass(frozen=True)
+class Deploy:
+    image: str
+
+
+@dataclass(frozen=True)
+class StartCanary:
+    image: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    weight: int
+
+
+@dataclass(frozen=True)
+class Promote:
+    pass
+
+
+@dataclass(frozen=True)
+class Abort:
+    pass
+
+
+@dataclass(frozen=True)
+class Scale:
+    replicas: int
+
+
+Change = Deploy | StartCanary | SetWeight | Promote | Abort | Scale
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    """One object (a Deployment, an Ingress, a container, the nginx upstream) and what would happen to it."""
+
+    kind: str  # Deployment, Service, Ingress, HTTPRoute, container, upstream
+    name: str
+    action: str  # create, update, delete, scale, start, stop, unchanged
+    diff: str = ""  # unified diff, current -> desired; secret values masked
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str  # what it would change, e.g. "kubernetes namespace food-management (ingress-nginx)"
+    changes: tuple[PlannedChange, ...]
+
+    @property
+    def empty(self) -> bool:
+        return all(c.action == "unchanged" for c in self.changes)
 
 
 @dataclass(frozen=True)
@@ -118,20 +181,36 @@ class ImageBuilder(Protocol):
 class Registry(Protocol):
     def push(self, image: BuiltImage, on_progress: OnProgress, on_line: OnLine) -> str: ...
     def has(self, reference: str) -> bool: ...
+    def digest(self, reference: str) -> str | None: ...  # the manifest digest; None: not in the registry
 
 
 class DeployTarget(Protocol):
+    """Where an environment runs: a Docker host behind nginx, or Kubernetes.
+
+    Every changing method waits until the change is live (healthy, ready, reloaded), or fails
+    with StepFailed after putting things back as they were, saying what it did. None of them
+    keeps history: the operations record revisions in the RevisionLog.
+    """
+
+    def describe(self) -> str: ...  # e.g. "docker ssh://deploy@host, nginx split"
     def status(self) -> TargetStatus: ...
-    def deploy(self, image: str, on_line: OnLine) -> Revision: ...
-    def history(self) -> list[Revision]: ...
-    def rollback(self, to_revision: int, on_line: OnLine) -> Revision: ...
+    def plan(self, change: Change) -> Plan: ...  # reads only; applies nothing
+    def deploy(self, image: str, on_line: OnLine) -> None: ...  # replaces stable with zero downtime
     def start_canary(self, image: str, weight: int, on_line: OnLine) -> None: ...
-    def set_weight(self, weight: int) -> None: ...
-    def promote(self, on_line: OnLine) -> Revision: ...
-    def abort(self, on_line: OnLine) -> None: ...
-    def scale(self, replicas: int) -> None: ...
+    def set_weight(self, weight: int, on_line: OnLine) -> None: ...
+    def promote(self, on_line: OnLine) -> None: ...  # canary image becomes stable; canary removed; weight 0
+    def abort(self, on_line: OnLine) -> None: ...  # weight 0, canary scaled to 0
+    def scale(self, replicas: int, on_line: OnLine) -> None: ...  # stable replicas
     def stop(self, on_line: OnLine) -> None: ...
     def start(self, on_line: OnLine) -> None: ...
+
+
+class RevisionLog(Protocol):
+    """An environment's revision history, kept where every operator sees it (its database)."""
+
+    def list(self) -> list[Revision]: ...  # oldest first
+    def record(self, image: str, digest: str, who: str, migration_head: str | None, backup_id: str | None,
+               action: str) -> Revision: ...
 
 
 class MetricsSource(Protocol):

@@ -335,16 +335,19 @@ class DockerRegistry:
         return StepFailed(f"pushing {repository} failed: {_short(detail)}", ("retry the push", "abandon"))
 
     def has(self, reference: str) -> bool:
+        return self.digest(reference) is not None
+
+    def digest(self, reference: str) -> str | None:
         repository, _tag = parse_repository_tag(reference)
         registry, _name = resolve_repository_name(repository)
         api = connect(self.engine_url, 60)
         try:
-            api.inspect_distribution(reference, auth_config=self._auth(registry))
-            return True
+            found = api.inspect_distribution(reference, auth_config=self._auth(registry))
+            return str(found["Descriptor"]["digest"])
         except docker.errors.APIError as err:
             detail = self._clean(str(err.explanation or err))
             if err.status_code == 404 or re.search(r"manifest unknown|not found|name unknown", detail, re.I):
-                return False
+                return None
             if _AUTH.search(detail):
                 raise StepFailed(
                     f"the registry {registry} refused the lookup: authentication;"

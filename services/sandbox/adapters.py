@@ -127,8 +127,11 @@ class SandboxRegistry:
         return digest
 
     def has(self, reference: str) -> bool:
+        return self.digest(reference) is not None
+
+    def digest(self, reference: str) -> str | None:
         with self.world.lock:
-            return reference in self.world.images
+            return self.world.images.get(reference)
 
 
 class SandboxTarget:
