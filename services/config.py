@@ -110,6 +110,8 @@ class DockerTarget(Strict):
     # network: the app's port is published on that host port.
     network: str = "host"
     ports: tuple[int, int] = (3100, 3199)  # the host ports the app's containers may use
+    replicas: int = Field(1, ge=1)  # stable containers
+    env: dict[str, str] = Field(default_factory=dict)  # extra, non-secret container environment
     ready_timeout_s: int = Field(120, ge=1)
     stop_timeout_s: int = Field(10, ge=0)
     drain_s: float = Field(2.0, ge=0)  # after a switch, before the old container stops
