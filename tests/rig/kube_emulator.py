@@ -15,8 +15,9 @@ What is emulated (in memory, one store per server):
 
 * resources: core/v1 namespaces, services, configmaps, secrets, pods, events;
   apps/v1 deployments, replicasets, statefulsets (``/scale``, ``/status``);
-  networking.k8s.io/v1 ingresses; coordination.k8s.io/v1 leases; batch/v1 jobs.
-  Add more in ``RESOURCES``.
+  networking.k8s.io/v1 ingresses; coordination.k8s.io/v1 leases; batch/v1 jobs;
+  gateway.networking.k8s.io/v1 httproutes (as if its CRD were installed: served
+  under /apis and in discovery). Add more in ``RESOURCES``.
 * verbs: get, list (labelSelector, fieldSelector on any dotted path), watch
   (``?watch=1``; resourceVersion, timeoutSeconds, 410 Expired), create
   (generateName), replace (PUT, optimistic concurrency on resourceVersion),
@@ -35,6 +36,16 @@ What is emulated (in memory, one store per server):
   follows its spec at once (observedGeneration, replicas, updated/ready/
   available replicas, Available/Progressing conditions). Turn it off and write
   ``/status`` yourself to emulate a stuck rollout.
+* a request log for tests: ``emu.requests()`` (every request: method, path,
+  content type, verb, resource, namespace, name, status code and a short
+  summary of the body), ``emu.writes()`` (only the changing ones),
+  ``emu.reset_requests()``.
+* fault injection for tests: ``emu.deny(verb, resource)`` answers 403
+  Forbidden, the way the API server's RBAC authorizer words it, until
+  ``emu.clear_faults()``; ``emu.conflict_once(verb, resource)`` answers the
+  next matching request with 409 Conflict. ``resource`` is a plural, with a
+  subresource if any (``deployments/scale``); ``"*"`` matches any verb or
+  resource. A refused request changes nothing.
 
 Approximations: server-side apply is a strategic merge that creates the object
 when missing (no managedFields, so fields dropped from a later apply stay);
@@ -102,6 +113,7 @@ RESOURCES: list[Resource] = [
     Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("status",), ("ing",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease"),
     Resource("batch", "v1", "jobs", "Job", True, ("status",)),
+    Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", True, ("status",)),
 ]
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -154,6 +166,125 @@ def _not_found(res: Resource, name: str) -> ApiError:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ------------------------------------------------------ requests and faults --
+
+READ_VERBS = ("get", "list", "watch")
+DEFAULT_USER = "system:serviceaccount:default:release-console"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the emulator saw it (the request log)."""
+
+    method: str
+    path: str  # without the query
+    content_type: str  # of the request body, "" without one
+    verb: str  # as RBAC names it: get, list, watch, create, update, patch, delete, deletecollection
+    resource: str  # plural, with the subresource: "deployments", "deployments/scale"; "" for discovery
+    namespace: str | None
+    name: str | None
+    status: int  # the answer's HTTP status
+    summary: str  # a short summary of the body: kind, replicas, images, weights
+
+    @property
+    def write(self) -> bool:
+        return self.verb not in READ_VERBS and self.resource != ""
+
+
+@dataclass(frozen=True)
+class Fault:
+    verb: str  # or "*"
+    resource: str  # plural[/subresource], or "*"
+    code: int  # 403 or 409
+    once: bool
+    user: str = DEFAULT_USER
+
+    def matches(self, verb: str, resource: str) -> bool:
+        return self.verb in ("*", verb) and self.resource in ("*", resource)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    verb: str
+    group: str
+    resource: str
+    namespace: str | None
+    name: str | None
+
+
+def request_info(method: str, parts: list[str], query: dict) -> RequestInfo:
+    """What the API server's RBAC would call this request: verb, group, resource, namespace, name."""
+    verb = method.lower()
+    if len(parts) < 2 or parts[0] not in ("api", "apis"):
+        return RequestInfo(verb, "", "", None, None)
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    ns = None
+    plurals = {r.plural for r in RESOURCES if r.group == group and r.namespaced}
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] in plurals:
+        ns, rest = rest[1], rest[2:]
+    if not rest:
+        return RequestInfo(verb, group, "", None, None)
+    plural, name, sub = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else None)
+    if method == "GET":
+        verb = "get" if name else ("watch" if query.get("watch") in ("1", "true") else "list")
+    elif method == "POST":
+        verb = "create"
+    elif method == "PUT":
+        verb = "update"
+    elif method == "DELETE":
+        verb = "delete" if name else "deletecollection"
+    return RequestInfo(verb, group, f"{plural}/{sub}" if sub else plural, ns, name)
+
+
+def forbidden(info: RequestInfo, user: str) -> ApiError:
+    """403 as the RBAC authorizer words it."""
+    plural = info.resource.split("/")[0]
+    qualified = f"{plural}.{info.group}" if info.group else plural
+    what = f'{qualified} "{info.name}"' if info.name else qualified
+    where = f'in the namespace "{info.namespace}"' if info.namespace else "at the cluster scope"
+    return ApiError(
+        403,
+        "Forbidden",
+        f'{what} is forbidden: User "{user}" cannot {info.verb} resource "{info.resource}" '
+        f'in API group "{info.group}" {where}',
+        {"name": info.name or "", "group": info.group, "kind": plural},
+    )
+
+
+def conflict(info: RequestInfo) -> ApiError:
+    plural = info.resource.split("/")[0]
+    qualified = f"{plural}.{info.group}" if info.group else plural
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {qualified} "{info.name or ""}": the object has been modified; '
+        "please apply your changes to the latest version and try again",
+        {"name": info.name or "", "group": info.group, "kind": plural},
+    )
+
+
+def summarize(body: Any) -> str:
+    """A short, readable summary of a request body for the request log."""
+    if isinstance(body, list):  # JSON patch
+        return "; ".join(f"{op.get('op')} {op.get('path')}" for op in body if isinstance(op, dict))[:200]
+    if not isinstance(body, dict):
+        return ""
+    parts = [body["kind"]] if body.get("kind") else []
+    meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+    if isinstance(spec, dict):
+        if "replicas" in spec:
+            parts.append(f"replicas={spec['replicas']}")
+        pod = ((spec.get("template") or {}).get("spec")) or {}
+        parts += [f"image={c.get('image')}" for c in pod.get("containers") or [] if c.get("image")]
+        for rule in spec.get("rules") or []:
+            for ref in (rule or {}).get("backendRefs") or []:
+                parts.append(f"{ref.get('name')}={ref.get('weight')}")
+    for key, value in (meta.get("annotations") or {}).items():
+        if "weight" in key or "canary" in key or "release-console" in key:
+            parts.append(f"{key.rsplit('/', 1)[-1]}={value}")
+    return " ".join(parts)[:200]
 
 
 # ------------------------------------------------------------------ patches --
@@ -628,6 +759,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, code: int, body: Any) -> None:
         data = json.dumps(body).encode()
+        self._status = code
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -668,17 +800,35 @@ class _Handler(BaseHTTPRequestHandler):
         # keep-alive connection in sync.
         length = int(self.headers.get("Content-Length") or 0)
         self._raw_body = self.rfile.read(length) if length else b""
+        self._status = 200  # what a streamed answer (watch, healthz) sends
+        parts = [p for p in url.path.split("/") if p]
+        emulator = self.server.emulator
+        info = request_info(method, parts, query)
         try:
+            if (fault := emulator._take_fault(info.verb, info.resource)) is not None:
+                raise forbidden(info, fault.user) if fault.code == 403 else conflict(info)
             if "dryRun" in query and method != "GET":
                 raise ApiError(400, "BadRequest", "dryRun is not supported by the test emulator")
-            result = self._route(method, [p for p in url.path.split("/") if p], query)
+            result = self._route(method, parts, query)
             if result is not None:
                 self._send_json(*result)
         except ApiError as exc:
             self._send_json(exc.code, exc.status())
         except Exception as exc:  # noqa: BLE001 - a bug in the emulator: answer 500, keep serving
-            self.server.emulator._log(f"internal error: {exc!r}")
+            emulator._log(f"internal error: {exc!r}")
             self._send_json(500, ApiError(500, "InternalError", repr(exc)).status())
+        finally:
+            emulator._record(self._request(method, url.path, info))
+
+    def _request(self, method: str, path: str, info: RequestInfo) -> Request:
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip() if self._raw_body else ""
+        try:
+            summary = summarize(self._body()) if self._raw_body else ""
+        except ApiError:
+            summary = "(undecodable body)"
+        return Request(
+            method, path, ctype, info.verb, info.resource, info.namespace, info.name, self._status, summary
+        )
 
     # -- routing
     def _route(self, method: str, parts: list[str], query: dict) -> tuple[int, Any] | None:
@@ -1050,6 +1200,8 @@ class KubeEmulator:
         self._thread: threading.Thread | None = None
         self._log_file = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115 - closed in stop()
         self._log_lock = threading.Lock()
+        self._requests: list[Request] = []
+        self._faults: list[Fault] = []
 
     @property
     def url(self) -> str:
@@ -1088,7 +1240,52 @@ class KubeEmulator:
             self._log_file = None
 
     def reset(self) -> None:
+        """Forget every object (but the default namespaces), the request log and the faults."""
         self.store.reset()
+        self.reset_requests()
+        self.clear_faults()
+
+    # -- the request log
+    def _record(self, request: Request) -> None:
+        with self._log_lock:
+            self._requests.append(request)
+
+    def requests(self) -> list[Request]:
+        """Every request since the last reset, oldest first."""
+        with self._log_lock:
+            return list(self._requests)
+
+    def writes(self) -> list[Request]:
+        """The requests that would change something (not get, list, watch or discovery)."""
+        return [r for r in self.requests() if r.write]
+
+    def reset_requests(self) -> None:
+        with self._log_lock:
+            self._requests.clear()
+
+    # -- faults
+    def deny(self, verb: str, resource: str, user: str = DEFAULT_USER) -> None:
+        """Answer `verb` on `resource` with 403 Forbidden (RBAC's wording) until clear_faults()."""
+        with self._log_lock:
+            self._faults.append(Fault(verb, resource, 403, once=False, user=user))
+
+    def conflict_once(self, verb: str, resource: str) -> None:
+        """Answer the next `verb` on `resource` with 409 Conflict, as if another writer got there first."""
+        with self._log_lock:
+            self._faults.append(Fault(verb, resource, 409, once=True))
+
+    def clear_faults(self) -> None:
+        with self._log_lock:
+            self._faults.clear()
+
+    def _take_fault(self, verb: str, resource: str) -> Fault | None:
+        if not resource:
+            return None  # discovery, /version, /healthz are never refused
+        with self._log_lock:
+            fault = next((f for f in self._faults if f.matches(verb, resource)), None)
+            if fault is not None and fault.once:
+                self._faults.remove(fault)
+            return fault
 
     def __enter__(self) -> Self:
         return self.start()
