@@ -37,7 +37,7 @@ What is emulated (in memory, one store per server):
   available replicas, Available/Progressing conditions). Turn it off and write
   ``/status`` yourself to emulate a stuck rollout.
 * a request log for tests: ``emu.requests()`` (every request: method, path,
-  content type, verb, resource, namespace, name, status code and a short
+  query, content type, verb, resource, namespace, name, status code and a short
   summary of the body), ``emu.writes()`` (only the changing ones),
   ``emu.reset_requests()``.
 * fault injection for tests: ``emu.deny(verb, resource)`` answers 403
@@ -58,6 +58,7 @@ or protobuf; services get no clusterIP; nothing runs pods.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import json
 import re
@@ -180,6 +181,7 @@ class Request:
 
     method: str
     path: str  # without the query
+    query: str  # as sent, e.g. "fieldManager=release-console&force=true"
     content_type: str  # of the request body, "" without one
     verb: str  # as RBAC names it: get, list, watch, create, update, patch, delete, deletecollection
     resource: str  # plural, with the subresource: "deployments", "deployments/scale"; "" for discovery
@@ -751,6 +753,7 @@ class Store:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms delayed-ACK stall
     server: _Server
 
     # -- plumbing
@@ -760,6 +763,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, code: int, body: Any) -> None:
         data = json.dumps(body).encode()
         self._status = code
+        self._record()  # before the answer goes out: a client that read it finds it in the log
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -804,6 +808,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [p for p in url.path.split("/") if p]
         emulator = self.server.emulator
         info = request_info(method, parts, query)
+        self._pending: Request | None = self._request(method, url.path, url.query, info)
         try:
             if (fault := emulator._take_fault(info.verb, info.resource)) is not None:
                 raise forbidden(info, fault.user) if fault.code == 403 else conflict(info)
@@ -818,16 +823,21 @@ class _Handler(BaseHTTPRequestHandler):
             emulator._log(f"internal error: {exc!r}")
             self._send_json(500, ApiError(500, "InternalError", repr(exc)).status())
         finally:
-            emulator._record(self._request(method, url.path, info))
+            self._record()  # a streamed answer (watch, healthz): recorded when it ends
 
-    def _request(self, method: str, path: str, info: RequestInfo) -> Request:
+    def _record(self) -> None:
+        if self._pending is not None:
+            self.server.emulator._record(dataclasses.replace(self._pending, status=self._status))
+            self._pending = None
+
+    def _request(self, method: str, path: str, query: str, info: RequestInfo) -> Request:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip() if self._raw_body else ""
         try:
             summary = summarize(self._body()) if self._raw_body else ""
         except ApiError:
             summary = "(undecodable body)"
         return Request(
-            method, path, ctype, info.verb, info.resource, info.namespace, info.name, self._status, summary
+            method, path, query, ctype, info.verb, info.resource, info.namespace, info.name, self._status, summary
         )
 
     # -- routing
