@@ -66,7 +66,9 @@ def split(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def release_config(tmp_path: Path, api_url: str, namespace: str, split: str, ready_timeout_s: int = 5) -> Any:
+def release_config(tmp_path: Path, api_url: str | None, namespace: str, split: str, ready_timeout_s: int = 5) -> Any:
+    """release.toml for one staging environment on Kubernetes; without api_url, the kubeconfig's cluster."""
+    connection = f'api_url = "{api_url}"\ntoken = "${{KUBE_TOKEN}}"' if api_url else ""
     path = tmp_path / "release.toml"
     path.write_text(f"""
 [app]
@@ -85,8 +87,7 @@ features = {{ analytics = true, notifications = false, experimental_features = t
 [environments.staging.target]
 kind = "kubernetes"
 namespace = "{namespace}"
-api_url = "{api_url}"
-token = "${{KUBE_TOKEN}}"
+{connection}
 traffic_split = "{split}"
 host = "food.example.test"
 gateway = "public-gateway"
@@ -657,3 +658,24 @@ def test_emulator_serves_httproutes_with_discovery_and_rbac_shaped_faults(kube_a
     assert [(r.verb, r.resource, r.status) for r in emu.writes()] == [
         ("create", "httproutes", 201), ("delete", "httproutes", 409), ("delete", "httproutes", 200)]
     assert emu.writes()[0].summary == "HTTPRoute a=1"
+
+
+# -------------------------------------------------------------- real cluster --
+
+
+@pytest.mark.real_kube
+def test_real_cluster_plan_and_status_read_only(tmp_path: Path, kube_api: KubeAPI) -> None:
+    """RC_REAL_KUBE=1: through the kubeconfig, plan and status only read an empty namespace."""
+    core = client.CoreV1Api(kube_api.api_client)
+    namespace = unique_name("rc-kube")
+    core.create_namespace({"metadata": {"name": namespace}})
+    try:
+        target = KubernetesDeployTarget(release_config(tmp_path, None, namespace, "ingress-nginx"), "staging")
+        plan = target.plan(Deploy(V1))
+        assert [c.action for c in plan.changes] == ["create"] * 4
+        status = target.status()
+        assert (status.version, status.ready, status.desired) == ("-", 0, 0)
+        assert client.AppsV1Api(kube_api.api_client).list_namespaced_deployment(namespace).items == []
+        target.close()
+    finally:
+        core.delete_namespace(namespace)
