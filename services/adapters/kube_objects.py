@@ -1,8 +1,9 @@
 """The Kubernetes objects of one environment, rendered as plain manifests, and their diffs.
 
-Pure functions of the config: no API calls. The target (services/adapters/kube_target.py)
-applies these with server-side apply, and plans by diffing them against what the cluster
-has, restricted to the fields rendered here.
+Pure functions, no API calls: manifests from the config, and readings (image, replicas,
+rollout state, event lines) of the objects the API returns. The target
+(services/adapters/kube_target.py) applies these with server-side apply, and plans by
+diffing them against what the cluster has, restricted to the fields rendered here.
 
 For app.name N: Services N-app (stable pods) and N-canary, Deployments N-stable and
 N-canary, and the traffic split: Ingresses N and N-canary (ingress-nginx canary
@@ -173,6 +174,9 @@ class Objects:
         return int(annotations.get(CANARY_WEIGHT) or 0)
 
 
+# --- readings of what the API returns -----------------------------------------------------------
+
+
 def image_of(deployment: Manifest | None) -> str | None:
     """The image of the Deployment's `app` container."""
     if not deployment:
@@ -185,6 +189,41 @@ def replicas_of(deployment: Manifest | None) -> int:
     if not deployment:
         return 0
     return int((deployment.get("spec") or {}).get("replicas", 1))
+
+
+def ready_of(deployment: Manifest | None) -> int:
+    return int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+
+
+def rollout(deployment: Manifest) -> tuple[bool, str, str | None]:
+    """(complete, a progress line, why it will never complete or None)."""
+    meta, spec, status = deployment["metadata"], deployment.get("spec") or {}, deployment.get("status") or {}
+    want = int(spec.get("replicas", 1))
+    ready, updated = int(status.get("readyReplicas") or 0), int(status.get("updatedReplicas") or 0)
+    current = int(status.get("replicas") or 0)
+    observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    line = f"{ready}/{want} ready, {updated} updated" + ("" if observed else ", waiting for the controller")
+    stuck = next((f"made no progress ({c.get('message') or c.get('reason')})"
+                  for c in status.get("conditions") or []
+                  if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"), None)
+    return observed and ready == updated == current == want, line, stuck
+
+
+def event_time(event: Manifest) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
+               or (event.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def event_line(event: Manifest) -> str:
+    when = event_time(event)
+    clock = when[11:19] if len(when) >= 19 else when
+    obj = event.get("involvedObject") or {}
+    count = int(event.get("count") or 1)
+    message = " ".join(str(event.get("message") or "").split())
+    message = message if len(message) <= 100 else message[:97] + "..."
+    times = f" (x{count})" if count > 1 else ""
+    return (f"{clock} {event.get('type') or 'Normal'} {event.get('reason') or ''} "
+            f"{str(obj.get('kind') or '').lower()}/{obj.get('name')}: {message}{times}")
 
 
 # --- diffs ------------------------------------------------------------------------------------

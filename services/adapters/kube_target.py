@@ -33,9 +33,13 @@ from services.adapters.kube_objects import (
     Manifest,
     Objects,
     diff,
+    event_line,
+    event_time,
     image_of,
     managed_view,
+    ready_of,
     replicas_of,
+    rollout,
     version_of,
 )
 from services.config import KubernetesTarget, ReleaseConfig
@@ -316,7 +320,7 @@ class KubernetesDeployTarget:
         image, canary_image = image_of(stable) or "", image_of(canary) if running else None
         return TargetStatus(
             version=version_of(image) if image else "-",
-            ready=_ready(stable),
+            ready=ready_of(stable),
             desired=replicas_of(stable),
             canary_version=version_of(canary_image) if canary_image else None,
             canary_weight=self._weight(),
@@ -324,7 +328,7 @@ class KubernetesDeployTarget:
             events=tuple(self._events()),
             image=image,
             canary_image=canary_image,
-            canary_ready=_ready(canary) if running else 0,
+            canary_ready=ready_of(canary) if running else 0,
         )
 
     def _ours(self, name: str) -> bool:
@@ -335,8 +339,8 @@ class KubernetesDeployTarget:
     def _events(self, warnings_only: bool = False) -> list[str]:
         mine = [e for e in self.kube.list(EVENT) if self._ours((e.get("involvedObject") or {}).get("name", ""))
                 and (not warnings_only or e.get("type") == "Warning")]
-        mine.sort(key=_event_time)
-        return [_event_line(e) for e in mine[-EVENTS_SHOWN:]]
+        mine.sort(key=event_time)
+        return [event_line(e) for e in mine[-EVENTS_SHOWN:]]
 
     # -- plan
     def plan(self, change: Change) -> Plan:
@@ -460,7 +464,7 @@ class KubernetesDeployTarget:
             if deployment is None:
                 raise StepFailed(f"Deployment {name} disappeared while rolling out (deleted by someone else)",
                                  ("find out who deleted it, then deploy again",))
-            done, line, stuck = _rollout(deployment)
+            done, line, stuck = rollout(deployment)
             if line != last:
                 on_line(f"{name}: {line}")
                 last = line
@@ -571,37 +575,3 @@ class KubernetesDeployTarget:
             if not changes.done:
                 on_line("already running: nothing to start")
 
-
-def _ready(deployment: Manifest | None) -> int:
-    return int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
-
-
-def _rollout(deployment: Manifest) -> tuple[bool, str, str | None]:
-    """(complete, a progress line, why it will never complete or None)."""
-    meta, spec, status = deployment["metadata"], deployment.get("spec") or {}, deployment.get("status") or {}
-    want = int(spec.get("replicas", 1))
-    ready, updated = int(status.get("readyReplicas") or 0), int(status.get("updatedReplicas") or 0)
-    current = int(status.get("replicas") or 0)
-    observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
-    line = f"{ready}/{want} ready, {updated} updated" + ("" if observed else ", waiting for the controller")
-    stuck = next((f"made no progress ({c.get('message') or c.get('reason')})"
-                  for c in status.get("conditions") or []
-                  if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"), None)
-    return observed and ready == updated == current == want, line, stuck
-
-
-def _event_time(event: Manifest) -> str:
-    return str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
-               or (event.get("metadata") or {}).get("creationTimestamp") or "")
-
-
-def _event_line(event: Manifest) -> str:
-    when = _event_time(event)
-    clock = when[11:19] if len(when) >= 19 else when
-    obj = event.get("involvedObject") or {}
-    count = int(event.get("count") or 1)
-    message = " ".join(str(event.get("message") or "").split())
-    message = message if len(message) <= 100 else message[:97] + "..."
-    times = f" (x{count})" if count > 1 else ""
-    return (f"{clock} {event.get('type') or 'Normal'} {event.get('reason') or ''} "
-            f"{str(obj.get('kind') or '').lower()}/{obj.get('name')}: {message}{times}")
