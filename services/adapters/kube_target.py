@@ -152,6 +152,7 @@ class Kube:
                  "cluster is up: kubectl version", "check the network path (VPN, firewall) to the API server"),
             ) from None
         data = response.data
+        response.release_conn()
         return response.status, (json.loads(data) if data else None)
 
     def get(self, kind: Kind, name: str) -> Manifest | None:
