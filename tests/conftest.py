@@ -351,3 +351,101 @@ def kube_api() -> Iterator[KubeAPI]:
     finally:
         api_client.close()
         emulator.stop()
+
+
+# -------------------------------------------------------------------- nginx --
+
+
+class Nginx:
+    """A private Debian nginx (see the `nginx` fixture): one server on 127.0.0.1:port proxying to
+    `upstream`, whose block lives in `upstream_file` (included by the config)."""
+
+    def __init__(self, prefix: Path, port: int, upstream: str = "food_management") -> None:
+        self.prefix = prefix
+        self.port = port
+        self.upstream = upstream
+        self.conf = prefix / "nginx.conf"
+        self.upstream_file = prefix / "upstream.conf"
+        self.error_log = prefix / "error.log"
+        self.base = ["nginx", "-p", str(prefix), "-c", str(self.conf), "-e", str(self.error_log)]
+        self.reload = [*self.base, "-s", "reload"]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self) -> None:
+        p = self.prefix
+        for name in ("client", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (p / "tmp" / name).mkdir(parents=True, exist_ok=True)
+        # No server that answers until the first deploy writes the file.
+        self.upstream_file.write_text(f"upstream {self.upstream} {{\n    server 127.0.0.1:1 down;\n}}\n")
+        self.conf.write_text(f"""
+user root;
+worker_processes 2;
+pid {p}/nginx.pid;
+error_log {self.error_log} notice;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {p}/access.log;
+    client_body_temp_path {p}/tmp/client;
+    proxy_temp_path {p}/tmp/proxy;
+    fastcgi_temp_path {p}/tmp/fastcgi;
+    uwsgi_temp_path {p}/tmp/uwsgi;
+    scgi_temp_path {p}/tmp/scgi;
+    include {self.upstream_file};
+    server {{
+        listen 127.0.0.1:{self.port};
+        location / {{ proxy_pass http://{self.upstream}; }}
+    }}
+}}
+""")
+
+
+@pytest.fixture
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    """Debian's nginx with its own prefix and config on a free 127.0.0.1 port; stopped afterwards.
+
+    ``nginx.upstream_file`` is the file a Docker host target writes; ``nginx.reload`` the
+    argument list that reloads it (``nginx -p PREFIX -c CONF -e LOG -s reload``).
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("nginx") is None:
+        rig_fail("nginx", "the nginx binary is not installed (apt-get install nginx)")
+    server = Nginx(tmp_path_factory.mktemp("nginx"), free_port())
+    server.write_config()
+    started = subprocess.run(server.base, capture_output=True, text=True, timeout=30, check=False)
+    if started.returncode != 0:
+        rig_fail("nginx", f"it did not start: {started.stderr.strip()}")
+    pid_file = server.prefix / "nginx.pid"
+    wait_until(pid_file.exists, timeout=10, what="nginx's pid file")
+    pid = int(pid_file.read_text())
+    yield server
+    subprocess.run([*server.base, "-s", "stop"], capture_output=True, timeout=30, check=False)
+    try:
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=10, what="nginx to stop")
+    except TimeoutError:
+        os.kill(pid, 9)
+
+
+# ------------------------------------------------------------- ssh docker --
+
+
+@pytest.fixture(scope="session")
+def ssh_docker_url() -> str:
+    """ssh://root@127.0.0.1:2222, the rig's sshd in front of the rig's own dockerd (RC_SSH_DOCKER_URL)."""
+    import subprocess
+
+    url = require_env("RC_SSH_DOCKER_URL", "the rig's sshd")
+    parts = urllib.parse.urlsplit(url)
+    argv = ["ssh", "-o", "BatchMode=yes", "-p", str(parts.port or 22), f"{parts.username}@{parts.hostname}",
+            "docker", "version", "--format", "{{.Server.Version}}"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        rig_fail("the rig's sshd", f"{' '.join(argv)} failed ({exc})")
+    if done.returncode != 0:
+        rig_fail("the rig's sshd", f"`{' '.join(argv)}` exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    return url

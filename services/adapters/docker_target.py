@@ -1,0 +1,732 @@
+"""The Docker host deploy target: the app's containers on one engine, behind the host's nginx.
+
+A deploy is the strategy's `docker compose pull; up -d --no-deps app; system prune` without
+downtime: pull the image; start it beside the old container on a host port of its own; wait
+for its health; switch nginx's upstream to it (a graceful reload); after drain_s stop the
+old one, which stays, stopped, as the previous revision (deploying its image again starts
+it: no pull); remove containers older than it and dangling images.
+
+What serves traffic is what the upstream file on the host lists (nginx_split): the managed
+containers (labels release-console.app/env/role/port/version) on its stable and canary
+ports. The role label says what a container was started as; a promoted canary serves as
+stable. A stopped container the file does not list is an earlier revision; a live one is
+the leftover of an interrupted attempt, which the next attempt reuses (same image) or stops.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import docker.errors
+from docker.utils import parse_repository_tag
+
+from services.adapters.docker_build import _BROKEN, _short, connect
+from services.adapters.nginx_split import HostLost, Server, Upstream, canary_weight, host_for, split
+from services.audit import mask
+from services.config import DockerTarget, ReleaseConfig
+from services.operations import StepFailed
+from services.ports import (
+    Abort,
+    Change,
+    Deploy,
+    OnLine,
+    Plan,
+    PlannedChange,
+    Promote,
+    Scale,
+    SetWeight,
+    StartCanary,
+    TargetStatus,
+)
+
+LABEL = "release-console"
+APP, ENV, ROLE, PORT, VERSION = (f"{LABEL}.{key}" for key in ("app", "env", "role", "port", "version"))
+LIVE = ("running", "restarting", "paused")  # not serving and live: a leftover; not live: a revision
+ENGINE_TIMEOUT_S = 120
+POLL_S = 0.5
+EVENTS_SHOWN = 8
+_NOT_FOUND = re.compile(r"manifest unknown|not found|name unknown|no such image|does not exist", re.I)
+
+
+@dataclass(frozen=True)
+class Box:
+    """One managed container, as the engine reports it."""
+
+    id: str
+    name: str
+    port: int
+    image: str  # the reference it was created from
+    version: str
+    state: str  # running, exited, created, ...
+    health: str | None  # healthy, unhealthy, starting; None: the image has no HEALTHCHECK
+    restarts: int
+    finished: str  # State.FinishedAt (ISO 8601: sorts by time)
+    env: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "restarting")
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "running" and self.health in (None, "healthy")
+
+    def line(self) -> str:
+        return f"{self.name} ({self.version}, port {self.port})"
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The managed containers and the upstream file, read together."""
+
+    boxes: tuple[Box, ...]
+    servers: tuple[Server, ...]
+    text: str | None  # the upstream file; None: not written yet
+
+    def role(self, box: Box) -> str | None:
+        return next((s.role for s in self.servers if s.port == box.port), None)
+
+    def serving(self, role: str) -> list[Box]:
+        return [b for b in self.boxes if self.role(b) == role]
+
+    @property
+    def stable(self) -> list[Box]:
+        return self.serving("stable")
+
+    @property
+    def canary(self) -> list[Box]:
+        return self.serving("canary")
+
+    @property
+    def leftovers(self) -> list[Box]:
+        return [b for b in self.boxes if self.role(b) is None and b.state in LIVE]
+
+    @property
+    def stopped(self) -> list[Box]:  # newest first
+        idle = [b for b in self.boxes if self.role(b) is None and b.state not in LIVE]
+        return sorted(idle, key=lambda b: b.finished, reverse=True)
+
+    @property
+    def weight(self) -> int:
+        return canary_weight(list(self.servers))
+
+    def previous(self, current: str) -> list[Box]:
+        """The containers of the newest stopped revision whose image is not `current`."""
+        older = [b for b in self.stopped if b.image != current]
+        return [b for b in older if b.image == older[0].image] if older else []
+
+    def traffic(self) -> str:
+        live = [s for s in self.servers if not s.down]
+        if not live:
+            return "no container gets traffic (the upstream lists none)"
+        parts = [f"{s.role} {s.version} on port {s.port}" for s in live]
+        weight = f", canary at {self.weight}%" if any(s.role == "canary" for s in live) else ""
+        return "traffic goes to " + ", ".join(parts) + weight
+
+
+def version_of(image: str) -> str:
+    tag = str(parse_repository_tag(image)[1] or "latest")
+    return tag.removeprefix("sha256:")[:12] if tag.startswith("sha256:") else tag
+
+
+class DockerHostTarget:
+    """DeployTarget for `kind = "docker"`: the local engine (unix://) or one over ssh://user@host:port."""
+
+    def __init__(self, config: ReleaseConfig, env: str) -> None:
+        settings = config.environment(env)
+        if not isinstance(settings.target, DockerTarget):
+            raise ValueError(f"environment {env} has no docker target")
+        self.config = config
+        self.env = env
+        self.settings = settings
+        self.target: DockerTarget = settings.target
+        self.host = host_for(self.target.docker_url)
+        nginx = self.target.nginx
+        self.upstream = Upstream(self.host, nginx.upstream_file, nginx.upstream, nginx.reload,
+                                 f"{config.app.name} {env}")
+
+    def describe(self) -> str:
+        return f"docker {mask(self.target.docker_url)}, nginx upstream {self.target.nginx.upstream}"
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def status(self) -> TargetStatus:
+        with self._engine() as api:
+            fleet = self._read(api)
+            events = self._events(api)
+        stable, canary = fleet.stable, fleet.canary
+        versions = ", ".join(dict.fromkeys(b.version for b in stable)) or "-"
+        if stable and not any(b.running for b in stable):
+            versions += " (stopped)"
+        return TargetStatus(
+            version=versions, ready=sum(b.ready for b in stable), desired=len(stable),
+            canary_version=canary[0].version if canary else None, canary_weight=fleet.weight,
+            restarts=sum(b.restarts for b in stable + canary), events=events,
+            image=stable[0].image if stable else "", canary_image=canary[0].image if canary else None,
+            canary_ready=sum(b.ready for b in canary),
+        )
+
+    def plan(self, change: Change) -> Plan:
+        with self._engine() as api:
+            fleet = self._read(api)
+            used = self._used_ports(api)
+        return _Planner(self, fleet, used).plan(change)
+
+    # --- changing ---------------------------------------------------------------------------
+
+    def deploy(self, image: str, on_line: OnLine) -> None:
+        with self._session(f"deploying {image}", on_line) as s:
+            s.deploy(image)
+
+    def start_canary(self, image: str, weight: int, on_line: OnLine) -> None:
+        with self._session(f"starting a canary of {image}", on_line) as s:
+            s.start_canary(image, weight)
+
+    def set_weight(self, weight: int, on_line: OnLine) -> None:
+        with self._session(f"setting the canary weight to {weight}%", on_line) as s:
+            s.set_weight(weight)
+
+    def promote(self, on_line: OnLine) -> None:
+        with self._session("promoting the canary", on_line) as s:
+            s.promote()
+
+    def abort(self, on_line: OnLine) -> None:
+        with self._session("aborting the canary", on_line) as s:
+            s.abort()
+
+    def scale(self, replicas: int, on_line: OnLine) -> None:
+        with self._session(f"scaling to {replicas}", on_line) as s:
+            s.scale(replicas)
+
+    def stop(self, on_line: OnLine) -> None:
+        with self._session("stopping the app's containers", on_line) as s:
+            s.stop()
+
+    def start(self, on_line: OnLine) -> None:
+        with self._session("starting the app's containers", on_line) as s:
+            s.start()
+
+    # --- the engine -------------------------------------------------------------------------
+
+    @contextmanager
+    def _engine(self) -> Iterator[Any]:
+        """An APIClient for docker_url, or StepFailed: the engine cannot be reached (nothing was changed)."""
+        with ExitStack() as stack:
+            try:
+                url = stack.enter_context(self.host.engine(self.target.docker_url))
+                api = connect(url, ENGINE_TIMEOUT_S)
+            except (HostLost, StepFailed) as err:
+                raise self._unreachable(str(err)) from None
+            stack.callback(api.close)
+            yield api
+
+    def _unreachable(self, detail: str) -> StepFailed:
+        where = mask(self.target.docker_url)
+        if detail.startswith("cannot reach the Docker engine at "):  # connect()'s, which names the URL it used
+            detail = detail.split(": ", 1)[-1]
+        return StepFailed(
+            f"cannot reach the Docker engine at {where}: {_short(detail)}; nothing was changed",
+            ("check that dockerd runs on that host (systemctl status docker)",
+             f"check environments.{self.env}.target.docker_url in release.toml",
+             "for ssh://user@host:port: check that `ssh -p PORT user@host docker info` works without a prompt"),
+        )
+
+    @contextmanager
+    def _session(self, what: str, on_line: OnLine) -> Iterator[_Session]:
+        with self._engine() as api:
+            session: _Session | None = None
+            try:
+                session = _Session(self, api, on_line)
+                yield session
+            except docker.errors.APIError as err:
+                state = f"; {session.state()}" if session else ""
+                raise StepFailed(f"the Docker engine refused {what}: {_short(str(err.explanation or err))}{state}",
+                                 ("fix the cause above and run the action again",)) from None
+            except (HostLost, *_BROKEN) as err:
+                state = session.state(lost=True) if session else "nothing was changed"
+                raise StepFailed(
+                    f"lost the connection to {mask(self.target.docker_url)} while {what}: {_short(str(err), 200)};"
+                    f" {state}",
+                    ("run the same action again: it picks up what is there (a leftover container is reused or"
+                     " stopped)", "check the connection: ssh to the host and run docker ps"),
+                ) from None
+
+    def _read(self, api: Any) -> Fleet:
+        text, servers = self.upstream.read()
+        found = api.containers(all=True, filters={"label": [f"{APP}={self.config.app.name}", f"{ENV}={self.env}"]})
+        boxes = []
+        for summary in found:
+            try:
+                info = api.inspect_container(summary["Id"])
+            except docker.errors.NotFound:
+                continue  # removed in between
+            labels, state = info["Config"].get("Labels") or {}, info["State"]
+            env = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
+            boxes.append(Box(
+                id=info["Id"], name=info["Name"].lstrip("/"), port=int(labels.get(PORT, 0)),
+                image=info["Config"]["Image"], version=labels.get(VERSION, ""), state=state["Status"],
+                health=(state.get("Health") or {}).get("Status"), restarts=int(info.get("RestartCount") or 0),
+                finished=state.get("FinishedAt") or "", env=env,
+            ))
+        versions = {b.port: b.version for b in boxes}
+        servers = [replace(s, version=versions.get(s.port, s.version)) for s in servers]
+        return Fleet(tuple(sorted(boxes, key=lambda b: b.port)), tuple(servers), text)
+
+    def _used_ports(self, api: Any) -> set[int]:
+        """Host ports of every container any console manages on this engine (all apps share the host)."""
+        return {int(c["Labels"][PORT]) for c in api.containers(all=True, filters={"label": PORT})
+                if str(c["Labels"].get(PORT, "")).isdigit()}
+
+    def free_ports(self, used: set[int], count: int) -> list[int]:
+        low, high = self.target.ports
+        free = [p for p in range(low, high + 1) if p not in used][:count]
+        if len(free) < count:
+            raise StepFailed(f"no free host port left in {low}-{high} for {count} more container(s)",
+                             (f"widen environments.{self.env}.target.ports", "remove stopped containers"))
+        return free
+
+    def environment(self, version: str, port: int) -> dict[str, str]:
+        """The container's environment (secrets in clear: never print it unmasked)."""
+        env = {"VERSION": version, "LOG_LEVEL": self.settings.log_level}
+        if self.target.network == "host":
+            env["PORT"] = str(port)
+        for name, on in self.settings.features.model_dump().items():
+            env[f"FEATURE_{name.upper()}"] = "true" if on else "false"
+        env["DATABASE_URL"] = self.settings.database_url.get_secret_value()
+        env["REDIS_URL"] = self.settings.redis_url.get_secret_value()
+        return {**env, **self.target.env}
+
+    def name(self, port: int) -> str:
+        return re.sub(r"[^a-zA-Z0-9_.-]", "-", f"{self.config.app.name}-{self.env}-{port}")
+
+    def _events(self, api: Any) -> tuple[str, ...]:
+        now = int(time.time())
+        lines: list[str] = []
+        filters = {"type": "container", "label": [f"{APP}={self.config.app.name}", f"{ENV}={self.env}"]}
+        for event in api.events(since=now - 3600, until=now, filters=filters, decode=True):
+            action = str(event.get("Action") or event.get("status") or "")
+            if action.startswith(("exec_", "attach", "resize")):
+                continue
+            attributes = (event.get("Actor") or {}).get("Attributes") or {}
+            when = datetime.fromtimestamp(int(event.get("time") or 0)).strftime("%H:%M:%S")
+            lines.append(f"{when} {attributes.get('name', '?')} {action} ({attributes.get(VERSION, '?')})")
+        return tuple(lines[-EVENTS_SHOWN:])
+
+
+def _choose(fleet: Fleet, image: str, count: int) -> tuple[list[Box], list[Box]]:
+    """Containers of `image` to reuse (leftovers first, then stopped ones), and the other leftovers."""
+    reuse = ([b for b in fleet.leftovers if b.image == image] + [b for b in fleet.stopped if b.image == image])[:count]
+    others = [b for b in fleet.leftovers if b not in reuse]
+    return reuse, others
+
+
+class _Session:
+    """One change on the host: what it started that does not serve yet, and where the switch stands."""
+
+    def __init__(self, target: DockerHostTarget, api: Any, on_line: OnLine) -> None:
+        self.t = target
+        self.api = api
+        self.on_line = on_line
+        self.fleet = target._read(api)
+        self.fresh: list[tuple[Box, str]] = []  # (container, how: created, started, reused): undone on failure
+        self.switch_state = "before"  # before, unknown, after
+        self.after: tuple[Server, ...] = ()
+
+    # --- what the operator is told on a failure ---------------------------------------------
+
+    def state(self, lost: bool = False) -> str:
+        parts = []
+        if self.fresh:
+            names = ", ".join(b.line() for b, _how in self.fresh)
+            parts.append(f"{names} may still be running (not serving); the next attempt reuses or stops it"
+                         if lost else f"{names} started by this attempt")
+        if self.switch_state == "before":
+            parts.append(f"the upstream is unchanged: {self.fleet.traffic()}")
+        elif self.switch_state == "after":
+            parts.append(f"the switch is done: {replace(self.fleet, servers=self.after).traffic()}")
+        else:
+            parts.append(f"the upstream file {self.t.upstream.path} on {self.t.host.where} may or may not be"
+                         f" rewritten and reloaded; before this attempt {self.fleet.traffic()}")
+        return "; ".join(parts)
+
+    # --- the operations ---------------------------------------------------------------------
+
+    def deploy(self, image: str) -> None:
+        old = self.fleet.stable
+        if old and all(b.image == image and b.ready for b in old):
+            self.on_line(f"{image} already serves ({len(old)} container(s)); making sure nothing else is left")
+            self._switch(list(self.fleet.servers))
+            self._retire(self.fleet.leftovers, "left over from an interrupted attempt")
+            self._prune(image)
+            return
+        boxes = self._bring_up(image, len(old) or self.t.target.replicas, "stable")
+        self._switch(self._split(boxes, self.fleet.canary, self.fleet.weight))
+        self._retire(old, "kept as the previous revision")
+        self._prune(image)
+        self.on_line(f"deployed {image}: {len(boxes)} container(s) serving")
+
+    def start_canary(self, image: str, weight: int) -> None:
+        stable, canary = self.fleet.stable, self.fleet.canary
+        if not stable:
+            raise StepFailed("nothing is deployed to put a canary beside", ("deploy first",))
+        if canary and all(b.image == image for b in canary):
+            self.on_line(f"a canary of {image} already runs; setting its weight")
+            self.set_weight(weight)
+            return
+        if canary:
+            raise StepFailed(f"a canary of {canary[0].version} already runs at {self.fleet.weight}%",
+                             ("promote it or abort it first",))
+        boxes = self._bring_up(image, self.t.config.canary.canary_replicas, "canary")
+        self._switch(self._split(stable, boxes, weight))
+        self.on_line(f"canary {version_of(image)} gets {weight}% of the requests")
+
+    def set_weight(self, weight: int) -> None:
+        if not self.fleet.canary:
+            raise StepFailed("there is no canary to weigh", ("start a canary first",))
+        self._switch(self._split(self.fleet.stable, self.fleet.canary, weight))
+
+    def promote(self) -> None:
+        canary, old = self.fleet.canary, self.fleet.stable
+        if not canary:
+            raise StepFailed("there is no canary to promote", ("start a canary first",))
+        image = canary[0].image
+        wanted = len(old) or self.t.target.replicas
+        extra = self._bring_up(image, wanted - len(canary), "stable") if wanted > len(canary) else []
+        self._switch(self._split(canary + extra, [], 0))
+        self._retire(old, "kept as the previous revision")
+        self._prune(image)
+        self.on_line(f"promoted {version_of(image)}: it serves all requests")
+
+    def abort(self) -> None:
+        canary = self.fleet.canary
+        if not canary:
+            self.on_line("there is no canary: nothing to abort")
+            return
+        self._switch(self._split(self.fleet.stable, [], 0))
+        self._drain()
+        for box in canary:
+            self.api.remove_container(box.id, force=True)
+            self.on_line(f"removed canary {box.line()}")
+
+    def scale(self, replicas: int) -> None:
+        stable, canary = self.fleet.stable, self.fleet.canary
+        if not stable:
+            raise StepFailed("nothing is deployed to scale", ("deploy first",))
+        if replicas > len(stable):
+            extra = self._bring_up(stable[0].image, replicas - len(stable), "stable")
+            self._switch(self._split(stable + extra, canary, self.fleet.weight))
+        elif replicas < len(stable):
+            keep, drop = stable[:replicas], stable[replicas:]
+            self._switch(self._split(keep, canary, self.fleet.weight))
+            self._drain()
+            for box in drop:
+                self.api.remove_container(box.id, force=True)
+                self.on_line(f"removed {box.line()}")
+        self.on_line(f"{replicas} stable container(s)")
+
+    def stop(self) -> None:
+        for box in self.fleet.stable + self.fleet.canary:
+            if box.running:
+                self.api.stop(box.id, timeout=self.t.target.stop_timeout_s)
+                self.on_line(f"stopped {box.line()}")
+        self.on_line(f"stopped; nginx still points at them ({self.fleet.traffic()})")
+
+    def start(self) -> None:
+        boxes = self.fleet.stable + self.fleet.canary
+        if not boxes:
+            raise StepFailed("nothing is deployed to start", ("deploy first",))
+        for box in boxes:
+            if not box.running:
+                self.api.start(box.id)
+                self.on_line(f"started {box.line()}")
+        self._wait_healthy(boxes)
+
+    # --- the steps --------------------------------------------------------------------------
+
+    def _split(self, stable: list[Box], canary: list[Box], weight: int) -> list[Server]:
+        return split([(b.port, b.version) for b in stable], [(b.port, b.version) for b in canary],
+                     weight if canary else 0)
+
+    def _bring_up(self, image: str, count: int, role: str) -> list[Box]:
+        """`count` healthy containers of `image`, beside what serves; at the deadline, none (undone)."""
+        reuse, others = _choose(self.fleet, image, count)
+        self._retire(others, "left over from an interrupted attempt")
+        if len(reuse) < count:
+            self._pull(image)
+        for box in reuse:
+            if box.running:
+                self.fresh.append((box, "reused"))
+                self.on_line(f"reusing {box.line()}, left running by an interrupted attempt")
+            else:
+                self.api.start(box.id)
+                self.fresh.append((box, "started"))
+                self.on_line(f"started {box.line()} again: no pull")
+        for port in self.t.free_ports(self.t._used_ports(self.api), count - len(reuse)):
+            self._create(image, role, port)
+        boxes = [b for b, _how in self.fresh]
+        self._wait_healthy(boxes)
+        return boxes
+
+    def _pull(self, image: str) -> None:
+        repository, tag = parse_repository_tag(image)
+        self.on_line(f"pulling {image}")
+        build = self.t.config.build
+        auth = ({"username": build.registry_username, "password": build.registry_password.get_secret_value()}
+                if build.registry_username and build.registry_password else None)
+        try:
+            for chunk in self.api.pull(repository, tag=tag or "latest", stream=True, decode=True, auth_config=auth):
+                if "error" in chunk or "errorDetail" in chunk:
+                    raise self._pull_failed(image, str(chunk.get("error") or chunk.get("errorDetail")))
+        except docker.errors.APIError as err:
+            raise self._pull_failed(image, str(err.explanation or err)) from None
+
+    def _pull_failed(self, image: str, detail: str) -> StepFailed:
+        cause = f"{image} is not in the registry" if _NOT_FOUND.search(detail) else f"pulling {image} failed"
+        return StepFailed(f"{cause} ({_short(mask(detail), 200)}); {self.state()}",
+                          ("push the image first (release-console push), or check the tag",
+                           "check that the Docker host can reach the registry and log in to it"))
+
+    def _create(self, image: str, role: str, port: int) -> Box:
+        t = self.t
+        host_network = t.target.network == "host"
+        labels = {APP: t.config.app.name, ENV: t.env, ROLE: role, PORT: str(port), VERSION: version_of(image)}
+        host_config = self.api.create_host_config(
+            network_mode=t.target.network, restart_policy={"Name": "unless-stopped"},
+            port_bindings=None if host_network else {t.config.app.port: ("127.0.0.1", port)},
+        )
+        created = self.api.create_container(
+            image, name=t.name(port), environment=t.environment(version_of(image), port), labels=labels,
+            host_config=host_config, ports=None if host_network else [t.config.app.port], detach=True,
+        )
+        box = Box(created["Id"], t.name(port), port, image, version_of(image), "created", None, 0, "")
+        self.fresh.append((box, "created"))  # removed on failure, even if it does not start
+        self.api.start(created["Id"])
+        self.on_line(f"started {box.line()} as {role}")
+        return box
+
+    def _wait_healthy(self, boxes: list[Box]) -> None:
+        timeout = self.t.target.ready_timeout_s
+        waiting = {b.id: b for b in boxes}
+        self.on_line(f"waiting up to {timeout}s for {', '.join(b.name for b in boxes)} to be healthy")
+        start = time.monotonic()
+        last = ""
+        while waiting:
+            for box in list(waiting.values()):
+                healthy, last = self._health(box)
+                if healthy:
+                    del waiting[box.id]
+                    self.on_line(f"{box.name} healthy after {time.monotonic() - start:.1f}s")
+            if waiting and time.monotonic() - start > timeout:
+                undone = self._undo()
+                names = ", ".join(b.line() for b in waiting.values())
+                raise StepFailed(f"{names} did not become healthy within {timeout}s ({_short(last, 200)});"
+                                 f" {undone}; {self.state()}",
+                                 ("look at the container's log and fix the image", "raise ready_timeout_s"))
+            if waiting:
+                time.sleep(POLL_S)
+
+    def _health(self, box: Box) -> tuple[bool, str]:
+        state = self.api.inspect_container(box.id)["State"]
+        if state["Status"] in ("exited", "dead"):
+            logs = self.api.logs(box.id, tail=5).decode("utf-8", "replace").strip()
+            undone = self._undo()
+            raise StepFailed(f"{box.line()} exited with code {state.get('ExitCode')} before it was healthy"
+                             f" (last log lines: {_short(logs, 300) or 'none'}); {undone}; {self.state()}",
+                             ("look at the container's log and fix the image or its environment",))
+        health = state.get("Health")
+        if health:
+            log = (health.get("Log") or [{}])[-1]
+            return health["Status"] == "healthy", f"health {health['Status']}: {str(log.get('Output', '')).strip()}"
+        url = f"http://127.0.0.1:{box.port}{self.t.config.app.health_path}"
+        return self.t.host.http_ok(url), f"GET {url} did not answer 2xx"
+
+    def _undo(self) -> str:
+        """Put back what this attempt started; say what was done."""
+        done = []
+        for box, how in reversed(self.fresh):
+            if how == "started":
+                self.api.stop(box.id, timeout=self.t.target.stop_timeout_s)
+                done.append(f"stopped {box.name} again")
+            else:
+                self.api.remove_container(box.id, force=True)
+                done.append(f"removed {box.name}")
+        self.fresh = []
+        return ", ".join(done) or "nothing to undo"
+
+    def _switch(self, servers: list[Server]) -> None:
+        self.switch_state = "unknown"
+        try:
+            self.t.upstream.switch(servers, self.on_line)
+        except StepFailed as err:  # the reload failed and the old file is back
+            self.switch_state = "before"
+            raise StepFailed(f"{err}; {self._undo()}; {self.state()}", err.next_options) from None
+        self.switch_state, self.after, self.fresh = "after", tuple(servers), []
+
+    def _drain(self) -> None:
+        if self.t.target.drain_s:
+            self.on_line(f"draining for {self.t.target.drain_s:g}s")
+            time.sleep(self.t.target.drain_s)
+
+    def _retire(self, boxes: list[Box], why: str) -> None:
+        live = [b for b in boxes if b.running]
+        if live:
+            self._drain()
+        for box in live:
+            self.api.stop(box.id, timeout=self.t.target.stop_timeout_s)
+            self.on_line(f"stopped {box.line()}: {why}")
+
+    def _prune(self, current: str) -> None:
+        fleet = self.t._read(self.api)
+        keep = {b.id for b in fleet.previous(current)}
+        for box in fleet.stopped:
+            if box.id not in keep:
+                self.api.remove_container(box.id, force=True)
+                self.on_line(f"pruned {box.line()}")
+        pruned = self.api.prune_images(filters={"dangling": True})
+        count = len(pruned.get("ImagesDeleted") or [])
+        if count:
+            self.on_line(f"pruned {count} dangling image layer(s), {int(pruned.get('SpaceReclaimed') or 0) >> 20} MB")
+
+
+class _Planner:
+    """What a change would do, as a compose-like YAML diff per container and one of the upstream file."""
+
+    def __init__(self, target: DockerHostTarget, fleet: Fleet, used: set[int]) -> None:
+        self.t = target
+        self.fleet = fleet
+        self.used = set(used)
+        self.now = {b.name: self._doc(b, self._role(b), b.state) for b in fleet.boxes}
+        self.then: dict[str, dict[str, Any] | None] = dict(self.now)
+
+    def _role(self, box: Box) -> str:
+        role = self.fleet.role(box)
+        if role:
+            return role
+        return "leftover" if box.state in LIVE else "stopped"
+
+    def _doc(self, box: Box, role: str, state: str) -> dict[str, Any]:
+        keys = set(self.t.environment(box.version, box.port))
+        env = {k: v for k, v in sorted(box.env.items()) if k in keys}
+        doc: dict[str, Any] = {"image": box.image, "role": role, "state": state, "network_mode": self.t.target.network}
+        if self.t.target.network == "host":
+            doc["port"] = box.port
+        else:
+            doc["ports"] = [f"127.0.0.1:{box.port}:{self.t.config.app.port}"]
+        doc["environment"] = mask(env)
+        return doc
+
+    def _set(self, box: Box, role: str, state: str) -> None:
+        self.then[box.name] = self._doc(box, role, state)
+
+    def _up(self, image: str, count: int, role: str) -> list[Box]:
+        reuse, others = _choose(self.fleet, image, count)
+        for box in others:
+            self._set(box, "stopped", "exited")
+        for box in reuse:
+            self._set(box, role, "running")
+        new = []
+        for port in self.t.free_ports(self.used, count - len(reuse)):
+            self.used.add(port)
+            version = version_of(image)
+            box = Box("", self.t.name(port), port, image, version, "running", None, 0, "",
+                      self.t.environment(version, port))
+            self._set(box, role, "running")
+            new.append(box)
+        return reuse + new
+
+    def _retire(self, old: list[Box], current: str) -> None:
+        """Stop the old stable (kept as previous), then prune: only the previous revision stays stopped."""
+        for box in old:
+            self._set(box, "previous", "exited")
+        previous = [b for b in old if b.image != current] or self.fleet.previous(current)
+        kept = previous[0].image if previous else None
+        for box in self.fleet.boxes:
+            doc = self.then.get(box.name)
+            if doc and doc["role"] in ("stopped", "previous") and doc["state"] not in LIVE and box.image != kept:
+                self.then[box.name] = None
+
+    def plan(self, change: Change) -> Plan:
+        f = self.fleet
+        stable, canary, weight = f.stable, f.canary, f.weight
+        servers = list(f.servers)
+        lay = self._layout
+        match change:
+            case Deploy(image):
+                up = self._up(image, len(stable) or self.t.target.replicas, "stable")
+                servers = lay(up, canary, weight)
+                self._retire([b for b in stable if b not in up], image)
+            case StartCanary(image, w):
+                servers = lay(stable, self._up(image, self.t.config.canary.canary_replicas, "canary"), w)
+            case SetWeight(w):
+                servers = lay(stable, canary, w)
+            case Promote() if canary:
+                wanted = len(stable) or self.t.target.replicas
+                extra = self._up(canary[0].image, wanted - len(canary), "stable") if wanted > len(canary) else []
+                for box in canary:
+                    self._set(box, "stable", "running")
+                servers = lay(canary + extra, [], 0)
+                self._retire(stable, canary[0].image)
+            case Abort():
+                for box in canary:
+                    self.then[box.name] = None
+                servers = lay(stable, [], 0)
+            case Scale(replicas) if stable:
+                if replicas > len(stable):
+                    servers = lay(stable + self._up(stable[0].image, replicas - len(stable), "stable"), canary, weight)
+                else:
+                    for box in stable[replicas:]:
+                        self.then[box.name] = None
+                    servers = lay(stable[:replicas], canary, weight)
+        changes = [self._container(name) for name in sorted(set(self.now) | set(self.then))]
+        text = self.t.upstream.render(servers)
+        changes.append(PlannedChange(
+            "upstream", self.t.target.nginx.upstream,
+            "unchanged" if text == f.text else ("create" if f.text is None else "update"),
+            "" if text == f.text else _diff(f.text or "", text, self.t.target.nginx.upstream_file),
+        ))
+        return Plan(self.t.describe(), tuple(changes))
+
+    def _layout(self, stable: list[Box], canary: list[Box], weight: int) -> list[Server]:
+        return split([(b.port, b.version) for b in stable], [(b.port, b.version) for b in canary],
+                     weight if canary else 0)
+
+    def _container(self, name: str) -> PlannedChange:
+        before, after = self.now.get(name), self.then.get(name)
+        if before == after:
+            return PlannedChange("container", name, "unchanged")
+        if before is None:
+            action = "create"
+        elif after is None:
+            action = "delete"
+        elif before["state"] != after["state"]:
+            action = "start" if after["state"] == "running" else "stop"
+        else:
+            action = "update"
+        return PlannedChange("container", name, action,
+                             _diff(_yaml(name, before) if before else "", _yaml(name, after) if after else "", name))
+
+
+def _yaml(name: str, doc: dict[str, Any], indent: str = "") -> str:
+    lines = [f"{indent}{name}:"]
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            lines.append(_yaml(key, value, indent + "  ").rstrip("\n"))
+        elif isinstance(value, list):
+            lines.append(f"{indent}  {key}:")
+            lines += [f"{indent}    - {json.dumps(v)}" for v in value]
+        else:
+            lines.append(f"{indent}  {key}: {json.dumps(value) if isinstance(value, str) else value}")
+    return "\n".join(lines) + "\n"
+
+
+def _diff(before: str, after: str, name: str) -> str:
+    return "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), f"{name} (now)",
+                                          f"{name} (planned)", lineterm=""))

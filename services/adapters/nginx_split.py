@@ -1,0 +1,292 @@
+"""The nginx split on a Docker host: the upstream file, its reload, and the host that runs them.
+
+The console owns one file, `upstream_file`, holding one `upstream NAME { server ...; }` block
+that the host's nginx includes. Each server line carries a comment saying whether it is a
+stable or a canary container, so the file is the record of what serves traffic and of the
+canary's weight. Writing it replaces it whole (a temp file, then a rename); `reload` (an
+argument list) makes nginx pick it up gracefully: old workers finish their requests.
+
+The file and the reload live on the Docker host: this machine for a unix:// docker_url, or
+the host of an ssh://user@host:port docker_url, reached with the `ssh` binary and the user's
+~/.ssh/config (keys, known_hosts). No shell on this side; a remote command is an argument
+list quoted with shlex. The engine of an ssh:// host is reached through one `ssh -L` that
+forwards its socket to a private local one, so the SDK talks to a unix socket: one ssh
+connection per action instead of one per pooled HTTP connection, and no paramiko.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from services.audit import mask
+from services.operations import StepFailed
+from services.ports import OnLine
+
+SSH_TIMEOUT_S = 60
+TUNNEL_TIMEOUT_S = 20
+REMOTE_DOCKER_SOCKET = "/var/run/docker.sock"
+_SERVER = re.compile(r"^\s*server\s+(?P<addr>[^\s;]+):(?P<port>\d+)(?P<params>[^;]*);\s*#\s*(?P<role>stable|canary)\b")
+
+
+class HostLost(Exception):
+    """The connection to the Docker host dropped (ssh exited 255): nothing is known of the command's effect."""
+
+
+@dataclass(frozen=True)
+class Server:
+    port: int
+    role: str  # stable, canary
+    weight: int = 1
+    down: bool = False
+    version: str = ""  # for the reader of the file only
+
+
+def split(stable: list[tuple[int, str]], canary: list[tuple[int, str]], weight: int) -> list[Server]:
+    """Servers that give the canary containers `weight` percent of the requests, the stable ones the rest.
+
+    nginx weights are relative per server: with n stable and m canary servers, a stable one
+    weighs (100 - w) * m and a canary one w * n. A side that gets 0% is marked down.
+    """
+    n, m = len(stable), len(canary)
+    each_stable, each_canary = (100 - weight) * max(m, 1), weight * max(n, 1)
+    common = math.gcd(each_stable, each_canary) or 1
+    return [Server(port, "stable", max(each_stable // common, 1), each_stable == 0, v) for port, v in stable] + [
+        Server(port, "canary", max(each_canary // common, 1), each_canary == 0, v) for port, v in canary
+    ]
+
+
+def canary_weight(servers: list[Server]) -> int:
+    live = [s for s in servers if not s.down]
+    total = sum(s.weight for s in live)
+    return round(100 * sum(s.weight for s in live if s.role == "canary") / total) if total else 0
+
+
+def render(upstream: str, servers: list[Server], owner: str) -> str:
+    lines = [f"# Written by release-console for {owner}: do not edit by hand, it is rewritten on every switch.",
+             f"upstream {upstream} {{"]
+    for s in servers:
+        state = " down" if s.down else f" weight={s.weight}"
+        lines.append(f"    server 127.0.0.1:{s.port}{state};  # {s.role} {s.version}".rstrip())
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def parse(text: str) -> list[Server]:
+    """The servers of a file written by render(); lines without a stable/canary comment are not ours."""
+    servers = []
+    for line in text.splitlines():
+        if found := _SERVER.match(line):
+            params = found["params"].split()
+            weight = next((int(p.split("=", 1)[1]) for p in params if p.startswith("weight=")), 1)
+            rest = line.split("#", 1)[1].split()
+            servers.append(Server(int(found["port"]), found["role"], weight, "down" in params,
+                                  rest[1] if len(rest) > 1 else ""))
+    return servers
+
+
+# --- the Docker host: where the file is written and the reload runs --------------------------
+
+
+class Host(Protocol):
+    where: str  # "this host" or "ssh://user@host:port"
+
+    def read(self, path: str) -> str | None: ...  # None: no such file
+    def write(self, path: str, text: str) -> None: ...
+    def run(self, argv: list[str]) -> tuple[int, str]: ...  # exit code, output (stdout and stderr)
+    def http_ok(self, url: str) -> bool: ...  # GET answers 2xx within 2 s
+    def engine(self, docker_url: str) -> AbstractContextManager[str]: ...  # a URL for the SDK, while open
+
+
+class LocalHost:
+    where = "this host"
+
+    def engine(self, docker_url: str) -> AbstractContextManager[str]:
+        return nullcontext(docker_url)
+
+    def read(self, path: str) -> str | None:
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise StepFailed(f"cannot read {path}: {err.strerror}", ("check the file's permissions",)) from None
+
+    def write(self, path: str, text: str) -> None:
+        target = Path(path)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except OSError as err:
+            raise StepFailed(
+                f"cannot write {path}: {err.strerror}",
+                (f"let the console's user write {target.parent} (see the operations guide)",),
+            ) from None
+
+    def run(self, argv: list[str]) -> tuple[int, str]:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=SSH_TIMEOUT_S, check=False)
+        except FileNotFoundError:
+            return 127, f"command not found: {argv[0]}"
+        except subprocess.TimeoutExpired:
+            return 124, f"timed out after {SSH_TIMEOUT_S}s"
+        return done.returncode, (done.stdout + done.stderr).strip()
+
+    def http_ok(self, url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - http://127.0.0.1 only
+                return 200 <= int(answer.status) < 300
+        except (OSError, ValueError):
+            return False
+
+
+class SshHost:
+    """Commands on the host of an ssh://user@host:port URL, through the ssh binary, without prompts."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "ssh" or not parts.hostname:
+            raise ValueError(f"not an ssh://user@host[:port] URL: {mask(url)}")
+        self.where = f"ssh://{parts.netloc}"
+        self.argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=10"]
+        if parts.username:
+            self.argv += ["-l", parts.username]
+        if parts.port:
+            self.argv += ["-p", str(parts.port)]
+        self.hostname = parts.hostname
+        self.argv += ["--", parts.hostname]
+
+    @contextmanager
+    def engine(self, docker_url: str) -> Iterator[str]:
+        """unix://LOCAL, forwarded to the host's Docker socket by `ssh -N -L` until the block ends."""
+        folder = tempfile.mkdtemp(prefix="rc-docker-ssh-")
+        socket_path = os.path.join(folder, "docker.sock")
+        options = self.argv[:-2]  # without "--", host
+        argv = [*options, "-nNT", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
+                "-L", f"{socket_path}:{REMOTE_DOCKER_SOCKET}", "--", self.hostname]
+        with open(os.path.join(folder, "ssh.err"), "w+", encoding="utf-8") as errors:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+            try:
+                deadline = time.monotonic() + TUNNEL_TIMEOUT_S
+                while not os.path.exists(socket_path):
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        errors.seek(0)
+                        raise HostLost(f"ssh to {self.where} failed: {' '.join(errors.read().split())[:300]}"
+                                       if process.poll() is not None else
+                                       f"ssh to {self.where} did not connect within {TUNNEL_TIMEOUT_S}s")
+                    time.sleep(0.02)
+                yield f"unix://{socket_path}"
+            finally:
+                process.terminate()
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _ssh(self, remote: str, stdin: str | None = None) -> tuple[int, str, str]:
+        try:
+            done = subprocess.run([*self.argv, remote], input=stdin, capture_output=True, text=True,
+                                  timeout=SSH_TIMEOUT_S, check=False)
+        except FileNotFoundError:
+            raise StepFailed("the ssh client is not installed on this machine", ("apt-get install openssh-client",)
+                             ) from None
+        except subprocess.TimeoutExpired:
+            raise HostLost(f"ssh to {self.where} timed out after {SSH_TIMEOUT_S}s") from None
+        if done.returncode == 255:
+            raise HostLost(f"ssh to {self.where} failed: {' '.join(done.stderr.split())[:300]}")
+        return done.returncode, done.stdout, done.stderr
+
+    def read(self, path: str) -> str | None:
+        code, out, err = self._ssh(shlex.join(["cat", "--", path]))
+        if code == 0:
+            return out
+        if "No such file" in err:
+            return None
+        raise StepFailed(f"cannot read {path} on {self.where}: {err.strip()}", ("check the file's permissions",))
+
+    def write(self, path: str, text: str) -> None:
+        tmp = f"{path}.rc-new"
+        remote = f"{shlex.join(['dd', f'of={tmp}', 'status=none'])} && {shlex.join(['mv', '-f', '--', tmp, path])}"
+        code, _out, err = self._ssh(remote, stdin=text)
+        if code != 0:
+            raise StepFailed(f"cannot write {path} on {self.where}: {err.strip()}",
+                             (f"let {self.where}'s user write the upstream file's folder (see the operations guide)",))
+
+    def run(self, argv: list[str]) -> tuple[int, str]:
+        code, out, err = self._ssh(shlex.join(argv))
+        return code, (out + err).strip()
+
+    def http_ok(self, url: str) -> bool:
+        code, _out, _err = self._ssh(shlex.join(["curl", "-fsS", "-o", "/dev/null", "-m", "2", url]))
+        return code == 0
+
+
+def host_for(docker_url: str) -> Host:
+    return SshHost(docker_url) if docker_url.startswith("ssh://") else LocalHost()
+
+
+# --- the upstream file and its reload --------------------------------------------------------
+
+
+class Upstream:
+    """One upstream file on one host: read, and switch (write + reload, put back on failure)."""
+
+    def __init__(self, host: Host, path: str, name: str, reload: list[str], owner: str) -> None:
+        self.host = host
+        self.path = path
+        self.name = name
+        self.reload_argv = list(reload)
+        self.owner = owner
+
+    def read(self) -> tuple[str | None, list[Server]]:
+        text = self.host.read(self.path)
+        return text, parse(text or "")
+
+    def render(self, servers: list[Server]) -> str:
+        return render(self.name, servers, self.owner)
+
+    def switch(self, servers: list[Server], on_line: OnLine) -> None:
+        """Write the servers and reload nginx; if the reload fails, put the old file back (and reload)."""
+        old = self.host.read(self.path)
+        new = self.render(servers)
+        self.host.write(self.path, new)
+        code, output = self.host.run(self.reload_argv)
+        if code == 0:
+            on_line(f"nginx reloaded: upstream {self.name} -> " + ", ".join(_describe(s) for s in servers))
+            return
+        detail = " ".join(output.split())[-400:] or f"exit code {code}"
+        if old is None:
+            put_back = f"there was no old {self.path} to put back"
+        else:
+            self.host.write(self.path, old)
+            again, again_output = self.host.run(self.reload_argv)
+            put_back = f"the old {self.path} is back" + (
+                "" if again == 0 else f" (its reload failed too: {' '.join(again_output.split())[-200:]})")
+        raise StepFailed(
+            f"nginx reload failed on {self.host.where} ({shlex.join(self.reload_argv)}): {detail}; {put_back}",
+            ("check the nginx config: nginx -t",
+             "check that the console may run the reload (see the operations guide)"),
+        )
+
+
+def _describe(server: Server) -> str:
+    state = "down" if server.down else f"weight {server.weight}"
+    return f"{server.role} {server.version} :{server.port} ({state})".replace("  ", " ")

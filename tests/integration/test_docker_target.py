@@ -1,0 +1,355 @@
+"""The Docker host deploy target against the rig's real engine, registry, nginx and sshd.
+
+Every flow runs over the local socket and over ssh://root@127.0.0.1:2222. A client thread
+sends requests through nginx (a new connection each) all along, and must see no failure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import signal
+import tarfile
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Nginx
+from rig.helpers import wait_until
+
+from services import config as config_module
+from services.adapters.docker_target import APP, DockerHostTarget
+from services.operations import StepFailed
+from services.ports import Deploy, TargetStatus
+
+SECRET_DB = "postgresql://app:s3cret-pw@127.0.0.1:5432/food"
+VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
+
+
+# --- images in the registry --------------------------------------------------------------------
+
+
+def _derived(docker_client: Any, base: str, tag: str, dockerfile: str) -> None:
+    """Build `tag` FROM base with a few more Dockerfile lines (a context of the Dockerfile alone)."""
+    data = f"FROM {base}\n{dockerfile}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    docker_client.images.build(fileobj=buffer, custom_context=True, tag=tag, rm=True, network_mode="host")
+
+
+@pytest.fixture(scope="module")
+def repository(docker_client: Any, sample_app_image: Any, registry: str) -> Iterator[str]:
+    """REPO with tags 1.0.0, 2.0.0, 3.0.0 (the sample app: VERSION comes from the tag), `broken`
+    (never healthy: no server) and `nocheck` (no HEALTHCHECK) in the registry; none of them local."""
+    repo = f"{registry}/rc-target-{uuid.uuid4().hex[:8]}"
+    _derived(docker_client, sample_app_image.id, f"{repo}:broken", 'CMD ["/bin/sleep", "3600"]')
+    _derived(docker_client, sample_app_image.id, f"{repo}:nocheck", "HEALTHCHECK NONE")
+    for tag in VERSIONS:
+        sample_app_image.tag(repo, tag)
+    for tag in (*VERSIONS, "broken", "nocheck"):
+        for line in docker_client.images.push(repo, tag, stream=True, decode=True):
+            assert "error" not in line, line
+        docker_client.images.remove(f"{repo}:{tag}")  # the target pulls them
+    yield repo
+
+
+@pytest.fixture(params=["unix", "ssh"])
+def docker_url(request: pytest.FixtureRequest, docker_client: Any) -> str:
+    if request.param == "ssh":
+        return str(request.getfixturevalue("ssh_docker_url"))
+    return os.environ["RC_DOCKER_URL"]
+
+
+@pytest.fixture
+def make_target(docker_url: str, nginx: Nginx, docker_client: Any, tmp_path: Path
+                ) -> Iterator[Callable[..., DockerHostTarget]]:
+    """Factory of targets for one app (unique name) in environment production; its containers go after."""
+    app = f"rc-target-{uuid.uuid4().hex[:8]}"
+    low = 20000 + (uuid.uuid4().int % 600) * 20  # below the ephemeral range that free_port() draws from
+
+    def make(docker_url: str = docker_url, reload: list[str] | None = None, **target: Any) -> DockerHostTarget:
+        raw = {
+            "app": {"name": app, "image": "unused"},
+            "environments": {"production": {
+                "api_url": nginx.url + "/api", "database_url": "${DB}", "redis_url": "redis://127.0.0.1:6379/0",
+                "production": True, "features": {"analytics": True},
+                "target": {
+                    "kind": "docker", "docker_url": docker_url, "ports": [low, low + 19], "env": {"LATENCY_MS": "0"},
+                    "ready_timeout_s": 20, "stop_timeout_s": 2, "drain_s": 0.3,
+                    "nginx": {"upstream_file": str(nginx.upstream_file), "upstream": nginx.upstream,
+                              "reload": reload or nginx.reload},
+                    **target,
+                },
+            }},
+        }
+        return DockerHostTarget(config_module.parse(raw, {"DB": SECRET_DB}), "production")
+
+    yield make
+    for container in docker_client.containers.list(all=True, filters={"label": f"{APP}={app}"}):
+        container.remove(force=True)
+
+
+def containers(docker_client: Any, target: DockerHostTarget) -> list[Any]:
+    return docker_client.containers.list(all=True, filters={"label": f"{APP}={target.config.app.name}"})
+
+
+# --- requests through nginx ----------------------------------------------------------------------
+
+
+def get_version(nginx: Nginx) -> str:
+    """GET /api/health through nginx on a new connection: the VERSION of the container that answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=5)
+    try:
+        connection.request("GET", "/api/health")
+        answer = connection.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"HTTP {answer.status}")
+        return str(json.loads(body)["version"])
+    finally:
+        connection.close()
+
+
+def shares(nginx: Nginx, count: int = 1000) -> Counter[str]:
+    return Counter(get_version(nginx) for _ in range(count))
+
+
+class Traffic:
+    """Requests through nginx, one after another, on a thread, for as long as the block lasts."""
+
+    def __init__(self, nginx: Nginx) -> None:
+        self.nginx = nginx
+        self.sent = 0
+        self.failures: list[str] = []
+        self.versions: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sent += 1
+            try:
+                self.versions[get_version(self.nginx)] += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def check(self) -> None:
+        assert self.sent > 50, f"only {self.sent} requests went out"
+        assert not self.failures, f"{len(self.failures)} of {self.sent} requests failed: {self.failures[:5]}"
+
+
+def first_deploy(target: DockerHostTarget, image: str, nginx: Nginx) -> None:
+    """The first deploy: nothing served before it, so no request need succeed until nginx's new workers run."""
+    target.deploy(image, print)
+    version = image.rsplit(":", 1)[1]
+    wait_until(lambda: get_version(nginx) == version, timeout=5, what=f"nginx to serve {version}")
+
+
+def deploy(target: DockerHostTarget, image: str, nginx: Nginx) -> list[str]:
+    """Deploy with requests flowing through nginx all along; none may fail. The log lines."""
+    lines: list[str] = []
+    with Traffic(nginx) as traffic:
+        target.deploy(image, lines.append)
+    traffic.check()
+    return lines
+
+
+def assert_status(status: TargetStatus, version: str, ready: int = 1, canary: str | None = None) -> None:
+    assert (status.version, status.ready, status.desired, status.canary_version) == (version, ready, ready, canary)
+
+
+# --- the flows -------------------------------------------------------------------------------------
+
+
+def test_deploy_rollback_and_plan_without_a_failed_request(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, docker_client: Any) -> None:
+    target = make_target()
+    assert target.status().version == "-"
+    first_deploy(target, f"{repository}:1.0.0", nginx)
+    assert_status(target.status(), "1.0.0")
+
+    plan = target.plan(Deploy(f"{repository}:2.0.0"))
+    actions = Counter(c.action for c in plan.changes)
+    assert actions == Counter({"create": 1, "stop": 1, "update": 1}), plan.changes
+    text = "\n".join(c.diff for c in plan.changes)
+    assert f'+  image: "{repository}:2.0.0"' in text and "weight=1;  # stable 2.0.0" in text
+    assert "s3cret-pw" not in text
+    assert 'DATABASE_URL: "**********"' in text
+    assert len(containers(docker_client, target)) == 1  # a plan applies nothing
+
+    deploy(target, f"{repository}:2.0.0", nginx)
+    assert_status(target.status(), "2.0.0")
+    first = {c.labels["release-console.version"]: c for c in containers(docker_client, target)}
+    assert first["1.0.0"].status == "exited"  # kept, stopped, as the previous revision
+
+    lines = deploy(target, f"{repository}:1.0.0", nginx)  # the rollback: one fast action
+    assert not any(line.startswith("pulling") for line in lines), lines
+    assert get_version(nginx) == "1.0.0"
+    status = target.status()
+    assert_status(status, "1.0.0")
+    assert any("start" in event for event in status.events), status.events
+    after = {c.labels["release-console.version"]: c for c in containers(docker_client, target)}
+    assert after["1.0.0"].id == first["1.0.0"].id and after["1.0.0"].status == "running"  # the same container
+    assert after["2.0.0"].status == "exited"
+    env = dict(item.split("=", 1) for item in after["1.0.0"].attrs["Config"]["Env"])
+    assert env["DATABASE_URL"] == SECRET_DB and env["VERSION"] == "1.0.0" and env["FEATURE_ANALYTICS"] == "true"
+    assert env["PORT"] == after["1.0.0"].labels["release-console.port"] and env["LOG_LEVEL"] == "info"
+
+
+def test_canary_split_follows_the_weight_then_promote(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, docker_client: Any) -> None:
+    target = make_target()
+    first_deploy(target, f"{repository}:1.0.0", nginx)
+    with Traffic(nginx) as traffic:
+        target.start_canary(f"{repository}:2.0.0", 20, print)
+    traffic.check()
+    status = target.status()
+    assert (status.canary_version, status.canary_weight, status.canary_ready) == ("2.0.0", 20, 1)
+    for weight in (20, 50):
+        if weight != 20:
+            target.set_weight(weight, print)
+            assert target.status().canary_weight == weight
+        seen = shares(nginx)
+        share = 100 * seen["2.0.0"] / sum(seen.values())
+        assert abs(share - weight) <= 5, f"canary got {share:.1f}% of 1000 requests at weight {weight}: {seen}"
+
+    with Traffic(nginx) as traffic:
+        target.promote(print)
+    traffic.check()
+    assert_status(target.status(), "2.0.0")
+    assert target.status().canary_weight == 0
+    assert set(shares(nginx, 50)) == {"2.0.0"}
+    states = {c.labels["release-console.version"]: c.status for c in containers(docker_client, target)}
+    assert states == {"1.0.0": "exited", "2.0.0": "running"}
+
+    with Traffic(nginx) as traffic:  # a canary that goes wrong: abort puts all traffic back
+        target.start_canary(f"{repository}:3.0.0", 30, print)
+        target.abort(print)
+    traffic.check()
+    assert set(shares(nginx, 50)) == {"2.0.0"}
+    assert target.status().canary_version is None
+    assert "3.0.0" not in {c.labels["release-console.version"] for c in containers(docker_client, target)}
+
+
+# --- faults -----------------------------------------------------------------------------------------
+
+
+def test_image_not_in_registry_and_health_never_reached_leave_the_old_serving(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, docker_client: Any) -> None:
+    target = make_target(ready_timeout_s=5)
+    first_deploy(target, f"{repository}:1.0.0", nginx)
+    with Traffic(nginx) as traffic:
+        with pytest.raises(StepFailed) as missing:
+            target.deploy(f"{repository}:9.9.9", print)
+        with pytest.raises(StepFailed) as broken:
+            target.deploy(f"{repository}:broken", print)
+    traffic.check()
+    assert f"{repository}:9.9.9 is not in the registry" in str(missing.value)
+    assert "the upstream is unchanged: traffic goes to stable 1.0.0" in str(missing.value)
+    assert "did not become healthy within 5s" in str(broken.value)
+    assert "removed " in str(broken.value) and "traffic goes to stable 1.0.0" in str(broken.value)
+    assert [c.labels["release-console.version"] for c in containers(docker_client, target)] == ["1.0.0"]
+    assert_status(target.status(), "1.0.0")
+
+
+def test_a_failing_reload_puts_the_old_upstream_back(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, docker_client: Any) -> None:
+    first_deploy(make_target(), f"{repository}:1.0.0", nginx)
+    before = nginx.upstream_file.read_text()
+    bad = make_target(reload=[*nginx.base, "-g", "no_such_directive on;", "-s", "reload"])
+    with Traffic(nginx) as traffic, pytest.raises(StepFailed) as failed:
+        bad.deploy(f"{repository}:2.0.0", print)
+    traffic.check()
+    message = str(failed.value)
+    assert "nginx reload failed" in message and "no_such_directive" in message
+    assert "the old " in message and "is back" in message and "traffic goes to stable 1.0.0" in message
+    assert nginx.upstream_file.read_text() == before
+    assert [c.labels["release-console.version"] for c in containers(docker_client, bad)] == ["1.0.0"]
+    assert get_version(nginx) == "1.0.0"
+
+
+def test_an_image_without_healthcheck_is_checked_over_http(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx) -> None:
+    target = make_target()
+    lines: list[str] = []
+    target.deploy(f"{repository}:nocheck", lines.append)
+    assert any("healthy after" in line for line in lines), lines
+    wait_until(lambda: get_version(nginx) == "nocheck", timeout=5, what="nginx to serve nocheck")
+
+
+@pytest.mark.parametrize("url", ["unix:///nonexistent/docker.sock", "ssh://root@127.0.0.1:1"])
+def test_unreachable_engine(make_target: Callable[..., DockerHostTarget], url: str, docker_url: str) -> None:
+    if docker_url.startswith("ssh") != url.startswith("ssh"):
+        pytest.skip("one unreachable URL per transport")
+    with pytest.raises(StepFailed) as failed:
+        make_target(docker_url=url).deploy("127.0.0.1:5000/x:1", print)
+    assert f"cannot reach the Docker engine at {url}" in str(failed.value)
+    assert "nothing was changed" in str(failed.value)
+
+
+def _ssh_tunnels() -> list[int]:
+    """Our ssh children that forward a Docker socket (the target's connection to the engine)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and argv[0] == b"ssh" and any(a.endswith(b"docker.sock") for a in argv):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_ssh_drop_mid_deploy_then_a_retry_converges(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, docker_client: Any,
+        ssh_docker_url: str, docker_url: str) -> None:
+    if not docker_url.startswith("ssh://"):
+        pytest.skip("an ssh drop needs ssh")
+    target = make_target()
+    first_deploy(target, f"{repository}:1.0.0", nginx)
+    killed: list[int] = []
+
+    def drop_while_waiting(line: str) -> None:
+        if line.startswith("waiting up to") and not killed:
+            killed.extend(_ssh_tunnels())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    with Traffic(nginx) as traffic:
+        with pytest.raises(StepFailed) as dropped:
+            target.deploy(f"{repository}:2.0.0", drop_while_waiting)
+        assert killed, "no ssh tunnel to drop"
+        message = str(dropped.value)
+        assert f"lost the connection to {ssh_docker_url} while deploying" in message
+        assert "may still be running" in message
+        assert "the upstream is unchanged: traffic goes to stable 1.0.0" in message
+        running = {c.labels["release-console.version"] for c in containers(docker_client, target)
+                   if c.status == "running"}
+        assert running == {"1.0.0", "2.0.0"}  # the leftover of the dropped attempt
+        assert get_version(nginx) == "1.0.0"
+        lines: list[str] = []
+        target.deploy(f"{repository}:2.0.0", lines.append)
+    traffic.check()
+    assert any(line.startswith("reusing ") for line in lines), lines
+    states = sorted((c.labels["release-console.version"], c.status) for c in containers(docker_client, target))
+    assert states == [("1.0.0", "exited"), ("2.0.0", "running")]
+    assert_status(target.status(), "2.0.0")
