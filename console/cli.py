@@ -52,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     abandon = journal_sub.add_parser("abandon", help="abandon an interrupted operation, with a reason")
     abandon.add_argument("op_id")
     abandon.add_argument("--reason", required=True)
+    history = sub.add_parser("history", help="an environment's revisions: image, digest, who, when, migration, backup")
+    history.add_argument("--env", required=True)
     lock = sub.add_parser("lock", help="lock status | break").add_subparsers(dest="lock_command", required=True)
     lock.add_parser("status", help="who holds each environment's release lock")
     breaking = lock.add_parser("break", help="remove a stale lock (audited)")
@@ -81,6 +83,7 @@ GROUPS = {
     "expand": {"add-column": "expand-add-column", "rename-column": "expand-rename-column"},
     "backup": {"create": "backup", "verify": "verify", "prune": "prune", "pin": "backup-pin"},
     "pipeline": {"run": "release"},
+    "canary": {"start": "canary-start", "step": "step", "promote": "promote", "abort": "abort", "run": "canary"},
 }
 ALSO_TOP_LEVEL = {"release"}  # grouped, and a command of its own too
 TOP_LEVEL = {"restore-drill": "drill"}  # actions whose command name differs from their kind
@@ -91,6 +94,10 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str) -> None
     action.set_defaults(action_kind=kind)
     action.add_argument("--env", required=True)
     for param in all_actions()[kind].params:  # each param of the action is a flag of the same name
+        if param.switch:
+            action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", action="store_true",
+                                help=param.help)
+            continue
         help_text = param.help + (f" (default {param.default})" if param.default else "")
         action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", help=help_text,
                             default=param.default or None, required=param.required and not param.default)
@@ -146,6 +153,8 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
         return _audit(args, services)
     if command == "journal":
         return _journal(args, services)
+    if command == "history":
+        return _history(args, services)
     if command == "lock":
         return _lock(args, services)
     if command == "migrate" and args.group_command in ("status", "lint"):
@@ -160,7 +169,11 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
     if bad:
         print(f"error: --param takes KEY=VALUE, got {bad[0]!r}", file=sys.stderr)
         return EXIT_USAGE
-    operation = build_operation(services, args.action_kind, args.env, params)
+    try:
+        operation = build_operation(services, args.action_kind, args.env, params)
+    except ValueError as err:  # bad input: refused before anything starts
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     operation.override_reason = args.reason
     return _run(args, services, operation)
 
@@ -244,6 +257,14 @@ def _status(args: argparse.Namespace, services: Services) -> int:
             lines.append(f"  {row.env}: {row.error}")
     _emit(args, [r.__dict__ for r in rows], "\n".join(lines))
     return EXIT_FAILED if any(r.error for r in rows) else EXIT_OK
+
+
+def _history(args: argparse.Namespace, services: Services) -> int:
+    from services.deploy import history_lines
+
+    revisions = services.revisions(args.env).list()
+    _emit(args, [r.__dict__ for r in revisions], "\n".join(history_lines(revisions)) or f"{args.env}: no revisions yet")
+    return EXIT_OK
 
 
 def _config(args: argparse.Namespace, services: Services) -> int:

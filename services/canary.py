@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.catalog import action, confirm_step
 from services.config import CanaryPolicy
+from services.deploy import record_revision
 from services.operations import Operation, Step, StepContext, StepFailed
 from services.ports import Notification
 
@@ -85,12 +86,13 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
                                  ("investigate the canary", "deploy a fix"))
             if any(v.action == "scale-up" for v in verdicts):
                 replicas = target.status().desired + 1
-                target.scale(replicas)
+                target.scale(replicas, ctx.log)
                 _notify(services, env, image, f"scaled up to {replicas}", "warning")
         return f"{checks} checks passed"
 
     def promote(ctx: StepContext) -> str:
-        revision = target.promote(ctx.log)
+        target.promote(ctx.log)
+        revision = record_revision(services, env, ctx, image, "promote")
         _notify(services, env, image, "canary promoted", "info")
         return f"promoted: revision {revision.number}"
 
@@ -105,13 +107,3 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
 def _notify(services: Services, env: str, image: str, reason: str, severity: str) -> None:
     services.notifier.notify(Notification(env, image.rsplit(":", 1)[-1], reason, severity))
-
-
-@action("abort", "Abort the canary (weight 0, scale to 0)", destructive=True)
-def abort(services: Services, env: str, params: dict[str, Any]) -> Operation:
-    def run(ctx: StepContext) -> str:
-        services.target(env).abort(ctx.log)
-        return "canary aborted"
-
-    return Operation("abort", env, f"Abort canary in {env}", [
-        confirm_step(services, env, "Abort the canary"), Step("abort", "Abort", run)], params, takes_lock=False)

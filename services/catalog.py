@@ -25,6 +25,7 @@ class Param:
     help: str
     default: str = ""
     required: bool = False
+    switch: bool = False  # a yes/no flag (--dry-run); the TUI has no field for it: its plan step shows first
 
 
 @dataclass(frozen=True)
@@ -62,21 +63,29 @@ def build_operation(services: Services, kind: str, env: str, params: dict[str, A
         raise ValueError(f"unknown action {kind!r}; known: {', '.join(sorted(ACTIONS))}") from None
     operation = spec.build(services, env, dict(params or {}))
     production = services.config.environment(env).production
-    if production and spec.changes_env and not spec.destructive:  # destructive ones confirm already
-        at = next((i for i, step in enumerate(operation.steps) if step.id == spec.confirm_before), 0)
+    # Destructive ones, and those with their own confirm step before `confirm_before`, confirm
+    # already. A dry run (no `confirm_before` step) changes nothing, so it asks nothing.
+    ids = [step.id for step in operation.steps]
+    at = ids.index(spec.confirm_before) if spec.confirm_before in ids else None if spec.confirm_before else 0
+    confirmed = at is not None and "confirm" in ids[:at]
+    if production and spec.changes_env and not spec.destructive and at is not None and not confirmed:
         operation.steps.insert(at, confirm_step(services, env, spec.title))
     return operation
 
 
 def confirm_step(services: Services, env: str, what: str) -> Step:
-    """A destructive action's first step: production needs its name typed, others a yes."""
+    """A destructive action's first step: production needs its name typed, others a yes.
+
+    A plan step before it (ctx.state["plan"]) is summed up in the prompt: what will change.
+    """
     production = services.config.environment(env).production
 
     def run(ctx: StepContext) -> str:
+        plan = f"\nPlan: {ctx.state['plan']}" if ctx.state.get("plan") else ""
         if production:
-            ctx.confirm(f"{what} in PRODUCTION. Type '{env}' to confirm.", expected=env)
+            ctx.confirm(f"{what} in PRODUCTION.{plan}\nType '{env}' to confirm.", expected=env)
         else:
-            ctx.confirm(f"{what} in {env}?")
+            ctx.confirm(f"{what} in {env}?{plan}")
         return "confirmed"
 
     return Step("confirm", f"Confirm: {what}", run)
@@ -89,7 +98,7 @@ def all_actions() -> dict[str, Action]:
 
 def _load_all() -> None:
     # Importing the modules registers their actions.
-    from services import canary, deploy, pipeline, recovery  # noqa: F401
+    from services import canary, canary_control, deploy, pipeline, recovery  # noqa: F401
     from services.backups import actions as backups  # noqa: F401
     from services.backups import verify  # noqa: F401
     from services.migrations import deploy as migrate  # noqa: F401

@@ -1,45 +1,190 @@
-"""Deploy and rollback through the environment's deploy target."""
+"""Deploy and rollback through the environment's deploy target, with a plan shown first and
+every revision recorded: image digest, who, when, the migration head and the backup before."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from services.catalog import action, confirm_step
+from services.audit import who
+from services.catalog import Param, action, confirm_step
+from services.migrations.lint import lint_migrations
 from services.operations import Operation, Step, StepContext, StepFailed
+from services.ports import Change, Deploy, Plan, Revision
 
 if TYPE_CHECKING:
     from services.factory import Services
 
+# Lint rules whose migrations the previous app version cannot live with: it still reads the
+# dropped or renamed column or table, or inserts rows without the new NOT NULL column.
+BREAKS_OLD_CODE = frozenset({"dropping-column", "dropping-table", "renaming-column", "renaming-table",
+                             "changing-column-type", "setting-not-null", "adding-not-null-without-default"})
 
-@action("rollback", "Roll back to the previous revision", destructive=True)
+DRY_RUN = Param("dry_run", "show the plan (what would change) and apply nothing", switch=True)
+
+
+def image_reference(services: Services, wanted: str) -> str:
+    """A tag ("1.4.2") means the app's image at that tag; anything with ':' or '/' is a full reference.
+
+    Bad input is a ValueError: refused before the operation starts.
+    """
+    wanted = wanted.strip()
+    if not wanted:
+        raise ValueError("no version given: pass --version TAG (or a full image reference)")
+    return wanted if ":" in wanted or "/" in wanted else f"{services.config.app.image}:{wanted}"
+
+
+def resolve_step(services: Services, reference: Callable[[StepContext], str]) -> Step:
+    """Look the image up in the registry first: a missing image fails here, before anything changes."""
+
+    def run(ctx: StepContext) -> str:
+        image = reference(ctx)
+        digest = services.registry.digest(image)
+        if digest is None:
+            raise StepFailed(f"{image} is not in the registry", (
+                "check the tag (release-console history shows what was deployed before)",
+                "push it first: release-console push --version TAG, or run the pipeline"))
+        ctx.state["image"], ctx.state["digest"] = image, digest
+        return f"{image} {digest[:19]}"
+
+    return Step("resolve", "Find the image in the registry", run)
+
+
+def plan_step(services: Services, env: str, change: Callable[[StepContext], Change]) -> Step:
+    def run(ctx: StepContext) -> str:
+        plan = services.target(env).plan(change(ctx))
+        log_plan(plan, ctx.log)
+        ctx.state["plan"] = describe_plan(plan)
+        return str(ctx.state["plan"])
+
+    return Step("plan", "Plan: what will change", run)
+
+
+def log_plan(plan: Plan, log: Callable[[str], None]) -> None:
+    log(f"plan for {plan.target}:")
+    for change in plan.changes:
+        log(f"  {change.action:<9} {change.kind} {change.name}")
+        for line in change.diff.splitlines():
+            log(f"    {line}")
+
+
+def describe_plan(plan: Plan) -> str:
+    changed = [c for c in plan.changes if c.action != "unchanged"]
+    if not changed:
+        return "nothing to change"
+    return ", ".join(f"{c.action} {c.kind} {c.name}" for c in changed)
+
+
+def record_revision(services: Services, env: str, ctx: StepContext, image: str, action_name: str) -> Revision:
+    """The new revision, with the migration head and the newest backup as they are now."""
+    from services.backups.catalog import list_backups  # the catalog imports this module's siblings
+
+    applied = [m.name for m in services.database(env).status() if m.state == "applied"]
+    backups = [b for b in list_backups(services, env) if b.complete]
+    digest = ctx.state.get("digest") or services.registry.digest(image) or ""
+    user = who()
+    revision = services.revisions(env).record(
+        image, digest, user["user"] + (f" ({user['ssh_client'].split()[0]})" if user["ssh_client"] else ""),
+        applied[-1] if applied else None, backups[-1].id if backups else None, action_name)
+    ctx.state["revision"] = revision.number
+    return revision
+
+
+@action("deploy", "Deploy a version (plan, confirm, switch with zero downtime)", confirm_before="apply", params=(
+    Param("version", "the tag to deploy (or a full image reference)", required=True), DRY_RUN))
+def deploy(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    image = image_reference(services, str(params.get("version") or ""))
+    steps = [resolve_step(services, lambda ctx: image),
+             plan_step(services, env, lambda ctx: Deploy(ctx.state["image"]))]
+    if not params.get("dry_run"):
+        steps += [confirm_step(services, env, f"Deploy {image}"), *deploy_steps(services, env, "deploy")]
+    title = f"{'Plan' if params.get('dry_run') else 'Deploy'} {image} in {env}"
+    return Operation("deploy", env, title, steps, params, takes_lock=not params.get("dry_run"))
+
+
+def deploy_steps(services: Services, env: str, action_name: str) -> list[Step]:
+    """Apply the image in ctx.state["image"], record the revision, health-check: deploy, rollback, pipeline."""
+
+    def apply(ctx: StepContext) -> str:
+        services.target(env).deploy(ctx.state["image"], ctx.log)
+        return f"{ctx.state['image']} serving"
+
+    def record(ctx: StepContext) -> str:
+        revision = record_revision(services, env, ctx, ctx.state["image"], action_name)
+        return f"revision {revision.number}"
+
+    return [Step("apply", "Apply: start, health-check, switch traffic", apply),
+            Step("record", "Record the revision", record),
+            Step("health", "Health-check", lambda ctx: _health(services, env, ctx))]
+
+
+@action("rollback", "Roll back to an earlier revision", destructive=True, params=(
+    Param("revision", "the revision number to go back to (default: the one before the current)"), DRY_RUN))
 def rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
-    target = services.target(env)
-
     def choose(ctx: StepContext) -> str:
-        history = target.history()
-        if len(history) < 2 and "revision" not in params:
-            raise StepFailed(f"{env} has no earlier revision to roll back to", ("deploy a fixed version instead",))
-        chosen = int(params.get("revision") or history[-2].number)
-        match = next((r for r in history if r.number == chosen), None)
+        history = services.revisions(env).list()
+        revision = choose_revision(env, history, params.get("revision"))
+        ctx.state["image"], ctx.state["digest"] = revision.image, revision.digest
+        ctx.state["to"] = revision.number
+        breaking = breaking_since(services, env, revision)
+        for line in breaking:
+            ctx.log(f"WARNING {line}")
+        if breaking and not params.get("dry_run"):
+            prompt = (f"revision {revision.number} predates {len(breaking)} migration change(s) its code may not"
+                      " survive (see the log). Why roll back anyway?")
+            ctx.ask_reason(prompt)
+        return f"revision {revision.number}: {revision.image}" + (
+            f" (WARNING: predates {len(breaking)} non-backward-compatible change(s))" if breaking else "")
+
+    steps = [Step("choose", "Choose the revision", choose),
+             plan_step(services, env, lambda ctx: Deploy(ctx.state["image"]))]
+    if not params.get("dry_run"):
+        steps += [confirm_step(services, env, "Roll back"), *deploy_steps(services, env, "rollback")]
+    return Operation("rollback", env, f"Roll back {env}", steps, params, takes_lock=not params.get("dry_run"))
+
+
+def choose_revision(env: str, history: list[Revision], wanted: Any) -> Revision:
+    """The asked-for revision, or the newest one running a different image than the current."""
+    if wanted not in (None, ""):
+        try:
+            number = int(wanted)
+        except (TypeError, ValueError):
+            raise StepFailed(f"revision must be a number, got {wanted!r}", ("see release-console history",)) from None
+        match = next((r for r in history if r.number == number), None)
         if match is None:
-            raise StepFailed(f"{env} has no revision {chosen}; known: {[r.number for r in history]}")
-        ctx.state["revision"] = chosen
-        return f"revision {chosen}: {match.image}"
+            raise StepFailed(f"{env} has no revision {number}; known: {', '.join(str(r.number) for r in history)}",
+                             ("see release-console history",))
+        return match
+    current = history[-1].image if history else None
+    earlier = [r for r in history if r.image != current]
+    if not earlier:
+        raise StepFailed(f"{env} has no earlier revision to roll back to", ("deploy a fixed version instead",))
+    return earlier[-1]
 
-    def roll(ctx: StepContext) -> str:
-        revision = target.rollback(ctx.state["revision"], ctx.log)
-        return f"now at revision {revision.number}: {revision.image}"
 
-    def verify(ctx: StepContext) -> str:
-        return _health(services, env, ctx)
+def breaking_since(services: Services, env: str, revision: Revision) -> list[str]:
+    """Findings in migrations applied after the revision's head that the older code may not survive."""
+    applied = [m.name for m in services.database(env).status() if m.state == "applied"]
+    if revision.migration_head is None or revision.migration_head not in applied:
+        later = applied if revision.migration_head is None else []
+    else:
+        later = applied[applied.index(revision.migration_head) + 1:]
+    scripts = [(name, sql) for name, sql in services.database(env).scripts() if name in later]
+    return [f"{f.migration}: {f.rule}: {f.statement}" for f in lint_migrations(scripts) if f.rule in BREAKS_OLD_CODE]
 
-    return Operation("rollback", env, f"Roll back {env}", [
-        Step("choose", "Choose the revision", choose),
-        confirm_step(services, env, "Roll back"),
-        Step("rollback", "Roll back", roll),
-        Step("health", "Health-check", verify),
-    ], params)
+
+def history_lines(revisions: list[Revision]) -> list[str]:
+    """The revision history as a table, newest first; shared by `history` and the environments pane."""
+    if not revisions:
+        return []
+    lines = [f"{'REV':>4} {'ACTION':<8} {'WHEN':<16} {'WHO':<14} {'IMAGE':<40} {'DIGEST':<19} MIGRATION / BACKUP"]
+    for r in reversed(revisions):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.when))
+        lines.append(f"{r.number:>4} {r.action:<8} {when:<16} {r.who[:14]:<14} {r.image[-40:]:<40} "
+                     f"{r.digest[:19]:<19} {r.migration_head or '-'} / {r.backup_id or '-'}")
+    return lines
 
 
 def _health(services: Services, env: str, ctx: StepContext) -> str:

@@ -27,6 +27,7 @@ from services.ports import (
     ObjectStore,
     OnLine,
     Registry,
+    RevisionLog,
     SchemaChanges,
     TargetStatus,
 )
@@ -169,6 +170,9 @@ class Services:
     def target(self, env: str) -> DeployTarget:
         return self._adapter("target", env)  # type: ignore[no-any-return]
 
+    def revisions(self, env: str) -> RevisionLog:
+        return self._adapter("revisions", env)  # type: ignore[no-any-return]
+
     def metrics(self, env: str) -> MetricsSource:
         return self._adapter("metrics", env)  # type: ignore[no-any-return]
 
@@ -195,8 +199,14 @@ class Services:
 
 def _real_target(config: ReleaseConfig, env: str) -> DeployTarget:
     settings = config.environment(env)
-    if settings.target.kind != "none":
-        return NotYetAvailable(f"the {settings.target.kind} deploy target")
+    if settings.target.kind == "docker":
+        from services.adapters.docker_target import DockerHostTarget
+
+        return DockerHostTarget(config, env)
+    if settings.target.kind == "kubernetes":
+        from services.adapters.kube_target import KubernetesDeployTarget
+
+        return KubernetesDeployTarget(config, env)
     if settings.services is None:
         return NoDeployTarget(env)
     from services.adapters.service_commands import CommandServices
@@ -212,6 +222,12 @@ def _app_files(config: ReleaseConfig, env: str | None, base: Path) -> AppFiles:
     # Never archive the backups themselves, should the backup directory lie inside the app.
     return DirectoryAppFiles(base / app_dir if app_dir else None, config.backup.app_paths, env or "",
                              skip=[base / config.backup.local_dir])
+
+
+def _postgres_revisions(config: ReleaseConfig, env: str) -> RevisionLog:
+    from services.adapters.postgres_revisions import PostgresRevisions
+
+    return PostgresRevisions(config.environment(env).database_url.get_secret_value(), env)
 
 
 def _postgres_schema(config: ReleaseConfig, env: str) -> SchemaChanges:
@@ -269,6 +285,7 @@ def build(
             time_scale, world,
             {
                 "target": lambda env: sandbox.SandboxTarget(world, env),
+                "revisions": lambda env: sandbox.SandboxRevisions(world, env),
                 "metrics": lambda env: sandbox.SandboxMetrics(world, env),
                 "database": lambda env: sandbox.SandboxMigrations(world, env),
                 "health": lambda env: sandbox.SandboxHealth(world, env),
@@ -306,6 +323,7 @@ def build(
         1.0, None,
         {
             "target": lambda env: _real_target(config, env),
+            "revisions": lambda env: _postgres_revisions(config, env),
             "metrics": lambda env: NotYetAvailable("the Prometheus metrics source"),
             "database": lambda env: PostgresMigrations(
                 config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s,

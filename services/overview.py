@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,10 @@ class EnvironmentRow:
     canary_weight: int
     lock: str | None
     error: str | None = None
+    restarts: int = 0
+    events: tuple[str, ...] = ()  # the rollout's latest events, newest last
+    revisions: tuple[str, ...] = ()  # the latest revisions, newest first: "#3 1.4.1 deploy 2d ago"
+    canary_ready: int = 0
 
 
 def environment_rows(services: Services, envs: list[str]) -> list[EnvironmentRow]:
@@ -36,8 +41,9 @@ def environment_rows(services: Services, envs: list[str]) -> list[EnvironmentRow
                                        lock.describe() if lock else None, str(err)))
             continue
         rows.append(EnvironmentRow(env, config.production, config.target.kind, status.version,
-                                   f"{status.ready}/{status.desired}", status.canary_version, status.canary_weight,
-                                   lock.describe() if lock else None))
+                                   f"{status.ready}/{status.desired}", status.canary_version,
+                                   status.canary_weight, lock.describe() if lock else None, None, status.restarts,
+                                   status.events[-3:], _recent_revisions(services, env), status.canary_ready))
     return rows
 
 
@@ -46,3 +52,20 @@ def _safe_holder(services: Services, env: str) -> LockInfo | None:
         return services.locks.holder(env)
     except Exception:  # noqa: BLE001 - shown as unknown, not as free
         return None
+
+
+def _recent_revisions(services: Services, env: str, count: int = 3) -> tuple[str, ...]:
+    try:
+        revisions = services.revisions(env).list()[-count:]
+    except Exception as err:  # noqa: BLE001 - the history is a detail; the row still shows
+        return (f"history unreadable: {err}",)
+    now = time.time() if services.world is None else services.world.clock.now()
+    return tuple(f"#{r.number} {r.image.rsplit(':', 1)[-1]} {r.action} {_age(now - r.when)}"
+                 for r in reversed(revisions))
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return "just now"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.catalog import Param, action
+from services.deploy import deploy_steps
 from services.image_policy import check_image, failures
 from services.operations import Operation, Step, StepContext, StepFailed
 from services.ports import BuildRequest, BuiltImage
@@ -149,12 +150,14 @@ def release(services: Services, env: str, params: dict[str, Any]) -> Operation:
         reference = ctx.state.get("released")
         if not reference:
             raise StepFailed("nothing was pushed, so there is nothing to deploy", ("retry the push step",))
-        revision = services.target(env).deploy(reference, ctx.log)
-        return f"revision {revision.number}: {revision.image}"
+        ctx.state["image"] = reference
+        services.target(env).deploy(reference, ctx.log)
+        return f"{reference} serving"
 
     steps = _checks(services) + _image_steps(services, env, version, push=True)
     title = f"Deploy to {env}" if _has_target(services, env) else f"Deploy to {env}: no deploy target configured"
-    steps.append(Step("deploy", title, deploy))
+    # The same record and health steps as `deploy`, after this pipeline's own deploy step.
+    steps += [Step("deploy", title, deploy), *deploy_steps(services, env, "deploy")[1:]]
     return Operation("release", env, f"Release {version or 'from git'} to {env}", steps, {"version": version})
 
 

@@ -75,11 +75,17 @@ class EnvironmentsPane(Vertical):
             f"target  {row.target}",
             f"version {row.version}",
             f"ready   {row.ready}",
-            f"canary  {f'{row.canary_version} at {row.canary_weight}%' if row.canary_version else 'none'}",
+            f"canary  {f'{row.canary_version} at {row.canary_weight}%' if row.canary_version else 'none'}"
+            + (f", {row.canary_ready} ready" if row.canary_version else ""),
             f"lock    {row.lock or 'free'}",
         ]
+        if row.restarts:
+            lines.append(f"restarts {row.restarts}")
         if row.error:
             lines.append(f"error   {row.error}")
+        lines += [f"· {event}" for event in row.events]
+        if row.revisions:
+            lines += ["revisions (R: roll back)", *[f"  {r}" for r in row.revisions]]
         self.query_one("#env-detail", Static).update("\n".join(lines))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

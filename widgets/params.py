@@ -32,7 +32,8 @@ class ParamsModal(ModalScreen[dict[str, str] | None]):
     def __init__(self, title: str, params: Sequence[Param], values: dict[str, str], banner: str | None = None):
         """`values` pre-fills fields (e.g. the migration highlighted in the pane)."""
         super().__init__()
-        self.title_text, self.params, self.values, self.banner = title, params, values, banner
+        self.title_text, self.values, self.banner = title, values, banner
+        self.params = tuple(p for p in params if not p.switch)  # switches are CLI-only (the plan shows anyway)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(can_focus=False):  # Tab goes field to field, not to the scroller

@@ -45,7 +45,8 @@ from widgets.runbook import RunbookPanel
 PANES = {"build": "2", "migrations": "3", "canary": "4", "backups": "5", "audit": "6"}
 # Which pane an operation's progress is best watched in.
 PANE_FOR = {"release": "build", "build": "build", "push": "build", "rollback": "build", "canary": "canary",
-            "abort": "canary",
+            "abort": "canary", "deploy": "build", "canary-start": "build", "step": "build", "promote": "build",
+            "scale": "build",
             "migrate": "migrations", "resolve": "migrations", "migrate-rollback": "migrations",
             "expand-add-column": "migrations", "expand-rename-column": "migrations",
             "backup": "backups", "prune": "backups", "restore": "backups", "verify": "backups",
@@ -54,7 +55,8 @@ PANE_FOR = {"release": "build", "build": "build", "push": "build", "rollback": "
 ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
                "expand-add-column": "e", "expand-rename-column": "n",
                "verify": "v", "backup-pin": "p", "restore-drill": "D", "push": "u", "build": "U",
-               "rollback": "R", "restore": "X", "prune": "P", "abort": "A", "resolve": "V", "migrate-rollback": "B"}
+               "rollback": "R", "restore": "X", "prune": "P", "abort": "A", "resolve": "V", "migrate-rollback": "B",
+               "deploy": "t", "canary-start": "s", "step": "w", "promote": "o", "scale": "plus"}
 POLL_SECONDS = 2.0
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
 CHECKLISTS = ("restore", "restore-drill")
@@ -209,7 +211,7 @@ class MainScreen(Screen[None]):
             self.notify(f"{self.running} is still running; wait, or cancel it with ctrl+x", severity="warning")
             return
         spec = all_actions().get(kind)
-        if params is None and spec is not None and spec.params:
+        if params is None and spec is not None and any(not p.switch for p in spec.params):
             # The action asks for parameters: a form first, pre-filled from what is highlighted.
             banner = "SANDBOX" if self.services.sandbox else None
             form = ParamsModal(f"{spec.title} on {self.selected_env}", spec.params, self.form_values(kind), banner)

@@ -10,9 +10,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any, BinaryIO
 
+from services.operations import StepFailed
 from services.ports import (
+    Abort,
     BuildRequest,
     BuiltImage,
+    Change,
+    Deploy,
     DumpTool,
     HealthResult,
     MetricSnapshot,
@@ -20,17 +24,26 @@ from services.ports import (
     Notification,
     OnLine,
     OnProgress,
+    Plan,
+    PlannedChange,
+    Promote,
     Readable,
     Revision,
+    Scale,
+    SetWeight,
+    StartCanary,
     StoredObject,
     TargetStatus,
     Writable,
 )
-from services.sandbox.world import APPLIED, PENDING, World, _checksum
+from services.sandbox.world import APPLIED, IMAGE, PENDING, World, _checksum
 
 # What the sandbox's pending migrations say: one risky as Prisma would generate it, so that
 # lint has something to flag, and one written the safe way.
 SCRIPTS = {
+    # Applied: drops a column that 1.3.9 still reads, so rolling back that far warns.
+    "20240618160000_recipe_tags": (
+        'ALTER TABLE "Recipe" ADD COLUMN "tags" TEXT[];\nALTER TABLE "Recipe" DROP COLUMN "legacyTags";\n'),
     "20240801120000_add_expiry_date": (
         '-- AlterTable\nALTER TABLE "Ingredient" ADD COLUMN "expiresAt" TIMESTAMP(3) NOT NULL;\n'),
     "20240815093000_rename_qty_to_quantity": (
@@ -135,15 +148,47 @@ class SandboxRegistry:
 
 
 class SandboxTarget:
+    """Nine simulated replicas behind a weighted split; each replica takes a few seconds to roll."""
+
     def __init__(self, world: World, env: str) -> None:
         self.world = world
         self.state = world.envs[env]
+
+    def describe(self) -> str:
+        return f"sandbox {self.state.name} (simulated replicas)"
 
     def status(self) -> TargetStatus:
         s = self.state
         with self.world.lock:
             return TargetStatus(s.version if s.running else f"{s.version} (stopped)", s.ready, s.desired,
-                                s.canary_version, s.canary_weight, 0, tuple(s.events[-5:]))
+                                s.canary_version, s.canary_weight, 0, tuple(s.events[-5:]),
+                                f"{IMAGE}:{s.version}", f"{IMAGE}:{s.canary_version}" if s.canary_version else None,
+                                1 if s.canary_version else 0)
+
+    def plan(self, change: Change) -> Plan:
+        s = self.state
+        with self.world.lock:
+            current = {"image": f"{IMAGE}:{s.version}", "replicas": s.desired,
+                       "canary": f"{IMAGE}:{s.canary_version}" if s.canary_version else None,
+                       "weight": s.canary_weight}
+        wanted = dict(current)
+        match change:
+            case Deploy(image):
+                wanted["image"] = image
+            case StartCanary(image, weight):
+                wanted["canary"], wanted["weight"] = image, weight
+            case SetWeight(weight):
+                wanted["weight"] = weight
+            case Promote():
+                wanted["image"], wanted["canary"], wanted["weight"] = current["canary"], None, 0
+            case Abort():
+                wanted["canary"], wanted["weight"] = None, 0
+            case Scale(replicas):
+                wanted["replicas"] = replicas
+        return Plan(self.describe(), tuple(
+            PlannedChange("replicas", key, "unchanged" if current[key] == wanted[key] else "update",
+                          "" if current[key] == wanted[key] else f"-{key}: {current[key]}\n+{key}: {wanted[key]}")
+            for key in current))
 
     def _roll(self, version: str, on_line: OnLine) -> None:
         s = self.state
@@ -154,29 +199,11 @@ class SandboxTarget:
                 s.ready = i + 1
                 s.events.append(f"pod {s.name}-{i} ready ({version})")
 
-    def deploy(self, image: str, on_line: OnLine) -> Revision:
+    def deploy(self, image: str, on_line: OnLine) -> None:
         version = image.rsplit(":", 1)[-1]
         self._roll(version, on_line)
-        return self._record(image, version)
-
-    def _record(self, image: str, version: str) -> Revision:
-        s = self.state
         with self.world.lock:
-            revision = Revision(len(s.revisions) + 1, image, self.world.images.get(image, ""), "you",
-                                self.world.clock.now(), s.migrations[-1].name if s.migrations else None)
-            s.revisions.append(revision)
-            s.version = version
-        return revision
-
-    def history(self) -> list[Revision]:
-        with self.world.lock:
-            return list(self.state.revisions)
-
-    def rollback(self, to_revision: int, on_line: OnLine) -> Revision:
-        target = next((r for r in self.state.revisions if r.number == to_revision), None)
-        if target is None:
-            raise ValueError(f"no revision {to_revision}; see history")
-        return self.deploy(target.image, on_line)
+            self.state.version = version
 
     def start_canary(self, image: str, weight: int, on_line: OnLine) -> None:
         with self.world.lock:
@@ -186,26 +213,31 @@ class SandboxTarget:
             self.state.events.append(f"canary {self.state.canary_version} at {weight}%")
         on_line(f"canary {image} started with {weight}% of traffic")
 
-    def set_weight(self, weight: int) -> None:
+    def set_weight(self, weight: int, on_line: OnLine) -> None:
         with self.world.lock:
             self.state.canary_weight = weight
+            self.state.events.append(f"canary weight {weight}%")
+        on_line(f"canary weight set to {weight}%")
 
-    def promote(self, on_line: OnLine) -> Revision:
-        version = self.state.canary_version or self.state.version
+    def promote(self, on_line: OnLine) -> None:
+        version = self.state.canary_version
+        if version is None:
+            raise StepFailed(f"{self.state.name} has no canary to promote", ("start a canary first",))
+        self.deploy(f"{IMAGE}:{version}", on_line)
         self.abort(on_line)
-        return self.deploy(f"food-management:{version}", on_line)
 
     def abort(self, on_line: OnLine) -> None:
         with self.world.lock:
             self.state.canary_weight = 0
             self.state.canary_version = None
-            self.state.events.append("canary aborted: weight 0, scaled to 0")
+            self.state.events.append("canary weight 0, canary scaled to 0")
         on_line("canary weight set to 0 and canary scaled to 0")
 
-    def scale(self, replicas: int) -> None:
+    def scale(self, replicas: int, on_line: OnLine) -> None:
         with self.world.lock:
             self.state.desired = self.state.ready = replicas
             self.state.events.append(f"scaled to {replicas}")
+        on_line(f"stable scaled to {replicas} replicas")
 
     def stop(self, on_line: OnLine) -> None:
         with self.world.lock:
@@ -216,6 +248,24 @@ class SandboxTarget:
         with self.world.lock:
             self.state.running, self.state.ready = True, self.state.desired
         on_line(f"{self.state.name}: services started")
+
+
+class SandboxRevisions:
+    def __init__(self, world: World, env: str) -> None:
+        self.world = world
+        self.state = world.envs[env]
+
+    def list(self) -> list[Revision]:
+        with self.world.lock:
+            return list(self.state.revisions)
+
+    def record(self, image: str, digest: str, who: str, migration_head: str | None, backup_id: str | None,
+               action: str) -> Revision:
+        with self.world.lock:
+            revision = Revision(len(self.state.revisions) + 1, image, digest, who, self.world.clock.now(),
+                                migration_head, backup_id, action)
+            self.state.revisions.append(revision)
+        return revision
 
 
 class SandboxMetrics:

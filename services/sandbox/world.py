@@ -58,6 +58,7 @@ def _checksum(name: str) -> str:
     return hashlib.sha256(f"-- {name}\n".encode()).hexdigest()
 
 
+IMAGE = "ghcr.io/example/food-management"  # the example config's app image
 APPLIED = [
     "20240105093000_init",
     "20240212141500_add_categories",
@@ -75,7 +76,9 @@ class World:
         self.random = random.Random(seed)
         self.clock = SandboxClock(time_scale) if origin is None else SandboxClock(time_scale, origin)
         self.lock = threading.RLock()  # adapters are called from worker threads
-        self.images: dict[str, str] = {}  # reference -> digest
+        self.images: dict[str, str] = {  # reference -> digest: what the registry holds
+            f"{IMAGE}:{v}": "sha256:" + hashlib.sha256(v.encode()).hexdigest()
+            for v in ("1.3.9", "1.4.0", "1.4.1", "1.4.2", "1.5.0-rc.1", "1.5.0")}
         self.objects: dict[str, tuple[bytes, float, dict[str, str]]] = {}
         self.notifications: list[str] = []
         now = self.clock.origin
@@ -98,9 +101,10 @@ class World:
             MigrationRecord(m.name, m.checksum, m.state, m.started_at, (m.started_at or 0) + 1.2 + i * 0.3)
             for i, m in enumerate(migrations)
         ]
+        heads = [migrations[-2].name, migrations[-1].name, migrations[-1].name]  # 1.3.9 predates the newest
         revisions = [
-            Revision(i + 1, f"food-management:{v}", "sha256:" + hashlib.sha256(v.encode()).hexdigest(), "deploy-bot",
-                     now - (3 - i) * 7 * DAY, migrations[-1].name)
+            Revision(i + 1, f"{IMAGE}:{v}", self.images[f"{IMAGE}:{v}"], "deploy-bot",
+                     now - (3 - i) * 7 * DAY, heads[i], None, "deploy")
             for i, v in enumerate(["1.3.9", "1.4.0", version])
         ]
         rows = {"Ingredient": 1200 + self.random.randint(0, 400), "Category": 40,

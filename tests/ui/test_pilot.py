@@ -33,6 +33,7 @@ from uikit import (
     plain,
     ready,
     runbook,
+    submit_defaults,
     text_of,
     wait_for,
 )
@@ -165,7 +166,8 @@ async def test_release_on_development(make_ui_app: Any, messages: Messages) -> N
 
         assert outcome(screen).startswith("SUCCEEDED")
         steps = runbook(screen).status
-        assert list(steps) == ["check-test", "check-type-check", "check-lint", "build", "policy", "push", "deploy"]
+        assert list(steps) == ["check-test", "check-type-check", "check-lint", "build", "policy", "push", "deploy",
+                              "record", "health"]
         assert set(steps.values()) == {StepStatus.DONE}
         lines = build_log(screen)
         assert lines[0] == "--- Release 1.5.0 to development ---"
@@ -286,6 +288,7 @@ async def test_rollback_in_production_needs_the_name_typed(make_ui_app: Any, mes
         screen = await ready(pilot)
         await choose_env(pilot, screen, "production")
         await pilot.press("R")
+        await submit_defaults(pilot)  # the revision: the one before the current
         modal = await confirm_modal(pilot)
         assert modal.expected == "production"
         assert "SANDBOX" in modal_banner(modal)
@@ -304,7 +307,7 @@ async def test_rollback_in_production_needs_the_name_typed(make_ui_app: Any, mes
         await wait_for(pilot, lambda: app.screen is screen, "the modal to close")
         await finished(pilot, screen)
         assert outcome(screen).startswith("SUCCEEDED")
-        assert runbook(screen).details["choose"] == "revision 2: food-management:1.4.0"
+        assert runbook(screen).details["choose"] == "revision 2: ghcr.io/example/food-management:1.4.0"
         assert app.services.world.envs["production"].version == "1.4.0"
         assert app.services.audit.tail(1)[0]["outcome"].startswith("succeeded")
 
@@ -363,11 +366,11 @@ async def test_abort_canary_after_yes(make_ui_app: Any, messages: Messages) -> N
         await pilot.press("A")
         assert current_pane(screen) == "canary"
         modal = await confirm_modal(pilot)
-        assert "Abort the canary in development?" == modal.prompt
+        assert modal.prompt.startswith("Abort the canary in development?\nPlan: update replicas canary")
         await pilot.press("y")
         await finished(pilot, screen)
         assert outcome(screen).startswith("SUCCEEDED")
-        assert runbook(screen).details["abort"] == "canary aborted"
+        assert runbook(screen).details["apply"] == "canary aborted: weight 0, scaled to 0"
         assert app.services.world.envs["development"].canary_version is None
 
 
@@ -377,13 +380,14 @@ async def test_declining_records_declined(make_ui_app: Any, messages: Messages) 
         screen = await ready(pilot)
         await choose_env(pilot, screen, "production")
         await pilot.press("R")
+        await submit_defaults(pilot)  # the revision: the one before the current
         await confirm_modal(pilot)
         await pilot.press("escape")
         await finished(pilot, screen)
 
         assert outcome(screen).startswith("DECLINED")
         assert runbook(screen).status["confirm"] is StepStatus.FAILED
-        assert runbook(screen).status["rollback"] is StepStatus.PENDING  # nothing rolled back
+        assert runbook(screen).status["apply"] is StepStatus.PENDING  # nothing rolled back
         assert app.services.world.envs["production"].version == "1.4.1"
         last = app.services.audit.tail(1)[0]
         assert (last["env"], last["action"]) == ("production", "rollback")
@@ -402,6 +406,7 @@ async def test_r_retries_a_declined_operation_from_its_step(make_ui_app: Any, me
         screen = await ready(pilot)
         await choose_env(pilot, screen, "production")
         await pilot.press("R")
+        await submit_defaults(pilot)  # the revision: the one before the current
         await confirm_modal(pilot)
         await pilot.press("escape")
         await finished(pilot, screen)

@@ -103,6 +103,15 @@ async def modal_of(pilot: Pilot[Any], kind: type[ModalT], what: str) -> ModalT:
     return top
 
 
+async def submit_defaults(pilot: Pilot[Any]) -> None:
+    """An action with optional parameters opens its form first: take the defaults (Enter)."""
+    from widgets.params import ParamsModal
+
+    form = await modal_of(pilot, ParamsModal, "the parameters form")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: pilot.app.screen is not form, "the form to close")
+
+
 ENVS = ["development", "staging", "production"]  # the sandbox's, in list order
 
 

@@ -74,7 +74,7 @@ def test_release_runs_checks_build_policy_push_deploy(services: Services) -> Non
     result, events, asked = run(services, "release", "development", typed="yes")
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
-    assert steps(events) == [*CHECKS, "build", "policy", "push", "deploy"]
+    assert steps(events) == [*CHECKS, "build", "policy", "push", "deploy", "record", "health"]
     assert asked == [] or all(not q.free_text for q in asked)
     lines = logs(events, "policy")
     assert [text.split(":")[0] for text, _ in lines] == [
@@ -112,7 +112,7 @@ def test_failing_policy_in_production_needs_an_override_reason(services: Service
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     # The typed confirmation comes right before deploy; the override, at the policy step.
-    assert steps(events) == [*CHECKS, "build", "policy", "push", "confirm", "deploy"]
+    assert steps(events) == [*CHECKS, "build", "policy", "push", "confirm", "deploy", "record", "health"]
     assert [(q.step_id, q.free_text) for q in asked] == [("policy", True), ("confirm", False)]
     assert "Image policy failed in PRODUCTION (non-root user)" in asked[0].prompt
     assert ("FAIL non-root user" in logs(events, "policy")[0][0]) and logs(events, "policy")[0][1] == "error"
@@ -158,7 +158,8 @@ def test_build_and_push_actions(services: Services) -> None:
 def test_deploy_without_a_target_stops_at_a_clear_step(services: Services) -> None:
     services._per_env["target"] = lambda env: NoDeployTarget(env)
     op = build_operation(services, "release", "development", {"version": "1.7.0"})
-    assert op.steps[-1].title == "Deploy to development: no deploy target configured"
+    assert [s.id for s in op.steps[-3:]] == ["deploy", "record", "health"]
+    assert op.steps[-3].title == "Deploy to development: no deploy target configured"
     events: list[Event] = []
     result = services.runner.run(op, events.append, lambda q: "yes")
 
@@ -185,12 +186,15 @@ def test_resume_at_deploy_uses_the_journaled_push(services: Services) -> None:
 
     assert resumed.outcome is Outcome.SUCCEEDED
     assert steps(events)[record.resume_index] == "deploy"
-    assert list(finished(events)) == ["deploy"]  # nothing rebuilt or pushed again
+    assert list(finished(events)) == ["deploy", "record", "health"]  # nothing rebuilt or pushed again
     assert services.world is not None and services.world.envs["staging"].version == "1.8.0"
+    latest = services.revisions("staging").list()[-1]
+    assert (latest.image, latest.action) == (f"{IMAGE}:1.8.0", "deploy")
+    assert latest.digest == services.world.images[f"{IMAGE}:1.8.0"]
 
 
 def test_deploy_refuses_without_a_push(services: Services) -> None:
-    deploy = build_operation(services, "release", "development", {}).steps[-1]
+    deploy = build_operation(services, "release", "development", {}).steps[-3]
     ctx = StepContext("op", "deploy", "development", {}, {}, lambda e: None, lambda q: None, threading.Event())
     with pytest.raises(StepFailed, match="nothing was pushed"):
         deploy.run(ctx)
