@@ -424,8 +424,15 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     pid = int(pid_file.read_text())
     yield server
     subprocess.run([*server.base, "-s", "stop"], capture_output=True, timeout=30, check=False)
+
+    def stopped() -> bool:  # gone, or a zombie nobody reaps (nginx's master is re-parented)
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
     try:
-        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=10, what="nginx to stop")
+        wait_until(stopped, timeout=10, interval=0.02, what="nginx to stop")
     except TimeoutError:
         os.kill(pid, 9)
 

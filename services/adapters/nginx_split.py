@@ -10,8 +10,9 @@ The file and the reload live on the Docker host: this machine for a unix:// dock
 the host of an ssh://user@host:port docker_url, reached with the `ssh` binary and the user's
 ~/.ssh/config (keys, known_hosts). No shell on this side; a remote command is an argument
 list quoted with shlex. The engine of an ssh:// host is reached through one `ssh -L` that
-forwards its socket to a private local one, so the SDK talks to a unix socket: one ssh
-connection per action instead of one per pooled HTTP connection, and no paramiko.
+forwards its socket to a private local one, so the SDK talks to a unix socket; that ssh is
+also the control master the file and reload commands of the same action share. One ssh
+connection per action, and no paramiko.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -171,15 +173,19 @@ class SshHost:
             self.argv += ["-p", str(parts.port)]
         self.hostname = parts.hostname
         self.argv += ["--", parts.hostname]
+        self._local = threading.local()  # .control: the control socket of this thread's open engine()
 
     @contextmanager
     def engine(self, docker_url: str) -> Iterator[str]:
         """unix://LOCAL, forwarded to the host's Docker socket by `ssh -N -L` until the block ends."""
         folder = tempfile.mkdtemp(prefix="rc-docker-ssh-")
         socket_path = os.path.join(folder, "docker.sock")
+        control = os.path.join(folder, "ssh.control")
         options = self.argv[:-2]  # without "--", host
         argv = [*options, "-nNT", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
+                "-o", "ControlMaster=yes", "-o", f"ControlPath={control}",
                 "-L", f"{socket_path}:{REMOTE_DOCKER_SOCKET}", "--", self.hostname]
+        outer = getattr(self._local, "control", None)
         with open(os.path.join(folder, "ssh.err"), "w+", encoding="utf-8") as errors:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
             try:
@@ -191,8 +197,10 @@ class SshHost:
                                        if process.poll() is not None else
                                        f"ssh to {self.where} did not connect within {TUNNEL_TIMEOUT_S}s")
                     time.sleep(0.02)
+                self._local.control = control
                 yield f"unix://{socket_path}"
             finally:
+                self._local.control = outer
                 process.terminate()
                 try:
                     process.wait(5)
@@ -202,9 +210,12 @@ class SshHost:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _ssh(self, remote: str, stdin: str | None = None) -> tuple[int, str, str]:
+        """Run `remote` on the host: over the open engine()'s connection if any (ssh connects anew if it is gone)."""
+        control = getattr(self._local, "control", None)
+        shared = ["-o", "ControlMaster=no", "-o", f"ControlPath={control}"] if control else []
         try:
-            done = subprocess.run([*self.argv, remote], input=stdin, capture_output=True, text=True,
-                                  timeout=SSH_TIMEOUT_S, check=False)
+            done = subprocess.run([*self.argv[:1], *shared, *self.argv[1:], remote], input=stdin,
+                                  capture_output=True, text=True, timeout=SSH_TIMEOUT_S, check=False)
         except FileNotFoundError:
             raise StepFailed("the ssh client is not installed on this machine", ("apt-get install openssh-client",)
                              ) from None

@@ -295,10 +295,8 @@ def test_an_image_without_healthcheck_is_checked_over_http(
     wait_until(lambda: get_version(nginx) == "nocheck", timeout=5, what="nginx to serve nocheck")
 
 
-@pytest.mark.parametrize("url", ["unix:///nonexistent/docker.sock", "ssh://root@127.0.0.1:1"])
-def test_unreachable_engine(make_target: Callable[..., DockerHostTarget], url: str, docker_url: str) -> None:
-    if docker_url.startswith("ssh") != url.startswith("ssh"):
-        pytest.skip("one unreachable URL per transport")
+def test_unreachable_engine(make_target: Callable[..., DockerHostTarget], docker_url: str) -> None:
+    url = "ssh://root@127.0.0.1:1" if docker_url.startswith("ssh://") else "unix:///nonexistent/docker.sock"
     with pytest.raises(StepFailed) as failed:
         make_target(docker_url=url).deploy("127.0.0.1:5000/x:1", print)
     assert f"cannot reach the Docker engine at {url}" in str(failed.value)
@@ -319,11 +317,10 @@ def _ssh_tunnels() -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("docker_url", ["ssh"], indirect=True)
 def test_ssh_drop_mid_deploy_then_a_retry_converges(
         make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, docker_client: Any,
-        ssh_docker_url: str, docker_url: str) -> None:
-    if not docker_url.startswith("ssh://"):
-        pytest.skip("an ssh drop needs ssh")
+        ssh_docker_url: str) -> None:
     target = make_target()
     first_deploy(target, f"{repository}:1.0.0", nginx)
     killed: list[int] = []

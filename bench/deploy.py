@@ -1,0 +1,227 @@
+"""Deploy on a Docker host: the console's DockerHostTarget vs `docker compose pull && up -d --no-deps app`.
+
+Same engine, same registry, same sample app image (tests/fixtures/sample-app) under a new tag
+for every deploy, in the same run. Requests go one after another (a new connection each)
+through a private nginx all along, and every failed one is counted:
+
+- the target: pull, start beside the old container, health (the image's HEALTHCHECK: every
+  2 s), switch the nginx upstream, drain_s (2 s, the default), stop the old, prune;
+- the baseline: Debian's docker-compose 1.29 (installed with apt if missing) recreates the
+  `app` service on one fixed port, behind the same nginx; timed until compose returns and
+  until the app answers /api/health again;
+- a rollback on the target: deploying the previous tag starts its stopped container again.
+
+    uv run python bench/deploy.py [rounds]     # default 5; needs dockerd and the registry
+
+`bash tests/rig/run` starts both (RC_DOCKER_URL, RC_REGISTRY; defaults: the local socket, 127.0.0.1:5000).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import docker  # noqa: E402
+from conftest import Nginx  # noqa: E402
+from integration.test_docker_target import Traffic, get_version  # noqa: E402
+from rig.helpers import free_port, wait_until  # noqa: E402
+from rig.sample_app import prepare_context  # noqa: E402
+
+from services import config as config_module  # noqa: E402
+from services.adapters.docker_target import APP, DockerHostTarget  # noqa: E402
+
+COMPOSE_FILE = """services:
+  app:
+    image: "{repo}:${{TAG}}"
+    network_mode: host
+    environment:
+      PORT: "{port}"
+      VERSION: "${{TAG}}"
+      LATENCY_MS: "0"
+"""
+
+
+def compose_argv() -> list[str]:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose") is None:
+        print("installing docker-compose (apt-get install -y docker-compose)", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "docker-compose"], check=True, capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return ["docker-compose"]
+
+
+def start_nginx(prefix: Path) -> Nginx:
+    server = Nginx(prefix, free_port())
+    server.write_config()
+    subprocess.run(server.base, check=True, capture_output=True)
+    return server
+
+
+def point_nginx(server: Nginx, port: int) -> None:
+    server.upstream_file.write_text(f"upstream {server.upstream} {{\n    server 127.0.0.1:{port};\n}}\n")
+    subprocess.run(server.reload, check=True, capture_output=True)
+
+
+Run = tuple[float, int, int]  # seconds, requests sent, requests failed
+
+
+def timed(action: Callable[[], Any], server: Nginx) -> Run:
+    with Traffic(server) as traffic:
+        time.sleep(0.5)  # requests flow before it starts
+        started = time.perf_counter()
+        action()
+        elapsed = time.perf_counter() - started
+        time.sleep(0.5)
+    return elapsed, traffic.sent, len(traffic.failures)
+
+
+class Switched:
+    """on_line for a deploy: when nginx was reloaded onto the new container, from the start."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.at: list[float] = []
+
+    def __call__(self, line: str) -> None:
+        if line.startswith("nginx reloaded"):
+            self.at.append(time.perf_counter() - self.started)
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    engine_url = os.environ.get("RC_DOCKER_URL", "unix:///var/run/docker.sock")
+    registry = os.environ.get("RC_REGISTRY", "127.0.0.1:5000")
+    client = docker.DockerClient(base_url=engine_url, timeout=300)
+    compose = compose_argv()
+    repo = f"{registry}/rc-bench-deploy-{uuid.uuid4().hex[:8]}"
+    tags = [f"1.0.{n}" for n in range(2 * rounds + 2)]
+    app = f"rc-bench-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory(prefix="rc-bench-deploy-") as scratch:
+        work = Path(scratch)
+        anchor = f"rc-bench-deploy:{uuid.uuid4().hex[:8]}"  # keeps the image while its registry tags go
+        image, _ = client.images.build(path=str(prepare_context(work / "context")), tag=anchor,
+                                       network_mode="host", rm=True)
+        for tag in tags:
+            image.tag(repo, tag)
+            for line in client.images.push(repo, tag, stream=True, decode=True):
+                if "error" in line:
+                    raise SystemExit(f"push failed: {line}")
+            client.images.remove(f"{repo}:{tag}")  # pulled for real by both sides
+        server = start_nginx(work / "nginx")
+        try:
+            results = run_both(client, engine_url, compose, repo, tags, app, server, work, rounds)
+        finally:
+            subprocess.run([*server.base, "-s", "stop"], capture_output=True, check=False)
+            for container in client.containers.list(all=True, filters={"label": f"{APP}={app}"}):
+                container.remove(force=True)
+            subprocess.run([*compose, "-p", app, "-f", str(work / "compose.yml"), "down"], capture_output=True,
+                           check=False, cwd=work)
+            client.images.remove(image.id, force=True)
+    report(results, rounds)
+
+
+def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: list[str], app: str,
+             server: Nginx, work: Path, rounds: int) -> dict[str, list[Run]]:
+    low = 21000 + (uuid.uuid4().int % 400) * 20
+    raw = {
+        "app": {"name": app, "image": repo},
+        "environments": {"production": {
+            "api_url": server.url + "/api", "database_url": "postgresql://app:pw@127.0.0.1/food",
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "target": {"kind": "docker", "docker_url": engine_url, "ports": [low, low + 19],
+                       "env": {"LATENCY_MS": "0"},
+                       "nginx": {"upstream_file": str(server.upstream_file), "reload": server.reload}},
+        }},
+    }
+    target = DockerHostTarget(config_module.parse(raw, {}), "production")
+    results: dict[str, list[Run]] = {name: [] for name in (
+        "target", "target_switched", "rollback", "rollback_switched", "compose", "compose_healthy")}
+    quiet: Callable[[str], None] = lambda line: None  # noqa: E731
+    target.deploy(f"{repo}:{tags[0]}", quiet)  # untimed: the first has nothing to replace
+    wait_until(lambda: get_version(server) == tags[0], timeout=10, what="the first deploy to serve")
+    for n in range(1, rounds + 1):
+        for name, tag in (("target", tags[n]), ("rollback", tags[n - 1])):
+            switched = Switched()
+            results[name].append(timed(lambda tag=tag, on=switched: target.deploy(f"{repo}:{tag}", on), server))
+            results[f"{name}_switched"].append((switched.at[-1], 0, 0))
+        target.deploy(f"{repo}:{tags[n]}", quiet)  # forward again, untimed
+        print(f"round {n}: deploy {results['target'][-1][0]:.2f}s, rollback {results['rollback'][-1][0]:.2f}s",
+              flush=True)
+    for container in client.containers.list(all=True, filters={"label": f"{APP}={app}"}):
+        container.remove(force=True)
+
+    port = free_port()
+    (work / "compose.yml").write_text(COMPOSE_FILE.format(repo=repo, port=port))
+    base = [*compose, "-p", app, "-f", str(work / "compose.yml")]
+
+    def up(tag: str) -> None:
+        env = {**os.environ, "TAG": tag, "DOCKER_HOST": engine_url}
+        for step in (["pull", "app"], ["up", "-d", "--no-deps", "app"]):
+            done = subprocess.run([*base, *step], env=env, cwd=work, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"{' '.join(step)} failed: {done.stderr[-1000:]}")
+
+    def healthy(tag: str) -> bool:
+        try:
+            return get_version(server) == tag
+        except Exception:  # noqa: BLE001 - not yet
+            return False
+
+    up(tags[rounds + 1])
+    point_nginx(server, port)
+    wait_until(lambda: healthy(tags[rounds + 1]), timeout=30, interval=0.05, what="compose's first app")
+    for n in range(rounds):
+        tag = tags[n]
+
+        def until_healthy(tag: str = tag) -> None:
+            started = time.perf_counter()
+            up(tag)
+            results["compose"].append((time.perf_counter() - started, 0, 0))
+            wait_until(lambda: healthy(tag), timeout=30, interval=0.02, what=f"compose's app {tag}")
+
+        results["compose_healthy"].append(timed(until_healthy, server))
+        print(f"compose {n + 1}: up {results['compose'][-1][0]:.2f}s, answering "
+              f"{results['compose_healthy'][-1][0]:.2f}s", flush=True)
+    return results
+
+
+def report(results: dict[str, list[Run]], rounds: int) -> None:
+    def median(name: str) -> str:
+        return f"{statistics.median(t for t, _s, _f in results[name]):.2f} s"
+
+    def requests(name: str) -> str:
+        runs = results[name]
+        sent, failed = sum(s for _t, s, _f in runs), sum(f for _t, _s, f in runs)
+        seconds = sum(t + 1.0 for t, _s, _f in runs)  # each run has 0.5 s of requests before and after
+        return f"{failed} failed of {sent} (about {failed * seconds / sent / len(runs):.2f} s of errors each)"
+
+    print(f"\n{rounds} rounds each, medians; requests through nginx, one after another, during all rounds:\n")
+    print("| | returns after | new version serves after | requests during |")
+    print("| --- | --- | --- | --- |")
+    print(f"| DockerHostTarget.deploy, new tag | {median('target')} | {median('target_switched')} |"
+          f" {requests('target')} |")
+    print(f"| DockerHostTarget.deploy, previous tag (rollback) | {median('rollback')} |"
+          f" {median('rollback_switched')} | {requests('rollback')} |")
+    print(f"| compose pull && up -d --no-deps app | {median('compose')} | {median('compose_healthy')} |"
+          f" {requests('compose_healthy')} |")
+    print("\nall times (s):")
+    for name, runs in results.items():
+        print(f"  {name}: " + ", ".join(f"{t:.2f}" for t, _s, _f in runs))
+
+
+if __name__ == "__main__":
+    main()
