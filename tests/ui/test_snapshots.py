@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList
-from uikit import FAST, ORIGIN, finished, main_screen, modal_of, ready, wait_for
+from uikit import FAST, ORIGIN, finished, main_screen, modal_of, ready, submit_defaults, wait_for
 
 import services.audit
 from console.app import ReleaseConsole
@@ -155,6 +155,7 @@ def test_production_typed_confirmation(snap_compare: Snap, make_ui_app: Callable
     async def run_before(pilot: Pilot[Any]) -> None:
         await select(pilot, "production")
         await pilot.press("R")
+        await submit_defaults(pilot)
         await modal_of(pilot, ConfirmModal, "the confirmation")
         pilot.app.screen.query_one(Input).cursor_blink = False
         await settle(pilot)
