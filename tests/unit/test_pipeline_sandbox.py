@@ -11,52 +11,22 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from opkit import IMAGE, finished, logs, run, sandbox_services, steps
 
 from services.catalog import all_actions, build_operation
-from services.events import ConfirmationNeeded, Event, LogLine, OperationStarted, Outcome, StepFinished, StepStatus
-from services.factory import EXAMPLE_CONFIG, NoDeployTarget, Services, build, load_config
-from services.operations import Result, StepContext, StepFailed
+from services.events import Event, Outcome, StepStatus
+from services.factory import EXAMPLE_CONFIG, NoDeployTarget, Services, load_config
+from services.operations import StepContext, StepFailed
 from services.pipeline import image_tags
 from services.sandbox.adapters import SandboxBuilder
 
-SCALE = 3000
-IMAGE = "ghcr.io/example/food-management"
 REASON = "CVE hotfix; USER fixed in 1.5.1"
 CHECKS = ["check-test", "check-type-check", "check-lint"]
 
 
 @pytest.fixture
 def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    return build(load_config(str(EXAMPLE_CONFIG), True, {}), sandbox_mode=True, state=tmp_path / "state",
-                 time_scale=SCALE)
-
-
-def run(services: Services, kind: str, env: str, params: dict[str, Any] | None = None, reason: str | None = None,
-        typed: str | None = None) -> tuple[Result, list[Event], list[ConfirmationNeeded]]:
-    events: list[Event] = []
-    asked: list[ConfirmationNeeded] = []
-
-    def confirm(question: ConfirmationNeeded) -> str | None:
-        asked.append(question)
-        return reason if question.free_text else typed
-
-    result = services.runner.run(build_operation(services, kind, env, params), events.append, confirm)
-    return result, events, asked
-
-
-def steps(events: list[Event]) -> list[str]:
-    started = next(e for e in events if isinstance(e, OperationStarted))
-    return [step_id for step_id, _ in started.steps]
-
-
-def logs(events: list[Event], step: str) -> list[tuple[str, str]]:
-    return [(e.text, e.level) for e in events if isinstance(e, LogLine) and e.step_id == step]
-
-
-def finished(events: list[Event]) -> dict[str, StepFinished]:
-    return {e.step_id: e for e in events if isinstance(e, StepFinished)}
+    return sandbox_services(tmp_path, monkeypatch)
 
 
 def pushed(services: Services, reference: str) -> bool:

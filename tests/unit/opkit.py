@@ -1,0 +1,51 @@
+"""Running sandbox operations in unit tests: the services, a runner with canned answers, and
+readers for the events an operation emitted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.catalog import build_operation
+from services.events import ConfirmationNeeded, Event, LogLine, OperationStarted, StepFinished
+from services.factory import EXAMPLE_CONFIG, Services, build, load_config
+from services.operations import Result
+
+SCALE = 3000
+IMAGE = "ghcr.io/example/food-management"
+
+
+def sandbox_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    return build(load_config(str(EXAMPLE_CONFIG), True, {}), sandbox_mode=True, state=tmp_path / "state",
+                 time_scale=SCALE)
+
+
+def run(services: Services, kind: str, env: str, params: dict[str, Any] | None = None, reason: str | None = None,
+        typed: str | None = None) -> tuple[Result, list[Event], list[ConfirmationNeeded]]:
+    """Run an action; confirmations get `typed`, free-text questions (override reasons) `reason`."""
+    events: list[Event] = []
+    asked: list[ConfirmationNeeded] = []
+
+    def confirm(question: ConfirmationNeeded) -> str | None:
+        asked.append(question)
+        return reason if question.free_text else typed
+
+    result = services.runner.run(build_operation(services, kind, env, params), events.append, confirm)
+    return result, events, asked
+
+
+def steps(events: list[Event]) -> list[str]:
+    started = next(e for e in events if isinstance(e, OperationStarted))
+    return [step_id for step_id, _ in started.steps]
+
+
+def logs(events: list[Event], step: str) -> list[tuple[str, str]]:
+    return [(e.text, e.level) for e in events if isinstance(e, LogLine) and e.step_id == step]
+
+
+def finished(events: list[Event]) -> dict[str, StepFinished]:
+    return {e.step_id: e for e in events if isinstance(e, StepFinished)}

@@ -1,0 +1,178 @@
+"""Deploy, rollback, history and canary steering in the sandbox: plan before apply, the
+confirmations, the revisions recorded, the rollback warning, dry runs and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from opkit import IMAGE, finished, logs, run, sandbox_services, steps
+
+from console import cli
+from services.catalog import build_operation
+from services.events import Outcome
+from services.factory import Services
+
+
+@pytest.fixture
+def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
+    return sandbox_services(tmp_path, monkeypatch)
+
+
+def env_state(services: Services, env: str):  # type: ignore[no-untyped-def]
+    assert services.world is not None
+    return services.world.envs[env]
+
+
+def test_deploy_plans_confirms_applies_records_and_health_checks(services: Services) -> None:
+    result, events, asked = run(services, "deploy", "staging", {"version": "1.5.0"}, typed="yes")
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert steps(events) == ["resolve", "plan", "confirm", "apply", "record", "health"]
+    assert [q.prompt for q in asked] == [
+        f"Deploy {IMAGE}:1.5.0 in staging?\nPlan: update replicas image"]
+    plan = [text for text, _ in logs(events, "plan")]
+    assert f"    -image: {IMAGE}:1.4.2" in plan and f"    +image: {IMAGE}:1.5.0" in plan
+    assert env_state(services, "staging").version == "1.5.0"
+    revision = services.revisions("staging").list()[-1]
+    assert (revision.number, revision.image, revision.action) == (4, f"{IMAGE}:1.5.0", "deploy")
+    assert revision.digest == services.registry.digest(f"{IMAGE}:1.5.0") and revision.digest.startswith("sha256:")
+    assert revision.migration_head == "20240815093000_rename_qty_to_quantity"  # staging's newest applied
+    assert revision.backup_id is not None and revision.who
+
+
+def test_production_deploy_needs_the_name_typed_once(services: Services) -> None:
+    result, _, asked = run(services, "deploy", "production", {"version": "1.5.0"}, typed="yes")
+    assert result.outcome is Outcome.DECLINED  # "yes" is not the name
+    assert env_state(services, "production").version == "1.4.1"
+
+    result, events, asked = run(services, "deploy", "production", {"version": "1.5.0"}, typed="production")
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert [q.expected for q in asked] == ["production"]  # one typed confirmation, not two
+    assert steps(events).index("confirm") == steps(events).index("apply") - 1
+
+
+def test_an_image_missing_from_the_registry_changes_nothing(services: Services) -> None:
+    result, events, asked = run(services, "deploy", "staging", {"version": "9.9.9"}, typed="yes")
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "resolve"
+    assert result.detail == f"{IMAGE}:9.9.9 is not in the registry"
+    assert asked == [] and list(finished(events)) == ["resolve"]
+    assert len(services.revisions("staging").list()) == 3
+
+
+def test_dry_run_shows_the_plan_and_applies_nothing(services: Services) -> None:
+    result, events, asked = run(services, "deploy", "production", {"version": "1.5.0", "dry_run": True})
+
+    assert result.outcome is Outcome.SUCCEEDED
+    assert steps(events) == ["resolve", "plan"] and asked == []
+    assert result.detail == "2 steps done"
+    assert env_state(services, "production").version == "1.4.1"
+    assert len(services.revisions("production").list()) == 3
+
+
+def test_rollback_defaults_to_the_previous_image_and_records_it(services: Services) -> None:
+    run(services, "deploy", "staging", {"version": "1.5.0"}, typed="yes")
+    result, events, _ = run(services, "rollback", "staging", typed="yes")
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert finished(events)["choose"].detail == f"revision 3: {IMAGE}:1.4.2"
+    assert env_state(services, "staging").version == "1.4.2"
+    latest = services.revisions("staging").list()[-1]
+    assert (latest.number, latest.image, latest.action) == (5, f"{IMAGE}:1.4.2", "rollback")
+
+
+def test_rollback_past_a_breaking_migration_warns_and_needs_a_reason(services: Services) -> None:
+    reason = "1.4.x corrupts orders; 1.3.9 ignores the dropped column"
+    result, events, asked = run(services, "rollback", "production", {"revision": "1"}, reason=reason,
+                                typed="production")
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    warnings = [text for text, _ in logs(events, "choose") if text.startswith("WARNING")]
+    assert warnings == ['WARNING 20240618160000_recipe_tags: dropping-column: ALTER TABLE "Recipe" DROP COLUMN '
+                        '"legacyTags"']
+    assert "predates 1 non-backward-compatible change(s)" in finished(events)["choose"].detail
+    assert [q.free_text for q in asked] == [True, False]
+    assert services.audit.tail(1)[0]["override_reason"] == reason
+    assert env_state(services, "production").version == "1.3.9"
+
+
+def test_rollback_past_a_breaking_migration_without_a_reason_changes_nothing(services: Services) -> None:
+    result, _, _ = run(services, "rollback", "production", {"revision": "1"}, reason=None, typed="production")
+    assert result.outcome is Outcome.DECLINED and result.failed_step == "choose"
+    assert env_state(services, "production").version == "1.4.1"
+
+
+def test_rollback_to_an_unknown_revision_names_the_known_ones(services: Services) -> None:
+    result, _, _ = run(services, "rollback", "staging", {"revision": "42"}, typed="yes")
+    assert result.outcome is Outcome.FAILED
+    assert result.detail == "staging has no revision 42; known: 1, 2, 3"
+
+
+def test_canary_start_step_promote(services: Services) -> None:
+    started, events, asked = run(services, "canary-start", "staging", {"version": "1.5.0"}, typed="yes")
+    assert started.outcome is Outcome.SUCCEEDED, started.detail
+    assert steps(events) == ["resolve", "plan", "confirm", "apply"]
+    assert asked[0].prompt.endswith("Plan: update replicas canary, update replicas weight")
+    assert (env_state(services, "staging").canary_version, env_state(services, "staging").canary_weight) == (
+        "1.5.0", 10)
+
+    stepped, events, _ = run(services, "step", "staging", {"weights": "25,50", "pause_s": "1"}, typed="yes")
+    assert stepped.outcome is Outcome.SUCCEEDED, stepped.detail
+    assert [t for t, _ in logs(events, "apply") if "weight set" in t] == [
+        "canary weight set to 25%", "canary weight set to 50%"]
+    assert env_state(services, "staging").canary_weight == 50
+
+    promoted, events, _ = run(services, "promote", "staging", typed="yes")
+    assert promoted.outcome is Outcome.SUCCEEDED, promoted.detail
+    assert steps(events) == ["plan", "confirm", "apply", "record", "health"]
+    state = env_state(services, "staging")
+    assert (state.version, state.canary_version, state.canary_weight) == ("1.5.0", None, 0)
+    assert services.revisions("staging").list()[-1].action == "promote"
+
+
+def test_promote_and_step_without_a_canary_say_so(services: Services) -> None:
+    for kind in ("promote", "step"):
+        result, _, _ = run(services, kind, "staging", typed="yes")
+        assert result.outcome is Outcome.FAILED, kind
+        assert result.detail == "staging has no canary running", kind
+
+
+def test_scale_and_abort(services: Services) -> None:
+    scaled, _, _ = run(services, "scale", "staging", {"replicas": "4"}, typed="yes")
+    assert scaled.outcome is Outcome.SUCCEEDED and env_state(services, "staging").desired == 4
+    run(services, "canary-start", "staging", {"version": "1.5.0", "weight": "20"}, typed="yes")
+    aborted, _, asked = run(services, "abort", "staging", typed="yes")
+    assert aborted.outcome is Outcome.SUCCEEDED
+    assert asked[0].prompt.startswith("Abort the canary in staging?")
+    assert (env_state(services, "staging").canary_version, env_state(services, "staging").canary_weight) == (None, 0)
+
+
+@pytest.mark.parametrize(("kind", "params", "message"), [
+    ("deploy", {}, "no version given: pass --version TAG (or a full image reference)"),
+    ("canary-start", {"version": "1.5.0", "weight": "150"}, "a weight is a percentage 0-100, got 150"),
+    ("step", {"weights": "10,lots"}, "a weight is a whole percentage 0-100, got 'lots'"),
+    ("scale", {"replicas": "0"}, "replicas must be at least 1, got 0"),
+    ("scale", {"replicas": "many"}, "replicas must be a whole number, got 'many'"),
+])
+def test_bad_input_is_refused_before_anything_starts(services: Services, kind: str, params: dict[str, str],
+                                                    message: str) -> None:
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        build_operation(services, kind, "staging", params)
+
+
+def test_cli_history_json_and_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert cli.main(["--sandbox", "--json", "history", "--env", "production"]) == cli.EXIT_OK
+    history = json.loads(capsys.readouterr().out)
+    assert [(r["number"], r["image"]) for r in history] == [
+        (1, f"{IMAGE}:1.3.9"), (2, f"{IMAGE}:1.4.0"), (3, f"{IMAGE}:1.4.1")]
+
+    assert cli.main(["--sandbox", "scale", "--env", "staging", "--replicas", "0", "--yes"]) == cli.EXIT_USAGE
+    assert "error: replicas must be at least 1" in capsys.readouterr().err
+
+    assert cli.main(["--sandbox", "rollback", "--env", "production", "--dry-run"]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"+image: {IMAGE}:1.4.0" in out and "SUCCEEDED: 2 steps done" in out
