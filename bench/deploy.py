@@ -76,17 +76,35 @@ def point_nginx(server: Nginx, port: int) -> None:
     subprocess.run(server.reload, check=True, capture_output=True)
 
 
-Run = tuple[float, int, int]  # seconds, requests sent, requests failed
+Run = tuple[float, int, int, float]  # seconds, requests sent, requests failed, first to last failure (s)
+
+
+class TimedTraffic(Traffic):
+    """The tests' client thread, noting when each failure happened."""
+
+    def __init__(self, server: Nginx) -> None:
+        super().__init__(server)
+        self.failed_at: list[float] = []
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sent += 1
+            try:
+                self.versions[get_version(self.nginx)] += 1
+            except Exception as exc:  # noqa: BLE001 - counted
+                self.failed_at.append(time.perf_counter())
+                self.failures.append(f"{type(exc).__name__}: {exc}")
 
 
 def timed(action: Callable[[], Any], server: Nginx) -> Run:
-    with Traffic(server) as traffic:
+    with TimedTraffic(server) as traffic:
         time.sleep(0.5)  # requests flow before it starts
         started = time.perf_counter()
         action()
         elapsed = time.perf_counter() - started
         time.sleep(0.5)
-    return elapsed, traffic.sent, len(traffic.failures)
+    window = traffic.failed_at[-1] - traffic.failed_at[0] if traffic.failed_at else 0.0
+    return elapsed, traffic.sent, len(traffic.failures), window
 
 
 class Switched:
@@ -157,7 +175,7 @@ def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: 
         for name, tag in (("target", tags[n]), ("rollback", tags[n - 1])):
             switched = Switched()
             results[name].append(timed(lambda tag=tag, on=switched: target.deploy(f"{repo}:{tag}", on), server))
-            results[f"{name}_switched"].append((switched.at[-1], 0, 0))
+            results[f"{name}_switched"].append((switched.at[-1], 0, 0, 0.0))
         target.deploy(f"{repo}:{tags[n]}", quiet)  # forward again, untimed
         print(f"round {n}: deploy {results['target'][-1][0]:.2f}s, rollback {results['rollback'][-1][0]:.2f}s",
               flush=True)
@@ -190,7 +208,7 @@ def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: 
         def until_healthy(tag: str = tag) -> None:
             started = time.perf_counter()
             up(tag)
-            results["compose"].append((time.perf_counter() - started, 0, 0))
+            results["compose"].append((time.perf_counter() - started, 0, 0, 0.0))
             wait_until(lambda: healthy(tag), timeout=30, interval=0.02, what=f"compose's app {tag}")
 
         results["compose_healthy"].append(timed(until_healthy, server))
@@ -201,13 +219,13 @@ def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: 
 
 def report(results: dict[str, list[Run]], rounds: int) -> None:
     def median(name: str) -> str:
-        return f"{statistics.median(t for t, _s, _f in results[name]):.2f} s"
+        return f"{statistics.median(run[0] for run in results[name]):.2f} s"
 
     def requests(name: str) -> str:
         runs = results[name]
-        sent, failed = sum(s for _t, s, _f in runs), sum(f for _t, _s, f in runs)
-        seconds = sum(t + 1.0 for t, _s, _f in runs)  # each run has 0.5 s of requests before and after
-        return f"{failed} failed of {sent} (about {failed * seconds / sent / len(runs):.2f} s of errors each)"
+        sent, failed = sum(run[1] for run in runs), sum(run[2] for run in runs)
+        windows = ", ".join(f"{run[3]:.2f}" for run in runs)
+        return f"{failed} failed of {sent}" + (f"; errors for {windows} s" if failed else "")
 
     print(f"\n{rounds} rounds each, medians; requests through nginx, one after another, during all rounds:\n")
     print("| | returns after | new version serves after | requests during |")
@@ -220,7 +238,7 @@ def report(results: dict[str, list[Run]], rounds: int) -> None:
           f" {requests('compose_healthy')} |")
     print("\nall times (s):")
     for name, runs in results.items():
-        print(f"  {name}: " + ", ".join(f"{t:.2f}" for t, _s, _f in runs))
+        print(f"  {name}: " + ", ".join(f"{run[0]:.2f}" for run in runs))
 
 
 if __name__ == "__main__":

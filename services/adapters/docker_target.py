@@ -29,7 +29,15 @@ import docker.errors
 from docker.utils import parse_repository_tag
 
 from services.adapters.docker_build import _BROKEN, _short, connect
-from services.adapters.nginx_split import HostLost, Server, Upstream, canary_weight, host_for, split
+from services.adapters.nginx_split import (
+    HostLost,
+    Server,
+    Upstream,
+    canary_weight,
+    host_for,
+    listening_ports,
+    split,
+)
 from services.audit import mask
 from services.config import DockerTarget, ReleaseConfig
 from services.operations import StepFailed
@@ -159,7 +167,7 @@ class DockerHostTarget:
     # --- reading ---------------------------------------------------------------------------
 
     def status(self) -> TargetStatus:
-        with self._engine() as api:
+        with self._reading("reading the status") as api:
             fleet = self._read(api)
             events = self._events(api)
         stable, canary = fleet.stable, fleet.canary
@@ -175,7 +183,7 @@ class DockerHostTarget:
         )
 
     def plan(self, change: Change) -> Plan:
-        with self._engine() as api:
+        with self._reading("planning") as api:
             fleet = self._read(api)
             used = self._used_ports(api)
         return _Planner(self, fleet, used).plan(change)
@@ -240,6 +248,17 @@ class DockerHostTarget:
         )
 
     @contextmanager
+    def _reading(self, what: str) -> Iterator[Any]:
+        with self._engine() as api:
+            try:
+                yield api
+            except docker.errors.APIError as err:
+                raise StepFailed(f"the Docker engine refused {what}: {_short(str(err.explanation or err))}") from None
+            except (HostLost, *_BROKEN) as err:
+                raise StepFailed(f"lost the connection to {mask(self.target.docker_url)} while {what}:"
+                                 f" {_short(str(err), 200)}; nothing was changed", ("try again",)) from None
+
+    @contextmanager
     def _session(self, what: str, on_line: OnLine) -> Iterator[_Session]:
         with self._engine() as api:
             session: _Session | None = None
@@ -281,9 +300,11 @@ class DockerHostTarget:
         return Fleet(tuple(sorted(boxes, key=lambda b: b.port)), tuple(servers), text)
 
     def _used_ports(self, api: Any) -> set[int]:
-        """Host ports of every container any console manages on this engine (all apps share the host)."""
-        return {int(c["Labels"][PORT]) for c in api.containers(all=True, filters={"label": PORT})
-                if str(c["Labels"].get(PORT, "")).isdigit()}
+        """Ports listening on the host, and those of every container a console manages on this engine
+        (stopped ones keep theirs for a rollback)."""
+        managed = {int(c["Labels"][PORT]) for c in api.containers(all=True, filters={"label": PORT})
+                   if str(c["Labels"].get(PORT, "")).isdigit()}
+        return managed | listening_ports(self.host)
 
     def free_ports(self, used: set[int], count: int) -> list[int]:
         low, high = self.target.ports
@@ -656,6 +677,10 @@ class _Planner:
     def plan(self, change: Change) -> Plan:
         f = self.fleet
         stable, canary, weight = f.stable, f.canary, f.weight
+        if isinstance(change, (StartCanary, Scale)) and not stable:
+            raise StepFailed("nothing is deployed yet", ("deploy first",))
+        if isinstance(change, (SetWeight, Promote)) and not canary:
+            raise StepFailed("there is no canary", ("start a canary first",))
         servers = list(f.servers)
         lay = self._layout
         match change:
@@ -667,7 +692,7 @@ class _Planner:
                 servers = lay(stable, self._up(image, self.t.config.canary.canary_replicas, "canary"), w)
             case SetWeight(w):
                 servers = lay(stable, canary, w)
-            case Promote() if canary:
+            case Promote():
                 wanted = len(stable) or self.t.target.replicas
                 extra = self._up(canary[0].image, wanted - len(canary), "stable") if wanted > len(canary) else []
                 for box in canary:
@@ -678,7 +703,7 @@ class _Planner:
                 for box in canary:
                     self.then[box.name] = None
                 servers = lay(stable, [], 0)
-            case Scale(replicas) if stable:
+            case Scale(replicas):
                 if replicas > len(stable):
                     servers = lay(stable + self._up(stable[0].image, replicas - len(stable), "stable"), canary, weight)
                 else:

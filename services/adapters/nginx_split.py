@@ -250,6 +250,21 @@ class SshHost:
         return code == 0
 
 
+def listening_ports(host: Host) -> set[int]:
+    """TCP ports something listens on, on the host (from /proc/net/tcp and tcp6; empty if unreadable)."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            text = host.read(table) or ""
+        except StepFailed:
+            continue
+        for row in text.splitlines()[1:]:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A":  # LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def host_for(docker_url: str) -> Host:
     return SshHost(docker_url) if docker_url.startswith("ssh://") else LocalHost()
 

@@ -25,8 +25,9 @@ from rig.helpers import wait_until
 
 from services import config as config_module
 from services.adapters.docker_target import APP, DockerHostTarget
+from services.adapters.nginx_split import canary_weight, parse, render, split
 from services.operations import StepFailed
-from services.ports import Deploy, TargetStatus
+from services.ports import Deploy, Promote, StartCanary, TargetStatus
 
 SECRET_DB = "postgresql://app:s3cret-pw@127.0.0.1:5432/food"
 VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
@@ -350,3 +351,41 @@ def test_ssh_drop_mid_deploy_then_a_retry_converges(
     states = sorted((c.labels["release-console.version"], c.status) for c in containers(docker_client, target))
     assert states == [("1.0.0", "exited"), ("2.0.0", "running")]
     assert_status(target.status(), "2.0.0")
+
+
+@pytest.mark.parametrize("docker_url", ["unix"], indirect=True)
+def test_scale_stop_start_and_a_canary_plan(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, docker_client: Any) -> None:
+    target = make_target()
+    first_deploy(target, f"{repository}:1.0.0", nginx)
+    with Traffic(nginx) as traffic:
+        target.scale(2, print)
+        assert_status(target.status(), "1.0.0", ready=2)
+        assert nginx.upstream_file.read_text().count("# stable 1.0.0") == 2
+        target.scale(1, print)
+    traffic.check()
+    assert_status(target.status(), "1.0.0")
+    assert len(containers(docker_client, target)) == 1  # scaled-down containers are removed, not kept
+
+    plan = target.plan(StartCanary(f"{repository}:2.0.0", 10))
+    by_action = {c.action: c for c in plan.changes}
+    assert set(by_action) == {"create", "unchanged", "update"}
+    assert 'role: "canary"' in by_action["create"].diff
+    assert "weight=9;  # stable 1.0.0" in by_action["update"].diff and "# canary 2.0.0" in by_action["update"].diff
+    with pytest.raises(StepFailed, match="there is no canary"):
+        target.plan(Promote())
+
+    target.stop(print)
+    status = target.status()
+    assert (status.version, status.ready, status.desired) == ("1.0.0 (stopped)", 0, 1)
+    target.start(print)
+    assert_status(target.status(), "1.0.0")
+    wait_until(lambda: get_version(nginx) == "1.0.0", timeout=5, what="nginx to serve again")
+
+
+def test_split_weights_give_the_canary_its_share() -> None:
+    for stable, canary, weight in ((1, 1, 10), (9, 1, 10), (3, 2, 25), (2, 1, 0), (1, 1, 100)):
+        servers = split([(3100 + i, "1") for i in range(stable)], [(3200 + i, "2") for i in range(canary)], weight)
+        assert canary_weight(parse(render("u", servers, "test"))) == weight
+        assert all(s.down for s in servers if s.role == "canary") == (weight == 0)
+        assert all(s.down for s in servers if s.role == "stable") == (weight == 100)
