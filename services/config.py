@@ -151,6 +151,45 @@ class ServiceCommands(Strict):
     start: list[str] = Field(min_length=1)
 
 
+# PromQL per metric. $selector is replaced by the series' label matchers (see
+# EnvironmentMetrics.selectors) and $window by MetricsConfig.window.
+DEFAULT_QUERIES = {
+    "error_rate": 'sum(rate(http_requests_total{status=~"5..",$selector}[$window]))'
+                  ' / sum(rate(http_requests_total{$selector}[$window]))',
+    "p95_ms": "1000 * histogram_quantile(0.95,"
+              " sum by (le) (rate(http_request_duration_seconds_bucket{$selector}[$window])))",
+    "cpu_percent": "100 * sum(rate(container_cpu_usage_seconds_total{$selector}[$window]))"
+                   ' / sum(kube_pod_container_resource_limits{resource="cpu",$selector})',
+    "memory_percent": "100 * sum(container_memory_working_set_bytes{$selector})"
+                      ' / sum(kube_pod_container_resource_limits{resource="memory",$selector})',
+    "requests_per_s": "sum(rate(http_requests_total{$selector}[$window]))",
+}
+
+
+class MetricsConfig(Strict):
+    """How the canary's metrics are read, for the app (queries) rather than per environment."""
+
+    queries: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_QUERIES))
+    window: str = Field("1m", pattern=r"^[0-9]+[smh]$")
+    timeout_s: float = Field(5.0, gt=0)
+    min_samples: int = Field(10, ge=3)  # fewer per series and metric: "not enough data", promotion blocked
+    misses_before_asking: int = Field(3, ge=1)  # checks in a row without fresh data, then ask the operator
+
+    @field_validator("queries")
+    @classmethod
+    def _defaults_for_the_rest(cls, value: dict[str, str]) -> dict[str, str]:
+        return {**DEFAULT_QUERIES, **value}
+
+
+class EnvironmentMetrics(Strict):
+    """Where an environment's metrics come from: its Prometheus, else a scrape of the app's /metrics."""
+
+    prometheus_url: str | None = None
+    selectors: dict[str, str] = Field(
+        default_factory=lambda: {"canary": 'track="canary"', "stable": 'track="stable"'})
+    scrape: dict[str, list[str]] = Field(default_factory=dict)  # series -> /metrics URLs, without Prometheus
+
+
 class EnvironmentConfig(Strict):
     api_url: str
     database_url: SecretStr
@@ -161,6 +200,7 @@ class EnvironmentConfig(Strict):
     target: DeployTarget = NoTarget()
     services: ServiceCommands | None = None
     app_dir: str | None = Field(None, description="where the app's files live on this host, for backup and restore")
+    metrics: EnvironmentMetrics = EnvironmentMetrics()
 
 
 class CanaryPolicy(Strict):
@@ -224,6 +264,7 @@ class ReleaseConfig(Strict):
     app: AppConfig
     environments: dict[str, EnvironmentConfig]
     canary: CanaryPolicy = CanaryPolicy()
+    metrics: MetricsConfig = MetricsConfig()
     backup: BackupPolicy = BackupPolicy()
     recovery: RecoveryPolicy = RecoveryPolicy()
     build: BuildConfig = BuildConfig()

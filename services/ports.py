@@ -131,10 +131,16 @@ class Plan:
 
 @dataclass(frozen=True)
 class MetricSnapshot:
-    """One sample per series: series name (canary, stable) -> metric name -> value (None = no data)."""
+    """One sample per series: series name (canary, stable) -> metric name -> value (None = no data).
+
+    Metrics: error_rate (a ratio), p95_ms, cpu_percent, memory_percent, requests_per_s (for the
+    observed traffic share). A value that is missing, NaN or unreadable is None here and its
+    reason is in `problems`, keyed "series.metric" (e.g. "canary.p95_ms": "empty result").
+    """
 
     at: float
     series: Mapping[str, Mapping[str, float | None]]
+    problems: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,9 @@ class RevisionLog(Protocol):
 
 
 class MetricsSource(Protocol):
-    def sample(self) -> MetricSnapshot: ...
+    def describe(self) -> str: ...  # e.g. "prometheus http://prom:9090" or "scrape of 2 /metrics endpoints"
+    def validate(self) -> list[str]: ...  # problems with the queries (a typo), found before a canary starts
+    def sample(self) -> MetricSnapshot: ...  # never raises for an unreachable source: problems say why
 
 
 @dataclass(frozen=True)
