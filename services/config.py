@@ -151,17 +151,26 @@ class ServiceCommands(Strict):
     start: list[str] = Field(min_length=1)
 
 
+# The metrics a canary is judged on. Each is one number per series (canary, stable).
+METRICS = ("error_rate", "p95_ms", "cpu_percent", "memory_percent", "requests_per_s")
+SERIES = ("canary", "stable")
+
 # PromQL per metric. $selector is replaced by the series' label matchers (see
-# EnvironmentMetrics.selectors) and $window by MetricsConfig.window.
+# EnvironmentMetrics.selectors) and $window by MetricsConfig.window. Each query must return one
+# value (aggregate with sum, avg, max ...). CPU and memory come from the app's own process
+# metrics, which carry the same target labels (track="canary") as its request counters:
+# cpu_percent is the average per instance in percent of one core; memory_percent is resident
+# memory over the limit the app reports in its app_memory_limit_bytes gauge. For cAdvisor or
+# kube-state-metrics queries, see "Canary metrics" in docs/operations.md.
 DEFAULT_QUERIES = {
     "error_rate": 'sum(rate(http_requests_total{status=~"5..",$selector}[$window]))'
-                  ' / sum(rate(http_requests_total{$selector}[$window]))',
+                  " / sum(rate(http_requests_total{$selector}[$window]))",
     "p95_ms": "1000 * histogram_quantile(0.95,"
               " sum by (le) (rate(http_request_duration_seconds_bucket{$selector}[$window])))",
-    "cpu_percent": "100 * sum(rate(container_cpu_usage_seconds_total{$selector}[$window]))"
-                   ' / sum(kube_pod_container_resource_limits{resource="cpu",$selector})',
-    "memory_percent": "100 * sum(container_memory_working_set_bytes{$selector})"
-                      ' / sum(kube_pod_container_resource_limits{resource="memory",$selector})',
+    "cpu_percent": "100 * sum(rate(process_cpu_seconds_total{$selector}[$window]))"
+                   " / count(process_cpu_seconds_total{$selector})",
+    "memory_percent": "100 * sum(process_resident_memory_bytes{$selector})"
+                      " / sum(app_memory_limit_bytes{$selector})",
     "requests_per_s": "sum(rate(http_requests_total{$selector}[$window]))",
 }
 
@@ -171,23 +180,62 @@ class MetricsConfig(Strict):
 
     queries: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_QUERIES))
     window: str = Field("1m", pattern=r"^[0-9]+[smh]$")
-    timeout_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(5.0, gt=0)  # per request to Prometheus or a /metrics endpoint
     min_samples: int = Field(10, ge=3)  # fewer per series and metric: "not enough data", promotion blocked
     misses_before_asking: int = Field(3, ge=1)  # checks in a row without fresh data, then ask the operator
 
     @field_validator("queries")
     @classmethod
     def _defaults_for_the_rest(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(METRICS))
+        if unknown:  # a misspelt name would silently leave the default query in place
+            raise ValueError(f"unknown metric {', '.join(map(repr, unknown))}; known: {', '.join(METRICS)}")
+        empty = sorted(name for name, query in value.items() if not query.strip())
+        if empty:
+            raise ValueError(f"empty query for {', '.join(empty)}")
         return {**DEFAULT_QUERIES, **value}
 
 
-class EnvironmentMetrics(Strict):
-    """Where an environment's metrics come from: its Prometheus, else a scrape of the app's /metrics."""
+def _http_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"must be an http:// or https:// URL, got {url.split('@')[-1]!r}")
+    return url
 
-    prometheus_url: str | None = None
+
+class EnvironmentMetrics(Strict):
+    """Where an environment's metrics come from: its Prometheus, else a scrape of the app's /metrics.
+
+    `selectors` are PromQL label matchers without braces, one per series, e.g. 'track="canary"'.
+    `scrape` lists, per series, the /metrics URLs to read directly when there is no Prometheus.
+    """
+
+    prometheus_url: str | None = None  # may carry a path prefix; user:password@ is never shown
     selectors: dict[str, str] = Field(
         default_factory=lambda: {"canary": 'track="canary"', "stable": 'track="stable"'})
     scrape: dict[str, list[str]] = Field(default_factory=dict)  # series -> /metrics URLs, without Prometheus
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value.rstrip("/"))
+
+    @field_validator("selectors")
+    @classmethod
+    def _both_series(cls, value: dict[str, str]) -> dict[str, str]:
+        if set(value) != set(SERIES):
+            raise ValueError(f"define exactly the series {' and '.join(SERIES)}, got {', '.join(value) or 'none'}")
+        for series, selector in value.items():
+            if not selector.strip() or "{" in selector or "}" in selector:
+                raise ValueError(f"{series}: label matchers without braces, e.g. track=\"{series}\"")
+        return {series: selector.strip().rstrip(",") for series, selector in value.items()}
+
+    @field_validator("scrape")
+    @classmethod
+    def _known_series(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(value) - set(SERIES))
+        if unknown:
+            raise ValueError(f"unknown series {', '.join(map(repr, unknown))}; use {' and '.join(SERIES)}")
+        return {series: [_http_url(url) for url in urls] for series, urls in value.items()}
 
 
 class EnvironmentConfig(Strict):
