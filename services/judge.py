@@ -526,7 +526,10 @@ def score(results: Sequence[MetricResult]) -> float:
 def verdict(results: Sequence[MetricResult], settings: JudgeSettings | None = None) -> CanaryVerdict:
     """The overall outcome, in this order: a failed critical metric fails; a score below
     ``marginal_score`` fails; any NoData metric gives "nodata" (never "pass"); a score at or above
-    ``pass_score`` passes; anything else is marginal."""
+    ``pass_score`` passes; anything else is marginal.
+
+    Unlike Kayenta, NoData on a critical metric does not fail the canary (that would roll back for
+    want of data); like any NoData it holds the canary at "nodata" until the data is there."""
     settings = settings or JudgeSettings()
     if not results:
         raise ValueError("no metrics to judge")
