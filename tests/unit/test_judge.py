@@ -368,6 +368,12 @@ def test_a_failed_critical_metric_fails_whatever_the_score() -> None:
     assert result.reason == "critical metric failed: p95_ms"
 
 
+def test_no_data_on_a_critical_metric_holds_rather_than_fails() -> None:
+    critical_gap = classify_metric(MetricSpec("error_rate", critical=True), [], [0.0] * 30)
+    result = verdict([passing("p95_ms"), critical_gap])
+    assert (result.outcome, result.score, result.promotion_blocked) == ("nodata", 100, True)
+
+
 def test_not_enough_data_blocks_promotion() -> None:
     result = verdict([passing("error_rate"), passing("p95_ms"), missing("cpu_percent")])
     assert result.outcome == "nodata"
