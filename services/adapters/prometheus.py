@@ -125,7 +125,7 @@ class PrometheusMetrics:
         timeout = self.settings.timeout_s
         # Prometheus gives up a little before we do, so a slow query says so itself (503 timeout)
         # and a client timeout means Prometheus itself is not answering.
-        params = {"query": promql, "timeout": f"{max(timeout * 0.8, 0.1):.3f}s"}
+        params = {"query": promql, "timeout": f"{max(int(timeout * 800), 100)}ms"}
         try:
             response = self._client.get(f"{self.url}/api/v1/query", params=params, timeout=timeout)
         except httpx.TimeoutException as err:
@@ -142,7 +142,7 @@ class PrometheusMetrics:
             return read_vector(body)
         if isinstance(body, dict) and body.get("status") == "error":
             kind, message = body.get("errorType", "error"), self._scrub(str(body.get("error", "")))
-            if response.status_code == 400 and kind == "bad_data":
+            if kind == "bad_data" and ('parameter "query"' in message or "parse error" in message):
                 return Answer(None, f"bad query: {message}", "bad_query")
             return Answer(None, f"prometheus {kind} (HTTP {response.status_code}): {message}", "error")
         return Answer(None, f"prometheus answered HTTP {response.status_code} without a query result"

@@ -353,31 +353,35 @@ class ScrapeMetrics:
         series: dict[str, dict[str, float | None]] = {}
         problems: dict[str, str] = {}
         with self._lock:
-            for name, urls in self.urls.items():
-                if not urls:
-                    values, reasons = dict.fromkeys(METRICS), dict.fromkeys(
-                        METRICS, f"no /metrics URLs for {name} in environments.{self.env}.metrics.scrape")
+            # Each URL once per sample, even if two series list it: a second read moments after
+            # the first would make a rate over milliseconds.
+            readings = {url: self.fetch(url) for url in dict.fromkeys(u for urls in self.urls.values() for u in urls)}
+            pairs = {url: (self._last.get(url), reading) for url, reading in readings.items()}
+            for url, reading in readings.items():
+                if isinstance(reading, Failure):
+                    self._last.pop(url, None)  # the next rate must not span the gap
                 else:
-                    values, reasons = self._series(urls)
-                series[name] = values
-                problems.update({f"{name}.{metric}": reason for metric, reason in reasons.items()})
+                    self._last[url] = reading
+        for name, urls in self.urls.items():
+            if not urls:
+                values: dict[str, float | None] = dict.fromkeys(METRICS)
+                unset = f"no /metrics URLs for {name} in environments.{self.env}.metrics.scrape"
+                reasons = dict.fromkeys(METRICS, unset)
+            else:
+                values, reasons = self._series([pairs[url] for url in urls])
+            series[name] = values
+            problems.update({f"{name}.{metric}": reason for metric, reason in reasons.items()})
         return MetricSnapshot(at, series, problems)
 
-    def _series(self, urls: list[str]) -> tuple[dict[str, float | None], dict[str, str]]:
-        pairs: list[tuple[Reading | None, Reading]] = []
-        failures: list[str] = []
-        for url in urls:
-            reading = self.fetch(url)
-            if isinstance(reading, Failure):
-                failures.append(reading.reason)
-                self._last.pop(url, None)  # the next rate must not span the gap
-                continue
-            pairs.append((self._last.get(url), reading))
-            self._last[url] = reading
+    @staticmethod
+    def _series(
+        pairs: list[tuple[Reading | None, Reading | Failure]],
+    ) -> tuple[dict[str, float | None], dict[str, str]]:
+        failures = [now.reason for _, now in pairs if isinstance(now, Failure)]
         if failures:
             reason = failures[0] + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else "")
             return dict.fromkeys(METRICS), dict.fromkeys(METRICS, reason)
-        return compute(pairs)
+        return compute([(before, now) for before, now in pairs if isinstance(now, Reading)])
 
     def validate(self) -> list[str]:
         """Every series has URLs; each reachable one parses and exposes what the metrics need.
