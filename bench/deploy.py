@@ -13,6 +13,9 @@ through a private nginx all along, and every failed one is counted:
 
     uv run python bench/deploy.py [rounds]     # default 5; needs dockerd and the registry
 
+With RC_SSH_DOCKER_URL (the rig's sshd in front of the same engine), the target also deploys
+over ssh:// in the same run.
+
 `bash tests/rig/run` starts both (RC_DOCKER_URL, RC_REGISTRY; defaults: the local socket, 127.0.0.1:5000).
 """
 
@@ -126,7 +129,7 @@ def main() -> None:
     client = docker.DockerClient(base_url=engine_url, timeout=300)
     compose = compose_argv()
     repo = f"{registry}/rc-bench-deploy-{uuid.uuid4().hex[:8]}"
-    tags = [f"1.0.{n}" for n in range(2 * rounds + 2)]
+    tags = [f"1.0.{n}" for n in range(3 * rounds + 2)]
     app = f"rc-bench-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="rc-bench-deploy-") as scratch:
         work = Path(scratch)
@@ -167,7 +170,8 @@ def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: 
     }
     target = DockerHostTarget(config_module.parse(raw, {}), "production")
     results: dict[str, list[Run]] = {name: [] for name in (
-        "target", "target_switched", "rollback", "rollback_switched", "compose", "compose_healthy")}
+        "target", "target_switched", "rollback", "rollback_switched", "ssh", "ssh_switched", "compose",
+        "compose_healthy")}
     quiet: Callable[[str], None] = lambda line: None  # noqa: E731
     target.deploy(f"{repo}:{tags[0]}", quiet)  # untimed: the first has nothing to replace
     wait_until(lambda: get_version(server) == tags[0], timeout=10, what="the first deploy to serve")
@@ -179,6 +183,14 @@ def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: 
         target.deploy(f"{repo}:{tags[n]}", quiet)  # forward again, untimed
         print(f"round {n}: deploy {results['target'][-1][0]:.2f}s, rollback {results['rollback'][-1][0]:.2f}s",
               flush=True)
+    if ssh_url := os.environ.get("RC_SSH_DOCKER_URL"):  # the same engine and containers, through sshd
+        raw["environments"]["production"]["target"]["docker_url"] = ssh_url  # type: ignore[index]
+        over_ssh = DockerHostTarget(config_module.parse(raw, {}), "production")
+        for n in range(2 * rounds + 2, 3 * rounds + 2):
+            switched = Switched()
+            results["ssh"].append(timed(lambda n=n, on=switched: over_ssh.deploy(f"{repo}:{tags[n]}", on), server))
+            results["ssh_switched"].append((switched.at[-1], 0, 0, 0.0))
+            print(f"over ssh: deploy {results['ssh'][-1][0]:.2f}s", flush=True)
     for container in client.containers.list(all=True, filters={"label": f"{APP}={app}"}):
         container.remove(force=True)
 
@@ -234,6 +246,9 @@ def report(results: dict[str, list[Run]], rounds: int) -> None:
           f" {requests('target')} |")
     print(f"| DockerHostTarget.deploy, previous tag (rollback) | {median('rollback')} |"
           f" {median('rollback_switched')} | {requests('rollback')} |")
+    if results["ssh"]:
+        print(f"| DockerHostTarget.deploy, new tag, over {os.environ.get('RC_SSH_DOCKER_URL')} | {median('ssh')} |"
+              f" {median('ssh_switched')} | {requests('ssh')} |")
     print(f"| compose pull && up -d --no-deps app | {median('compose')} | {median('compose_healthy')} |"
           f" {requests('compose_healthy')} |")
     print("\nall times (s):")

@@ -36,6 +36,7 @@ from services.adapters.nginx_split import (
     canary_weight,
     host_for,
     listening_ports,
+    parse,
     split,
 )
 from services.audit import mask
@@ -278,8 +279,9 @@ class DockerHostTarget:
                      " stopped)", "check the connection: ssh to the host and run docker ps"),
                 ) from None
 
-    def _read(self, api: Any) -> Fleet:
-        text, servers = self.upstream.read()
+    def _read(self, api: Any, upstream: str | None = None) -> Fleet:
+        """The managed containers, and the upstream file (read from the host unless given)."""
+        text, servers = (upstream, parse(upstream)) if upstream is not None else self.upstream.read()
         found = api.containers(all=True, filters={"label": [f"{APP}={self.config.app.name}", f"{ENV}={self.env}"]})
         boxes = []
         for summary in found:
@@ -585,7 +587,7 @@ class _Session:
     def _switch(self, servers: list[Server]) -> None:
         self.switch_state = "unknown"
         try:
-            self.t.upstream.switch(servers, self.on_line)
+            self.t.upstream.switch(servers, self.on_line, self.fleet.text)
         except StepFailed as err:  # the reload failed and the old file is back
             self.switch_state = "before"
             raise StepFailed(f"{err}; {self._undo()}; {self.state()}", err.next_options) from None
@@ -605,7 +607,7 @@ class _Session:
             self.on_line(f"stopped {box.line()}: {why}")
 
     def _prune(self, current: str) -> None:
-        fleet = self.t._read(self.api)
+        fleet = self.t._read(self.api, self.t.upstream.render(list(self.after)))
         keep = {b.id for b in fleet.previous(current)}
         for box in fleet.stopped:
             if box.id not in keep:

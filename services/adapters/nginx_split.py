@@ -108,6 +108,7 @@ class Host(Protocol):
 
     def read(self, path: str) -> str | None: ...  # None: no such file
     def write(self, path: str, text: str) -> None: ...
+    def remove(self, path: str) -> None: ...
     def run(self, argv: list[str]) -> tuple[int, str]: ...  # exit code, output (stdout and stderr)
     def http_ok(self, url: str) -> bool: ...  # GET answers 2xx within 2 s
     def engine(self, docker_url: str) -> AbstractContextManager[str]: ...  # a URL for the SDK, while open
@@ -140,6 +141,9 @@ class LocalHost:
                 f"cannot write {path}: {err.strerror}",
                 (f"let the console's user write {target.parent} (see the operations guide)",),
             ) from None
+
+    def remove(self, path: str) -> None:
+        Path(path).unlink(missing_ok=True)
 
     def run(self, argv: list[str]) -> tuple[int, str]:
         try:
@@ -241,6 +245,11 @@ class SshHost:
             raise StepFailed(f"cannot write {path} on {self.where}: {err.strip()}",
                              (f"let {self.where}'s user write the upstream file's folder (see the operations guide)",))
 
+    def remove(self, path: str) -> None:
+        code, _out, err = self._ssh(shlex.join(["rm", "-f", "--", path]))
+        if code != 0:
+            raise StepFailed(f"cannot remove {path} on {self.where}: {err.strip()}")
+
     def run(self, argv: list[str]) -> tuple[int, str]:
         code, out, err = self._ssh(shlex.join(argv))
         return code, (out + err).strip()
@@ -251,17 +260,18 @@ class SshHost:
 
 
 def listening_ports(host: Host) -> set[int]:
-    """TCP ports something listens on, on the host (from /proc/net/tcp and tcp6; empty if unreadable)."""
+    """TCP ports something listens on, on the host: `ss -Hltn` (iproute2); empty if it cannot run.
+
+    Not /proc/net/tcp: behind a busy nginx it lists tens of thousands of TIME_WAIT sockets.
+    """
+    code, output = host.run(["ss", "-Hltn"])
+    if code != 0:
+        return set()
     ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            text = host.read(table) or ""
-        except StepFailed:
-            continue
-        for row in text.splitlines()[1:]:
-            fields = row.split()
-            if len(fields) > 3 and fields[3] == "0A":  # LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    for row in output.splitlines():
+        fields = row.split()
+        if len(fields) > 3 and fields[3].rsplit(":", 1)[-1].isdigit():
+            ports.add(int(fields[3].rsplit(":", 1)[1]))
     return ports
 
 
@@ -289,9 +299,8 @@ class Upstream:
     def render(self, servers: list[Server]) -> str:
         return render(self.name, servers, self.owner)
 
-    def switch(self, servers: list[Server], on_line: OnLine) -> None:
-        """Write the servers and reload nginx; if the reload fails, put the old file back (and reload)."""
-        old = self.host.read(self.path)
+    def switch(self, servers: list[Server], on_line: OnLine, old: str | None) -> None:
+        """Write the servers and reload nginx; if the reload fails, put `old` (the file as read) back and reload."""
         new = self.render(servers)
         self.host.write(self.path, new)
         code, output = self.host.run(self.reload_argv)
@@ -300,7 +309,8 @@ class Upstream:
             return
         detail = " ".join(output.split())[-400:] or f"exit code {code}"
         if old is None:
-            put_back = f"there was no old {self.path} to put back"
+            self.host.remove(self.path)
+            put_back = f"{self.path} is removed again (there was none before)"
         else:
             self.host.write(self.path, old)
             again, again_output = self.host.run(self.reload_argv)
