@@ -187,13 +187,17 @@ class MetricsConfig(Strict):
     @field_validator("queries")
     @classmethod
     def _defaults_for_the_rest(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(METRICS))
-        if unknown:  # a misspelt name would silently leave the default query in place
-            raise ValueError(f"unknown metric {', '.join(map(repr, unknown))}; known: {', '.join(METRICS)}")
-        empty = sorted(name for name, query in value.items() if not query.strip())
-        if empty:
-            raise ValueError(f"empty query for {', '.join(empty)}")
-        return {**DEFAULT_QUERIES, **value}
+        return {**DEFAULT_QUERIES, **_known_queries(value)}
+
+
+def _known_queries(value: dict[str, str]) -> dict[str, str]:
+    unknown = sorted(set(value) - set(METRICS))
+    if unknown:  # a misspelt name would silently leave the default query in place
+        raise ValueError(f"unknown metric {', '.join(map(repr, unknown))}; known: {', '.join(METRICS)}")
+    empty = sorted(name for name, query in value.items() if not query.strip())
+    if empty:
+        raise ValueError(f"empty query for {', '.join(empty)}")
+    return value
 
 
 def _http_url(url: str) -> str:
@@ -206,12 +210,15 @@ class EnvironmentMetrics(Strict):
     """Where an environment's metrics come from: its Prometheus, else a scrape of the app's /metrics.
 
     `selectors` are PromQL label matchers without braces, one per series, e.g. 'track="canary"'.
+    `queries` replace the app's `[metrics].queries` here only: an environment on another kind of
+    target (cAdvisor on a Docker host, kube-state-metrics on Kubernetes) measures CPU differently.
     `scrape` lists, per series, the /metrics URLs to read directly when there is no Prometheus.
     """
 
     prometheus_url: str | None = None  # may carry a path prefix; user:password@ is never shown
     selectors: dict[str, str] = Field(
         default_factory=lambda: {"canary": 'track="canary"', "stable": 'track="stable"'})
+    queries: dict[str, str] = Field(default_factory=dict)
     scrape: dict[str, list[str]] = Field(default_factory=dict)  # series -> /metrics URLs, without Prometheus
 
     @field_validator("prometheus_url")
@@ -228,6 +235,11 @@ class EnvironmentMetrics(Strict):
             if not selector.strip() or "{" in selector or "}" in selector:
                 raise ValueError(f"{series}: label matchers without braces, e.g. track=\"{series}\"")
         return {series: selector.strip().rstrip(",") for series, selector in value.items()}
+
+    @field_validator("queries")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, str]) -> dict[str, str]:
+        return _known_queries(value)
 
     @field_validator("scrape")
     @classmethod

@@ -110,7 +110,10 @@ class PrometheusMetrics:
         self.settings: MetricsConfig = config.metrics
         self.url = metrics.prometheus_url.rstrip("/")
         self.selectors = dict(metrics.selectors)
-        self.queries = dict(self.settings.queries)
+        self.queries = {**self.settings.queries, **metrics.queries}
+        # where each query is configured, for validate()'s messages
+        self.keys = {metric: f"environments.{env}.metrics.queries.{metric}" if metric in metrics.queries
+                     else f"metrics.queries.{metric}" for metric in self.queries}
         self._client = client or httpx.Client(timeout=self.settings.timeout_s, follow_redirects=False)
 
     def describe(self) -> str:
@@ -179,7 +182,7 @@ class PrometheusMetrics:
         """
         problems: list[str] = []
         for metric, query in self.queries.items():
-            where = f"metrics.queries.{metric}"
+            where = self.keys[metric]
             used = placeholders(query)
             unknown = sorted({f"${name}" for name in used if name not in KNOWN_PLACEHOLDERS})
             if unknown:
@@ -192,10 +195,10 @@ class PrometheusMetrics:
                 if answer.kind == "unreachable":
                     return [*problems, f"{self.describe()}: {answer.reason}"]
                 if answer.kind == "bad_query":
-                    problems.append(f"metrics.queries.{metric}: {answer.reason}")
+                    problems.append(f"{self.keys[metric]}: {answer.reason}")
                     break  # the same typo for the other series: say it once
                 if answer.kind in ("several", "error") or (answer.kind == "empty" and name == "stable"):
-                    problems.append(f"metrics.queries.{metric} ({name}, {self.selectors[name]}): {answer.reason}")
+                    problems.append(f"{self.keys[metric]} ({name}, {self.selectors[name]}): {answer.reason}")
         return problems
 
     def close(self) -> None:

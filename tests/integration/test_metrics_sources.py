@@ -79,9 +79,11 @@ def release(metrics: dict[str, Any], app_metrics: dict[str, Any] | None = None) 
     return config.parse(raw, {})
 
 
-def prometheus_config(prometheus_url: str, apps: Apps, **app_metrics: Any) -> ReleaseConfig:
+def prometheus_config(prometheus_url: str, apps: Apps, env_queries: dict[str, str] | None = None,
+                      **app_metrics: Any) -> ReleaseConfig:
     selectors = {series: f'job="{apps.job}",track="{series}"' for series in ("canary", "stable")}
-    return release({"prometheus_url": prometheus_url, "selectors": selectors}, app_metrics)
+    return release({"prometheus_url": prometheus_url, "selectors": selectors, "queries": env_queries or {}},
+                   app_metrics)
 
 
 def scrape_config(stable: list[str], canary: list[str]) -> ReleaseConfig:
@@ -163,12 +165,12 @@ def test_validate_passes_the_defaults_and_names_a_typo(prometheus_url: str, scra
         # a missing closing parenthesis: Prometheus' parser rejects it (400 bad_data)
         "error_rate": 'sum(rate(http_requests_total{status=~"5..",$selector}[$window]))'
                       " / sum(rate(http_requests_total{$selector}[$window])",
-        # a misspelt metric name parses, but matches nothing for the running stable
-        "cpu_percent": "100 * sum(rate(process_cpu_second_total{$selector}[$window]))",
         # no $selector: canary and stable would read the same series
         "requests_per_s": 'sum(rate(http_requests_total{job="x"}[$window]))',
     }
-    source = PrometheusMetrics(prometheus_config(prometheus_url, scraped, queries=typos), "rig")
+    # in the environment's own queries: a misspelt metric name parses, but matches nothing for stable
+    env_typo = {"cpu_percent": "100 * sum(rate(process_cpu_second_total{$selector}[$window]))"}
+    source = PrometheusMetrics(prometheus_config(prometheus_url, scraped, env_typo, queries=typos), "rig")
     started = time.monotonic()
     problems = source.validate()
     assert time.monotonic() - started < 5
@@ -176,7 +178,8 @@ def test_validate_passes_the_defaults_and_names_a_typo(prometheus_url: str, scra
     parse_error = [p for p in problems if p.startswith("metrics.queries.error_rate: bad query:")]
     assert len(parse_error) == 1, text  # said once, not once per series
     assert "parse error" in parse_error[0] and "unclosed left parenthesis" in parse_error[0], text
-    assert any(p.startswith("metrics.queries.cpu_percent (stable,") and "empty result" in p for p in problems), text
+    assert any(p.startswith(f'environments.rig.metrics.queries.cpu_percent (stable, job="{scraped.job}"')
+               and "empty result" in p for p in problems), text
     assert any(p.startswith("metrics.queries.requests_per_s: does not use $selector") for p in problems), text
     assert not any("p95_ms" in p or "memory_percent" in p for p in problems), text
     # sampling with the typo: that metric is None with Prometheus' reason; the others still read

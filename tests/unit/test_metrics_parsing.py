@@ -276,6 +276,17 @@ def test_config_merges_queries_and_rejects_typos() -> None:
     assert "metrics.window" in config_problems(app_metrics={"window": "1 minute"})
 
 
+def test_an_environment_can_replace_some_queries() -> None:
+    cpu = "100 * sum(rate(container_cpu_usage_seconds_total{$selector}[$window]))"
+    cfg = release({"prometheus_url": "http://prom:9090", "queries": {"cpu_percent": cpu}},
+                  {"queries": {"p95_ms": "max(p95{$selector})"}})
+    source = PrometheusMetrics(cfg, "staging")
+    assert source.queries == {**DEFAULT_QUERIES, "cpu_percent": cpu, "p95_ms": "max(p95{$selector})"}
+    assert source.keys["cpu_percent"] == "environments.staging.metrics.queries.cpu_percent"
+    assert source.keys["p95_ms"] == "metrics.queries.p95_ms"
+    assert "unknown metric 'cpu'" in config_problems({"queries": {"cpu": "x"}})
+
+
 def test_config_checks_selectors_scrape_series_and_urls() -> None:
     cfg = release({"selectors": {"canary": 'app="food",track="canary",', "stable": 'track="stable"'}})
     assert cfg.environment("staging").metrics.selectors["canary"] == 'app="food",track="canary"'
