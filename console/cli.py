@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
 import sys
 import time
 from collections.abc import Sequence
@@ -193,6 +194,8 @@ def _run(args: argparse.Namespace, services: Services, operation: Any, start_at:
 
 def _cli_confirm(args: argparse.Namespace) -> Any:
     def confirm(question: ConfirmationNeeded) -> str | None:
+        if question.timeout_s is not None:
+            return _timed_answer(question)
         if question.free_text:
             if args.reason:
                 return str(args.reason)
@@ -215,6 +218,21 @@ def _cli_confirm(args: argparse.Namespace) -> Any:
         return answer
 
     return confirm
+
+
+def _timed_answer(question: ConfirmationNeeded) -> str | None:
+    """A question with a default: asked on a terminal until its deadline, else the default at once."""
+    default = "yes" if question.default_yes else None
+    if not sys.stdin.isatty():
+        print(f"{question.prompt} (no terminal: the default, {default or 'no'})", file=sys.stderr)
+        return default
+    print(f"{question.prompt} [y/n, default {default or 'no'} in {question.timeout_s:g}s] ", end="", flush=True)
+    ready, _, _ = select.select([sys.stdin], [], [], question.timeout_s)
+    if not ready:
+        print(f"\nno answer: {default or 'no'}")
+        return default
+    answer = sys.stdin.readline().strip().lower()
+    return default if not answer else "yes" if answer in ("y", "yes") else None
 
 
 def _json_line(event: Event) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 
 from services.events import ConfirmationNeeded, Event
@@ -30,14 +31,20 @@ class EventPump:
         return batch
 
     def ask(self, question: ConfirmationNeeded) -> str | None:
-        """Called on the worker thread: wait for the operator, waking on cancel."""
+        """Called on the worker thread: wait for the operator, waking on cancel; a question with
+        a timeout takes its default when nobody answers in time."""
+        while not self._answers.empty():  # a late answer to a question that already timed out
+            self._answers.get_nowait()
         self.put(question)
+        deadline = None if question.timeout_s is None else time.monotonic() + question.timeout_s
         while True:
             try:
                 return self._answers.get(timeout=0.2)
             except queue.Empty:
                 if self.cancel.is_set():
                     return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    return "yes" if question.default_yes else None
 
     def answer(self, text: str | None) -> None:
         self._answers.put(text)

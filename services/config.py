@@ -263,6 +263,13 @@ class EnvironmentConfig(Strict):
     metrics: EnvironmentMetrics = EnvironmentMetrics()
 
 
+RULES = ("error_rate", "p95_ms", "cpu_percent", "memory_percent", "traffic_share", "judge")
+Automation = Literal["observe", "ask", "act"]
+DEFAULT_AUTOMATION: dict[str, Automation] = {
+    "error_rate": "act", "p95_ms": "act", "cpu_percent": "act", "memory_percent": "act",
+    "traffic_share": "observe", "judge": "ask"}
+
+
 class CanaryPolicy(Strict):
     stable_replicas: int = Field(9, ge=1)
     canary_replicas: int = Field(1, ge=1)
@@ -273,6 +280,24 @@ class CanaryPolicy(Strict):
     p95_factor: float = Field(2.0, gt=1)
     cpu_scale_up_percent: float = Field(80, gt=0, le=100)
     memory_scale_up_percent: float = Field(85, gt=0, le=100)
+    # Over a zero baseline 1.5x is zero: an error rate at or under this floor never trips the rule.
+    error_rate_floor: float = Field(0.001, ge=0)
+    scale_step: int = Field(1, ge=1)  # replicas added per scale-up
+    scale_cooldown_checks: int = Field(5, ge=1)  # checks between two scale-ups
+    traffic_share_tolerance: float = Field(5.0, gt=0)  # points between observed and configured weight
+    # Per rule: observe (log the verdict), ask (prompt, with a countdown and a default), act.
+    # Rules: error_rate, p95_ms, cpu_percent, memory_percent, traffic_share, judge.
+    automation: dict[str, Automation] = Field(default_factory=lambda: dict(DEFAULT_AUTOMATION))
+    ask_timeout_s: int = Field(60, ge=1)  # how long an "ask" waits before its default
+    ask_default: Literal["act", "skip"] = "act"  # what an unanswered "ask" does
+
+    @field_validator("automation")
+    @classmethod
+    def _known_rules(cls, value: dict[str, Automation]) -> dict[str, Automation]:
+        unknown = set(value) - set(RULES)
+        if unknown:
+            raise ValueError(f"unknown automation rule(s) {sorted(unknown)}; known: {', '.join(RULES)}")
+        return {**DEFAULT_AUTOMATION, **value}
 
     @model_validator(mode="after")
     def _interval_fits(self) -> CanaryPolicy:

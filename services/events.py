@@ -76,12 +76,15 @@ class StepFinished(Event):
 @dataclass(frozen=True)
 class ConfirmationNeeded(Event):
     """`expected` is the exact text to type; None means a plain yes/no. With `free_text`, the
-    operator types a reason (an override's), and any non-empty text answers."""
+    operator types a reason (an override's), and any non-empty text answers. With `timeout_s`,
+    an unanswered question takes its default (yes when `default_yes`) after that long."""
 
     step_id: str
     prompt: str
     expected: str | None = None
     free_text: bool = False
+    timeout_s: float | None = None
+    default_yes: bool = False
 
 
 @dataclass(frozen=True)

@@ -52,14 +52,6 @@ class Refusing:
         return refuse
 
 
-class NotYetAvailable(Refusing):
-    """Stands where a real adapter has not been built yet, and says so on first use."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} is not available in this build yet; try it with --sandbox",
-                         ("run the same action with --sandbox",))
-
-
 class NoDeployTarget(Refusing):
     """An environment whose config names no deploy target: says so, and refuses to deploy.
 
@@ -224,6 +216,12 @@ def _app_files(config: ReleaseConfig, env: str | None, base: Path) -> AppFiles:
                              skip=[base / config.backup.local_dir])
 
 
+def _metrics(config: ReleaseConfig, env: str) -> MetricsSource:
+    from services.adapters.metrics import metrics_source  # httpx: only when used
+
+    return metrics_source(config, env)
+
+
 def _postgres_revisions(config: ReleaseConfig, env: str) -> RevisionLog:
     from services.adapters.postgres_revisions import PostgresRevisions
 
@@ -324,7 +322,7 @@ def build(
         {
             "target": lambda env: _real_target(config, env),
             "revisions": lambda env: _postgres_revisions(config, env),
-            "metrics": lambda env: NotYetAvailable("the Prometheus metrics source"),
+            "metrics": lambda env: _metrics(config, env),
             "database": lambda env: PostgresMigrations(
                 config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s,
                 scratch_server=config.backup.scratch_database_url),

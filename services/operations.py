@@ -81,6 +81,15 @@ class StepContext:
         if answer is None or (expected is not None and answer.strip() != expected):
             raise Declined(f"not confirmed: {prompt}")
 
+    def ask(self, prompt: str, timeout_s: float, default_yes: bool) -> bool:
+        """A yes/no that does not wait forever: unanswered after `timeout_s`, the default holds.
+
+        The answerer (the TUI's pump, the CLI) enforces the deadline, and shows the countdown.
+        """
+        question = ConfirmationNeeded(self.op_id, self.step_id, prompt, None, timeout_s=timeout_s,
+                                      default_yes=default_yes)
+        return self._confirm(question) is not None
+
     def ask_reason(self, prompt: str) -> str:
         """An override: the operator must give a reason, which the audit record keeps."""
         answer = self._confirm(ConfirmationNeeded(self.op_id, self.step_id, prompt, None, free_text=True))

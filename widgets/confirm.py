@@ -29,13 +29,16 @@ class ConfirmModal(ModalScreen[str | None]):
     ]
 
     def __init__(self, prompt: str, expected: str | None = None, banner: str | None = None,
-                 free_text: bool = False) -> None:
-        """`expected`: the exact text to type. `free_text`: a reason to type (any non-empty text)."""
+                 free_text: bool = False, timeout_s: float | None = None, default_yes: bool = False) -> None:
+        """`expected`: the exact text to type. `free_text`: a reason to type (any non-empty text).
+        `timeout_s`: a countdown, then the default answer (yes when `default_yes`)."""
         super().__init__()
         self.prompt = prompt
         self.expected = expected
         self.banner = banner
         self.free_text = free_text
+        self.remaining = timeout_s
+        self.default_yes = default_yes
 
     @property
     def typed(self) -> bool:
@@ -54,8 +57,24 @@ class ConfirmModal(ModalScreen[str | None]):
                 with Horizontal():
                     yield Button("Yes (y)", variant="error", id="yes")
                     yield Button("No (n)", variant="primary", id="no")
+            if self.remaining is not None:
+                yield Label(self._countdown(), id="countdown", classes="hint")
+
+    def _countdown(self) -> str:
+        return f"No answer: {'yes' if self.default_yes else 'no'} in {max(0, round(self.remaining or 0))}s"
+
+    def tick(self) -> None:
+        """Once a second: the countdown, then the default (the worker takes it at the same moment)."""
+        assert self.remaining is not None
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.dismiss("yes" if self.default_yes else None)
+        else:
+            self.query_one("#countdown", Label).update(self._countdown())
 
     def on_mount(self) -> None:
+        if self.remaining is not None:
+            self.set_interval(1, self.tick)
         if self.typed:
             self.query_one(Input).focus()
         else:

@@ -290,8 +290,8 @@ class MainScreen(Screen[None]):
 
     def ask(self, question: ConfirmationNeeded) -> None:
         banner = "SANDBOX" if self.services.sandbox else None
-        self.app.push_screen(ConfirmModal(question.prompt, question.expected, banner, question.free_text),
-                             self.pump.answer)
+        self.app.push_screen(ConfirmModal(question.prompt, question.expected, banner, question.free_text,
+                                          question.timeout_s, question.default_yes), self.pump.answer)
 
     def on_unmount(self) -> None:
         # The app is closing: a worker blocked on a confirmation or a sleep must stop at its next
