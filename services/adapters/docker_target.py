@@ -6,22 +6,16 @@ for its health; switch nginx's upstream to it (a graceful reload); after drain_s
 old one, which stays, stopped, as the previous revision (deploying its image again starts
 it: no pull); remove containers older than it and dangling images.
 
-What serves traffic is what the upstream file on the host lists (nginx_split): the managed
-containers (labels release-console.app/env/role/port/version) on its stable and canary
-ports. The role label says what a container was started as; a promoted canary serves as
-stable. A stopped container the file does not list is an earlier revision; a live one is
-the leftover of an interrupted attempt, which the next attempt reuses (same image) or stops.
+What serves traffic is what the upstream file lists (docker_fleet); plan() is in docker_plan.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -29,121 +23,20 @@ import docker.errors
 from docker.utils import parse_repository_tag
 
 from services.adapters.docker_build import _BROKEN, _short, connect
-from services.adapters.nginx_split import (
-    HostLost,
-    Server,
-    Upstream,
-    canary_weight,
-    host_for,
-    listening_ports,
-    parse,
-    split,
-)
+from services.adapters.docker_fleet import APP, ENV, PORT, ROLE, VERSION, Box, Fleet, choose, version_of
+from services.adapters.docker_plan import Planner
+from services.adapters.nginx_split import HostLost, Server, Upstream, host_for, listening_ports, parse, split
 from services.audit import mask
 from services.config import DockerTarget, ReleaseConfig
 from services.operations import StepFailed
-from services.ports import (
-    Abort,
-    Change,
-    Deploy,
-    OnLine,
-    Plan,
-    PlannedChange,
-    Promote,
-    Scale,
-    SetWeight,
-    StartCanary,
-    TargetStatus,
-)
+from services.ports import Change, OnLine, Plan, TargetStatus
 
-LABEL = "release-console"
-APP, ENV, ROLE, PORT, VERSION = (f"{LABEL}.{key}" for key in ("app", "env", "role", "port", "version"))
-LIVE = ("running", "restarting", "paused")  # not serving and live: a leftover; not live: a revision
+__all__ = ["APP", "DockerHostTarget"]
+
 ENGINE_TIMEOUT_S = 120
 POLL_S = 0.5
 EVENTS_SHOWN = 8
 _NOT_FOUND = re.compile(r"manifest unknown|not found|name unknown|no such image|does not exist", re.I)
-
-
-@dataclass(frozen=True)
-class Box:
-    """One managed container, as the engine reports it."""
-
-    id: str
-    name: str
-    port: int
-    image: str  # the reference it was created from
-    version: str
-    state: str  # running, exited, created, ...
-    health: str | None  # healthy, unhealthy, starting; None: the image has no HEALTHCHECK
-    restarts: int
-    finished: str  # State.FinishedAt (ISO 8601: sorts by time)
-    env: dict[str, str] = field(default_factory=dict, compare=False)
-
-    @property
-    def running(self) -> bool:
-        return self.state in ("running", "restarting")
-
-    @property
-    def ready(self) -> bool:
-        return self.state == "running" and self.health in (None, "healthy")
-
-    def line(self) -> str:
-        return f"{self.name} ({self.version}, port {self.port})"
-
-
-@dataclass(frozen=True)
-class Fleet:
-    """The managed containers and the upstream file, read together."""
-
-    boxes: tuple[Box, ...]
-    servers: tuple[Server, ...]
-    text: str | None  # the upstream file; None: not written yet
-
-    def role(self, box: Box) -> str | None:
-        return next((s.role for s in self.servers if s.port == box.port), None)
-
-    def serving(self, role: str) -> list[Box]:
-        return [b for b in self.boxes if self.role(b) == role]
-
-    @property
-    def stable(self) -> list[Box]:
-        return self.serving("stable")
-
-    @property
-    def canary(self) -> list[Box]:
-        return self.serving("canary")
-
-    @property
-    def leftovers(self) -> list[Box]:
-        return [b for b in self.boxes if self.role(b) is None and b.state in LIVE]
-
-    @property
-    def stopped(self) -> list[Box]:  # newest first
-        idle = [b for b in self.boxes if self.role(b) is None and b.state not in LIVE]
-        return sorted(idle, key=lambda b: b.finished, reverse=True)
-
-    @property
-    def weight(self) -> int:
-        return canary_weight(list(self.servers))
-
-    def previous(self, current: str) -> list[Box]:
-        """The containers of the newest stopped revision whose image is not `current`."""
-        older = [b for b in self.stopped if b.image != current]
-        return [b for b in older if b.image == older[0].image] if older else []
-
-    def traffic(self) -> str:
-        live = [s for s in self.servers if not s.down]
-        if not live:
-            return "no container gets traffic (the upstream lists none)"
-        parts = [f"{s.role} {s.version} on port {s.port}" for s in live]
-        weight = f", canary at {self.weight}%" if any(s.role == "canary" for s in live) else ""
-        return "traffic goes to " + ", ".join(parts) + weight
-
-
-def version_of(image: str) -> str:
-    tag = str(parse_repository_tag(image)[1] or "latest")
-    return tag.removeprefix("sha256:")[:12] if tag.startswith("sha256:") else tag
 
 
 class DockerHostTarget:
@@ -187,7 +80,7 @@ class DockerHostTarget:
         with self._reading("planning") as api:
             fleet = self._read(api)
             used = self._used_ports(api)
-        return _Planner(self, fleet, used).plan(change)
+        return Planner(self, fleet, used).plan(change)
 
     # --- changing ---------------------------------------------------------------------------
 
@@ -343,14 +236,6 @@ class DockerHostTarget:
             lines.append(f"{when} {attributes.get('name', '?')} {action} ({attributes.get(VERSION, '?')})")
         return tuple(lines[-EVENTS_SHOWN:])
 
-
-def _choose(fleet: Fleet, image: str, count: int) -> tuple[list[Box], list[Box]]:
-    """Containers of `image` to reuse (leftovers first, then stopped ones), and the other leftovers."""
-    reuse = ([b for b in fleet.leftovers if b.image == image] + [b for b in fleet.stopped if b.image == image])[:count]
-    others = [b for b in fleet.leftovers if b not in reuse]
-    return reuse, others
-
-
 class _Session:
     """One change on the host: what it started that does not serve yet, and where the switch stands."""
 
@@ -480,7 +365,7 @@ class _Session:
 
     def _bring_up(self, image: str, count: int, role: str) -> list[Box]:
         """`count` healthy containers of `image`, beside what serves; at the deadline, none (undone)."""
-        reuse, others = _choose(self.fleet, image, count)
+        reuse, others = choose(self.fleet, image, count)
         self._retire(others, "left over from an interrupted attempt")
         if len(reuse) < count:
             self._pull(image)
@@ -617,143 +502,3 @@ class _Session:
         count = len(pruned.get("ImagesDeleted") or [])
         if count:
             self.on_line(f"pruned {count} dangling image layer(s), {int(pruned.get('SpaceReclaimed') or 0) >> 20} MB")
-
-
-class _Planner:
-    """What a change would do, as a compose-like YAML diff per container and one of the upstream file."""
-
-    def __init__(self, target: DockerHostTarget, fleet: Fleet, used: set[int]) -> None:
-        self.t = target
-        self.fleet = fleet
-        self.used = set(used)
-        self.now = {b.name: self._doc(b, self._role(b), b.state) for b in fleet.boxes}
-        self.then: dict[str, dict[str, Any] | None] = dict(self.now)
-
-    def _role(self, box: Box) -> str:
-        role = self.fleet.role(box)
-        if role:
-            return role
-        return "leftover" if box.state in LIVE else "stopped"
-
-    def _doc(self, box: Box, role: str, state: str) -> dict[str, Any]:
-        keys = set(self.t.environment(box.version, box.port))
-        env = {k: v for k, v in sorted(box.env.items()) if k in keys}
-        doc: dict[str, Any] = {"image": box.image, "role": role, "state": state, "network_mode": self.t.target.network}
-        if self.t.target.network == "host":
-            doc["port"] = box.port
-        else:
-            doc["ports"] = [f"127.0.0.1:{box.port}:{self.t.config.app.port}"]
-        doc["environment"] = mask(env)
-        return doc
-
-    def _set(self, box: Box, role: str, state: str) -> None:
-        self.then[box.name] = self._doc(box, role, state)
-
-    def _up(self, image: str, count: int, role: str) -> list[Box]:
-        reuse, others = _choose(self.fleet, image, count)
-        for box in others:
-            self._set(box, "stopped", "exited")
-        for box in reuse:
-            self._set(box, role, "running")
-        new = []
-        for port in self.t.free_ports(self.used, count - len(reuse)):
-            self.used.add(port)
-            version = version_of(image)
-            box = Box("", self.t.name(port), port, image, version, "running", None, 0, "",
-                      self.t.environment(version, port))
-            self._set(box, role, "running")
-            new.append(box)
-        return reuse + new
-
-    def _retire(self, old: list[Box], current: str) -> None:
-        """Stop the old stable (kept as previous), then prune: only the previous revision stays stopped."""
-        for box in old:
-            self._set(box, "previous", "exited")
-        previous = [b for b in old if b.image != current] or self.fleet.previous(current)
-        kept = previous[0].image if previous else None
-        for box in self.fleet.boxes:
-            doc = self.then.get(box.name)
-            if doc and doc["role"] in ("stopped", "previous") and doc["state"] not in LIVE and box.image != kept:
-                self.then[box.name] = None
-
-    def plan(self, change: Change) -> Plan:
-        f = self.fleet
-        stable, canary, weight = f.stable, f.canary, f.weight
-        if isinstance(change, (StartCanary, Scale)) and not stable:
-            raise StepFailed("nothing is deployed yet", ("deploy first",))
-        if isinstance(change, (SetWeight, Promote)) and not canary:
-            raise StepFailed("there is no canary", ("start a canary first",))
-        servers = list(f.servers)
-        lay = self._layout
-        match change:
-            case Deploy(image):
-                up = self._up(image, len(stable) or self.t.target.replicas, "stable")
-                servers = lay(up, canary, weight)
-                self._retire([b for b in stable if b not in up], image)
-            case StartCanary(image, w):
-                servers = lay(stable, self._up(image, self.t.config.canary.canary_replicas, "canary"), w)
-            case SetWeight(w):
-                servers = lay(stable, canary, w)
-            case Promote():
-                wanted = len(stable) or self.t.target.replicas
-                extra = self._up(canary[0].image, wanted - len(canary), "stable") if wanted > len(canary) else []
-                for box in canary:
-                    self._set(box, "stable", "running")
-                servers = lay(canary + extra, [], 0)
-                self._retire(stable, canary[0].image)
-            case Abort():
-                for box in canary:
-                    self.then[box.name] = None
-                servers = lay(stable, [], 0)
-            case Scale(replicas):
-                if replicas > len(stable):
-                    servers = lay(stable + self._up(stable[0].image, replicas - len(stable), "stable"), canary, weight)
-                else:
-                    for box in stable[replicas:]:
-                        self.then[box.name] = None
-                    servers = lay(stable[:replicas], canary, weight)
-        changes = [self._container(name) for name in sorted(set(self.now) | set(self.then))]
-        text = self.t.upstream.render(servers)
-        changes.append(PlannedChange(
-            "upstream", self.t.target.nginx.upstream,
-            "unchanged" if text == f.text else ("create" if f.text is None else "update"),
-            "" if text == f.text else _diff(f.text or "", text, self.t.target.nginx.upstream_file),
-        ))
-        return Plan(self.t.describe(), tuple(changes))
-
-    def _layout(self, stable: list[Box], canary: list[Box], weight: int) -> list[Server]:
-        return split([(b.port, b.version) for b in stable], [(b.port, b.version) for b in canary],
-                     weight if canary else 0)
-
-    def _container(self, name: str) -> PlannedChange:
-        before, after = self.now.get(name), self.then.get(name)
-        if before == after:
-            return PlannedChange("container", name, "unchanged")
-        if before is None:
-            action = "create"
-        elif after is None:
-            action = "delete"
-        elif before["state"] != after["state"]:
-            action = "start" if after["state"] == "running" else "stop"
-        else:
-            action = "update"
-        return PlannedChange("container", name, action,
-                             _diff(_yaml(name, before) if before else "", _yaml(name, after) if after else "", name))
-
-
-def _yaml(name: str, doc: dict[str, Any], indent: str = "") -> str:
-    lines = [f"{indent}{name}:"]
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            lines.append(_yaml(key, value, indent + "  ").rstrip("\n"))
-        elif isinstance(value, list):
-            lines.append(f"{indent}  {key}:")
-            lines += [f"{indent}    - {json.dumps(v)}" for v in value]
-        else:
-            lines.append(f"{indent}  {key}: {json.dumps(value) if isinstance(value, str) else value}")
-    return "\n".join(lines) + "\n"
-
-
-def _diff(before: str, after: str, name: str) -> str:
-    return "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), f"{name} (now)",
-                                          f"{name} (planned)", lineterm=""))
