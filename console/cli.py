@@ -11,6 +11,7 @@ import json
 import select
 import sys
 import time
+from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from services.events import ConfirmationNeeded, Event
     from services.factory import Services
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DECLINED, EXIT_LOCKED = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DECLINED, EXIT_LOCKED, EXIT_ROLLED_BACK = 0, 1, 2, 3, 4, 5
 
 
 def top_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -66,6 +67,10 @@ def parser() -> argparse.ArgumentParser:
         dest="group_command", required=True) for name, members in GROUPS.items()}
     for name in ("status", "lint"):
         groups["migrate"].add_parser(name, help=f"migration {name}").add_argument("--env", required=True)
+    trace = groups["canary"].add_parser("trace", help="a canary's decision trace as an incident timeline")
+    trace.add_argument("--op", help="the canary operation's id (default: the latest canary)")
+    trace.add_argument("--format", choices=("md", "json"), default="md")
+    trace.add_argument("--out", help="write <op>.md and <op>.json into this directory instead of printing")
     listing = groups["backup"].add_parser("list", help="backups in every store: age, size, verified, pinned")
     listing.add_argument("--env")
     for group, members in GROUPS.items():
@@ -84,7 +89,8 @@ GROUPS = {
     "expand": {"add-column": "expand-add-column", "rename-column": "expand-rename-column"},
     "backup": {"create": "backup", "verify": "verify", "prune": "prune", "pin": "backup-pin"},
     "pipeline": {"run": "release"},
-    "canary": {"start": "canary-start", "step": "step", "promote": "promote", "abort": "abort", "run": "canary"},
+    "canary": {"start": "canary-start", "step": "step", "promote": "promote", "abort": "abort", "run": "canary",
+               "watch": "canary-watch"},
 }
 ALSO_TOP_LEVEL = {"release"}  # grouped, and a command of its own too
 TOP_LEVEL = {"restore-drill": "drill"}  # actions whose command name differs from their kind
@@ -154,6 +160,8 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
         return _audit(args, services)
     if command == "journal":
         return _journal(args, services)
+    if command == "canary" and args.group_command == "trace":
+        return _trace(args, services)
     if command == "history":
         return _history(args, services)
     if command == "lock":
@@ -187,6 +195,8 @@ def _run(args: argparse.Namespace, services: Services, operation: Any, start_at:
     result = services.runner.run(operation, render, _cli_confirm(args), start_at=start_at, state=state)
     if result.outcome is Outcome.SUCCEEDED:
         return EXIT_OK
+    if result.detail.startswith("rolled back"):  # a canary the rules rolled back: CI gates on this
+        return EXIT_ROLLED_BACK
     if "locked by" in result.detail:
         return EXIT_LOCKED
     return EXIT_DECLINED if result.outcome in (Outcome.DECLINED, Outcome.CANCELLED) else EXIT_FAILED
@@ -275,6 +285,26 @@ def _status(args: argparse.Namespace, services: Services) -> int:
             lines.append(f"  {row.env}: {row.error}")
     _emit(args, [r.__dict__ for r in rows], "\n".join(lines))
     return EXIT_FAILED if any(r.error for r in rows) else EXIT_OK
+
+
+def _trace(args: argparse.Namespace, services: Services) -> int:
+    from services import trace
+
+    try:
+        records = [services.journal.get(args.op)] if args.op else [
+            r for r in services.journal.recent(200) if r.kind in trace.CANARY_KINDS][:1]
+    except KeyError:
+        records = []
+    if not records or records[0].kind not in trace.CANARY_KINDS:
+        print(f"error: {'no canary operation ' + args.op if args.op else 'no canary has run yet'}"
+              " (release-console journal list shows the operations)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.out:
+        for path in trace.export(records[0], Path(args.out)):
+            print(path)
+    else:
+        print(trace.as_json(records[0]) if args.format == "json" else trace.as_markdown(records[0]), end="")
+    return EXIT_OK
 
 
 def _history(args: argparse.Namespace, services: Services) -> int:

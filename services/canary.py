@@ -1,108 +1,248 @@
-"""The canary: start at the configured weight, take a baseline, check every interval, and
-roll back or scale up by the strategy's rules. Every check shows value beside threshold."""
+"""The monitored canary, as the strategy runs it and beyond.
+
+`canary` starts a canary at the configured weight, takes a baseline, checks every interval for
+the configured duration and then promotes it, unless a rule rolls it back first. `canary-watch`
+does the monitoring alone, for a canary already running (a CI job gates on its exit code).
+
+Each rule has an automation mode: observe (log the verdict), ask (a question with a countdown
+and a default) or act. The decision trace keeps every verdict with its query, value, threshold
+and mode; it is journaled, so it survives a crash, and exported as an incident timeline.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 from typing import TYPE_CHECKING, Any
 
-from services.catalog import action, confirm_step
-from services.config import CanaryPolicy
-from services.deploy import record_revision
+from services.catalog import Param, action, confirm_step
+from services.deploy import deploy_steps, image_reference, plan_step, resolve_step
+from services.events import CheckScheduled, VerdictLogged
+from services.monitor import CHARTED, Check, TraceEntry, add_samples, evaluate, new_samples, usable
 from services.operations import Operation, Step, StepContext, StepFailed
-from services.ports import Notification
+from services.ports import MetricsSource, Notification, StartCanary
 
 if TYPE_CHECKING:
     from services.factory import Services
 
 
-@dataclass(frozen=True)
-class Verdict:
-    metric: str
-    value: float | None
-    threshold: float
-    breached: bool
-    action: str  # rollback, scale-up, none
-
-    def describe(self) -> str:
-        shown = "no data" if self.value is None else f"{self.value:.4g}"
-        mark = "BREACH" if self.breached else "ok"
-        return f"{self.metric}: {shown} vs threshold {self.threshold:.4g} -> {mark}"
+class RolledBack(StepFailed):
+    pass
 
 
-def judge(policy: CanaryPolicy, baseline: dict[str, float], canary: dict[str, float | None]) -> list[Verdict]:
-    """The strategy's rules. Missing data is never healthy: it counts as a breach."""
-    rules = [
-        ("error_rate", baseline["error_rate"] * policy.error_rate_factor, "rollback"),
-        ("p95_ms", baseline["p95_ms"] * policy.p95_factor, "rollback"),
-        ("cpu_percent", policy.cpu_scale_up_percent, "scale-up"),
-        ("memory_percent", policy.memory_scale_up_percent, "scale-up"),
-    ]
-    verdicts = []
-    for metric, threshold, consequence in rules:
-        value = canary.get(metric)
-        breached = value is None or value != value or value > threshold  # None or NaN: not healthy
-        verdicts.append(Verdict(metric, value, threshold, breached, consequence if breached else "none"))
-    return verdicts
-
-
-@action("canary", "Start a canary and monitor it")
+@action("canary", "Run a canary: start, baseline, monitor, then promote or roll back", confirm_before="start",
+        params=(Param("version", "the tag to run as the canary (or a full image reference)", "1.5.0"),))
 def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
     policy = services.config.canary
-    target, metrics = services.target(env), services.metrics(env)
-    image = f"{services.config.app.image}:{params.get('version', '1.5.0')}"
-    checks = policy.duration_s // policy.check_interval_s
+    image = image_reference(services, str(params.get("version") or "1.5.0"))
 
     def start(ctx: StepContext) -> str:
-        target.start_canary(image, policy.weight_percent, ctx.log)
-        return f"{policy.canary_replicas} canary beside {policy.stable_replicas} stable at {policy.weight_percent}%"
-
-    def baseline(ctx: StepContext) -> str:
-        sample = metrics.sample().series["stable"]
-        ctx.state["baseline"] = {k: float(v) for k, v in sample.items() if v is not None}
-        return ", ".join(f"{k} {v:.4g}" for k, v in ctx.state["baseline"].items())
-
-    def monitor(ctx: StepContext) -> str:
-        base = ctx.state["baseline"]
-        for check in range(1, checks + 1):
-            ctx.sleep(services.real_seconds(policy.check_interval_s))
-            snapshot = metrics.sample()
-            verdicts = judge(policy, base, dict(snapshot.series["canary"]))
-            for verdict in verdicts:
-                for series, values in snapshot.series.items():
-                    value = values.get(verdict.metric)  # 0.0 is data; only None is a gap
-                    ctx.metric(verdict.metric, series, float("nan") if value is None else value, verdict.threshold)
-                ctx.metric(verdict.metric, "baseline", base[verdict.metric])
-            ctx.progress(check, checks, "checks")
-            breached = [v.metric for v in verdicts if v.breached]
-            ctx.log(f"check {check}/{checks}: " + (f"BREACH {', '.join(breached)}" if breached else "all ok"))
-            for verdict in verdicts:  # one line each: short enough for a narrow log pane
-                ctx.log(f"  {verdict.describe()}")
-            breach = next((v for v in verdicts if v.action == "rollback"), None)
-            if breach:
-                _notify(services, env, image, f"automatic rollback: {breach.describe()}", "critical")
-                target.abort(ctx.log)
-                raise StepFailed(f"rolled back at check {check}: {breach.describe()}",
-                                 ("investigate the canary", "deploy a fix"))
-            if any(v.action == "scale-up" for v in verdicts):
-                replicas = target.status().desired + 1
-                target.scale(replicas, ctx.log)
-                _notify(services, env, image, f"scaled up to {replicas}", "warning")
-        return f"{checks} checks passed"
+        services.target(env).start_canary(image, policy.weight_percent, ctx.log)
+        return f"{image} takes {policy.weight_percent}% of traffic"
 
     def promote(ctx: StepContext) -> str:
-        target.promote(ctx.log)
-        revision = record_revision(services, env, ctx, image, "promote")
+        ctx.state["image"] = image
+        services.target(env).promote(ctx.log)
         _notify(services, env, image, "canary promoted", "info")
-        return f"promoted: revision {revision.number}"
+        return f"{image} is stable; canary removed"
 
+    promoting = deploy_steps(services, env, "promote")
+    promoting[0] = Step("apply", "Promote", promote)
     return Operation("canary", env, f"Canary {image} in {env}", [
+        resolve_step(services, lambda ctx: image),
+        _validate_step(services, env),
+        plan_step(services, env, lambda ctx: StartCanary(image, policy.weight_percent)),
         Step("start", "Start the canary", start),
-        Step("baseline", "Take the baseline", baseline),
-        Step("monitor", f"Monitor every {policy.check_interval_s}s for {policy.duration_s // 60}m", monitor),
+        *_monitor_steps(services, env, image),
         confirm_step(services, env, "Promote the canary to stable"),
-        Step("promote", "Promote", promote),
+        *promoting,
     ], params)
+
+
+@action("canary-watch", "Watch the running canary: the same checks, rolling back by the rules")
+def canary_watch(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    return Operation("canary-watch", env, f"Watch the canary in {env}", [
+        Step("find", "Find the running canary", lambda ctx: _find_canary(services, env, ctx)),
+        _validate_step(services, env),
+        *_monitor_steps(services, env, None),
+    ], params)
+
+
+def _find_canary(services: Services, env: str, ctx: StepContext) -> str:
+    """The canary running now; journaled, so a resume watches the same one."""
+    status = services.target(env).status()
+    if not status.canary_image:
+        raise StepFailed(f"{env} has no canary running", ("start one: release-console canary start --version TAG",))
+    ctx.state["image"] = status.canary_image
+    return f"{status.canary_image} at {status.canary_weight}%"
+
+
+def _validate_step(services: Services, env: str) -> Step:
+    """A query with a typo fails here, before the canary takes any traffic."""
+
+    def run(ctx: StepContext) -> str:
+        source = services.metrics(env)
+        problems = source.validate()
+        for problem in problems:
+            ctx.log(problem, "error")
+        if problems:
+            raise StepFailed(f"{len(problems)} metrics quer{'y' if len(problems) == 1 else 'ies'} would not work:"
+                             f" {problems[0]}", ("fix the queries in [metrics] of release.toml, then retry",))
+        return source.describe()
+
+    return Step("validate", "Check the metrics queries", run)
+
+
+def _monitor_steps(services: Services, env: str, image: str | None) -> list[Step]:
+    """Baseline, then the checks. `image`: the canary's, or None to read it from ctx.state["image"]."""
+    policy, settings = services.config.canary, services.config.metrics
+    checks = policy.duration_s // policy.check_interval_s
+
+    def baseline(ctx: StepContext) -> str:
+        """Stable's values now: what the rules compare the canary with. Missing values wait a check."""
+        source = services.metrics(env)
+        for attempt in range(1, settings.misses_before_asking + 1):
+            snapshot = source.sample()
+            stable = {m: usable(snapshot.series.get("stable", {}).get(m)) for m in CHARTED}
+            missing = [m for m, v in stable.items() if v is None]
+            if not missing:
+                ctx.state["baseline"] = stable
+                return ", ".join(f"{m} {v:.4g}" for m, v in stable.items() if v is not None)
+            reasons = "; ".join(f"{m}: {snapshot.problems.get(f'stable.{m}', 'no data')}" for m in missing)
+            ctx.log(f"no baseline yet ({attempt}/{settings.misses_before_asking}): {reasons}", "warning")
+            if attempt < settings.misses_before_asking:
+                ctx.sleep(services.real_seconds(policy.check_interval_s))
+        raise StepFailed("no baseline: stable has no data for " + ", ".join(missing),
+                         ("check the metrics source and its queries", "abort the canary"))
+
+    def monitor(ctx: StepContext) -> str:
+        source = services.metrics(env)
+        watched = image or str(ctx.state.get("image", ""))
+        samples = ctx.state.setdefault("samples", new_samples())
+        trace = ctx.state.setdefault("trace", [])
+        misses, last_scale = 0, -policy.scale_cooldown_checks
+        first = len({entry["check"] for entry in trace}) + 1  # a resume goes on from the last check
+        for number in range(first, checks + 1):
+            interval = services.real_seconds(policy.check_interval_s)
+            ctx.emit(CheckScheduled(ctx.op_id, number, checks, time.time() + interval))
+            ctx.sleep(interval)
+            snapshot = source.sample()
+            add_samples(samples, snapshot)
+            check = evaluate(number, snapshot, ctx.state["baseline"], samples, policy, settings,
+                             services.target(env).status().canary_weight or policy.weight_percent,
+                             _query_text(source))
+            _show(ctx, check, snapshot.series, ctx.state["baseline"])
+            ctx.progress(number, checks, "checks")
+            ctx.checkpoint()
+            misses = misses + 1 if check.missing else 0
+            if misses >= settings.misses_before_asking:
+                misses = 0
+                _decide_stale(services, env, ctx, watched, number)
+            for entry in check.entries:  # a rule back to normal may be asked about again
+                if not entry.bad and entry.rule in ctx.state.get("declined", []):
+                    ctx.state["declined"].remove(entry.rule)
+            _decide_rollback(services, env, ctx, watched, check)
+            if check.calls_for("scale-up") and number - last_scale >= policy.scale_cooldown_checks:
+                if _scale_up(services, env, ctx, watched, check):
+                    last_scale = number
+        return _final(services, ctx, check, checks)
+
+    return [Step("baseline", "Take the baseline (stable, now)", baseline),
+            Step("monitor", f"Monitor every {policy.check_interval_s}s for {policy.duration_s // 60}m", monitor)]
+
+
+def _query_text(source: MetricsSource) -> Any:
+    query_for = getattr(source, "query_for", None)
+    return query_for if query_for else (lambda series, metric: f"{source.describe()}: {series} {metric}")
+
+
+def _show(ctx: StepContext, check: Check, series: Any, baseline: dict[str, float]) -> None:
+    """Charts, the trace (journaled with the step), and a line per verdict."""
+    for entry in check.entries:
+        ctx.state["trace"].append(entry.to_json())
+        ctx.emit(VerdictLogged(ctx.op_id, entry.to_json()))
+    for metric in CHARTED:
+        threshold = next((e.threshold for e in check.entries if e.rule == metric), None)
+        for name, values in series.items():
+            value = usable(values.get(metric))
+            ctx.metric(metric, name, float("nan") if value is None else value, threshold)
+        if baseline.get(metric) is not None:
+            ctx.metric(metric, "baseline", baseline[metric])
+    bad = [e.rule for e in check.entries if e.bad or e.value is None]
+    ctx.log(f"check {check.number}: " + (f"attention: {', '.join(bad)}" if bad else "all ok"))
+    for entry in check.entries:
+        ctx.log(f"  {entry.line()}", "warning" if entry.bad or entry.value is None else "info")
+
+
+def _wants(services: Services, ctx: StepContext, entry: TraceEntry, what: str) -> bool:
+    """The rule's automation mode: observe logs only, ask asks with a countdown, act acts."""
+    policy = services.config.canary
+    if entry.mode == "observe":
+        ctx.log(f"observe only: {entry.rule} would {what}", "warning")
+        return False
+    if entry.mode == "ask":
+        declined = ctx.state.setdefault("declined", [])
+        if entry.rule in declined:  # asked already: not again until the rule is back to normal
+            ctx.log(f"{entry.rule} would {what}; you said no earlier", "warning")
+            return False
+        if ctx.ask(f"{entry.line()}\n{what.capitalize()} now?", policy.ask_timeout_s, policy.ask_default == "act"):
+            return True
+        declined.append(entry.rule)
+        ctx.log(f"{entry.rule}: you chose not to {what}", "warning")
+        return False
+    return True
+
+
+def _decide_rollback(services: Services, env: str, ctx: StepContext, image: str, check: Check) -> None:
+    for entry in check.calls_for("rollback"):
+        if _wants(services, ctx, entry, "roll back"):
+            _roll_back(services, env, ctx, image, entry.line())
+
+
+def _decide_stale(services: Services, env: str, ctx: StepContext, image: str, number: int) -> None:
+    settings, policy = services.config.metrics, services.config.canary
+    ctx.log(f"no fresh canary data for {settings.misses_before_asking} checks: stale, never counted healthy",
+            "warning")
+    prompt = (f"No fresh canary data for {settings.misses_before_asking} checks (the charts show stale values)."
+              "\nRoll the canary back now? No keeps watching; it is never promoted on stale data.")
+    if ctx.ask(prompt, policy.ask_timeout_s, policy.ask_default == "act"):
+        _roll_back(services, env, ctx, image, f"no fresh data for {settings.misses_before_asking} checks")
+
+
+def _roll_back(services: Services, env: str, ctx: StepContext, image: str, reason: str) -> None:
+    ctx.state["decision"] = {"action": "rollback", "reason": reason, "at": time.time()}
+    ctx.log(f"ROLLING BACK: {reason}", "error")
+    _notify(services, env, image, f"automatic rollback: {reason}", "critical")
+    services.target(env).abort(ctx.log)
+    raise RolledBack(f"rolled back at check {ctx.state['trace'][-1]['check']}: {reason}",
+                     ("read the decision trace: release-console canary trace --op " + ctx.op_id,
+                      "deploy a fix, then start a new canary"))
+
+
+def _scale_up(services: Services, env: str, ctx: StepContext, image: str, check: Check) -> bool:
+    entry = check.calls_for("scale-up")[0]
+    if not _wants(services, ctx, entry, "scale up"):
+        return False
+    replicas = services.target(env).status().desired + services.config.canary.scale_step
+    services.target(env).scale(replicas, ctx.log)
+    _notify(services, env, image, f"scaled up to {replicas}: {entry.line()}", "warning")
+    return True
+
+
+def _final(services: Services, ctx: StepContext, check: Check, checks: int) -> str:
+    """At the end: promotable only on fresh data, and on enough of it for the judge."""
+    if check.missing:
+        raise StepFailed(f"not promoted: the last check (of {checks}) had no fresh canary data",
+                         ("check the metrics source", "watch again, or abort the canary"))
+    judged = check.judged
+    assert judged is not None
+    if judged.outcome == "nodata":  # never a pass, whatever the judge's mode
+        raise StepFailed(f"not promoted: not enough data: {judged.describe()}",
+                         ("watch longer for more samples", "or abort the canary"))
+    entry = next(e for e in check.entries if e.rule == "judge")
+    if judged.outcome != "pass" and _wants(services, ctx, entry, f"hold the promotion ({judged.outcome})"):
+        raise StepFailed(f"not promoted: the judge says {judged.describe()}",
+                         ("read the decision trace", "watch longer, or abort the canary"))
+    return f"{checks} checks passed; judge {judged.describe()}"
 
 
 def _notify(services: Services, env: str, image: str, reason: str, severity: str) -> None:

@@ -96,6 +96,22 @@ class MetricSample(Event):
 
 
 @dataclass(frozen=True)
+class CheckScheduled(Event):
+    """A canary's next check: when it is due (epoch seconds), for countdowns."""
+
+    check: int
+    checks: int
+    due: float
+
+
+@dataclass(frozen=True)
+class VerdictLogged(Event):
+    """One verdict of a canary check: a monitor TraceEntry as JSON (see services/monitor.py)."""
+
+    entry: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Finished(Event):
     outcome: Outcome
     detail: str = ""

@@ -62,6 +62,11 @@ class StepContext:
     _emit: Emit
     _confirm: Confirm
     _cancel: threading.Event
+    _checkpoint: Callable[[], None] = lambda: None
+
+    def checkpoint(self) -> None:
+        """Journal `state` now, mid-step: a long step (a canary's checks) keeps what it learnt."""
+        self._checkpoint()
 
     def log(self, text: str, level: str = "info") -> None:
         self._emit(LogLine(self.op_id, self.step_id, text, level))
@@ -191,7 +196,8 @@ class Runner:
         outcome, detail, failed = Outcome.SUCCEEDED, f"{len(op.steps)} steps done", None
         options: tuple[str, ...] = ()
         for index, step in enumerate(op.steps[start_at:], start=start_at):
-            ctx = StepContext(op.id, step.id, op.env, op.params, state, emit, self._waiting(op, index, confirm), cancel)
+            ctx = StepContext(op.id, step.id, op.env, op.params, state, emit, self._waiting(op, index, confirm), cancel,
+                              lambda: self.journal.save_state(op.id, state))
             self.journal.step(op.id, index, StepStatus.RUNNING)
             emit(StepStarted(op.id, step.id, step.title, index, len(op.steps)))
             try:
@@ -200,6 +206,7 @@ class Runner:
             except Exception as err:  # noqa: BLE001 - every failure becomes an outcome, never a traceback
                 outcome, options = _classify(err)
                 detail, failed = str(mask(str(err))), step.id
+                self.journal.save_state(op.id, state)  # what the step learnt before failing (a trace)
                 self.journal.step(op.id, index, StepStatus.FAILED, detail)
                 emit(StepFinished(op.id, step.id, StepStatus.FAILED, detail))
                 break

@@ -52,6 +52,7 @@ SCRIPTS = {
 }
 # The canary's error rate grows this much per check, so the 1.5x rule fires around check 6.
 CANARY_ERROR_GROWTH = 0.1
+BAD_RELEASE = "1.5.0"
 BASELINE = {"error_rate": 0.008, "p95_ms": 180.0, "cpu_percent": 42.0, "memory_percent": 61.0}
 
 
@@ -269,11 +270,21 @@ class SandboxRevisions:
 
 
 class SandboxMetrics:
-    """Stable stays near the baseline; the canary's error rate climbs each sample."""
+    """Stable stays near the baseline. The canary of 1.5.0 (the sandbox's bad release) gets
+    worse each sample; any other version stays as healthy as stable."""
 
     def __init__(self, world: World, env: str) -> None:
         self.world = world
         self.state = world.envs[env]
+
+    def describe(self) -> str:
+        return "sandbox metrics (simulated)"
+
+    def validate(self) -> list[str]:
+        return []
+
+    def query_for(self, series: str, metric: str) -> str:
+        return f"sandbox {metric}{{track=\"{series}\"}}"
 
     def sample(self) -> MetricSnapshot:
         with self.world.lock:
@@ -281,9 +292,13 @@ class SandboxMetrics:
             self.state.canary_samples += 1
             stable = {k: v * (1 + self.world.noise(0.05)) for k, v in BASELINE.items()}
             canary = {k: v * (1 + self.world.noise(0.05)) for k, v in BASELINE.items()}
-        canary["error_rate"] = BASELINE["error_rate"] * (1 + CANARY_ERROR_GROWTH * n)
-        canary["p95_ms"] = BASELINE["p95_ms"] * (1 + 0.03 * n)
-        canary["cpu_percent"] = BASELINE["cpu_percent"] + 2.5 * n
+            weight, bad = self.state.canary_weight, self.state.canary_version == BAD_RELEASE
+        if bad:
+            canary["error_rate"] = BASELINE["error_rate"] * (1 + CANARY_ERROR_GROWTH * n)
+            canary["p95_ms"] = BASELINE["p95_ms"] * (1 + 0.03 * n)
+            canary["cpu_percent"] = BASELINE["cpu_percent"] + 2.5 * n
+        total = 400 * (1 + self.world.noise(0.02))
+        canary["requests_per_s"], stable["requests_per_s"] = total * weight / 100, total * (100 - weight) / 100
         return MetricSnapshot(self.world.clock.now(), {"stable": stable, "canary": canary})
 
 

@@ -1,23 +1,18 @@
-"""The sandbox world and the actions run against it: canary, migrate, restore, prune, judge."""
+"""The sandbox world and the actions run against it: migrate, restore, prune (the canary: test_canary_monitor)."""
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 import pytest
 
 from services.backups.catalog import DAY, list_backups, prune_candidates
-from services.canary import judge
 from services.catalog import build_operation
-from services.config import CanaryPolicy
 from services.events import (
     ConfirmationNeeded,
     Event,
-    Finished,
     LogLine,
-    MetricSample,
     Outcome,
     StepFinished,
     StepStarted,
@@ -25,7 +20,6 @@ from services.events import (
 )
 from services.factory import EXAMPLE_CONFIG, Services, build, load_config
 from services.operations import Result
-from services.ports import MetricSnapshot
 from services.sandbox.adapters import SandboxMetrics
 from services.sandbox.world import PENDING, World
 
@@ -81,81 +75,6 @@ def test_world_is_deterministic_per_seed() -> None:
     a, b = World(7, origin=1_767_225_600.0), World(7, origin=1_767_225_600.0)  # backup ids come from the clock
     assert {k: v[0] for k, v in a.objects.items()} == {k: v[0] for k, v in b.objects.items()}
     assert a.envs["production"].rows == b.envs["production"].rows
-
-
-# --- canary ---------------------------------------------------------------------------------
-
-
-def test_canary_rolls_back_at_the_error_rate_rule(state: Path) -> None:
-    services = sandbox(state)
-    result, events, asked = run(services, "canary", "production", typed="production", params={"version": "1.5.0"})
-
-    assert result.outcome is Outcome.FAILED
-    assert result.failed_step == "monitor"
-    # Only the typed confirmation to start it: it never reached the promote confirmation.
-    assert [q.prompt.split(" in PRODUCTION")[0] for q in asked] == ["Start a canary and monitor it"]
-    match = re.fullmatch(r"rolled back at check (\d+): error_rate: ([\d.e-]+) vs threshold ([\d.e-]+) -> BREACH",
-                         result.detail)
-    assert match, result.detail
-    check, value, threshold = int(match[1]), float(match[2]), float(match[3])
-    assert value > threshold
-    assert 1 < check < 60  # climbs, then trips well before the 60 checks of 30 min / 30 s
-    baseline = services.journal.get(result.op_id).state["baseline"]
-    assert threshold == pytest.approx(baseline["error_rate"] * 1.5, rel=1e-3)
-
-    finished = events[-1]
-    assert isinstance(finished, Finished) and finished.outcome is Outcome.FAILED
-    assert finished.next_options == ("investigate the canary", "deploy a fix")
-    samples_seen = [e for e in events if isinstance(e, MetricSample) and e.metric == "error_rate"
-                    and e.series == "canary"]
-    assert len(samples_seen) == check
-    assert all(e.threshold == pytest.approx(threshold, rel=1e-3) for e in samples_seen)
-
-    assert services.world is not None
-    prod = services.world.envs["production"]
-    assert (prod.canary_weight, prod.canary_version) == (0, None)
-    rollbacks = [n for n in services.world.notifications if "automatic rollback" in n]
-    assert len(rollbacks) == 1
-    assert rollbacks[0].startswith("[critical] production 1.5.0: automatic rollback: error_rate:")
-
-    steps = services.journal.get(result.op_id).steps
-    # confirm, start, baseline done; monitor failed; promote confirmation and promote never ran
-    assert [s.status for s in steps] == [StepStatus.DONE] * 3 + [StepStatus.FAILED] + [StepStatus.PENDING] * 2
-    assert services.locks.holder("production") is None
-
-    # Same seed, same story.
-    again, _, _ = run(sandbox(state.parent / "again"), "canary", "production", typed="production",
-                      params={"version": "1.5.0"})
-    assert again.detail.split(":")[0] == result.detail.split(":")[0]
-
-
-class QuietCanary:
-    """A metrics source (an outside system's port) whose canary has no errors at all."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-
-    def sample(self) -> MetricSnapshot:
-        stable = {"error_rate": 0.008, "p95_ms": 180.0, "cpu_percent": 42.0, "memory_percent": 61.0}
-        return MetricSnapshot(self.world.clock.now(), {"stable": stable, "canary": {**stable, "error_rate": 0.0}})
-
-
-def test_healthy_canary_is_promoted_and_zero_is_charted_as_zero(state: Path) -> None:
-    services = sandbox(state)
-    assert services.world is not None
-    world = services.world
-    services._per_env["metrics"] = lambda env: QuietCanary(world)
-    result, events, asked = run(services, "canary", "production", typed="production", params={"version": "1.5.0"})
-
-    assert result.outcome is Outcome.SUCCEEDED, result.detail
-    assert [q.expected for q in asked] == ["production", "production"]  # to start, then to promote
-    assert finished_steps(events)["monitor"].detail == "60 checks passed"
-    charted = [e.value for e in events if isinstance(e, MetricSample) and e.metric == "error_rate"
-               and e.series == "canary"]
-    assert len(charted) == 60
-    assert charted == [0.0] * 60  # a zero error rate is data, not a gap
-    assert world.envs["production"].version == "1.5.0"
-    assert any(n.endswith("canary promoted") for n in world.notifications)
 
 
 # --- migrate --------------------------------------------------------------------------------
@@ -261,36 +180,6 @@ def test_prune_never_deletes_the_newest_n(state: Path, tmp_path: Path) -> None:
     left = {b.id for b in list_backups(services, "production")}
     assert left == {b.id for b in everything} - {b.id for b in doomed}
     assert newest_three <= left
-
-
-# --- judge ----------------------------------------------------------------------------------
-
-
-BASE = {"error_rate": 0.01, "p95_ms": 200.0, "cpu_percent": 40.0, "memory_percent": 60.0}
-
-
-def verdicts(canary: dict[str, float | None]) -> dict[str, tuple[bool, str]]:
-    return {v.metric: (v.breached, v.action) for v in judge(CanaryPolicy(), BASE, canary)}
-
-
-def test_judge_healthy_and_thresholds() -> None:
-    healthy = verdicts({"error_rate": 0.015, "p95_ms": 400.0, "cpu_percent": 80.0, "memory_percent": 85.0})
-    assert healthy == {m: (False, "none") for m in BASE}  # exactly at threshold is not a breach
-    hot = verdicts({"error_rate": 0.0151, "p95_ms": 401.0, "cpu_percent": 80.5, "memory_percent": 85.5})
-    assert hot == {"error_rate": (True, "rollback"), "p95_ms": (True, "rollback"),
-                   "cpu_percent": (True, "scale-up"), "memory_percent": (True, "scale-up")}
-    described = judge(CanaryPolicy(), BASE, {"error_rate": 0.02})[0].describe()
-    assert described == "error_rate: 0.02 vs threshold 0.015 -> BREACH"
-
-
-def test_judge_treats_missing_data_as_breach() -> None:
-    result = verdicts({"error_rate": None, "p95_ms": math.nan, "cpu_percent": 10.0})
-    assert result["error_rate"] == (True, "rollback")
-    assert result["p95_ms"] == (True, "rollback")
-    assert result["cpu_percent"] == (False, "none")
-    assert result["memory_percent"] == (True, "scale-up")  # absent key: no data
-    none_verdict = judge(CanaryPolicy(), BASE, {"error_rate": None})[0]
-    assert "no data" in none_verdict.describe()
 
 
 def test_a_pinned_backup_is_never_pruned_and_unpinning_releases_it(state: Path) -> None:
