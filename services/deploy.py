@@ -4,7 +4,7 @@ every revision recorded: image digest, who, when, the migration head and the bac
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -81,15 +81,29 @@ def record_revision(services: Services, env: str, ctx: StepContext, image: str, 
     """The new revision, with the migration head and the newest backup as they are now."""
     from services.backups.catalog import list_backups  # the catalog imports this module's siblings
 
-    applied = [m.name for m in services.database(env).status() if m.state == "applied"]
-    backups = [b for b in list_backups(services, env) if b.complete]
+    head = _noted(ctx, "the migration head", lambda: _last(m.name for m in services.database(env).status()
+                                                           if m.state == "applied"))
+    backup = _noted(ctx, "the newest backup", lambda: _last(b.id for b in list_backups(services, env) if b.complete))
     digest = ctx.state.get("digest") or services.registry.digest(image) or ""
     user = who()
     revision = services.revisions(env).record(
         image, digest, user["user"] + (f" ({user['ssh_client'].split()[0]})" if user["ssh_client"] else ""),
-        applied[-1] if applied else None, backups[-1].id if backups else None, action_name)
+        head, backup, action_name)
     ctx.state["revision"] = revision.number
     return revision
+
+
+def _last(names: Iterable[str]) -> str | None:
+    return ([None, *names])[-1]
+
+
+def _noted(ctx: StepContext, what: str, read: Callable[[], str | None]) -> str | None:
+    """A detail of the revision; unreadable, it is left out with a warning, not lost silently."""
+    try:
+        return read()
+    except Exception as err:  # noqa: BLE001 - the deploy happened: record it, say what is missing
+        ctx.log(f"recorded without {what}: {err}", "warning")
+        return None
 
 
 @action("deploy", "Deploy a version (plan, confirm, switch with zero downtime)", confirm_before="apply", params=(
@@ -187,13 +201,20 @@ def history_lines(revisions: list[Revision]) -> list[str]:
     return lines
 
 
+HEALTH_TRIES, HEALTH_INTERVAL_S = 5, 1.0  # nginx's new workers take over a moment after a reload
+
+
 def _health(services: Services, env: str, ctx: StepContext) -> str:
     url = health_url(services, env)
-    result = services.health(env).check(url)
-    ctx.log(f"GET {url} -> {result.status}: {result.detail}")
-    if not result.ok:
-        raise StepFailed(f"health check failed: {result.detail}", ("retry this step", "roll back"))
-    return f"{result.status} OK"
+    for attempt in range(1, HEALTH_TRIES + 1):
+        result = services.health(env).check(url)
+        ctx.log(f"GET {url} -> {result.status}: {result.detail[:200]}")
+        if result.ok:
+            return f"{result.status} OK"
+        if attempt < HEALTH_TRIES:
+            ctx.sleep(services.real_seconds(HEALTH_INTERVAL_S))
+    raise StepFailed(f"health check failed {HEALTH_TRIES} times: {result.detail[:200]}",
+                     ("retry this step", "roll back"))
 
 
 def health_url(services: Services, env: str) -> str:

@@ -33,8 +33,10 @@ unless it has its own (pytest-timeout).
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+import tarfile
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -152,7 +154,7 @@ def sample_app_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactor
     )
     yield image
     try:
-        docker_client.images.remove(tag, force=True)
+        docker_client.images.remove(tag, force=True, noprune=True)  # parents may serve a concurrent build
     except Exception:  # noqa: BLE001, S110 - already gone is fine
         pass
 
@@ -456,3 +458,36 @@ def ssh_docker_url() -> str:
     if done.returncode != 0:
         rig_fail("the rig's sshd", f"`{' '.join(argv)}` exited {done.returncode}: {done.stderr.strip()[-300:]}")
     return url
+
+
+# ------------------------------------------------------- app in the registry --
+
+APP_VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
+
+
+def _derived(docker_client: Any, base: str, tag: str, dockerfile: str) -> None:
+    """Build `tag` FROM base with a few more Dockerfile lines (a context of the Dockerfile alone)."""
+    data = f"FROM {base}\n{dockerfile}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    docker_client.images.build(fileobj=buffer, custom_context=True, tag=tag, rm=True, network_mode="host")
+
+
+@pytest.fixture(scope="module")
+def repository(docker_client: Any, sample_app_image: Any, registry: str) -> Iterator[str]:
+    """REPO with tags 1.0.0, 2.0.0, 3.0.0 (the sample app: VERSION comes from the tag), `broken`
+    (never healthy: no server) and `nocheck` (no HEALTHCHECK) in the registry; none of them local."""
+    repo = f"{registry}/rc-target-{uuid.uuid4().hex[:8]}"
+    _derived(docker_client, sample_app_image.id, f"{repo}:broken", 'CMD ["/bin/sleep", "3600"]')
+    _derived(docker_client, sample_app_image.id, f"{repo}:nocheck", "HEALTHCHECK NONE")
+    for tag in APP_VERSIONS:
+        sample_app_image.tag(repo, tag)
+    for tag in (*APP_VERSIONS, "broken", "nocheck"):
+        for line in docker_client.images.push(repo, tag, stream=True, decode=True):
+            assert "error" not in line, line
+        docker_client.images.remove(f"{repo}:{tag}")  # the target pulls them
+    yield repo

@@ -6,13 +6,8 @@ sends requests through nginx (a new connection each) all along, and must see no 
 
 from __future__ import annotations
 
-import http.client
-import io
-import json
 import os
 import signal
-import tarfile
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import Nginx
 from rig.helpers import wait_until
+from rig.traffic import Traffic, get_version, shares
 
 from services import config as config_module
 from services.adapters.docker_target import APP, DockerHostTarget
@@ -30,38 +26,9 @@ from services.operations import StepFailed
 from services.ports import Deploy, Promote, StartCanary, TargetStatus
 
 SECRET_DB = "postgresql://app:s3cret-pw@127.0.0.1:5432/food"
-VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
 
 
 # --- images in the registry --------------------------------------------------------------------
-
-
-def _derived(docker_client: Any, base: str, tag: str, dockerfile: str) -> None:
-    """Build `tag` FROM base with a few more Dockerfile lines (a context of the Dockerfile alone)."""
-    data = f"FROM {base}\n{dockerfile}\n".encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    docker_client.images.build(fileobj=buffer, custom_context=True, tag=tag, rm=True, network_mode="host")
-
-
-@pytest.fixture(scope="module")
-def repository(docker_client: Any, sample_app_image: Any, registry: str) -> Iterator[str]:
-    """REPO with tags 1.0.0, 2.0.0, 3.0.0 (the sample app: VERSION comes from the tag), `broken`
-    (never healthy: no server) and `nocheck` (no HEALTHCHECK) in the registry; none of them local."""
-    repo = f"{registry}/rc-target-{uuid.uuid4().hex[:8]}"
-    _derived(docker_client, sample_app_image.id, f"{repo}:broken", 'CMD ["/bin/sleep", "3600"]')
-    _derived(docker_client, sample_app_image.id, f"{repo}:nocheck", "HEALTHCHECK NONE")
-    for tag in VERSIONS:
-        sample_app_image.tag(repo, tag)
-    for tag in (*VERSIONS, "broken", "nocheck"):
-        for line in docker_client.images.push(repo, tag, stream=True, decode=True):
-            assert "error" not in line, line
-        docker_client.images.remove(f"{repo}:{tag}")  # the target pulls them
-    yield repo
 
 
 @pytest.fixture(params=["unix", "ssh"])
@@ -105,56 +72,6 @@ def containers(docker_client: Any, target: DockerHostTarget) -> list[Any]:
 
 
 # --- requests through nginx ----------------------------------------------------------------------
-
-
-def get_version(nginx: Nginx) -> str:
-    """GET /api/health through nginx on a new connection: the VERSION of the container that answered."""
-    connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=5)
-    try:
-        connection.request("GET", "/api/health")
-        answer = connection.getresponse()
-        body = answer.read()
-        if answer.status != 200:
-            raise RuntimeError(f"HTTP {answer.status}")
-        return str(json.loads(body)["version"])
-    finally:
-        connection.close()
-
-
-def shares(nginx: Nginx, count: int = 1000) -> Counter[str]:
-    return Counter(get_version(nginx) for _ in range(count))
-
-
-class Traffic:
-    """Requests through nginx, one after another, on a thread, for as long as the block lasts."""
-
-    def __init__(self, nginx: Nginx) -> None:
-        self.nginx = nginx
-        self.sent = 0
-        self.failures: list[str] = []
-        self.versions: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sent += 1
-            try:
-                self.versions[get_version(self.nginx)] += 1
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def check(self) -> None:
-        assert self.sent > 50, f"only {self.sent} requests went out"
-        assert not self.failures, f"{len(self.failures)} of {self.sent} requests failed: {self.failures[:5]}"
 
 
 def first_deploy(target: DockerHostTarget, image: str, nginx: Nginx) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from opkit import IMAGE, finished, logs, run, sandbox_services, steps
+from rig.opkit import IMAGE, finished, logs, run, sandbox_services, steps
 
 from console import cli
 from services.catalog import build_operation

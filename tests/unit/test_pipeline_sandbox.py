@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from opkit import IMAGE, finished, logs, run, sandbox_services, steps
+from rig.opkit import IMAGE, finished, logs, run, sandbox_services, steps
 
 from services.catalog import all_actions, build_operation
 from services.events import Event, Outcome, StepStatus

@@ -1,0 +1,244 @@
+"""Deploy, canary steering, rollback and history as operations, end to end: the factory's real
+adapters, the Docker host target behind the rig's nginx, the registry, and the revision history
+and Prisma migrations in a real PostgreSQL database. Also the CLI against the Kubernetes API
+emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+from conftest import Nginx
+from rig.opkit import finished, logs, run, steps
+from rig.traffic import Traffic, get_version, shares
+
+from console import cli
+from services import config as config_module
+from services import factory
+from services.adapters.docker_target import APP
+from services.events import Outcome
+
+INIT = 'CREATE TABLE "Item" ("id" INTEGER PRIMARY KEY, "legacy" TEXT);\n'
+DROP_LEGACY = 'ALTER TABLE "Item" DROP COLUMN "legacy";\n'
+
+
+def write_migration(root: Path, name: str, sql: str) -> None:
+    (root / name).mkdir(parents=True)
+    (root / name / "migration.sql").write_text(sql)
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path, nginx: Nginx, repository: str) -> Path:
+    """release.toml for one app on the rig's engine, nginx and registry; staging and production."""
+    app = tmp_path / "app"
+    (app / "prisma" / "migrations").mkdir(parents=True)
+    (app / "prisma" / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
+    low = 21000 + (uuid.uuid4().int % 400) * 20
+    target = f"""
+kind = "docker"
+docker_url = "{os.environ['RC_DOCKER_URL']}"
+ports = [{low}, {low + 19}]
+ready_timeout_s = 20
+stop_timeout_s = 2
+drain_s = 0.3
+
+[environments.staging.target.nginx]
+upstream_file = "{nginx.upstream_file}"
+upstream = "{nginx.upstream}"
+reload = {json.dumps(nginx.reload)}
+"""
+    (app / "release.toml").write_text(f"""
+[app]
+name = "rc-ops-{uuid.uuid4().hex[:8]}"
+image = "{repository}"
+
+[environments.staging]
+api_url = "{nginx.url}/api"
+database_url = "${{TEST_DB}}"
+redis_url = "redis://127.0.0.1:6379/0"
+
+[environments.staging.target]
+{target}
+
+[backup]
+local_dir = "backups"
+compression = "gzip"
+
+[migrations]
+dir = "prisma/migrations"
+integrity_tables = []
+reindex_tables = []
+""")
+    return app
+
+
+@pytest.fixture
+def services(app_dir: Path, pg_database: str, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+             ) -> Iterator[factory.Services]:
+    monkeypatch.setenv("TEST_DB", pg_database)
+    config = config_module.load(app_dir / "release.toml", {"TEST_DB": pg_database})
+    yield factory.build(config, state=app_dir / "state")
+    for container in docker_client.containers.list(all=True, filters={"label": f"{APP}={config.app.name}"}):
+        container.remove(force=True)
+
+
+def revisions(services: factory.Services) -> list[tuple[int, str, str]]:
+    return [(r.number, r.image.rsplit(":", 1)[1], r.action) for r in services.revisions("staging").list()]
+
+
+def test_deploy_migrate_rollback_warns_and_history_records_each(
+        services: factory.Services, app_dir: Path, repository: str, nginx: Nginx) -> None:
+    deployed, events, asked = run(services, "deploy", "staging", {"version": "1.0.0"}, typed="yes")
+    assert deployed.outcome is Outcome.SUCCEEDED, deployed.detail
+    assert steps(events) == ["resolve", "plan", "confirm", "apply", "record", "health"]
+    assert "Plan: create container" in asked[0].prompt
+    assert get_version(nginx) == "1.0.0"
+    [first] = services.revisions("staging").list()
+    assert first.digest == services.registry.digest(f"{repository}:1.0.0") and first.digest.startswith("sha256:")
+    assert (first.migration_head, first.backup_id) == (None, None)
+
+    migrations = app_dir / "prisma" / "migrations"
+    write_migration(migrations, "20240105093000_init", INIT)
+    assert run(services, "migrate", "staging", typed="yes")[0].outcome is Outcome.SUCCEEDED
+    assert run(services, "deploy", "staging", {"version": "2.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
+    second = services.revisions("staging").list()[-1]
+    assert second.migration_head == "20240105093000_init"
+    assert second.backup_id  # the migration's backup, taken before
+
+    write_migration(migrations, "20240201093000_drop_legacy", DROP_LEGACY)
+    assert run(services, "migrate", "staging", typed="yes")[0].outcome is Outcome.SUCCEEDED
+    assert run(services, "deploy", "staging", {"version": "3.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
+
+    reason = "3.0.0 corrupts carts; 2.0.0 never reads Item.legacy"
+    with Traffic(nginx) as traffic:
+        back, events, asked = run(services, "rollback", "staging", {"revision": "2"}, reason=reason, typed="yes")
+    traffic.check()
+    assert back.outcome is Outcome.SUCCEEDED, back.detail
+    assert [text for text, _ in logs(events, "choose") if text.startswith("WARNING")] == [
+        'WARNING 20240201093000_drop_legacy: dropping-column: ALTER TABLE "Item" DROP COLUMN "legacy"']
+    assert asked[0].free_text and "predates 1 migration change" in asked[0].prompt
+    assert services.audit.tail(1)[0]["override_reason"] == reason
+    assert get_version(nginx) == "2.0.0"
+    assert revisions(services) == [(1, "1.0.0", "deploy"), (2, "2.0.0", "deploy"), (3, "3.0.0", "deploy"),
+                                   (4, "2.0.0", "rollback")]
+
+
+def test_canary_start_step_promote_through_nginx(services: factory.Services, nginx: Nginx) -> None:
+    assert run(services, "deploy", "staging", {"version": "1.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
+
+    with Traffic(nginx) as traffic:
+        started, _, _ = run(services, "canary-start", "staging", {"version": "2.0.0", "weight": "20"}, typed="yes")
+    traffic.check()
+    assert started.outcome is Outcome.SUCCEEDED, started.detail
+    seen = shares(nginx)
+    assert abs(100 * seen["2.0.0"] / sum(seen.values()) - 20) <= 5, seen
+
+    stepped, _, _ = run(services, "step", "staging", {"weights": "50", "pause_s": "0"}, typed="yes")
+    assert stepped.outcome is Outcome.SUCCEEDED and services.target("staging").status().canary_weight == 50
+
+    with Traffic(nginx) as traffic:
+        promoted, events, _ = run(services, "promote", "staging", typed="yes")
+    traffic.check()
+    assert promoted.outcome is Outcome.SUCCEEDED, promoted.detail
+    assert finished(events)["health"].detail == "200 OK"
+    assert set(shares(nginx, 50)) == {"2.0.0"}
+    assert revisions(services) == [(1, "1.0.0", "deploy"), (2, "2.0.0", "promote")]
+
+
+def test_dry_run_and_a_missing_image_change_nothing(services: factory.Services, nginx: Nginx,
+                                                    docker_client: Any) -> None:
+    assert run(services, "deploy", "staging", {"version": "1.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
+    before = sorted(c.id for c in docker_client.containers.list(all=True))
+
+    planned, events, asked = run(services, "deploy", "staging", {"version": "2.0.0", "dry_run": True})
+    assert planned.outcome is Outcome.SUCCEEDED and asked == []
+    assert any('+  image: "' in text and text.endswith(':2.0.0"') for text, _ in logs(events, "plan"))
+    missing, _, _ = run(services, "deploy", "staging", {"version": "9.9.9"}, typed="yes")
+    assert missing.outcome is Outcome.FAILED and missing.detail.endswith(":9.9.9 is not in the registry")
+
+    assert sorted(c.id for c in docker_client.containers.list(all=True)) == before
+    assert get_version(nginx) == "1.0.0" and len(services.revisions("staging").list()) == 1
+
+
+def test_cli_deploy_and_history_json(services: factory.Services, app_dir: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(app_dir / "release.toml")
+    assert cli.main(["--config", config, "deploy", "--env", "staging", "--version", "1.0.0", "--yes"]) == cli.EXIT_OK
+    capsys.readouterr()
+    assert cli.main(["--config", config, "--json", "history", "--env", "staging"]) == cli.EXIT_OK
+    [revision] = json.loads(capsys.readouterr().out)
+    assert revision["image"].endswith(":1.0.0") and revision["action"] == "deploy"
+    assert revision["digest"].startswith("sha256:") and revision["who"]
+
+
+# --- Kubernetes, through the CLI ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kube_config(tmp_path: Path, kube_api: Any, pg_database: str, repository: str, run_sample_app: Any,
+                monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
+    """release.toml for production on the emulator; one per traffic split. Nothing runs pods there,
+    so a sample app container stands for what the ingress serves (the health check's answer)."""
+    monkeypatch.setenv("TEST_DB", pg_database)
+    ingress = run_sample_app(VERSION="ingress")
+
+    def write(split: str) -> str:
+        path = tmp_path / f"{split}.toml"
+        path.write_text(f"""
+[app]
+name = "food-management"
+image = "{repository}"
+
+[environments.production]
+api_url = "http://127.0.0.1:{ingress.port}/api"
+database_url = "${{TEST_DB}}"
+redis_url = "redis://127.0.0.1:6379/0"
+production = true
+
+[environments.production.target]
+kind = "kubernetes"
+namespace = "default"
+api_url = "{kube_api.host}"
+traffic_split = "{split}"
+host = "food.example.com"
+ready_timeout_s = 5
+""")
+        return str(path)
+
+    return write
+
+
+@pytest.mark.parametrize("split", ["ingress-nginx", "gateway-api"])
+def test_cli_canary_on_kubernetes_needs_the_name_typed(
+        kube_config: Callable[[str], str], kube_api: Any, split: str, capsys: pytest.CaptureFixture[str]) -> None:
+    kube_api.emulator.reset()
+    config = kube_config(split)
+    base = ["--config", config]
+    typed = ["--confirm-env", "production"]
+    assert cli.main([*base, "deploy", "--env", "production", "--version", "1.0.0", *typed]) == cli.EXIT_OK
+    assert cli.main([*base, "canary", "start", "--env", "production", "--version", "2.0.0", "--yes"]) \
+        == cli.EXIT_DECLINED  # production: a yes is not enough
+    assert cli.main([*base, "canary", "start", "--env", "production", "--version", "2.0.0", *typed]) == cli.EXIT_OK
+    assert cli.main([*base, "canary", "step", "--env", "production", "--weights", "25,50", "--pause-s", "0",
+                     *typed]) == cli.EXIT_OK
+    capsys.readouterr()
+    assert cli.main([*base, "--json", "status", "--env", "production"]) == cli.EXIT_OK
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["version"], row["canary_version"], row["canary_weight"]) == ("1.0.0", "2.0.0", 50)
+
+    assert cli.main([*base, "canary", "promote", "--env", "production", *typed]) == cli.EXIT_OK
+    capsys.readouterr()
+    assert cli.main([*base, "--json", "history", "--env", "production"]) == cli.EXIT_OK
+    history = json.loads(capsys.readouterr().out)
+    assert [(r["image"].rsplit(":", 1)[1], r["action"]) for r in history] == [("1.0.0", "deploy"),
+                                                                              ("2.0.0", "promote")]
+    apps = kubernetes.client.AppsV1Api(kube_api.api_client)
+    stable = apps.read_namespaced_deployment("food-management-stable", "default")
+    assert stable.spec.template.spec.containers[0].image.endswith(":2.0.0")
+    assert "food-management-canary" not in [d.metadata.name for d in apps.list_namespaced_deployment("default").items]

@@ -1,0 +1,66 @@
+"""Requests through the rig's nginx: which version answered, its share, and a client that keeps
+sending while a deploy, a canary or a rollback runs (it must see no failure)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections import Counter
+from typing import Protocol
+
+
+class Served(Protocol):
+    port: int
+
+
+def get_version(nginx: Served) -> str:
+    """GET /api/health through nginx on a new connection: the VERSION of the container that answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=5)
+    try:
+        connection.request("GET", "/api/health")
+        answer = connection.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"HTTP {answer.status}")
+        return str(json.loads(body)["version"])
+    finally:
+        connection.close()
+
+
+def shares(nginx: Served, count: int = 1000) -> Counter[str]:
+    return Counter(get_version(nginx) for _ in range(count))
+
+
+class Traffic:
+    """Requests through nginx, one after another, on a thread, for as long as the block lasts."""
+
+    def __init__(self, nginx: Served) -> None:
+        self.nginx = nginx
+        self.sent = 0
+        self.failures: list[str] = []
+        self.versions: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sent += 1
+            try:
+                self.versions[get_version(self.nginx)] += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def check(self) -> None:
+        assert self.sent > 50, f"only {self.sent} requests went out"
+        assert not self.failures, f"{len(self.failures)} of {self.sent} requests failed: {self.failures[:5]}"
+
+
