@@ -73,22 +73,25 @@ def build_operation(services: Services, kind: str, env: str, params: dict[str, A
     return operation
 
 
-def confirm_step(services: Services, env: str, what: str) -> Step:
+def confirm_step(services: Services, env: str, what: str | Callable[[StepContext], str], title: str = "") -> Step:
     """A destructive action's first step: production needs its name typed, others a yes.
 
-    A plan step before it (ctx.state["plan"]) is summed up in the prompt: what will change.
+    `what` may be worked out from earlier steps (the revision chosen). A plan step before it
+    (ctx.state["plan"]) is summed up in the prompt: what will change.
     """
     production = services.config.environment(env).production
+    title = title or (what if isinstance(what, str) else "the change")
 
     def run(ctx: StepContext) -> str:
+        what_now = what if isinstance(what, str) else what(ctx)
         plan = f"\nPlan: {ctx.state['plan']}" if ctx.state.get("plan") else ""
         if production:
-            ctx.confirm(f"{what} in PRODUCTION.{plan}\nType '{env}' to confirm.", expected=env)
+            ctx.confirm(f"{what_now} in PRODUCTION.{plan}\nType '{env}' to confirm.", expected=env)
         else:
-            ctx.confirm(f"{what} in {env}?{plan}")
+            ctx.confirm(f"{what_now} in {env}?{plan}")
         return "confirmed"
 
-    return Step("confirm", f"Confirm: {what}", run)
+    return Step("confirm", f"Confirm: {title}", run)
 
 
 def all_actions() -> dict[str, Action]:

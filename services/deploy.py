@@ -155,8 +155,12 @@ def rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
     steps = [Step("choose", "Choose the revision", choose),
              plan_step(services, env, lambda ctx: Deploy(ctx.state["image"]))]
     if not params.get("dry_run"):
-        steps += [confirm_step(services, env, "Roll back"), *deploy_steps(services, env, "rollback")]
+        steps += [confirm_step(services, env, _rollback_prompt, "Roll back"), *deploy_steps(services, env, "rollback")]
     return Operation("rollback", env, f"Roll back {env}", steps, params, takes_lock=not params.get("dry_run"))
+
+
+def _rollback_prompt(ctx: StepContext) -> str:
+    return f"Roll back to revision {ctx.state['to']} ({ctx.state['image'].rsplit(':', 1)[-1]})"
 
 
 def choose_revision(env: str, history: list[Revision], wanted: Any) -> Revision:

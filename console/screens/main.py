@@ -45,7 +45,7 @@ from widgets.runbook import RunbookPanel
 PANES = {"build": "2", "migrations": "3", "canary": "4", "backups": "5", "audit": "6"}
 # Which pane an operation's progress is best watched in.
 PANE_FOR = {"release": "build", "build": "build", "push": "build", "rollback": "build", "canary": "canary",
-            "abort": "canary", "deploy": "build", "canary-start": "build", "step": "build", "promote": "build",
+            "canary-watch": "canary", "abort": "canary", "deploy": "build", "canary-start": "build", "step": "build", "promote": "build",
             "scale": "build",
             "migrate": "migrations", "resolve": "migrations", "migrate-rollback": "migrations",
             "expand-add-column": "migrations", "expand-rename-column": "migrations",
@@ -56,7 +56,7 @@ ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
                "expand-add-column": "e", "expand-rename-column": "n",
                "verify": "v", "backup-pin": "p", "restore-drill": "D", "push": "u", "build": "U",
                "rollback": "R", "restore": "X", "prune": "P", "abort": "A", "resolve": "V", "migrate-rollback": "B",
-               "deploy": "t", "canary-start": "s", "step": "w", "promote": "o", "scale": "plus"}
+               "deploy": "t", "canary-start": "s", "step": "w", "promote": "o", "scale": "plus", "canary-watch": "W"}
 POLL_SECONDS = 2.0
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
 CHECKLISTS = ("restore", "restore-drill")

@@ -240,6 +240,7 @@ async def test_canary_in_production_rolls_back(make_ui_app: Any, messages: Messa
         screen = await ready(pilot)
         await choose_env(pilot, screen, "production")
         await pilot.press("c")
+        await submit_defaults(pilot)  # version 1.5.0: the sandbox's bad release
         assert current_pane(screen) == "canary"
         modal = await confirm_modal(pilot)  # production: typed before the canary starts
         assert modal.expected == "production"
@@ -252,7 +253,7 @@ async def test_canary_in_production_rolls_back(make_ui_app: Any, messages: Messa
         # At 80x24 the outcome sits below the steps: the runbook scrolls it into view.
         await wait_for(pilot, lambda: runbook(screen).scroll_y > 0, "the runbook to show the outcome")
         assert "FAILED:&#160;rolled&#160;back" in app.export_screenshot()
-        assert runbook(screen).status["promote"] is StepStatus.PENDING  # never reached
+        assert runbook(screen).status["apply"] is StepStatus.PENDING  # the promotion: never reached
         world = app.services.world
         assert world.envs["production"].canary_version is None
         assert any("automatic rollback" in n for n in world.notifications)
@@ -292,7 +293,7 @@ async def test_rollback_in_production_needs_the_name_typed(make_ui_app: Any, mes
         modal = await confirm_modal(pilot)
         assert modal.expected == "production"
         assert "SANDBOX" in modal_banner(modal)
-        assert "Roll back in PRODUCTION" in modal.prompt
+        assert modal.prompt.startswith("Roll back to revision 2 (1.4.0) in PRODUCTION.\nPlan: update replicas image")
         assert runbook(screen).status["confirm"] is StepStatus.WAITING
 
         # y must not answer a typed confirmation; a wrong name is refused and the modal stays.
