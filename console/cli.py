@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import select
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,7 +192,7 @@ def _run(args: argparse.Namespace, services: Services, operation: Any, start_at:
          state: dict[str, Any] | None = None) -> int:
     from services.events import Outcome
 
-    render = _json_line if args.json else _text_line
+    render = _unbroken(_json_line if args.json else _text_line)
     result = services.runner.run(operation, render, _cli_confirm(args), start_at=start_at, state=state)
     if result.outcome is Outcome.SUCCEEDED:
         return EXIT_OK
@@ -243,6 +244,19 @@ def _timed_answer(question: ConfirmationNeeded) -> str | None:
         return default
     answer = sys.stdin.readline().strip().lower()
     return default if not answer else "yes" if answer in ("y", "yes") else None
+
+
+def _unbroken(render: Callable[[Event], None]) -> Callable[[Event], None]:
+    """Output piped into `head` that stops reading must not stop an operation halfway (a rollback,
+    a promotion): the operation goes on to its end, journaled and audited, with no more output."""
+
+    def write(event: Event) -> None:
+        try:
+            render(event)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    return write
 
 
 def _json_line(event: Event) -> None:

@@ -117,6 +117,9 @@ def _monitor_steps(services: Services, env: str, image: str | None) -> list[Step
     def monitor(ctx: StepContext) -> str:
         source = services.metrics(env)
         watched = image or str(ctx.state.get("image", ""))
+        if not services.target(env).status().canary_image:  # a resume, after someone aborted or promoted it
+            raise StepFailed(f"{env} has no canary running any more: nothing to watch",
+                             ("see the environments pane and the audit log for who changed it",))
         samples = ctx.state.setdefault("samples", new_samples())
         trace = ctx.state.setdefault("trace", [])
         misses, last_scale = 0, -policy.scale_cooldown_checks

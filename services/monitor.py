@@ -46,7 +46,8 @@ class TraceEntry:
 
     def line(self) -> str:
         """One line for a log or a narrow pane."""
-        call = f" -> {self.action} ({self.mode})" if self.bad else ""
+        mode = "observe only" if self.mode == "observe" else self.mode
+        call = f" -> {self.action} ({mode})" if self.bad else ""
         if self.rule == "judge":
             return f"judge: {self.note}{call}"
         shown = "no data" if self.value is None else _fmt(self.rule, self.value)
@@ -135,8 +136,11 @@ def evaluate(number: int, snapshot: MetricSnapshot, baseline: Mapping[str, float
                          specs, settings)
     outcome = check.judged.outcome
     counts = ", ".join(f"{m} {len(samples['canary'][m])}/{len(samples['stable'][m])}" for m in CHARTED)
+    fewest = min(len(values) for by_metric in samples.values() for values in by_metric.values())
+    note = (f"not enough data yet: {fewest} of {metrics.min_samples} samples" if fewest < metrics.min_samples
+            else check.judged.describe())
     entry("judge", "both", check.judged.score, None, float(settings.pass_score), outcome,
-          "rollback" if outcome == "fail" else "none", check.judged.describe(),
+          "rollback" if outcome == "fail" else "none", note,
           f"Mann-Whitney U, canary vs stable, {settings.confidence:.0%} CI; samples {counts}")
     return check
 

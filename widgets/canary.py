@@ -8,7 +8,9 @@ On a small terminal one chart shows: the metric closest to its threshold.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -18,7 +20,7 @@ from textual.containers import Grid, Vertical
 from textual.widgets import Label, Static
 from textual_plotext import PlotextPlot
 
-from services.events import MetricSample
+from services.events import CheckScheduled, MetricSample
 
 METRICS = {"error_rate": "errors %", "p95_ms": "p95 ms", "cpu_percent": "CPU %", "memory_percent": "mem %"}
 SCALE = {"error_rate": 100.0}  # error rate is a ratio; people read it as a percentage
@@ -45,6 +47,14 @@ class MetricChart(PlotextPlot):
     def latest(self, series: str) -> float | None:
         values = self.series[series]
         return values[-1] if values else None
+
+    def last_known(self, series: str) -> tuple[float | None, bool]:
+        """The newest real value, and whether newer samples were missing (so it is stale)."""
+        values = self.series[series]
+        for age, value in enumerate(reversed(values)):
+            if not math.isnan(value):
+                return value, age > 0
+        return None, bool(values)
 
     def pressure(self) -> float:
         """How close the canary is to the threshold (1.0 = at it); missing data counts as at it."""
@@ -78,8 +88,7 @@ class CanaryPane(Vertical):
     CanaryPane MetricChart { height: 1fr; min-height: 5; }
     CanaryPane .title { text-style: bold; }
     CanaryPane #canary-values { height: auto; }
-    CanaryPane #canary-verdict { height: auto; max-height: 2; color: $text-muted; }
-    CanaryPane.-small #canary-verdict { display: none; }
+    CanaryPane #canary-verdict { height: auto; max-height: 3; color: $text-muted; }
     """
 
     def compose(self) -> ComposeResult:
@@ -94,9 +103,36 @@ class CanaryPane(Vertical):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.fresh = False  # samples arrived since the last redraw
+        self.title = "none running; c starts one on the selected environment"
+        self.next_check: CheckScheduled | None = None
+        self.verdicts: dict[str, dict[str, Any]] = {}  # rule -> the latest check's TraceEntry (JSON)
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self.redraw)
+        self.set_interval(1.0, self.tick)
+
+    def tick(self) -> None:
+        """Once a second: the countdown to the next check, and a redraw if there is new data."""
+        if self.next_check is not None and self.display and self.is_on_screen:
+            self.query_one("#canary-title", Label).update(f"4 Canary: {self.title} · {self.countdown()}")
+        self.redraw()
+
+    def countdown(self) -> str:
+        assert self.next_check is not None
+        left = max(0, round(self.next_check.due - time.time()))
+        return f"check {self.next_check.check}/{self.next_check.checks} in {left}s"
+
+    def schedule(self, event: CheckScheduled) -> None:
+        self.next_check = event
+
+    def finish(self) -> None:
+        self.next_check = None
+        self.query_one("#canary-title", Label).update(f"4 Canary: {self.title}")
+
+    def add_verdict(self, entry: dict[str, Any]) -> None:
+        if entry["check"] != next(iter(self.verdicts.values()), entry)["check"]:
+            self.verdicts.clear()  # a new check: its verdicts replace the last one's
+        self.verdicts[entry["rule"]] = entry
+        self.fresh = True
 
     def on_resize(self, event: events.Resize) -> None:
         small = self.app.size.width < WIDE[0] or self.app.size.height < WIDE[1]
@@ -108,10 +144,25 @@ class CanaryPane(Vertical):
         self.fresh = True
 
     def show_title(self, text: str) -> None:
+        # An image reference becomes its tag: the pane is narrow, and the tag is what people say.
+        text = " ".join(word.rsplit(":", 1)[-1] if "/" in word and ":" in word else word for word in text.split())
+        self.title, self.next_check = text, None
+        self.verdicts.clear()
         self.query_one("#canary-title", Label).update(f"4 Canary: {text}")
 
-    def show_verdict(self, text: str) -> None:
-        self.query_one("#canary-verdict", Static).update(text)
+    def verdict_text(self) -> Text:
+        """The judge, then whatever needs attention in the latest check (breaches, missing data)."""
+        text = Text()
+        judge = self.verdicts.get("judge")
+        if judge:
+            text.append(f"judge: {judge['note']}", style="bold red" if judge["action"] != "none" else "")
+        for entry in self.verdicts.values():
+            if entry["rule"] != "judge" and (entry["action"] != "none" or entry["value"] is None):
+                shown = "no data" if entry["value"] is None else entry["verdict"].upper()
+                mode = "observe only" if entry["mode"] == "observe" else entry["mode"]
+                call = f" -> {entry['action']} ({mode})" if entry["action"] != "none" else ""
+                text.append(f"\n{entry['rule']}: {shown}{call}", style="bold red" if call else "yellow")
+        return text
 
     def values_table(self) -> Table:
         table = Table(box=None, padding=(0, 1), expand=False, header_style="bold")
@@ -122,10 +173,13 @@ class CanaryPane(Vertical):
         for chart in self.query(MetricChart):
             scale = SCALE.get(chart.metric, 1.0)
             breached = chart.pressure() >= 1.0
-            table.add_row(METRICS[chart.metric],
-                          Text(_fmt(chart.latest("canary"), scale), style="bold red" if breached else "green"),
-                          _fmt(chart.latest("stable"), scale), _fmt(chart.latest("baseline"), scale),
+            table.add_row(METRICS[chart.metric], _known(chart, "canary", scale, "bold red" if breached else "green"),
+                          _known(chart, "stable", scale), _fmt(chart.latest("baseline"), scale),
                           _fmt(chart.threshold, scale))
+        share = self.verdicts.get("traffic_share")
+        if share:  # the canary's observed share of requests beside the configured weight
+            table.add_row("share %", Text(_fmt(share["value"]), style="bold red" if share["verdict"] == "off"
+                                          else "green"), "", "", _fmt(share["threshold"]))
         return table
 
     def redraw(self) -> None:
@@ -134,11 +188,20 @@ class CanaryPane(Vertical):
         self.fresh = False
         charts = list(self.query(MetricChart))
         self.query_one("#canary-values", Static).update(self.values_table())
+        self.query_one("#canary-verdict", Static).update(self.verdict_text())
         focus = max(charts, key=lambda c: c.pressure())
         for chart in charts:
             chart.set_class(chart is focus, "-focus")
             if chart.dirty and (chart is focus or not self.has_class("-small")):
                 chart.replot()
+
+
+def _known(chart: MetricChart, series: str, scale: float, style: str = "") -> Text:
+    """The latest value; when the newest samples are missing, the last real one marked stale."""
+    value, stale = chart.last_known(series)
+    if stale:
+        return Text(f"{_fmt(value, scale)} stale", style="yellow")
+    return Text(_fmt(value, scale), style=style)
 
 
 def _fmt(value: float | None, scale: float = 1.0) -> str:

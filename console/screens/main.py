@@ -23,7 +23,16 @@ from console.screens.resume import ResumeModal
 from services.backups.catalog import BackupEntry, list_backups
 from services.catalog import all_actions, build_operation
 from services.config import ConfigError
-from services.events import ConfirmationNeeded, Event, Finished, LogLine, MetricSample, OperationStarted
+from services.events import (
+    CheckScheduled,
+    ConfirmationNeeded,
+    Event,
+    Finished,
+    LogLine,
+    MetricSample,
+    OperationStarted,
+    VerdictLogged,
+)
 from services.factory import Services
 from services.journal import OperationRecord
 from services.migrations.deploy import lint_pending
@@ -44,9 +53,9 @@ from widgets.runbook import RunbookPanel
 
 PANES = {"build": "2", "migrations": "3", "canary": "4", "backups": "5", "audit": "6"}
 # Which pane an operation's progress is best watched in.
-PANE_FOR = {"release": "build", "build": "build", "push": "build", "rollback": "build", "canary": "canary",
-            "canary-watch": "canary", "abort": "canary", "deploy": "build", "canary-start": "build", "step": "build", "promote": "build",
-            "scale": "build",
+PANE_FOR = {"release": "build", "build": "build", "push": "build", "rollback": "build", "deploy": "build",
+            "canary-start": "build", "step": "build", "promote": "build", "scale": "build",
+            "canary": "canary", "canary-watch": "canary", "abort": "canary",
             "migrate": "migrations", "resolve": "migrations", "migrate-rollback": "migrations",
             "expand-add-column": "migrations", "expand-rename-column": "migrations",
             "backup": "backups", "prune": "backups", "restore": "backups", "verify": "backups",
@@ -97,6 +106,7 @@ class MainScreen(Screen[None]):
           for kind, key in ACTION_KEYS.items()],
         Binding("ctrl+x", "cancel_operation", "Cancel op", id="operation.cancel"),
         Binding("r", "retry", "Retry", id="operation.retry", show=False),
+        Binding("T", "export_trace", "Export trace", id="canary.export_trace", show=False),
     ]
 
     class Overview(Message):
@@ -265,8 +275,6 @@ class MainScreen(Screen[None]):
         for event in batch:
             if isinstance(event, LogLine):
                 lines.append(f"[{event.step_id}] {event.text}")
-                if event.text.startswith("check "):
-                    canary.show_verdict(event.text)
                 continue
             if lines:  # keep log order relative to step changes
                 build_log.write_lines(lines)
@@ -274,11 +282,18 @@ class MainScreen(Screen[None]):
             if isinstance(event, MetricSample):
                 canary.add(event)
                 continue
+            if isinstance(event, VerdictLogged):
+                canary.add_verdict(event.entry)
+                continue
+            if isinstance(event, CheckScheduled):
+                canary.schedule(event)
+                continue
             runbook.apply(event)
             if isinstance(event, ConfirmationNeeded):
                 self.ask(event)
             elif isinstance(event, Finished):
                 self.running = None
+                canary.finish()
                 self.drain_timer.pause()
                 build_log.finish(event.outcome.value)
                 self.load_panes()
@@ -322,6 +337,17 @@ class MainScreen(Screen[None]):
             # Not markup: an error's text may hold "[section]" (swallowed) or "[/..." (a MarkupError).
             self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=15,
                         markup=False)
+
+    def action_export_trace(self) -> None:
+        """The latest canary's decision trace, as Markdown and JSON, beside the journal."""
+        from services import trace  # only when asked for
+
+        record = next((r for r in self.services.journal.recent(200) if r.kind in trace.CANARY_KINDS), None)
+        if record is None:
+            self.notify("no canary has run yet: nothing to export", severity="warning")
+            return
+        markdown, data = trace.export(record, self.services.journal.path.parent / "traces")
+        self.notify(f"decision trace of {record.id}:\n{markdown}\n{data}", timeout=15, markup=False)
 
     def action_retry(self) -> None:
         """Run the last failed, declined or cancelled operation again from the step it stopped at."""
