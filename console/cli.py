@@ -305,19 +305,18 @@ def _trace(args: argparse.Namespace, services: Services) -> int:
     from services import trace
 
     try:
-        records = [services.journal.get(args.op)] if args.op else [
-            r for r in services.journal.recent(200) if r.kind in trace.CANARY_KINDS][:1]
+        record = services.journal.get(args.op) if args.op else trace.latest(services.journal)
     except KeyError:
-        records = []
-    if not records or records[0].kind not in trace.CANARY_KINDS:
-        print(f"error: {'no canary operation ' + args.op if args.op else 'no canary has run yet'}"
+        record = None
+    if record is None or record.kind not in trace.CANARY_KINDS:
+        print(f"error: {'no canary operation ' + args.op if args.op else 'no canary has checked anything yet'}"
               " (release-console journal list shows the operations)", file=sys.stderr)
         return EXIT_USAGE
     if args.out:
-        for path in trace.export(records[0], Path(args.out)):
+        for path in trace.export(record, Path(args.out)):
             print(path)
     else:
-        print(trace.as_json(records[0]) if args.format == "json" else trace.as_markdown(records[0]), end="")
+        print(trace.as_json(record) if args.format == "json" else trace.as_markdown(record), end="")
     return EXIT_OK
 
 

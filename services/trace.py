@@ -11,10 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.journal import OperationRecord
+from services.journal import Journal, OperationRecord
 from services.monitor import TraceEntry
 
 CANARY_KINDS = ("canary", "canary-watch")
+
+
+def latest(journal: Journal) -> OperationRecord | None:
+    """The newest canary operation that got as far as a check."""
+    return next((r for r in journal.recent(200) if r.kind in CANARY_KINDS and r.state.get("trace")), None)
 
 
 def entries(record: OperationRecord) -> list[TraceEntry]:

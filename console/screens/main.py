@@ -342,7 +342,7 @@ class MainScreen(Screen[None]):
         """The latest canary's decision trace, as Markdown and JSON, beside the journal."""
         from services import trace  # only when asked for
 
-        record = next((r for r in self.services.journal.recent(200) if r.kind in trace.CANARY_KINDS), None)
+        record = trace.latest(self.services.journal)
         if record is None:
             self.notify("no canary has run yet: nothing to export", severity="warning")
             return
