@@ -480,13 +480,15 @@ def _derived(docker_client: Any, base: str, tag: str, dockerfile: str) -> None:
 @pytest.fixture(scope="module")
 def repository(docker_client: Any, sample_app_image: Any, registry: str) -> Iterator[str]:
     """REPO with tags 1.0.0, 2.0.0, 3.0.0 (the sample app: VERSION comes from the tag), `broken`
-    (never healthy: no server) and `nocheck` (no HEALTHCHECK) in the registry; none of them local."""
+    (never healthy: no server), `nocheck` (no HEALTHCHECK) and `bad` (5 % of requests fail) in the
+    registry; none of them local."""
     repo = f"{registry}/rc-target-{uuid.uuid4().hex[:8]}"
     _derived(docker_client, sample_app_image.id, f"{repo}:broken", 'CMD ["/bin/sleep", "3600"]')
     _derived(docker_client, sample_app_image.id, f"{repo}:nocheck", "HEALTHCHECK NONE")
+    _derived(docker_client, sample_app_image.id, f"{repo}:bad", "ENV ERROR_RATE=0.05")  # a release with 5 % errors
     for tag in APP_VERSIONS:
         sample_app_image.tag(repo, tag)
-    for tag in (*APP_VERSIONS, "broken", "nocheck"):
+    for tag in (*APP_VERSIONS, "broken", "nocheck", "bad"):
         for line in docker_client.images.push(repo, tag, stream=True, decode=True):
             assert "error" not in line, line
         docker_client.images.remove(f"{repo}:{tag}")  # the target pulls them

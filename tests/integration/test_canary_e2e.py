@@ -1,0 +1,281 @@
+"""The monitored canary end to end on the rig: the sample app's containers on the Docker host
+target behind real nginx, real requests through it, a real Prometheus scraping the containers
+(found the way docker_sd would: by the target's labels), PostgreSQL for revisions and locks.
+
+- a canary with a 5 % error rate is rolled back automatically, and the trace says why;
+- a healthy canary is judged and promoted;
+- Prometheus stopped mid-canary: the data goes stale, the operator is asked, nothing is promoted.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Nginx
+from rig.helpers import free_port, wait_until, write_prom_targets
+from rig.opkit import finished, run
+from rig.traffic import get_version
+
+from services import config as config_module
+from services import factory, trace
+from services.adapters.docker_fleet import APP, PORT, ROLE
+from services.events import Outcome
+
+
+class Prometheus:
+    """A private Prometheus (this module stops one mid-canary), scraping file_sd targets every 0.5 s."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.targets = root / "targets"
+        self.targets.mkdir(parents=True)
+        (root / "prometheus.yml").write_text(f"""
+global: {{scrape_interval: 500ms, scrape_timeout: 500ms, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: app
+    file_sd_configs: [{{files: ["{self.targets}/*.json"], refresh_interval: 1s}}]
+""")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = (self.root / "prometheus.log").open("ab")
+        self.process = subprocess.Popen(
+            ["prometheus", f"--config.file={self.root / 'prometheus.yml'}", f"--storage.tsdb.path={self.root / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: _ok(f"{self.url}/-/ready"), timeout=60, what="the private Prometheus")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    if shutil.which("prometheus") is None:
+        pytest.fail("the prometheus binary is missing: run the tests through tests/rig/run", pytrace=False)
+    server = Prometheus(tmp_path / "prometheus")
+    server.start()
+    yield server
+    server.stop()
+
+
+class Discovery:
+    """What docker_sd_configs plus relabelling do in production: every running container of the app
+    becomes a scrape target labelled with the track it was started as."""
+
+    def __init__(self, docker_client: Any, app: str, targets: Path) -> None:
+        self.docker, self.app, self.targets = docker_client, app, targets
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            running = self.docker.containers.list(filters={"label": f"{APP}={self.app}", "status": "running"})
+            for track in ("stable", "canary"):
+                ports = [f"127.0.0.1:{c.labels[PORT]}" for c in running if c.labels[ROLE] == track]
+                write_prom_targets(self.targets, track, ports, {"track": track})
+
+    def __enter__(self) -> Discovery:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class Load:
+    """Real requests to the app's "/" through nginx, all along: they make the metrics."""
+
+    def __init__(self, nginx: Nginx) -> None:
+        self.nginx, self.sent = nginx, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            connection = http.client.HTTPConnection("127.0.0.1", self.nginx.port, timeout=5)
+            try:
+                connection.request("GET", "/")
+                connection.getresponse().read()
+                self.sent += 1
+            except OSError:
+                time.sleep(0.05)
+            finally:
+                connection.close()
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def services(tmp_path: Path, nginx: Nginx, prometheus: Prometheus, repository: str, pg_database: str,
+             docker_client: Any) -> Iterator[factory.Services]:
+    app = f"rc-canary-{uuid.uuid4().hex[:8]}"
+    low = 22000 + (uuid.uuid4().int % 400) * 20
+    path = tmp_path / "release.toml"
+    path.write_text(f"""
+[app]
+name = "{app}"
+image = "{repository}"
+
+[environments.staging]
+api_url = "{nginx.url}/api"
+database_url = "${{TEST_DB}}"
+redis_url = "redis://127.0.0.1:6379/0"
+
+[environments.staging.target]
+kind = "docker"
+docker_url = "{os.environ['RC_DOCKER_URL']}"
+ports = [{low}, {low + 19}]
+ready_timeout_s = 20
+stop_timeout_s = 2
+drain_s = 0.3
+env = {{ SYNTHETIC_RPS = "0", LATENCY_MS = "0" }}
+
+[environments.staging.target.nginx]
+upstream_file = "{nginx.upstream_file}"
+upstream = "{nginx.upstream}"
+reload = {json.dumps(nginx.reload)}
+
+[environments.staging.metrics]
+prometheus_url = "{prometheus.url}"
+
+[metrics]
+window = "5s"
+min_samples = 8
+timeout_s = 1
+
+[canary]
+weight_percent = 10
+check_interval_s = 2
+duration_s = 30
+ask_timeout_s = 2
+
+[backup]
+local_dir = "backups"
+
+[migrations]
+dir = "migrations"
+""")
+    (tmp_path / "migrations").mkdir()
+    config = config_module.load(path, {"TEST_DB": pg_database})
+    built = factory.build(config, state=tmp_path / "state")
+    assert run(built, "deploy", "staging", {"version": "1.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
+    yield built
+    for container in docker_client.containers.list(all=True, filters={"label": f"{APP}={app}"}):
+        container.remove(force=True)
+
+
+Running = Callable[..., tuple[Any, list[Any], list[Any]]]
+
+
+@pytest.fixture
+def canary(services: factory.Services, nginx: Nginx, prometheus: Prometheus, docker_client: Any) -> Running:
+    """Run the canary op with discovery and load going; wait until stable's metrics are in first."""
+
+    def go(version: str, **answers: Any) -> tuple[Any, list[Any], list[Any]]:
+        app = services.config.app.name
+        with Discovery(docker_client, app, prometheus.targets), Load(nginx) as load:
+            wait_until(lambda: _has_data(prometheus, 'sum(rate(http_requests_total{track="stable"}[5s]))'),
+                       timeout=30, what="Prometheus to see stable's requests")
+            result = run(services, "canary", "staging", {"version": version}, **answers)
+        assert load.sent > 100, f"only {load.sent} requests went through nginx"
+        return result
+
+    return go
+
+
+def _has_data(prometheus: Prometheus, query: str) -> bool:
+    try:
+        found = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return any(float(r["value"][1]) > 0 for r in found["data"]["result"])
+
+
+def test_a_canary_with_5_percent_errors_is_rolled_back_and_the_trace_says_why(
+        services: factory.Services, canary: Running, nginx: Nginx) -> None:
+    result, events, asked = canary("bad", typed="yes")
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "monitor", result.detail
+    assert result.detail.startswith("rolled back at check ")
+    record = services.journal.get(result.op_id)
+    decision = record.state["decision"]
+    assert decision["action"] == "rollback" and decision["reason"].startswith("error_rate: ")
+    why = [e for e in trace.entries(record) if e.action == "rollback" and e.rule == "error_rate"]
+    assert why and why[-1].value is not None and why[-1].threshold is not None
+    assert why[-1].value > why[-1].threshold and why[-1].mode == "act"
+    assert 'track="canary"' in why[-1].query and "http_requests_total" in why[-1].query
+    assert "| error_rate | canary |" in trace.as_markdown(record)
+    assert services.target("staging").status().canary_version is None
+    assert {get_version(nginx) for _ in range(30)} == {"1.0.0"}  # all traffic back on stable
+    assert [q for q in asked if q.timeout_s] == []  # act: no question asked
+
+
+def test_a_healthy_canary_is_promoted(services: factory.Services, canary: Running, nginx: Nginx) -> None:
+    result, events, _ = canary("2.0.0", typed="yes")
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    monitor = finished(events)["monitor"].detail
+    assert monitor.startswith("15 checks passed; judge PASS"), monitor
+    entries = trace.entries(services.journal.get(result.op_id))
+    share = [e.value for e in entries if e.rule == "traffic_share" and e.value is not None]
+    assert share and abs(sorted(share)[len(share) // 2] - 10) <= 5, share  # the observed share: about 10 %
+    assert all(e.verdict == "ok" for e in entries if e.rule == "error_rate")
+    assert {get_version(nginx) for _ in range(30)} == {"2.0.0"}
+    assert services.revisions("staging").list()[-1].action == "promote"
+
+
+def test_prometheus_stopped_mid_canary_is_stale_and_nothing_is_promoted(
+        services: factory.Services, canary: Running, prometheus: Prometheus, nginx: Nginx) -> None:
+    def stop_later() -> None:
+        wait_until(lambda: services.target("staging").status().canary_version == "2.0.0", timeout=60,
+                   what="the canary to start")
+        time.sleep(8)  # a few good checks first
+        prometheus.stop()
+
+    stopper = threading.Thread(target=stop_later, daemon=True)
+    stopper.start()
+    result, events, asked = canary("2.0.0", typed=None)  # every question answered "no": keep watching
+    stopper.join(5)
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "monitor", result.detail
+    assert result.detail.startswith("not promoted: the last check"), result.detail
+    assert any(q.prompt.startswith("No fresh canary data for 3 checks") for q in asked)
+    entries = trace.entries(services.journal.get(result.op_id))
+    stale = [e for e in entries if e.rule == "error_rate" and e.value is None]
+    assert stale and "prometheus unreachable" in stale[-1].note
+    assert any(e.value is not None for e in entries if e.rule == "error_rate")  # good checks came first
+    assert services.target("staging").status().canary_version == "2.0.0"  # held at its weight
+    assert all(r.action != "promote" for r in services.revisions("staging").list())
+    assert "1.0.0" in {get_version(nginx) for _ in range(40)}  # stable still serves
