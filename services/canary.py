@@ -42,7 +42,7 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
     def promote(ctx: StepContext) -> str:
         ctx.state["image"] = image
         services.target(env).promote(ctx.log)
-        _notify(services, env, image, "canary promoted", "info")
+        _notify(services, env, ctx, image, "canary promoted", "info")
         return f"{image} is stable; canary removed"
 
     promoting = deploy_steps(services, env, "promote")
@@ -214,8 +214,8 @@ def _decide_stale(services: Services, env: str, ctx: StepContext, image: str, nu
 def _roll_back(services: Services, env: str, ctx: StepContext, image: str, reason: str) -> None:
     ctx.state["decision"] = {"action": "rollback", "reason": reason, "at": time.time()}
     ctx.log(f"ROLLING BACK: {reason}", "error")
-    _notify(services, env, image, f"automatic rollback: {reason}", "critical")
-    services.target(env).abort(ctx.log)
+    services.target(env).abort(ctx.log)  # first: a failing webhook must never hold a rollback up
+    _notify(services, env, ctx, image, f"automatic rollback: {reason}", "critical")
     raise RolledBack(f"rolled back at check {ctx.state['trace'][-1]['check']}: {reason}",
                      ("read the decision trace: release-console canary trace --op " + ctx.op_id,
                       "deploy a fix, then start a new canary"))
@@ -227,7 +227,7 @@ def _scale_up(services: Services, env: str, ctx: StepContext, image: str, check:
         return False
     replicas = services.target(env).status().desired + services.config.canary.scale_step
     services.target(env).scale(replicas, ctx.log)
-    _notify(services, env, image, f"scaled up to {replicas}: {entry.line()}", "warning")
+    _notify(services, env, ctx, image, f"scaled up to {replicas}: {entry.line()}", "warning")
     return True
 
 
@@ -248,5 +248,10 @@ def _final(services: Services, ctx: StepContext, check: Check, checks: int) -> s
     return f"{checks} checks passed; judge {judged.describe()}"
 
 
-def _notify(services: Services, env: str, image: str, reason: str, severity: str) -> None:
-    services.notifier.notify(Notification(env, image.rsplit(":", 1)[-1], reason, severity))
+def _notify(services: Services, env: str, ctx: StepContext, image: str, reason: str, severity: str) -> None:
+    """Tell the team; a notification that fails is logged, and never stops what it reports."""
+    try:
+        services.notifier.notify(Notification(env, image.rsplit(":", 1)[-1], reason, severity))
+        ctx.log(f"team notified: {reason}")
+    except Exception as err:  # noqa: BLE001 - the action happened; say the notice did not go out
+        ctx.log(f"could not notify the team ({err}): {reason}", "error")

@@ -10,6 +10,7 @@ target behind real nginx, real requests through it, a real Prometheus scraping t
 from __future__ import annotations
 
 import http.client
+import http.server
 import json
 import os
 import shutil
@@ -137,9 +138,33 @@ class Load:
         self._thread.join(10)
 
 
+class Webhook(http.server.BaseHTTPRequestHandler):
+    """A Slack-compatible incoming webhook: keeps the JSON bodies it is sent."""
+
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        Webhook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    Webhook.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000/secret"
+    server.shutdown()
+
+
 @pytest.fixture
 def services(tmp_path: Path, nginx: Nginx, prometheus: Prometheus, repository: str, pg_database: str,
-             docker_client: Any) -> Iterator[factory.Services]:
+             docker_client: Any, webhook: str) -> Iterator[factory.Services]:
     app = f"rc-canary-{uuid.uuid4().hex[:8]}"
     low = 22000 + (uuid.uuid4().int % 400) * 20
     path = tmp_path / "release.toml"
@@ -181,6 +206,10 @@ check_interval_s = 2
 duration_s = 30
 ask_timeout_s = 2
 
+[notify]
+webhook_url = "${{WEBHOOK}}"
+channel = "#deployments"
+
 [backup]
 local_dir = "backups"
 
@@ -188,7 +217,7 @@ local_dir = "backups"
 dir = "migrations"
 """)
     (tmp_path / "migrations").mkdir()
-    config = config_module.load(path, {"TEST_DB": pg_database})
+    config = config_module.load(path, {"TEST_DB": pg_database, "WEBHOOK": webhook})
     built = factory.build(config, state=tmp_path / "state")
     assert run(built, "deploy", "staging", {"version": "1.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
     yield built
@@ -240,6 +269,9 @@ def test_a_canary_with_5_percent_errors_is_rolled_back_and_the_trace_says_why(
     assert services.target("staging").status().canary_version is None
     assert {get_version(nginx) for _ in range(30)} == {"1.0.0"}  # all traffic back on stable
     assert [q for q in asked if q.timeout_s] == []  # act: no question asked
+    [notice] = [m for m in Webhook.received if "automatic rollback" in m["text"]]
+    assert notice["channel"] == "#deployments"
+    assert notice["text"].startswith("[critical] staging bad: automatic rollback: error_rate: ")  # version, reason
 
 
 def test_a_healthy_canary_is_promoted(services: factory.Services, canary: Running, nginx: Nginx) -> None:

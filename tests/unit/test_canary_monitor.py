@@ -229,3 +229,33 @@ def test_watch_a_running_canary_rolls_it_back(services: Services) -> None:
     assert result.outcome is Outcome.FAILED and result.detail.startswith("rolled back at check 6")
     assert finished(events)["find"].detail == "ghcr.io/example/food-management:1.5.0 at 10%"
     assert services.world is not None and services.world.envs["staging"].canary_version is None
+
+
+def test_a_failing_webhook_never_holds_a_rollback_up(services: Services) -> None:
+    class Down:
+        def notify(self, message: object) -> None:
+            raise RuntimeError("webhook notification failed: ConnectError")
+
+    services.notifier = Down()
+    result, events, _ = run(services, "canary", "staging", {"version": "1.5.0"}, typed="yes")
+    assert result.detail.startswith("rolled back at check 6")
+    assert services.world is not None and services.world.envs["staging"].canary_version is None
+    assert ("could not notify the team (webhook notification failed: ConnectError): automatic rollback: "
+            "error_rate:") in " ".join(t for t, _ in logs(events, "monitor"))
+
+
+def test_cpu_over_the_limit_scales_stable_up_with_a_cooldown(services: Services) -> None:
+    class Hot(Silent):
+        def sample(self) -> MetricSnapshot:
+            hot: dict[str, float | None] = {**HEALTHY, "cpu_percent": 91.0}
+            canary: dict[str, float | None] = {**HEALTHY, "requests_per_s": 10.0}
+            return MetricSnapshot(self.world.clock.now(), {"stable": hot, "canary": canary})
+
+    assert services.world is not None
+    hot = Hot(services.world)
+    services._per_env["metrics"] = lambda env: hot
+    with_policy(services, duration_s=12 * 30, scale_cooldown_checks=5)
+    result, events, _ = run(services, "canary", "staging", {"version": "1.4.2"}, typed="yes")
+    scaled = [t for t, _ in logs(events, "monitor") if t.startswith("stable scaled to")]
+    assert scaled == ["stable scaled to 3 replicas", "stable scaled to 4 replicas", "stable scaled to 5 replicas"]
+    assert any(n.startswith("[warning] staging 1.4.2: scaled up to 3") for n in services.world.notifications)
