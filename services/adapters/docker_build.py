@@ -15,6 +15,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,33 @@ _DONE_STATES = ("Pushed", "Layer already exists", "Mounted from")
 
 
 def connect(engine_url: str, timeout: int = DEFAULT_TIMEOUT_S) -> Any:
-    """An APIClient for engine_url, or StepFailed naming the URL and what to check."""
+    """An APIClient for a local engine_url (unix://, tcp://), or StepFailed naming the URL."""
     try:
-        return docker.APIClient(
-            base_url=engine_url, version="auto", timeout=timeout, use_ssh_client=engine_url.startswith("ssh://")
-        )
+        return docker.APIClient(base_url=engine_url, version="auto", timeout=timeout)
     except (docker.errors.DockerException, requests.RequestException, OSError) as err:
         raise _engine_unreachable(engine_url, err) from None
+
+
+def open_engine(engine_url: str, timeout: int = DEFAULT_TIMEOUT_S) -> tuple[Any, ExitStack]:
+    """An APIClient for engine_url, and what to close when done with it.
+
+    ssh://user@host goes through the `ssh` binary: its forwarded socket (nginx_split's SshHost,
+    the Docker host target's tunnel too), not docker-py's ssh support, which needs paramiko.
+    """
+    from services.adapters.nginx_split import HostLost, host_for
+
+    stack = ExitStack()
+    try:
+        local = stack.enter_context(host_for(engine_url).engine(engine_url))
+        api = connect(local, timeout)
+    except HostLost as err:
+        stack.close()
+        raise _engine_unreachable(engine_url, err) from None
+    except BaseException:
+        stack.close()
+        raise
+    stack.callback(api.close)
+    return api, stack
 
 
 def _engine_unreachable(engine_url: str, err: BaseException) -> StepFailed:
@@ -119,20 +140,20 @@ class DockerBuilder:
 
     def inspect(self, image_id: str) -> dict[str, Any]:
         """The image's inspect dict with its history under "History", for the image policy."""
-        api = connect(self.engine_url, self.timeout)
+        api, engine = open_engine(self.engine_url, self.timeout)
         try:
             return {**api.inspect_image(image_id), "History": api.history(image_id)}
         except docker.errors.APIError as err:
             raise StepFailed(f"cannot inspect {image_id[:19]}: {_short(mask(str(err)))}") from None
         finally:
-            api.close()
+            engine.close()
 
     def build(self, request: BuildRequest, on_line: OnLine, nocache: bool = False) -> BuiltImage:
         if not request.tags:
             raise StepFailed("nothing to tag: the build request has no tags")
         context = Path(request.context)
         self._check_context(context, request.dockerfile)
-        api = connect(self.engine_url, self.timeout)
+        api, engine = open_engine(self.engine_url, self.timeout)
         try:
             image_id = self._stream_build(api, request, on_line, nocache)
             for extra in request.tags[1:]:
@@ -147,7 +168,7 @@ class DockerBuilder:
                 ("retry the build", "check that dockerd is still running"),
             ) from None
         finally:
-            api.close()
+            engine.close()
         built = BuiltImage(
             id=str(attrs["Id"]),
             size_bytes=int(attrs.get("Size") or 0),
@@ -265,7 +286,7 @@ class DockerRegistry:
     def push(self, image: BuiltImage, on_progress: OnProgress, on_line: OnLine) -> str:
         if not image.tags:
             raise StepFailed("nothing to push: the image has no tags")
-        api = connect(self.engine_url, self.timeout)
+        api, engine = open_engine(self.engine_url, self.timeout)
         progress = _PushProgress(on_progress, on_line)
         self._logged_in = set()
         digest = ""
@@ -277,7 +298,7 @@ class DockerRegistry:
                 on_line(f"pushing {repository}:{tag or 'latest'}")
                 digest = self._push_one(api, repository, tag or "latest", registry, progress) or digest
         finally:
-            api.close()
+            engine.close()
         progress.finish()
         if not digest:
             raise StepFailed("the registry did not report a digest for the push", ("retry the push",))
@@ -340,7 +361,7 @@ class DockerRegistry:
     def digest(self, reference: str) -> str | None:
         repository, _tag = parse_repository_tag(reference)
         registry, _name = resolve_repository_name(repository)
-        api = connect(self.engine_url, 60)
+        api, engine = open_engine(self.engine_url, 60)
         try:
             found = api.inspect_distribution(reference, auth_config=self._auth(registry))
             return str(found["Descriptor"]["digest"])
@@ -357,7 +378,7 @@ class DockerRegistry:
         except _BROKEN as err:
             raise _engine_unreachable(self.engine_url, err) from None
         finally:
-            api.close()
+            engine.close()
 
 
 def _interrupted(progress: _PushProgress, detail: str) -> StepFailed:

@@ -120,6 +120,19 @@ def test_a_second_build_hits_the_cache(
     assert sum("Using cache" in line for line in lines) >= 3, lines
 
 
+def test_build_and_push_over_ssh(
+    built: tuple[BuiltImage, list[str]], ssh_docker_url: str, sample_context: Path, registry: str
+) -> None:
+    """ssh://root@127.0.0.1:2222: the same engine through the rig's sshd and the ssh binary."""
+    image, _ = built
+    lines = Lines()
+    again = DockerBuilder(ssh_docker_url, 50).build(sample_request(sample_context, image.tags), lines)
+    assert again.id == image.id and any("Using cache" in line for line in lines)
+    digest = DockerRegistry(ssh_docker_url, None, None).push(again, lambda done, total: None, Lines())
+    assert digest.startswith("sha256:")
+    assert DockerRegistry(ssh_docker_url, None, None).digest(image.tags[0]) == digest
+
+
 def test_a_missing_dockerfile_is_named(engine_url: str, tmp_path: Path) -> None:
     request = BuildRequest(str(tmp_path), "docker/Dockerfile.prod", "runner", {}, ("rc-test-never:1",))
     with pytest.raises(StepFailed) as failed:
