@@ -17,7 +17,20 @@ from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 from textual.widgets._toast import Toast
-from uikit import Messages, finished, main_screen, modal_of, notices, outcome, plain, ready, runbook, text_of, wait_for
+from uikit import (
+    Messages,
+    confirm_modal,
+    finished,
+    main_screen,
+    modal_of,
+    notices,
+    outcome,
+    plain,
+    ready,
+    runbook,
+    text_of,
+    wait_for,
+)
 from uikit import choose_env as select_env
 
 from console.app import ReleaseConsole
@@ -26,7 +39,6 @@ from services.catalog import all_actions
 from services.events import Event, OperationStarted, Progress, StepStatus
 from services.migrations.deploy import lint_pending
 from services.ports import Fill
-from widgets.confirm import ConfirmModal
 from widgets.migrations import MigrationsPane
 from widgets.params import ParamsModal
 
@@ -75,10 +87,6 @@ async def highlight(pilot: Pilot[Any], screen: MainScreen, name: str) -> None:
     moves = [m.name for m in pane.items].index(name) - table.cursor_row
     await pilot.press(*(["down"] * moves if moves > 0 else ["up"] * -moves))
     assert pane.highlighted is not None and pane.highlighted.name == name
-
-
-async def confirm_modal(pilot: Pilot[Any]) -> ConfirmModal:
-    return await modal_of(pilot, ConfirmModal, "a confirmation")
 
 
 async def params_modal(pilot: Pilot[Any]) -> ParamsModal:

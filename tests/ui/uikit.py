@@ -103,6 +103,13 @@ async def modal_of(pilot: Pilot[Any], kind: type[ModalT], what: str) -> ModalT:
     return top
 
 
+async def confirm_modal(pilot: Pilot[Any]) -> Any:
+    """The confirmation on top (a widgets.confirm.ConfirmModal)."""
+    from widgets.confirm import ConfirmModal
+
+    return await modal_of(pilot, ConfirmModal, "a confirmation")
+
+
 async def submit_defaults(pilot: Pilot[Any]) -> None:
     """An action with optional parameters opens its form first: take the defaults (Enter)."""
     from widgets.params import ParamsModal

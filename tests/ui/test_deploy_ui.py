@@ -1,0 +1,119 @@
+"""Deploy, canary steering and canary monitoring driven by the keyboard at 80x24 (sandbox):
+plans in the confirmations, the environments pane's revisions, the ask countdown, the trace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Input, Label, Static
+from uikit import (
+    choose_env,
+    confirm_modal,
+    finished,
+    modal_of,
+    notices,
+    outcome,
+    ready,
+    runbook,
+    text_of,
+    wait_for,
+)
+
+from widgets.canary import CanaryPane
+from widgets.environments import EnvironmentsPane
+from widgets.params import ParamsModal
+
+SIZE = (80, 24)
+pytestmark = pytest.mark.asyncio
+
+
+async def fill_form(pilot: Any, **values: str) -> None:
+    form = await modal_of(pilot, ParamsModal, "the parameters form")
+    for name, value in values.items():
+        box = form.query_one(f"#param-{name}", Input)
+        box.value = value
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: pilot.app.screen is not form, "the form to close")
+
+
+def env_detail(screen: Any) -> str:
+    return text_of(screen.query_one(EnvironmentsPane).query_one("#env-detail", Static))
+
+
+async def test_deploy_start_a_canary_and_promote_it_with_keys(make_ui_app: Any) -> None:
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "staging")
+        world = app.services.world
+
+        await pilot.press("t")
+        await fill_form(pilot, version="1.4.1")
+        modal = await confirm_modal(pilot)
+        assert modal.prompt == ("Deploy ghcr.io/example/food-management:1.4.1 in staging?\n"
+                                "Plan: update replicas image")
+        await pilot.press("y")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("SUCCEEDED") and world.envs["staging"].version == "1.4.1"
+
+        await pilot.press("s")
+        await fill_form(pilot, version="1.5.0", weight="25")
+        modal = await confirm_modal(pilot)
+        assert modal.prompt.startswith("Start canary ghcr.io/example/food-management:1.5.0 at 25% in staging?")
+        await pilot.press("y")
+        await finished(pilot, screen)
+        await wait_for(pilot, lambda: "canary  1.5.0 at 25%, 1 ready" in env_detail(screen), "the canary row")
+
+        await pilot.press("o")
+        modal = await confirm_modal(pilot)
+        assert "Plan: update replicas image, update replicas canary, update replicas weight" in modal.prompt
+        await pilot.press("y")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("SUCCEEDED")
+        assert (world.envs["staging"].version, world.envs["staging"].canary_version) == ("1.5.0", None)
+        await wait_for(pilot, lambda: "#5 1.5.0 promote" in env_detail(screen), "the promotion in the history")
+        assert "#4 1.4.1 deploy" in env_detail(screen)
+
+
+async def test_an_ask_rule_counts_down_then_takes_its_default(make_ui_app: Any) -> None:
+    app = make_ui_app()
+    canary = app.services.config.canary
+    policy = canary.model_copy(update={"automation": {**canary.automation, "error_rate": "ask"}, "ask_timeout_s": 2})
+    app.services.config = app.services.config.model_copy(update={"canary": policy})
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("c")
+        await fill_form(pilot, version="1.5.0")
+        modal = await confirm_modal(pilot)  # the error-rate rule, in ask mode
+        assert modal.prompt.startswith("error_rate: ") and modal.prompt.endswith("Roll back now?")
+        assert str(modal.query_one("#countdown", Label).render()) == "No answer: yes in 2s"
+        await wait_for(pilot, lambda: app.screen is screen, "the countdown to run out", timeout=10)
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("FAILED: rolled back at check")
+        assert app.services.world.envs["development"].canary_version is None
+
+
+async def test_the_canary_pane_shows_the_judge_and_T_exports_the_trace(make_ui_app: Any) -> None:
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("c")
+        await fill_form(pilot, version="1.5.0")
+        await finished(pilot, screen)
+        pane = screen.query_one(CanaryPane)
+        await wait_for(pilot, lambda: "judge: not enough data yet" in text_of(pane.query_one("#canary-verdict",
+                                                                                              Static)), "the judge")
+        assert "error_rate: BREACH -> rollback (act)" in text_of(pane.query_one("#canary-verdict", Static))
+        assert "share %" in text_of(pane.query_one("#canary-values", Static))
+        assert "Canary 1.5.0 in development" in str(pane.query_one("#canary-title", Label).render())
+
+        await pilot.press("T")
+        await wait_for(pilot, lambda: any("decision trace of" in n for n in notices(app)), "the export notice")
+        notice = next(n for n in notices(app) if "decision trace of" in n)
+        markdown, data = (Path(line) for line in notice.splitlines()[1:])
+        assert markdown.read_text().startswith("# Canary ghcr.io/example/food-management:1.5.0 in development")
+        assert json.loads(data.read_text())["decision"]["action"] == "rollback"
+        assert runbook(screen).status["monitor"].value == "failed"
