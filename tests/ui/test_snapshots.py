@@ -78,6 +78,7 @@ def test_canary_pane_after_a_canary(snap_compare: Snap, make_ui_app: Callable[..
     async def run_before(pilot: Pilot[Any]) -> None:
         screen = await ready(pilot)
         await pilot.press("c")  # development: no confirmation before it starts
+        await submit_defaults(pilot)  # version 1.5.0, the sandbox's bad release
         await finished(pilot, screen)
         pane = screen.query_one(CanaryPane)
 
