@@ -9,6 +9,7 @@ interrupted attempt, which the next attempt reuses (same image) or stops.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from docker.utils import parse_repository_tag
@@ -101,8 +102,15 @@ def version_of(image: str) -> str:
     return tag.removeprefix("sha256:")[:12] if tag.startswith("sha256:") else tag
 
 
-def choose(fleet: Fleet, image: str, count: int) -> tuple[list[Box], list[Box]]:
-    """Containers of `image` to reuse (leftovers first, then stopped ones), and the other leftovers."""
-    reuse = ([b for b in fleet.leftovers if b.image == image] + [b for b in fleet.stopped if b.image == image])[:count]
+def choose(
+    fleet: Fleet, image: str, count: int, as_configured: Callable[[Box], bool]
+) -> tuple[list[Box], list[Box]]:
+    """Containers of `image` to reuse (leftovers first, then stopped ones), and the other leftovers.
+
+    Only a container still `as_configured` is reused: one made before the config changed (a new
+    DATABASE_URL, a flag) would bring the old settings back.
+    """
+    fits = [b for b in (*fleet.leftovers, *fleet.stopped) if b.image == image and as_configured(b)]
+    reuse = fits[:count]
     others = [b for b in fleet.leftovers if b not in reuse]
     return reuse, others

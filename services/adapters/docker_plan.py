@@ -52,7 +52,7 @@ class Planner:
         self.then[box.name] = self._doc(box, role, state)
 
     def _up(self, image: str, count: int, role: str) -> list[Box]:
-        reuse, others = choose(self.fleet, image, count)
+        reuse, others = choose(self.fleet, image, count, self.t.as_configured)
         for box in others:
             self._set(box, "stopped", "exited")
         for box in reuse:
@@ -61,7 +61,7 @@ class Planner:
         for port in self.t.free_ports(self.used, count - len(reuse)):
             self.used.add(port)
             version = version_of(image)
-            box = Box("", self.t.name(port), port, image, version, "running", None, 0, "",
+            box = Box("", self.t.name(port, role), port, image, version, "running", None, 0, "",
                       self.t.environment(version, port))
             self._set(box, role, "running")
             new.append(box)

@@ -4,7 +4,7 @@ A deploy is the strategy's `docker compose pull; up -d --no-deps app; system pru
 downtime: pull the image; start it beside the old container on a host port of its own; wait
 for its health; switch nginx's upstream to it (a graceful reload); after drain_s stop the
 old one, which stays, stopped, as the previous revision (deploying its image again starts
-it: no pull); remove containers older than it and dangling images.
+it: no pull); remove containers older than it and the images only they used.
 
 What serves traffic is what the upstream file lists (docker_fleet); plan() is in docker_plan.
 """
@@ -220,8 +220,15 @@ class DockerHostTarget:
         env["REDIS_URL"] = self.settings.redis_url.get_secret_value()
         return {**env, **self.target.env}
 
-    def name(self, port: int) -> str:
-        return re.sub(r"[^a-zA-Z0-9_.-]", "-", f"{self.config.app.name}-{self.env}-{port}")
+    def as_configured(self, box: Box) -> bool:
+        """Its environment is what the config asks for now: else it is not reused, and a deploy of the
+        same image replaces it (a new DATABASE_URL or flag must not be lost)."""
+        return all(box.env.get(k) == v for k, v in self.environment(box.version, box.port).items())
+
+    def name(self, port: int, role: str) -> str:
+        """<app>-<env>-<role>-<port>: the role it serves now (renamed when it changes), so Prometheus'
+        docker_sd can tell canary from stable by name; labels cannot change once a container exists."""
+        return re.sub(r"[^a-zA-Z0-9_.-]", "-", f"{self.config.app.name}-{self.env}-{role}-{port}")
 
     def _events(self, api: Any) -> tuple[str, ...]:
         now = int(time.time())
@@ -269,7 +276,7 @@ class _Session:
 
     def deploy(self, image: str) -> None:
         old = self.fleet.stable
-        if old and all(b.image == image and b.ready for b in old):
+        if old and all(b.image == image and b.ready and self.t.as_configured(b) for b in old):
             self.on_line(f"{image} already serves ({len(old)} container(s)); making sure nothing else is left")
             self._switch(list(self.fleet.servers))
             self._retire(self.fleet.leftovers, "left over from an interrupted attempt")
@@ -365,7 +372,7 @@ class _Session:
 
     def _bring_up(self, image: str, count: int, role: str) -> list[Box]:
         """`count` healthy containers of `image`, beside what serves; at the deadline, none (undone)."""
-        reuse, others = choose(self.fleet, image, count)
+        reuse, others = choose(self.fleet, image, count, self.t.as_configured)
         self._retire(others, "left over from an interrupted attempt")
         if len(reuse) < count:
             self._pull(image)
@@ -411,10 +418,10 @@ class _Session:
             port_bindings=None if host_network else {t.config.app.port: ("127.0.0.1", port)},
         )
         created = self.api.create_container(
-            image, name=t.name(port), environment=t.environment(version_of(image), port), labels=labels,
+            image, name=t.name(port, role), environment=t.environment(version_of(image), port), labels=labels,
             host_config=host_config, ports=None if host_network else [t.config.app.port], detach=True,
         )
-        box = Box(created["Id"], t.name(port), port, image, version_of(image), "created", None, 0, "")
+        box = Box(created["Id"], t.name(port, role), port, image, version_of(image), "created", None, 0, "")
         self.fresh.append((box, "created"))  # removed on failure, even if it does not start
         self.api.start(created["Id"])
         self.on_line(f"started {box.line()} as {role}")
@@ -477,6 +484,20 @@ class _Session:
             self.switch_state = "before"
             raise StepFailed(f"{err}; {self._undo()}; {self.state()}", err.next_options) from None
         self.switch_state, self.after, self.fresh = "after", tuple(servers), []
+        self._name_by_role(servers)
+
+    def _name_by_role(self, servers: list[Server]) -> None:
+        """A promoted canary is stable now: its name says so (what docker_sd relabelling reads)."""
+        roles = {server.port: server.role for server in servers if not server.down}
+        filters = {"label": [f"{APP}={self.t.config.app.name}", f"{ENV}={self.t.env}"]}
+        for container in self.api.containers(all=True, filters=filters):
+            port = int(container["Labels"].get(PORT, 0))
+            wanted = self.t.name(port, roles[port]) if port in roles else None
+            if wanted and container["Names"][0].lstrip("/") != wanted:
+                try:
+                    self.api.rename(container["Id"], wanted)
+                except docker.errors.APIError as err:  # a name is a convenience: traffic is switched already
+                    self.on_line(f"could not rename {container['Names'][0]} to {wanted}: {_short(str(err))}")
 
     def _drain(self) -> None:
         if self.t.target.drain_s:
@@ -494,11 +515,17 @@ class _Session:
     def _prune(self, current: str) -> None:
         fleet = self.t._read(self.api, self.t.upstream.render(list(self.after)))
         keep = {b.id for b in fleet.previous(current)}
+        removed = {b.image for b in fleet.stopped if b.id not in keep}
         for box in fleet.stopped:
             if box.id not in keep:
                 self.api.remove_container(box.id, force=True)
                 self.on_line(f"pruned {box.line()}")
-        pruned = self.api.prune_images(filters={"dangling": True})
-        count = len(pruned.get("ImagesDeleted") or [])
-        if count:
-            self.on_line(f"pruned {count} dangling image layer(s), {int(pruned.get('SpaceReclaimed') or 0) >> 20} MB")
+        # Only the images those containers ran, when nothing uses them any more: an engine-wide
+        # prune of dangling images would delete the parents of a build running beside us.
+        used = {b.image for b in fleet.boxes if b.id in keep or b.running}
+        for image in sorted(removed - used):
+            try:
+                self.api.remove_image(image)
+                self.on_line(f"pruned image {image}")
+            except docker.errors.APIError as err:  # in use by something else on the host: it stays
+                self.on_line(f"kept image {image}: {_short(str(err), 120)}")

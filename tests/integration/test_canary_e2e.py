@@ -31,7 +31,7 @@ from rig.traffic import get_version
 
 from services import config as config_module
 from services import factory, trace
-from services.adapters.docker_fleet import APP, PORT, ROLE
+from services.adapters.docker_fleet import APP, PORT
 from services.events import Outcome
 
 
@@ -85,8 +85,8 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
 
 
 class Discovery:
-    """What docker_sd_configs plus relabelling do in production: every running container of the app
-    becomes a scrape target labelled with the track it was started as."""
+    """What docker_sd_configs plus relabelling do in production (docs/operations.md): every running
+    container of the app becomes a scrape target, its track read from its name (the role it serves now)."""
 
     def __init__(self, docker_client: Any, app: str, targets: Path) -> None:
         self.docker, self.app, self.targets = docker_client, app, targets
@@ -97,7 +97,8 @@ class Discovery:
         while not self._stop.wait(0.2):
             running = self.docker.containers.list(filters={"label": f"{APP}={self.app}", "status": "running"})
             for track in ("stable", "canary"):
-                ports = [f"127.0.0.1:{c.labels[PORT]}" for c in running if c.labels[ROLE] == track]
+                ports = [f"127.0.0.1:{c.labels[PORT]}" for c in running
+                         if c.name.endswith(f"-{track}-{c.labels[PORT]}")]
                 write_prom_targets(self.targets, track, ports, {"track": track})
 
     def __enter__(self) -> Discovery:

@@ -157,6 +157,8 @@ def test_canary_split_follows_the_weight_then_promote(
     assert set(shares(nginx, 50)) == {"2.0.0"}
     states = {c.labels["release-console.version"]: c.status for c in containers(docker_client, target)}
     assert states == {"1.0.0": "exited", "2.0.0": "running"}
+    names = {c.labels["release-console.version"]: c.name for c in containers(docker_client, target)}
+    assert "-stable-" in names["2.0.0"]  # renamed when promoted: the role it serves now, for docker_sd
 
     with Traffic(nginx) as traffic:  # a canary that goes wrong: abort puts all traffic back
         target.start_canary(f"{repository}:3.0.0", 30, print)
@@ -268,6 +270,20 @@ def test_ssh_drop_mid_deploy_then_a_retry_converges(
     states = sorted((c.labels["release-console.version"], c.status) for c in containers(docker_client, target))
     assert states == [("1.0.0", "exited"), ("2.0.0", "running")]
     assert_status(target.status(), "2.0.0")
+
+
+@pytest.mark.parametrize("docker_url", ["unix"], indirect=True)
+def test_a_changed_config_is_never_lost_to_a_reused_container(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, docker_client: Any) -> None:
+    first_deploy(make_target(), f"{repository}:1.0.0", nginx)
+    deploy(make_target(), f"{repository}:2.0.0", nginx)  # 1.0.0 is kept, stopped, as the previous revision
+    changed = make_target(env={"LATENCY_MS": "0", "FEATURE_X": "on"})  # e.g. a new flag in release.toml
+    deploy(changed, f"{repository}:2.0.0", nginx)  # the same image: replaced, to take the new setting
+    deploy(changed, f"{repository}:1.0.0", nginx)  # the rollback: the stopped 1.0.0 is not reused
+    running = [c for c in containers(docker_client, changed) if c.status == "running"]
+    assert [c.labels["release-console.version"] for c in running] == ["1.0.0"]
+    assert "FEATURE_X=on" in running[0].attrs["Config"]["Env"]
+    assert get_version(nginx) == "1.0.0"
 
 
 @pytest.mark.parametrize("docker_url", ["unix"], indirect=True)
