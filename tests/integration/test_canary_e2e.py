@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Nginx
-from rig.helpers import free_port, wait_until, write_prom_targets
+from rig.helpers import docker_staging_toml, free_port, wait_until, write_prom_targets
 from rig.opkit import finished, run
 from rig.traffic import get_version
 
@@ -169,30 +169,7 @@ def services(tmp_path: Path, nginx: Nginx, prometheus: Prometheus, repository: s
     app = f"rc-canary-{uuid.uuid4().hex[:8]}"
     low = 22000 + (uuid.uuid4().int % 400) * 20
     path = tmp_path / "release.toml"
-    path.write_text(f"""
-[app]
-name = "{app}"
-image = "{repository}"
-
-[environments.staging]
-api_url = "{nginx.url}/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:6379/0"
-
-[environments.staging.target]
-kind = "docker"
-docker_url = "{os.environ['RC_DOCKER_URL']}"
-ports = [{low}, {low + 19}]
-ready_timeout_s = 20
-stop_timeout_s = 2
-drain_s = 0.3
-env = {{ SYNTHETIC_RPS = "0", LATENCY_MS = "0" }}
-
-[environments.staging.target.nginx]
-upstream_file = "{nginx.upstream_file}"
-upstream = "{nginx.upstream}"
-reload = {json.dumps(nginx.reload)}
-
+    path.write_text(docker_staging_toml(app, repository, nginx, os.environ["RC_DOCKER_URL"], low, f"""
 [environments.staging.metrics]
 prometheus_url = "{prometheus.url}"
 
@@ -216,7 +193,7 @@ local_dir = "backups"
 
 [migrations]
 dir = "migrations"
-""")
+"""))
     (tmp_path / "migrations").mkdir()
     config = config_module.load(path, {"TEST_DB": pg_database, "WEBHOOK": webhook})
     built = factory.build(config, state=tmp_path / "state")

@@ -15,6 +15,7 @@ from typing import Any
 import kubernetes
 import pytest
 from conftest import Nginx
+from rig.helpers import docker_staging_toml
 from rig.opkit import finished, logs, run, steps
 from rig.traffic import Traffic, get_version, shares
 
@@ -35,37 +36,13 @@ def write_migration(root: Path, name: str, sql: str) -> None:
 
 @pytest.fixture
 def app_dir(tmp_path: Path, nginx: Nginx, repository: str) -> Path:
-    """release.toml for one app on the rig's engine, nginx and registry; staging and production."""
+    """release.toml for one app on the rig's engine, nginx and registry, in staging."""
     app = tmp_path / "app"
     (app / "prisma" / "migrations").mkdir(parents=True)
     (app / "prisma" / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
     low = 21000 + (uuid.uuid4().int % 400) * 20
-    target = f"""
-kind = "docker"
-docker_url = "{os.environ['RC_DOCKER_URL']}"
-ports = [{low}, {low + 19}]
-ready_timeout_s = 20
-stop_timeout_s = 2
-drain_s = 0.3
-
-[environments.staging.target.nginx]
-upstream_file = "{nginx.upstream_file}"
-upstream = "{nginx.upstream}"
-reload = {json.dumps(nginx.reload)}
-"""
-    (app / "release.toml").write_text(f"""
-[app]
-name = "rc-ops-{uuid.uuid4().hex[:8]}"
-image = "{repository}"
-
-[environments.staging]
-api_url = "{nginx.url}/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:6379/0"
-
-[environments.staging.target]
-{target}
-
+    (app / "release.toml").write_text(docker_staging_toml(
+        f"rc-ops-{uuid.uuid4().hex[:8]}", repository, nginx, os.environ["RC_DOCKER_URL"], low, """
 [backup]
 local_dir = "backups"
 compression = "gzip"
@@ -74,7 +51,7 @@ compression = "gzip"
 dir = "prisma/migrations"
 integrity_tables = []
 reindex_tables = []
-""")
+"""))
     return app
 
 
