@@ -78,7 +78,14 @@ def first_deploy(target: DockerHostTarget, image: str, nginx: Nginx) -> None:
     """The first deploy: nothing served before it, so no request need succeed until nginx's new workers run."""
     target.deploy(image, print)
     version = image.rsplit(":", 1)[1]
-    wait_until(lambda: get_version(nginx) == version, timeout=5, what=f"nginx to serve {version}")
+
+    def settled() -> bool:  # nginx's old workers (with the empty upstream) may answer for a moment
+        try:
+            return all(get_version(nginx) == version for _ in range(30))
+        except RuntimeError:  # a 502 from an old worker
+            return False
+
+    wait_until(settled, timeout=15, what=f"nginx to serve {version} from every worker")
 
 
 def deploy(target: DockerHostTarget, image: str, nginx: Nginx) -> list[str]:

@@ -89,9 +89,10 @@ def test_canary_pane_after_a_canary(snap_compare: Snap, make_ui_app: Callable[..
         await wait_for(pilot, drawn, "the last redraw of the canary chart")
         # The overview shows the lock released and the canary gone, not a poll from mid-run.
         rows = screen.query_one("#environments").rows  # type: ignore[attr-defined]
-        await wait_for(
+        await wait_for(  # an overview polled after the abort (the first one also had no lock, no canary)
             pilot,
-            lambda: rows["development"].lock is None and rows["development"].canary_version is None,
+            lambda: rows["development"].lock is None and rows["development"].canary_version is None
+            and any("scaled to 0" in event for event in rows["development"].events),
             "the overview after the canary",
         )
         await settle(pilot)
