@@ -274,7 +274,8 @@ async def test_canary_in_production_rolls_back(make_ui_app: Any, messages: Messa
         values = text_of(pane.query_one("#canary-values", Static))
         assert "limit" in values and "p95 ms" in values
         # At 80x24 one chart shows: the one closest to its threshold.
-        assert pane.has_class("-small") and charts["error_rate"].has_class("-focus")
+        assert pane.has_class("-small")
+        await wait_for(pilot, lambda: charts["error_rate"].has_class("-focus"), "the breached chart in focus")
         assert "Canary 1.5.0 in production" in str(
             pane.query_one("#canary-title").render()
         )
