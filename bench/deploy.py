@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import docker  # noqa: E402
+from _common import start_nginx  # noqa: E402
 from conftest import Nginx  # noqa: E402
 from integration.test_docker_target import Traffic, get_version  # noqa: E402
 from rig.helpers import free_port, wait_until  # noqa: E402
@@ -65,13 +66,6 @@ def compose_argv() -> list[str]:
         subprocess.run(["apt-get", "install", "-y", "-q", "docker-compose"], check=True, capture_output=True,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     return ["docker-compose"]
-
-
-def start_nginx(prefix: Path) -> Nginx:
-    server = Nginx(prefix, free_port())
-    server.write_config()
-    subprocess.run(server.base, check=True, capture_output=True)
-    return server
 
 
 def point_nginx(server: Nginx, port: int) -> None:

@@ -10,24 +10,18 @@ the child's max RSS once ready. Both apps are measured alternately in the same r
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import re
 import select
 import signal
 import statistics
-import struct
 import sys
 import tempfile
-import termios
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import ANSI, ROOT, spawn
+
 MARKER = "Environments"
 READY = {"console (sandbox)": "1.4.1", "bare Textual app": MARKER}  # production's version in the list
-ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[=>]")
 COMMANDS = {
     "console (sandbox)": [sys.executable, "-m", "console.cli", "--sandbox"],
     "bare Textual app": [sys.executable, str(ROOT / "bench" / "bare_app.py")],
@@ -37,12 +31,7 @@ COMMANDS = {
 def first_frame(argv: list[str], ready: str, state: str, timeout_s: float = 30.0) -> tuple[float, float, float]:
     """Seconds until MARKER is on screen, seconds until `ready` is, and the child's peak RSS in MiB."""
     started = time.perf_counter()
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(ROOT)
-        os.environ.update({"TERM": "xterm-256color", "XDG_STATE_HOME": state, "COLUMNS": "80", "LINES": "24"})
-        os.execv(argv[0], argv)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    pid, fd = spawn(argv, 24, 80, {"XDG_STATE_HOME": state})
     screen = b""
     elapsed = done = float("nan")
     try:

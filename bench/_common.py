@@ -1,0 +1,138 @@
+"""Helpers shared by the bench scripts: a process on a real pseudo-terminal, the console's sandbox
+canary driven by its keys, CPU time from /proc, and a private nginx."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+if TYPE_CHECKING:
+    from conftest import Nginx
+
+ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[=>]")
+CONSOLE = [str(ROOT / ".venv" / "bin" / "release-console")]
+CTRL_U = b"\x15"  # Textual's Input: delete everything left of the cursor
+
+
+def spawn(argv: list[str], rows: int, columns: int, env: dict[str, str]) -> tuple[int, int]:
+    """Start argv in ROOT on a new pty of rows x columns: (pid, the master's fd)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(ROOT)
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        os.environ.update({"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows), **env})
+        os.execv(argv[0], argv)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    return pid, fd
+
+
+class Term:
+    """A process on a pty whose output is read all along (and counted, with when it arrived)."""
+
+    def __init__(self, argv: list[str], rows: int, columns: int, env: dict[str, str]) -> None:
+        self.pid, self.fd = spawn(argv, rows, columns, env)
+        self.output = bytearray()
+        self.arrivals: list[tuple[float, int]] = []  # (monotonic time, bytes) per read
+        self.closed = False
+
+    def pump(self, seconds: float) -> None:
+        """Read whatever arrives for `seconds`."""
+        deadline = time.monotonic() + seconds
+        while not self.closed and (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.fd], [], [], min(left, 0.1))
+            if readable:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self.closed = True
+                    break
+                self.output += chunk
+                self.arrivals.append((time.monotonic(), len(chunk)))
+
+    def wait_for(self, text: str, timeout: float, since: int = 0) -> None:
+        """Until `text` is drawn (in the output from byte `since`, escape codes removed)."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in ANSI.sub(b"", bytes(self.output[since:])):
+            if self.closed or time.monotonic() > deadline:
+                tail = ANSI.sub(b"", bytes(self.output[-2000:])).decode(errors="replace")
+                raise RuntimeError(f"{text!r} not drawn within {timeout}s; last output: {tail!r}")
+            self.pump(0.1)
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+        self.pump(0.3)
+
+    def bytes_between(self, start: float, end: float) -> int:
+        return sum(n for at, n in self.arrivals if start <= at < end)
+
+    def stop(self) -> None:
+        """SIGTERM (SIGKILL after 10 s), reading on so that it is not blocked writing a last frame."""
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                break
+            self.pump(0.1)
+            if self.closed:
+                time.sleep(0.1)
+        os.close(self.fd)
+
+
+def sandbox_config(directory: Path, duration_s: int = 7200) -> Path:
+    """The example release.toml with a longer canary (default 2 h: 240 checks of 30 s), so that at
+    --time-scale 30 a canary keeps sending samples at 1 Hz for 4 minutes."""
+    text = (ROOT / "examples" / "food-management" / "release.toml").read_text()
+    path = directory / "release.toml"
+    path.write_text(text.replace("duration_s = 1800", f"duration_s = {duration_s}"))
+    return path
+
+
+def start_canary(term: Term, version: str = "1.4.2") -> None:
+    """c, the form's version replaced by `version`, Enter; until the first sample is drawn.
+
+    1.4.2 stays healthy in the sandbox (1.5.0 is rolled back at check 6)."""
+    mark = len(term.output)
+    term.send(b"c")
+    term.wait_for("the tag to run as the canary", 20, mark)
+    term.pump(1)  # the form's input takes focus just after its first frame
+    term.send(CTRL_U)
+    term.send(version.encode())
+    mark = len(term.output)
+    term.send(b"\r")
+    term.wait_for(f"Canary {version} in", 30, mark)
+    term.wait_for("share %", 30, mark)  # the first check's values are in the table
+
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of a process (all its threads), or of one of its threads, from /proc."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_nginx(prefix: Path) -> Nginx:
+    from conftest import Nginx
+    from rig.helpers import free_port
+
+    server = Nginx(prefix, free_port())
+    server.write_config()
+    subprocess.run(server.base, check=True, capture_output=True)
+    return server

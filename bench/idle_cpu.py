@@ -1,0 +1,110 @@
+"""Idle CPU: the console with a canary running and nobody typing, vs 5 % of one core.
+
+Each run starts `release-console --sandbox --time-scale 30` on a real pseudo-terminal, so the
+canary's 30 s check interval is one second: a sample for every chart at 1 Hz. The canary is
+started the way an operator would (c, the version 1.4.2 typed into the form, Enter); 1.4.2 stays
+healthy in the sandbox, and the config's canary lasts 2 h (4 real minutes), so samples keep
+coming all through. Then, untouched for the window (60 s), the console's CPU time (utime +
+stime of all its threads, /proc/<pid>/stat) over wall time, and the UI (main) thread's share,
+in these states:
+
+- canary pane live: the pane shown, its charts replotted as samples come; measured over checks
+  ~5-65, and again over checks ~125-185, once every chart holds its full 120 samples;
+- canary hidden, build log shown: 2 pressed; the build log shows the canary's log lines as they come;
+- canary hidden, audit shown: 6 pressed; a pane the canary does not write to;
+- no canary: the console just started, nothing running.
+
+At 80x24 the pane shows one chart, at 120x40 all four. The bytes the console wrote to the
+terminal are counted too (what an ssh session would carry).
+
+    uv run python bench/idle_cpu.py [runs] [seconds]     # default 1 run, 60 s windows
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ANSI, CONSOLE, Term, cpu_seconds, sandbox_config, start_canary
+
+YARDSTICK = 5.0  # % of one core
+SIZES = ((24, 80), (40, 120))
+# state -> the pane key pressed once the canary runs
+STATES = {"canary pane live": "", "canary hidden, build log shown": "2", "canary hidden, audit shown": "6",
+          "no canary": ""}
+FULL = "canary pane live, charts full"
+CHECK = re.compile(rb"check (\d+)/\d+|(\d+)/\d+ checks")
+Figure = tuple[float, float, float, int | None]  # % of a core, of which the UI thread, bytes/s, checks seen
+
+
+def window(term: Term, seconds: float) -> Figure:
+    mark, started = len(term.output), time.monotonic()
+    before, ui_before = cpu_seconds(term.pid), cpu_seconds(term.pid, term.pid)
+    term.pump(seconds)
+    used, ui = cpu_seconds(term.pid) - before, cpu_seconds(term.pid, term.pid) - ui_before
+    elapsed = time.monotonic() - started
+    if term.closed:
+        raise RuntimeError("the console exited during the window")
+    first, last = _checks(bytes(term.output[:mark])), _checks(bytes(term.output))
+    checks = last - first if first is not None and last is not None else None
+    return 100 * used / elapsed, 100 * ui / elapsed, term.bytes_between(started, started + elapsed) / elapsed, checks
+
+
+def measure(rows: int, columns: int, state: str, seconds: float, config: Path) -> dict[str, Figure]:
+    with tempfile.TemporaryDirectory(prefix="rc-bench-idle-") as scratch:
+        argv = [*CONSOLE, "--sandbox", "--time-scale", "30", "--config", str(config)]
+        term = Term(argv, rows, columns, {"XDG_STATE_HOME": f"{scratch}/state", "XDG_CONFIG_HOME": f"{scratch}/cfg"})
+        try:
+            term.wait_for("1.4.1", 60)  # production's version: the environments list is drawn
+            if state != "no canary":
+                start_canary(term)
+            if key := STATES[state]:
+                mark = len(term.output)
+                term.send(key.encode())
+                term.wait_for(f"{key} {'Build log' if key == '2' else 'Audit'}", 10, mark)
+            term.pump(3)  # settle: the first frames of the new state
+            figures = {state: window(term, seconds)}
+            if state == "canary pane live":
+                term.pump(max(0.0, 125 - seconds - 8))  # until check ~125: 120 samples in every chart
+                figures[FULL] = window(term, seconds)
+        finally:
+            term.stop()
+    return figures
+
+
+def _checks(output: bytes) -> int | None:
+    """The last check number drawn (the canary title's countdown, or the runbook's progress)."""
+    found = CHECK.findall(ANSI.sub(b"", output))
+    return int(found[-1][0] or found[-1][1]) if found else None
+
+
+def main(runs: int = 1, seconds: float = 60.0) -> None:
+    results: dict[tuple[int, int, str], list[Figure]] = {}
+    with tempfile.TemporaryDirectory(prefix="rc-bench-idle-cfg-") as scratch:
+        config = sandbox_config(Path(scratch))
+        for run in range(1, runs + 1):
+            for rows, columns in SIZES:
+                for state in STATES:
+                    for name, figure in measure(rows, columns, state, seconds, config).items():
+                        results.setdefault((columns, rows, name), []).append(figure)
+                        print(f"run {run} {columns}x{rows} {name}: {figure[0]:.2f} % of a core (UI thread"
+                              f" {figure[1]:.2f}), {figure[2] / 1024:.2f} KB/s to the terminal,"
+                              f" {figure[3] if figure[3] is not None else '?'} checks seen", flush=True)
+    print(f"\nidle CPU over {seconds:g} s windows, {runs} run(s) each, medians (min-max); yardstick {YARDSTICK:g} %"
+          " of one core; canary samples at 1 Hz (sandbox, --time-scale 30)\n")
+    print("| terminal | state | CPU, % of one core | UI thread | output to the terminal | vs yardstick |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (columns, rows, state), figures in results.items():
+        cpu = [f[0] for f in figures]
+        median = statistics.median(cpu)
+        print(f"| {columns}x{rows} | {state} | {median:.2f} ({min(cpu):.2f}-{max(cpu):.2f}) |"
+              f" {statistics.median(f[1] for f in figures):.2f} | {statistics.median(f[2] for f in figures) / 1024:.2f}"
+              f" KB/s | {'under' if median < YARDSTICK else '**over**'} ({median / YARDSTICK:.2f}x) |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1, float(sys.argv[2]) if len(sys.argv) > 2 else 60.0)
