@@ -30,7 +30,6 @@ installs them and writes them to $RC_RIG_DIR/rig.env.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -49,7 +48,7 @@ import psycopg
 from _common import start_nginx
 from conftest import Nginx, _derived
 from integration.test_canary_e2e import Discovery, Load, Prometheus, _has_data
-from rig.helpers import wait_until
+from rig.helpers import docker_staging_toml, wait_until
 from rig.opkit import finished, run
 from rig.sample_app import prepare_context
 
@@ -80,30 +79,8 @@ class Detection:
 def config_text(repository: str, nginx: Nginx, prometheus: Prometheus, interval: int) -> str:
     """The release.toml of test_canary_e2e, with the check interval and window under test."""
     low = 23000 + (uuid.uuid4().int % 400) * 20
-    return f"""
-[app]
-name = "rc-bench-canary-{uuid.uuid4().hex[:8]}"
-image = "{repository}"
-
-[environments.staging]
-api_url = "{nginx.url}/api"
-database_url = "${{BENCH_DB}}"
-redis_url = "redis://127.0.0.1:6379/0"
-
-[environments.staging.target]
-kind = "docker"
-docker_url = "{os.environ.get('RC_DOCKER_URL', 'unix:///var/run/docker.sock')}"
-ports = [{low}, {low + 19}]
-ready_timeout_s = 20
-stop_timeout_s = 2
-drain_s = 0.3
-env = {{ SYNTHETIC_RPS = "0", LATENCY_MS = "0" }}
-
-[environments.staging.target.nginx]
-upstream_file = "{nginx.upstream_file}"
-upstream = "{nginx.upstream}"
-reload = {json.dumps(nginx.reload)}
-
+    docker_url = os.environ.get("RC_DOCKER_URL", "unix:///var/run/docker.sock")
+    return docker_staging_toml(f"rc-bench-canary-{uuid.uuid4().hex[:8]}", repository, nginx, docker_url, low, f"""
 [environments.staging.metrics]
 prometheus_url = "{prometheus.url}"
 
@@ -123,7 +100,7 @@ local_dir = "backups"
 
 [migrations]
 dir = "migrations"
-"""
+""")
 
 
 def push_images(client: Any, registry: str, work: Path) -> str:
@@ -196,7 +173,7 @@ def main() -> None:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(f'CREATE DATABASE "{databases[-1]}"')
                 db = urllib.parse.urlsplit(dsn)._replace(path=f"/{databases[-1]}").geturl()
-                config = config_module.load(folder / "release.toml", {"BENCH_DB": db})
+                config = config_module.load(folder / "release.toml", {"TEST_DB": db})
                 apps.append(config.app.name)
                 services = factory.build(config, state=folder / "state")
                 deployed = run(services, "deploy", "staging", {"version": "1.0.0"}, typed="yes")[0]
