@@ -12,7 +12,6 @@ import time
 from collections import deque
 from typing import Any
 
-from rich.table import Table
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
@@ -21,11 +20,13 @@ from textual.widgets import Label, Static
 from textual_plotext import PlotextPlot
 
 from services.events import CheckScheduled, MetricSample
+from widgets.plot_strips import Strips, ansi_strips
+from widgets.steady import update_steady
 
 METRICS = {"error_rate": "errors %", "p95_ms": "p95 ms", "cpu_percent": "CPU %", "memory_percent": "mem %"}
 SCALE = {"error_rate": 100.0}  # error rate is a ratio; people read it as a percentage
 SERIES_COLOURS = {"canary": "red", "stable": "green", "baseline": "blue"}
-WINDOW = 120  # samples kept per series: bounded so a replot stays cheap
+WINDOW = 60  # samples charted per series: the strategy's 30 min of 30 s checks; bounded so a replot stays cheap
 WIDE = (120, 40)  # columns, rows from which all four charts show
 
 
@@ -35,7 +36,8 @@ class MetricChart(PlotextPlot):
         self.metric = metric
         self.series: dict[str, deque[float]] = {name: deque(maxlen=WINDOW) for name in SERIES_COLOURS}
         self.threshold: float | None = None
-        self.dirty = False
+        self.dirty = False  # samples arrived since the last replot
+        self.drawn: tuple[tuple[int, int], Strips] | None = None  # (size, the chart drawn at it)
 
     def add(self, sample: MetricSample) -> None:
         if sample.series in self.series:
@@ -67,16 +69,46 @@ class MetricChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.title(METRICS[self.metric])
+        scale = SCALE.get(self.metric, 1)
         for name, values in self.series.items():
-            if values:
-                scaled = [v * SCALE.get(self.metric, 1) for v in values]
+            if name == "baseline" and values:  # one number, taken before the canary: a line across
+                plt.horizontal_line(values[-1] * scale, color=SERIES_COLOURS[name])
+            elif values:
+                # At most a point per column: plotext's build costs about twice as much at the
+                # 120 samples of a full window, and a column cannot show more anyway.
+                xs, ys = worst_per_column([v * scale for v in values], max(2, self.size.width))
                 # No legend: it hides the data on a small chart; the values table's coloured
                 # headers name the series instead.
-                plt.plot(scaled, color=SERIES_COLOURS[name], marker="braille")
+                plt.plot(xs, ys, color=SERIES_COLOURS[name], marker="braille")
         if self.threshold is not None:
-            plt.horizontal_line(self.threshold * SCALE.get(self.metric, 1), color="yellow")
+            plt.horizontal_line(self.threshold * scale, color="yellow")
         self.dirty = False
+        self.drawn = None
         self.refresh()
+
+    def render(self) -> Strips:
+        """The chart as strips, built once per replot or resize rather than on every repaint."""
+        width, height = self.size
+        if self.drawn is None or self.drawn[0] != (width, height):
+            # As PlotextPlot.render, minus its Text.from_ansi: see widgets/plot_strips.py.
+            self.plt.plotsize(width, height)
+            self.plt._set_size(width, height)  # textual-plotext's own belt-and-braces resize
+            self.plt.theme(self._get_plotext_theme_name(self.app.theme))
+            self.drawn = ((width, height), Strips(ansi_strips(self.plt.build(), width)))
+        return self.drawn[1]
+
+
+def worst_per_column(values: list[float], columns: int) -> tuple[list[int], list[float]]:
+    """Samples 1..n thinned to at most ``columns`` points: each run of samples becomes its worst
+    (largest) value at the run's last sample number, so a spike is never averaged away. A run of
+    NaN only stays NaN: missing data is drawn as a gap, never as a value."""
+    size = max(1, math.ceil(len(values) / columns))
+    xs, ys = [], []
+    for start in range(0, len(values), size):
+        known = [v for v in values[start:start + size] if not math.isnan(v)]
+        xs.append(min(start + size, len(values)))
+        ys.append(max(known) if known else math.nan)
+    return xs, ys
 
 
 class CanaryPane(Vertical):
@@ -87,6 +119,7 @@ class CanaryPane(Vertical):
     CanaryPane.-small MetricChart.-focus { display: block; }
     CanaryPane MetricChart { height: 1fr; min-height: 5; }
     CanaryPane .title { text-style: bold; }
+    CanaryPane #canary-title { width: 1fr; height: 1; }
     CanaryPane #canary-values { height: auto; }
     CanaryPane #canary-verdict { height: auto; max-height: 3; color: $text-muted; }
     """
@@ -113,8 +146,12 @@ class CanaryPane(Vertical):
     def tick(self) -> None:
         """Once a second: the countdown to the next check, and a redraw if there is new data."""
         if self.next_check is not None and self.display and self.is_on_screen:
-            self.query_one("#canary-title", Label).update(f"4 Canary: {self.title} · {self.countdown()}")
+            self.title_line(f"{self.title} · {self.countdown()}")
         self.redraw()
+
+    def title_line(self, text: str) -> None:
+        # One line across the pane (CSS): its once-a-second countdown never re-lays-out the screen.
+        self.query_one("#canary-title", Label).update(f"4 Canary: {text}", layout=False)
 
     def countdown(self) -> str:
         assert self.next_check is not None
@@ -126,7 +163,7 @@ class CanaryPane(Vertical):
 
     def finish(self) -> None:
         self.next_check = None
-        self.query_one("#canary-title", Label).update(f"4 Canary: {self.title}")
+        self.title_line(self.title)
 
     def add_verdict(self, entry: dict[str, Any]) -> None:
         if entry["check"] != next(iter(self.verdicts.values()), entry)["check"]:
@@ -148,7 +185,7 @@ class CanaryPane(Vertical):
         text = " ".join(word.rsplit(":", 1)[-1] if "/" in word and ":" in word else word for word in text.split())
         self.title, self.next_check = text, None
         self.verdicts.clear()
-        self.query_one("#canary-title", Label).update(f"4 Canary: {text}")
+        self.title_line(text)
 
     def verdict_text(self) -> Text:
         """The judge, then whatever needs attention in the latest check (breaches, missing data)."""
@@ -164,36 +201,50 @@ class CanaryPane(Vertical):
                 text.append(f"\n{entry['rule']}: {shown}{call}", style="bold red" if call else "yellow")
         return text
 
-    def values_table(self) -> Table:
-        table = Table(box=None, padding=(0, 1), expand=False, header_style="bold")
-        table.add_column("metric")
-        for series in SERIES_COLOURS:
-            table.add_column(Text(series, style=f"bold {SERIES_COLOURS[series]}"), justify="right")
-        table.add_column(Text("limit", style="bold yellow"), justify="right")
+    def values_table(self) -> Text:
+        header = [Text("metric", style="bold")]
+        header += [Text(series, style=f"bold {colour}") for series, colour in SERIES_COLOURS.items()]
+        rows = [[*header, Text("limit", style="bold yellow")]]
         for chart in self.query(MetricChart):
             scale = SCALE.get(chart.metric, 1.0)
             breached = chart.pressure() >= 1.0
-            table.add_row(METRICS[chart.metric], _known(chart, "canary", scale, "bold red" if breached else "green"),
-                          _known(chart, "stable", scale), _fmt(chart.latest("baseline"), scale),
-                          _fmt(chart.threshold, scale))
+            rows.append([Text(METRICS[chart.metric]),
+                         _known(chart, "canary", scale, "bold red" if breached else "green"),
+                         _known(chart, "stable", scale), Text(_fmt(chart.latest("baseline"), scale)),
+                         Text(_fmt(chart.threshold, scale))])
         share = self.verdicts.get("traffic_share")
         if share:  # the canary's observed share of requests beside the configured weight
-            table.add_row("share %", Text(_fmt(share["value"]), style="bold red" if share["verdict"] == "off"
-                                          else "green"), "", "", _fmt(share["threshold"]))
-        return table
+            rows.append([Text("share %"), Text(_fmt(share["value"]), style="bold red" if share["verdict"] == "off"
+                                                else "green"), Text(""), Text(""), Text(_fmt(share["threshold"]))])
+        return _columns(rows)
 
     def redraw(self) -> None:
         if not self.fresh or not self.display or not self.is_on_screen:
             return  # unchanged or hidden: do not redraw
         self.fresh = False
         charts = list(self.query(MetricChart))
-        self.query_one("#canary-values", Static).update(self.values_table())
-        self.query_one("#canary-verdict", Static).update(self.verdict_text())
+        update_steady(self.query_one("#canary-values", Static), self.values_table())
+        update_steady(self.query_one("#canary-verdict", Static), self.verdict_text())
         focus = max(charts, key=lambda c: c.pressure())
         for chart in charts:
             chart.set_class(chart is focus, "-focus")
             if chart.dirty and (chart is focus or not self.has_class("-small")):
                 chart.replot()
+
+
+def _columns(rows: list[list[Text]]) -> Text:
+    """A table as plain lines: the first column left-aligned, the others right-aligned.
+    Rich's Table measures every cell on each render, which a once-a-second update cannot afford."""
+    widths = [max(cell.cell_len for cell in column) for column in zip(*rows, strict=True)]
+    lines = []
+    for row in rows:
+        line = row[0].copy()
+        line.pad_right(widths[0] - line.cell_len)
+        for cell, width in zip(row[1:], widths[1:], strict=True):
+            line.append(" " * (2 + width - cell.cell_len))
+            line.append_text(cell)
+        lines.append(line)
+    return Text("\n").join(lines)
 
 
 def _known(chart: MetricChart, series: str, scale: float, style: str = "") -> Text:

@@ -18,6 +18,7 @@ from services.events import (
     StepStarted,
     StepStatus,
 )
+from widgets.steady import update_steady
 
 ICONS = {
     StepStatus.PENDING: ("·", "dim"),
@@ -111,7 +112,7 @@ class RunbookPanel(VerticalScroll):
         self.scroll_to(y=steps.virtual_region.bottom - lines, animate=False)
 
     def show_progress(self, text: str) -> None:
-        self.query_one("#runbook-progress", Static).update(text)
+        update_steady(self.query_one("#runbook-progress", Static), text)  # once a check: no reflow
 
     def render_steps(self, upto: int | None = None) -> Text:
         """The checklist; with `upto`, only the steps before that index (to measure them)."""
