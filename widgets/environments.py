@@ -60,10 +60,13 @@ class EnvironmentsPane(Vertical):
         table = self.query_one(DataTable)
         for row in rows:
             self.rows[row.env] = row
-            version = Text(row.version[:10], style="red" if row.error else "")
             index = self.envs.index(row.env)
-            table.update_cell_at(Coordinate(index, 1), version)
-            table.update_cell_at(Coordinate(index, 2), Text(row.ready))
+            cells = {1: Text(row.version[:10], style="red" if row.error else ""), 2: Text(row.ready)}
+            for column, cell in cells.items():
+                # Only what changed: each update redraws the table, and the poll comes every 2 s.
+                shown = table.get_cell_at(Coordinate(index, column))
+                if (shown.plain, shown.style) != (cell.plain, cell.style):
+                    table.update_cell_at(Coordinate(index, column), cell)
         self.show_detail()
 
     def show_detail(self) -> None:
@@ -86,7 +89,10 @@ class EnvironmentsPane(Vertical):
         lines += [f"· {event}" for event in row.events]
         if row.revisions:
             lines += ["revisions (R: roll back)", *[f"  {r}" for r in row.revisions]]
-        self.query_one("#env-detail", Static).update("\n".join(lines))
+        detail = self.query_one("#env-detail", Static)
+        text = "\n".join(lines)
+        if detail.content != text:  # the poll repeats what is shown more often than not
+            detail.update(text, layout=False)  # its height is fixed (1fr): nothing to lay out again
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_detail()
