@@ -198,6 +198,7 @@ class BuildLogPane(Vertical):
         self.match_note = ""
         self.outcome = ""
         self._view = BuildLog(max_lines=self._cap, id="build-log")
+        self._unshown: list[str] = []  # written while the pane was hidden (see write_lines)
 
     def compose(self) -> ComposeResult:
         yield Label("2 Build log", classes="title", id="build-title", markup=False)
@@ -214,6 +215,11 @@ class BuildLogPane(Vertical):
         return self._view
 
     @property
+    def lines(self) -> list[str]:
+        """The kept lines, with those written while the pane was hidden and not drawn yet."""
+        return [*self.view.lines, *self._unshown][-self._cap:]
+
+    @property
     def cap(self) -> int:
         return self._cap
 
@@ -228,6 +234,7 @@ class BuildLogPane(Vertical):
         """An operation starts: a fresh view, following, and its log file opened for append."""
         self.close_file()
         log = self.view
+        self._unshown.clear()
         if self.showing_hint:  # the first operation replaces the empty-state hint
             log.clear()
             self.showing_hint = False
@@ -251,6 +258,20 @@ class BuildLogPane(Vertical):
         if self._file is not None:
             self._file.write(lines)
         self.total_lines += len(lines)
+        if not self.display:
+            # Hidden behind another pane: each write would lay the whole screen out again (the
+            # log's virtual size changes). Kept here, capped like the view, and shown on Show.
+            self._unshown.extend(lines)
+            del self._unshown[:-self._cap]
+            return
+        self._show_lines(lines)
+
+    def on_show(self) -> None:
+        if self._unshown:
+            lines, self._unshown = self._unshown, []
+            self._show_lines(lines)
+
+    def _show_lines(self, lines: Sequence[str]) -> None:
         log = self.view
         dropped = log.dropped
         # Following: Log scrolls to the end itself; otherwise it only refreshes. Never both, which

@@ -75,6 +75,24 @@ async def test_release_lines_reach_the_pane_and_the_file(make_ui_app: Any, ui_st
 
 
 @pytest.mark.asyncio
+async def test_lines_written_while_hidden_are_drawn_when_the_pane_shows(make_ui_app: Any) -> None:
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen, pane = await shown(pilot)
+        pane.start("Hidden test")
+        await pilot.press("6")  # the audit pane: the build log is hidden
+        await pilot.pause()
+        assert not pane.display
+        pane.write_lines(numbered(3))
+        assert not any("line 000002" in line for line in pane.view.lines)  # not drawn while hidden
+        assert pane.lines[-3:] == numbered(3) and pane.total_lines == 4
+        await pilot.press("2")
+        await wait_for(pilot, lambda: list(pane.view.lines)[-3:] == numbered(3), "the hidden lines drawn")
+        assert pane.lines == list(pane.view.lines)
+        assert pane.view.is_vertical_scroll_end  # still following
+
+
+@pytest.mark.asyncio
 async def test_cap_keeps_the_view_bounded_and_the_file_whole(make_ui_app: Any, tmp_path: Path) -> None:
     app = make_ui_app()
     async with app.run_test(size=SIZE) as pilot:

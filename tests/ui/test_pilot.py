@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from textual.command import CommandList, CommandPalette
 from textual.coordinate import Coordinate
-from textual.widgets import ContentSwitcher, DataTable, Input, Log, OptionList, Static
+from textual.widgets import ContentSwitcher, DataTable, Input, OptionList, Static
 from textual.widgets._toast import Toast
 from textual.worker import Worker, WorkerState
 from uikit import (
@@ -47,6 +47,7 @@ from services.events import Outcome, StepStatus
 from widgets.audit import AuditPane
 from widgets.backups import BackupsPane
 from widgets.banner import SandboxBanner
+from widgets.build_log import BuildLogPane
 from widgets.canary import CanaryPane, MetricChart
 from widgets.confirm import ConfirmModal
 from widgets.environments import EnvironmentsPane
@@ -62,7 +63,7 @@ def current_pane(screen: MainScreen) -> str | None:
 
 
 def build_log(screen: MainScreen) -> list[str]:
-    return list(screen.query_one("#build-log", Log).lines)
+    return screen.query_one(BuildLogPane).lines
 
 
 def modal_banner(modal: ConfirmModal) -> str:
