@@ -121,15 +121,14 @@ def _monitor_steps(services: Services, env: str, image: str | None) -> list[Step
             raise StepFailed(f"{env} has no canary running any more: nothing to watch",
                              ("see the environments pane and the audit log for who changed it",))
         samples = ctx.state.setdefault("samples", new_samples())
-        trace = ctx.state.setdefault("trace", [])
         misses, last_scale = 0, -policy.scale_cooldown_checks
-        first = len({entry["check"] for entry in trace}) + 1  # a resume goes on from the last check
+        first = ctx.state.get("checks_done", 0) + 1  # a resume goes on from the last check
         for number in range(first, checks + 1):
             interval = services.real_seconds(policy.check_interval_s)
             ctx.emit(CheckScheduled(ctx.op_id, number, checks, time.time() + interval))
             ctx.sleep(interval)
             snapshot = source.sample()
-            add_samples(samples, snapshot)
+            add_samples(samples, snapshot, settings.judge_samples)
             check = evaluate(number, snapshot, ctx.state["baseline"], samples, policy, settings,
                              services.target(env).status().canary_weight or policy.weight_percent,
                              _query_text(source))
@@ -159,9 +158,10 @@ def _query_text(source: MetricsSource) -> Any:
 
 
 def _show(ctx: StepContext, check: Check, series: Any, baseline: dict[str, float]) -> None:
-    """Charts, the trace (journaled with the step), and a line per verdict."""
+    """Charts, the trace (journaled at once, entry by entry), and a line per verdict."""
+    ctx.append([entry.to_json() for entry in check.entries])
+    ctx.state["checks_done"] = check.number
     for entry in check.entries:
-        ctx.state["trace"].append(entry.to_json())
         ctx.emit(VerdictLogged(ctx.op_id, entry.to_json()))
     for metric in CHARTED:
         threshold = next((e.threshold for e in check.entries if e.rule == metric), None)
@@ -216,7 +216,7 @@ def _roll_back(services: Services, env: str, ctx: StepContext, image: str, reaso
     ctx.log(f"ROLLING BACK: {reason}", "error")
     services.target(env).abort(ctx.log)  # first: a failing webhook must never hold a rollback up
     _notify(services, env, ctx, image, f"automatic rollback: {reason}", "critical")
-    raise RolledBack(f"rolled back at check {ctx.state['trace'][-1]['check']}: {reason}",
+    raise RolledBack(f"rolled back at check {ctx.state['checks_done']}: {reason}",
                      ("read the decision trace: release-console canary trace --op " + ctx.op_id,
                       "deploy a fix, then start a new canary"))
 

@@ -183,11 +183,23 @@ class MetricsConfig(Strict):
     timeout_s: float = Field(5.0, gt=0)  # per request to Prometheus or a /metrics endpoint
     min_samples: int = Field(10, ge=3)  # fewer per series and metric: "not enough data", promotion blocked
     misses_before_asking: int = Field(3, ge=1)  # checks in a row without fresh data, then ask the operator
+    # The judge compares the latest this many samples per series (60: the strategy's 30 min of 30 s
+    # checks). Bounded so that a long canary's check costs no more than a short one's: the
+    # Hodges-Lehmann interval is quadratic in the samples.
+    judge_samples: int = Field(60, ge=3)
 
     @field_validator("queries")
     @classmethod
     def _defaults_for_the_rest(cls, value: dict[str, str]) -> dict[str, str]:
         return {**DEFAULT_QUERIES, **_known_queries(value)}
+
+
+    @model_validator(mode="after")
+    def _judge_sees_enough(self) -> MetricsConfig:
+        if self.judge_samples < self.min_samples:
+            raise ValueError(f"judge_samples ({self.judge_samples}) is below min_samples ({self.min_samples}):"
+                             " the judge would never have enough data; raise judge_samples")
+        return self
 
 
 def _known_queries(value: dict[str, str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS steps (
     op_id TEXT NOT NULL REFERENCES operations(id), idx INTEGER NOT NULL, step_id TEXT NOT NULL,
     title TEXT NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '', updated REAL NOT NULL,
     PRIMARY KEY (op_id, idx)
+);
+CREATE TABLE IF NOT EXISTS entries (
+    op_id TEXT NOT NULL REFERENCES operations(id), seq INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (op_id, seq)
 );
 """
 
@@ -60,6 +64,7 @@ class OperationRecord:
     started: float
     updated: float
     steps: tuple[StepRecord, ...]
+    entries: tuple[dict[str, Any], ...] = ()  # append-only, in order (a canary's decision trace)
 
     @property
     def resume_index(self) -> int:
@@ -124,6 +129,14 @@ class Journal:
                 "UPDATE operations SET state = ?, updated = ? WHERE id = ?", (json.dumps(state), time.time(), op_id)
             )
 
+    def append(self, op_id: str, items: Sequence[dict[str, Any]]) -> None:
+        """Add to the operation's append-only entries (a canary's trace): written once each,
+        where the state is rewritten whole at every checkpoint."""
+        with self._connect() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM entries WHERE op_id = ?", (op_id,)).fetchone()
+            db.executemany("INSERT INTO entries (op_id, seq, data) VALUES (?, ?, ?)",
+                           [(op_id, count + i, json.dumps(item)) for i, item in enumerate(items)])
+
     def finish(self, op_id: str, status: str, detail: str = "") -> None:
         with self._connect() as db:
             db.execute(
@@ -139,7 +152,8 @@ class Journal:
             steps = db.execute(
                 "SELECT idx, step_id, title, status, detail FROM steps WHERE op_id = ? ORDER BY idx", (op_id,)
             ).fetchall()
-        return _record(row, steps)
+            entries = db.execute("SELECT data FROM entries WHERE op_id = ? ORDER BY seq", (op_id,)).fetchall()
+        return _record(row, steps, entries)
 
     def recent(self, limit: int = 20) -> list[OperationRecord]:
         with self._connect() as db:
@@ -161,11 +175,12 @@ class Journal:
         self.finish(op_id, "abandoned", reason)
 
 
-def _record(row: tuple[Any, ...], steps: list[tuple[Any, ...]]) -> OperationRecord:
+def _record(row: tuple[Any, ...], steps: list[tuple[Any, ...]], entries: list[tuple[str]]) -> OperationRecord:
     op_id, kind, env, title, params, state, status, detail, host, pid, started, updated = row
     return OperationRecord(
         op_id, kind, env, title, json.loads(params), json.loads(state), status, detail, host, pid, started, updated,
         tuple(StepRecord(i, sid, t, StepStatus(s), d) for i, sid, t, s, d in steps),
+        tuple(json.loads(data) for (data,) in entries),
     )
 
 

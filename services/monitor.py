@@ -3,9 +3,9 @@
 At each check the strategy's rules compare the canary with the baseline (error rate over 1.5x,
 p95 over 2x: roll back; CPU over 80 % or memory over 85 %: scale up), the observed traffic
 share is compared with the configured weight, and the statistical judge compares canary with
-stable over all samples so far. Each verdict becomes a TraceEntry, with the query behind it,
-the value, the threshold and what the automation mode makes of it. Missing data is never
-healthy: it is "no data" (or "stale" when an earlier value is shown instead).
+stable over the latest samples (`[metrics] judge_samples`). Each verdict becomes a TraceEntry,
+with the query behind it, the value, the threshold and what the automation mode makes of it.
+Missing data is never healthy: it is "no data" (or "stale" when an earlier value is shown instead).
 """
 
 from __future__ import annotations
@@ -159,11 +159,13 @@ def new_samples() -> Samples:
     return {series: {metric: [] for metric in CHARTED} for series in ("canary", "stable")}
 
 
-def add_samples(samples: Samples, snapshot: MetricSnapshot) -> None:
-    """Only real values: a missed check adds nothing, so the judge counts data, not checks."""
+def add_samples(samples: Samples, snapshot: MetricSnapshot, keep: int) -> None:
+    """Only real values: a missed check adds nothing, so the judge counts data, not checks.
+    The latest `keep` per series and metric are kept: what the judge compares."""
     for series, by_metric in samples.items():
         values = snapshot.series.get(series, {})
         for metric, kept in by_metric.items():
             value = usable(values.get(metric))
             if value is not None:
                 kept.append(value)
+                del kept[:-keep]

@@ -63,10 +63,16 @@ class StepContext:
     _confirm: Confirm
     _cancel: threading.Event
     _checkpoint: Callable[[], None] = lambda: None
+    _append: Callable[[list[dict[str, Any]]], None] = lambda items: None
 
     def checkpoint(self) -> None:
         """Journal `state` now, mid-step: a long step (a canary's checks) keeps what it learnt."""
         self._checkpoint()
+
+    def append(self, items: list[dict[str, Any]]) -> None:
+        """Journal these now, after the operation's earlier entries: for a record that only grows
+        (a canary's trace), which `state` would rewrite whole at every checkpoint."""
+        self._append(items)
 
     def log(self, text: str, level: str = "info") -> None:
         self._emit(LogLine(self.op_id, self.step_id, text, level))
@@ -197,7 +203,8 @@ class Runner:
         options: tuple[str, ...] = ()
         for index, step in enumerate(op.steps[start_at:], start=start_at):
             ctx = StepContext(op.id, step.id, op.env, op.params, state, emit, self._waiting(op, index, confirm), cancel,
-                              lambda: self.journal.save_state(op.id, state))
+                              lambda: self.journal.save_state(op.id, state),
+                              lambda items: self.journal.append(op.id, items))
             self.journal.step(op.id, index, StepStatus.RUNNING)
             emit(StepStarted(op.id, step.id, step.title, index, len(op.steps)))
             try:

@@ -1,6 +1,6 @@
 """A canary's decision trace as an incident timeline: Markdown for the postmortem, JSON for tools.
 
-The trace lives in the journaled state of the canary operation (every check's verdicts, with
+The trace lives in the journal's entries of the canary operation (every check's verdicts, with
 query, value, threshold, mode and action), so it can be exported during the canary or after.
 """
 
@@ -19,11 +19,11 @@ CANARY_KINDS = ("canary", "canary-watch")
 
 def latest(journal: Journal) -> OperationRecord | None:
     """The newest canary operation that got as far as a check."""
-    return next((r for r in journal.recent(200) if r.kind in CANARY_KINDS and r.state.get("trace")), None)
+    return next((r for r in journal.recent(200) if r.kind in CANARY_KINDS and r.entries), None)
 
 
 def entries(record: OperationRecord) -> list[TraceEntry]:
-    return [TraceEntry(**entry) for entry in record.state.get("trace", [])]
+    return [TraceEntry(**entry) for entry in record.entries]
 
 
 def as_json(record: OperationRecord) -> str:

@@ -16,7 +16,8 @@ from services import trace
 from services.config import CanaryPolicy, MetricsConfig
 from services.events import MetricSample, Outcome, VerdictLogged
 from services.factory import Services
-from services.monitor import Check, evaluate, new_samples
+from services.judge import CanaryVerdict
+from services.monitor import Check, add_samples, evaluate, new_samples
 from services.ports import MetricSnapshot
 from services.sandbox.world import World
 
@@ -83,6 +84,33 @@ def test_a_zero_baseline_uses_the_floor_and_the_share_is_checked() -> None:
     assert verdicts(result)["error_rate"] == ("ok", "none")  # under the 0.1 % floor
     share = next(e for e in result.entries if e.rule == "traffic_share")
     assert share.value == pytest.approx(100 * 40 / 130) and share.verdict == "off" and share.mode == "observe"
+
+
+def judged_after_slow_start(judge_samples: int) -> tuple[CanaryVerdict | None, list[float | None]]:
+    """30 checks of a canary whose p95 was slow for the first 18, then as fast as stable."""
+    samples, settings = new_samples(), MetricsConfig(min_samples=5, judge_samples=judge_samples)
+    for n in range(30):
+        stable = {**HEALTHY, "p95_ms": 200.0 + n % 3}
+        canary = {**HEALTHY, "p95_ms": 900.0 + n} if n < 18 else stable
+        add_samples(samples, MetricSnapshot(float(n), {"canary": canary, "stable": stable}, {}), judge_samples)
+    now = MetricSnapshot(30.0, {"canary": HEALTHY, "stable": HEALTHY}, {})
+    judged = evaluate(30, now, BASE, samples, CanaryPolicy(), settings, 10, lambda s, m: m).judged
+    assert {len(kept) for by_metric in samples.values() for kept in by_metric.values()} == {min(30, judge_samples)}
+    return judged, samples["canary"]["p95_ms"]
+
+
+def test_the_judge_compares_only_the_latest_judge_samples() -> None:
+    recent, kept = judged_after_slow_start(12)
+    assert kept[0] == 200.0  # sample 18 on: the slow start is out of the window
+    assert recent is not None and recent.outcome == "pass"
+    whole, kept = judged_after_slow_start(30)
+    assert kept[0] == 900.0
+    assert whole is not None and whole.outcome != "pass" and "p95_ms High" in whole.describe()
+
+
+def test_judge_samples_below_min_samples_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"judge_samples \(8\) is below min_samples \(10\)"):
+        MetricsConfig(min_samples=10, judge_samples=8)
 
 
 # --- the operation ----------------------------------------------------------------------------------

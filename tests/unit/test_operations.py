@@ -137,6 +137,23 @@ def test_success_emits_events_in_order_and_journals(rig: Rig) -> None:
     assert rig.audit.verify().ok
 
 
+def test_appended_entries_are_journaled_at_once_in_order_and_survive_a_failure(rig: Rig) -> None:
+    seen_mid_step: list[tuple[dict[str, object], ...]] = []
+
+    def checks(ctx: StepContext) -> str:
+        ctx.append([{"check": 1, "rule": "error_rate"}, {"check": 1, "rule": "judge"}])
+        seen_mid_step.append(rig.journal.get(ctx.op_id).entries)  # written before the step ends
+        ctx.append([{"check": 2, "rule": "error_rate"}])
+        raise StepFailed("rolled back at check 2", ())
+
+    operation = op([Step("monitor", "Watch", checks)])
+    assert rig.runner.run(operation, rig.emit, no_confirm).outcome is Outcome.FAILED
+    assert seen_mid_step == [({"check": 1, "rule": "error_rate"}, {"check": 1, "rule": "judge"})]
+    record = rig.journal.get(operation.id)
+    assert [(e["check"], e["rule"]) for e in record.entries] == [(1, "error_rate"), (1, "judge"), (2, "error_rate")]
+    assert record.state == {}  # the entries are not copied into the state
+
+
 def test_failing_step(rig: Rig) -> None:
     calls: list[str] = []
 
