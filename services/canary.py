@@ -19,7 +19,7 @@ from services.deploy import deploy_steps, image_reference, plan_step, resolve_st
 from services.events import CheckScheduled, VerdictLogged
 from services.monitor import CHARTED, Check, TraceEntry, add_samples, evaluate, new_samples, usable
 from services.operations import Operation, Step, StepContext, StepFailed
-from services.ports import MetricsSource, Notification, StartCanary
+from services.ports import Notification, StartCanary
 
 if TYPE_CHECKING:
     from services.factory import Services
@@ -131,7 +131,7 @@ def _monitor_steps(services: Services, env: str, image: str | None) -> list[Step
             add_samples(samples, snapshot, settings.judge_samples)
             check = evaluate(number, snapshot, ctx.state["baseline"], samples, policy, settings,
                              services.target(env).status().canary_weight or policy.weight_percent,
-                             _query_text(source))
+                             source.query_for)
             _show(ctx, check, snapshot.series, ctx.state["baseline"])
             ctx.progress(number, checks, "checks")
             ctx.checkpoint()
@@ -150,11 +150,6 @@ def _monitor_steps(services: Services, env: str, image: str | None) -> list[Step
 
     return [Step("baseline", "Take the baseline (stable, now)", baseline),
             Step("monitor", f"Monitor every {policy.check_interval_s}s for {policy.duration_s // 60}m", monitor)]
-
-
-def _query_text(source: MetricsSource) -> Any:
-    query_for = getattr(source, "query_for", None)
-    return query_for if query_for else (lambda series, metric: f"{source.describe()}: {series} {metric}")
 
 
 def _show(ctx: StepContext, check: Check, series: Any, baseline: dict[str, float]) -> None:

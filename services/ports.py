@@ -223,6 +223,7 @@ class MetricsSource(Protocol):
     def describe(self) -> str: ...  # e.g. "prometheus http://prom:9090" or "scrape of 2 /metrics endpoints"
     def validate(self) -> list[str]: ...  # problems with the queries (a typo), found before a canary starts
     def sample(self) -> MetricSnapshot: ...  # never raises for an unreachable source: problems say why
+    def query_for(self, series: str, metric: str) -> str: ...  # what is asked for it, as the trace shows
 
 
 @dataclass(frozen=True)

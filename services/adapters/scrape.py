@@ -330,6 +330,9 @@ class ScrapeMetrics:
         count = sum(len(urls) for urls in self.urls.values())
         return f"scrape of {count} /metrics endpoint{'s' if count != 1 else ''}"
 
+    def query_for(self, series: str, metric: str) -> str:
+        return f"{metric} of {series} from a scrape of " + (", ".join(map(redact, self.urls[series])) or "no URL")
+
     def fetch(self, url: str) -> Reading | Failure:
         """One scrape: a Reading, or why there is none. Never raises."""
         timeout = self.settings.timeout_s

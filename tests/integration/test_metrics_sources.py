@@ -282,6 +282,9 @@ def test_scrape_counts_real_requests_summed_over_urls(apps: Apps) -> None:
     assert values["memory_percent"] == pytest.approx(50)  # (40 + 60) / 2 over equal limits
     assert values["cpu_percent"] == pytest.approx(45, rel=0.15)  # (20 + 70) / 2 per instance
     assert values["p95_ms"] is not None and P95_STABLE_MS < values["p95_ms"] <= 250
+    # What the decision trace says was asked: the metric, the series and every URL read for it.
+    assert source.query_for("stable", "p95_ms") == (
+        f"p95_ms of stable from a scrape of {apps.stable.url}/metrics, {apps.canary.url}/metrics")
 
 
 def test_scrape_of_an_unreachable_url_gives_none_for_its_series(apps: Apps) -> None:
