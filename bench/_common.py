@@ -105,8 +105,9 @@ def sandbox_config(directory: Path, duration_s: int = 7200) -> Path:
     return path
 
 
-def start_canary(term: Term, version: str = "1.4.2") -> None:
-    """c, the form's version replaced by `version`, Enter; until the first sample is drawn.
+def start_canary(term: Term, version: str = "1.4.2", first_check_s: float = 30) -> None:
+    """c, the form's version replaced by `version`, Enter; until the first sample is drawn
+    (within `first_check_s`: one check interval, in real time, plus the start).
 
     1.4.2 stays healthy in the sandbox (1.5.0 is rolled back at check 6)."""
     mark = len(term.output)
@@ -118,7 +119,7 @@ def start_canary(term: Term, version: str = "1.4.2") -> None:
     mark = len(term.output)
     term.send(b"\r")
     term.wait_for(f"Canary {version} in", 30, mark)
-    term.wait_for("share %", 30, mark)  # the first check's values are in the table
+    term.wait_for("share %", first_check_s, mark)  # the first check's values are in the table
 
 
 def cpu_seconds(pid: int, thread: int | None = None) -> float:

@@ -1,7 +1,8 @@
 """Idle CPU: the console with a canary running and nobody typing, vs 5 % of one core.
 
 Each run starts `release-console --sandbox --time-scale 30` on a real pseudo-terminal, so the
-canary's 30 s check interval is one second: a sample for every chart at 1 Hz. The canary is
+canary's 30 s check interval is one second: a sample for every chart at 1 Hz, the most the pane
+redraws (one state runs at the strategy's own pace instead). The canary is
 started the way an operator would (c, the version 1.4.2 typed into the form, Enter); 1.4.2 stays
 healthy in the sandbox, and the config's canary lasts 2 h (4 real minutes), so samples keep
 coming all through. Then, untouched for the window (60 s), the console's CPU time (utime +
@@ -9,9 +10,12 @@ stime of all its threads, /proc/<pid>/stat) over wall time, and the UI (main) th
 in these states:
 
 - canary pane live: the pane shown, its charts replotted as samples come; measured over checks
-  ~5-65, and again over checks ~125-185, once every chart holds its full 120 samples;
+  ~5-65, and again over checks ~125-185, long after every chart holds its full window (60 samples)
+  and with the trace 185 checks long;
 - canary hidden, build log shown: 2 pressed; the build log shows the canary's log lines as they come;
 - canary hidden, audit shown: 6 pressed; a pane the canary does not write to;
+- canary pane live, 30 s checks in real time: --time-scale 1, the strategy's own cadence, so a
+  sample comes every 30 s (two redraws in a window);
 - no canary: the console just started, nothing running.
 
 At 80x24 the pane shows one chart, at 120x40 all four. The bytes the console wrote to the
@@ -33,9 +37,10 @@ from _common import ANSI, CONSOLE, Term, cpu_seconds, sandbox_config, start_cana
 
 YARDSTICK = 5.0  # % of one core
 SIZES = ((24, 80), (40, 120))
-# state -> the pane key pressed once the canary runs
-STATES = {"canary pane live": "", "canary hidden, build log shown": "2", "canary hidden, audit shown": "6",
-          "no canary": ""}
+STRATEGY = "canary pane live, 30 s checks in real time"
+# state -> (the pane key pressed once the canary runs, the sandbox's time scale)
+STATES = {"canary pane live": ("", 30), "canary hidden, build log shown": ("2", 30),
+          "canary hidden, audit shown": ("6", 30), STRATEGY: ("", 1), "no canary": ("", 30)}
 FULL = "canary pane live, charts full"
 CHECK = re.compile(rb"check (\d+)/\d+|(\d+)/\d+ checks")
 Figure = tuple[float, float, float, int | None]  # % of a core, of which the UI thread, bytes/s, checks seen
@@ -56,13 +61,14 @@ def window(term: Term, seconds: float) -> Figure:
 
 def measure(rows: int, columns: int, state: str, seconds: float, config: Path) -> dict[str, Figure]:
     with tempfile.TemporaryDirectory(prefix="rc-bench-idle-") as scratch:
-        argv = [*CONSOLE, "--sandbox", "--time-scale", "30", "--config", str(config)]
+        key, time_scale = STATES[state]
+        argv = [*CONSOLE, "--sandbox", "--time-scale", str(time_scale), "--config", str(config)]
         term = Term(argv, rows, columns, {"XDG_STATE_HOME": f"{scratch}/state", "XDG_CONFIG_HOME": f"{scratch}/cfg"})
         try:
             term.wait_for("1.4.1", 60)  # production's version: the environments list is drawn
             if state != "no canary":
-                start_canary(term)
-            if key := STATES[state]:
+                start_canary(term, first_check_s=30 if time_scale > 1 else 75)
+            if key:
                 mark = len(term.output)
                 term.send(key.encode())
                 term.wait_for(f"{key} {'Build log' if key == '2' else 'Audit'}", 10, mark)
@@ -95,7 +101,7 @@ def main(runs: int = 1, seconds: float = 60.0) -> None:
                               f" {figure[1]:.2f}), {figure[2] / 1024:.2f} KB/s to the terminal,"
                               f" {figure[3] if figure[3] is not None else '?'} checks seen", flush=True)
     print(f"\nidle CPU over {seconds:g} s windows, {runs} run(s) each, medians (min-max); yardstick {YARDSTICK:g} %"
-          " of one core; canary samples at 1 Hz (sandbox, --time-scale 30)\n")
+          " of one core; canary samples at 1 Hz (sandbox, --time-scale 30) unless the state says otherwise\n")
     print("| terminal | state | CPU, % of one core | UI thread | output to the terminal | vs yardstick |")
     print("| --- | --- | --- | --- | --- | --- |")
     for (columns, rows, state), figures in results.items():
