@@ -119,7 +119,7 @@ class CanaryPane(Vertical):
     CanaryPane.-small MetricChart.-focus { display: block; }
     CanaryPane MetricChart { height: 1fr; min-height: 5; }
     CanaryPane .title { text-style: bold; }
-    CanaryPane #canary-title { width: 1fr; height: 1; }
+    CanaryPane #canary-title { width: 1fr; }
     CanaryPane #canary-values { height: auto; }
     CanaryPane #canary-verdict { height: auto; max-height: 3; color: $text-muted; }
     """
@@ -150,8 +150,9 @@ class CanaryPane(Vertical):
         self.redraw()
 
     def title_line(self, text: str) -> None:
-        # One line across the pane (CSS): its once-a-second countdown never re-lays-out the screen.
-        self.query_one("#canary-title", Label).update(f"4 Canary: {text}", layout=False)
+        # Across the pane (CSS), wrapping on a narrow one so that the countdown stays in view; its
+        # once-a-second update re-lays-out the screen only when that changes its height.
+        update_steady(self.query_one("#canary-title", Label), f"4 Canary: {text}")
 
     def countdown(self) -> str:
         assert self.next_check is not None
