@@ -180,6 +180,9 @@ class Silent:
     def describe(self) -> str:
         return "silent"
 
+    def query_for(self, series: str, metric: str) -> str:
+        return f"silent: {series} {metric}"
+
     def validate(self) -> list[str]:
         return []
 
