@@ -261,7 +261,7 @@ def test_ssh_drop_mid_deploy_then_a_retry_converges(
     with Traffic(nginx) as traffic:
         with pytest.raises(StepFailed) as dropped:
             target.deploy(f"{repository}:2.0.0", drop_while_waiting)
-        assert killed, "no ssh tunnel to drop"
+        assert killed, f"no ssh tunnel to drop; the deploy stopped with: {dropped.value}"
         message = str(dropped.value)
         assert f"lost the connection to {ssh_docker_url} while deploying" in message
         assert "may still be running" in message
