@@ -154,10 +154,11 @@ def _monitor_steps(services: Services, env: str, image: str | None) -> list[Step
 
 def _show(ctx: StepContext, check: Check, series: Any, baseline: dict[str, float]) -> None:
     """Charts, the trace (journaled at once, entry by entry), and a line per verdict."""
-    ctx.append([entry.to_json() for entry in check.entries])
+    verdicts = [entry.to_json() for entry in check.entries]
+    ctx.append(verdicts)
     ctx.state["checks_done"] = check.number
-    for entry in check.entries:
-        ctx.emit(VerdictLogged(ctx.op_id, entry.to_json()))
+    for verdict in verdicts:
+        ctx.emit(VerdictLogged(ctx.op_id, verdict))
     for metric in CHARTED:
         threshold = next((e.threshold for e in check.entries if e.rule == metric), None)
         for name, values in series.items():
