@@ -234,7 +234,6 @@ class BuildLogPane(Vertical):
         """An operation starts: a fresh view, following, and its log file opened for append."""
         self.close_file()
         log = self.view
-        self._unshown.clear()
         if self.showing_hint:  # the first operation replaces the empty-state hint
             log.clear()
             self.showing_hint = False
