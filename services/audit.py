@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from services.private import private_dir, touch_private, write_private
+
 GENESIS = "0" * 64
 MASK = "**********"
 _SECRET_KEY = re.compile(r"password|passwd|secret|token|api[_-]?key|credential|database_url|redis_url|webhook", re.I)
@@ -56,8 +58,8 @@ class VerifyResult:
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(exist_ok=True)
+        private_dir(path.parent, owned=True)
+        touch_private(path)
         self._head = path.with_suffix(path.suffix + ".head")
 
     def append(
@@ -94,7 +96,7 @@ class AuditLog:
             handle.flush()
             os.fsync(handle.fileno())
             # The head anchor catches a truncated tail, which the chain alone cannot.
-            self._head.write_text(f"{record['hash']}\n")
+            write_private(self._head, f"{record['hash']}\n")
         return record
 
     def records(self) -> Iterator[dict[str, Any]]:

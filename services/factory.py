@@ -31,6 +31,7 @@ from services.ports import (
     SchemaChanges,
     TargetStatus,
 )
+from services.private import private_dir
 from services.sandbox import adapters as sandbox
 from services.sandbox.expand import SandboxSchemaChanges
 from services.sandbox.world import World
@@ -271,7 +272,7 @@ def build(
 ) -> Services:
     """`origin` pins the sandbox clock's start, so a drill or a screenshot can be replayed exactly."""
     state = state or state_dir()
-    state.mkdir(parents=True, exist_ok=True)
+    private_dir(state, owned=True)
     journal = Journal(state / ("sandbox-journal.sqlite3" if sandbox_mode else "journal.sqlite3"))
     audit = AuditLog(state / ("sandbox-audit.jsonl" if sandbox_mode else "audit.jsonl"))
     if sandbox_mode:

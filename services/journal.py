@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from services.events import StepStatus
+from services.private import private_dir, touch_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
@@ -79,13 +80,14 @@ def state_dir(env: dict[str, str] | None = None) -> Path:
     env = dict(os.environ) if env is None else env
     base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     path = Path(base) / "release-console"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(path, owned=True)
 
 
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
+        private_dir(path.parent, owned=True)
+        touch_private(path)  # sqlite gives its -journal/-wal files the database file's mode
         with self._connect() as db:
             db.executescript(_SCHEMA)
 

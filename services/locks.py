@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from services.audit import who
+from services.private import open_private, private_dir
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class FileLocks:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory, owned=True)
 
     def _path(self, env: str) -> Path:
         return self.directory / f"{env}.lock"
@@ -77,13 +78,13 @@ class FileLocks:
     def acquire(self, env: str, reason: str) -> LockInfo:
         info = new_lock(env, reason)
         try:
-            fd = os.open(self._path(env), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(self._path(env), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             held = self.holder(env)
             if held is None:  # released between our open and read: try once more
                 return self.acquire(env, reason)
             if is_stale(held):
-                with (self.directory / ".takeover").open("w") as guard:
+                with open_private(self.directory / ".takeover") as guard:
                     fcntl.flock(guard, fcntl.LOCK_EX)  # only one taker removes the dead holder's file
                     if self.holder(env) == held:
                         self._path(env).unlink(missing_ok=True)

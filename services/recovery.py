@@ -36,6 +36,7 @@ from services.deploy import health_url
 from services.locks import new_lock
 from services.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
 from services.ports import AppFiles, Readable
+from services.private import open_private, private_dir
 
 if TYPE_CHECKING:
     from services.factory import Services
@@ -146,7 +147,7 @@ class Walkthrough:
         prefix = f"{self.env}/{backup_id}/"
         manifest = read_manifest(store, self.env, backup_id)
         artifacts: dict[str, dict[str, Any]] = manifest["artifacts"]
-        work.mkdir(parents=True, exist_ok=True)
+        private_dir(work)
         total = sum(int(a["size"]) for a in artifacts.values())
         progress = _Progress(ctx, total)
         fetched = 0
@@ -157,7 +158,7 @@ class Walkthrough:
                 progress.add(path.stat().st_size)
                 continue
             partial = path.with_name(name + ".partial")
-            with partial.open("wb") as out:
+            with open_private(partial, "wb") as out:
                 for chunk in store.get(prefix + name):
                     out.write(chunk)
                     progress.add(len(chunk))

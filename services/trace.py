@@ -13,6 +13,7 @@ from typing import Any
 
 from services.journal import Journal, OperationRecord
 from services.monitor import TraceEntry
+from services.private import private_dir, write_private
 
 CANARY_KINDS = ("canary", "canary-watch")
 
@@ -62,10 +63,10 @@ def as_markdown(record: OperationRecord) -> str:
 
 def export(record: OperationRecord, directory: Path) -> tuple[Path, Path]:
     """Both forms, as <dir>/<op id>.md and .json; returns their paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     markdown, data = directory / f"{record.id}.md", directory / f"{record.id}.json"
-    markdown.write_text(as_markdown(record), encoding="utf-8")
-    data.write_text(as_json(record), encoding="utf-8")
+    write_private(markdown, as_markdown(record))
+    write_private(data, as_json(record))
     return markdown, data
 
 

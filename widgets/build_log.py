@@ -28,6 +28,8 @@ from textual.containers import Vertical
 from textual.strip import Strip
 from textual.widgets import Input, Label, Log
 
+from services.private import open_private, private_dir
+
 MAX_LINES = 20_000
 LOG_DIR = "build-logs"
 ERROR_LINE = re.compile(r"error|failed|ERROR|Error:|exit code [1-9]")
@@ -42,10 +44,10 @@ class LogFile:
     each batch (encoding and the write syscall cost more than the Log update itself)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self.path = path
         self.problem = ""
-        self._file = path.open("a", encoding="utf-8", buffering=FILE_BUFFER)
+        self._file = open_private(path, "a", encoding="utf-8", buffering=FILE_BUFFER)
         self._queue: queue.Queue[Sequence[str] | None] = queue.Queue(FILE_QUEUE)
         self._thread = threading.Thread(target=self._run, name=f"build-log {path.name}", daemon=True)
         self._thread.start()

@@ -9,9 +9,10 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from services.ports import StoredObject
+from services.private import open_private, private_dir
 
 CHUNK = 1 << 16
 
@@ -42,10 +43,11 @@ class LocalStore:
     @contextmanager
     def open_write(self, key: str) -> Iterator[BinaryIO]:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root, owned=True)  # whole database dumps: no one else on the bastion reads them
+        private_dir(path.parent)
         partial = path.with_name(path.name + ".partial")
         try:
-            with partial.open("wb") as handle:
+            with cast(BinaryIO, open_private(partial, "wb")) as handle:
                 # Held while writing: clean_partials() can tell a live write from a dead one.
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 yield handle
