@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from services import trace
 from services.adapters.local_store import LocalStore
 from services.audit import AuditLog
 from services.journal import Journal
@@ -69,7 +70,7 @@ def test_files_are_0600_whether_new_appended_or_already_there(tmp_path: Path) ->
         open_private(old, "x")
 
 
-def test_the_state_dir_journal_audit_and_locks_are_private(tmp_path: Path) -> None:
+def test_the_state_dir_journal_audit_locks_and_traces_are_private(tmp_path: Path) -> None:
     state = tmp_path / "state" / "release-console"
     journal = Journal(state / "journal.sqlite3")
     journal.begin("op-1", "deploy", "staging", "Deploy", {"version": "1.4.2"}, [("plan", "Plan")])
@@ -78,8 +79,10 @@ def test_the_state_dir_journal_audit_and_locks_are_private(tmp_path: Path) -> No
     locks = FileLocks(state / "sandbox-locks")
     locks.acquire("staging", "deploy op-1")
 
+    trace.export(journal.get("op-1"), state / "traces")
+
     assert_private(state)
-    assert {"journal.sqlite3", "audit.jsonl", "audit.jsonl.head", "sandbox-locks/staging.lock"} <= set(
+    assert {"traces/op-1.md", "traces/op-1.json", "journal.sqlite3", "audit.jsonl", "audit.jsonl.head", "sandbox-locks/staging.lock"} <= set(
         modes_below(state))
 
 
