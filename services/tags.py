@@ -20,6 +20,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from services.references import check_reference
+
 _SEMVER_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 _PULL_REF = re.compile(r"^refs/pull/(\d+)/(?:merge|head)$")
 _TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -87,4 +89,5 @@ def compute_tags(repo_dir: Path, image: str, pr: int | None = None,
         major, minor, patch = versions[0]
         names += [f"{major}.{minor}.{patch}", f"{major}.{minor}"]
     names.append(f"{branch[:MAX_TAG - len(sha) - 1]}-{sha}")
-    return [f"{image}:{name}" for name in dict.fromkeys(names)]
+    # Built from sanitized parts, so always valid; checked anyway, as every reference the console makes.
+    return [check_reference(f"{image}:{name}", "tag") for name in dict.fromkeys(names)]
