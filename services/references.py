@@ -19,10 +19,13 @@ import re
 
 TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_HOST = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*"
+_LABEL = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+# As docker reads it: the first part is a registry host only with a '.', a port, or as localhost;
+# otherwise it is a path component (so "UPPER/app" is refused, as `docker pull` refuses it).
+_HOST = rf"(?:(?:{_LABEL}(?:\.{_LABEL})+|localhost)(?::[0-9]{{1,5}})?|{_LABEL}:[0-9]{{1,5}})"
 _DIGEST = r"sha256:[a-f0-9]{64}"
 _TAG_RE = re.compile(TAG)
-_REPOSITORY_RE = re.compile(rf"(?:{_HOST}(?::[0-9]{{1,5}})?/)?{_COMPONENT}(?:/{_COMPONENT})*")
+_REPOSITORY_RE = re.compile(rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*")
 _REFERENCE_RE = re.compile(rf"(?P<name>{_REPOSITORY_RE.pattern})(?::(?P<tag>{TAG}))?(?:@(?P<digest>{_DIGEST}))?")
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 MAX_NAME = 255  # docker's limit on a repository name's length
