@@ -26,6 +26,11 @@ class Param:
     default: str = ""
     required: bool = False
     switch: bool = False  # a yes/no flag (--dry-run); the TUI has no field for it: its plan step shows first
+    form: bool = True  # False: a CLI flag only, not asked in the TUI's form (the release's version: from git)
+
+    @property
+    def in_form(self) -> bool:
+        return self.form and not self.switch
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ each step, so a resumed operation picks up where it stopped.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +146,8 @@ def _has_target(services: Services, env: str) -> bool:
     return not isinstance(services.target(env), NoDeployTarget)
 
 
-@action("release", "Release pipeline: checks, build, push, deploy", confirm_before="deploy", params=(VERSION,))
+@action("release", "Release pipeline: checks, build, push, deploy", confirm_before="deploy",
+        params=(replace(VERSION, form=False),))
 def release(services: Services, env: str, params: dict[str, Any]) -> Operation:
     version = _version(services, params)
 
