@@ -1,7 +1,7 @@
 """`release-console`: opens the console, or runs the same services headless for CI and scripts.
 
 Exit codes: 0 ok, 1 the operation failed, 2 bad config or usage, 3 declined or cancelled,
-4 the environment's release lock is held by someone else.
+4 the environment's release lock is held by someone else, 5 a canary the rules rolled back.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ import argparse
 import json
 import os
 import select
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +126,54 @@ def _confirm_flags(command: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every user error ends in a message and its exit code; anything else in one line and a log."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit: a reader gone (`| head -1`) is handled below
+        return code
+    except BrokenPipeError:
+        _quiet_stdout()  # the reader had enough: no more output, no complaint at exit
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("\ninterrupted: anything left running is in the journal (release-console journal list)",
+              file=sys.stderr)
+        return EXIT_DECLINED
+    except Exception as err:  # noqa: BLE001 - the last resort: a bug, said in one line, never a traceback
+        return _unexpected(err)
+
+
+def _quiet_stdout() -> None:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _unexpected(err: BaseException) -> int:
+    """One line on stderr, the traceback in a private (0600) file for the bug report."""
+    import traceback
+
+    from services.audit import mask
+
+    text = str(mask("".join(traceback.format_exception(err))))
+    where = "nowhere (could not write a log)"
+    try:
+        from services.journal import state_dir
+
+        path = state_dir() / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as log:
+            log.write(text)
+        where = str(path)
+    except OSError:
+        pass
+    said = " ".join(str(mask(str(err))).split())[:300]
+    print(f"error: unexpected {type(err).__name__}: {said}\n"
+          f"  this is a bug in release-console; the traceback is in {where}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quick, rest = top_parser(add_help=False).parse_known_args(argv)
     if not rest:
@@ -133,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from services import factory
     from services.config import ConfigError
     from services.locks import LockHeld
+    from services.operations import StepFailed
 
     args = parser().parse_args(argv)
     try:
@@ -149,6 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LockHeld as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_LOCKED
+    except StepFailed as err:  # a command outside an operation met an unreachable service
+        from services.audit import mask
+
+        print(f"error: {mask(str(err))}", file=sys.stderr)
+        for option in err.next_options:
+            print(f"  next: {option}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _dispatch(args: argparse.Namespace, services: Services) -> int:
@@ -193,7 +252,9 @@ def _run(args: argparse.Namespace, services: Services, operation: Any, start_at:
     from services.events import Outcome
 
     render = _unbroken(_json_line if args.json else _text_line)
-    result = services.runner.run(operation, render, _cli_confirm(args), start_at=start_at, state=state)
+    cancel = threading.Event()
+    with _interrupt_cancels(cancel):
+        result = services.runner.run(operation, render, _cli_confirm(args), cancel, start_at=start_at, state=state)
     if result.outcome is Outcome.SUCCEEDED:
         return EXIT_OK
     if result.detail.startswith("rolled back"):  # a canary the rules rolled back: CI gates on this
@@ -201,6 +262,27 @@ def _run(args: argparse.Namespace, services: Services, operation: Any, start_at:
     if "locked by" in result.detail:
         return EXIT_LOCKED
     return EXIT_DECLINED if result.outcome in (Outcome.DECLINED, Outcome.CANCELLED) else EXIT_FAILED
+
+
+@contextmanager
+def _interrupt_cancels(cancel: threading.Event) -> Iterator[None]:
+    """ctrl-c cancels the operation as ctrl+x does in the TUI: the running step stops what it runs
+    and the operation ends cancelled, saying so. A second ctrl-c leaves at once (resumable)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: object) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\ncancelling: stopping what runs now (ctrl-c again to leave at once)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _cli_confirm(args: argparse.Namespace) -> Any:
@@ -376,7 +458,12 @@ def _journal(args: argparse.Namespace, services: Services) -> int:
               "\n".join(f"{r.id}  {r.kind:<9} {r.env:<12} "
                         f"{'INTERRUPTED' if r.id in interrupted else r.status:<11} {r.title}" for r in records))
         return EXIT_OK
-    record = services.journal.get(args.op_id)
+    try:
+        record = services.journal.get(args.op_id)
+    except KeyError:
+        print(f"error: no operation {args.op_id!r} in the journal ({services.journal.path});"
+              " release-console journal list shows the operations and their ids", file=sys.stderr)
+        return EXIT_USAGE
     if args.journal_command == "abandon":
         services.journal.abandon(record.id, args.reason)
         services.audit.append(record.env, "abandon", {"op_id": record.id}, "abandoned", args.reason)
@@ -384,12 +471,26 @@ def _journal(args: argparse.Namespace, services: Services) -> int:
         return EXIT_OK
     from services.catalog import build_operation
 
-    operation = build_operation(services, record.kind, record.env, record.params)
+    try:
+        operation = build_operation(services, record.kind, record.env, record.params)
+    except ValueError as err:  # its parameters are no longer accepted (a newer console, a config change)
+        print(f"error: cannot resume {record.id}: {err}", file=sys.stderr)
+        return EXIT_USAGE
     operation.id = record.id
     return _run(args, services, operation, start_at=record.resume_index, state=record.state)
 
 
 def _migrations(args: argparse.Namespace, services: Services) -> int:
+    from services.migrations.prisma import MigrationsDirError
+
+    try:
+        return _migrations_of(args, services)
+    except MigrationsDirError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _migrations_of(args: argparse.Namespace, services: Services) -> int:
     from services.migrations.deploy import lint_pending
 
     if args.group_command == "lint":

@@ -26,6 +26,11 @@ class Param:
     default: str = ""
     required: bool = False
     switch: bool = False  # a yes/no flag (--dry-run); the TUI has no field for it: its plan step shows first
+    form: bool = True  # False: a CLI flag only, not asked in the TUI's form (the release's version: from git)
+
+    @property
+    def in_form(self) -> bool:
+        return self.form and not self.switch
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ def build_operation(services: Services, kind: str, env: str, params: dict[str, A
         spec = ACTIONS[kind]
     except KeyError:
         raise ValueError(f"unknown action {kind!r}; known: {', '.join(sorted(ACTIONS))}") from None
+    check_params(spec, params or {})
     operation = spec.build(services, env, dict(params or {}))
     production = services.config.environment(env).production
     # Destructive ones, and those with their own confirm step before `confirm_before`, confirm
@@ -71,6 +77,18 @@ def build_operation(services: Services, kind: str, env: str, params: dict[str, A
     if production and spec.changes_env and not spec.destructive and at is not None and not confirmed:
         operation.steps.insert(at, confirm_step(services, env, spec.title))
     return operation
+
+
+def check_params(spec: Action, params: dict[str, Any]) -> None:
+    """Every key must be a declared Param: a misspelt one would silently fall back to a default.
+
+    Here rather than in the CLI, so the TUI and a resumed operation are held to it too.
+    """
+    known = [p.name for p in spec.params]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        listed = ", ".join(known) if known else "none: it takes no parameters"
+        raise ValueError(f"unknown parameter {', '.join(map(repr, unknown))} for {spec.kind}; known: {listed}")
 
 
 def confirm_step(services: Services, env: str, what: str | Callable[[StepContext], str], title: str = "") -> Step:

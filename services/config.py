@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from services.references import check_name, check_repository
+
 CONFIG_NAME = "release.toml"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -51,9 +53,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _name(value: str) -> str:
+    """Names that go into generated config (nginx upstream file, container names): [A-Za-z0-9._-] only."""
+    return check_name(value, "name")
+
+
 class AppConfig(Strict):
     name: str = Field(min_length=1)
     image: str = Field(min_length=1, description="image repository, without a tag")
+    check_timeout_s: float = Field(1800, gt=0, description="each pipeline check (npm test ...) is stopped after this")
     context: str = "."
     dockerfile: str = "Dockerfile"
     target: str = "runner"
@@ -69,7 +77,19 @@ class AppConfig(Strict):
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with '/'")
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError("must not contain spaces or control characters")
         return value
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return _name(value)
+
+    @field_validator("image")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        return check_repository(value, "image")
 
 
 class BuildConfig(Strict):
@@ -105,7 +125,7 @@ class NginxSplit(Strict):
 class DockerTarget(Strict):
     kind: Literal["docker"]
     docker_url: str = "unix:///var/run/docker.sock"
-    service: str = "app"
+    service: str = Field("app", pattern=r"^[A-Za-z0-9._-]+$")  # part of the containers' names
     # "host": each container listens on its own host port (the app reads PORT); any other
     # network: the app's port is published on that host port.
     network: str = "host"
@@ -352,6 +372,19 @@ class MigrationsConfig(Strict):
     lock_wait_s: float = Field(30, gt=0, description="how long to wait for Prisma's migration lock")
 
 
+class DatabaseConfig(Strict):
+    """Bounds on every query the console runs: no query or lock wait hangs an operation.
+
+    Work that legitimately runs long (a Prisma migration's SQL, REINDEX) has its own bound.
+    """
+
+    statement_timeout_s: float = Field(30, gt=0)
+    lock_timeout_s: float = Field(5, gt=0)
+    connect_timeout_s: int = Field(5, ge=1)
+    migration_statement_timeout_s: float = Field(3600, gt=0, description="a migration's SQL, REINDEX, ANALYZE")
+    migration_lock_timeout_s: float = Field(30, gt=0, description="the locks a migration's SQL waits for")
+
+
 class NotifyConfig(Strict):
     webhook_url: SecretStr | None = None
     channel: str = "#deployments"
@@ -367,6 +400,7 @@ class ReleaseConfig(Strict):
     build: BuildConfig = BuildConfig()
     migrations: MigrationsConfig = MigrationsConfig()
     notify: NotifyConfig = NotifyConfig()
+    database: DatabaseConfig = DatabaseConfig()
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("environments")
@@ -374,6 +408,8 @@ class ReleaseConfig(Strict):
     def _some_environment(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
         if not value:
             raise ValueError("define at least one environment")
+        for name in value:
+            check_name(name, "environment name")
         return value
 
     def environment(self, name: str) -> EnvironmentConfig:

@@ -13,6 +13,7 @@ from services.catalog import Param, action, confirm_step
 from services.migrations.lint import lint_migrations
 from services.operations import Operation, Step, StepContext, StepFailed
 from services.ports import Change, Deploy, Plan, Revision
+from services.references import check_reference, check_tag
 
 if TYPE_CHECKING:
     from services.factory import Services
@@ -30,10 +31,12 @@ def image_reference(services: Services, wanted: str) -> str:
 
     Bad input is a ValueError: refused before the operation starts.
     """
-    wanted = wanted.strip()
-    if not wanted:
+    if not wanted.strip():
         raise ValueError("no version given: pass --version TAG (or a full image reference)")
-    return wanted if ":" in wanted or "/" in wanted else f"{services.config.app.image}:{wanted}"
+    # Not stripped before the check: a version with a newline is refused, never trimmed into shape.
+    if ":" in wanted or "/" in wanted or "@" in wanted:
+        return check_reference(wanted, "version")
+    return f"{services.config.app.image}:{check_tag(wanted)}"
 
 
 def resolve_step(services: Services, reference: Callable[[StepContext], str]) -> Step:
@@ -137,9 +140,17 @@ def deploy_steps(services: Services, env: str, action_name: str) -> list[Step]:
 @action("rollback", "Roll back to an earlier revision", destructive=True, params=(
     Param("revision", "the revision number to go back to (default: the one before the current)"), DRY_RUN))
 def rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
+    wanted = str(params.get("revision") or "").strip()
+    if wanted and not wanted.isdigit():  # refused before anything starts; an unknown number fails in `choose`
+        raise ValueError(f"revision must be a revision number, got {wanted!r} (release-console history --env {env})")
+
     def choose(ctx: StepContext) -> str:
         history = services.revisions(env).list()
         revision = choose_revision(env, history, params.get("revision"))
+        try:  # a revision recorded by hand or by an older console: never deployed unchecked
+            check_reference(revision.image, f"revision {revision.number}'s image")
+        except ValueError as err:
+            raise StepFailed(str(err), ("pick another revision: release-console history",)) from None
         ctx.state["image"], ctx.state["digest"] = revision.image, revision.digest
         ctx.state["to"] = revision.number
         breaking = breaking_since(services, env, revision)

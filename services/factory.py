@@ -232,7 +232,8 @@ def _postgres_revisions(config: ReleaseConfig, env: str) -> RevisionLog:
 def _postgres_schema(config: ReleaseConfig, env: str) -> SchemaChanges:
     from services.migrations.schema_changes import PostgresSchemaChanges  # psycopg: only when used
 
-    return PostgresSchemaChanges(config.environment(env).database_url.get_secret_value())
+    return PostgresSchemaChanges(config.environment(env).database_url.get_secret_value(),
+                                 config.database.migration_statement_timeout_s)
 
 
 def load_config(path: str | None, sandbox_mode: bool, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
@@ -292,12 +293,16 @@ def build(
             },
         )
     # Imported here: httpx and psycopg cost ~0.5 s of start-up that the sandbox never needs.
+    from services.adapters import pg
     from services.adapters.commands import SubprocessCommands
     from services.adapters.docker_build import DockerBuilder, DockerRegistry
     from services.adapters.http import HttpHealth, WebhookNotifier
     from services.adapters.local_store import LocalStore
     from services.adapters.postgres import PostgresMigrations
 
+    database = config.database
+    pg.configure(pg.Bounds(database.statement_timeout_s, database.lock_timeout_s,
+                           database.migration_statement_timeout_s, database.migration_lock_timeout_s))
     build = config.build
     webhook = config.notify.webhook_url
     notifier: Notifier = WebhookNotifier(webhook, config.notify.channel) if webhook else LogNotifier()
@@ -317,7 +322,7 @@ def build(
         config, journal, audit, RoutedLocks(config),
         DockerBuilder(build.engine_url, build.max_context_mb),
         DockerRegistry(build.engine_url, build.registry_username, build.registry_password),
-        SubprocessCommands(context), store,
+        SubprocessCommands(context, config.app.check_timeout_s), store,
         _app_files(config, None, base), notifier,
         1.0, None,
         {
@@ -326,7 +331,7 @@ def build(
             "metrics": lambda env: _metrics(config, env),
             "database": lambda env: PostgresMigrations(
                 config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s,
-                scratch_server=config.backup.scratch_database_url),
+                connect_timeout_s=database.connect_timeout_s, scratch_server=config.backup.scratch_database_url),
             "app_files": lambda env: _app_files(config, env, base),
             "health": lambda env: HttpHealth(),
             "schema": lambda env: _postgres_schema(config, env),

@@ -52,6 +52,15 @@ class Cancelled(Exception):
     pass
 
 
+_running = threading.local()  # .cancel: the cancel event of the step this thread runs
+
+
+def current_cancel() -> threading.Event | None:
+    """The running step's cancel event (ctrl+x, SIGINT), for adapters that wait on a subprocess:
+    they get it here rather than through every port's signature."""
+    return getattr(_running, "cancel", None)
+
+
 @dataclass
 class StepContext:
     op_id: str
@@ -207,16 +216,21 @@ class Runner:
                               lambda items: self.journal.append(op.id, items))
             self.journal.step(op.id, index, StepStatus.RUNNING)
             emit(StepStarted(op.id, step.id, step.title, index, len(op.steps)))
+            outer, _running.cancel = current_cancel(), cancel
             try:
                 ctx.check_cancelled()
                 step_detail = step.run(ctx) or ""
             except Exception as err:  # noqa: BLE001 - every failure becomes an outcome, never a traceback
                 outcome, options = _classify(err)
                 detail, failed = str(mask(str(err))), step.id
+                if isinstance(err, Cancelled):  # the last event names what was in flight
+                    detail = f"{step.title}: {detail}"
                 self.journal.save_state(op.id, state)  # what the step learnt before failing (a trace)
                 self.journal.step(op.id, index, StepStatus.FAILED, detail)
                 emit(StepFinished(op.id, step.id, StepStatus.FAILED, detail))
                 break
+            finally:
+                _running.cancel = outer
             self.journal.save_state(op.id, state)
             self.journal.step(op.id, index, StepStatus.DONE, step_detail)
             emit(StepFinished(op.id, step.id, StepStatus.DONE, step_detail))

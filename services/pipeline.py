@@ -9,6 +9,7 @@ each step, so a resumed operation picks up where it stopped.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from services.deploy import deploy_steps
 from services.image_policy import check_image, failures
 from services.operations import Operation, Step, StepContext, StepFailed
 from services.ports import BuildRequest, BuiltImage
+from services.references import check_tag
 from services.tags import NotAGitRepository, compute_tags, is_git_repo
 
 if TYPE_CHECKING:
@@ -56,7 +58,9 @@ def image_tags(services: Services, version: str) -> tuple[list[str], str]:
 
 
 def _version(services: Services, params: dict[str, Any]) -> str:
-    return str(params.get("version") or (SANDBOX_VERSION if services.sandbox else ""))
+    """The tag asked for (checked before anything starts: a ValueError), or none: git tags then."""
+    version = str(params.get("version") or (SANDBOX_VERSION if services.sandbox else ""))
+    return check_tag(version) if version else version
 
 
 def _checks(services: Services) -> list[Step]:
@@ -142,7 +146,8 @@ def _has_target(services: Services, env: str) -> bool:
     return not isinstance(services.target(env), NoDeployTarget)
 
 
-@action("release", "Release pipeline: checks, build, push, deploy", confirm_before="deploy")
+@action("release", "Release pipeline: checks, build, push, deploy", confirm_before="deploy",
+        params=(replace(VERSION, form=False),))
 def release(services: Services, env: str, params: dict[str, Any]) -> Operation:
     version = _version(services, params)
 

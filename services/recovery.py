@@ -51,6 +51,7 @@ BACKUP_ID = Param("backup_id", "the backup to restore (default: the newest compl
     BACKUP_ID,
     Param("health_tries", "health-check tries (default: recovery.health_tries)"),
     Param("health_interval_s", "seconds between tries (default: recovery.health_interval_s)"),
+    Param("drill", "a drill instead: restore into scratch, touch nothing live (as restore-drill)", switch=True),
 ))
 def restore(services: Services, env: str, params: dict[str, Any]) -> Operation:
     """The walkthrough; `drill=true` makes it the drill (the `restore-drill` action)."""

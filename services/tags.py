@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+
+from services import processes
+from services.references import check_reference
 
 _SEMVER_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 _PULL_REF = re.compile(r"^refs/pull/(\d+)/(?:merge|head)$")
 _TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_TAG = 128  # docker's limit on a tag's length
+GIT_TIMEOUT_S = 30
 
 
 class NotAGitRepository(Exception):
@@ -40,10 +43,10 @@ def sanitize(name: str) -> str:
 def _git(repo_dir: Path, *args: str) -> str | None:
     """git's stdout, stripped; None when the command fails (e.g. no tag points at HEAD)."""
     try:
-        done = subprocess.run(["git", *args], cwd=repo_dir, capture_output=True, text=True, timeout=30, check=False)
+        done = processes.run(["git", *args], GIT_TIMEOUT_S, cwd=repo_dir)
     except FileNotFoundError:
         raise NotAGitRepository("git is not installed (or not on PATH)") from None
-    return done.stdout.strip() if done.returncode == 0 else None
+    return done.stdout.strip() if done.code == 0 else None
 
 
 def is_git_repo(repo_dir: Path) -> bool:
@@ -87,4 +90,5 @@ def compute_tags(repo_dir: Path, image: str, pr: int | None = None,
         major, minor, patch = versions[0]
         names += [f"{major}.{minor}.{patch}", f"{major}.{minor}"]
     names.append(f"{branch[:MAX_TAG - len(sha) - 1]}-{sha}")
-    return [f"{image}:{name}" for name in dict.fromkeys(names)]
+    # Built from sanitized parts, so always valid; checked anyway, as every reference the console makes.
+    return [check_reference(f"{image}:{name}", "tag") for name in dict.fromkeys(names)]

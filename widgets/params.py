@@ -33,7 +33,7 @@ class ParamsModal(ModalScreen[dict[str, str] | None]):
         """`values` pre-fills fields (e.g. the migration highlighted in the pane)."""
         super().__init__()
         self.title_text, self.values, self.banner = title, values, banner
-        self.params = tuple(p for p in params if not p.switch)  # switches are CLI-only (the plan shows anyway)
+        self.params = tuple(p for p in params if p.in_form)  # switches are CLI-only (the plan shows anyway)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(can_focus=False):  # Tab goes field to field, not to the scroller

@@ -221,7 +221,7 @@ class MainScreen(Screen[None]):
             self.notify(f"{self.running} is still running; wait, or cancel it with ctrl+x", severity="warning")
             return
         spec = all_actions().get(kind)
-        if params is None and spec is not None and any(not p.switch for p in spec.params):
+        if params is None and spec is not None and any(p.in_form for p in spec.params):
             # The action asks for parameters: a form first, pre-filled from what is highlighted.
             banner = "SANDBOX" if self.services.sandbox else None
             form = ParamsModal(f"{spec.title} on {self.selected_env}", spec.params, self.form_values(kind), banner)

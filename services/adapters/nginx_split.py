@@ -34,9 +34,11 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from services import processes
 from services.audit import mask
-from services.operations import StepFailed
+from services.operations import Cancelled, StepFailed, current_cancel
 from services.ports import OnLine
+from services.references import NAME_CHARS, is_name
 
 SSH_TIMEOUT_S = 60
 TUNNEL_TIMEOUT_S = 20
@@ -78,6 +80,14 @@ def canary_weight(servers: list[Server]) -> int:
 
 
 def render(upstream: str, servers: list[Server], owner: str) -> str:
+    """The file's text. Every name and version in it is checked first, whatever config let through:
+    a newline or a ';' in any of them would write nginx directives of its own."""
+    _refuse_unsafe("upstream name", upstream)
+    for part in owner.split(" "):
+        _refuse_unsafe("app or environment name", part)
+    for s in servers:
+        if s.version:
+            _refuse_unsafe("version", s.version)
     lines = [f"# Written by release-console for {owner}: do not edit by hand, it is rewritten on every switch.",
              f"upstream {upstream} {{"]
     for s in servers:
@@ -85,6 +95,12 @@ def render(upstream: str, servers: list[Server], owner: str) -> str:
         lines.append(f"    server 127.0.0.1:{s.port}{state};  # {s.role} {s.version}".rstrip())
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _refuse_unsafe(what: str, value: str) -> None:
+    if not is_name(value):
+        raise StepFailed(f"refusing to write {what} {value!r} into the nginx upstream file: only {NAME_CHARS} is"
+                         " allowed there", ("fix the name in release.toml", "deploy a version with a plain tag"))
 
 
 def parse(text: str) -> list[Server]:
@@ -147,12 +163,12 @@ class LocalHost:
 
     def run(self, argv: list[str]) -> tuple[int, str]:
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=SSH_TIMEOUT_S, check=False)
+            done = processes.run(argv, SSH_TIMEOUT_S)
         except FileNotFoundError:
             return 127, f"command not found: {argv[0]}"
-        except subprocess.TimeoutExpired:
-            return 124, f"timed out after {SSH_TIMEOUT_S}s"
-        return done.returncode, (done.stdout + done.stderr).strip()
+        except processes.TimedOut as err:  # a failed reload: the caller puts the old file back
+            return 124, str(err)
+        return done.code, (done.stdout + done.stderr).strip()
 
     def http_ok(self, url: str) -> bool:
         try:
@@ -194,7 +210,10 @@ class SshHost:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
             try:
                 deadline = time.monotonic() + TUNNEL_TIMEOUT_S
+                cancel = current_cancel()
                 while not os.path.exists(socket_path):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(f"cancelled by the operator while ssh to {self.where} was connecting")
                     if process.poll() is not None or time.monotonic() > deadline:
                         errors.seek(0)
                         raise HostLost(f"ssh to {self.where} failed: {' '.join(errors.read().split())[:300]}"
@@ -218,16 +237,16 @@ class SshHost:
         control = getattr(self._local, "control", None)
         shared = ["-o", "ControlMaster=no", "-o", f"ControlPath={control}"] if control else []
         try:
-            done = subprocess.run([*self.argv[:1], *shared, *self.argv[1:], remote], input=stdin,
-                                  capture_output=True, text=True, timeout=SSH_TIMEOUT_S, check=False)
+            done = processes.run([*self.argv[:1], *shared, *self.argv[1:], remote], SSH_TIMEOUT_S, stdin_text=stdin,
+                                 what=f"ssh to {self.where}")
         except FileNotFoundError:
             raise StepFailed("the ssh client is not installed on this machine", ("apt-get install openssh-client",)
                              ) from None
-        except subprocess.TimeoutExpired:
-            raise HostLost(f"ssh to {self.where} timed out after {SSH_TIMEOUT_S}s") from None
-        if done.returncode == 255:
+        except processes.TimedOut as err:
+            raise HostLost(str(err)) from None
+        if done.code == 255:
             raise HostLost(f"ssh to {self.where} failed: {' '.join(done.stderr.split())[:300]}")
-        return done.returncode, done.stdout, done.stderr
+        return done.code, done.stdout, done.stderr
 
     def read(self, path: str) -> str | None:
         code, out, err = self._ssh(shlex.join(["cat", "--", path]))
@@ -291,6 +310,7 @@ class Upstream:
         self.name = name
         self.reload_argv = list(reload)
         self.owner = owner
+        render(name, [], owner)  # refuses a name that could inject directives, before anything runs
 
     def read(self) -> tuple[str | None, list[Server]]:
         text = self.host.read(self.path)

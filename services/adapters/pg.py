@@ -1,15 +1,46 @@
-"""One way to open a PostgreSQL connection: errors name the server and never the password."""
+"""One way to open a PostgreSQL connection: errors name the server and never the password.
+
+Every connection is bounded: `statement_timeout` and `lock_timeout` are set on it as it opens
+([database] statement_timeout_s / lock_timeout_s), so no query of the console (the release
+lock, revisions, row counts ...) waits forever on a busy or locked table. Work that is long by
+nature (a migration's SQL, REINDEX) asks for the longer, still bounded, migration values with
+`long_running(conn)`. A query stopped by either bound fails the step saying which bound and
+where to raise it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import errors
 
 from services.audit import mask
 from services.operations import StepFailed
+
+
+@dataclass(frozen=True)
+class Bounds:
+    statement_timeout_s: float = 30.0
+    lock_timeout_s: float = 5.0
+    migration_statement_timeout_s: float = 3600.0
+    migration_lock_timeout_s: float = 30.0
+
+
+_bounds = Bounds()
+
+
+def configure(bounds: Bounds) -> None:
+    """Set by the factory from [database]; the defaults hold for a process that never built one."""
+    global _bounds
+    _bounds = bounds
+
+
+def bounds() -> Bounds:
+    return _bounds
 
 
 @contextmanager
@@ -22,4 +53,33 @@ def connect(dsn: str, autocommit: bool = True, timeout_s: int = 5) -> Iterator[p
         raise StepFailed(f"cannot connect to {mask(dsn)}: {detail}",
                          ("check the host, port and credentials in database_url", "retry")) from None
     with conn:
-        yield conn
+        _bound(conn, _bounds.statement_timeout_s, _bounds.lock_timeout_s)
+        try:
+            yield conn
+        except errors.QueryCanceled as err:
+            raise _timed_out(err, "statement_timeout_s") from None
+        except errors.LockNotAvailable as err:
+            raise _timed_out(err, "lock_timeout_s") from None
+
+
+def long_running(conn: psycopg.Connection[Any]) -> None:
+    """This session runs a migration's SQL or a REINDEX: the longer [database] migration_* bounds."""
+    _bound(conn, _bounds.migration_statement_timeout_s, _bounds.migration_lock_timeout_s)
+
+
+def _bound(conn: psycopg.Connection[Any], statement_s: float, lock_s: float) -> None:
+    # set_config rather than the `options` connection parameter: that would replace any
+    # options the operator's database_url carries (a search_path).
+    conn.execute("SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
+                 (f"{round(statement_s * 1000)}ms", f"{round(lock_s * 1000)}ms"))
+    if not conn.autocommit:
+        conn.commit()  # a session setting made in a transaction that rolls back would be undone
+
+
+def _timed_out(err: psycopg.Error, key: str) -> StepFailed:
+    what = str(mask(str(err.diag.message_primary or err))).strip()
+    seconds, long = getattr(_bounds, key), getattr(_bounds, f"migration_{key}")
+    return StepFailed(f"the database stopped a query: {what} ([database] {key} = {seconds:g}s;"
+                      f" migration_{key} = {long:g}s for migrations and REINDEX)",
+                      ("look for a long query or a lock held on the table (pg_stat_activity)",
+                       f"raise [database] {key} in release.toml if this work needs longer", "retry"))

@@ -27,7 +27,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
-from services.adapters.pg import connect
+from services.adapters.pg import connect, long_running
 from services.audit import mask
 from services.migrations import prisma
 from services.operations import StepFailed
@@ -94,6 +94,7 @@ class PostgresMigrations:
                 on_line(f"waiting for Prisma's migration lock, held by {holder}: {left:.0f}s left")
                 time.sleep(min(1.0, max(left, 0.05)))
             # While the lock is held, applies share its connection and one read of the folder.
+            long_running(conn)  # a migration's SQL may rightly run long: the migration bounds
             conn.execute(prisma.TABLE_DDL)
             self._session = (conn, {f.name: f for f in prisma.read_dir(self.migrations_dir)})
             try:
@@ -125,6 +126,7 @@ class PostgresMigrations:
             conn, files = self._session
             return self._apply(conn, files.get(name), name, on_line)
         with self._connect() as conn:
+            long_running(conn)
             return self._apply(conn, {f.name: f for f in prisma.read_dir(self.migrations_dir)}.get(name), name,
                                on_line)
 
@@ -206,6 +208,7 @@ class PostgresMigrations:
 
     def reindex(self, table: str) -> None:
         with self._connect() as conn:
+            long_running(conn)
             # CONCURRENTLY (PostgreSQL 12+) rebuilds without blocking writes.
             concurrently = conn.info.server_version >= 120000
             verb = "REINDEX TABLE CONCURRENTLY {}" if concurrently else "REINDEX TABLE {}"

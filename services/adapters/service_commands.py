@@ -8,14 +8,13 @@ line to the operation's log, and a non-zero exit code fails the step with the la
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import shlex
-import signal
 import subprocess
 import threading
 from collections.abc import Mapping
 
+from services import processes
 from services.audit import mask
 from services.operations import StepFailed
 from services.ports import OnLine
@@ -62,15 +61,9 @@ class CommandServices:
 
         reader = threading.Thread(target=follow, name=f"services-{what}", daemon=True)
         reader.start()
-        try:
-            code = process.wait(timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            # A hung command must not hang the walkthrough: its whole group goes.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            raise StepFailed(f"the {what} command ({shown}) did not finish within {self.timeout_s:.0f}s; killed",
-                             ("look at what it waits for, then retry this step",)) from None
+        # A hung command must not hang the walkthrough, nor a cancel wait for it: its whole group goes.
+        code = processes.wait(process, argv, self.timeout_s, what=f"the {what} command",
+                              advice=("look at what it waits for, then retry this step",))
         # A start command may leave a server running that still holds the output pipe: the
         # command's own exit is what counts, so its output is followed only briefly after.
         reader.join(timeout=2)

@@ -49,6 +49,7 @@ def check_history(records: list[MigrationRecord]) -> None:
 @action("migrate", "Apply pending migrations (backup first)", confirm_before="apply")
 def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
     database = services.database(env)
+    database.scripts()  # no usable migrations folder: a config error (MigrationsDirError), before anything starts
     tables = services.config.migrations.integrity_tables
     production = services.config.environment(env).production
 

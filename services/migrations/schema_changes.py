@@ -161,8 +161,9 @@ def _value(fill: Fill) -> sql.Composable:
 class PostgresSchemaChanges:
     """One connection per adapter, opened on first use and closed by `close()` after each step."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, statement_timeout_s: float = 3600.0) -> None:
         self._dsn = dsn
+        self._statement_timeout_s = statement_timeout_s  # [database] migration_statement_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -170,6 +171,9 @@ class PostgresSchemaChanges:
             self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=10,
                                          application_name=APPLICATION_NAME)
             self._conn.execute("SELECT set_config('lock_timeout', %s, false)", (READ_LOCK_TIMEOUT,))
+            # A backfill batch or a schema change is bounded too (its lock_timeout is set per transaction).
+            self._conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                               (f"{round(self._statement_timeout_s * 1000)}ms",))
         return self._conn
 
     def close(self) -> None:

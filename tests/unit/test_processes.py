@@ -1,0 +1,90 @@
+"""Subprocesses are bounded: a timeout or a cancel stops the whole process group and says what ran."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from services import processes
+from services.adapters.commands import SubprocessCommands
+from services.events import Finished, Outcome
+from services.operations import Cancelled, Operation, Step, StepContext
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_check_past_its_timeout_is_stopped_with_its_children(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = f"sleep 60 & echo $! > {pids}; echo started; wait"
+    lines: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(processes.TimedOut) as stopped:
+        SubprocessCommands(tmp_path, timeout_s=0.5).run(["sh", "-c", script], lines.append)
+    assert time.monotonic() - started < processes.GRACE_S + 2
+    assert "did not finish within 0.5s" in str(stopped.value) and "sh -c" in str(stopped.value)
+    assert "check_timeout_s" in " ".join(stopped.value.next_options)
+    assert lines == ["started"]
+    child = int(pids.read_text())
+    deadline = time.monotonic() + 2
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the check's child outlived it"
+
+
+def test_a_process_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
+    with pytest.raises(processes.TimedOut):
+        processes.run(["sh", "-c", "trap '' TERM; echo ready; sleep 30"], 0.3)
+
+
+def test_captures_stdout_and_stderr_and_feeds_stdin() -> None:
+    done = processes.run(["sh", "-c", "cat; echo oops >&2; exit 3"], 5, stdin_text="hello\n")
+    assert (done.code, done.stdout, done.stderr) == (3, "hello\n", "oops\n")
+
+
+def test_cancel_stops_a_running_check_and_the_operation_says_what_ran(tmp_path: Path) -> None:
+    from services.audit import AuditLog
+    from services.journal import Journal
+    from services.locks import FileLocks
+    from services.operations import Runner
+
+    runner = Runner(Journal(tmp_path / "j.sqlite3"), AuditLog(tmp_path / "a.jsonl"), FileLocks(tmp_path / "locks"))
+    cancel = threading.Event()
+    commands = SubprocessCommands(tmp_path, timeout_s=60)
+
+    def check(ctx: StepContext) -> str:
+        threading.Timer(0.3, cancel.set).start()
+        commands.run(["sleep", "30"], ctx.log)
+        return "passed"
+
+    events: list[object] = []
+    started = time.monotonic()
+    result = runner.run(Operation("build", "staging", "checks", [Step("check-test", "Run test", check)]),
+                        events.append, lambda q: None, cancel)
+    assert time.monotonic() - started < processes.GRACE_S + 2
+    assert result.outcome is Outcome.CANCELLED
+    last = events[-1]
+    assert isinstance(last, Finished)
+    assert last.detail.startswith("Run test: cancelled by the operator while the check `sleep 30` ran for")
+
+
+def test_cancelled_is_what_a_cancel_raises() -> None:
+    event = threading.Event()
+    event.set()
+    from services import operations
+
+    operations._running.cancel = event
+    try:
+        with pytest.raises(Cancelled):
+            processes.run(["sleep", "5"], 10)
+    finally:
+        operations._running.cancel = None
