@@ -1,6 +1,7 @@
 """File modes as a user gets them, under umask 022: the console run as a process against the rig's
-PostgreSQL takes a backup into a local dir, drills a restore from it (working copy, scratch app
-files) that stops at an unhealthy app and keeps its working copy; every directory it made is 0700 and every file 0600."""
+PostgreSQL takes a backup into a local dir, then drills a restore from it (working copy, scratch
+app files) that stops at an unhealthy app and keeps its working copy; every directory it made is
+0700 and every file 0600."""
 
 from __future__ import annotations
 
