@@ -133,7 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from services import factory
     from services.config import ConfigError
     from services.locks import LockHeld
+    from services.masking import MaskedStream
 
+    # The one exit for text: every line any command prints is masked on its way out.
+    sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
     args = parser().parse_args(argv)
     try:
         config = factory.load_config(args.config, args.sandbox)
@@ -336,7 +339,9 @@ def _config(args: argparse.Namespace, services: Services) -> int:
                  "in use": str(services.config.source)}
         _emit(args, paths, "\n".join(f"{k:<9} {v}" for k, v in paths.items()))
         return EXIT_OK
-    resolved = services.config.model_dump(mode="json")
+    from services.masking import mask
+
+    resolved = mask(services.config.model_dump(mode="json"))  # ${VAR} values too, in plain-string fields
     refs = references(services.config.source) if services.config.source else {}
     text = [f"config OK: {services.config.source}"]
     text += _flatten(resolved, refs)
@@ -346,7 +351,7 @@ def _config(args: argparse.Namespace, services: Services) -> int:
 
 
 def _flatten(node: Any, refs: dict[str, list[str]], key: str = "") -> list[str]:
-    from services.audit import mask
+    from services.masking import mask
 
     if isinstance(node, dict):
         return [line for k, v in node.items() for line in _flatten(v, refs, f"{key}.{k}" if key else k)]

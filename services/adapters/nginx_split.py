@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from services.audit import mask
+from services.masking import mask
 from services.operations import StepFailed
 from services.ports import OnLine
 

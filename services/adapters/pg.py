@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from services.audit import mask
+from services.masking import mask
 from services.operations import StepFailed
 
 

@@ -16,7 +16,7 @@ import subprocess
 import threading
 from collections.abc import Mapping
 
-from services.audit import mask
+from services.masking import mask
 from services.operations import StepFailed
 from services.ports import OnLine
 
