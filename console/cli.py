@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from services.config import ConfigError
     from services.locks import LockHeld
     from services.masking import MaskedStream
+    from services.operations import StepFailed
 
     # The one exit for text: every line any command prints is masked on its way out.
     sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
@@ -152,6 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LockHeld as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_LOCKED
+    except StepFailed as err:  # a service a read-only command needs is out of reach: say so, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        for option in err.next_options:
+            print(f"  next: {option}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _dispatch(args: argparse.Namespace, services: Services) -> int:
