@@ -153,16 +153,16 @@ def _unexpected(err: BaseException) -> int:
     """One line on stderr, the traceback in a private (0600) file for the bug report."""
     import traceback
 
-    from services.audit import mask
+    from services.masking import mask
 
     text = str(mask("".join(traceback.format_exception(err))))
     where = "nowhere (could not write a log)"
     try:
         from services.journal import state_dir
+        from services.private import open_private
 
         path = state_dir() / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as log:
+        with open_private(path, "x", encoding="utf-8") as log:
             log.write(text)
         where = str(path)
     except OSError:
@@ -184,8 +184,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from services import factory
     from services.config import ConfigError
     from services.locks import LockHeld
+    from services.masking import MaskedStream
     from services.operations import StepFailed
 
+    # The one exit for text: every line any command prints is masked on its way out.
+    sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
     args = parser().parse_args(argv)
     try:
         config = factory.load_config(args.config, args.sandbox)
@@ -201,10 +204,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except LockHeld as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_LOCKED
-    except StepFailed as err:  # a command outside an operation met an unreachable service
-        from services.audit import mask
-
-        print(f"error: {mask(str(err))}", file=sys.stderr)
+    except StepFailed as err:  # a service a read-only command needs is out of reach: say so, no traceback
+        print(f"error: {err}", file=sys.stderr)
         for option in err.next_options:
             print(f"  next: {option}", file=sys.stderr)
         return EXIT_FAILED
@@ -418,7 +419,9 @@ def _config(args: argparse.Namespace, services: Services) -> int:
                  "in use": str(services.config.source)}
         _emit(args, paths, "\n".join(f"{k:<9} {v}" for k, v in paths.items()))
         return EXIT_OK
-    resolved = services.config.model_dump(mode="json")
+    from services.masking import mask
+
+    resolved = mask(services.config.model_dump(mode="json"))  # ${VAR} values too, in plain-string fields
     refs = references(services.config.source) if services.config.source else {}
     text = [f"config OK: {services.config.source}"]
     text += _flatten(resolved, refs)
@@ -428,7 +431,7 @@ def _config(args: argparse.Namespace, services: Services) -> int:
 
 
 def _flatten(node: Any, refs: dict[str, list[str]], key: str = "") -> list[str]:
-    from services.audit import mask
+    from services.masking import mask
 
     if isinstance(node, dict):
         return [line for k, v in node.items() for line in _flatten(v, refs, f"{key}.{k}" if key else k)]

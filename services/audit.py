@@ -11,36 +11,19 @@ import getpass
 import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from services.masking import MASK, mask, mask_text
+
+__all__ = ["MASK", "AuditLog", "VerifyResult", "mask", "who"]  # mask, MASK: re-exported for older imports
 
 from services.private import private_dir, touch_private, write_private
 
 GENESIS = "0" * 64
-MASK = "**********"
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|api[_-]?key|credential|database_url|redis_url|webhook", re.I)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)", re.I)
-
-
-def mask(value: Any, key: str = "") -> Any:
-    """A copy of value safe to print or store: SecretStr, secret-named keys and URL passwords masked."""
-    if isinstance(value, SecretStr):
-        return MASK
-    if isinstance(value, Mapping):
-        return {k: mask(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mask(v, key) for v in value]
-    if isinstance(value, str):
-        if key and _SECRET_KEY.search(key):
-            return MASK
-        return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['tail']}", value)
-    return value
 
 
 def who() -> dict[str, str]:
@@ -87,8 +70,8 @@ class AuditLog:
                 "env": env,
                 "action": action,
                 "params": mask(dict(params)),
-                "outcome": outcome,
-                "override_reason": override_reason,
+                "outcome": mask_text(outcome),
+                "override_reason": mask_text(override_reason) if override_reason else override_reason,
                 "prev": prev,
             }
             record["hash"] = _digest(record)

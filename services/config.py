@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from services import masking
 from services.references import check_name, check_repository
 
 CONFIG_NAME = "release.toml"
@@ -238,6 +239,30 @@ def _http_url(url: str) -> str:
     return url
 
 
+_SCHEME = re.compile(r"^\s*([a-z][a-z0-9+.-]{0,30})://", re.I)
+_KEYWORD_DSN = re.compile(r"^\s*[a-z_]+\s*=", re.I)
+
+
+def _scheme_problem(value: SecretStr | None, schemes: tuple[str, ...], what: str,
+                    keyword_dsn: bool) -> SecretStr | None:
+    """A URL of another kind is refused naming only its scheme: the value itself may hold a password."""
+    if value is None:
+        return None
+    text = value.get_secret_value()
+    scheme = _SCHEME.match(text)
+    if scheme and scheme.group(1).lower() in schemes:
+        return value
+    if keyword_dsn and not scheme and _KEYWORD_DSN.match(text):
+        return value
+    got = f"got a {scheme.group(1)}:// URL" if scheme else "got something else (value not shown)"
+    dsn = " or a keyword DSN (host=... dbname=... user=...)" if keyword_dsn else ""
+    raise ValueError(f"must be {what} ({', '.join(s + '://' for s in schemes)}){dsn}; {got}")
+
+
+def _postgres_url(value: SecretStr | None) -> SecretStr | None:
+    return _scheme_problem(value, ("postgres", "postgresql"), "a PostgreSQL URL, without a +driver", True)
+
+
 class EnvironmentMetrics(Strict):
     """Where an environment's metrics come from: its Prometheus, else a scrape of the app's /metrics.
 
@@ -293,6 +318,13 @@ class EnvironmentConfig(Strict):
     services: ServiceCommands | None = None
     app_dir: str | None = Field(None, description="where the app's files live on this host, for backup and restore")
     metrics: EnvironmentMetrics = EnvironmentMetrics()
+
+    _database_url = field_validator("database_url")(_postgres_url)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr) -> SecretStr | None:
+        return _scheme_problem(value, ("redis", "rediss"), "a Redis URL", False)
 
 
 RULES = ("error_rate", "p95_ms", "cpu_percent", "memory_percent", "traffic_share", "judge")
@@ -358,6 +390,8 @@ class BackupPolicy(Strict):
     excludes: list[str] = ["node_modules", ".next", ".git"]
     scratch_database_url: SecretStr | None = Field(
         None, description="server for trial restores and drills (default: the environment's own server)")
+
+    _scratch_database_url = field_validator("scratch_database_url")(_postgres_url)
 
 
 class RecoveryPolicy(Strict):
@@ -447,7 +481,7 @@ def load(path: Path, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
 
 def parse(raw: dict[str, Any], env: Mapping[str, str], path: Path | None = None) -> ReleaseConfig:
     problems: list[tuple[str, str]] = []
-    resolved = _resolve_references(raw, env, (), problems)
+    resolved = _resolve_references(raw, env, (), problems)  # registers each value with masking
     if problems:
         raise ConfigError(path, problems)
     try:
@@ -457,6 +491,7 @@ def parse(raw: dict[str, Any], env: Mapping[str, str], path: Path | None = None)
         raise ConfigError(
             path, [(".".join(str(p) for p in e["loc"]) or "config", e["msg"]) for e in err.errors()]
         ) from None
+    masking.register_config(config)  # SecretStr values written in the file itself
     return config.model_copy(update={"source": path})
 
 
@@ -475,6 +510,7 @@ def _resolve_references(
         if name not in env:
             problems.append((".".join(key), f"${{{name}}} is not set in the environment"))
             return ""
+        masking.register([env[name]])  # masked in every output from now on, whatever field it lands in
         return env[name]
 
     return _REFERENCE.sub(substitute, node)

@@ -259,7 +259,9 @@ class _SandboxEnv(dict[str, str]):
         return True
 
     def __missing__(self, key: str) -> str:
-        return f"sandbox://{key.lower()}"
+        # Of the kind its field takes (database URLs must be PostgreSQL, Redis URLs Redis).
+        kind = "redis" if "REDIS" in key.upper() else "postgresql" if "DATABASE" in key.upper() else "sandbox"
+        return f"{kind}://sandbox/{key.lower()}"
 
 
 def build(

@@ -1,5 +1,7 @@
 """Every step's state, written as it changes, so an interrupted operation can resume.
 
+Everything written passes `services.masking` first: no secret is stored here.
+
 SQLite in the XDG state dir. An operation left `running` by a process that is gone
 (an SSH drop, a crash, Ctrl-C) is offered for resume or abandon on the next start.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from services.events import StepStatus
+from services.masking import mask, mask_text
 from services.private import private_dir, touch_private
 
 _SCHEMA = """
@@ -110,25 +113,27 @@ class Journal:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET status=excluded.status, host=excluded.host,"
                 " pid=excluded.pid, updated=excluded.updated",
-                (op_id, kind, env, title, json.dumps(params), ACTIVE, socket.gethostname(), os.getpid(), now, now),
+                (op_id, kind, env, mask_text(title), json.dumps(mask(params)), ACTIVE, socket.gethostname(),
+                 os.getpid(), now, now),
             )
             db.executemany(
                 "INSERT OR IGNORE INTO steps (op_id, idx, step_id, title, status, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                [(op_id, i, sid, title, StepStatus.PENDING, now) for i, (sid, title) in enumerate(steps)],
+                [(op_id, i, sid, mask_text(title), StepStatus.PENDING, now) for i, (sid, title) in enumerate(steps)],
             )
 
     def step(self, op_id: str, index: int, status: StepStatus, detail: str = "") -> None:
         with self._connect() as db:
             db.execute(
                 "UPDATE steps SET status = ?, detail = ?, updated = ? WHERE op_id = ? AND idx = ?",
-                (status, detail, time.time(), op_id, index),
+                (status, mask_text(detail), time.time(), op_id, index),
             )
             db.execute("UPDATE operations SET updated = ? WHERE id = ?", (time.time(), op_id))
 
     def save_state(self, op_id: str, state: dict[str, Any]) -> None:
         with self._connect() as db:
             db.execute(
-                "UPDATE operations SET state = ?, updated = ? WHERE id = ?", (json.dumps(state), time.time(), op_id)
+                "UPDATE operations SET state = ?, updated = ? WHERE id = ?",
+                (json.dumps(mask(state)), time.time(), op_id),
             )
 
     def append(self, op_id: str, items: Sequence[dict[str, Any]]) -> None:
@@ -137,13 +142,13 @@ class Journal:
         with self._connect() as db:
             (count,) = db.execute("SELECT COUNT(*) FROM entries WHERE op_id = ?", (op_id,)).fetchone()
             db.executemany("INSERT INTO entries (op_id, seq, data) VALUES (?, ?, ?)",
-                           [(op_id, count + i, json.dumps(item)) for i, item in enumerate(items)])
+                           [(op_id, count + i, json.dumps(mask(item))) for i, item in enumerate(items)])
 
     def finish(self, op_id: str, status: str, detail: str = "") -> None:
         with self._connect() as db:
             db.execute(
                 "UPDATE operations SET status = ?, detail = ?, updated = ? WHERE id = ?",
-                (status, detail, time.time(), op_id),
+                (status, mask_text(detail), time.time(), op_id),
             )
 
     def get(self, op_id: str) -> OperationRecord:

@@ -12,9 +12,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from services.audit import AuditLog, mask
+from services.audit import AuditLog
 from services.events import (
     ConfirmationNeeded,
     Event,
@@ -30,6 +30,7 @@ from services.events import (
 )
 from services.journal import Journal
 from services.locks import LockHeld, ReleaseLocks
+from services.masking import mask, mask_fields, mask_text
 
 Emit = Callable[[Event], None]
 # Answers a confirmation with the text the operator typed, or None when they declined.
@@ -176,6 +177,9 @@ class Runner:
         cancel = cancel or threading.Event()
         state = dict(state or {})
         params = mask(op.params)
+        # Whoever listens (the TUI, the CLI, a test) only ever sees masked text.
+        emit = _masking(emit)
+        confirm = _masking(confirm)
         if op.takes_lock:
             try:
                 self.locks.acquire(op.env, f"{op.kind} {op.id}")
@@ -222,7 +226,7 @@ class Runner:
                 step_detail = step.run(ctx) or ""
             except Exception as err:  # noqa: BLE001 - every failure becomes an outcome, never a traceback
                 outcome, options = _classify(err)
-                detail, failed = str(mask(str(err))), step.id
+                detail, failed = mask_text(str(err)), step.id
                 if isinstance(err, Cancelled):  # the last event names what was in flight
                     detail = f"{step.title}: {detail}"
                 self.journal.save_state(op.id, state)  # what the step learnt before failing (a trace)
@@ -254,6 +258,16 @@ class Runner:
                 self.journal.step(op.id, index, StepStatus.RUNNING)
 
         return ask
+
+
+R = TypeVar("R")
+
+
+def _masking(listener: Callable[[Any], R]) -> Callable[[Any], R]:
+    def masked(event: Event) -> R:
+        return listener(mask_fields(event))
+
+    return masked
 
 
 def _classify(err: Exception) -> tuple[Outcome, tuple[str, ...]]:

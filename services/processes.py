@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from services.audit import mask
+from services.masking import mask
 from services.operations import Cancelled, StepFailed, current_cancel
 
 GRACE_S = 3.0  # between SIGTERM and SIGKILL

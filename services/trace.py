@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from services.journal import Journal, OperationRecord
+from services.masking import mask_text
 from services.monitor import TraceEntry
 from services.private import private_dir, write_private
 
@@ -28,14 +29,14 @@ def entries(record: OperationRecord) -> list[TraceEntry]:
 
 
 def as_json(record: OperationRecord) -> str:
-    return json.dumps({
+    return mask_text(json.dumps({
         "operation": {"id": record.id, "kind": record.kind, "env": record.env, "title": record.title,
                       "status": record.status, "detail": record.detail, "started": record.started,
                       "updated": record.updated},
         "baseline": record.state.get("baseline"),
         "decision": record.state.get("decision"),
         "checks": [entry.to_json() for entry in entries(record)],
-    }, indent=2)
+    }, indent=2))
 
 
 def as_markdown(record: OperationRecord) -> str:
@@ -58,7 +59,7 @@ def as_markdown(record: OperationRecord) -> str:
         detail = f"`{e.query}`" + (f" ({e.note})" if e.note else "")
         lines.append(f"| {e.check} | {time.strftime('%H:%M:%S', time.localtime(e.at))} | {e.rule} | {e.series} |"
                      f" {value} | {threshold} | {e.verdict} | {e.mode} | {e.action} | {_cell(detail)} |")
-    return "\n".join(lines) + "\n"
+    return mask_text("\n".join(lines) + "\n")
 
 
 def export(record: OperationRecord, directory: Path) -> tuple[Path, Path]:

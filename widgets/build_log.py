@@ -28,6 +28,7 @@ from textual.containers import Vertical
 from textual.strip import Strip
 from textual.widgets import Input, Label, Log
 
+from services.masking import mask_text
 from services.private import open_private, private_dir
 
 MAX_LINES = 20_000
@@ -61,7 +62,7 @@ class LogFile:
             if self.problem:
                 continue
             try:
-                file.write("\n".join(lines))
+                file.write(mask_text("\n".join(lines)))  # masked again here: the file outlives the pane
                 file.write("\n")
                 if self._queue.empty():
                     file.flush()  # caught up: what is written so far can be read (tail -f)

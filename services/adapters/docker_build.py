@@ -28,7 +28,7 @@ from docker.utils import parse_repository_tag
 from docker.utils.build import exclude_paths
 from pydantic import SecretStr
 
-from services.audit import MASK, mask
+from services.masking import MASK, mask
 from services.operations import StepFailed
 from services.ports import BuildRequest, BuiltImage, OnLine, OnProgress
 

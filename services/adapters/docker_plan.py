@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.adapters.docker_fleet import LIVE, Box, Fleet, choose, version_of
 from services.adapters.nginx_split import Server, split
-from services.audit import mask
+from services.masking import mask
 from services.operations import StepFailed
 from services.ports import Abort, Change, Deploy, Plan, PlannedChange, Promote, Scale, SetWeight, StartCanary
 

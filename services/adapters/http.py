@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from pydantic import SecretStr
 
+from services.masking import mask_text
 from services.ports import HealthResult, Notification
 
 
@@ -16,8 +17,8 @@ class HttpHealth:
         try:
             response = httpx.get(url, timeout=self.timeout_s)
         except httpx.HTTPError as err:
-            return HealthResult(False, None, f"{url}: {type(err).__name__}: {err}")
-        return HealthResult(response.is_success, response.status_code, response.text[:200])
+            return HealthResult(False, None, mask_text(f"{url}: {type(err).__name__}: {err}"))
+        return HealthResult(response.is_success, response.status_code, mask_text(response.text[:200]))
 
 
 class WebhookNotifier:
@@ -26,7 +27,7 @@ class WebhookNotifier:
         self.channel = channel
 
     def notify(self, message: Notification) -> None:
-        text = f"[{message.severity}] {message.env} {message.version}: {message.reason}"
+        text = mask_text(f"[{message.severity}] {message.env} {message.version}: {message.reason}")
         try:
             payload = {"channel": self.channel, "text": text}
             response = httpx.post(self._url.get_secret_value(), json=payload, timeout=10)

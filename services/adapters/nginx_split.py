@@ -35,7 +35,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from services import processes
-from services.audit import mask
+from services.masking import mask
 from services.operations import Cancelled, StepFailed, current_cancel
 from services.ports import OnLine
 from services.references import NAME_CHARS, is_name

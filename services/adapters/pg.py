@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
-from services.audit import mask
+from services.masking import mask
 from services.operations import StepFailed
 
 

@@ -28,7 +28,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
 from services.adapters.pg import connect, long_running
-from services.audit import mask
+from services.masking import mask
 from services.migrations import prisma
 from services.operations import StepFailed
 from services.ports import DumpTool, MigrationRecord, OnLine, Readable, Writable

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, TypeVar, cast
 
 from services import config as cfg
-from services.audit import MASK, mask
+from services.masking import MASK, mask
 from services.operations import StepFailed
 from services.ports import StoredObject
 

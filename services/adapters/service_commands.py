@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 
 from services import processes
-from services.audit import mask
+from services.masking import mask
 from services.operations import StepFailed
 from services.ports import OnLine
 

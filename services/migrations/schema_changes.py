@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from services.audit import mask
+from services.masking import mask
 from services.ports import (
     AddColumn,
     AddNotNullCheck,

@@ -199,6 +199,37 @@ def test_secret_in_unknown_key_does_not_echo_value(tmp_path: Path) -> None:
     assert SECRET not in str(err)
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("environments.production.database_url", f"postgresql+psycopg2://app:{SECRET}@db/food"),
+    ("environments.production.database_url", f"mysql://app:{SECRET}@db/food"),
+    ("environments.production.database_url", f"{SECRET}"),
+    ("environments.production.redis_url", f"postgresql://:{SECRET}@cache/0"),
+    ("environments.production.redis_url", f"memcached://:{SECRET}@cache"),
+    ("backup.scratch_database_url", f"sqlite:///{SECRET}.db"),
+])
+def test_database_urls_must_be_postgresql_and_redis_urls_redis(tmp_path: Path, key: str, value: str) -> None:
+    env = {**ENV, "DATABASE_URL": value} if key.endswith("database_url") and "production" in key else dict(ENV)
+    if key.endswith("redis_url"):
+        env["REDIS_URL"] = value
+    path = EXAMPLE
+    if key.startswith("backup."):
+        path = example_with(tmp_path, "[backup]", '[backup]\nscratch_database_url = "${SCRATCH}"')
+        env["SCRATCH"] = value
+    err = load_error(path, env)
+    assert_names(err, path, key)
+    assert SECRET not in str(err) and SECRET not in repr(err)
+
+
+@pytest.mark.parametrize("value", [
+    "postgres://app:pw@db/food", "postgresql://app:pw@db:5432/food?sslmode=require", "postgresql:///food",
+    "host=db port=5432 dbname=food user=app password='a b'", "dbname=food",
+])
+def test_postgresql_urls_and_keyword_dsns_are_accepted(tmp_path: Path, value: str) -> None:
+    path = example_with(tmp_path, "[backup]", '[backup]\nscratch_database_url = "${SCRATCH}"')
+    cfg = config.load(path, {**ENV, "DATABASE_URL": value, "SCRATCH": value, "REDIS_URL": "rediss://:x@cache:6380"})
+    assert cfg.environment("production").database_url.get_secret_value() == value
+
+
 def test_parse_matches_load() -> None:
     raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     cfg = config.parse(raw, ENV)
