@@ -295,9 +295,11 @@ def build(
     from services.adapters.docker_build import DockerBuilder, DockerRegistry
     from services.adapters.http import HttpHealth, WebhookNotifier
     from services.adapters.local_store import LocalStore
-    from services.adapters.postgres import PostgresMigrations
+    from services.adapters.postgres import DumpBounds, PostgresMigrations
 
     build = config.build
+    policy = config.backup
+    bounds = DumpBounds(policy.lock_wait_timeout_s, policy.dump_timeout_s, policy.restore_timeout_s)
     webhook = config.notify.webhook_url
     notifier: Notifier = WebhookNotifier(webhook, config.notify.channel) if webhook else LogNotifier()
     # Relative paths in release.toml are relative to the file, not to where the console runs.
@@ -325,7 +327,7 @@ def build(
             "metrics": lambda env: _metrics(config, env),
             "database": lambda env: PostgresMigrations(
                 config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s,
-                scratch_server=config.backup.scratch_database_url),
+                scratch_server=config.backup.scratch_database_url, bounds=bounds),
             "app_files": lambda env: _app_files(config, env, base),
             "health": lambda env: HttpHealth(),
             "schema": lambda env: _postgres_schema(config, env),
