@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -234,6 +235,19 @@ def _postgres_schema(config: ReleaseConfig, env: str) -> SchemaChanges:
     return PostgresSchemaChanges(config.environment(env).database_url.get_secret_value())
 
 
+def _sign_seeded_backups(world: World, config: ReleaseConfig) -> None:
+    """The simulated world's backups are signed with the configured key, as the console signs its own."""
+    from services.backups.trust import sign
+
+    key = config.backup.signing_key
+    if key is None:
+        return
+    for name, (data, when, meta) in list(world.objects.items()):
+        if name.endswith("/manifest.json"):
+            signed = sign(json.loads(data), key.get_secret_value())
+            world.objects[name] = (json.dumps(signed).encode(), when, meta)
+
+
 def load_config(path: str | None, sandbox_mode: bool, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
     """Sandbox mode falls back to the example config and fills unset ${VAR}s with sandbox URLs."""
     if sandbox_mode:
@@ -276,6 +290,7 @@ def build(
     audit = AuditLog(state / ("sandbox-audit.jsonl" if sandbox_mode else "audit.jsonl"))
     if sandbox_mode:
         world = World(seed, time_scale, origin)
+        _sign_seeded_backups(world, config)
         return Services(
             config, journal, audit, FileLocks(state / "sandbox-locks"),
             sandbox.SandboxBuilder(world), sandbox.SandboxRegistry(world), sandbox.SandboxCommands(world),

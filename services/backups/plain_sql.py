@@ -86,4 +86,4 @@ def scan(source: Readable, what: str) -> int:
     checked = CheckedSql(source, what)
     while checked.read():
         pass
-    return checked._line_no
+    return checked.lines
