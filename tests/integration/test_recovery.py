@@ -239,7 +239,7 @@ def test_damaged_backup_is_refused_at_verify_before_anything_live_is_touched(rig
                                                                              docker_client: Any) -> None:
     env = rig()
     backup_id = env.backup()
-    dump = next((env.tmp_path / "backups" / "production" / backup_id).glob("db.sql.*"))
+    dump = next((env.tmp_path / "backups" / "production" / backup_id).glob("db.pgdump.*"))
     data = bytearray(dump.read_bytes())
     data[len(data) // 2] ^= 0xFF
     dump.write_bytes(bytes(data))
