@@ -312,11 +312,11 @@ class PostgresMigrations:
                              ("put the database name in database_url",))
         return make_conninfo("", dbname=str(name))
 
-    def _pg_restore(self, version: int, extra: list[str], source: str = "-") -> list[str]:
+    def _pg_restore(self, version: int, extra: list[str], source: str | None = None) -> list[str]:
         # --no-owner/--no-privileges: the console's role owns what it restores; --exit-on-error: stop at
         # the first error rather than restore half a database.
         return [self._tool("pg_restore", version), "--dbname", self._dbname(), "--no-owner", "--no-privileges",
-                "--exit-on-error", *extra, source]
+                "--exit-on-error", *extra, *([source] if source else [])]  # no file: its stdin
 
     def restore(self, source: Readable, on_line: OnLine, cancelled: Callable[[], bool] = never) -> None:
         """pg_restore of a custom archive streamed on its stdin, in one transaction (--single-transaction):
