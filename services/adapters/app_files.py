@@ -132,6 +132,7 @@ def extract_checked(source: Readable, into: Path) -> int:
                 elif member.islnk():
                     source_path = _check_link(into, target, member, symbolic=False)
                     os.link(source_path, target, follow_symlinks=False)
+                    count += 1
                 else:
                     raise _refused(member, "is a device, fifo or other special file")
         for link in _symlinks(into):  # chains of links, in their final state, must also stay inside
