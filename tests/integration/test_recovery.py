@@ -152,7 +152,8 @@ def docker_cli() -> list[str]:
 
 @pytest.fixture
 def rig(tmp_path: Path, pg_database: str, run_sample_app: Callable[..., SampleApp],
-        docker_cli: list[str]) -> Callable[..., Rig]:
+        docker_cli: list[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Rig]:
+    monkeypatch.setenv("SIGNING_KEY", "recovery-test-key")  # the validate step loads the config again
     def make(**commands: Command) -> Rig:
         return Rig(tmp_path, pg_database, run_sample_app(VERSION="1.4.1"), docker_cli, **commands)
 
