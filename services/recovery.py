@@ -38,6 +38,7 @@ from services.backups.trust import check_trusted, is_archive, manifest_format
 from services.backups.verify import (
     TrialRestore,
     dump_artifact,
+    open_dump,
     read_manifest,
     record_verification,
     restore_dump,
@@ -159,6 +160,9 @@ class Walkthrough:
         manifest = read_manifest(store, self.env, backup_id)
         # Before any byte is written here: an unsigned or tampered manifest is refused (or overridden).
         ctx.state["trusted"] = check_trusted(self.services, self.env, manifest, ctx)
+        if not is_archive(manifest):  # an older plain dump: scanned as it streams from the store, first
+            with open_dump(self.services, self.env, backup_id) as plain:
+                plain_sql.scan(plain, f"backup {backup_id}")
         artifacts: dict[str, dict[str, Any]] = manifest["artifacts"]
         make_work_dir(work)
         total = sum(int(a["size"]) for a in artifacts.values())

@@ -238,7 +238,13 @@ class PostgresMigrations:
         with self._connect() as conn:
             number = conn.info.server_version
             shown = conn.execute("SHOW server_version").fetchone()
-            size = conn.execute(ESTIMATE).fetchone()
+            # pg_table_size takes a share lock: bounded like pg_dump's own wait; the estimate is only for
+            # the progress bar, so a table locked for longer gives no estimate rather than a wait.
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(int(self.bounds.lock_wait_timeout_s * 1000)))
+            try:
+                size = conn.execute(ESTIMATE).fetchone()
+            except psycopg.errors.LockNotAvailable:
+                size = None
         return number, str(shown[0]).split()[0] if shown else str(number), int(size[0]) if size else 0
 
     def dump_tool(self) -> DumpTool:
@@ -296,7 +302,7 @@ class PostgresMigrations:
         if returncode != 0:
             errors.join()
             text = mask(bytes(errors.tail).decode(errors="replace").strip())
-            if "lock" in text and "timeout" in text:
+            if "LOCK TABLE" in text and "timeout" in text:
                 raise StepFailed(f"pg_dump could not get a table lock within {self.bounds.lock_wait_timeout_s:g}s"
                                  f" (something holds an exclusive lock): {text}",
                                  ("retry when the migration or maintenance holding it is done",

@@ -91,7 +91,8 @@ class Env:
         found = {}
         for path in sorted(self.tmp_path.rglob("*")):
             relative = path.relative_to(self.tmp_path)
-            if relative.parts[0] == "backups" or relative.name.endswith((".sqlite3", "-wal", "-shm", ".jsonl")):
+            written = (".sqlite3", "-wal", "-shm", ".jsonl", ".head")
+            if relative.parts[0] == "backups" or relative.name.endswith(written):
                 continue  # the store itself, and the journal and audit the runner always writes
             found[str(relative)] = path.read_bytes() if path.is_file() else b"<dir>"
         return found
@@ -224,7 +225,7 @@ def test_an_unsigned_backup_in_production_needs_an_audited_reason(env: Env) -> N
     assert overridden.result.outcome is Outcome.SUCCEEDED, overridden.result.detail
     assert "overridden: restored on purpose: key rotated" in overridden.detail("checksums")
     last = [r for r in services.audit.records() if r["action"] == "verify"][-1]
-    assert last["reason"] == "restored on purpose: key rotated"
+    assert last["override_reason"] == "restored on purpose: key rotated"
 
 
 def test_the_new_format_round_trips_through_verify_and_drill_signed(env: Env) -> None:
@@ -308,7 +309,7 @@ def test_pg_dump_waits_for_a_table_lock_only_as_long_as_configured(env: Env) -> 
     finally:
         release.set()
         holder.join()
-    assert run.result.outcome is Outcome.FAILED and took < 30
+    assert run.result.outcome is Outcome.FAILED and took < 30, run.lines()
     assert "could not get a table lock within 1s" in run.result.detail
     assert "removed the partial backup" in run.lines()
     assert not any((services.store.root / "production").rglob("manifest.json"))  # type: ignore[attr-defined]
