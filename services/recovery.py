@@ -161,8 +161,7 @@ class Walkthrough:
         # Before any byte is written here: an unsigned or tampered manifest is refused (or overridden).
         ctx.state["trusted"] = check_trusted(self.services, self.env, manifest, ctx)
         if not is_archive(manifest):  # an older plain dump: scanned as it streams from the store, first
-            with open_dump(self.services, self.env, backup_id) as plain:
-                plain_sql.scan(plain, f"backup {backup_id}")
+            self._scan_in_store(ctx, backup_id)
         artifacts: dict[str, dict[str, Any]] = manifest["artifacts"]
         make_work_dir(work)
         total = sum(int(a["size"]) for a in artifacts.values())
@@ -370,6 +369,17 @@ class Walkthrough:
         with Path(ctx.state["files"][name]).open("rb") as raw:
             restore_dump(target, ctx.state["manifest"], raw, f"backup {ctx.state['backup_id']}: {name}", ctx.log,
                          cancelled(ctx))
+
+    def _scan_in_store(self, ctx: StepContext, backup_id: str) -> None:
+        """Refuse a planted meta-command before a working copy exists. Damage is left to the checksums
+        of the verify step, which say precisely what does not match."""
+        try:
+            with open_dump(self.services, self.env, backup_id) as plain:
+                plain_sql.scan(plain, f"backup {backup_id}")
+        except plain_sql.MetaCommandRefused:
+            raise
+        except StepFailed as damaged:
+            ctx.log(f"the plain dump does not read back whole ({damaged}); the checksums will say more", "warning")
 
     def _app_files(self, into: Path | None) -> AppFiles:
         """The environment's own app files; in a real drill, a scratch directory instead."""

@@ -21,6 +21,10 @@ END_OF_COPY = b"\\."
 LINE_LIMIT = 64 << 20  # a line longer than this (no newline for 64 MiB) is not a dump
 
 
+class MetaCommandRefused(StepFailed):
+    """A line psql would have run as a meta-command: the dump is refused."""
+
+
 class CheckedSql:
     """Reads a plain dump through, one checked line at a time; refuses a meta-command line."""
 
@@ -75,7 +79,7 @@ class CheckedSql:
     def _refuse(self, line_no: int, line: bytes) -> None:
         shown = line[:60].decode(errors="replace").rstrip()
         self.refused = f"line {line_no}: {shown!r}"
-        raise StepFailed(
+        raise MetaCommandRefused(
             f"{self._what} holds a psql meta-command at line {line_no} ({shown!r}): a dump made by pg_dump never"
             " does; refusing to restore it, nothing was run",
             ("restore another backup", "check who wrote to the backup store"))
