@@ -390,6 +390,12 @@ class BackupPolicy(Strict):
     excludes: list[str] = ["node_modules", ".next", ".git"]
     scratch_database_url: SecretStr | None = Field(
         None, description="server for trial restores and drills (default: the environment's own server)")
+    signing_key: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key that signs each backup's manifest; restores check it (a ${VAR})")
+    lock_wait_timeout_s: float = Field(60, gt=0, description="pg_dump --lock-wait-timeout: how long it waits for"
+                                       " a table lock before failing, rather than queueing behind a migration")
+    dump_timeout_s: float = Field(6 * 3600, gt=0, description="pg_dump is stopped after this long")
+    restore_timeout_s: float = Field(6 * 3600, gt=0, description="pg_restore or psql is stopped after this long")
 
     _scratch_database_url = field_validator("scratch_database_url")(_postgres_url)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -236,6 +237,19 @@ def _postgres_schema(config: ReleaseConfig, env: str) -> SchemaChanges:
                                  config.database.migration_statement_timeout_s)
 
 
+def _sign_seeded_backups(world: World, config: ReleaseConfig) -> None:
+    """The simulated world's backups are signed with the configured key, as the console signs its own."""
+    from services.backups.trust import sign
+
+    key = config.backup.signing_key
+    if key is None:
+        return
+    for name, (data, when, meta) in list(world.objects.items()):
+        if name.endswith("/manifest.json"):
+            signed = sign(json.loads(data), key.get_secret_value())
+            world.objects[name] = (json.dumps(signed).encode(), when, meta)
+
+
 def load_config(path: str | None, sandbox_mode: bool, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
     """Sandbox mode falls back to the example config and fills unset ${VAR}s with sandbox URLs."""
     if sandbox_mode:
@@ -280,6 +294,7 @@ def build(
     audit = AuditLog(state / ("sandbox-audit.jsonl" if sandbox_mode else "audit.jsonl"))
     if sandbox_mode:
         world = World(seed, time_scale, origin)
+        _sign_seeded_backups(world, config)
         return Services(
             config, journal, audit, FileLocks(state / "sandbox-locks"),
             sandbox.SandboxBuilder(world), sandbox.SandboxRegistry(world), sandbox.SandboxCommands(world),
@@ -300,12 +315,14 @@ def build(
     from services.adapters.docker_build import DockerBuilder, DockerRegistry
     from services.adapters.http import HttpHealth, WebhookNotifier
     from services.adapters.local_store import LocalStore
-    from services.adapters.postgres import PostgresMigrations
+    from services.adapters.postgres import DumpBounds, PostgresMigrations
 
     database = config.database
     pg.configure(pg.Bounds(database.statement_timeout_s, database.lock_timeout_s,
                            database.migration_statement_timeout_s, database.migration_lock_timeout_s))
     build = config.build
+    policy = config.backup
+    bounds = DumpBounds(policy.lock_wait_timeout_s, policy.dump_timeout_s, policy.restore_timeout_s)
     webhook = config.notify.webhook_url
     notifier: Notifier = WebhookNotifier(webhook, config.notify.channel) if webhook else LogNotifier()
     # Relative paths in release.toml are relative to the file, not to where the console runs.
@@ -333,7 +350,8 @@ def build(
             "metrics": lambda env: _metrics(config, env),
             "database": lambda env: PostgresMigrations(
                 config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s,
-                connect_timeout_s=database.connect_timeout_s, scratch_server=config.backup.scratch_database_url),
+                connect_timeout_s=database.connect_timeout_s, scratch_server=config.backup.scratch_database_url,
+                bounds=bounds),
             "app_files": lambda env: _app_files(config, env, base),
             "health": lambda env: HttpHealth(),
             "schema": lambda env: _postgres_schema(config, env),

@@ -11,16 +11,18 @@ artifacts, a restore is one transaction, stopping or starting twice is harmless.
 The backup is downloaded and verified before anything live is touched: a damaged backup is
 refused while the services still run, and the outage lasts only from stop to healthy.
 
+The manifest's signature is checked before the working copy is even created, and the working
+copy is a directory the console made (a marker file): only such a directory is ever deleted.
+
 A drill runs the same checklist against a scratch database (created on
 backup.scratch_database_url, or the environment's own server, and dropped again) and a
-scratch directory. It stops and starts nothing and needs no typed confirmation, because it
-touches nothing live; it health-checks only a `health_url` it is given.
+scratch directory. It stops and starts nothing; it still asks before it restores (production:
+the name typed), as it runs what the backup holds. It health-checks only a `health_url` given.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,15 +30,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from services.backups import plain_sql
 from services.backups.catalog import choose_backup
-from services.backups.create import FILES_NAME, compression_of, decompressor
-from services.backups.verify import TrialRestore, dump_artifact, read_manifest, record_verification, store_of
+from services.backups.create import FILES_NAME, cancelled, compression_of, decompressor
+from services.backups.trust import check_trusted, is_archive, manifest_format
+from services.backups.verify import (
+    TrialRestore,
+    dump_artifact,
+    open_dump,
+    read_manifest,
+    record_verification,
+    restore_dump,
+    store_of,
+)
+from services.backups.workdir import MARKER, make_work_dir, remove_work_dir
 from services.catalog import Param, action, confirm_step
 from services.deploy import health_url
 from services.locks import new_lock
 from services.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
-from services.ports import AppFiles, Readable
-from services.private import open_private, private_dir
+from services.ports import AppFiles, MigrationDatabase, Readable, ScratchDatabase
+from services.private import open_private
 
 if TYPE_CHECKING:
     from services.factory import Services
@@ -84,9 +97,9 @@ class Walkthrough:
                         else "Health check: skipped in a drill without health_url")
         steps = [
             self._step("choose", "Choose the backup", self.choose),
-            Step("confirm", "Confirm: not needed, a drill touches nothing live", self.no_confirmation)
+            confirm_step(self.services, self.env, self._drill_prompt, "Restore the backup into a scratch database")
             if self.drill else confirm_step(self.services, self.env, "Stop the services and restore the backup"),
-            self._step("download", "Download the backup to a working copy", self.download),
+            self._step("download", "Check the signature, download the backup to a working copy", self.download),
             self._step("verify", "Verify checksums against the manifest", self.verify),
             self._step("stop", "Stop the services: skipped in a drill" if self.drill else
                        "Stop the services", self.stop),
@@ -135,10 +148,9 @@ class Walkthrough:
                 f" {chosen.migration_head or 'unknown'}, {age} old")
         return f"{chosen.id} ({chosen.version or 'version unknown'}, {age} old)"
 
-    def no_confirmation(self, ctx: StepContext) -> str:
-        ctx.log("a drill restores into a scratch database and directory; the live services, database and files"
-                " are not touched, so no typed confirmation is asked")
-        return "not asked"
+    def _drill_prompt(self, ctx: StepContext) -> str:
+        return (f"Restore backup {ctx.state['backup_id']} into a new scratch database and directory (the live"
+                " services, database and files are not touched)")
 
     def download(self, ctx: StepContext) -> str:
         # The RTO clock starts once the restore is decided (confirmed), and a resume keeps it running.
@@ -147,8 +159,12 @@ class Walkthrough:
         store = store_of(self.services, self.env, backup_id)
         prefix = f"{self.env}/{backup_id}/"
         manifest = read_manifest(store, self.env, backup_id)
+        # Before any byte is written here: an unsigned or tampered manifest is refused (or overridden).
+        ctx.state["trusted"] = check_trusted(self.services, self.env, manifest, ctx)
+        if not is_archive(manifest):  # an older plain dump: scanned as it streams from the store, first
+            self._scan_in_store(ctx, backup_id)
         artifacts: dict[str, dict[str, Any]] = manifest["artifacts"]
-        private_dir(work)
+        make_work_dir(work)
         total = sum(int(a["size"]) for a in artifacts.values())
         progress = _Progress(ctx, total)
         fetched = 0
@@ -196,6 +212,12 @@ class Walkthrough:
             digests[name] = found
             ctx.log(f"{name}: sha256 {found[:16]}… matches ({_size(path.stat().st_size)})")
         progress.done()
+        manifest = ctx.state["manifest"]
+        if not is_archive(manifest):  # before anything stops: a meta-command line is refused here
+            with self._dump(ctx.state) as plain:
+                lines = plain_sql.scan(plain, f"backup {ctx.state['backup_id']}")
+            ctx.log(f"an older plain-SQL backup (format {manifest_format(manifest)}): {lines} lines scanned,"
+                    " no psql meta-command")
         ctx.state["digests"] = digests
         return f"{len(digests)} of {len(digests)} sha256 match"
 
@@ -213,8 +235,7 @@ class Walkthrough:
             with database.scratch() as scratch:
                 ctx.log(f"created scratch database {scratch.name}")
                 began = time.monotonic()
-                with self._dump(ctx.state) as plain:
-                    scratch.restore(plain, ctx.log)
+                self._restore_dump(ctx, scratch)
                 ctx.state["db_restore_s"] = round(time.monotonic() - began, 2)
                 counts = scratch.row_counts(tables)
                 read = {table: scratch.sample(table) for table in counts}
@@ -226,8 +247,7 @@ class Walkthrough:
             ctx.state.update(db_counts=counts, scratch_db=scratch.name)
             ctx.log(f"dropped scratch database {scratch.name}")
             return f"{len(counts)} table{'' if len(counts) == 1 else 's'} restored and read; dropped"
-        with self._dump(ctx.state) as plain:
-            database.restore(plain, ctx.log)
+        self._restore_dump(ctx, database)
         ctx.state["db_restored"] = True
         self._retake_lock(ctx)
         return f"restored {ctx.state['backup_id']}"
@@ -306,8 +326,10 @@ class Walkthrough:
         for step_id, took in state.get("timings", {}).items():
             ctx.log(f"{step_id:<14} {_duration(took)}")
         work = Path(state["work_dir"])
-        shutil.rmtree(work, ignore_errors=True)
-        ctx.log(f"working copy {work} removed")
+        if remove_work_dir(work):
+            ctx.log(f"working copy {work} removed")
+        else:
+            ctx.log(f"{work} was not created by the console: left in place", "warning")
         if self.drill:
             # A drill is a verified restore: the backups list shows when, and how long the database took.
             trial = TrialRestore(state["scratch_db"], state["db_restore_s"], state["db_counts"],
@@ -327,17 +349,38 @@ class Walkthrough:
 
     def _work_dir(self, backup_id: str) -> Path:
         if self.params.get("work_dir"):
-            return Path(self.params["work_dir"])
+            path = Path(self.params["work_dir"])
+            if path.exists() and not (path / MARKER).is_file():  # refused before anything is written
+                make_work_dir(path)
+            return path
         kind = "drill" if self.drill else "restore"
         return self.services.journal.path.parent / "recovery" / f"{self.env}-{backup_id}-{kind}"
 
     @contextmanager
     def _dump(self, state: dict[str, Any]) -> Iterator[Readable]:
-        """The verified dump in the working copy, read back as plain SQL."""
+        """The verified dump in the working copy, decompressed."""
         name = dump_artifact(state["manifest"])
         with Path(state["files"][name]).open("rb") as raw, \
                 decompressor(compression_of(name, state["manifest"]), raw) as plain:
             yield plain
+
+    def _restore_dump(self, ctx: StepContext, target: MigrationDatabase | ScratchDatabase) -> None:
+        """pg_restore of the verified archive in the working copy (checked SQL into psql for an older one)."""
+        name = dump_artifact(ctx.state["manifest"])
+        with Path(ctx.state["files"][name]).open("rb") as raw:
+            restore_dump(target, ctx.state["manifest"], raw, f"backup {ctx.state['backup_id']}: {name}", ctx.log,
+                         cancelled(ctx))
+
+    def _scan_in_store(self, ctx: StepContext, backup_id: str) -> None:
+        """Refuse a planted meta-command before a working copy exists. Damage is left to the checksums
+        of the verify step, which say precisely what does not match."""
+        try:
+            with open_dump(self.services, self.env, backup_id) as plain:
+                plain_sql.scan(plain, f"backup {backup_id}")
+        except plain_sql.MetaCommandRefused:
+            raise
+        except StepFailed as damaged:
+            ctx.log(f"the plain dump does not read back whole ({damaged}); the checksums will say more", "warning")
 
     def _app_files(self, into: Path | None) -> AppFiles:
         """The environment's own app files; in a real drill, a scratch directory instead."""

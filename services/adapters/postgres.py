@@ -3,7 +3,8 @@
 Applies each migration.sql as one simple-protocol script, as Prisma does: PostgreSQL runs a
 multi-statement script in one implicit transaction, so a failing migration leaves nothing
 half-applied. Scripts that cannot run in a transaction (CONCURRENTLY, VACUUM) run statement
-by statement in autocommit. pg_dump and psql get the password through the environment.
+by statement in autocommit. pg_dump, pg_restore and psql get the password through the environment,
+each under a watchdog (a timeout, and the operator's cancel).
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import secrets
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -27,11 +31,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
+from services.adapters.bounded import Watchdog, never
 from services.adapters.pg import connect, long_running
 from services.masking import mask
 from services.migrations import prisma
-from services.operations import StepFailed
+from services.operations import Cancelled, StepFailed
 from services.ports import DumpTool, MigrationRecord, OnLine, Readable, Writable
+from services.private import open_private
 
 NON_TRANSACTIONAL = re.compile(r"\b(CONCURRENTLY|VACUUM|ALTER\s+SYSTEM)\b", re.IGNORECASE)
 CHUNK = 1 << 16
@@ -48,8 +54,9 @@ WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_s
 
 class PostgresMigrations:
     def __init__(self, dsn: SecretStr, migrations_dir: Path, lock_wait_s: float = 30.0, connect_timeout_s: int = 5,
-                 scratch_server: SecretStr | None = None):
+                 scratch_server: SecretStr | None = None, bounds: DumpBounds | None = None):
         self._dsn = dsn
+        self.bounds = bounds or DumpBounds()
         self._scratch_server = scratch_server  # where trial restores create their database (default: this server)
         self.migrations_dir = migrations_dir
         self.lock_wait_s = lock_wait_s
@@ -235,7 +242,13 @@ class PostgresMigrations:
         with self._connect() as conn:
             number = conn.info.server_version
             shown = conn.execute("SHOW server_version").fetchone()
-            size = conn.execute(ESTIMATE).fetchone()
+            # pg_table_size takes a share lock: bounded like pg_dump's own wait; the estimate is only for
+            # the progress bar, so a table locked for longer gives no estimate rather than a wait.
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(int(self.bounds.lock_wait_timeout_s * 1000)))
+            try:
+                size = conn.execute(ESTIMATE).fetchone()
+            except psycopg.errors.LockNotAvailable:
+                size = None
         return number, str(shown[0]).split()[0] if shown else str(number), int(size[0]) if size else 0
 
     def dump_tool(self) -> DumpTool:
@@ -266,65 +279,113 @@ class PostgresMigrations:
                  f"or set {PG_DUMP_ENV} to a pg_dump of that version"))
         return tool, text
 
-    def dump(self, sink: Writable) -> str:
+    def dump(self, sink: Writable, cancelled: Callable[[], bool] = never) -> str:
+        """A custom-format archive (pg_restore restores it; no psql meta-command can hide in it),
+        uncompressed (-Z0): the console's own compressor streams, hashes and meters it."""
         number, shown, _ = self._server()
         tool, _ = self._checked_pg_dump(number, shown)
-        argv = [tool, "--format=plain", "--clean", "--if-exists", "--no-owner"]
+        argv = [tool, "--format=custom", "--compress=0", "--no-owner",
+                f"--lock-wait-timeout={int(self.bounds.lock_wait_timeout_s * 1000)}", "--dbname", self._dbname()]
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._environment())
         assert process.stdout is not None and process.stderr is not None
         errors = _drain(process.stderr)
-        try:
-            out = process.stdout.fileno()
-            _grow_pipe(out)  # pg_dump runs ahead while this process compresses
-            for chunk in iter(lambda: os.read(out, DUMP_CHUNK), b""):
-                sink.write(chunk)
-        except BaseException:
-            process.kill()  # the sink failed (disk full, cancelled): pg_dump must not linger
-            process.wait()
-            raise
-        finally:
-            process.stdout.close()
-        if process.wait() != 0:
+        with Watchdog(process, "pg_dump", self.bounds.dump_timeout_s, cancelled) as watchdog:
+            try:
+                out = process.stdout.fileno()
+                _grow_pipe(out)  # pg_dump runs ahead while this process compresses
+                for chunk in iter(lambda: os.read(out, DUMP_CHUNK), b""):
+                    sink.write(chunk)
+            except BaseException:
+                process.kill()  # the sink failed (disk full, cancelled): pg_dump must not linger
+                process.wait()
+                raise
+            finally:
+                process.stdout.close()
+            returncode = process.wait()
+        watchdog.check("nothing was stored")
+        if returncode != 0:
             errors.join()
-            raise StepFailed(f"pg_dump failed: {mask(bytes(errors.tail).decode(errors='replace').strip())}")
+            text = mask(bytes(errors.tail).decode(errors="replace").strip())
+            if "LOCK TABLE" in text and "timeout" in text:
+                raise StepFailed(f"pg_dump could not get a table lock within {self.bounds.lock_wait_timeout_s:g}s"
+                                 f" (something holds an exclusive lock): {text}",
+                                 ("retry when the migration or maintenance holding it is done",
+                                  "raise [backup] lock_wait_timeout_s"))
+            raise StepFailed(f"pg_dump failed: {text}")
         return shown
 
-    def restore(self, source: Readable, on_line: OnLine) -> None:
+    def _dbname(self) -> str:
+        """The database named explicitly on the command line, as a conninfo holding only its name."""
+        name = conninfo_to_dict(self._dsn.get_secret_value()).get("dbname")
+        if not name:
+            raise StepFailed("the database URL names no database: restores go only into an explicitly named one",
+                             ("put the database name in database_url",))
+        return make_conninfo("", dbname=str(name))
+
+    def _pg_restore(self, version: int, extra: list[str], source: str | None = None) -> list[str]:
+        # --no-owner/--no-privileges: the console's role owns what it restores; --exit-on-error: stop at
+        # the first error rather than restore half a database.
+        return [self._tool("pg_restore", version), "--dbname", self._dbname(), "--no-owner", "--no-privileges",
+                "--exit-on-error", *extra, *([source] if source else [])]  # no file: its stdin
+
+    def restore(self, source: Readable, on_line: OnLine, cancelled: Callable[[], bool] = never) -> None:
+        """pg_restore of a custom archive streamed on its stdin, in one transaction (--single-transaction):
+        a failure, a cut stream or a cancel leaves the database as it was."""
         with self._connect() as conn:
             version = conn.info.server_version
+        argv = self._pg_restore(version, ["--clean", "--if-exists", "--single-transaction"])
+        restored = self._feed(argv, source, cancelled, "pg_restore", prefix=b"", suffix=b"")
+        on_line(f"restored a {restored / 1e6:.1f} MB archive with pg_restore in one transaction")
+
+    def restore_plain(self, source: Readable, on_line: OnLine, cancelled: Callable[[], bool] = never) -> None:
+        """An older plain-SQL dump, already checked line by line (services.backups.plain_sql): psql with
+        no psqlrc, stopping at the first error, in restricted mode under a key the dump cannot know,
+        in one transaction."""
+        with self._connect() as conn:
+            version = conn.info.server_version
+        argv = [self._tool("psql", version), "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1",
+                "--dbname", self._dbname()]
         # Not --single-transaction: psql COMMITs whatever it got when its input ends early (the
         # console killed mid-restore). An explicit BEGIN whose COMMIT we send only after the last
         # byte means a cut stream ends inside the transaction, which the server rolls back.
-        argv = [self._tool("psql", version), "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1"]
+        restricted = restrict_line() if _has_restrict(argv[0]) else b""
+        restored = self._feed(argv, source, cancelled, "psql", prefix=restricted + b"BEGIN;\n",
+                              suffix=b"\nCOMMIT;\n")
+        on_line(f"restored {restored / 1e6:.1f} MB of checked SQL with psql in one transaction")
+
+    def _feed(self, argv: list[str], source: Readable, cancelled: Callable[[], bool], what: str,
+              prefix: bytes, suffix: bytes) -> int:
         # --clean's DROP ... IF EXISTS would print a NOTICE per object: only warnings and errors.
         environment = {**self._environment(), "PGOPTIONS": "-c client_min_messages=warning"}
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    env=environment)
         assert process.stdin is not None and process.stderr is not None
-        errors = _drain(process.stderr)  # read as it comes: a full stderr pipe would stall psql
-        _grow_pipe(process.stdin.fileno())  # decompress ahead while psql and the server work
+        errors = _drain(process.stderr)  # read as it comes: a full stderr pipe would stall the child
+        _grow_pipe(process.stdin.fileno())  # decompress ahead while the child and the server work
         restored = 0
-        try:
-            process.stdin.write(b"BEGIN;\n")
-            for chunk in iter(lambda: source.read(DUMP_CHUNK), b""):
-                process.stdin.write(chunk)
-                restored += len(chunk)
-            process.stdin.write(b"\nCOMMIT;\n")
-            process.stdin.close()
-        except BrokenPipeError:
-            pass  # psql stopped on an error: its stderr says which
-        except BaseException:
-            # The source failed (a checksum mismatch, a truncated artifact, cancel): psql must never
-            # see an end of input, or it would COMMIT what it got. Killed, its transaction rolls back.
-            process.kill()
-            process.wait()
-            raise
-        returncode = process.wait()
+        with Watchdog(process, what, self.bounds.restore_timeout_s, cancelled) as watchdog:
+            try:
+                process.stdin.write(prefix)
+                for chunk in iter(lambda: source.read(DUMP_CHUNK), b""):
+                    process.stdin.write(chunk)
+                    restored += len(chunk)
+                process.stdin.write(suffix)
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # the child stopped on an error (or was killed): its stderr or the watchdog says why
+            except BaseException:
+                # The source failed (a checksum mismatch, a refused line, cancel): the child must never
+                # see an end of input, or it would COMMIT what it got. Killed, its transaction rolls back.
+                process.kill()
+                process.wait()
+                raise
+            returncode = process.wait()
         errors.join()
+        watchdog.check("its transaction was rolled back: the database is as it was")
         if returncode != 0:
             text = bytes(errors.tail).decode(errors="replace").strip()
             raise StepFailed(f"restore failed, nothing changed (one transaction): {mask(text)}")
-        on_line(f"restored {restored / 1e6:.1f} MB of SQL in one transaction")
+        return restored
 
     @contextmanager
     def scratch(self) -> Iterator[PostgresScratch]:
@@ -342,7 +403,8 @@ class PostgresMigrations:
                                  ) from None
         dsn = SecretStr(make_conninfo(server.get_secret_value(), dbname=name))
         try:
-            yield PostgresScratch(name, dsn, self.migrations_dir, connect_timeout_s=self.connect_timeout_s)
+            yield PostgresScratch(name, dsn, self.migrations_dir, connect_timeout_s=self.connect_timeout_s,
+                                  bounds=self.bounds)
         finally:
             with connect(server.get_secret_value(), timeout_s=self.connect_timeout_s) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -351,13 +413,65 @@ class PostgresMigrations:
 class PostgresScratch(PostgresMigrations):
     """The scratch database of a trial restore: restore into it, count, read a row."""
 
-    def __init__(self, name: str, dsn: SecretStr, migrations_dir: Path, connect_timeout_s: int = 5) -> None:
-        super().__init__(dsn, migrations_dir, connect_timeout_s=connect_timeout_s)
+    def __init__(self, name: str, dsn: SecretStr, migrations_dir: Path, connect_timeout_s: int = 5,
+                 bounds: DumpBounds | None = None) -> None:
+        super().__init__(dsn, migrations_dir, connect_timeout_s=connect_timeout_s, bounds=bounds)
         self.name = name
+
+    def restore(self, source: Readable, on_line: OnLine, cancelled: Callable[[], bool] = never) -> None:
+        """Into a fresh database nothing else uses: no single transaction needed, so pg_restore -j runs
+        jobs in parallel. That needs a seekable file: the archive is written to a private temp file."""
+        with self._connect() as conn:
+            version = conn.info.server_version
+        jobs = max(2, min(4, os.cpu_count() or 1))
+        with tempfile.TemporaryDirectory(prefix="rc-restore-") as spool:  # 0700, removed on the way out
+            path = Path(spool) / "db.pgdump"
+            with open_private(path, "xb") as out:
+                for chunk in iter(lambda: source.read(DUMP_CHUNK), b""):
+                    out.write(chunk)
+                    if cancelled():
+                        raise Cancelled(f"cancelled by the operator while spooling the archive; {self.name}"
+                                        " is dropped")
+            argv = self._pg_restore(version, [f"--jobs={jobs}"], str(path))
+            self._feed(argv, _Empty(), cancelled, "pg_restore", prefix=b"", suffix=b"")
+        on_line(f"restored the archive into {self.name} with pg_restore -j {jobs}")
 
     def sample(self, table: str) -> int:
         with self._connect() as conn:
             return len(conn.execute(sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(table))).fetchall())
+
+
+def restrict_line() -> bytes:
+    """psql's restricted mode (15.14+) under a key no dump can know: psql then refuses every meta-command,
+    even one in the middle of a line; only `\\unrestrict <key>` would end it."""
+    return b"\\restrict " + secrets.token_hex(24).encode() + b"\n"
+
+
+# The minor releases of August 2025 (CVE-2025-8714) that brought psql's \\restrict, by major.
+RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+
+
+def _has_restrict(psql: str) -> bool:
+    answer = subprocess.run([psql, "--version"], capture_output=True, timeout=30, check=False)
+    found = re.search(rb"\b(\d+)\.(\d+)", answer.stdout)
+    if not found:
+        return False
+    major, minor = int(found.group(1)), int(found.group(2))
+    return major >= 18 or minor >= RESTRICT_SINCE.get(major, 10**6)
+
+
+@dataclass(frozen=True)
+class DumpBounds:
+    """How long pg_dump waits for a table lock, and how long pg_dump and pg_restore/psql may run."""
+
+    lock_wait_timeout_s: float = 60.0
+    dump_timeout_s: float = 6 * 3600.0
+    restore_timeout_s: float = 6 * 3600.0
+
+
+class _Empty:
+    def read(self, size: int = -1, /) -> bytes:
+        return b""
 
 
 class _Tail(threading.Thread):

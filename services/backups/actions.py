@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.backups.catalog import DAY, MANIFEST, PIN, prune_candidates
 from services.backups.create import take_backup
+from services.backups.trust import check_backup_id
 from services.catalog import Param, action, confirm_step
 from services.operations import Operation, Step, StepContext, StepFailed
 
@@ -66,6 +67,7 @@ def pin(services: Services, env: str, params: dict[str, Any]) -> Operation:
     backup_id, release = str(params.get("backup_id", "")), str(params.get("release", ""))
 
     def run(ctx: StepContext) -> str:
+        check_backup_id(backup_id)
         holders = [s for s in services.stores if s.list(f"{env}/{backup_id}/")]
         if not holders:
             raise StepFailed(f"no backup {backup_id} of {env} in any store", ("backup list --env " + env,))

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from services.backups.trust import BACKUP_ID, ENV_NAME, check_backup_id
 from services.operations import StepFailed
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ def list_backups(services: Services, env: str | None = None) -> list[BackupEntry
             by_prefix.setdefault(prefix, []).append(obj)
         for prefix, objects in by_prefix.items():
             env_name, _, backup_id = prefix.partition("/")
+            if not BACKUP_ID.fullmatch(backup_id) or not ENV_NAME.fullmatch(env_name):
+                continue  # not a backup the console made (a stray key): never listed, never chosen
             names = {o.key.rpartition("/")[2] for o in objects}
             meta = _read_json(store, f"{prefix}/{MANIFEST}") if MANIFEST in names else {}
             verified = _read_json(store, f"{prefix}/{VERIFIED}") if VERIFIED in names else {}
@@ -77,6 +80,8 @@ def prune_candidates(services: Services, env: str, now: float | None = None) -> 
 
 def choose_backup(services: Services, env: str, wanted: str | None) -> BackupEntry:
     """The wanted backup, or the newest complete one; an incomplete backup is never chosen."""
+    if wanted:
+        check_backup_id(wanted)
     complete = [b for b in list_backups(services, env) if b.complete]
     chosen = next((b for b in complete if b.id == wanted), None) if wanted else (complete[0] if complete else None)
     if chosen is None:

@@ -1,10 +1,10 @@
 """Taking a backup: the database dump and the app files streamed into the store, the manifest last.
 
-pg_dump's output goes through the compressor (zstd by default, or gzip), then through a
-hashing writer that counts and hashes the compressed bytes, straight into the store's
-`open_write`: the dump is never held in memory and never written to disk twice. The
-manifest is written last, so a backup cut short (a crash, kill -9, a full disk) is never
-listed complete.
+pg_dump writes a custom-format archive, uncompressed (`-Fc -Z0`); its output goes through the
+compressor (zstd by default, or gzip), then through a hashing writer that counts and hashes the
+compressed bytes, straight into the store's `open_write`: the dump is never held in memory and
+never written to disk twice. The manifest is written last, signed with [backup] signing_key
+(services.backups.trust), so a backup cut short (a crash, kill -9, a full disk) is never listed complete.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
@@ -25,15 +25,18 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 import zstandard
 
 from services.backups.catalog import MANIFEST
-from services.operations import StepContext, StepFailed
+from services.backups.trust import FORMAT, check_env_name, sign
+from services.migrations.prisma import MigrationsDirError
+from services.operations import Cancelled, StepContext, StepFailed
 from services.ports import Readable, Writable
 
 if TYPE_CHECKING:
     from services.factory import Services
-    from services.ports import ObjectStore
+    from services.ports import MigrationDatabase, ObjectStore
 
-FORMAT = 2  # manifest format: 2 adds compression, pg_dump version, created_at and duration_s
-DUMP_NAMES = {"zstd": "db.sql.zst", "gzip": "db.sql.gz"}
+# Manifest formats: 2 added compression, pg_dump version, created_at and duration_s; 3 (trust.FORMAT)
+# holds a pg_dump custom archive (db.pgdump.*, restored by pg_restore) and an HMAC signature.
+DUMP_NAMES = {"zstd": "db.pgdump.zst", "gzip": "db.pgdump.gz"}
 FILES_NAME = "app.tar.gz"
 ZSTD_LEVEL, ZSTD_THREADS = 3, -1  # as `zstd -3 -T0`: all cores
 # Each worker's job: 4 MiB rather than zstd's default 8 MiB (4x the window) halves the buffers in
@@ -182,10 +185,15 @@ def take_backup(services: Services, env: str, ctx: StepContext, include_files: b
     policy = services.config.backup
     store = services.store
     database = services.database(env)
+    check_env_name(env)  # it becomes the backup's key prefix
     # Checked before any byte is written: an older pg_dump is refused, an unreachable server fails here.
     tool = database.dump_tool()
     ctx.log(f"PostgreSQL {tool.server_version}; {tool.tool_version}")
-    applied = [m.name for m in database.status() if m.state == "applied"]
+    head = _migration_head(database, ctx)
+    key = policy.signing_key
+    if key is None:
+        ctx.log("WARNING: no [backup] signing_key is configured: this backup is UNSIGNED, and a production"
+                " restore of it will need an override reason", "warning")
     files = services.files(env) if include_files else None
     if files is not None and not files.configured:
         ctx.log("no app_dir configured: database only")
@@ -203,12 +211,13 @@ def take_backup(services: Services, env: str, ctx: StepContext, include_files: b
             hashing = HashingWriter(sink)
             with compressor(policy.compression, hashing) as compressed:
                 meter = _Meter(compressed, hashing, ctx, tool.estimate_bytes)
-                server_version = database.dump(meter)
+                server_version = database.dump(meter, cancelled(ctx))
         meter.report(time.monotonic(), final=True)
-        artifacts[dump_name] = {**hashing.summary(), "compression": policy.compression, "sql_size": meter.done}
+        artifacts[dump_name] = {**hashing.summary(), "compression": policy.compression, "dump_size": meter.done,
+                                "dump_format": "custom"}
         ratio = meter.done / hashing.size if hashing.size else 0
         ctx.log(f"stored {prefix}{dump_name} ({hashing.size / MB:.2f} MB, {policy.compression} {ratio:.1f}x"
-                f" of {meter.done / MB:.1f} MB SQL, {meter.rate():.0f} MB/s) in {store.name}")
+                f" of a {meter.done / MB:.1f} MB archive, {meter.rate():.0f} MB/s) in {store.name}")
         if files is not None:
             written.append(prefix + FILES_NAME)
             with store.open_write(prefix + FILES_NAME) as sink:
@@ -216,17 +225,21 @@ def take_backup(services: Services, env: str, ctx: StepContext, include_files: b
                 count = files.archive(hashing, policy.excludes)
             artifacts[FILES_NAME] = {**hashing.summary(), "compression": "gzip", "files": count}
             ctx.log(f"archived {count} app files ({hashing.size / MB:.2f} MB), excluding {', '.join(policy.excludes)}")
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": FORMAT, "id": backup_id, "env": env, "artifacts": artifacts,
             "compression": policy.compression, "server_version": server_version, "pg_dump_version": tool.tool_version,
-            "version": _deployed_version(services, env), "migration_head": applied[-1] if applied else None,
+            "version": _deployed_version(services, env), "migration_head": head,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             "duration_s": round(time.monotonic() - started, 2),
         }
+        if key is not None:
+            manifest = sign(manifest, key.get_secret_value())
         written.append(prefix + MANIFEST)
         store.put(prefix + MANIFEST, [json.dumps(manifest, indent=1).encode()])
     except BaseException as err:
         _forget(store, written)  # no half backup lingers (the store drops its partial file itself)
+        if written:
+            ctx.log(f"removed the partial backup {prefix} from {store.name}: no half backup is left", "warning")
         if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
             where = getattr(store, "root", store.name)
             stored = hashing.size / MB if hashing else 0.0
@@ -235,6 +248,30 @@ def take_backup(services: Services, env: str, ctx: StepContext, include_files: b
                              ) from None
         raise
     return backup_id
+
+
+def cancelled(ctx: StepContext) -> Callable[[], bool]:
+    """The operator's cancel as a question a subprocess watchdog can poll."""
+
+    def asked() -> bool:
+        try:
+            ctx.check_cancelled()
+        except Cancelled:
+            return True
+        return False
+
+    return asked
+
+
+def _migration_head(database: MigrationDatabase, ctx: StepContext) -> str | None:
+    """The last applied migration; unknown (with a warning) where the migrations folder is not at hand,
+    as on a disaster-recovery bastion without the app repo."""
+    try:
+        applied = [m.name for m in database.status() if m.state == "applied"]
+    except MigrationsDirError as err:
+        ctx.log(f"WARNING: migration head unknown, recorded as such: {err}", "warning")
+        return None
+    return applied[-1] if applied else None
 
 
 def _new_id(store: ObjectStore, env: str, now: float) -> str:

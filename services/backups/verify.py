@@ -2,8 +2,9 @@
 scratch database, timed (the measured RTO of the database), with the integrity tables counted.
 
 The functions serve the `verify` action, the migration rollback and the recovery walkthrough:
-`check_artifacts` (streamed checksums), `open_dump` (the plain SQL of a backup, whatever its
-compression, re-checked as it streams), `trial_restore` and `record_verification`.
+`check_backup` (signature, streamed checksums, and a scan of an older plain-SQL dump: all before
+anything is restored), `restore_dump` / `restore_from_store` (pg_restore of an archive, or checked
+SQL into psql for an older backup), `trial_restore` and `record_verification`.
 """
 
 from __future__ import annotations
@@ -11,26 +12,40 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import zstandard
 
+from services.backups import plain_sql
 from services.backups.catalog import MANIFEST, VERIFIED, choose_backup
-from services.backups.create import compression_of, decompressor
-from services.catalog import Param, action
+from services.backups.create import cancelled, compression_of, decompressor
+from services.backups.trust import (
+    check_backup_id,
+    check_env_name,
+    check_trusted,
+    is_archive,
+    manifest_format,
+)
+from services.catalog import Param, action, confirm_step
 from services.operations import Operation, Step, StepContext, StepFailed
 from services.ports import OnLine, Readable
 
 if TYPE_CHECKING:
     from services.factory import Services
-    from services.ports import ObjectStore
+    from services.ports import MigrationDatabase, ObjectStore, ScratchDatabase
 
 MB = 1e6
 READ_BUFFER = 1 << 20
+ARTIFACT_NAME = re.compile(r"(db\.pgdump|db\.sql|app\.tar)\.(zst|gz)")
+
+
+def never() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,8 @@ class TrialRestore:
 
 def store_of(services: Services, env: str, backup_id: str) -> ObjectStore:
     """The store that holds the backup's manifest (the first, if several do)."""
+    check_env_name(env)
+    check_backup_id(backup_id)
     for store in services.stores:
         if any(o.key == f"{env}/{backup_id}/{MANIFEST}" for o in store.list(f"{env}/{backup_id}/")):
             return store
@@ -59,12 +76,16 @@ def read_manifest(store: ObjectStore, env: str, backup_id: str) -> dict[str, Any
                          ("pick another backup",)) from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):
         raise StepFailed(f"backup {backup_id} of {env}: the manifest lists no artifacts", ("pick another backup",))
+    for name, meta in manifest["artifacts"].items():  # names become store keys and working-copy paths
+        if not ARTIFACT_NAME.fullmatch(name) or not isinstance(meta, dict):
+            raise StepFailed(f"backup {backup_id} of {env}: the manifest lists an artifact named {name[:60]!r},"
+                             " which no backup of the console has: refusing it", ("pick another backup",))
     return manifest
 
 
 def dump_artifact(manifest: dict[str, Any]) -> str:
-    """The database dump's name in a manifest: db.sql.zst or db.sql.gz."""
-    name = next((n for n in manifest["artifacts"] if n.startswith("db.sql")), None)
+    """The database dump's name in a manifest: db.pgdump.zst or .gz (format 3), db.sql.zst or .gz before."""
+    name = next((n for n in manifest["artifacts"] if n.startswith(("db.pgdump", "db.sql"))), None)
     if name is None:
         raise StepFailed(f"backup {manifest.get('id', '?')} has no database dump", ("pick another backup",))
     return str(name)
@@ -94,6 +115,36 @@ def check_artifacts(services: Services, env: str, backup_id: str, on_line: OnLin
             raise _mismatch(backup_id, name, digest.hexdigest(), size, expected)
         on_line(f"{name}: sha256 {digest.hexdigest()[:16]}… matches the manifest ({size / MB:.1f} MB)")
     return manifest
+
+
+def check_backup(services: Services, env: str, backup_id: str, ctx: StepContext) -> dict[str, Any]:
+    """Everything checked before anything is stopped, overwritten or restored: the manifest's signature
+    (services.backups.trust's policy), every artifact's sha256, and for an older plain-SQL dump a scan
+    of every line for psql meta-commands."""
+    store = store_of(services, env, backup_id)
+    trusted = check_trusted(services, env, read_manifest(store, env, backup_id), ctx)
+    manifest = check_artifacts(services, env, backup_id, ctx.log)
+    if not is_archive(manifest):
+        with open_dump(services, env, backup_id) as plain:
+            lines = plain_sql.scan(plain, f"backup {backup_id}")
+        ctx.log(f"an older plain-SQL backup (format {manifest_format(manifest)}): {lines} lines scanned, no psql"
+                " meta-command")
+    ctx.state["trusted"] = trusted
+    return manifest
+
+
+def restore_dump(target: ScratchDatabase | MigrationDatabase, manifest: dict[str, Any], raw: Readable, what: str,
+                 on_line: OnLine, cancelled: Callable[[], bool]) -> None:
+    """Restore a backup's dump (compressed, as stored) into `target`: pg_restore for an archive; for an
+    older plain-SQL dump, psql fed only lines checked for meta-commands."""
+    name = dump_artifact(manifest)
+    with decompressor(compression_of(name, manifest), raw) as plain:
+        source = _Damaged(plain, what)
+        if is_archive(manifest):
+            target.restore(source, on_line, cancelled)
+        else:
+            on_line(f"{what} is an older plain-SQL dump: every line is checked on its way to psql")
+            target.restore_plain(plain_sql.CheckedSql(source, what), on_line, cancelled)
 
 
 class _CheckedChunks(io.RawIOBase):
@@ -152,15 +203,30 @@ class _Damaged:
                              ("choose an older backup",)) from None
 
 
-def trial_restore(services: Services, env: str, backup_id: str, on_line: OnLine) -> TrialRestore:
+def restore_from_store(services: Services, env: str, backup_id: str, target: ScratchDatabase | MigrationDatabase,
+                       on_line: OnLine, cancelled: Callable[[], bool] = never) -> None:
+    """Stream the backup's dump from its store into `target`, re-checked against the manifest's sha256."""
+    store = store_of(services, env, backup_id)
+    manifest = read_manifest(store, env, backup_id)
+    name = dump_artifact(manifest)
+    raw = _CheckedChunks(store.get(f"{env}/{backup_id}/{name}"), backup_id, name, manifest["artifacts"][name])
+    restore_dump(target, manifest, io.BufferedReader(raw, READ_BUFFER), f"backup {backup_id}: {name}", on_line,
+                 cancelled)
+
+
+def trial_restore(services: Services, env: str, backup_id: str, on_line: OnLine,
+                  cancelled: Callable[[], bool] = never) -> TrialRestore:
     """Restore the backup into a new scratch database (dropped afterwards, even on failure), timed;
     count the integrity tables and read a row of the first."""
     tables = services.config.migrations.integrity_tables
     with services.database(env).scratch() as scratch:
         on_line(f"created scratch database {scratch.name}")
         began = time.monotonic()
-        with open_dump(services, env, backup_id) as plain:
-            scratch.restore(plain, on_line)
+        try:
+            restore_from_store(services, env, backup_id, scratch, on_line, cancelled)
+        except BaseException:
+            on_line(f"the restore stopped; dropping scratch database {scratch.name}")
+            raise
         restore_s = time.monotonic() - began
         counts = scratch.row_counts(tables)
         missing = tuple(t for t in tables if t not in counts)
@@ -205,6 +271,9 @@ def verify(services: Services, env: str, params: dict[str, Any]) -> Operation:
         ctx.state["backup_id"] = chosen.id
         return f"{chosen.id} in {chosen.store}"
 
+    def what(ctx: StepContext) -> str:
+        return f"Restore backup {ctx.state['backup_id']} into a new scratch database (dropped afterwards)"
+
     def failed(ctx: StepContext, err: StepFailed) -> StepFailed:
         try:
             record_verification(services, env, ctx.state["backup_id"], False, error=str(err))
@@ -214,14 +283,14 @@ def verify(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
     def checksums(ctx: StepContext) -> str:
         try:
-            manifest = check_artifacts(services, env, ctx.state["backup_id"], ctx.log)
+            manifest = check_backup(services, env, ctx.state["backup_id"], ctx)
         except StepFailed as err:
             raise failed(ctx, err) from None
-        return f"{len(manifest['artifacts'])} artifacts match the manifest"
+        return f"{len(manifest['artifacts'])} artifacts match the manifest ({ctx.state['trusted']})"
 
     def trial(ctx: StepContext) -> str:
         try:
-            result = trial_restore(services, env, ctx.state["backup_id"], ctx.log)
+            result = trial_restore(services, env, ctx.state["backup_id"], ctx.log, cancelled(ctx))
         except StepFailed as err:
             raise failed(ctx, err) from None
         for table, count in result.counts.items():
@@ -239,7 +308,8 @@ def verify(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
     return Operation("verify", env, f"Verify a backup of {env}", [
         Step("choose", "Choose the backup", choose),
-        Step("checksums", "Recompute checksums against the manifest", checksums),
+        confirm_step(services, env, what, "Restore into a scratch database"),
+        Step("checksums", "Check the signature and checksums against the manifest", checksums),
         Step("trial", "Trial restore into a scratch database", trial),
         Step("record", "Record the verification (verified.json)", record),
     ], params, takes_lock=False)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from services.backups.catalog import choose_backup
-from services.backups.create import take_backup
-from services.backups.verify import check_artifacts, open_dump
+from services.backups.create import cancelled, take_backup
+from services.backups.verify import check_backup, restore_from_store
 from services.catalog import Param, action, confirm_step
 from services.migrations.lint import Finding, lint_migrations
 from services.operations import Operation, Step, StepContext, StepFailed
@@ -66,8 +66,12 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
         return f"{len(blocking)} blocking, {len(findings) - len(blocking)} warnings" if findings else "clean"
 
     def backup(ctx: StepContext) -> str:
-        check_history(database.status())
+        records = database.status()
+        check_history(records)
         ctx.state["counts_before"] = database.row_counts(tables)
+        if not pending(records):
+            ctx.log("nothing pending: no backup is taken (it would change nothing to restore)")
+            return "no backup: nothing pending"
         ctx.state["backup_id"] = take_backup(services, env, ctx, include_files=False)
         return f"backup {ctx.state['backup_id']}"
 
@@ -76,6 +80,9 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
             records = database.status()
             check_history(records)
             todo = pending(records)
+            if todo and not ctx.state.get("backup_id"):
+                raise StepFailed(f"{len(todo)} migrations became pending after the backup step found none, so no"
+                                 " backup was taken: nothing was applied", ("run migrate again",))
             for done, name in enumerate(todo):
                 ctx.check_cancelled()
                 ctx.progress(done, len(todo), "migrations")
@@ -147,13 +154,13 @@ def migrate_rollback(services: Services, env: str, params: dict[str, Any]) -> Op
         return f"backup {chosen.id} (migration head {chosen.migration_head or '?'})"
 
     def verify(ctx: StepContext) -> str:
-        check_artifacts(services, env, ctx.state["backup_id"], ctx.log)  # streamed; a mismatch refuses
-        return "sha256 matches the manifest"
+        # Signature, streamed checksums (and an older plain dump's lines): a refusal changes nothing.
+        check_backup(services, env, ctx.state["backup_id"], ctx)
+        return f"signature and sha256 checked ({ctx.state['trusted']})"
 
     def restore(ctx: StepContext) -> str:
         # zstd or gzip as the manifest says, streamed and re-checked: a mismatch never commits.
-        with open_dump(services, env, ctx.state["backup_id"]) as plain:
-            database.restore(plain, ctx.log)
+        restore_from_store(services, env, ctx.state["backup_id"], database, ctx.log, cancelled(ctx))
         return "database restored"
 
     def status(ctx: StepContext) -> str:
@@ -164,7 +171,7 @@ def migrate_rollback(services: Services, env: str, params: dict[str, Any]) -> Op
     return Operation("migrate-rollback", env, f"Restore {env}'s database from backup", [
         Step("choose", "Choose the backup", choose),
         confirm_step(services, env, "Restore the database from the backup (current data is replaced)"),
-        Step("verify", "Verify the backup's checksum", verify),
+        Step("verify", "Verify the backup's signature and checksums", verify),
         Step("restore", "Restore the database", restore),
         Step("status", "Read the migration status", status),
     ], params)

@@ -6,7 +6,7 @@ import hashlib
 import io
 import tarfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any, BinaryIO
 
@@ -356,16 +356,18 @@ class SandboxMigrations:
     def scratch(self) -> Iterator[SandboxScratch]:
         yield SandboxScratch(self.world, self.state.rows)
 
-    def dump(self, sink: Writable) -> str:
+    def dump(self, sink: Writable, cancelled: Callable[[], bool] = lambda: False) -> str:
         for _ in range(8):
             sink.write(self.world.random.randbytes(4096))
             time.sleep(self.world.clock.real_seconds(1))
         return "15.18"
 
-    def restore(self, source: Readable, on_line: OnLine) -> None:
+    def restore(self, source: Readable, on_line: OnLine, cancelled: Callable[[], bool] = lambda: False) -> None:
         size = len(source.read())
         time.sleep(self.world.clock.real_seconds(10))
         on_line(f"restored {size} bytes into {self.state.name}")
+
+    restore_plain = restore  # the sandbox restores nothing for real: a checked plain dump is read the same
 
 
 class SandboxScratch:
@@ -376,10 +378,12 @@ class SandboxScratch:
     def __init__(self, world: World, rows: Mapping[str, int]) -> None:
         self.world, self.rows = world, dict(rows)
 
-    def restore(self, source: Readable, on_line: OnLine) -> None:
+    def restore(self, source: Readable, on_line: OnLine, cancelled: Callable[[], bool] = lambda: False) -> None:
         size = len(source.read())
         time.sleep(self.world.clock.real_seconds(10))
         on_line(f"restored {size} bytes into {self.name}")
+
+    restore_plain = restore
 
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
         return {t: self.rows[t] for t in tables if t in self.rows}

@@ -84,8 +84,8 @@ def test_a_backup_streams_to_s3_is_listed_verified_and_restored(services: factor
     [entry] = list_backups(services, "staging")
     assert (entry.store, entry.complete) == ("s3", True)
     keys = sorted(o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket_name)["Contents"])
-    assert keys == [f"food-management/staging/{entry.id}/{name}" for name in ("db.sql.zst", "manifest.json")]
-    head = s3_client.head_object(Bucket=bucket_name, Key=f"food-management/staging/{entry.id}/db.sql.zst")
+    assert keys == [f"food-management/staging/{entry.id}/{name}" for name in ("db.pgdump.zst", "manifest.json")]
+    head = s3_client.head_object(Bucket=bucket_name, Key=f"food-management/staging/{entry.id}/db.pgdump.zst")
     assert head["ServerSideEncryption"] == "AES256"
 
     verified = run(services, "verify", backup_id=entry.id)

@@ -147,7 +147,7 @@ def scratch_databases(pg_dsn: str) -> list[str]:
 # --- the dump: zstd and gzip ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("compression", "name"), [("zstd", "db.sql.zst"), ("gzip", "db.sql.gz")])
+@pytest.mark.parametrize(("compression", "name"), [("zstd", "db.pgdump.zst"), ("gzip", "db.pgdump.gz")])
 def test_backup_streams_a_compressed_dump_and_writes_the_manifest_last(
         build: Build, compression: str, name: str) -> None:
     services = build(compression=compression)
@@ -160,14 +160,16 @@ def test_backup_streams_a_compressed_dump_and_writes_the_manifest_last(
     data = (folder / name).read_bytes()
     plain = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read() if compression == "zstd" \
         else gzip.decompress(data)
-    text = plain.decode()
-    assert 'CREATE TABLE public."Ingredient"' in text and 'COPY public."Ingredient"' in text
-    assert "u30@example.com" in text
+    # A custom-format archive (pg_dump -Fc -Z0): pg_restore reads it, psql never sees it.
+    assert plain.startswith(b"PGDMP")
+    assert b'CREATE TABLE public."Ingredient"' in plain and b"u30@example.com" in plain
 
     manifest = json.loads((folder / "manifest.json").read_text())
     artifact = manifest["artifacts"][name]
     assert artifact == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "compression": compression,
-                        "sql_size": len(plain)}
+                        "dump_size": len(plain), "dump_format": "custom"}
+    assert manifest["format"] == 3 and "signature" not in manifest  # no signing_key in this config
+    assert any("this backup is UNSIGNED" in line for line in run.lines("backup"))
     assert manifest["compression"] == compression and manifest["id"] == backup_id and manifest["env"] == "staging"
     assert manifest["server_version"].startswith("15.") and manifest["pg_dump_version"].startswith("pg_dump")
     assert manifest["version"] is None  # no deploy target: the deployed version is unknown
@@ -187,7 +189,7 @@ def test_migrate_backs_up_the_database_only_and_records_the_head(build: Build) -
     assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
     backup_id = run.detail("backup").removeprefix("backup ")
     manifest = json.loads((backup_dir(services) / "staging" / backup_id / "manifest.json").read_text())
-    assert list(manifest["artifacts"]) == ["db.sql.zst"]
+    assert list(manifest["artifacts"]) == ["db.pgdump.zst"]
     assert manifest["migration_head"] is None  # taken before the apply
     _, _, after = backup(services)
     assert after["migration_head"] == "20240105093000_init"
@@ -212,6 +214,7 @@ def test_app_files_archive_skips_node_modules_next_and_git_at_any_depth(build: B
         DirectoryAppFiles(into, ["."]).restore(source, lines.append)
     assert (into / "src/app/page.tsx").read_text() == "export default 1\n"
     assert not (into / "node_modules").exists() and lines == [f"restored 7 app files into {into}"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".restored")] == []  # no staging dir left
 
 
 @pytest.mark.parametrize("evil", ["../escaped.txt", "link-out"])
@@ -230,15 +233,16 @@ def test_app_files_restore_refuses_paths_out_of_the_app_dir(tmp_path: Path, evil
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "into" / "link-out").exists()
 
 
-def test_app_files_restore_keeps_absolute_names_inside_the_app_dir(tmp_path: Path) -> None:
+def test_app_files_restore_refuses_absolute_names(tmp_path: Path) -> None:
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         info = tarfile.TarInfo("/etc/escaped.conf")
         info.size = 4
         tar.addfile(info, io.BytesIO(b"evil"))
     archive.seek(0)
-    DirectoryAppFiles(tmp_path / "into", ["."]).restore(archive, print)  # the data filter strips the leading /
-    assert (tmp_path / "into" / "etc" / "escaped.conf").read_bytes() == b"evil"
+    with pytest.raises(StepFailed, match="absolute"):  # the console's own checks: never stripped and kept
+        DirectoryAppFiles(tmp_path / "into", ["."]).restore(archive, print)
+    assert not (tmp_path / "into").exists() and os.listdir(tmp_path) == []
 
 
 def test_without_app_dir_the_backup_is_database_only(build: Build) -> None:
@@ -258,7 +262,7 @@ def test_verify_checks_restores_into_a_scratch_database_and_records_it(build: Bu
     backup_id, folder, _ = backup(services)
     run = Run(services, "verify")
     assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
-    assert any(line.startswith("db.sql.zst: sha256 ") and "matches" in line for line in run.lines("checksums"))
+    assert any(line.startswith("db.pgdump.zst: sha256 ") and "matches" in line for line in run.lines("checksums"))
     for table, count in COUNTS.items():
         assert f"{table:<12} {count:>9} rows" in run.lines("trial")
     assert 'SELECT * FROM "Ingredient" LIMIT 1 read 1 row' in run.detail("trial")
@@ -275,7 +279,7 @@ def test_verify_refuses_a_corrupted_or_truncated_artifact(build: Build, pg_dsn: 
     services = build()
     bulk(services.config.environment("staging").database_url.get_secret_value(), 20_000)
     backup_id, folder, _ = backup(services)
-    dump = folder / "db.sql.zst"
+    dump = folder / "db.pgdump.zst"
     data = bytearray(dump.read_bytes())
     if damage == "flip a byte":
         data[len(data) // 2] ^= 0x01
@@ -285,7 +289,7 @@ def test_verify_refuses_a_corrupted_or_truncated_artifact(build: Build, pg_dsn: 
 
     run = Run(services, "verify")
     assert run.result.outcome is Outcome.FAILED and run.result.failed_step == "checksums"
-    assert "checksum mismatch: db.sql.zst" in run.result.detail and "refusing to restore it" in run.result.detail
+    assert "checksum mismatch: db.pgdump.zst" in run.result.detail and "refusing to restore it" in run.result.detail
     verified = json.loads((folder / "verified.json").read_text())
     assert verified["ok"] is False and "checksum mismatch" in verified["error"]
     assert list_backups(services, "staging")[0].verified_at is None
@@ -401,7 +405,7 @@ def test_kill_9_mid_backup_leaves_no_complete_backup_and_the_journal_shows_it(
         assert len(reports) == 2, child.stderr.read().decode() if child.stderr else ""
         assert 0 < reports[-1]["done"] < reports[-1]["total"]  # MB dumped of the estimate: mid-dump
         # The artifact is being written under its temporary name (zstd may still hold its first block).
-        assert list((backup_dir(services) / "staging").glob("*/db.sql.zst.partial"))
+        assert list((backup_dir(services) / "staging").glob("*/db.pgdump.zst.partial"))
         os.kill(child.pid, signal.SIGKILL)
         assert child.wait(timeout=10) == -signal.SIGKILL
     finally:
@@ -451,5 +455,5 @@ def test_a_50_mb_backup_keeps_memory_flat(build: Build, tmp_path: Path, pg_datab
     measured = json.loads(answer.stdout)
     assert measured["outcome"] == "succeeded", measured["detail"]
     manifest = json.loads(next((backup_dir(services) / "staging").glob("*/manifest.json")).read_text())
-    assert manifest["artifacts"][f"db.sql.{'zst' if compression == 'zstd' else 'gz'}"]["sql_size"] > 45e6
+    assert manifest["artifacts"][f"db.pgdump.{'zst' if compression == 'zstd' else 'gz'}"]["dump_size"] > 45e6
     assert measured["growth_kb"] < 60 * 1024, textwrap.shorten(str(measured), 200)

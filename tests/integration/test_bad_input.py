@@ -192,12 +192,7 @@ MATRIX: list[Case] = [
          (('database_url = "${TEST_DB}"', 'database_url = "${DEAD_DB}"'),), "urls"),
     Case("database-unreachable-migrate", ["migrate", "status", "--env", "staging"], "cannot connect to", FAILED,
          (('database_url = "${TEST_DB}"', 'database_url = "${DEAD_DB}"'),), "urls"),
-]
-
-# Rows for checks other branches of issue #12 add (PostgreSQL-only URLs: the masking helper;
-# backup ids: the backups helper). They fail here until those are merged; the integrator moves
-# them into MATRIX then.
-PENDING_FROM_OTHER_BRANCHES: list[Case] = [
+    # --- URLs and backup ids ---------------------------------------------------------------
     Case("database-url-mysql", ["config", "check"], "must be a PostgreSQL URL", USAGE,
          (('database_url = "${TEST_DB}"', f'database_url = "mysql://app:{SECRET}@127.0.0.1/app"'),), "urls"),
     Case("database-url-sqlalchemy", ["config", "check"], "must be a PostgreSQL URL", USAGE,
@@ -286,13 +281,13 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(case: Case, workdir: P
 def test_the_matrix_covers_every_category() -> None:
     assert len(MATRIX) >= 40
     assert {c.category for c in MATRIX} == {"config", "flags", "params", "versions", "ids", "urls"}
-    assert len({c.id for c in MATRIX + PENDING_FROM_OTHER_BRANCHES}) == len(MATRIX) + len(PENDING_FROM_OTHER_BRANCHES)
+    assert len({c.id for c in MATRIX}) == len(MATRIX)
 
 
 def test_the_operations_guide_lists_every_row() -> None:
     guide = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
     section = guide.split("## What the console refuses", 1)[1].split("\n## ", 1)[0]
-    missing = [c.id for c in MATRIX + PENDING_FROM_OTHER_BRANCHES if f"`{c.id}`" not in section]
+    missing = [c.id for c in MATRIX if f"`{c.id}`" not in section]
     assert not missing, f"rows missing from docs/operations.md: {missing}"
 
 

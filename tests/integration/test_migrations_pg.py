@@ -165,10 +165,14 @@ def test_deploy_backs_up_applies_checks_and_reindexes(build: Build, pg_database:
     # The backup came first, streamed to the local backup dir, with its manifest.
     backup_id = run.detail("backup").removeprefix("backup ")
     backup = tmp_path / "app" / "backups" / "staging" / backup_id
-    assert sorted(p.name for p in backup.iterdir()) == ["db.sql.zst", "manifest.json"]  # zstd: the default
+    assert sorted(p.name for p in backup.iterdir()) == ["db.pgdump.zst", "manifest.json"]  # zstd: the default
     # A second deploy has nothing to do.
     again = Run(services, "migrate", "staging", {})
     assert again.result.outcome is Outcome.SUCCEEDED and again.detail("apply") == "nothing pending"
+    # ... and takes no backup for it (minutes and storage for nothing on a large database), saying so.
+    assert again.detail("backup") == "no backup: nothing pending"
+    assert "nothing pending: no backup is taken" in " ".join(again.lines("backup"))
+    assert sorted(p.name for p in backup.parent.iterdir()) == [backup_id]
 
 
 def test_a_failing_migration_is_recorded_then_resolved(build: Build, pg_database: str, migrations_dir: Path) -> None:

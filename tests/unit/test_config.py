@@ -20,6 +20,7 @@ ENV = {
     "DATABASE_URL": f"postgresql://app:{SECRET}@prod-db:5432/food",
     "REDIS_URL": f"redis://:{SECRET}@prod-redis:6379/0",
     "SLACK_WEBHOOK_URL": f"https://hooks.slack.example.com/services/{SECRET}",
+    "BACKUP_SIGNING_KEY": f"signing-{SECRET}",
 }
 
 

@@ -92,7 +92,11 @@ def test_walkthrough_is_a_checklist_that_downloads_and_verifies_before_it_stops(
     assert done["choose"].detail.startswith(f"{newest.id} (1.4.1, ")
     assert done["download"].detail == "2 artifacts, 3.3 kB from sandbox"
     assert done["verify"].detail == "2 of 2 sha256 match"
-    assert [line.split(":")[0] for line in logs(events, "verify")] == ["db.sql.gz", "app.tar.gz"]
+    checked = logs(events, "verify")
+    assert [line.split(":")[0] for line in checked[:2]] == ["db.sql.gz", "app.tar.gz"]
+    # The sandbox's seeded backups are older plain-SQL ones: scanned before anything stops.
+    assert re.fullmatch(r"an older plain-SQL backup \(format 1\): \d+ lines scanned, no psql meta-command", checked[2])
+    assert "signature matches" in " ".join(logs(events, "download"))
     assert done["stop"].detail == "stopped"
     assert done["restore-db"].detail == f"restored {newest.id}"
     assert done["validate"].detail == "config, database ok"
@@ -176,14 +180,15 @@ def test_an_interrupted_walkthrough_resumes_at_its_step_without_downloading_agai
 @pytest.mark.parametrize("kind,params", [("restore-drill", {}), ("restore", {"drill": "true"})])
 def test_drill_restores_into_scratch_and_touches_nothing_live(services: Services, kind: str,
                                                               params: dict[str, Any]) -> None:
-    result, events, asked = run(services, kind, params, typed=None)
+    result, events, asked = run(services, kind, params)
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
-    assert asked == []  # production, but nothing live: no typed confirmation
+    # Nothing live is touched, but it restores what the backup holds: production asks for the name typed.
+    assert [q.expected for q in asked] == ["production"]
     started = next(e for e in events if isinstance(e, OperationStarted))
     assert started.title == "Recovery drill for production"
     titles = dict(started.steps)
-    assert titles["confirm"] == "Confirm: not needed, a drill touches nothing live"
+    assert titles["confirm"] == "Confirm: Restore the backup into a scratch database"
     assert titles["health"] == "Health check: skipped in a drill without health_url"
     done = finished(events)
     assert all(step.status is StepStatus.DONE for step in done.values())
@@ -198,6 +203,12 @@ def test_drill_restores_into_scratch_and_touches_nothing_live(services: Services
     backup_id = services.journal.get(result.op_id).state["backup_id"]
     verification = read_verification(services, "production", backup_id)
     assert verification is not None and verification["ok"]
+
+
+def test_a_drill_not_confirmed_downloads_nothing(services: Services) -> None:
+    result, events, _ = run(services, "restore-drill", typed=None)
+    assert result.outcome is Outcome.DECLINED and result.failed_step == "confirm"
+    assert "download" not in [e.step_id for e in events if isinstance(e, StepStarted)]
 
 
 def test_drill_health_checks_a_given_url(services: Services) -> None:
