@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from services.operations import Operation, Step, StepContext
+from services.operations import Operation, Step, StepContext, StepFailed
 
 if TYPE_CHECKING:
     from services.factory import Services
@@ -27,6 +27,8 @@ class Param:
     required: bool = False
     switch: bool = False  # a yes/no flag (--dry-run); the TUI has no field for it: its plan step shows first
     form: bool = True  # False: a CLI flag only, not asked in the TUI's form (the release's version: from git)
+    # Checks a given value before the operation starts (raises ValueError or StepFailed with the reason).
+    check: Callable[[str], object] | None = None
 
     @property
     def in_form(self) -> bool:
@@ -89,6 +91,13 @@ def check_params(spec: Action, params: dict[str, Any]) -> None:
     if unknown:
         listed = ", ".join(known) if known else "none: it takes no parameters"
         raise ValueError(f"unknown parameter {', '.join(map(repr, unknown))} for {spec.kind}; known: {listed}")
+    for param in spec.params:
+        value = params.get(param.name)
+        if param.check is not None and value not in (None, ""):
+            try:
+                param.check(str(value))
+            except (ValueError, StepFailed) as err:
+                raise ValueError(str(err)) from None
 
 
 def confirm_step(services: Services, env: str, what: str | Callable[[StepContext], str], title: str = "") -> Step:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from services.backups import plain_sql
 from services.backups.catalog import choose_backup
 from services.backups.create import FILES_NAME, cancelled, compression_of, decompressor
-from services.backups.trust import check_trusted, is_archive, manifest_format
+from services.backups.trust import check_backup_id, check_trusted, is_archive, manifest_format
 from services.backups.verify import (
     TrialRestore,
     dump_artifact,
@@ -57,11 +57,13 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 PROGRESS_EVERY_S = 0.25
 
-BACKUP_ID = Param("backup_id", "the backup to restore (default: the newest complete one)")
+BACKUP_ID = Param("backup_id", "the backup to restore (default: the newest complete one)", check=check_backup_id)
+WORK_DIR = Param("work_dir", "download into this directory, which the console creates (and removes at the end);"
+                 " default: under the state dir", form=False)
 
 
 @action("restore", "Disaster recovery: restore from a backup", destructive=True, params=(
-    BACKUP_ID,
+    BACKUP_ID, WORK_DIR,
     Param("health_tries", "health-check tries (default: recovery.health_tries)"),
     Param("health_interval_s", "seconds between tries (default: recovery.health_interval_s)"),
     Param("drill", "a drill instead: restore into scratch, touch nothing live (as restore-drill)", switch=True),
@@ -72,7 +74,8 @@ def restore(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
 
 @action("restore-drill", "Recovery drill: restore a backup into scratch and measure the RTO", changes_env=False,
-        params=(BACKUP_ID, Param("health_url", "also health-check this URL, e.g. an app on the scratch copy")))
+        params=(BACKUP_ID, WORK_DIR, Param("health_url", "also health-check this URL, e.g. an app on the scratch"
+                                           " copy")))
 def restore_drill(services: Services, env: str, params: dict[str, Any]) -> Operation:
     return Walkthrough(services, env, params, drill=True).operation("restore-drill")
 

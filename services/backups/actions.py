@@ -60,7 +60,7 @@ def prune(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
 
 @action("backup-pin", "Pin a backup to a release, so retention keeps it", changes_env=False, params=(
-    Param("backup_id", "the backup to pin", required=True),
+    Param("backup_id", "the backup to pin", required=True, check=check_backup_id),
     Param("release", "the release it belongs to, e.g. v1.5.0; empty unpins it"),
 ))
 def pin(services: Services, env: str, params: dict[str, Any]) -> Operation:
