@@ -195,7 +195,8 @@ class AuditLog:
 
     def _torn_message(self, torn: _Torn) -> str:
         return (f"the audit log {self.path} has a torn last line (line {torn.line}, {torn.size} bytes: not a whole"
-                f" JSON line, a write cut short, e.g. by a crash); nothing more can be recorded until it is repaired: {REPAIR_HINT}")
+                f" JSON line, a write cut short, e.g. by a crash); nothing more can be recorded until it is"
+                f" repaired: {REPAIR_HINT}")
 
     def ensure_writable(self) -> None:
         """Raise AuditUnavailable now, before an operation starts, if a record could not be appended."""

@@ -66,10 +66,12 @@ class PostgresLocks:
                     return work(conn)
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
                 if attempt == 2:
-                    raise StepFailed("the release_console_lock table cannot be created", ("check the database",))
+                    raise StepFailed("the release_console_lock table cannot be created",
+                                     ("check the database",)) from None
                 self._ensure()
             except psycopg.Error as err:  # a timeout, a dropped connection: named, never a traceback
-                raise StepFailed(f"the lock query failed: {type(err).__name__}", ("check the database", "retry"))
+                raise StepFailed(f"the lock query failed: {type(err).__name__}",
+                                 ("check the database", "retry")) from None
         raise AssertionError("unreachable")
 
     def acquire(self, env: str, reason: str, on_takeover: OnTakeover | None = None) -> LockInfo:
