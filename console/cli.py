@@ -308,7 +308,8 @@ def _status(args: argparse.Namespace, services: Services) -> int:
         if row.error:
             lines.append(f"  {row.env}: {row.error}")
     _emit(args, [r.__dict__ for r in rows], "\n".join(lines))
-    return EXIT_FAILED if any(r.error for r in rows) else EXIT_OK
+    # An unknown lock fails the check too: a script must not read "cannot tell" as "free".
+    return EXIT_FAILED if any(r.error or (r.lock or "").startswith("unknown") for r in rows) else EXIT_OK
 
 
 def _trace(args: argparse.Namespace, services: Services) -> int:

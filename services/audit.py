@@ -92,6 +92,13 @@ class VerifyResult:
 
 
 @dataclass(frozen=True)
+class AuditView:
+    trail: str  # "shared ENV" (every bastion's records) or "local" (this bastion's log)
+    records: list[dict[str, Any]]
+    verified: VerifyResult
+
+
+@dataclass(frozen=True)
 class Repair:
     line: int
     size: int
@@ -326,6 +333,18 @@ class AuditLog:
             raise SharedUnavailable(f"{env} has no shared audit trail (the sandbox has none)")
         self.flush()
         return self.shared.tail(env, limit)
+
+    def view(self, env: str, limit: int = 100) -> AuditView:
+        """What the audit pane shows: env's shared trail when it has one and it answers, else this log."""
+        if self.shared is not None and (where := self.shared.where(env)):
+            try:
+                return AuditView(f"shared {env}", self.tail_shared(env, limit), self.verify_shared(env))
+            except SharedUnavailable as err:
+                local = self.verify()
+                problem = local.problem or f"shared trail of {env} ({where}) unreachable: {err}"
+                return AuditView("local", self.tail(limit), VerifyResult(**{**local.__dict__, "ok": False,
+                                                                                     "problem": problem}))
+        return AuditView("local", self.tail(limit), self.verify())
 
     def repair(self) -> Repair | None:
         """Cut a torn tail, keeping its bytes as evidence (0600), then record the repair. None: nothing torn."""
