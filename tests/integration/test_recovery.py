@@ -178,7 +178,7 @@ def test_walkthrough_restores_data_and_files_and_brings_the_app_back(rig: Callab
     with psycopg.connect(env.dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO release_console_lock VALUES ('production', 'ghost@elsewhere', '', 4242, 0, 'x')")
     backup_id = env.backup()
-    ghost.force_release("production")
+    ghost.force_release("production", ghost.holder("production"))  # type: ignore[arg-type]
     env.spoil()
     assert env.rows() == (250, 250)
     began = time.time()
