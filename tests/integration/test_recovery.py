@@ -323,7 +323,9 @@ def test_killed_walkthrough_resumes_at_its_step_and_completes(rig: Callable[...,
     assert after.status == "done" and [s.status for s in after.steps] == [StepStatus.DONE] * len(ORDER)
     assert services.locks.holder("production") is None  # the dead worker's lock was taken over, then released
     outcomes = [r["outcome"] for r in services.audit.records() if r["params"].get("op_id") == op_id]
-    assert outcomes[:2] == ["started", "resumed"] and outcomes[2].startswith("succeeded")
+    # The takeover of the dead worker's lock is audited before the resume.
+    assert outcomes[0] == "started" and outcomes[1].startswith("taken over: ") and "is gone" in outcomes[1]
+    assert outcomes[2] == "resumed" and outcomes[3].startswith("succeeded")
 
 
 def test_drill_restores_into_scratch_reports_rto_and_leaves_production_alone(rig: Callable[..., Rig],
