@@ -46,9 +46,14 @@ def parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="config check | locate").add_subparsers(dest="config_command", required=True)
     cfg.add_parser("check", help="validate and print the config, resolved and masked")
     cfg.add_parser("locate", help="print where the config is looked for")
-    audit = sub.add_parser("audit", help="audit verify | tail").add_subparsers(dest="audit_command", required=True)
-    audit.add_parser("verify", help="check the hash chain")
-    audit.add_parser("tail", help="the last records")
+    audit = sub.add_parser("audit", help="audit verify | tail | repair").add_subparsers(dest="audit_command",
+                                                                                        required=True)
+    audit.add_parser("verify", help="check the chain (with --env: the shared trail in the database)").add_argument(
+        "--env", help="check the environment's shared trail instead of this bastion's log")
+    tail = audit.add_parser("tail", help="the last records (with --env: the shared trail, every bastion's)")
+    tail.add_argument("--env", help="read the environment's shared trail instead of this bastion's log")
+    tail.add_argument("--limit", type=int, default=50)
+    audit.add_parser("repair", help="cut a torn last line (kept as evidence), and audit the repair")
     journal = sub.add_parser("journal", help="journal list | resume ID | abandon ID")
     journal_sub = journal.add_subparsers(dest="journal_command", required=True)
     journal_sub.add_parser("list", help="recent and interrupted operations")
@@ -65,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
     breaking = lock.add_parser("break", help="remove a stale lock (audited)")
     breaking.add_argument("--env", required=True)
     breaking.add_argument("--reason", required=True)
+    breaking.add_argument("--confirm-env", help="type the environment name to confirm breaking a production lock")
     actions = all_actions()
     grouped = {kind for members in GROUPS.values() for kind in members.values()} - ALSO_TOP_LEVEL
     groups = {name: sub.add_parser(name, help=f"{name} {' | '.join(members)}").add_subparsers(
@@ -182,6 +188,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         return run_app(quick.config, sandbox=quick.sandbox, seed=quick.seed, time_scale=quick.time_scale)
     from services import factory
+    from services.audit import AuditUnavailable, SharedUnavailable
     from services.config import ConfigError
     from services.locks import LockHeld
     from services.masking import MaskedStream
@@ -208,6 +215,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         for option in err.next_options:
             print(f"  next: {option}", file=sys.stderr)
+        return EXIT_FAILED
+    except (AuditUnavailable, SharedUnavailable) as err:  # nothing ran unaudited: say what to do
+        print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
 
 
@@ -381,7 +391,8 @@ def _status(args: argparse.Namespace, services: Services) -> int:
         if row.error:
             lines.append(f"  {row.env}: {row.error}")
     _emit(args, [r.__dict__ for r in rows], "\n".join(lines))
-    return EXIT_FAILED if any(r.error for r in rows) else EXIT_OK
+    # An unknown lock fails the check too: a script must not read "cannot tell" as "free".
+    return EXIT_FAILED if any(r.error or (r.lock or "").startswith("unknown") for r in rows) else EXIT_OK
 
 
 def _trace(args: argparse.Namespace, services: Services) -> int:
@@ -440,16 +451,37 @@ def _flatten(node: Any, refs: dict[str, list[str]], key: str = "") -> list[str]:
 
 
 def _audit(args: argparse.Namespace, services: Services) -> int:
+    audit = services.audit
     if args.audit_command == "tail":
-        records = services.audit.tail()
-        _emit(args, records, "\n".join(
-            f"{r['when']} {r['who']['user']:<8} {r['env']:<12} {r['action']:<9} {r['outcome']}" for r in records))
+        records = audit.tail_shared(args.env, args.limit) if args.env else audit.tail(args.limit)
+        trail = f"shared trail for {args.env} ({audit.shared.where(args.env) if audit.shared else ''})" \
+            if args.env else str(audit.path)
+        _emit(args, records, "\n".join([f"# {trail}", *(_audit_line(r) for r in records)]))
         return EXIT_OK
-    result = services.audit.verify()
-    where = f" at line {result.line}" if result.line else ""
-    _emit(args, result.__dict__, f"audit chain OK: {result.records} records ({services.audit.path})" if result.ok
-          else f"audit chain BROKEN{where}: {result.problem} ({services.audit.path})")
+    if args.audit_command == "repair":
+        repair = audit.repair()
+        if repair is None:
+            _emit(args, {"repaired": False}, f"nothing to repair: the last line of {audit.path} is whole")
+            return EXIT_OK
+        _emit(args, {"repaired": True, **repair.__dict__},
+              f"cut the torn line {repair.line} ({repair.size} bytes) from {audit.path}; kept in {repair.evidence};"
+              " the repair is audited")
+        return EXIT_OK
+    result = audit.verify_shared(args.env) if args.env else audit.verify()
+    where = f" at {'row' if args.env else 'line'} {result.line}" if result.line else ""
+    lines = [f"audit chain OK: {result.records} records ({result.trail})" if result.ok
+             else f"audit chain BROKEN{where}: {result.problem} ({result.trail})"]
+    lines += [f"note: {result.note}"] if result.note else []
+    if result.pending:
+        lines.append(f"pending: {result.pending} record(s) kept here that the shared trail has not taken yet")
+    _emit(args, result.__dict__, "\n".join(lines))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _audit_line(record: dict[str, Any]) -> str:
+    who = record["who"]
+    user = f"{who['user']}@{who['host']}" if who.get("host") else who["user"]
+    return f"{record['when']} {user:<16} {record['env']:<12} {record['action']:<9} {record['outcome']}"
 
 
 def _journal(args: argparse.Namespace, services: Services) -> int:
@@ -530,14 +562,62 @@ def _backups(args: argparse.Namespace, services: Services) -> int:
 
 
 def _lock(args: argparse.Namespace, services: Services) -> int:
+    from services.locks import LockUnknown
+
     if args.lock_command == "break":
-        held = services.locks.force_release(args.env)
-        services.audit.append(args.env, "lock-break", {"holder": held.holder if held else None}, "done", args.reason)
-        print(f"released {args.env} lock held by {held.describe() if held else 'nobody'}")
+        return _break_lock(args, services)
+    shown: dict[str, Any] = {}
+    lines = []
+    for env in services.config.environments:
+        try:
+            held = services.locks.holder(env)
+        except LockUnknown as err:  # never "free": nobody can tell
+            shown[env] = {"state": "unknown", "error": str(err)}
+            lines.append(f"{env:<12} unknown: {err}")
+            continue
+        shown[env] = {"state": "held", **held.__dict__} if held else {"state": "free"}
+        lines.append(f"{env:<12} {held.describe() if held else 'free'}")
+    _emit(args, shown, "\n".join(lines))
+    return EXIT_FAILED if any(v["state"] == "unknown" for v in shown.values()) else EXIT_OK
+
+
+def _break_lock(args: argparse.Namespace, services: Services) -> int:
+    """Show the holder; in production have the name typed; audit before deleting; delete only that holder."""
+    from services.locks import LockUnknown
+
+    env, audit = args.env, services.audit
+    production = services.config.environment(env).production
+    try:
+        held = services.locks.holder(env)
+    except LockUnknown as err:
+        print(f"error: cannot tell who holds {env}'s lock: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    if held is None:
+        print(f"{env}'s release lock is free: nothing to break")
         return EXIT_OK
-    holders = {env: services.locks.holder(env) for env in services.config.environments}
-    _emit(args, {e: h.__dict__ if h else None for e, h in holders.items()},
-          "\n".join(f"{e:<12} {h.describe() if h else 'free'}" for e, h in holders.items()))
+    print(f"{env} is locked by {held.describe()}\n  host {held.host or '?'}, boot {held.boot_id or '?'},"
+          f" ssh {held.ssh_client or '-'}")
+    params = {"holder": held.fields()}
+    if production:
+        typed = args.confirm_env
+        if typed is None and sys.stdin.isatty():
+            typed = input(f"{env} is PRODUCTION: type its name to break this lock: ")
+        if (typed or "").strip() != env:
+            why = "no terminal; pass --confirm-env " + env if typed is None else f"typed {typed.strip()!r}"
+            audit.append(env, "lock-break", params, f"declined: the environment name was not typed ({why})",
+                         args.reason)
+            print(f"not broken: {env} is production and its name was not typed ({why})", file=sys.stderr)
+            return EXIT_DECLINED
+    audit.append(env, "lock-break", params, "breaking", args.reason)  # before: a crash leaves the intent on record
+    if audit.shared_problem:
+        print(f"warning: {audit.shared_problem}", file=sys.stderr)
+    if not services.locks.force_release(env, held):
+        audit.append(env, "lock-break", params, "not broken: the lock changed hands before it was deleted", args.reason)
+        print(f"not broken: {env}'s lock changed hands since it was read; run `release-console lock status`",
+              file=sys.stderr)
+        return EXIT_FAILED
+    audit.append(env, "lock-break", params, "broken", args.reason)
+    print(f"released {env} lock held by {held.describe()}")
     return EXIT_OK
 
 

@@ -430,6 +430,28 @@ class NotifyConfig(Strict):
     channel: str = "#deployments"
 
 
+class AuditConfig(Strict):
+    key: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of the audit chain, as ${VAR}: kept outside the state dir")
+
+    @field_validator("key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the audit key must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+
+class StateConfig(Strict):
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL database for the shared audit trail (default: each environment's own)")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        return _postgres_url(value)
+
+
 class ReleaseConfig(Strict):
     app: AppConfig
     environments: dict[str, EnvironmentConfig]
@@ -441,6 +463,8 @@ class ReleaseConfig(Strict):
     migrations: MigrationsConfig = MigrationsConfig()
     notify: NotifyConfig = NotifyConfig()
     database: DatabaseConfig = DatabaseConfig()
+    audit: AuditConfig = AuditConfig()
+    state: StateConfig = StateConfig()
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("environments")

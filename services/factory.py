@@ -13,7 +13,7 @@ from services import config as config_module
 from services.audit import AuditLog
 from services.config import ReleaseConfig
 from services.journal import Journal, state_dir
-from services.locks import FileLocks, LockInfo, ReleaseLocks
+from services.locks import FileLocks, LockInfo, OnTakeover, ReleaseLocks
 from services.operations import Runner, StepFailed
 from services.ports import (
     AppFiles,
@@ -113,8 +113,8 @@ class RoutedLocks:
             self._by_env[env] = PostgresLocks(dsn)
         return self._by_env[env]
 
-    def acquire(self, env: str, reason: str) -> LockInfo:
-        return self._for(env).acquire(env, reason)
+    def acquire(self, env: str, reason: str, on_takeover: OnTakeover | None = None) -> LockInfo:
+        return self._for(env).acquire(env, reason, on_takeover)
 
     def release(self, env: str) -> None:
         self._for(env).release(env)
@@ -122,8 +122,8 @@ class RoutedLocks:
     def holder(self, env: str) -> LockInfo | None:
         return self._for(env).holder(env)
 
-    def force_release(self, env: str) -> LockInfo | None:
-        return self._for(env).force_release(env)
+    def force_release(self, env: str, held: LockInfo) -> bool:
+        return self._for(env).force_release(env, held)
 
 
 @dataclass
@@ -291,8 +291,8 @@ def build(
     state = state or state_dir()
     private_dir(state, owned=True)
     journal = Journal(state / ("sandbox-journal.sqlite3" if sandbox_mode else "journal.sqlite3"))
-    audit = AuditLog(state / ("sandbox-audit.jsonl" if sandbox_mode else "audit.jsonl"))
-    if sandbox_mode:
+    if sandbox_mode:  # the sandbox has no shared trail: its world is in this process only
+        audit = AuditLog(state / "sandbox-audit.jsonl", config.audit.key)
         world = World(seed, time_scale, origin)
         _sign_seeded_backups(world, config)
         return Services(
@@ -316,6 +316,9 @@ def build(
     from services.adapters.http import HttpHealth, WebhookNotifier
     from services.adapters.local_store import LocalStore
     from services.adapters.postgres import DumpBounds, PostgresMigrations
+    from services.adapters.postgres_audit import PostgresAuditTrail
+
+    audit = AuditLog(state / "audit.jsonl", config.audit.key, PostgresAuditTrail(config))
 
     database = config.database
     pg.configure(pg.Bounds(database.statement_timeout_s, database.lock_timeout_s,

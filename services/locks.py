@@ -2,6 +2,11 @@
 
 The real lock is a row in the app database (services.adapters.postgres_locks), so every
 bastion sees it. The file lock here is for the sandbox only.
+
+A holder is a process named by host + boot id + pid + start time. Its lock is taken over only
+when that process is provably gone: same host AND same boot, and the pid is gone or now belongs
+to a process that started at another time. A machine with our host name but another boot id may
+be a clone running elsewhere: never taken over; `lock break` is the way, and it is audited.
 """
 
 from __future__ import annotations
@@ -9,13 +14,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from services.audit import who
+from services.identity import Process, current_process, os_user
 from services.private import open_private, private_dir
 
 
@@ -27,10 +32,21 @@ class LockInfo:
     pid: int
     since: float
     reason: str
+    host: str = ""  # empty in rows written before the boot id was recorded: never taken over
+    boot_id: str = ""
+    start_ticks: int = 0
 
     def describe(self) -> str:
         age = int(time.time() - self.since)
         return f"{self.holder} (pid {self.pid}) for {age // 60}m{age % 60:02d}s: {self.reason}"
+
+    @property
+    def process(self) -> Process:
+        return Process(self.host, self.boot_id, self.pid, self.start_ticks)
+
+    def fields(self) -> dict[str, object]:
+        """For the audit record: who held it, down to the process."""
+        return asdict(self)
 
 
 class LockHeld(Exception):
@@ -39,30 +55,42 @@ class LockHeld(Exception):
         self.info = info
 
 
+class LockUnknown(Exception):
+    """Where the lock lives cannot be read: the lock is unknown, never free."""
+
+
+# Called with a dead holder's lock before it is removed, so the takeover is audited first.
+OnTakeover = Callable[[LockInfo], None]
+
+
 class ReleaseLocks(Protocol):
-    def acquire(self, env: str, reason: str) -> LockInfo: ...
+    def acquire(self, env: str, reason: str, on_takeover: OnTakeover | None = None) -> LockInfo: ...
     def release(self, env: str) -> None: ...
-    def holder(self, env: str) -> LockInfo | None: ...
-    def force_release(self, env: str) -> LockInfo | None: ...
+
+    def holder(self, env: str) -> LockInfo | None:
+        """The holder, None when free; raises LockUnknown when it cannot tell."""
+        ...
+
+    def force_release(self, env: str, held: LockInfo) -> bool:
+        """Remove exactly this holder's lock (compare-and-delete); False if it is no longer the holder."""
+        ...
 
 
 def new_lock(env: str, reason: str) -> LockInfo:
-    me = who()
-    return LockInfo(env, f"{me['user']}@{socket.gethostname()}", me["ssh_client"], os.getpid(), time.time(), reason)
+    me, ssh = current_process(), os.environ.get("SSH_CLIENT", "")
+    return LockInfo(env, f"{os_user()}@{me.host}", ssh, me.pid, time.time(), reason, me.host, me.boot_id,
+                    me.start_ticks)
+
+
+def is_mine(info: LockInfo) -> bool:
+    return info.process == current_process()
 
 
 def is_stale(info: LockInfo) -> bool:
-    """Held by a process on this host that is gone (a crash, an SSH drop): safe to take over,
-    so that resuming the interrupted operation is not refused by its own dead lock."""
-    if info.holder.rpartition("@")[2] != socket.gethostname() or info.pid == os.getpid():
-        return False  # another bastion's process, or ours: we cannot tell, so never steal it
-    try:
-        os.kill(info.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    """Held by a process on this host and this boot that is gone (a crash, an SSH drop): safe to
+    take over, so that resuming the interrupted operation is not refused by its own dead lock."""
+    process = info.process
+    return process.local() and not is_mine(info) and not process.alive()
 
 
 class FileLocks:
@@ -75,20 +103,22 @@ class FileLocks:
     def _path(self, env: str) -> Path:
         return self.directory / f"{env}.lock"
 
-    def acquire(self, env: str, reason: str) -> LockInfo:
+    def acquire(self, env: str, reason: str, on_takeover: OnTakeover | None = None) -> LockInfo:
         info = new_lock(env, reason)
         try:
             fd = os.open(self._path(env), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             held = self.holder(env)
             if held is None:  # released between our open and read: try once more
-                return self.acquire(env, reason)
+                return self.acquire(env, reason, on_takeover)
             if is_stale(held):
                 with open_private(self.directory / ".takeover") as guard:
                     fcntl.flock(guard, fcntl.LOCK_EX)  # only one taker removes the dead holder's file
                     if self.holder(env) == held:
+                        if on_takeover:
+                            on_takeover(held)
                         self._path(env).unlink(missing_ok=True)
-                return self.acquire(env, reason)
+                return self.acquire(env, reason, on_takeover)
             raise LockHeld(held) from None
         with os.fdopen(fd, "w") as handle:
             json.dump(asdict(info), handle)
@@ -99,13 +129,18 @@ class FileLocks:
         if held and held.pid == os.getpid():
             self._path(env).unlink(missing_ok=True)
 
-    def force_release(self, env: str) -> LockInfo | None:
-        held = self.holder(env)
-        self._path(env).unlink(missing_ok=True)
-        return held
+    def force_release(self, env: str, held: LockInfo) -> bool:
+        with (self.directory / ".takeover").open("w") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            if self.holder(env) != held:
+                return False
+            self._path(env).unlink(missing_ok=True)
+            return True
 
     def holder(self, env: str) -> LockInfo | None:
         try:
             return LockInfo(**json.loads(self._path(env).read_text()))
         except FileNotFoundError:
             return None
+        except (OSError, ValueError, TypeError) as err:
+            raise LockUnknown(f"cannot read {self._path(env)}: {err}") from None

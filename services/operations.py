@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from services.audit import AuditLog
+from services.audit import REPAIR_HINT, AuditLog, AuditUnavailable
 from services.events import (
     ConfirmationNeeded,
     Event,
@@ -29,7 +29,7 @@ from services.events import (
     StepStatus,
 )
 from services.journal import Journal
-from services.locks import LockHeld, ReleaseLocks
+from services.locks import LockHeld, LockInfo, ReleaseLocks
 from services.masking import mask, mask_fields, mask_text
 
 Emit = Callable[[Event], None]
@@ -180,9 +180,14 @@ class Runner:
         # Whoever listens (the TUI, the CLI, a test) only ever sees masked text.
         emit = _masking(emit)
         confirm = _masking(confirm)
+        try:
+            self.audit.ensure_writable()  # an operation that cannot be audited does not start
+        except AuditUnavailable as unaudited:
+            emit(Finished(op.id, Outcome.FAILED, f"not started: {unaudited}", (REPAIR_HINT, "then run it again")))
+            return Result(op.id, Outcome.FAILED, str(unaudited))
         if op.takes_lock:
             try:
-                self.locks.acquire(op.env, f"{op.kind} {op.id}")
+                self.locks.acquire(op.env, f"{op.kind} {op.id}", self._takeover(op))
             except LockHeld as held:
                 self.audit.append(op.env, op.kind, params, f"refused: {held}", op.override_reason)
                 emit(Finished(op.id, Outcome.FAILED, str(held), ("wait for the holder", "ask them to release it")))
@@ -198,6 +203,20 @@ class Runner:
             if op.takes_lock:
                 self.locks.release(op.env)
 
+    def _takeover(self, op: Operation) -> Callable[[LockInfo], None]:
+        """Audit taking over a dead holder's lock, before its row or file is removed."""
+
+        def audit(dead: LockInfo) -> None:
+            self.audit.append(op.env, "lock-takeover", {"op_id": op.id, "from": dead.fields()},
+                              f"taken over: {dead.holder}'s process {dead.pid} is gone (same host and boot)")
+
+        return audit
+
+    def _shared_warning(self, op: Operation, emit: Emit) -> None:
+        """Say in the operation's log when the shared trail missed the last record (it is kept locally)."""
+        if problem := self.audit.shared_problem:
+            emit(LogLine(op.id, "", problem, "warning"))
+
     def _run_steps(
         self,
         op: Operation,
@@ -212,6 +231,7 @@ class Runner:
         verb = "resumed" if start_at else "started"
         self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, verb, op.override_reason)
         emit(OperationStarted(op.id, op.kind, op.env, op.title, tuple((s.id, s.title) for s in op.steps), start_at))
+        self._shared_warning(op, emit)
         outcome, detail, failed = Outcome.SUCCEEDED, f"{len(op.steps)} steps done", None
         options: tuple[str, ...] = ()
         for index, step in enumerate(op.steps[start_at:], start=start_at):
@@ -243,7 +263,11 @@ class Runner:
         # a handled failure is final but can still be re-run from its step.
         self.journal.finish(op.id, status, detail)
         reason = op.override_reason or state.get("override_reason")
-        self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, f"{outcome.value}: {detail}", reason)
+        try:
+            self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, f"{outcome.value}: {detail}", reason)
+        except AuditUnavailable as unaudited:  # torn mid-operation: say so rather than lose the outcome
+            detail, options = f"{detail} (NOT AUDITED: {unaudited})", (*options, REPAIR_HINT)
+        self._shared_warning(op, emit)
         emit(Finished(op.id, outcome, detail, options))
         return Result(op.id, outcome, detail, failed)
 

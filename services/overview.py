@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.locks import LockInfo
+from services.locks import LockUnknown
 
 if TYPE_CHECKING:
     from services.factory import Services
@@ -33,25 +33,27 @@ def environment_rows(services: Services, envs: list[str]) -> list[EnvironmentRow
     rows = []
     for env in envs:
         config = services.config.environment(env)
-        lock = services.locks.holder(env) if services.sandbox else _safe_holder(services, env)
+        lock = _lock(services, env)
         try:
             status = services.target(env).status()
         except Exception as err:  # noqa: BLE001 - one unreachable target must not hide the others
             rows.append(EnvironmentRow(env, config.production, config.target.kind, "?", "?", None, 0,
-                                       lock.describe() if lock else None, str(err)))
+                                       lock, str(err)))
             continue
         rows.append(EnvironmentRow(env, config.production, config.target.kind, status.version,
                                    f"{status.ready}/{status.desired}", status.canary_version,
-                                   status.canary_weight, lock.describe() if lock else None, None, status.restarts,
+                                   status.canary_weight, lock, None, status.restarts,
                                    status.events[-3:], _recent_revisions(services, env), status.canary_ready))
     return rows
 
 
-def _safe_holder(services: Services, env: str) -> LockInfo | None:
+def _lock(services: Services, env: str) -> str | None:
+    """Who holds env's lock; None when free; "unknown: why" when it cannot be read, never free."""
     try:
-        return services.locks.holder(env)
-    except Exception:  # noqa: BLE001 - shown as unknown, not as free
-        return None
+        held = services.locks.holder(env)
+    except LockUnknown as err:
+        return f"unknown: {err}"
+    return held.describe() if held else None
 
 
 def _recent_revisions(services: Services, env: str, count: int = 3) -> tuple[str, ...]:

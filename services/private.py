@@ -57,3 +57,20 @@ def write_private(path: Path, data: str | bytes) -> Path:
         with open_private(path, "w", encoding="utf-8") as handle:
             handle.write(data)
     return path
+
+
+def replace_private(path: Path, text: str) -> Path:
+    """Write text to path atomically, a 0600 file: a temp file beside it, fsync, rename, fsync the
+    directory. A crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open_private(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return path

@@ -46,7 +46,7 @@ from services.backups.verify import (
 from services.backups.workdir import MARKER, make_work_dir, remove_work_dir
 from services.catalog import Param, action, confirm_step
 from services.deploy import health_url
-from services.locks import new_lock
+from services.locks import LockUnknown, is_mine
 from services.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
 from services.ports import AppFiles, MigrationDatabase, Readable, ScratchDatabase
 from services.private import open_private
@@ -250,6 +250,7 @@ class Walkthrough:
             ctx.state.update(db_counts=counts, scratch_db=scratch.name)
             ctx.log(f"dropped scratch database {scratch.name}")
             return f"{len(counts)} table{'' if len(counts) == 1 else 's'} restored and read; dropped"
+        ctx.state["restore_began"] = time.time()  # a lock row older than this can only be the backup's
         self._restore_dump(ctx, database)
         ctx.state["db_restored"] = True
         self._retake_lock(ctx)
@@ -394,14 +395,30 @@ class Walkthrough:
         return DirectoryAppFiles(into, self.services.config.backup.app_paths, self.env)
 
     def _retake_lock(self, ctx: StepContext) -> None:
-        """The release lock is a row in the database just restored: the backup's rows replaced ours."""
-        locks, me = self.services.locks, new_lock(self.env, "")
-        held = locks.holder(self.env)
-        if held is not None and (held.holder, held.pid) == (me.holder, me.pid):
+        """The release lock is a row in the database just restored: the backup's rows replaced ours.
+
+        Only a row that came from the backup is replaced: one older than the restore and not ours.
+        A row newer than the restore is another console's, taken while ours was gone: left alone.
+        """
+        locks = self.services.locks
+        try:
+            held = locks.holder(self.env)
+        except LockUnknown as err:
+            raise StepFailed(f"cannot read {self.env}'s release lock after the restore: {err}",
+                             ("retry this step: the restore is done, it goes on from here",)) from None
+        if held is not None and is_mine(held):
             return
         if held is not None:
-            ctx.log(f"the restore brought back a lock row from the backup ({held.describe()}): cleared", "warning")
-            locks.force_release(self.env)
+            if held.since >= ctx.state.get("restore_began", 0):
+                raise StepFailed(f"{held.describe()} took {self.env}'s release lock while the restore ran; it did not"
+                                 " come from the backup, so it is left alone",
+                                 ("ask them to release it, then retry this step", "or `release-console lock break`"))
+            ctx.log(f"the restore brought back a lock row from the backup ({held.describe()}): replaced by ours",
+                    "warning")
+            self.services.audit.append(self.env, "lock-replace", {"op_id": ctx.op_id, "from": held.fields()},
+                                       "the backup's lock row replaced by the restore's own")
+            if not locks.force_release(self.env, held):
+                raise StepFailed("the lock row changed while it was being replaced", ("retry this step",))
         locks.acquire(self.env, f"restore {ctx.op_id}")
         ctx.log("release lock taken again for this restore")
 

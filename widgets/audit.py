@@ -1,4 +1,7 @@
-"""The audit / history view: the newest records of the hash-chained audit log, and its verification.
+"""The audit / history view: the newest records of the audit trail, and its verification.
+
+It shows the selected environment's shared trail (every bastion's records) when it has one, else
+this bastion's log; the title says which.
 
 Records are options that wrap, so a long outcome is never cut off on a narrow terminal.
 """
@@ -12,6 +15,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, OptionList
 
+from services.audit import AuditView
+
 
 class AuditPane(Vertical):
     DEFAULT_CSS = """
@@ -23,10 +28,13 @@ class AuditPane(Vertical):
         yield Label("6 Audit", classes="title", id="audit-title")
         yield OptionList(id="audit-list")
 
-    def show(self, records: list[dict[str, Any]], verified: bool, problem: str) -> None:
-        title = Text("6 Audit: ")
-        title.append("chain verified" if verified else f"CHAIN BROKEN: {problem}",
-                     style="green" if verified else "bold red")
+    def show(self, view: AuditView) -> None:
+        records, result = view.records, view.verified
+        title = Text(f"6 Audit · {view.trail}: ")
+        title.append("chain verified" if result.ok else f"CHAIN BROKEN: {result.problem}",
+                     style="green" if result.ok else "bold red")
+        if result.ok and not result.keyed:
+            title.append(" (unkeyed)", style="yellow")
         self.query_one("#audit-title", Label).update(title)
         options = self.query_one(OptionList)
         options.clear_options()
@@ -34,7 +42,7 @@ class AuditPane(Vertical):
 
 
 def _line(record: dict[str, Any]) -> Text:
-    who = record["who"]["user"]
+    who = record["who"]["user"] + (f"@{record['who']['host']}" if record["who"].get("host") else "")
     if ssh := record["who"].get("ssh_client"):
         who += f" from {ssh.split()[0]}"
     line = Text(f"{record['when'][5:16].replace('T', ' ')} ", style="dim")

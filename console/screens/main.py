@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from console.pump import EventPump
 from console.screens.resume import ResumeModal
+from services.audit import AuditView
 from services.backups.catalog import BackupEntry, list_backups
 from services.catalog import all_actions, build_operation
 from services.config import ConfigError
@@ -78,9 +79,7 @@ class PaneData:
     migrations: list[MigrationRecord]
     findings: list[Finding]
     backups: list[BackupEntry]
-    audit: list[dict[str, Any]]
-    audit_ok: bool
-    audit_problem: str
+    audit: AuditView
     now: float
     errors: dict[str, str]  # pane -> why its data could not be read (an unreachable database, say)
 
@@ -174,14 +173,14 @@ class MainScreen(Screen[None]):
     def load_panes(self) -> None:
         env, services = self.selected_env, self.services
         errors: dict[str, str] = {}
-        verified = services.audit.verify()
+        audit = services.audit.view(env)
         world = services.world
         migrations: list[MigrationRecord] = attempt(errors, "migrations", lambda: services.database(env).status(), [])
         data = PaneData(
             env, migrations,
             attempt(errors, "lint", lambda: lint_pending(services, env, migrations) if migrations else [], []),
             attempt(errors, "backups", lambda: list_backups(services, env), []),
-            services.audit.tail(100), verified.ok, verified.problem, world.clock.now() if world else time.time(),
+            audit, world.clock.now() if world else time.time(),
             errors)
         self.post_message(self.Loaded(data))
 
@@ -189,7 +188,7 @@ class MainScreen(Screen[None]):
         data = message.data
         self.query_one(MigrationsPane).show(data.env, data.migrations, data.findings)
         self.query_one(BackupsPane).show(data.env, data.backups, data.now, self.services.config.backup.retention_days)
-        self.query_one(AuditPane).show(data.audit, data.audit_ok, data.audit_problem)
+        self.query_one(AuditPane).show(data.audit)
         for pane, error in data.errors.items():
             target = "migrations" if pane == "lint" else pane
             self.query_one(f"#{target}-detail", Static).update(Text(f"cannot read {pane}: {error}", style="red"))

@@ -132,12 +132,13 @@ def test_release_by_the_holder_releases(locks: PostgresLocks) -> None:
 def test_force_release_breaks_a_live_holders_lock(locks: PostgresLocks, pg_database: str) -> None:
     with other_console(pg_database, "acquire") as (proc, out):
         assert out["acquired"] is True
-        broken = locks.force_release("production")
-        assert broken is not None and broken.pid == proc.pid
+        held = locks.holder("production")
+        assert held is not None and held.pid == proc.pid
+        assert locks.force_release("production", held) is True  # exactly that holder's row
         assert locks.holder("production") is None
         mine = locks.acquire("production", "after lock break")
         assert locks.holder("production") == mine
-    assert locks.force_release("staging") is None  # nothing held: nothing broken
+    assert locks.force_release("staging", held) is False  # not that holder's row: nothing broken
 
 
 def test_lock_of_a_dead_process_on_this_host_is_taken_over(locks: PostgresLocks, pg_database: str) -> None:

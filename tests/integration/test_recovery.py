@@ -181,7 +181,7 @@ def test_walkthrough_restores_data_and_files_and_brings_the_app_back(rig: Callab
     with psycopg.connect(env.dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO release_console_lock VALUES ('production', 'ghost@elsewhere', '', 4242, 0, 'x')")
     backup_id = env.backup()
-    ghost.force_release("production")
+    ghost.force_release("production", ghost.holder("production"))  # type: ignore[arg-type]
     env.spoil()
     assert env.rows() == (250, 250)
     began = time.time()
@@ -327,7 +327,9 @@ def test_killed_walkthrough_resumes_at_its_step_and_completes(rig: Callable[...,
     assert after.status == "done" and [s.status for s in after.steps] == [StepStatus.DONE] * len(ORDER)
     assert services.locks.holder("production") is None  # the dead worker's lock was taken over, then released
     outcomes = [r["outcome"] for r in services.audit.records() if r["params"].get("op_id") == op_id]
-    assert outcomes[:2] == ["started", "resumed"] and outcomes[2].startswith("succeeded")
+    # The takeover of the dead worker's lock is audited before the resume.
+    assert outcomes[0] == "started" and outcomes[1].startswith("taken over: ") and "is gone" in outcomes[1]
+    assert outcomes[2] == "resumed" and outcomes[3].startswith("succeeded")
 
 
 def test_drill_restores_into_scratch_reports_rto_and_leaves_production_alone(rig: Callable[..., Rig],

@@ -14,7 +14,7 @@ import pytest
 from uikit import FAST, ORIGIN, SEED, Messages
 
 from console.app import ReleaseConsole, make_app
-from services import factory
+from services import factory, identity
 
 
 @pytest.fixture
@@ -23,8 +23,11 @@ def ui_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # never the operator's release.toml
     monkeypatch.chdir(tmp_path)  # nor one in the working directory
     # The audit records who acted; pin it so screens do not depend on the machine.
-    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
-        monkeypatch.setenv(name, "operator")
+    # Who comes from the OS (uid -> name), never from $USER: pin the OS's answer itself.
+    monkeypatch.setattr(identity, "os_user", lambda: "operator")
+    # A short host name, as on the machine the snapshots were first taken on: a longer one wraps the
+    # environment pane's lock line so that the holder's pid (different every run) shows at a modal's edge.
+    monkeypatch.setattr(identity, "hostname", lambda: "vm")
     monkeypatch.delenv("SSH_CLIENT", raising=False)
     monkeypatch.delenv("NO_COLOR", raising=False)
     return tmp_path

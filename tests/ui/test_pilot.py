@@ -396,8 +396,9 @@ async def test_declining_records_declined(make_ui_app: Any, messages: Messages) 
         await pilot.press("6")
         await wait_for(pilot, lambda: screen.query_one("#audit-list", OptionList).option_count == 2, "the audit list")
         newest = plain(screen.query_one("#audit-list", OptionList).get_option_at_index(0).prompt)
-        assert "production rollback declined" in newest and "(operator)" in newest
-        assert "chain verified" in str(screen.query_one(AuditPane).query_one("#audit-title").render())
+        assert "production rollback declined" in newest and "(operator@vm)" in newest
+        title = str(screen.query_one(AuditPane).query_one("#audit-title").render())
+        assert "6 Audit · local: chain verified (unkeyed)" in title  # the sandbox has no shared trail
 
 
 async def test_r_retries_a_declined_operation_from_its_step(make_ui_app: Any, messages: Messages) -> None:

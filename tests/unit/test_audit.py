@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -157,12 +158,16 @@ def test_mask_leaves_plain_values() -> None:
     assert mask({"url": "https://example.com/api", "count": 3}) == {"url": "https://example.com/api", "count": 3}
 
 
-def test_who_includes_user_and_ssh_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import getpass
+def test_who_comes_from_the_os_not_from_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+    import socket
 
     monkeypatch.setenv("SSH_CLIENT", "203.0.113.9 51234 22")
+    monkeypatch.setenv("USER", "somebody-else")
+    monkeypatch.setenv("LOGNAME", "somebody-else")
     record = AuditLog(tmp_path / "audit.jsonl").append("staging", "backup", {}, "succeeded", "hotfix window")
-    assert record["who"] == {"user": getpass.getuser(), "ssh_client": "203.0.113.9 51234 22"}
+    assert record["who"] == {"user": pwd.getpwuid(os.getuid()).pw_name, "uid": os.getuid(),
+                             "host": socket.gethostname(), "ssh_client": "203.0.113.9 51234 22"}
     assert record["override_reason"] == "hotfix window"
     assert record["env"] == "staging" and record["action"] == "backup" and record["outcome"] == "succeeded"
     assert record["when"].endswith("Z")

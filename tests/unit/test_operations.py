@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from services import identity
 from services.audit import AuditLog
 from services.events import (
     ConfirmationNeeded,
@@ -337,16 +338,45 @@ def test_lock_held_on_another_host_refuses(rig: Rig) -> None:
     assert rig.outcomes()[0].startswith("refused:")
 
 
-def test_stale_lock_of_a_dead_process_on_this_host_is_taken_over(rig: Rig) -> None:
-    """A crashed console's lock (same host, pid gone) must not block a resume forever."""
+def dead_holders_lock(pid: int, boot_id: str, start_ticks: int = 12345) -> dict[str, object]:
+    return {"env": "staging", "holder": f"root@{socket.gethostname()}", "ssh_client": "", "pid": pid,
+            "since": time.time() - 60, "reason": "crashed", "host": socket.gethostname(), "boot_id": boot_id,
+            "start_ticks": start_ticks}
+
+
+def test_stale_lock_of_a_dead_process_on_this_host_is_taken_over_and_audited(rig: Rig) -> None:
+    """A crashed console's lock (same host and boot, pid gone) must not block a resume forever."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock = {"env": "staging", "holder": f"root@{socket.gethostname()}", "ssh_client": "", "pid": dead.pid,
-            "since": time.time() - 60, "reason": "crashed"}
+    lock = dead_holders_lock(dead.pid, identity.boot_id())
     (rig.locks.directory / "staging.lock").write_text(json.dumps(lock))
     result = rig.runner.run(op([ok("a", [])]), rig.emit, no_confirm)
     assert result.outcome is Outcome.SUCCEEDED
     assert rig.locks.holder("staging") is None
+    takeover = next(r for r in rig.audit.records() if r["action"] == "lock-takeover")
+    assert takeover["params"]["from"] == lock
+    assert f"process {dead.pid} is gone" in takeover["outcome"]
+    actions = [r["action"] for r in rig.audit.records()]
+    assert actions.index("lock-takeover") < actions.index("test")  # audited before the operation ran
+
+
+def test_a_reused_pid_is_a_dead_holder(rig: Rig) -> None:
+    """Our own pid, alive, but started at another time than the holder: the holder is gone."""
+    lock = dead_holders_lock(os.getpid(), identity.boot_id(), start_ticks=1)
+    (rig.locks.directory / "staging.lock").write_text(json.dumps(lock))
+    assert rig.runner.run(op([ok("a", [])]), rig.emit, no_confirm).outcome is Outcome.SUCCEEDED
+
+
+@pytest.mark.parametrize("boot_id", ["another-boot-of-a-clone", ""], ids=["other boot", "no boot id recorded"])
+def test_same_host_name_on_another_boot_is_never_taken_over(rig: Rig, boot_id: str) -> None:
+    """A clone of this machine (same host name, another boot id) may be alive elsewhere."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (rig.locks.directory / "staging.lock").write_text(json.dumps(dead_holders_lock(dead.pid, boot_id)))
+    result = rig.runner.run(op([ok("a", [])]), rig.emit, no_confirm)
+    assert result.outcome is Outcome.FAILED and "locked by" in result.detail
+    assert rig.locks.holder("staging").pid == dead.pid  # type: ignore[union-attr]
+    assert "lock-takeover" not in [r["action"] for r in rig.audit.records()]
 
 
 def test_operation_without_lock_ignores_holder(rig: Rig, other_holder: subprocess.Popen[str]) -> None:

@@ -145,10 +145,12 @@ def test_killed_operation_is_listed_and_resumes_at_its_step(state: Path) -> None
     assert services.world is not None and services.world.envs["production"].pending == []
     assert services.locks.holder("production") is None
 
-    outcomes = [(r["params"].get("op_id"), r["outcome"]) for r in services.audit.records()]
-    assert outcomes[0] == (op_id, "started")
-    assert outcomes[1] == (op_id, "resumed")
-    assert outcomes[2][1].startswith("succeeded")
+    outcomes = [(r["action"], r["params"].get("op_id"), r["outcome"]) for r in services.audit.records()]
+    assert outcomes[0] == ("migrate", op_id, "started")
+    # The dead process's lock was taken over, and that was audited before the resume.
+    assert outcomes[1][:2] == ("lock-takeover", op_id) and f"process {dead_pid} is gone" in outcomes[1][2]
+    assert outcomes[2] == ("migrate", op_id, "resumed")
+    assert outcomes[3][2].startswith("succeeded")
     assert services.audit.verify().ok
 
 
