@@ -445,11 +445,7 @@ class AuditConfig(Strict):
 class StateConfig(Strict):
     database_url: SecretStr | None = Field(
         None, description="PostgreSQL database for the shared audit trail (default: each environment's own)")
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres(cls, value: SecretStr | None) -> SecretStr | None:
-        return _postgres_url(value)
+    _database_url = field_validator("database_url")(_postgres_url)
 
 
 class ReleaseConfig(Strict):
