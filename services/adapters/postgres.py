@@ -39,6 +39,10 @@ from services.operations import Cancelled, StepFailed
 from services.ports import DumpTool, MigrationRecord, OnLine, Readable, Writable
 from services.private import open_private
 
+# The console's own shared records are not the app's data: a restore must not roll back the audit
+# trail or hand the release lock back to whoever held it when the backup was taken. Left out of the
+# dump, they are also left alone by pg_restore --clean.
+CONSOLE_TABLES = ("release_console_audit", "release_console_audit_id_seq", "release_console_lock")
 NON_TRANSACTIONAL = re.compile(r"\b(CONCURRENTLY|VACUUM|ALTER\s+SYSTEM)\b", re.IGNORECASE)
 CHUNK = 1 << 16
 DUMP_CHUNK = 1 << 20  # dump and restore move 1 MiB at a time: fewer, larger compressor calls
@@ -285,7 +289,8 @@ class PostgresMigrations:
         number, shown, _ = self._server()
         tool, _ = self._checked_pg_dump(number, shown)
         argv = [tool, "--format=custom", "--compress=0", "--no-owner",
-                f"--lock-wait-timeout={int(self.bounds.lock_wait_timeout_s * 1000)}", "--dbname", self._dbname()]
+                f"--lock-wait-timeout={int(self.bounds.lock_wait_timeout_s * 1000)}",
+                *(f"--exclude-table={table}" for table in CONSOLE_TABLES), "--dbname", self._dbname()]
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._environment())
         assert process.stdout is not None and process.stderr is not None
         errors = _drain(process.stderr)
