@@ -65,12 +65,6 @@ def parser() -> argparse.ArgumentParser:
     abandon.add_argument("--reason", required=True)
     history = sub.add_parser("history", help="an environment's revisions: image, digest, who, when, migration, backup")
     history.add_argument("--env", required=True)
-    lock = sub.add_parser("lock", help="lock status | break").add_subparsers(dest="lock_command", required=True)
-    lock.add_parser("status", help="who holds each environment's release lock")
-    breaking = lock.add_parser("break", help="remove a stale lock (audited)")
-    breaking.add_argument("--env", required=True)
-    breaking.add_argument("--reason", required=True)
-    breaking.add_argument("--confirm-env", help="type the environment name to confirm breaking a production lock")
     actions = all_actions()
     grouped = {kind for members in GROUPS.values() for kind in members.values()} - ALSO_TOP_LEVEL
     groups = {name: sub.add_parser(name, help=f"{name} {' | '.join(members)}").add_subparsers(
@@ -81,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     trace.add_argument("--op", help="the canary operation's id (default: the latest canary)")
     trace.add_argument("--format", choices=("md", "json"), default="md")
     trace.add_argument("--out", help="write <op>.md and <op>.json into this directory instead of printing")
+    groups["lock"].add_parser("status", help="who holds each environment's release lock")
     listing = groups["backup"].add_parser("list", help="backups in every store: age, size, verified, pinned")
     listing.add_argument("--env")
     for group, members in GROUPS.items():
@@ -98,6 +93,7 @@ GROUPS = {
     "migrate": {"deploy": "migrate", "resolve": "resolve", "rollback": "migrate-rollback"},
     "expand": {"add-column": "expand-add-column", "rename-column": "expand-rename-column"},
     "backup": {"create": "backup", "verify": "verify", "prune": "prune", "pin": "backup-pin"},
+    "lock": {"break": "lock-break"},
     "pipeline": {"run": "release"},
     "canary": {"start": "canary-start", "step": "step", "promote": "promote", "abort": "abort", "run": "canary",
                "watch": "canary-watch"},
@@ -235,8 +231,8 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
         return _trace(args, services)
     if command == "history":
         return _history(args, services)
-    if command == "lock":
-        return _lock(args, services)
+    if command == "lock" and args.group_command == "status":
+        return _lock_status(args, services)
     if command == "migrate" and args.group_command in ("status", "lint"):
         return _migrations(args, services)
     if command == "backup" and args.group_command == "list":
@@ -561,11 +557,9 @@ def _backups(args: argparse.Namespace, services: Services) -> int:
     return EXIT_OK
 
 
-def _lock(args: argparse.Namespace, services: Services) -> int:
+def _lock_status(args: argparse.Namespace, services: Services) -> int:
     from services.locks import LockUnknown
 
-    if args.lock_command == "break":
-        return _break_lock(args, services)
     shown: dict[str, Any] = {}
     lines = []
     for env in services.config.environments:
@@ -579,46 +573,6 @@ def _lock(args: argparse.Namespace, services: Services) -> int:
         lines.append(f"{env:<12} {held.describe() if held else 'free'}")
     _emit(args, shown, "\n".join(lines))
     return EXIT_FAILED if any(v["state"] == "unknown" for v in shown.values()) else EXIT_OK
-
-
-def _break_lock(args: argparse.Namespace, services: Services) -> int:
-    """Show the holder; in production have the name typed; audit before deleting; delete only that holder."""
-    from services.locks import LockUnknown
-
-    env, audit = args.env, services.audit
-    production = services.config.environment(env).production
-    try:
-        held = services.locks.holder(env)
-    except LockUnknown as err:
-        print(f"error: cannot tell who holds {env}'s lock: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    if held is None:
-        print(f"{env}'s release lock is free: nothing to break")
-        return EXIT_OK
-    print(f"{env} is locked by {held.describe()}\n  host {held.host or '?'}, boot {held.boot_id or '?'},"
-          f" ssh {held.ssh_client or '-'}")
-    params = {"holder": held.fields()}
-    if production:
-        typed = args.confirm_env
-        if typed is None and sys.stdin.isatty():
-            typed = input(f"{env} is PRODUCTION: type its name to break this lock: ")
-        if (typed or "").strip() != env:
-            why = "no terminal; pass --confirm-env " + env if typed is None else f"typed {typed.strip()!r}"
-            audit.append(env, "lock-break", params, f"declined: the environment name was not typed ({why})",
-                         args.reason)
-            print(f"not broken: {env} is production and its name was not typed ({why})", file=sys.stderr)
-            return EXIT_DECLINED
-    audit.append(env, "lock-break", params, "breaking", args.reason)  # before: a crash leaves the intent on record
-    if audit.shared_problem:
-        print(f"warning: {audit.shared_problem}", file=sys.stderr)
-    if not services.locks.force_release(env, held):
-        audit.append(env, "lock-break", params, "not broken: the lock changed hands before it was deleted", args.reason)
-        print(f"not broken: {env}'s lock changed hands since it was read; run `release-console lock status`",
-              file=sys.stderr)
-        return EXIT_FAILED
-    audit.append(env, "lock-break", params, "broken", args.reason)
-    print(f"released {env} lock held by {held.describe()}")
-    return EXIT_OK
 
 
 if __name__ == "__main__":

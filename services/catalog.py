@@ -128,7 +128,7 @@ def all_actions() -> dict[str, Action]:
 
 def _load_all() -> None:
     # Importing the modules registers their actions.
-    from services import canary, canary_control, deploy, pipeline, recovery  # noqa: F401
+    from services import canary, canary_control, deploy, lock_break, pipeline, recovery  # noqa: F401
     from services.backups import actions as backups  # noqa: F401
     from services.backups import verify  # noqa: F401
     from services.migrations import deploy as migrate  # noqa: F401

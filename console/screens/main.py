@@ -66,7 +66,8 @@ ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
                "expand-add-column": "e", "expand-rename-column": "n",
                "verify": "v", "backup-pin": "p", "restore-drill": "D", "push": "u", "build": "U",
                "rollback": "R", "restore": "X", "prune": "P", "abort": "A", "resolve": "V", "migrate-rollback": "B",
-               "deploy": "t", "canary-start": "s", "step": "w", "promote": "o", "scale": "plus", "canary-watch": "W"}
+               "deploy": "t", "canary-start": "s", "step": "w", "promote": "o", "scale": "plus", "canary-watch": "W",
+               "lock-break": "L"}
 POLL_SECONDS = 2.0
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
 CHECKLISTS = ("restore", "restore-drill")

@@ -298,28 +298,28 @@ def test_a_production_lock_break_needs_the_name_typed_and_is_audited_before_the_
         conn.execute(TRIGGER)
     base = ["--config", str(release_toml), "lock", "break", "--env", "production", "--reason", "alice is off shift"]
 
-    for typed in ([], ["--confirm-env", "staging"]):
+    for typed, said in (([], "no terminal; pass --confirm-env production"), (["--confirm-env", "staging"], "")):
         code, out, err = run_cli(capsys, *base, *typed)
-        assert code == cli.EXIT_DECLINED
+        assert code == cli.EXIT_DECLINED, out + err
         assert "production is locked by alice@bastion-2 (pid 1)" in out  # the holder is shown
-        assert "not broken: production is production and its name was not typed" in err
+        assert "Type 'production' to confirm" in out + err and said in err
         assert PostgresLocks(pg_database).holder("production") == live  # nothing deleted
     services = console(release_toml)
     declined = [r for r in services.audit.records() if r["action"] == "lock-break"]
-    assert [r["outcome"].split(":")[0] for r in declined] == ["declined", "declined"]
+    assert [r["outcome"].split(":")[0] for r in declined] == ["started", "declined"] * 2
+    assert {r["override_reason"] for r in declined} == {"alice is off shift"}
 
     code, out, err = run_cli(capsys, *base, "--confirm-env", "production")
     assert code == cli.EXIT_OK, err
-    assert "released production lock held by alice@bastion-2" in out
+    assert "released production's lock held by alice@bastion-2" in out
     assert PostgresLocks(pg_database).holder("production") is None
     with psycopg.connect(pg_database) as conn:
         assert conn.execute("SELECT breaking_records FROM deleted_seen").fetchall() == [(1,)]  # audited first
-    outcomes = [r["outcome"] for r in services.audit.records() if r["action"] == "lock-break"]
-    assert outcomes[2:] == ["breaking", "broken"]
-    assert [r for r in services.audit.records() if r["action"] == "lock-break"][2]["params"]["holder"]["boot_id"] \
-        == "another-machine"
-    shared = [row[4] for row in shared_rows(pg_database) if row[2] == "lock-break"]
-    assert shared[2:] == ["breaking", "broken"]
+    records = [r for r in services.audit.records() if r["action"] == "lock-break"][4:]
+    assert [r["outcome"].split(":")[0] for r in records] == ["started", "breaking", "succeeded"]
+    assert records[1]["params"]["holder"]["boot_id"] == "another-machine"
+    shared = [row[4].split(":")[0] for row in shared_rows(pg_database) if row[2] == "lock-break"]
+    assert shared[4:] == ["started", "breaking", "succeeded"]
     assert services.audit.verify().ok and services.audit.verify_shared("production").ok
 
 

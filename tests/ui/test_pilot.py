@@ -8,6 +8,8 @@ Operations run at a high time scale and are awaited by polling, never by fixed s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import sqlite3
 import subprocess
@@ -44,6 +46,7 @@ from console.screens.resume import ResumeModal
 from services import factory
 from services.catalog import build_operation
 from services.events import Outcome, StepStatus
+from services.locks import LockInfo
 from widgets.audit import AuditPane
 from widgets.backups import BackupsPane
 from widgets.banner import SandboxBanner
@@ -310,6 +313,31 @@ async def test_rollback_in_production_needs_the_name_typed(make_ui_app: Any, mes
         assert runbook(screen).details["choose"] == "revision 2: ghcr.io/example/food-management:1.4.0"
         assert app.services.world.envs["production"].version == "1.4.0"
         assert app.services.audit.tail(1)[0]["outcome"].startswith("succeeded")
+
+
+async def test_breaking_a_production_lock_shows_the_holder_asks_why_then_the_name(make_ui_app: Any,
+                                                                             messages: Messages) -> None:
+    app = make_ui_app()
+    locks = app.services.locks
+    held = LockInfo("production", "alice@bastion-2", "", 1, 0.0, "deploy 1.4.2", "bastion-2", "boot-2", 7)
+    locks._path("production").write_text(json.dumps(dataclasses.asdict(held)))  # another bastion's lock
+    async with app.run_test(size=SIZE, message_hook=messages) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "production")
+        await pilot.press("L")
+        reason = await confirm_modal(pilot)
+        assert reason.free_text and "held by alice@bastion-2" in reason.prompt
+        await pilot.press(*"alice is off shift", "enter")
+        modal = await confirm_modal(pilot)
+        assert modal.expected == "production" and "alice@bastion-2 (pid 1)" in modal.prompt
+        assert locks.holder("production") == held  # nothing deleted before the name is typed
+        await pilot.press(*"production", "enter")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("SUCCEEDED")
+        assert locks.holder("production") is None
+        breaking = next(r for r in app.services.audit.records() if r["outcome"] == "breaking")
+        assert breaking["override_reason"] == "alice is off shift"
+        assert breaking["params"]["holder"]["boot_id"] == "boot-2"
 
 
 async def test_restore_staging_after_yes(make_ui_app: Any, messages: Messages) -> None:
