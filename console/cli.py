@@ -463,7 +463,7 @@ def _audit(args: argparse.Namespace, services: Services) -> int:
               f"cut the torn line {repair.line} ({repair.size} bytes) from {audit.path}; kept in {repair.evidence};"
               " the repair is audited")
         return EXIT_OK
-    result = audit.verify_shared(args.env) if args.env else audit.verify()
+    result = audit.verify_shared(args.env) if args.env else audit.verify(services.config.environments)
     where = f" at {'row' if args.env else 'line'} {result.line}" if result.line else ""
     lines = [f"audit chain OK: {result.records} records ({result.trail})" if result.ok
              else f"audit chain BROKEN{where}: {result.problem} ({result.trail})"]

@@ -26,6 +26,7 @@ from typing import IO, Any, Protocol
 
 from pydantic import SecretStr
 
+from services import identity
 from services.masking import MASK, mask, mask_text
 from services.private import private_dir, replace_private, touch_private
 
@@ -38,9 +39,7 @@ REPAIR_HINT = "run `release-console audit repair`"
 
 
 def who() -> dict[str, Any]:
-    from services.identity import who as os_who  # the OS's answer, never $USER
-
-    return os_who()
+    return identity.who()  # the OS's answer, never $USER
 
 
 class AuditUnavailable(Exception):
@@ -168,6 +167,8 @@ class AuditLog:
         self.seal = Seal(key)
         self.shared = shared
         self.shared_problem: str | None = None  # set by the last append when the shared trail missed it
+        # Which log wrote a shared record: with it, `verify` sees a local log that was removed whole.
+        self.log_id = f"{identity.hostname()}:{path.resolve()}"
         private_dir(path.parent, owned=True)
         touch_private(path)
         self._head = path.with_suffix(path.suffix + ".head")
@@ -214,6 +215,7 @@ class AuditLog:
             "params": mask(dict(params)),
             "outcome": mask_text(outcome),
             "override_reason": mask_text(override_reason) if override_reason else override_reason,
+            "log": self.log_id,
         }
         with self._locked() as handle:
             scan = _scan(handle.read())
@@ -276,7 +278,34 @@ class AuditLog:
     def tail(self, limit: int = 50) -> list[dict[str, Any]]:
         return list(self.records())[-limit:]
 
-    def verify(self) -> VerifyResult:
+    def verify(self, envs: Iterable[str] = ()) -> VerifyResult:
+        """Check this log's chain and head; with `envs`, also that every record this log sent to their
+        shared trails is still here (deleting the log and its head together leaves no other trace)."""
+        result = self._verify_local()
+        if not result.ok or self.shared is None:
+            return result
+        return self._cross_check(result, envs)
+
+    def _cross_check(self, result: VerifyResult, envs: Iterable[str]) -> VerifyResult:
+        shared = self.shared
+        assert shared is not None
+        here = {str(record.get("hash")) for record in self.records()}
+        trails = {where: env for env in envs if (where := shared.where(env))}
+        for where, env in trails.items():
+            try:
+                mine = [r for _, r in shared.rows(env) if r.get("log") == self.log_id]
+            except SharedUnavailable as err:
+                note = f"not cross-checked with the shared trail {where}: {err}"
+                return VerifyResult(**{**result.__dict__, "note": "; ".join(filter(None, (result.note, note)))})
+            gone = [r for r in mine if r.get("local_hash") not in here]
+            if gone:
+                return VerifyResult(**{**result.__dict__, "ok": False, "problem": (
+                    f"the shared trail {where} holds {len(gone)} record(s) this log wrote that are not in it"
+                    f" (the newest: {gone[-1].get('when')} {gone[-1].get('action')}): the log, or records of it,"
+                    " were removed")})
+        return result
+
+    def _verify_local(self) -> VerifyResult:
         pending = self.flush() if self.shared else 0
         trail = str(self.path)
         with self.path.open("rb") as handle:

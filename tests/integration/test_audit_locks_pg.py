@@ -114,6 +114,26 @@ def test_two_bastions_see_each_others_records_in_the_shared_trail(
     assert "note:" not in out  # keyed throughout
 
 
+def test_a_log_removed_with_its_head_is_caught_by_the_shared_trail(
+        release_toml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    on_host(monkeypatch, tmp_path, "bastion-a")
+    a = console(release_toml)
+    a.audit.append("production", "deploy", {"version": "1.5.0"}, "succeeded: 6 steps done")
+    on_host(monkeypatch, tmp_path, "bastion-b")  # another bastion's records are no concern of a's log
+    console(release_toml).audit.append("production", "backup", {}, "succeeded: 2 steps done")
+    on_host(monkeypatch, tmp_path, "bastion-a")
+    code, out, _ = run_cli(capsys, "--config", str(release_toml), "audit", "verify")
+    assert code == cli.EXIT_OK and out.startswith("audit chain OK: 1 records"), out
+
+    a.audit.path.unlink()  # both files: nothing on this bastion remembers the log existed
+    a.audit.path.with_suffix(".jsonl.head").unlink()
+    code, out, _ = run_cli(capsys, "--config", str(release_toml), "audit", "verify")
+    assert code == cli.EXIT_FAILED
+    assert "BROKEN" in out and "holds 1 record(s) this log wrote that are not in it" in out
+    assert "deploy): the log, or records of it, were removed" in out
+
+
 def rechain_shared(dsn: str, row_id: int) -> None:
     """Rewrite one shared record and recompute the chain after it, as anyone with table access can."""
     with psycopg.connect(dsn) as conn:
