@@ -1,8 +1,10 @@
 """The leak test: one distinctive secret planted in every form a secret takes in release.toml, run
 through every command as a user runs it (a subprocess of the CLI), with the services up and then
 down. Nothing the console writes or prints may hold it: stdout, stderr, the state dir (journal,
-audit log and head), build and operation logs, exported traces, the backup stores (local dir and
-S3), the shared audit table when there is one, and what the webhook received.
+audit log and head), build and operation output, exported traces, the backup stores (local dir and
+S3), the shared audit table (release_console_audit) in the environments' database and in the
+`[state] database_url` one, and what the webhook received. (Build log files are the TUI's only:
+the CLI prints the build's lines, which are searched.)
 
 The forms: a database URL with user:password@, a keyword DSN, `?password=`, an empty user, Redis
 URLs (`redis://:pw@`, `rediss://`), `[state] database_url`, and `${VAR}` values in plain-string
@@ -13,7 +15,8 @@ documented code (0-5) and print no traceback.
 With the services up the canary really runs: the rig's Prometheus scrapes the app's containers
 (file_sd, as docker_sd would), the sample app makes its own traffic, so one canary is judged and
 promoted and one (5 % errors) is rolled back, each notifying the webhook, and the trace is exported.
-One environment, one app and one database serve the whole module: the setups are the slow part.
+One app (its containers on one set of ports behind one nginx), one database and one bucket serve
+the whole module: the setups are the slow part. Each test's configs are new (their own state dirs).
 """
 
 from __future__ import annotations
@@ -152,7 +155,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, database: Database, s3_clien
           docker_client: Any, repository: str, prom_targets_dir: Path, module_nginx: Nginx) -> Iterator[World]:
     bucket_name = unique_bucket_name("rc-leak")
     s3_client.create_bucket(Bucket=bucket_name)
-    app = f"rc-leak-{uuid.uuid4().hex[:8]}"
+    app = f"rc-secrets-{uuid.uuid4().hex[:8]}"
     shared = World(tmp_path_factory.mktemp("leaks"), app, repository, module_nginx,
                    21000 + (uuid.uuid4().int % 400) * 20, database, bucket_name, s3_client, hook, docker_client)
     prepare_context(shared.root / "app")
@@ -263,9 +266,10 @@ selectors = {{ {selectors} }}
 
 [canary]
 check_interval_s = 1
-duration_s = 8
+duration_s = 12
 ask_timeout_s = 1
 automation = {{ judge = "observe" }}
+ask_default = "skip"
 
 [metrics]
 window = "5s"
@@ -294,6 +298,8 @@ reindex_tables = []
 [notify]
 webhook_url = "${{LEAK_WEBHOOK}}"
 {state}""")
+    # The canary's first seconds have no data yet (file_sd, scrapes, a rate over 5 s): unanswered,
+    # the stale question keeps watching, and the judge observes; so the healthy one is promoted.
     # The sample app makes its own traffic (SYNTHETIC_RPS per container): no load generator needed.
     text = text.replace('env = { SYNTHETIC_RPS = "0"', 'env = { NPM_AUTH = "${LEAK_TARGET_ENV}", SYNTHETIC_RPS = "50"')
     text = text.replace('image = "', f'context = "{world.root / "app"}"\ntarget = "runner"\n'
