@@ -206,6 +206,9 @@ class Rig:
     def code(self, *argv: str) -> int | None:
         return next((code for what, code in self.ran if what == " ".join(argv)), None)
 
+    def stdout(self, *argv: str) -> bytes:
+        return next(data for where, data in self.output if where == f"stdout of `{' '.join(argv)}`")
+
     def audit_rows(self) -> list[tuple[str, list[tuple[Any, ...]] | None]]:
         """The shared trail's rows in every database a config of the module may write it to."""
         db = self.world.database
@@ -432,6 +435,9 @@ def test_no_secret_leaves_its_place_services_up_then_all_down(rig: Any, world: W
         assert up.code(*argv) == 0, up.ran
     assert any(key.startswith("s3://") and key.endswith(".json") for key, _ in up.places()), "no manifest in S3"
     assert sorted(path.suffix for path in (up.root / "traces").iterdir()) == [".json", ".md"]
+    trace = json.loads(up.stdout(*traces(up)[1]))  # the latest canary's: the one rolled back, with its measures
+    assert trace["decision"]["action"] == "rollback", trace["decision"]
+    assert any(check["rule"] == "error_rate" and check["value"] for check in trace["checks"]), trace["checks"][-6:]
     said = notices(world)
     assert any("canary promoted" in text for text in said), said
     assert any("automatic rollback: error_rate" in text for text in said), said
