@@ -411,6 +411,16 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     ``nginx.upstream_file`` is the file a Docker host target writes; ``nginx.reload`` the
     argument list that reloads it (``nginx -p PREFIX -c CONF -e LOG -s reload``).
     """
+    yield from running_nginx(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def module_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    """The `nginx` fixture's nginx, for a whole module (one app's containers serve its tests)."""
+    yield from running_nginx(tmp_path_factory)
+
+
+def running_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
     import shutil
     import subprocess
 

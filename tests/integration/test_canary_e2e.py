@@ -25,13 +25,13 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Nginx
-from rig.helpers import docker_staging_toml, free_port, wait_until, write_prom_targets
+from rig.helpers import Discovery, docker_staging_toml, free_port, wait_until
 from rig.opkit import finished, run
 from rig.traffic import get_version
 
 from services import config as config_module
 from services import factory, trace
-from services.adapters.docker_fleet import APP, PORT
+from services.adapters.docker_fleet import APP
 from services.events import Outcome
 
 
@@ -82,32 +82,6 @@ def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     server.start()
     yield server
     server.stop()
-
-
-class Discovery:
-    """What docker_sd_configs plus relabelling do in production (docs/operations.md): every running
-    container of the app becomes a scrape target, its track read from its name (the role it serves now)."""
-
-    def __init__(self, docker_client: Any, app: str, targets: Path) -> None:
-        self.docker, self.app, self.targets = docker_client, app, targets
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.2):
-            running = self.docker.containers.list(filters={"label": f"{APP}={self.app}", "status": "running"})
-            for track in ("stable", "canary"):
-                ports = [f"127.0.0.1:{c.labels[PORT]}" for c in running
-                         if c.name.endswith(f"-{track}-{c.labels[PORT]}")]
-                write_prom_targets(self.targets, track, ports, {"track": track})
-
-    def __enter__(self) -> Discovery:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 class Load:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -76,6 +77,38 @@ def write_prom_targets(targets_dir: Path, name: str, targets: list[str], labels:
     tmp.write_text(json.dumps([{"targets": targets, "labels": labels}]))
     tmp.rename(path)
     return path
+
+
+class Discovery:
+    """What docker_sd_configs plus relabelling do in production (docs/operations.md): every running
+    container of the Docker host target's `app` becomes a file_sd target in `targets` (one file per
+    track, `<app>-<track>.json`), its track read from its name (the role it serves now), with
+    `labels` beside `track`. A context manager: polls the Docker engine until it exits."""
+
+    def __init__(self, docker_client: Any, app: str, targets: Path, labels: dict[str, str] | None = None) -> None:
+        self.docker, self.app, self.targets, self.labels = docker_client, app, targets, labels or {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from services.adapters.docker_fleet import APP, PORT
+
+        while not self._stop.wait(0.2):
+            running = self.docker.containers.list(filters={"label": f"{APP}={self.app}", "status": "running"})
+            for track in ("stable", "canary"):
+                ports = [f"127.0.0.1:{c.labels[PORT]}" for c in running
+                         if c.name.endswith(f"-{track}-{c.labels[PORT]}")]
+                write_prom_targets(self.targets, f"{self.app}-{track}", ports, {**self.labels, "track": track})
+
+    def __enter__(self) -> Discovery:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for track in ("stable", "canary"):
+            (self.targets / f"{self.app}-{track}.json").unlink(missing_ok=True)
 
 
 @dataclass
