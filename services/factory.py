@@ -7,7 +7,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
+
+from pydantic import SecretStr
 
 from services import config as config_module
 from services.audit import AuditLog
@@ -218,6 +220,58 @@ def _app_files(config: ReleaseConfig, env: str | None, base: Path) -> AppFiles:
                              skip=[base / config.backup.local_dir])
 
 
+class _OnFirstUse:
+    """An adapter made when first used, so its library is imported only by a command that needs it."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        object.__setattr__(self, "_make", make)
+        object.__setattr__(self, "_made", None)
+
+    def _adapter(self) -> Any:
+        if self._made is None:
+            object.__setattr__(self, "_made", self._make())
+        return self._made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._adapter(), name, value)
+
+
+def _docker_builder(engine_url: str, max_context_mb: int) -> ImageBuilder:
+    def make() -> ImageBuilder:
+        from services.adapters.docker_build import DockerBuilder
+
+        return DockerBuilder(engine_url, max_context_mb)
+
+    return cast(ImageBuilder, _OnFirstUse(make))
+
+
+def _docker_registry(engine_url: str, username: str | None, password: SecretStr | None) -> Registry:
+    def make() -> Registry:
+        from services.adapters.docker_build import DockerRegistry
+
+        return DockerRegistry(engine_url, username, password)
+
+    return cast(Registry, _OnFirstUse(make))
+
+
+def _webhook(url: SecretStr, channel: str) -> Notifier:
+    def make() -> Notifier:
+        from services.adapters.http import WebhookNotifier
+
+        return WebhookNotifier(url, channel)
+
+    return cast(Notifier, _OnFirstUse(make))
+
+
+def _http_health() -> HealthChecker:
+    from services.adapters.http import HttpHealth  # httpx: only when a health check runs
+
+    return HttpHealth()
+
+
 def _metrics(config: ReleaseConfig, env: str) -> MetricsSource:
     from services.adapters.metrics import metrics_source  # httpx: only when used
 
@@ -309,11 +363,11 @@ def build(
                 "schema": lambda env: SandboxSchemaChanges(world, env),
             },
         )
-    # Imported here: httpx and psycopg cost ~0.5 s of start-up that the sandbox never needs.
+    # Imported here: psycopg costs start-up that the sandbox never needs. The docker SDK and httpx
+    # (~0.3 s more) are imported only by the adapters that use them, when first used: a backup,
+    # a restore or a status never does.
     from services.adapters import pg
     from services.adapters.commands import SubprocessCommands
-    from services.adapters.docker_build import DockerBuilder, DockerRegistry
-    from services.adapters.http import HttpHealth, WebhookNotifier
     from services.adapters.local_store import LocalStore
     from services.adapters.postgres import DumpBounds, PostgresMigrations
     from services.adapters.postgres_audit import PostgresAuditTrail
@@ -327,7 +381,7 @@ def build(
     policy = config.backup
     bounds = DumpBounds(policy.lock_wait_timeout_s, policy.dump_timeout_s, policy.restore_timeout_s)
     webhook = config.notify.webhook_url
-    notifier: Notifier = WebhookNotifier(webhook, config.notify.channel) if webhook else LogNotifier()
+    notifier: Notifier = _webhook(webhook, config.notify.channel) if webhook else LogNotifier()
     # Relative paths in release.toml are relative to the file, not to where the console runs.
     base = config.source.parent if config.source else Path.cwd()
     context = base / config.app.context
@@ -342,8 +396,8 @@ def build(
         store = S3Store(config.backup.s3)
     return Services(
         config, journal, audit, RoutedLocks(config),
-        DockerBuilder(build.engine_url, build.max_context_mb),
-        DockerRegistry(build.engine_url, build.registry_username, build.registry_password),
+        _docker_builder(build.engine_url, build.max_context_mb),
+        _docker_registry(build.engine_url, build.registry_username, build.registry_password),
         SubprocessCommands(context, config.app.check_timeout_s), store,
         _app_files(config, None, base), notifier,
         1.0, None,
@@ -356,7 +410,7 @@ def build(
                 connect_timeout_s=database.connect_timeout_s, scratch_server=config.backup.scratch_database_url,
                 bounds=bounds),
             "app_files": lambda env: _app_files(config, env, base),
-            "health": lambda env: HttpHealth(),
+            "health": lambda env: _http_health(),
             "schema": lambda env: _postgres_schema(config, env),
         },
         other_stores=[local] if store is not local else [],

@@ -171,6 +171,8 @@ class Walkthrough:
         total = sum(int(a["size"]) for a in artifacts.values())
         progress = _Progress(ctx, total)
         fetched = 0
+        # Each artifact is hashed as it is written: the verify step then reads no byte a second time.
+        hashed: dict[str, dict[str, Any]] = ctx.state.get("hashed", {})
         for name, meta in artifacts.items():
             path = work / name
             if path.is_file() and path.stat().st_size == int(meta["size"]):
@@ -178,16 +180,19 @@ class Walkthrough:
                 progress.add(path.stat().st_size)
                 continue
             partial = path.with_name(name + ".partial")
+            digest = hashlib.sha256()
             with open_private(partial, "wb") as out:
                 for chunk in store.get(prefix + name):
                     out.write(chunk)
+                    digest.update(chunk)
                     progress.add(len(chunk))
                     ctx.check_cancelled()
             partial.replace(path)  # only a whole artifact has its real name
+            hashed[name] = {"sha256": digest.hexdigest(), **_identity(path)}
             fetched += 1
             ctx.log(f"{name}: {_size(path.stat().st_size)} from {store.name}")
         progress.done()
-        ctx.state.update(manifest=manifest, store=store.name,
+        ctx.state.update(manifest=manifest, store=store.name, hashed=hashed,
                          files={name: str(work / name) for name in artifacts})
         ctx.log(f"working copy: {work} ({fetched} fetched now, {len(artifacts) - fetched} kept from before)")
         return f"{len(artifacts)} artifacts, {_size(total)} from {store.name}"
@@ -196,15 +201,15 @@ class Walkthrough:
         artifacts: dict[str, dict[str, Any]] = ctx.state["manifest"]["artifacts"]
         progress = _Progress(ctx, sum(int(a["size"]) for a in artifacts.values()))
         digests = {}
+        hashed: dict[str, dict[str, Any]] = ctx.state.get("hashed", {})
         for name, expected in artifacts.items():
             path = Path(ctx.state["files"][name])
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                for chunk in iter(lambda: handle.read(CHUNK), b""):
-                    digest.update(chunk)
-                    progress.add(len(chunk))
-                    ctx.check_cancelled()
-            found = digest.hexdigest()
+            known = hashed.get(name)
+            if known is not None and {k: v for k, v in known.items() if k != "sha256"} == _identity(path):
+                found = str(known["sha256"])  # hashed as it was downloaded, and the file is untouched since
+                progress.add(path.stat().st_size)
+            else:  # kept from an earlier run, or changed since: read it again
+                found = _sha256(path, progress, ctx)
             if found != expected["sha256"]:
                 path.unlink()  # a run again downloads it afresh
                 ctx.log(f"{name}: sha256 {found[:16]}… but the manifest says {expected['sha256'][:16]}…", "error")
@@ -442,6 +447,22 @@ class Walkthrough:
         if state.get("stopped_at"):
             return ("retry this step", "or start the services again on the unchanged data, and abandon")
         return ("retry this step", "abandon: nothing live was changed")
+
+
+def _identity(path: Path) -> dict[str, int]:
+    """What tells a file hashed at download from one changed since: size, mtime, inode."""
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}
+
+
+def _sha256(path: Path, progress: _Progress, ctx: StepContext) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+            progress.add(len(chunk))
+            ctx.check_cancelled()
+    return digest.hexdigest()
 
 
 class _Progress:

@@ -177,6 +177,27 @@ def test_an_interrupted_walkthrough_resumes_at_its_step_without_downloading_agai
     assert [s.status for s in after.steps] == [StepStatus.DONE] * len(ORDER)
 
 
+def test_a_working_copy_changed_after_its_download_is_hashed_again_and_refused(services: Services) -> None:
+    """The download hashes what it writes; verify trusts that hash only for the file as it was written."""
+    first, _, _ = run(services, "restore", cancel_at="verify")
+    assert first.outcome is Outcome.CANCELLED
+    record = services.journal.get(first.op_id)
+    assert record.resume_index == ORDER.index("verify")
+    dump = Path(record.state["files"]["db.sql.gz"])
+    data = dump.read_bytes()
+    dump.write_bytes(bytes([data[0] ^ 1]) + data[1:])  # same size: only a fresh hash can tell
+
+    events: list[Event] = []
+    op = build_operation(services, record.kind, record.env, record.params)
+    op.id = record.id
+    result = services.runner.run(op, events.append, lambda q: None, start_at=record.resume_index,
+                                 state=record.state)
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "verify"
+    assert "db.sql.gz does not match the manifest's sha256" in result.detail
+    assert running(services)
+
+
 @pytest.mark.parametrize("kind,params", [("restore-drill", {}), ("restore", {"drill": "true"})])
 def test_drill_restores_into_scratch_and_touches_nothing_live(services: Services, kind: str,
                                                               params: dict[str, Any]) -> None:
