@@ -287,22 +287,36 @@ class AuditLog:
         return self._cross_check(result, envs)
 
     def _cross_check(self, result: VerifyResult, envs: Iterable[str]) -> VerifyResult:
+        """Each side holds the other's evidence: a shared record names the local record it copies
+        (`local_hash`), and a local record names the log that wrote it. Records still pending are
+        local only; records written before records named their log are not compared."""
         shared = self.shared
         assert shared is not None
+        local = [r for r in self.records() if r.get("log") == self.log_id]
+        pending = {item["body"].get("local_hash") for item in self._read_pending()}
         here = {str(record.get("hash")) for record in self.records()}
-        trails = {where: env for env in envs if (where := shared.where(env))}
-        for where, env in trails.items():
+        trails: dict[str, list[str]] = {}
+        for env in envs:
+            if where := shared.where(env):
+                trails.setdefault(where, []).append(env)
+        for where, names in trails.items():
             try:
-                mine = [r for _, r in shared.rows(env) if r.get("log") == self.log_id]
+                mine = [r for _, r in shared.rows(names[0]) if r.get("log") == self.log_id]
             except SharedUnavailable as err:
                 note = f"not cross-checked with the shared trail {where}: {err}"
                 return VerifyResult(**{**result.__dict__, "note": "; ".join(filter(None, (result.note, note)))})
-            gone = [r for r in mine if r.get("local_hash") not in here]
-            if gone:
-                return VerifyResult(**{**result.__dict__, "ok": False, "problem": (
-                    f"the shared trail {where} holds {len(gone)} record(s) this log wrote that are not in it"
-                    f" (the newest: {gone[-1].get('when')} {gone[-1].get('action')}): the log, or records of it,"
-                    " were removed")})
+            problem = ""
+            if gone := [r for r in mine if r.get("local_hash") not in here]:
+                problem = (f"the shared trail {where} holds {len(gone)} record(s) this log wrote that are not in it"
+                           f" (the newest: {gone[-1].get('when')} {gone[-1].get('action')}): the log, or records"
+                           " of it, were removed")
+            copied = {r.get("local_hash") for r in mine}
+            if lost := [r for r in local if r.get("env") in names and r["hash"] not in copied | pending]:
+                problem = (f"the shared trail {where} lacks {len(lost)} record(s) this log sent it (the newest:"
+                           f" {lost[-1].get('when')} {lost[-1].get('action')}): rows were removed from the shared"
+                           " trail")
+            if problem:
+                return VerifyResult(**{**result.__dict__, "ok": False, "problem": problem})
         return result
 
     def _verify_local(self) -> VerifyResult:

@@ -114,8 +114,8 @@ def test_two_bastions_see_each_others_records_in_the_shared_trail(
     assert "note:" not in out  # keyed throughout
 
 
-def test_a_log_removed_with_its_head_is_caught_by_the_shared_trail(
-        release_toml: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_the_local_log_and_the_shared_trail_each_catch_what_was_removed_from_the_other(
+        release_toml: Path, pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     on_host(monkeypatch, tmp_path, "bastion-a")
     a = console(release_toml)
@@ -125,6 +125,17 @@ def test_a_log_removed_with_its_head_is_caught_by_the_shared_trail(
     on_host(monkeypatch, tmp_path, "bastion-a")
     code, out, _ = run_cli(capsys, "--config", str(release_toml), "audit", "verify")
     assert code == cli.EXIT_OK and out.startswith("audit chain OK: 1 records"), out
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:  # the shared trail's tail is cut
+        saved = conn.execute("SELECT * FROM release_console_audit ORDER BY id").fetchall()
+        conn.execute("DELETE FROM release_console_audit WHERE id = (SELECT min(id) FROM release_console_audit)")
+    code, out, _ = run_cli(capsys, "--config", str(release_toml), "audit", "verify")
+    assert code == cli.EXIT_FAILED and "lacks 1 record(s) this log sent it" in out, out
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("DELETE FROM release_console_audit")
+        with conn.cursor() as cursor:
+            cursor.executemany(f"INSERT INTO release_console_audit VALUES ({', '.join(['%s'] * len(saved[0]))})",
+                               saved)
 
     a.audit.path.unlink()  # both files: nothing on this bastion remembers the log existed
     a.audit.path.with_suffix(".jsonl.head").unlink()
