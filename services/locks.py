@@ -37,8 +37,7 @@ class LockInfo:
     start_ticks: int = 0
 
     def describe(self) -> str:
-        age = int(time.time() - self.since)
-        return f"{self.holder} (pid {self.pid}) for {age // 60}m{age % 60:02d}s: {self.reason}"
+        return f"{self.holder} (pid {self.pid}) for {_age(int(time.time() - self.since))}: {self.reason}"
 
     @property
     def process(self) -> Process:
@@ -47,6 +46,15 @@ class LockInfo:
     def fields(self) -> dict[str, object]:
         """For the audit record: who held it, down to the process."""
         return asdict(self)
+
+
+def _age(seconds: int) -> str:
+    """2m05s; 3h07m; 12d04h: a stale lock can be days old."""
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 class LockHeld(Exception):

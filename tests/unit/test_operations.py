@@ -29,7 +29,7 @@ from services.events import (
     StepStatus,
 )
 from services.journal import Journal
-from services.locks import FileLocks
+from services.locks import FileLocks, LockInfo
 from services.operations import Operation, Runner, Step, StepContext, StepFailed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -384,3 +384,10 @@ def test_operation_without_lock_ignores_holder(rig: Rig, other_holder: subproces
     operation.takes_lock = False
     assert rig.runner.run(operation, rig.emit, no_confirm).outcome is Outcome.SUCCEEDED
     assert rig.locks.holder("staging").pid == other_holder.pid  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("age", "shown"), [(5, "0m05s"), (125, "2m05s"), (3600 * 3 + 420, "3h07m"),
+                                            (86400 * 12 + 3600 * 4 + 59, "12d04h")])
+def test_a_lock_names_its_age_in_units_a_person_reads(age: int, shown: str) -> None:
+    held = LockInfo("staging", "alice@bastion-2", "", 4242, time.time() - age, "deploy")
+    assert held.describe() == f"alice@bastion-2 (pid 4242) for {shown}: deploy"
