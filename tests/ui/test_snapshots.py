@@ -97,8 +97,10 @@ def test_canary_pane_after_a_canary(snap_compare: Snap, make_ui_app: Callable[..
         )
         await settle(pilot)
 
-    # 300x, not FAST's 3000x: at 3000x a 30 s check is 10 ms of real time, and whether the canary's
-    # first checks had data then depended on the scheduler, so the charts differed from run to run.
+    # 30x, not FAST's 3000x: the world's clock is scaled real time, so at 3000x (a 30 s check in 10 ms)
+    # and still at 300x (100 ms; 1 run in 3 differed on a quiet machine) a scheduling delay decided
+    # whether the canary's first checks had data, and the charts differed from run to run. At 30x a
+    # check is 1 s of real time: 5 runs in a row gave the same screen.
     assert snap_compare(make_ui_app(FAST / 100), terminal_size=SIZE, run_before=run_before)
 
 
