@@ -199,6 +199,19 @@ class Rig:
             self.problems.append(f"`{what}` printed a traceback:\n{done.stderr.decode(errors='replace')[-1500:]}")
         return done.returncode
 
+    def bad_canary(self, tries: int = 4) -> int:
+        """The bad canary, until the monitor has data to roll it back on. Right after the previous
+        canary's promotion, the new stable may not be in Prometheus yet (file_sd discovery, then two
+        scrapes for a rate), and at 1 s checks the baseline waits only 3 of them: the console then
+        rightly stops before the canary takes traffic (exit 1, "no baseline: stable has no data")."""
+        for _ in range(tries):
+            code = self.cli(*CANARY_BAD)
+            if code != 1:
+                return code
+            print("   " + self.output[-2][1].decode(errors="replace").strip().replace("\n", "\n   ")[-600:])
+            time.sleep(5)
+        return code
+
     def cli_all(self, commands: list[tuple[str, ...]]) -> None:
         with ThreadPoolExecutor(3) as pool:
             list(pool.map(lambda argv: self.cli(*argv), commands))
@@ -383,7 +396,10 @@ def every_command(rig: Rig, side_by_side: bool = False) -> None:
         return
     rig.cli_all(apart)
     for argv in in_turn:
-        rig.cli(*argv)
+        if argv == CANARY_BAD:
+            rig.bad_canary()
+        else:
+            rig.cli(*argv)
     rig.cli_all([*traces(rig), *READERS])
 
 
