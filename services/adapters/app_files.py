@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import zlib
@@ -104,7 +105,9 @@ class DirectoryAppFiles:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)  # created above, by us: nothing live was touched
             raise
-        os.chmod(staging, 0o755)
+        # The app's own dir, not the console's: it keeps the mode it had (the archive holds only what
+        # is inside it); a new one gets the usual 0755, so that the app's user can read it.
+        os.chmod(staging, stat.S_IMODE(root.stat().st_mode) if root.is_dir() else 0o755)
         _swap_in(staging, root, on_line)
         on_line(f"restored {count} app files into {root}")
 

@@ -150,7 +150,7 @@ class LocalHost:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o644)  # nginx's config, read by nginx (maybe as its own user): addresses and weights only
             os.replace(tmp, target)
         except OSError as err:
             raise StepFailed(

@@ -179,6 +179,15 @@ def test_a_good_archive_is_swapped_in_keeping_what_it_does_not_hold_with_sane_mo
     assert lines[-1] == f"restored 2 app files into {app}"
 
 
+def test_the_app_dir_keeps_its_own_mode_and_a_new_one_is_0755(app: Path, tmp_path: Path) -> None:
+    app.chmod(0o750)  # the operator's choice: the restore must not widen it
+    DirectoryAppFiles(app, ["."]).restore(archive((member("a.txt"), b"a\n")), print)
+    assert stat.S_IMODE(app.stat().st_mode) == 0o750
+    new = tmp_path / "fresh" / "app"
+    DirectoryAppFiles(new, ["."]).restore(archive((member("a.txt"), b"a\n")), print)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o755 and (new / "a.txt").read_text() == "a\n"
+
+
 def test_the_watchdog_kills_a_child_on_cancel_and_on_its_deadline() -> None:
     flag = {"cancelled": False}
     child = subprocess.Popen(["sleep", "30"])
