@@ -157,7 +157,13 @@ def test_audit_pane(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsol
     assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
 
 
-def test_production_typed_confirmation(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole]) -> None:
+def test_production_typed_confirmation(
+    snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the first overview poll runs: a later one could catch this rollback's own lock behind
+    # the modal, with a pid that differs every run.
+    monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)
+
     async def run_before(pilot: Pilot[Any]) -> None:
         await select(pilot, "production")
         await pilot.press("R")
