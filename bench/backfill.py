@@ -33,10 +33,10 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services import config as config_module  # noqa: E402
-from services.audit import mask  # noqa: E402
 from services.catalog import build_operation  # noqa: E402
-from services.events import Event, LogLine, Outcome, StepFinished  # noqa: E402
+from services.core import config as config_module  # noqa: E402
+from services.core.audit import mask  # noqa: E402
+from services.core.events import Event, LogLine, Outcome, StepFinished  # noqa: E402
 from services.factory import build  # noqa: E402
 
 ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from rig.sample_app import prepare_context  # noqa: E402
 
 from services.adapters.docker_build import DockerBuilder  # noqa: E402
-from services.ports import BuildRequest  # noqa: E402
+from services.core.ports import BuildRequest  # noqa: E402
 
 API_URL = "http://127.0.0.1:3000/api"
 

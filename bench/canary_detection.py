@@ -52,10 +52,11 @@ from rig.helpers import docker_staging_toml, wait_until
 from rig.opkit import finished, run
 from rig.sample_app import prepare_context
 
-from services import config as config_module
-from services import factory, trace
+from services import factory
 from services.adapters.docker_fleet import APP
-from services.events import LogLine, Outcome, StepStarted
+from services.canary import trace
+from services.core import config as config_module
+from services.core.events import LogLine, Outcome, StepStarted
 
 SCRAPE_S = 0.5  # the private Prometheus' scrape_interval (integration.test_canary_e2e.Prometheus)
 SLACK_S = 5.0  # the yardstick: one interval plus this

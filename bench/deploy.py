@@ -44,8 +44,8 @@ from integration.test_docker_target import Traffic, get_version  # noqa: E402
 from rig.helpers import free_port, wait_until  # noqa: E402
 from rig.sample_app import prepare_context  # noqa: E402
 
-from services import config as config_module  # noqa: E402
 from services.adapters.docker_target import APP, DockerHostTarget  # noqa: E402
+from services.core import config as config_module  # noqa: E402
 
 COMPOSE_FILE = """services:
   app:

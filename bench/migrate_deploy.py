@@ -29,10 +29,10 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services import config as config_module  # noqa: E402
 from services import factory  # noqa: E402
 from services.adapters.postgres import PostgresMigrations  # noqa: E402
 from services.catalog import build_operation  # noqa: E402
+from services.core import config as config_module  # noqa: E402
 
 COUNT = 100
 ROUNDS = 3

@@ -14,8 +14,8 @@ from textual.screen import Screen
 from console.screens.loading import LoadingScreen
 
 if TYPE_CHECKING:
-    from services.factory import Services
-    from services.overview import EnvironmentRow
+    from services.core.container import Services
+    from services.environments.overview import EnvironmentRow
 
 # The main screen, its widgets and the services (pydantic, plotext) are imported by the
 # start-up worker, after the first frame: see LoadingScreen.
@@ -45,7 +45,7 @@ class ReleaseConsole(App[None]):
 
     @work(thread=True, exclusive=True, group="startup", exit_on_error=False)
     def _load(self) -> None:
-        from services.config import ConfigError
+        from services.core.config import ConfigError
 
         assert self._loader is not None
         try:
@@ -56,7 +56,7 @@ class ReleaseConsole(App[None]):
             return
         # Imported and fetched off the UI thread, so the main screen's first frame has data.
         import console.screens.main  # noqa: F401
-        from services.overview import environment_rows
+        from services.environments.overview import environment_rows
 
         rows = environment_rows(services, list(services.config.environments))
         self.call_from_thread(self._show, services, rows)
@@ -91,7 +91,7 @@ def make_app(config: object, *, sandbox: bool, seed: int = 7, time_scale: float 
              state: Path | str | None = None, origin: float | None = None) -> ReleaseConsole:
     """The one way the console is built with its services ready: used by the tests and benchmarks."""
     from services import factory
-    from services.config import ReleaseConfig
+    from services.core.config import ReleaseConfig
 
     assert isinstance(config, ReleaseConfig)
     services = factory.build(config, sandbox_mode=sandbox, seed=seed, time_scale=time_scale,

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from services.events import ConfirmationNeeded, Event
-    from services.factory import Services
+    from services.core.container import Services
+    from services.core.events import ConfirmationNeeded, Event
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DECLINED, EXIT_LOCKED, EXIT_ROLLED_BACK = 0, 1, 2, 3, 4, 5
 
@@ -155,13 +155,13 @@ def _unexpected(err: BaseException) -> int:
     """One line on stderr, the traceback in a private (0600) file for the bug report."""
     import traceback
 
-    from services.masking import mask
+    from services.core.masking import mask
 
     text = str(mask("".join(traceback.format_exception(err))))
     where = "nowhere (could not write a log)"
     try:
-        from services.journal import state_dir
-        from services.private import open_private
+        from services.core.journal import state_dir
+        from services.core.private import open_private
 
         path = state_dir() / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
         with open_private(path, "x", encoding="utf-8") as log:
@@ -184,11 +184,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         return run_app(quick.config, sandbox=quick.sandbox, seed=quick.seed, time_scale=quick.time_scale)
     from services import factory
-    from services.audit import AuditUnavailable, SharedUnavailable
-    from services.config import ConfigError
-    from services.locks import LockHeld
-    from services.masking import MaskedStream
-    from services.operations import StepFailed
+    from services.core.audit import AuditUnavailable, SharedUnavailable
+    from services.core.config import ConfigError
+    from services.core.locks import LockHeld
+    from services.core.masking import MaskedStream
+    from services.core.operations import StepFailed
 
     # The one exit for text: every line any command prints is masked on its way out.
     sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
@@ -256,7 +256,7 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
 
 def _run(args: argparse.Namespace, services: Services, operation: Any, start_at: int = 0,
          state: dict[str, Any] | None = None) -> int:
-    from services.events import Outcome
+    from services.core.events import Outcome
 
     render = _unbroken(_json_line if args.json else _text_line)
     cancel = threading.Event()
@@ -353,7 +353,7 @@ def _json_line(event: Event) -> None:
 
 
 def _text_line(event: Event) -> None:
-    from services.events import Finished, LogLine, Progress, StepFinished, StepStarted
+    from services.core.events import Finished, LogLine, Progress, StepFinished, StepStarted
 
     clock = time.strftime("%H:%M:%S", time.localtime(event.at))
     if isinstance(event, StepStarted):
@@ -375,7 +375,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _status(args: argparse.Namespace, services: Services) -> int:
-    from services.overview import environment_rows
+    from services.environments.overview import environment_rows
 
     envs = [args.env] if args.env else list(services.config.environments)
     rows = environment_rows(services, envs)
@@ -392,7 +392,7 @@ def _status(args: argparse.Namespace, services: Services) -> int:
 
 
 def _trace(args: argparse.Namespace, services: Services) -> int:
-    from services import trace
+    from services.canary import trace
 
     try:
         record = services.journal.get(args.op) if args.op else trace.latest(services.journal)
@@ -411,7 +411,7 @@ def _trace(args: argparse.Namespace, services: Services) -> int:
 
 
 def _history(args: argparse.Namespace, services: Services) -> int:
-    from services.deploy import history_lines
+    from services.release.deploy import history_lines
 
     revisions = services.revisions(args.env).list()
     _emit(args, [r.__dict__ for r in revisions], "\n".join(history_lines(revisions)) or f"{args.env}: no revisions yet")
@@ -419,14 +419,14 @@ def _history(args: argparse.Namespace, services: Services) -> int:
 
 
 def _config(args: argparse.Namespace, services: Services) -> int:
-    from services.config import references, xdg_config_path
+    from services.core.config import references, xdg_config_path
 
     if args.config_command == "locate":
         paths = {"--config": args.config, "cwd": "./release.toml", "xdg": str(xdg_config_path()),
                  "in use": str(services.config.source)}
         _emit(args, paths, "\n".join(f"{k:<9} {v}" for k, v in paths.items()))
         return EXIT_OK
-    from services.masking import mask
+    from services.core.masking import mask
 
     resolved = mask(services.config.model_dump(mode="json"))  # ${VAR} values too, in plain-string fields
     refs = references(services.config.source) if services.config.source else {}
@@ -438,7 +438,7 @@ def _config(args: argparse.Namespace, services: Services) -> int:
 
 
 def _flatten(node: Any, refs: dict[str, list[str]], key: str = "") -> list[str]:
-    from services.masking import mask
+    from services.core.masking import mask
 
     if isinstance(node, dict):
         return [line for k, v in node.items() for line in _flatten(v, refs, f"{key}.{k}" if key else k)]
@@ -512,7 +512,7 @@ def _journal(args: argparse.Namespace, services: Services) -> int:
 
 
 def _migrations(args: argparse.Namespace, services: Services) -> int:
-    from services.migrations.prisma import MigrationsDirError
+    from services.core.ports import MigrationsDirError
 
     try:
         return _migrations_of(args, services)
@@ -545,7 +545,7 @@ def _backups(args: argparse.Namespace, services: Services) -> int:
     from services.backups.catalog import list_backups
 
     entries = list_backups(services, args.env)
-    now = services.world.clock.now() if services.world else time.time()
+    now = services.clock.now()
     lines = [f"{'ENV':<12} {'BACKUP':<17} {'AGE':>5} {'SIZE':>9} {'STORE':<8} {'STATE':<9} VERIFIED / PINNED"]
     for e in entries:
         verified = (f"verified {time.strftime('%Y-%m-%d %H:%M', time.gmtime(e.verified_at))}, RTO {e.restore_s:.0f}s"
@@ -558,7 +558,7 @@ def _backups(args: argparse.Namespace, services: Services) -> int:
 
 
 def _lock_status(args: argparse.Namespace, services: Services) -> int:
-    from services.locks import LockUnknown
+    from services.core.locks import LockUnknown
 
     shown: dict[str, Any] = {}
     lines = []

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 
-from services.events import ConfirmationNeeded, Event
+from services.core.events import ConfirmationNeeded, Event
 
 
 class EventPump:

@@ -5,92 +5,39 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from pydantic import SecretStr
 
-from services import config as config_module
-from services.audit import AuditLog
-from services.config import ReleaseConfig
-from services.journal import Journal, state_dir
-from services.locks import FileLocks, LockInfo, OnTakeover, ReleaseLocks
-from services.operations import Runner, StepFailed
-from services.ports import (
+from services.core import config as config_module
+from services.core.audit import AuditLog
+from services.core.config import ReleaseConfig
+from services.core.container import EnvironmentAdapters, Services
+from services.core.journal import Journal, state_dir
+from services.core.locks import FileLocks, LockInfo, OnTakeover, ReleaseLocks
+from services.core.no_target import NoDeployTarget
+from services.core.ports import (
     AppFiles,
-    CommandRunner,
     DeployTarget,
     HealthChecker,
     ImageBuilder,
     MetricsSource,
-    MigrationDatabase,
     Notification,
     Notifier,
     ObjectStore,
-    OnLine,
     Registry,
     RevisionLog,
     SchemaChanges,
-    TargetStatus,
 )
-from services.private import private_dir
+from services.core.private import private_dir
 from services.sandbox import adapters as sandbox
 from services.sandbox.expand import SandboxSchemaChanges
 from services.sandbox.world import World
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "food-management" / "release.toml"
 T = TypeVar("T")
-
-
-class Refusing:
-    """Any method it does not define fails with the same clear StepFailed."""
-
-    def __init__(self, message: str, next_options: tuple[str, ...]) -> None:
-        self._refusal = (message, next_options)
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise StepFailed(*self._refusal)
-
-        return refuse
-
-
-class NoDeployTarget(Refusing):
-    """An environment whose config names no deploy target: says so, and refuses to deploy.
-
-    Its services can still be stopped and started (for a restore) by the commands of
-    `[environments.X.services]`, when they are configured.
-    """
-
-    def __init__(self, env: str, services: ServiceControl | None = None) -> None:
-        super().__init__(f"no deploy target configured for {env}",
-                         (f"set [environments.{env}.target] in release.toml",))
-        self.env = env
-        self._services = services
-
-    def status(self) -> TargetStatus:
-        return TargetStatus("-", 0, 0, events=("no deploy target configured",))
-
-    def stop(self, on_line: OnLine) -> None:
-        self._control("stop").stop(on_line)
-
-    def start(self, on_line: OnLine) -> None:
-        self._control("start").start(on_line)
-
-    def _control(self, verb: str) -> ServiceControl:
-        if self._services is None:
-            raise StepFailed(
-                f"cannot {verb} {self.env}'s services: it has no deploy target and no service commands",
-                (f"set [environments.{self.env}.services] stop = [...] and start = [...] in release.toml"
-                 " (argument lists)", f"or set [environments.{self.env}.target]",
-                 f"or {verb} them by hand, then retry this step"))
-        return self._services
-
-
-class ServiceControl(Protocol):
-    def stop(self, on_line: OnLine) -> None: ...
-    def start(self, on_line: OnLine) -> None: ...
 
 
 class LogNotifier:
@@ -128,71 +75,6 @@ class RoutedLocks:
         return self._for(env).force_release(env, held)
 
 
-@dataclass
-class Services:
-    config: ReleaseConfig
-    journal: Journal
-    audit: AuditLog
-    locks: ReleaseLocks
-    builder: ImageBuilder
-    registry: Registry
-    commands: CommandRunner
-    store: ObjectStore
-    app_files: AppFiles
-    notifier: Notifier
-    time_scale: float = 1.0
-    world: World | None = None
-    _per_env: dict[str, Callable[[str], Any]] = field(default_factory=dict)
-    # Other stores that hold backups too (the local directory when `store` is S3): listed,
-    # restored from and pruned alongside the store new backups go to.
-    other_stores: list[ObjectStore] = field(default_factory=list)
-
-    @property
-    def stores(self) -> list[ObjectStore]:
-        return [self.store, *self.other_stores]
-
-    @property
-    def runner(self) -> Runner:
-        return Runner(self.journal, self.audit, self.locks)
-
-    @property
-    def sandbox(self) -> bool:
-        return self.world is not None
-
-    def _adapter(self, kind: str, env: str) -> Any:
-        self.config.environment(env)  # unknown environment: an error, never a fallback
-        return self._per_env[kind](env)
-
-    def target(self, env: str) -> DeployTarget:
-        return self._adapter("target", env)  # type: ignore[no-any-return]
-
-    def revisions(self, env: str) -> RevisionLog:
-        return self._adapter("revisions", env)  # type: ignore[no-any-return]
-
-    def metrics(self, env: str) -> MetricsSource:
-        return self._adapter("metrics", env)  # type: ignore[no-any-return]
-
-    def database(self, env: str) -> MigrationDatabase:
-        return self._adapter("database", env)  # type: ignore[no-any-return]
-
-    def health(self, env: str) -> HealthChecker:
-        return self._adapter("health", env)  # type: ignore[no-any-return]
-
-    def schema(self, env: str) -> SchemaChanges:
-        return self._adapter("schema", env)  # type: ignore[no-any-return]
-
-    def files(self, env: str) -> AppFiles:
-        """The environment's app files (its app_dir); `app_files` where they are not per environment."""
-        if "app_files" not in self._per_env:
-            self.config.environment(env)
-            return self.app_files
-        return self._adapter("app_files", env)  # type: ignore[no-any-return]
-
-    def real_seconds(self, simulated: float) -> float:
-        """How long to really wait for a span of (possibly sandbox-accelerated) time."""
-        return simulated / self.time_scale
-
-
 def _real_target(config: ReleaseConfig, env: str) -> DeployTarget:
     settings = config.environment(env)
     if settings.target.kind == "docker":
@@ -210,18 +92,27 @@ def _real_target(config: ReleaseConfig, env: str) -> DeployTarget:
     return NoDeployTarget(env, CommandServices(settings.services.stop, settings.services.start))
 
 
-def _app_files(config: ReleaseConfig, env: str | None, base: Path) -> AppFiles:
-    """The environment's app files; without an environment (Services.app_files), none are configured."""
+def _app_files(config: ReleaseConfig, env: str, base: Path) -> AppFiles:
     from services.adapters.app_files import DirectoryAppFiles
 
-    app_dir = config.environment(env).app_dir if env else None
+    app_dir = config.environment(env).app_dir
     # Never archive the backups themselves, should the backup directory lie inside the app.
-    return DirectoryAppFiles(base / app_dir if app_dir else None, config.backup.app_paths, env or "",
+    return DirectoryAppFiles(base / app_dir if app_dir else None, config.backup.app_paths, env,
                              skip=[base / config.backup.local_dir])
+
+
+def _files_in(config: ReleaseConfig, directory: Path, env: str) -> AppFiles:
+    from services.adapters.app_files import DirectoryAppFiles
+
+    return DirectoryAppFiles(directory, config.backup.app_paths, env)
 
 
 class _OnFirstUse:
     """An adapter made when first used, so its library is imported only by a command that needs it."""
+
+    def close(self) -> None:  # never makes the adapter just to close it
+        if self._made is not None and callable(close := getattr(self._made, "close", None)):
+            close()
 
     def __init__(self, make: Callable[[], Any]) -> None:
         object.__setattr__(self, "_make", make)
@@ -285,7 +176,7 @@ def _postgres_revisions(config: ReleaseConfig, env: str) -> RevisionLog:
 
 
 def _postgres_schema(config: ReleaseConfig, env: str) -> SchemaChanges:
-    from services.migrations.schema_changes import PostgresSchemaChanges  # psycopg: only when used
+    from services.adapters.postgres_schema import PostgresSchemaChanges  # psycopg: only when used
 
     return PostgresSchemaChanges(config.environment(env).database_url.get_secret_value(),
                                  config.database.migration_statement_timeout_s)
@@ -332,6 +223,13 @@ class _SandboxEnv(dict[str, str]):
         return f"{kind}://sandbox/{key.lower()}"
 
 
+@dataclass(kw_only=True)
+class SandboxServices(Services):
+    """The sandbox's services, with its simulated world at hand for drills and tests."""
+
+    world: World
+
+
 def build(
     config: ReleaseConfig,
     *,
@@ -345,34 +243,47 @@ def build(
     state = state or state_dir()
     private_dir(state, owned=True)
     journal = Journal(state / ("sandbox-journal.sqlite3" if sandbox_mode else "journal.sqlite3"))
-    if sandbox_mode:  # the sandbox has no shared trail: its world is in this process only
-        audit = AuditLog(state / "sandbox-audit.jsonl", config.audit.key)
-        world = World(seed, time_scale, origin)
-        _sign_seeded_backups(world, config)
-        return Services(
-            config, journal, audit, FileLocks(state / "sandbox-locks"),
-            sandbox.SandboxBuilder(world), sandbox.SandboxRegistry(world), sandbox.SandboxCommands(world),
-            sandbox.SandboxStore(world), sandbox.SandboxAppFiles(world), sandbox.SandboxNotifier(world),
-            time_scale, world,
-            {
-                "target": lambda env: sandbox.SandboxTarget(world, env),
-                "revisions": lambda env: sandbox.SandboxRevisions(world, env),
-                "metrics": lambda env: sandbox.SandboxMetrics(world, env),
-                "database": lambda env: sandbox.SandboxMigrations(world, env),
-                "health": lambda env: sandbox.SandboxHealth(world, env),
-                "schema": lambda env: SandboxSchemaChanges(world, env),
-            },
-        )
+    if sandbox_mode:
+        return _sandbox(config, journal, state, seed, time_scale, origin)
+    return _real(config, journal, state)
+
+
+def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, time_scale: float,
+             origin: float | None) -> SandboxServices:
+    # The sandbox has no shared trail: its world is in this process only.
+    world = World(seed, time_scale, origin)
+    _sign_seeded_backups(world, config)
+    files = sandbox.SandboxAppFiles(world)
+    return SandboxServices(
+        config=config, journal=journal, audit=AuditLog(state / "sandbox-audit.jsonl", config.audit.key),
+        locks=FileLocks(state / "sandbox-locks"), builder=sandbox.SandboxBuilder(world),
+        registry=sandbox.SandboxRegistry(world), commands=sandbox.SandboxCommands(world),
+        store=sandbox.SandboxStore(world), notifier=sandbox.SandboxNotifier(world),
+        source=sandbox.SandboxSource(), clock=world.clock, world=world, sandbox=True, time_scale=time_scale,
+        load_config=lambda path: load_config(str(path), True),
+        per_env=EnvironmentAdapters(
+            target=lambda env: sandbox.SandboxTarget(world, env),
+            revisions=lambda env: sandbox.SandboxRevisions(world, env),
+            metrics=lambda env: sandbox.SandboxMetrics(world, env),
+            database=lambda env: sandbox.SandboxMigrations(world, env),
+            health=lambda env: sandbox.SandboxHealth(world, env),
+            schema=lambda env: SandboxSchemaChanges(world, env),
+            files=lambda env: files,
+            files_in=lambda directory, env: files,
+        ),
+    )
+
+
+def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
     # Imported here: psycopg costs start-up that the sandbox never needs. The docker SDK and httpx
     # (~0.3 s more) are imported only by the adapters that use them, when first used: a backup,
     # a restore or a status never does.
     from services.adapters import pg
     from services.adapters.commands import SubprocessCommands
+    from services.adapters.git_source import GitSource
     from services.adapters.local_store import LocalStore
     from services.adapters.postgres import DumpBounds, PostgresMigrations
     from services.adapters.postgres_audit import PostgresAuditTrail
-
-    audit = AuditLog(state / "audit.jsonl", config.audit.key, PostgresAuditTrail(config))
 
     database = config.database
     pg.configure(pg.Bounds(database.statement_timeout_s, database.lock_timeout_s,
@@ -395,23 +306,25 @@ def build(
 
         store = S3Store(config.backup.s3)
     return Services(
-        config, journal, audit, RoutedLocks(config),
-        _docker_builder(build.engine_url, build.max_context_mb),
-        _docker_registry(build.engine_url, build.registry_username, build.registry_password),
-        SubprocessCommands(context, config.app.check_timeout_s), store,
-        _app_files(config, None, base), notifier,
-        1.0, None,
-        {
-            "target": lambda env: _real_target(config, env),
-            "revisions": lambda env: _postgres_revisions(config, env),
-            "metrics": lambda env: _metrics(config, env),
-            "database": lambda env: PostgresMigrations(
+        config=config, journal=journal,
+        audit=AuditLog(state / "audit.jsonl", config.audit.key, PostgresAuditTrail(config)),
+        locks=RoutedLocks(config),
+        builder=_docker_builder(build.engine_url, build.max_context_mb),
+        registry=_docker_registry(build.engine_url, build.registry_username, build.registry_password),
+        commands=SubprocessCommands(context, config.app.check_timeout_s), store=store, notifier=notifier,
+        source=GitSource(context.resolve()), other_stores=[local] if store is not local else [],
+        load_config=lambda path: load_config(str(path), False),
+        per_env=EnvironmentAdapters(
+            target=lambda env: _real_target(config, env),
+            revisions=lambda env: _postgres_revisions(config, env),
+            metrics=lambda env: _metrics(config, env),
+            database=lambda env: PostgresMigrations(
                 config.environment(env).database_url, migrations_dir, config.migrations.lock_wait_s,
                 connect_timeout_s=database.connect_timeout_s, scratch_server=config.backup.scratch_database_url,
                 bounds=bounds),
-            "app_files": lambda env: _app_files(config, env, base),
-            "health": lambda env: _http_health(),
-            "schema": lambda env: _postgres_schema(config, env),
-        },
-        other_stores=[local] if store is not local else [],
+            health=lambda env: _http_health(),
+            schema=lambda env: _postgres_schema(config, env),
+            files=lambda env: _app_files(config, env, base),
+            files_in=lambda directory, env: _files_in(config, directory, env),
+        ),
     )

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, OptionList
 
-from services.audit import AuditView
+from services.core.audit import AuditView
 
 
 class AuditPane(Vertical):

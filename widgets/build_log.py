@@ -28,8 +28,8 @@ from textual.containers import Vertical
 from textual.strip import Strip
 from textual.widgets import Input, Label, Log
 
-from services.masking import mask_text
-from services.private import open_private, private_dir
+from services.core.masking import mask_text
+from services.core.private import open_private, private_dir
 
 MAX_LINES = 20_000
 LOG_DIR = "build-logs"

@@ -19,7 +19,7 @@ from textual.containers import Grid, Vertical
 from textual.widgets import Label, Static
 from textual_plotext import PlotextPlot
 
-from services.events import CheckScheduled, MetricSample
+from services.core.events import CheckScheduled, MetricSample
 from widgets.plot_strips import Strips, ansi_strips
 from widgets.steady import update_steady
 

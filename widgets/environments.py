@@ -9,7 +9,7 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
-from services.overview import EnvironmentRow
+from services.environments.overview import EnvironmentRow
 
 
 class EnvironmentsPane(Vertical):

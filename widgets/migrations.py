@@ -9,8 +9,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from services.core.ports import MigrationRecord
 from services.migrations.lint import Finding
-from services.ports import MigrationRecord
 from widgets.table_pane import TablePane
 
 STATE_STYLE = {"applied": "green", "pending": "yellow", "failed": "bold red", "edited": "bold magenta",

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from services.catalog import Param
+from services.core.actions import Param
 
 
 class ParamsModal(ModalScreen[dict[str, str] | None]):

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Static
 
-from services.events import (
+from services.core.events import (
     ConfirmationNeeded,
     Event,
     Finished,

@@ -3,7 +3,6 @@ below. It wires widgets to services; all service calls run in named thread worke
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,11 +19,12 @@ from textual.worker import Worker, WorkerState
 
 from console.pump import EventPump
 from console.screens.resume import ResumeModal
-from services.audit import AuditView
 from services.backups.catalog import BackupEntry, list_backups
 from services.catalog import all_actions, build_operation
-from services.config import ConfigError
-from services.events import (
+from services.core.audit import AuditView
+from services.core.config import ConfigError
+from services.core.container import Services
+from services.core.events import (
     CheckScheduled,
     ConfirmationNeeded,
     Event,
@@ -34,13 +34,12 @@ from services.events import (
     OperationStarted,
     VerdictLogged,
 )
-from services.factory import Services
-from services.journal import OperationRecord
+from services.core.journal import OperationRecord
+from services.core.operations import StepFailed
+from services.core.ports import MigrationRecord
+from services.environments.overview import EnvironmentRow, environment_rows
 from services.migrations.deploy import lint_pending
 from services.migrations.lint import Finding
-from services.operations import StepFailed
-from services.overview import EnvironmentRow, environment_rows
-from services.ports import MigrationRecord
 from widgets.audit import AuditPane
 from widgets.backups import BackupsPane
 from widgets.banner import SandboxBanner
@@ -175,13 +174,12 @@ class MainScreen(Screen[None]):
         env, services = self.selected_env, self.services
         errors: dict[str, str] = {}
         audit = services.audit.view(env)
-        world = services.world
         migrations: list[MigrationRecord] = attempt(errors, "migrations", lambda: services.database(env).status(), [])
         data = PaneData(
             env, migrations,
             attempt(errors, "lint", lambda: lint_pending(services, env, migrations) if migrations else [], []),
             attempt(errors, "backups", lambda: list_backups(services, env), []),
-            audit, world.clock.now() if world else time.time(),
+            audit, services.clock.now(),
             errors)
         self.post_message(self.Loaded(data))
 
@@ -340,7 +338,7 @@ class MainScreen(Screen[None]):
 
     def action_export_trace(self) -> None:
         """The latest canary's decision trace, as Markdown and JSON, beside the journal."""
-        from services import trace  # only when asked for
+        from services.canary import trace  # only when asked for
 
         record = trace.latest(self.services.journal)
         if record is None:

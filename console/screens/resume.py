@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from services.journal import OperationRecord
+from services.core.journal import OperationRecord
 
 
 class ResumeModal(ModalScreen[str | None]):

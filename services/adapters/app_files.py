@@ -21,8 +21,8 @@ from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import IO, cast
 
-from services.operations import StepFailed
-from services.ports import OnLine, Readable, Writable
+from services.core.operations import StepFailed
+from services.core.ports import OnLine, Readable, Writable
 
 GZIP_LEVEL = 6  # as the strategy's `tar czf` / `gzip`: level 9 costs twice the CPU for ~1% less
 
@@ -39,6 +39,9 @@ class DirectoryAppFiles:
     @property
     def configured(self) -> bool:
         return self.root is not None
+
+    def restored(self) -> bool:
+        return self.root is not None and self.root.is_dir()
 
     def _root(self, must_exist: bool = True) -> Path:
         if self.root is None:

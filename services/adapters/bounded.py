@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from services.operations import Cancelled, StepFailed
+from services.core.operations import Cancelled, StepFailed
 
 POLL_S = 0.2
 Cancelled_ = Callable[[], bool]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services import processes
-from services.ports import OnLine
+from services.core import processes
+from services.core.ports import OnLine
 
 
 class SubprocessCommands:

@@ -28,9 +28,9 @@ from docker.utils import parse_repository_tag
 from docker.utils.build import exclude_paths
 from pydantic import SecretStr
 
-from services.masking import MASK, mask
-from services.operations import StepFailed
-from services.ports import BuildRequest, BuiltImage, OnLine, OnProgress
+from services.core.masking import MASK, mask
+from services.core.operations import StepFailed
+from services.core.ports import BuildRequest, BuiltImage, OnLine, OnProgress
 
 TAIL_LINES = 15
 MB = 1024 * 1024

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from services.adapters.docker_fleet import LIVE, Box, Fleet, choose, version_of
 from services.adapters.nginx_split import Server, split
-from services.masking import mask
-from services.operations import StepFailed
-from services.ports import Abort, Change, Deploy, Plan, PlannedChange, Promote, Scale, SetWeight, StartCanary
+from services.core.masking import mask
+from services.core.operations import StepFailed
+from services.core.ports import Abort, Change, Deploy, Plan, PlannedChange, Promote, Scale, SetWeight, StartCanary
 
 if TYPE_CHECKING:
     from services.adapters.docker_target import DockerHostTarget

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from pydantic import SecretStr
 
-from services.masking import mask_text
-from services.ports import HealthResult, Notification
+from services.core.masking import mask_text
+from services.core.ports import HealthResult, Notification
 
 
 class HttpHealth:

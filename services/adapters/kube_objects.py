@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from services.config import KubernetesTarget, ReleaseConfig
+from services.core.config import KubernetesTarget, ReleaseConfig
 
 Manifest = dict[str, Any]
 

@@ -42,9 +42,9 @@ from services.adapters.kube_objects import (
     rollout,
     version_of,
 )
-from services.config import KubernetesTarget, ReleaseConfig
-from services.operations import StepFailed
-from services.ports import (
+from services.core.config import KubernetesTarget, ReleaseConfig
+from services.core.operations import StepFailed
+from services.core.ports import (
     Abort,
     Change,
     Deploy,

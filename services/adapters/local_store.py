@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from services.ports import StoredObject
-from services.private import open_private, private_dir
+from services.core.ports import StoredObject
+from services.core.private import open_private, private_dir
 
 CHUNK = 1 << 16
 

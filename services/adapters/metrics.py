@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from services.adapters.prometheus import PrometheusMetrics
 from services.adapters.scrape import ScrapeMetrics
-from services.config import ReleaseConfig
-from services.operations import StepFailed
-from services.ports import MetricsSource
+from services.core.config import ReleaseConfig
+from services.core.operations import StepFailed
+from services.core.ports import MetricsSource
 
 
 def metrics_source(config: ReleaseConfig, env: str) -> MetricsSource:

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from services import processes
-from services.masking import mask
-from services.operations import Cancelled, StepFailed, current_cancel
-from services.ports import OnLine
-from services.references import NAME_CHARS, is_name
+from services.core import processes
+from services.core.masking import mask
+from services.core.operations import Cancelled, StepFailed, current_cancel
+from services.core.ports import OnLine
+from services.core.references import NAME_CHARS, is_name
 
 SSH_TIMEOUT_S = 60
 TUNNEL_TIMEOUT_S = 20

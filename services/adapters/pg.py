@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
-from services.masking import mask
-from services.operations import StepFailed
+from services.core.masking import mask
+from services.core.operations import StepFailed
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
+from services.adapters import prisma
 from services.adapters.bounded import Watchdog, never
 from services.adapters.pg import connect, long_running
-from services.masking import mask
-from services.migrations import prisma
-from services.operations import Cancelled, StepFailed
-from services.ports import DumpTool, MigrationRecord, OnLine, Readable, Writable
-from services.private import open_private
+from services.core.masking import mask
+from services.core.operations import Cancelled, StepFailed
+from services.core.ports import DumpTool, MigrationRecord, OnLine, Readable, Writable
+from services.core.private import open_private
 
 # The console's own shared records are not the app's data: a restore must not roll back the audit
 # trail or hand the release lock back to whoever held it when the backup was taken. Left out of the

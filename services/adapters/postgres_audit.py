@@ -16,9 +16,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from services.adapters.pg import connect
-from services.audit import GENESIS, Seal, SharedUnavailable
-from services.config import ReleaseConfig
-from services.operations import StepFailed
+from services.core.audit import GENESIS, Seal, SharedUnavailable
+from services.core.config import ReleaseConfig
+from services.core.operations import StepFailed
 
 TABLE = sql.Identifier("release_console_audit")
 # The columns beside `record` are for reading with SQL; `record` (canonical JSON) is what is sealed.

@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 import psycopg
 
 from services.adapters.pg import connect
-from services.locks import LockHeld, LockInfo, LockUnknown, OnTakeover, is_stale, new_lock
-from services.operations import StepFailed
+from services.core.locks import LockHeld, LockInfo, LockUnknown, OnTakeover, is_stale, new_lock
+from services.core.operations import StepFailed
 
 T = TypeVar("T")
 # Every query here is small: bounded, so an operator never waits on a stuck database.

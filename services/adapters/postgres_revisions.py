@@ -7,7 +7,7 @@ import time
 import psycopg
 
 from services.adapters.pg import connect
-from services.ports import Revision
+from services.core.ports import Revision
 
 
 class PostgresRevisions:

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from services.config import EnvironmentMetrics, MetricsConfig, ReleaseConfig
-from services.ports import MetricSnapshot
+from services.core.config import EnvironmentMetrics, MetricsConfig, ReleaseConfig
+from services.core.ports import MetricSnapshot
 
 _PLACEHOLDER = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 KNOWN_PLACEHOLDERS = ("selector", "window")

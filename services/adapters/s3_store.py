@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO, TypeVar, cast
 
-from services import config as cfg
-from services.masking import MASK, mask
-from services.operations import StepFailed
-from services.ports import StoredObject
+from services.core import config as cfg
+from services.core.masking import MASK, mask
+from services.core.operations import StepFailed
+from services.core.ports import StoredObject
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import httpx
 
 from services.adapters.prometheus import redact
-from services.config import METRICS, SERIES, MetricsConfig, ReleaseConfig
-from services.ports import MetricSnapshot
+from services.core.config import METRICS, SERIES, MetricsConfig, ReleaseConfig
+from services.core.ports import MetricSnapshot
 
 REQUESTS = "http_requests_total"
 BUCKETS = "http_request_duration_seconds_bucket"

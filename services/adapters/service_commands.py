@@ -14,10 +14,10 @@ import subprocess
 import threading
 from collections.abc import Mapping
 
-from services import processes
-from services.masking import mask
-from services.operations import StepFailed
-from services.ports import OnLine
+from services.core import processes
+from services.core.masking import mask
+from services.core.operations import StepFailed
+from services.core.ports import OnLine
 
 TAIL_LINES = 5
 

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 from services.backups.catalog import DAY, MANIFEST, PIN, prune_candidates
 from services.backups.create import take_backup
 from services.backups.trust import check_backup_id
-from services.catalog import Param, action, confirm_step
-from services.operations import Operation, Step, StepContext, StepFailed
+from services.core.actions import Param, action, confirm_step
+from services.core.operations import Operation, Step, StepContext, StepFailed
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 
 @action("backup", "Take a backup (database + app files)", changes_env=False)
@@ -32,7 +32,7 @@ def backup(services: Services, env: str, params: dict[str, Any]) -> Operation:
 @action("prune", "Delete backups past retention", destructive=True)
 def prune(services: Services, env: str, params: dict[str, Any]) -> Operation:
     def plan(ctx: StepContext) -> str:
-        now = services.world.clock.now() if services.world else time.time()
+        now = services.clock.now()
         doomed = prune_candidates(services, env, now)
         for entry in doomed:
             age_days = (now - entry.created) / DAY

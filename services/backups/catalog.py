@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from services.backups.trust import BACKUP_ID, ENV_NAME, check_backup_id
-from services.operations import StepFailed
+from services.core.operations import StepFailed
 
 if TYPE_CHECKING:
-    from services.factory import Services
-    from services.ports import ObjectStore
+    from services.core.container import Services
+    from services.core.ports import ObjectStore
 
 DAY = 86_400
 
@@ -70,7 +69,7 @@ def _read_json(store: ObjectStore, key: str) -> dict[str, Any]:
 def prune_candidates(services: Services, env: str, now: float | None = None) -> list[BackupEntry]:
     """Older than the retention, in any store; never one of the newest N, never a pinned one."""
     policy = services.config.backup
-    now = now if now is not None else (services.world.clock.now() if services.world else time.time())
+    now = now if now is not None else (services.clock.now())
     entries = list_backups(services, env)
     newest = sorted({b.id for b in entries if b.complete}, reverse=True)[: policy.keep_newest]
     pinned = {b.id for b in entries if b.pinned}

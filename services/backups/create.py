@@ -26,13 +26,12 @@ import zstandard
 
 from services.backups.catalog import MANIFEST
 from services.backups.trust import FORMAT, check_env_name, sign
-from services.migrations.prisma import MigrationsDirError
-from services.operations import Cancelled, StepContext, StepFailed
-from services.ports import Readable, Writable
+from services.core.operations import Cancelled, StepContext, StepFailed
+from services.core.ports import MigrationsDirError, Readable, Writable
 
 if TYPE_CHECKING:
-    from services.factory import Services
-    from services.ports import MigrationDatabase, ObjectStore
+    from services.core.container import Services
+    from services.core.ports import MigrationDatabase, ObjectStore
 
 # Manifest formats: 2 added compression, pg_dump version, created_at and duration_s; 3 (trust.FORMAT)
 # holds a pg_dump custom archive (db.pgdump.*, restored by pg_restore) and an HMAC signature.
@@ -198,7 +197,7 @@ def take_backup(services: Services, env: str, ctx: StepContext, include_files: b
     if files is not None and not files.configured:
         ctx.log("no app_dir configured: database only")
         files = None
-    now = services.world.clock.now() if services.world else time.time()
+    now = services.clock.now()
     backup_id = _new_id(store, env, now)
     prefix = f"{env}/{backup_id}/"
     dump_name = DUMP_NAMES[policy.compression]

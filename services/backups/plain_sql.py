@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from services.operations import StepFailed
-from services.ports import Readable
+from services.core.operations import StepFailed
+from services.core.ports import Readable
 
 COPY_FROM_STDIN = re.compile(rb"^COPY\s.*\sFROM\s+stdin\s*;\s*$", re.IGNORECASE)
 RESTRICT = re.compile(rb"^\\(un)?restrict [A-Za-z0-9]+\s*$")

@@ -20,10 +20,10 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from services.operations import Declined, StepContext, StepFailed
+from services.core.operations import Declined, StepContext, StepFailed
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 FORMAT = 3  # manifest format: 3 = a pg_dump custom archive (restored by pg_restore), signed
 SIGNATURE = "signature"

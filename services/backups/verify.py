@@ -31,13 +31,13 @@ from services.backups.trust import (
     is_archive,
     manifest_format,
 )
-from services.catalog import Param, action, confirm_step
-from services.operations import Operation, Step, StepContext, StepFailed
-from services.ports import OnLine, Readable
+from services.core.actions import Param, action, confirm_step
+from services.core.operations import Operation, Step, StepContext, StepFailed
+from services.core.ports import OnLine, Readable
 
 if TYPE_CHECKING:
-    from services.factory import Services
-    from services.ports import MigrationDatabase, ObjectStore, ScratchDatabase
+    from services.core.container import Services
+    from services.core.ports import MigrationDatabase, ObjectStore, ScratchDatabase
 
 MB = 1e6
 READ_BUFFER = 1 << 20
@@ -243,7 +243,7 @@ def trial_restore(services: Services, env: str, backup_id: str, on_line: OnLine,
 def record_verification(services: Services, env: str, backup_id: str, ok: bool, trial: TrialRestore | None = None,
                         error: str = "") -> dict[str, Any]:
     """verified.json next to the manifest: when, ok, restore_s (the RTO of the database), counts."""
-    when = services.world.clock.now() if services.world else time.time()
+    when = services.clock.now()
     record: dict[str, Any] = {"when": when, "ok": ok, "restore_s": trial.restore_s if trial else None,
                               "counts": trial.counts if trial else {}, "sample": trial.sample if trial else "",
                               "error": error}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from services.operations import StepFailed
-from services.private import open_private, private_dir
+from services.core.operations import StepFailed
+from services.core.private import open_private, private_dir
 
 MARKER = ".release-console-workdir"
 

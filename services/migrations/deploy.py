@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 from services.backups.catalog import choose_backup
 from services.backups.create import cancelled, take_backup
 from services.backups.verify import check_backup, restore_from_store
-from services.catalog import Param, action, confirm_step
+from services.core.actions import Param, action, confirm_step
+from services.core.operations import Operation, Step, StepContext, StepFailed
+from services.core.ports import MigrationRecord
 from services.migrations.lint import Finding, lint_migrations
-from services.operations import Operation, Step, StepContext, StepFailed
-from services.ports import MigrationRecord
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 PENDING = ("pending", "rolled_back")  # a rolled-back migration is applied again, as Prisma does
 BLOCKING = ("failed", "edited")

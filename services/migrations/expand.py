@@ -54,9 +54,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from services.catalog import Param, action, confirm_step
-from services.operations import Operation, Step, StepContext, StepFailed
-from services.ports import (
+from services.core.actions import Param, action, confirm_step
+from services.core.operations import Operation, Step, StepContext, StepFailed
+from services.core.ports import (
     AddColumn,
     AddNotNullCheck,
     CopyDefault,
@@ -74,7 +74,7 @@ from services.ports import (
 )
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 T = TypeVar("T")
 

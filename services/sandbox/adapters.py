@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any, BinaryIO
 
-from services.operations import StepFailed
-from services.ports import (
+from services.core.operations import StepFailed
+from services.core.ports import (
     Abort,
     BuildRequest,
     BuiltImage,
@@ -466,3 +466,21 @@ class SandboxAppFiles:
     def restore(self, source: Readable, on_line: OnLine) -> None:
         time.sleep(self.world.clock.real_seconds(5))
         on_line(f"restored app files ({len(source.read())} bytes)")
+
+    def restored(self) -> bool:
+        return True
+
+
+class SandboxSource:
+    """The sandbox reads no repository: its world is tagged by the version it releases."""
+
+    VERSION = "1.5.0"
+
+    def image_tags(self, image: str) -> list[str] | None:
+        return None
+
+    def read(self, name: str) -> str | None:
+        return None  # its builds are simulated: no Dockerfile to check
+
+    def default_version(self) -> str:
+        return self.VERSION

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from services.ports import (
+from services.core.ports import (
     AddColumn,
     AddNotNullCheck,
     Batch,

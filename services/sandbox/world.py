@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from services.ports import MigrationRecord, Revision
+from services.core.ports import MigrationRecord, Revision
 
 DAY = 86_400.0
 

@@ -16,13 +16,14 @@ import pytest
 from rig.helpers import free_port
 
 from console import cli
-from services import config as config_module
-from services import factory, identity
+from services import factory
 from services.adapters.postgres_locks import PostgresLocks
-from services.audit import KEYED, AuditLog
-from services.events import Outcome
-from services.locks import LockHeld, LockInfo
-from services.operations import Operation, Step
+from services.core import config as config_module
+from services.core import identity
+from services.core.audit import KEYED, AuditLog
+from services.core.events import Outcome
+from services.core.locks import LockHeld, LockInfo
+from services.core.operations import Operation, Step
 
 KEY = "an-audit-key-from-the-vault-0123456789"
 TOML = """

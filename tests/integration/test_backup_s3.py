@@ -12,12 +12,12 @@ import psycopg
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from services import config as config_module
 from services import factory
 from services.backups.catalog import list_backups
 from services.catalog import build_operation
-from services.events import Event, Outcome
-from services.operations import Result
+from services.core import config as config_module
+from services.core.events import Event, Outcome
+from services.core.operations import Result
 
 ROWS = 300_000  # random md5 text: a dump of ~20 MB that zstd leaves above one 8 MiB part
 

@@ -22,12 +22,12 @@ import psycopg
 import pytest
 import zstandard
 
-from services import config as config_module
 from services import factory
 from services.backups.trust import sign
 from services.catalog import build_operation
-from services.events import ConfirmationNeeded, Event, LogLine, Outcome, StepFinished, StepStarted
-from services.operations import Result
+from services.core import config as config_module
+from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, StepFinished, StepStarted
+from services.core.operations import Result
 
 KEY = "the-real-signing-key"
 ROWS = 300

@@ -23,15 +23,15 @@ import psycopg
 import pytest
 import zstandard
 
-from services import config as config_module
 from services import factory
 from services.adapters.app_files import DirectoryAppFiles
 from services.adapters.postgres import PG_DUMP_ENV
 from services.backups.catalog import list_backups
 from services.backups.verify import trial_restore
 from services.catalog import build_operation
-from services.events import Event, LogLine, Outcome, Progress, StepFinished, StepStatus
-from services.operations import Result, StepFailed
+from services.core import config as config_module
+from services.core.events import Event, LogLine, Outcome, Progress, StepFinished, StepStatus
+from services.core.operations import Result, StepFailed
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = """
@@ -354,9 +354,10 @@ def test_a_pg_dump_older_than_the_server_is_refused_before_dumping(
 CHILD = """
 import json, sys
 from pathlib import Path
-from services import config, factory
+from services import factory
+from services.core import config
 from services.catalog import build_operation
-from services.events import LogLine, Progress
+from services.core.events import LogLine, Progress
 
 services = factory.build(config.load(Path(sys.argv[1]), {"TEST_DB": sys.argv[2]}), state=Path(sys.argv[3]))
 
@@ -431,7 +432,8 @@ def test_kill_9_mid_backup_leaves_no_complete_backup_and_the_journal_shows_it(
 MEASURE = """
 import json, resource, sys
 from pathlib import Path
-from services import config, factory
+from services import factory
+from services.core import config
 from services.catalog import build_operation
 
 services = factory.build(config.load(Path(sys.argv[1]), {"TEST_DB": sys.argv[2]}), state=Path(sys.argv[3]))

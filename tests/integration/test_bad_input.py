@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from services import config as config_module
 from services import factory
+from services.core import config as config_module
 from tests.rig.helpers import free_port, unique_name
 
 REPO = Path(__file__).resolve().parents[2]

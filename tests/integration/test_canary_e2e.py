@@ -29,10 +29,11 @@ from rig.helpers import Discovery, docker_staging_toml, free_port, wait_until
 from rig.opkit import finished, run
 from rig.traffic import get_version
 
-from services import config as config_module
-from services import factory, trace
+from services import factory
 from services.adapters.docker_fleet import APP
-from services.events import Outcome
+from services.canary import trace
+from services.core import config as config_module
+from services.core.events import Outcome
 
 
 class Prometheus:

@@ -20,10 +20,10 @@ from rig.opkit import finished, logs, run, steps
 from rig.traffic import Traffic, get_version, shares
 
 from console import cli
-from services import config as config_module
 from services import factory
 from services.adapters.docker_target import APP
-from services.events import Outcome
+from services.core import config as config_module
+from services.core.events import Outcome
 
 INIT = 'CREATE TABLE "Item" ("id" INTEGER PRIMARY KEY, "legacy" TEXT);\n'
 DROP_LEGACY = 'ALTER TABLE "Item" DROP COLUMN "legacy";\n'

@@ -22,8 +22,8 @@ from pydantic import SecretStr
 from rig.sample_app import prepare_context
 
 from services.adapters.docker_build import DockerBuilder, DockerRegistry, context_size
-from services.operations import StepFailed
-from services.ports import BuildRequest, BuiltImage
+from services.core.operations import StepFailed
+from services.core.ports import BuildRequest, BuiltImage
 
 API_URL = "http://127.0.0.1:3000/api"
 MANIFEST_TYPES = ", ".join(

@@ -19,11 +19,11 @@ from conftest import Nginx
 from rig.helpers import wait_until
 from rig.traffic import Traffic, get_version, shares
 
-from services import config as config_module
 from services.adapters.docker_target import APP, DockerHostTarget
 from services.adapters.nginx_split import canary_weight, parse, render, split
-from services.operations import StepFailed
-from services.ports import Deploy, Promote, StartCanary, TargetStatus
+from services.core import config as config_module
+from services.core.operations import StepFailed
+from services.core.ports import Deploy, Promote, StartCanary, TargetStatus
 
 SECRET_DB = "postgresql://app:s3cret-pw@127.0.0.1:5432/food"
 

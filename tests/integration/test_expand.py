@@ -23,12 +23,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from services import config as config_module
 from services.catalog import build_operation
-from services.events import ConfirmationNeeded, Event, LogLine, Outcome, Progress, StepFinished, StepStarted
+from services.core import config as config_module
+from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, Progress, StepFinished, StepStarted
+from services.core.operations import Result
 from services.factory import Services, build
 from services.migrations.expand import not_null_check, sync_names
-from services.operations import Result
 
 TABLE = "StockItem"  # mixed case: every name must be quoted on its way to SQL
 ROWS = 20_000

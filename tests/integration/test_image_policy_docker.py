@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.image_policy import check_image, failures, inspect_image
+from services.release.image_policy import check_image, failures, inspect_image
 
 DOCKERFILE = Path(__file__).resolve().parents[1] / "fixtures" / "sample-app" / "Dockerfile"
 ARGS = {"NEXT_PUBLIC_API_URL": "http://127.0.0.1:3000/api"}

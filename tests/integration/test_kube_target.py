@@ -18,10 +18,10 @@ from kubernetes import client
 from rig.helpers import KubeAPI, free_port, unique_name
 from rig.kube_emulator import ApiError, KubeEmulator, Store
 
-from services import config as config_module
 from services.adapters.kube_target import KubernetesDeployTarget
-from services.operations import StepFailed
-from services.ports import Abort, Deploy, Promote, Scale, SetWeight, StartCanary
+from services.core import config as config_module
+from services.core.operations import StepFailed
+from services.core.ports import Abort, Deploy, Promote, Scale, SetWeight, StartCanary
 
 N = "food-management"
 REPO = "127.0.0.1:5000/food-management"

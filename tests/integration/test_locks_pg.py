@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from services.adapters.postgres_locks import PostgresLocks
-from services.locks import LockHeld
+from services.core.locks import LockHeld
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OTHER = """
 import json, sys
 from services.adapters.postgres_locks import PostgresLocks
-from services.locks import LockHeld
+from services.core.locks import LockHeld
 dsn, command, env, stay = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "stay"
 locks = PostgresLocks(dsn)
 try:

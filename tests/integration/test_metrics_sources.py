@@ -20,12 +20,12 @@ import httpx
 import pytest
 from rig.helpers import SampleApp, free_port, unique_name, wait_until, write_prom_targets
 
-from services import config
 from services.adapters.metrics import metrics_source
 from services.adapters.prometheus import PrometheusMetrics
 from services.adapters.scrape import ScrapeMetrics
-from services.config import ReleaseConfig
-from services.ports import MetricSnapshot
+from services.core import config
+from services.core.config import ReleaseConfig
+from services.core.ports import MetricSnapshot
 
 pytestmark = pytest.mark.timeout(120)
 

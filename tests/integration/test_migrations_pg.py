@@ -14,13 +14,13 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
-from services import config as config_module
 from services import factory
+from services.adapters import prisma
 from services.adapters.postgres import PostgresMigrations
 from services.catalog import build_operation
-from services.events import ConfirmationNeeded, Event, LogLine, Outcome, StepFinished
-from services.migrations import prisma
-from services.operations import Result, StepFailed
+from services.core import config as config_module
+from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, StepFinished
+from services.core.operations import Result, StepFailed
 
 INIT = """-- CreateTable
 CREATE TABLE "Category" ("id" SERIAL NOT NULL, "name" TEXT NOT NULL, CONSTRAINT "Category_pkey" PRIMARY KEY ("id"));

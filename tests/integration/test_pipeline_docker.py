@@ -12,11 +12,11 @@ import httpx
 import pytest
 from rig.sample_app import prepare_context
 
-from services import config as config_module
 from services import factory
 from services.catalog import build_operation
-from services.events import Event, LogLine, Outcome, Progress
-from services.operations import Result
+from services.core import config as config_module
+from services.core.events import Event, LogLine, Outcome, Progress
+from services.core.operations import Result
 
 
 def release_toml(tmp_path: Path, registry: str, name: str, docker_url: str) -> Path:

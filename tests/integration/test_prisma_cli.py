@@ -30,9 +30,9 @@ import pytest
 from psycopg import sql
 from pydantic import SecretStr
 
+from services.adapters import prisma
 from services.adapters.postgres import PostgresMigrations
-from services.migrations import prisma
-from services.operations import StepFailed
+from services.core.operations import StepFailed
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "prisma"
 MIGRATIONS = sorted(p.name for p in (FIXTURE / "migrations").iterdir() if p.is_dir())

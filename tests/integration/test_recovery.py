@@ -19,13 +19,22 @@ import psycopg
 import pytest
 from rig.helpers import SampleApp
 
-from services import config as config_module
 from services import factory
 from services.adapters.postgres_locks import PostgresLocks
 from services.backups.catalog import list_backups
 from services.catalog import build_operation
-from services.events import ConfirmationNeeded, Event, Finished, LogLine, Outcome, StepFinished, StepStarted, StepStatus
-from services.operations import Result
+from services.core import config as config_module
+from services.core.events import (
+    ConfirmationNeeded,
+    Event,
+    Finished,
+    LogLine,
+    Outcome,
+    StepFinished,
+    StepStarted,
+    StepStatus,
+)
+from services.core.operations import Result
 
 ROOT = Path(__file__).resolve().parents[2]
 Command = Callable[[str], list[str]]  # the container's name -> a stop or start command
@@ -266,9 +275,10 @@ def test_damaged_backup_is_refused_at_verify_before_anything_live_is_touched(rig
 WORKER = """
 import json, sys
 from pathlib import Path
-from services import config as config_module, factory
+from services import factory
+from services.core import config as config_module
 from services.catalog import build_operation
-from services.events import StepStarted
+from services.core.events import StepStarted
 
 services = factory.build(config_module.load(Path(sys.argv[1]), {"SIGNING_KEY": "recovery-test-key"}),
                          state=Path(sys.argv[2]))

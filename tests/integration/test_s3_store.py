@@ -21,10 +21,10 @@ from botocore.exceptions import EndpointConnectionError
 from pydantic import SecretStr
 from rig.helpers import free_port
 
-from services import config as cfg
 from services.adapters.s3_store import S3Store
-from services.operations import StepFailed
-from services.ports import ObjectStore
+from services.core import config as cfg
+from services.core.operations import StepFailed
+from services.core.ports import ObjectStore
 
 MiB = 1024 * 1024
 CHUNK = 5 * MiB  # S3's smallest part: keeps moto's memory small

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from services.catalog import build_operation
-from services.events import ConfirmationNeeded, Event, LogLine, OperationStarted, StepFinished
+from services.core.events import ConfirmationNeeded, Event, LogLine, OperationStarted, StepFinished
+from services.core.operations import Result
 from services.factory import EXAMPLE_CONFIG, Services, build, load_config
-from services.operations import Result
 
 SCALE = 3000
 IMAGE = "ghcr.io/example/food-management"

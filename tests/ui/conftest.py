@@ -14,7 +14,8 @@ import pytest
 from uikit import FAST, ORIGIN, SEED, Messages
 
 from console.app import ReleaseConsole, make_app
-from services import factory, identity
+from services import factory
+from services.core import identity
 
 
 @pytest.fixture

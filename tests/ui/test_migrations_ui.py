@@ -36,9 +36,9 @@ from uikit import choose_env as select_env
 from console.app import ReleaseConsole
 from console.screens.main import MainScreen
 from services.catalog import all_actions
-from services.events import Event, OperationStarted, Progress, StepStatus
+from services.core.events import Event, OperationStarted, Progress, StepStatus
+from services.core.ports import Fill
 from services.migrations.deploy import lint_pending
-from services.ports import Fill
 from widgets.migrations import MigrationsPane
 from widgets.params import ParamsModal
 

@@ -45,8 +45,8 @@ from console.screens.main import MainScreen
 from console.screens.resume import ResumeModal
 from services import factory
 from services.catalog import build_operation
-from services.events import Outcome, StepStatus
-from services.locks import LockInfo
+from services.core.events import Outcome, StepStatus
+from services.core.locks import LockInfo
 from widgets.audit import AuditPane
 from widgets.backups import BackupsPane
 from widgets.banner import SandboxBanner

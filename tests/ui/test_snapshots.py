@@ -20,9 +20,9 @@ from textual.pilot import Pilot
 from textual.widgets import Input, OptionList
 from uikit import FAST, ORIGIN, finished, main_screen, modal_of, ready, submit_defaults, wait_for
 
-import services.audit
+import services.core.audit
 from console.app import ReleaseConsole
-from services.audit import AuditLog
+from services.core.audit import AuditLog
 from widgets.audit import AuditPane
 from widgets.backups import BackupsPane
 from widgets.canary import CanaryPane, MetricChart
@@ -128,7 +128,7 @@ def written_audit(ui_state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[A
 
     audit = AuditLog(ui_state / "sandbox-audit.jsonl")
     with monkeypatch.context() as patch:
-        patch.setattr(services.audit, "time", FixedTime)
+        patch.setattr(services.core.audit, "time", FixedTime)
         audit.append("production", "release", {"version": "1.5.0", "op_id": "a"}, "started")
         audit.append("production", "release", {"version": "1.5.0", "op_id": "a"}, "succeeded: 7 steps done")
         audit.append("staging", "restore", {"op_id": "b"}, "declined: not confirmed: Stop services and restore")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services.audit import MASK, AuditLog, mask
+from services.core.audit import MASK, AuditLog, mask
 
 
 @pytest.fixture

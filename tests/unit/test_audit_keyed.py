@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services.audit import KEYED, UNKEYED, UNKEYED_NOTE, AuditLog, AuditUnavailable
-from services.events import Finished, Outcome
-from services.journal import Journal
-from services.locks import FileLocks
-from services.operations import Operation, Runner, Step
+from services.core.audit import KEYED, UNKEYED, UNKEYED_NOTE, AuditLog, AuditUnavailable
+from services.core.events import Finished, Outcome
+from services.core.journal import Journal
+from services.core.locks import FileLocks
+from services.core.operations import Operation, Runner, Step
 
 KEY = SecretStr("a-key-from-the-vault-0123456789")
 

@@ -18,7 +18,7 @@ from services.adapters.bounded import Watchdog
 from services.backups.plain_sql import CheckedSql, scan
 from services.backups.trust import check_backup_id, sign, signature_problem
 from services.backups.workdir import MARKER, make_work_dir, remove_work_dir
-from services.operations import Cancelled, StepFailed
+from services.core.operations import Cancelled, StepFailed
 
 DUMP = b"""--
 -- PostgreSQL database dump

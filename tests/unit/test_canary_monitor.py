@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 from rig.opkit import finished, logs, run, sandbox_services
+from rig.wiring import rewire
 
 from console import cli
-from services import trace
-from services.config import CanaryPolicy, MetricsConfig
-from services.events import MetricSample, Outcome, VerdictLogged
+from services.canary import trace
+from services.canary.judge import CanaryVerdict
+from services.canary.monitor import Check, add_samples, evaluate, new_samples
+from services.core.config import CanaryPolicy, MetricsConfig
+from services.core.events import MetricSample, Outcome, VerdictLogged
+from services.core.ports import MetricSnapshot
 from services.factory import Services
-from services.judge import CanaryVerdict
-from services.monitor import Check, add_samples, evaluate, new_samples
-from services.ports import MetricSnapshot
 from services.sandbox.world import World
 
 BASE = {"error_rate": 0.01, "p95_ms": 200.0, "cpu_percent": 40.0, "memory_percent": 60.0}
@@ -199,7 +200,7 @@ class Silent:
 def test_stale_data_asks_the_operator_and_never_promotes(services: Services) -> None:
     assert services.world is not None
     silent = Silent(services.world)
-    services._per_env["metrics"] = lambda env: silent
+    rewire(services, metrics=lambda env: silent)
     with_policy(services, duration_s=8 * 30)
     result, events, asked = run(services, "canary", "staging", {"version": "1.4.2"}, typed=None)
 
@@ -227,7 +228,7 @@ def test_a_query_typo_stops_the_canary_before_it_starts(services: Services) -> N
 
     assert services.world is not None
     world = services.world
-    services._per_env["metrics"] = lambda env: Typo(world)
+    rewire(services, metrics=lambda env: Typo(world))
     result, _, _ = run(services, "canary", "staging", {"version": "1.4.2"}, typed="yes")
     assert result.failed_step == "validate"
     assert result.detail == ("1 metrics query would not work: error_rate: bad query: parse error at char 12:"
@@ -284,7 +285,7 @@ def test_cpu_over_the_limit_scales_stable_up_with_a_cooldown(services: Services)
 
     assert services.world is not None
     hot = Hot(services.world)
-    services._per_env["metrics"] = lambda env: hot
+    rewire(services, metrics=lambda env: hot)
     with_policy(services, duration_s=12 * 30, scale_cooldown_checks=5)
     result, events, _ = run(services, "canary", "staging", {"version": "1.4.2"}, typed="yes")
     scaled = [t for t, _ in logs(events, "monitor") if t.startswith("stable scaled to")]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services import config
-from services.config import ConfigError, UnknownEnvironment
+from services.core import config
+from services.core.config import ConfigError, UnknownEnvironment
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "food-management" / "release.toml"
 SECRET = "s3cr3t-Pa55w0rd"

@@ -11,7 +11,7 @@ from rig.opkit import IMAGE, finished, logs, run, sandbox_services, steps
 
 from console import cli
 from services.catalog import build_operation
-from services.events import Outcome
+from services.core.events import Outcome
 from services.factory import Services
 
 

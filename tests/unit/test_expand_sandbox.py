@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from services.catalog import build_operation
-from services.events import ConfirmationNeeded, Event, LogLine, Outcome, Progress, StepFinished
+from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, Progress, StepFinished
+from services.core.operations import Result
+from services.core.ports import Fill, TableInfo
 from services.factory import EXAMPLE_CONFIG, Services, build, load_config
 from services.migrations.expand import not_null_check, sync_names, valid_type
-from services.operations import Result
-from services.ports import Fill, TableInfo
 
 SCALE = 3000
 ADD = {"table": "Ingredient", "column": "expiresAt", "type": "timestamp(3)", "backfill": "now()"}

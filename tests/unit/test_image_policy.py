@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from services.image_policy import PolicyResult, check_image, failures, mask_text
+from services.release.image_policy import PolicyResult, check_image, failures, mask_text
 
 # `docker image inspect` of a Next.js standalone image built by a good multi-stage Dockerfile.
 GOOD: dict[str, Any] = {

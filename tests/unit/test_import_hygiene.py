@@ -31,7 +31,7 @@ def test_services_never_import_textual() -> None:
     on_disk = {p.stem for p in (ROOT / "services").rglob("*.py") if p.stem != "__init__"}
     imported = {name.rsplit(".", 1)[-1] for name in report["imported"]}
     assert on_disk <= imported, f"not imported: {on_disk - imported}"
-    assert {"services.config", "services.operations", "services.sandbox.world"} <= set(report["imported"])
+    assert {"services.core.config", "services.core.operations", "services.sandbox.world"} <= set(report["imported"])
     assert report["textual"] == []
 
 

@@ -18,7 +18,7 @@ import random
 
 import pytest
 
-from services.judge import (
+from services.canary.judge import (
     DEFAULT_METRICS,
     CanaryVerdict,
     JudgeSettings,

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services import config, masking
-from services.audit import AuditLog
-from services.events import ConfirmationNeeded, Event, StepFinished, StepStatus
-from services.journal import Journal
-from services.locks import FileLocks
-from services.masking import MASK, MaskedStream, mask, mask_fields, mask_text
-from services.operations import Operation, Runner, Step, StepContext
+from services.core import config, masking
+from services.core.audit import AuditLog
+from services.core.events import ConfirmationNeeded, Event, StepFinished, StepStatus
+from services.core.journal import Journal
+from services.core.locks import FileLocks
+from services.core.masking import MASK, MaskedStream, mask, mask_fields, mask_text
+from services.core.operations import Operation, Runner, Step, StepContext
 
 PW = "S3cr3t-pw"
 
@@ -157,7 +157,7 @@ def test_the_webhook_payload_and_the_operation_log_file_are_masked(tmp_path: Pat
     import http.server
 
     from services.adapters.http import WebhookNotifier
-    from services.ports import Notification
+    from services.core.ports import Notification
     from widgets.build_log import LogFile
 
     masking.register([PW])

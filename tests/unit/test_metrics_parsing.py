@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from services import config
 from services.adapters.metrics import metrics_source
 from services.adapters.prometheus import PrometheusMetrics, placeholders, read_vector, redact, render
 from services.adapters.scrape import (
@@ -22,8 +21,9 @@ from services.adapters.scrape import (
     parse_text,
     read,
 )
-from services.config import DEFAULT_QUERIES, ConfigError, UnknownEnvironment
-from services.operations import StepFailed
+from services.core import config
+from services.core.config import DEFAULT_QUERIES, ConfigError, UnknownEnvironment
+from services.core.operations import StepFailed
 
 PAGE = """\
 # HELP http_requests_total HTTP requests by status.

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from services import identity
-from services.audit import AuditLog
-from services.events import (
+from services.core import identity
+from services.core.audit import AuditLog
+from services.core.events import (
     ConfirmationNeeded,
     Event,
     Finished,
@@ -28,9 +28,9 @@ from services.events import (
     StepStarted,
     StepStatus,
 )
-from services.journal import Journal
-from services.locks import FileLocks, LockInfo
-from services.operations import Operation, Runner, Step, StepContext, StepFailed
+from services.core.journal import Journal
+from services.core.locks import FileLocks, LockInfo
+from services.core.operations import Operation, Runner, Step, StepContext, StepFailed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -288,7 +288,7 @@ def test_cancel_before_start_runs_nothing(rig: Rig) -> None:
 def other_holder(rig: Rig) -> Iterator[subprocess.Popen[str]]:
     """Another live process holding the staging lock through its own FileLocks."""
     code = (
-        "import sys; from pathlib import Path; from services.locks import FileLocks; "
+        "import sys; from pathlib import Path; from services.core.locks import FileLocks; "
         "FileLocks(Path(sys.argv[1])).acquire('staging', 'release 1.4.9 by the other on-call'); "
         "print('held', flush=True); sys.stdin.read()"
     )

@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 from rig.opkit import IMAGE, finished, logs, run, sandbox_services, steps
+from rig.wiring import rewire
 
+from services.adapters.git_source import GitSource
 from services.catalog import all_actions, build_operation
-from services.events import Event, Outcome, StepStatus
-from services.factory import EXAMPLE_CONFIG, NoDeployTarget, Services, load_config
-from services.operations import StepContext, StepFailed
-from services.pipeline import image_tags
+from services.core.events import Event, Outcome, StepStatus
+from services.core.no_target import NoDeployTarget
+from services.core.operations import StepContext, StepFailed
+from services.factory import EXAMPLE_CONFIG, Services, load_config
+from services.release.pipeline import image_tags
 from services.sandbox.adapters import SandboxBuilder
 
 REASON = "CVE hotfix; USER fixed in 1.5.1"
@@ -126,7 +129,7 @@ def test_build_and_push_actions(services: Services) -> None:
 
 
 def test_deploy_without_a_target_stops_at_a_clear_step(services: Services) -> None:
-    services._per_env["target"] = lambda env: NoDeployTarget(env)
+    rewire(services, target=lambda env: NoDeployTarget(env))
     op = build_operation(services, "release", "development", {"version": "1.7.0"})
     assert [s.id for s in op.steps[-3:]] == ["deploy", "record", "health"]
     assert op.steps[-3].title == "Deploy to development: no deploy target configured"
@@ -141,14 +144,14 @@ def test_deploy_without_a_target_stops_at_a_clear_step(services: Services) -> No
 
 
 def test_resume_at_deploy_uses_the_journaled_push(services: Services) -> None:
-    real_target = services._per_env["target"]
-    services._per_env["target"] = lambda env: NoDeployTarget(env)
+    real_target = services.per_env.target
+    rewire(services, target=lambda env: NoDeployTarget(env))
     first = services.runner.run(build_operation(services, "release", "staging", {"version": "1.8.0"}),
                                 lambda e: None, lambda q: "yes")
     assert first.failed_step == "deploy"
 
     record = services.journal.get(first.op_id)
-    services._per_env["target"] = real_target  # the target is configured now
+    rewire(services, target=real_target)  # the target is configured now
     op = build_operation(services, "release", "staging", dict(record.params))
     events: list[Event] = []
     resumed = services.runner.run(op, events.append, lambda q: "yes", start_at=record.resume_index,
@@ -178,11 +181,11 @@ def git(repo: Path, *args: str) -> str:
 
 
 def real_services(tmp_path: Path, context: str) -> Any:
-    """What image_tags reads: the config (its app.context relative to the file) and sandbox = False."""
+    """What image_tags reads: the config (its app.context relative to the file) and the git source."""
     config = load_config(str(EXAMPLE_CONFIG), True, {})
     config = config.model_copy(update={"app": config.app.model_copy(update={"context": context}),
                                        "source": tmp_path / "release.toml"})
-    return SimpleNamespace(config=config, sandbox=False)
+    return SimpleNamespace(config=config, source=GitSource((tmp_path / context).resolve()))
 
 
 def test_tags_from_git_when_the_context_is_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from services import trace
 from services.adapters.local_store import LocalStore
-from services.audit import AuditLog
-from services.journal import Journal
-from services.locks import FileLocks
-from services.private import open_private, private_dir, touch_private, write_private
+from services.canary import trace
+from services.core.audit import AuditLog
+from services.core.journal import Journal
+from services.core.locks import FileLocks
+from services.core.private import open_private, private_dir, touch_private, write_private
 from widgets.build_log import LogFile
 
 

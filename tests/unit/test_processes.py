@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from services import processes
 from services.adapters.commands import SubprocessCommands
-from services.events import Finished, Outcome
-from services.operations import Cancelled, Operation, Step, StepContext
+from services.core import processes
+from services.core.events import Finished, Outcome
+from services.core.operations import Cancelled, Operation, Step, StepContext
 
 
 def _alive(pid: int) -> bool:
@@ -52,10 +52,10 @@ def test_captures_stdout_and_stderr_and_feeds_stdin() -> None:
 
 
 def test_cancel_stops_a_running_check_and_the_operation_says_what_ran(tmp_path: Path) -> None:
-    from services.audit import AuditLog
-    from services.journal import Journal
-    from services.locks import FileLocks
-    from services.operations import Runner
+    from services.core.audit import AuditLog
+    from services.core.journal import Journal
+    from services.core.locks import FileLocks
+    from services.core.operations import Runner
 
     runner = Runner(Journal(tmp_path / "j.sqlite3"), AuditLog(tmp_path / "a.jsonl"), FileLocks(tmp_path / "locks"))
     cancel = threading.Event()
@@ -80,7 +80,7 @@ def test_cancel_stops_a_running_check_and_the_operation_says_what_ran(tmp_path: 
 def test_cancelled_is_what_a_cancel_raises() -> None:
     event = threading.Event()
     event.set()
-    from services import operations
+    from services.core import operations
 
     operations._running.cancel = event
     try:

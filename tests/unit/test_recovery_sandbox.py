@@ -13,8 +13,8 @@ import pytest
 from services.backups.catalog import list_backups
 from services.backups.verify import read_verification
 from services.catalog import build_operation
-from services.config import parse
-from services.events import (
+from services.core.config import parse
+from services.core.events import (
     ConfirmationNeeded,
     Event,
     Finished,
@@ -25,8 +25,8 @@ from services.events import (
     StepStarted,
     StepStatus,
 )
+from services.core.operations import Result, StepFailed
 from services.factory import EXAMPLE_CONFIG, Services, build, load_config
-from services.operations import Result, StepFailed
 from services.sandbox.adapters import SandboxTarget
 
 SCALE = 3000

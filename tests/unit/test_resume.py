@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.catalog import build_operation
-from services.events import (
+from services.core.events import (
     ConfirmationNeeded,
     Event,
     Finished,
@@ -32,7 +32,7 @@ WORKER = """
 import json, sys
 from pathlib import Path
 from services.catalog import build_operation
-from services.events import LogLine, StepStarted
+from services.core.events import LogLine, StepStarted
 from services.factory import build, load_config
 
 state, scale = Path(sys.argv[1]), float(sys.argv[2])

@@ -9,7 +9,7 @@ import pytest
 
 from services.backups.catalog import DAY, list_backups, prune_candidates
 from services.catalog import build_operation
-from services.events import (
+from services.core.events import (
     ConfirmationNeeded,
     Event,
     LogLine,
@@ -18,8 +18,8 @@ from services.events import (
     StepStarted,
     StepStatus,
 )
+from services.core.operations import Result
 from services.factory import EXAMPLE_CONFIG, Services, build, load_config
-from services.operations import Result
 from services.sandbox.adapters import SandboxMetrics
 from services.sandbox.world import PENDING, World
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.tags import NotAGitRepository, compute_tags, is_git_repo, sanitize
+from services.adapters.git_source import compute_tags, is_git_repo, sanitize
+from services.core.ports import NotAGitRepository
 
 IMAGE = "ghcr.io/example/food-management"
 NO_CI: dict[str, str] = {}

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.events import StepStatus
-from services.masking import mask, mask_text
-from services.private import private_dir, touch_private
+from services.core.events import StepStatus
+from services.core.masking import mask, mask_text
+from services.core.private import private_dir, touch_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (

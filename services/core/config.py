@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from services import masking
-from services.references import check_name, check_repository
+from services.core import masking
+from services.core.references import check_name, check_repository
 
 CONFIG_NAME = "release.toml"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -44,15 +44,15 @@ from services.backups.verify import (
     store_of,
 )
 from services.backups.workdir import MARKER, make_work_dir, remove_work_dir
-from services.catalog import Param, action, confirm_step
-from services.deploy import health_url
-from services.locks import LockUnknown, is_mine
-from services.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
-from services.ports import AppFiles, MigrationDatabase, Readable, ScratchDatabase
-from services.private import open_private
+from services.core.actions import Param, action, confirm_step
+from services.core.locks import LockUnknown, is_mine
+from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
+from services.core.ports import AppFiles, MigrationDatabase, Readable, ScratchDatabase
+from services.core.private import open_private
+from services.release.deploy import health_url
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 CHUNK = 1 << 20
 PROGRESS_EVERY_S = 0.25
@@ -278,11 +278,9 @@ class Walkthrough:
         return "restored"
 
     def validate(self, ctx: StepContext) -> str:
-        from services.factory import load_config  # the loader the console itself started with
-
         source = self.services.config.source
         if source is not None:
-            load_config(str(source), self.services.sandbox).environment(self.env)
+            self.services.load_config(source).environment(self.env)
             ctx.log(f"{source} loads and defines {self.env}")
         checks = ["config"]
         if self.drill:
@@ -293,7 +291,7 @@ class Walkthrough:
             ctx.log(f"database reachable: {_counts(counts)}")
             checks.append("database")
         if files := ctx.state.get("files_restored"):
-            if not Path(files).is_dir() and not self.services.sandbox:
+            if not self._app_files(Path(files)).restored():
                 raise StepFailed(f"{files} is not a directory after the restore")
             checks.append("app dir")
         elif self.app_dir is not None and not self.drill:
@@ -353,8 +351,7 @@ class Walkthrough:
     # --- helpers ------------------------------------------------------------------------------
 
     def _now(self) -> float:
-        world = self.services.world
-        return world.clock.now() if world else time.time()
+        return self.services.clock.now()
 
     def _work_dir(self, backup_id: str) -> Path:
         if self.params.get("work_dir"):
@@ -393,11 +390,9 @@ class Walkthrough:
 
     def _app_files(self, into: Path | None) -> AppFiles:
         """The environment's own app files; in a real drill, a scratch directory instead."""
-        if not self.drill or self.services.sandbox:
+        if not self.drill or into is None:
             return self.services.files(self.env)
-        from services.adapters.app_files import DirectoryAppFiles
-
-        return DirectoryAppFiles(into, self.services.config.backup.app_paths, self.env)
+        return self.services.files_in(into, self.env)
 
     def _retake_lock(self, ctx: StepContext) -> None:
         """The release lock is a row in the database just restored: the backup's rows replaced ours.

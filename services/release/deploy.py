@@ -8,15 +8,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from services.audit import who
-from services.catalog import Param, action, confirm_step
+from services.core.actions import Param, action, confirm_step
+from services.core.audit import who
+from services.core.operations import Operation, Step, StepContext, StepFailed
+from services.core.ports import Change, Deploy, Plan, Revision
+from services.core.references import check_reference, check_tag
 from services.migrations.lint import lint_migrations
-from services.operations import Operation, Step, StepContext, StepFailed
-from services.ports import Change, Deploy, Plan, Revision
-from services.references import check_reference, check_tag
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 # Lint rules whose migrations the previous app version cannot live with: it still reads the
 # dropped or renamed column or table, or inserts rows without the new NOT NULL column.

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.journal import Journal, OperationRecord
-from services.masking import mask_text
-from services.monitor import TraceEntry
-from services.private import private_dir, write_private
+from services.canary.monitor import TraceEntry
+from services.core.journal import Journal, OperationRecord
+from services.core.masking import mask_text
+from services.core.private import private_dir, write_private
 
 CANARY_KINDS = ("canary", "canary-watch")
 

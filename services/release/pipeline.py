@@ -1,7 +1,7 @@
 """The release pipeline: the app's checks, build, image policy, push and deploy, as one operation.
 
 `build` (build + policy) and `push` (build + policy + push) are the same steps, shorter.
-Tags come from the app's git repository (services/tags.py) when its build context is in one,
+Tags come from the app's git repository (the SourceTree port) when its build context is in one,
 else from the version. Everything a later step needs is in ctx.state (JSON), journaled after
 each step, so a resumed operation picks up where it stopped.
 """
@@ -13,18 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.catalog import Param, action
-from services.deploy import deploy_steps
-from services.image_policy import check_image, failures
-from services.operations import Operation, Step, StepContext, StepFailed
-from services.ports import BuildRequest, BuiltImage
-from services.references import check_tag
-from services.tags import NotAGitRepository, compute_tags, is_git_repo
+from services.core.actions import Param, action
+from services.core.no_target import NoDeployTarget
+from services.core.operations import Operation, Step, StepContext, StepFailed
+from services.core.ports import BuildRequest, BuiltImage, NotAGitRepository
+from services.core.references import check_tag
+from services.release.deploy import deploy_steps
+from services.release.image_policy import check_image, failures
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
-SANDBOX_VERSION = "1.5.0"
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 VERSION = Param("version", "the image tag when the app's build context is not in a git repository")
 
@@ -37,14 +36,11 @@ def context_dir(services: Services) -> Path:
 
 
 def image_tags(services: Services, version: str) -> tuple[list[str], str]:
-    """(tags to build and push, the one to deploy). From git in a repository, else from the version.
-
-    The sandbox never reads a repository: its world is tagged by the version.
-    """
+    """(tags to build and push, the one to deploy). From git in a repository, else from the version."""
     image = services.config.app.image
     context = context_dir(services)
-    if not services.sandbox and is_git_repo(context):
-        tags = compute_tags(context, image)
+    tags = services.source.image_tags(image)
+    if tags is not None:
         semver = [t for t in tags if _SEMVER.match(t.rsplit(":", 1)[1])]
         if version:
             tags.append(f"{image}:{version}")
@@ -59,7 +55,7 @@ def image_tags(services: Services, version: str) -> tuple[list[str], str]:
 
 def _version(services: Services, params: dict[str, Any]) -> str:
     """The tag asked for (checked before anything starts: a ValueError), or none: git tags then."""
-    version = str(params.get("version") or (SANDBOX_VERSION if services.sandbox else ""))
+    version = str(params.get("version") or services.source.default_version())
     return check_tag(version) if version else version
 
 
@@ -97,7 +93,7 @@ def _image_steps(services: Services, env: str, version: str, push: bool) -> list
         built = ctx.state["image"]
         inspected = services.builder.inspect(built["id"])
         results = check_image(inspected, inspected.get("History"), services.config.build.require_init,
-                              app.build_args, _dockerfile(services))
+                              app.build_args, services.source.read(app.dockerfile))
         failed = failures(results)
         for result in results:
             ctx.log(result.line, "info" if result.passed else "error" if production else "warning")
@@ -129,20 +125,7 @@ def _image_steps(services: Services, env: str, version: str, push: bool) -> list
     return steps
 
 
-def _dockerfile(services: Services) -> str | None:
-    """The Dockerfile's text when it is at hand (never in the sandbox, whose builds are simulated)."""
-    if services.sandbox:
-        return None
-    path = context_dir(services) / services.config.app.dockerfile
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return None
-
-
 def _has_target(services: Services, env: str) -> bool:
-    from services.factory import NoDeployTarget  # the factory imports the catalog's modules
-
     return not isinstance(services.target(env), NoDeployTarget)
 
 

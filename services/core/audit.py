@@ -26,9 +26,9 @@ from typing import IO, Any, Protocol
 
 from pydantic import SecretStr
 
-from services import identity
-from services.masking import MASK, mask, mask_text
-from services.private import private_dir, replace_private, touch_private
+from services.core import identity
+from services.core.masking import MASK, mask, mask_text
+from services.core.private import private_dir, replace_private, touch_private
 
 __all__ = ["MASK", "AuditLog", "VerifyResult", "mask", "who"]  # mask, MASK: re-exported for older imports
 

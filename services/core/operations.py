@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from services.audit import REPAIR_HINT, AuditLog, AuditUnavailable
-from services.events import (
+from services.core.audit import REPAIR_HINT, AuditLog, AuditUnavailable
+from services.core.events import (
     ConfirmationNeeded,
     Event,
     Finished,
@@ -28,9 +28,9 @@ from services.events import (
     StepStarted,
     StepStatus,
 )
-from services.journal import Journal
-from services.locks import LockHeld, LockInfo, ReleaseLocks
-from services.masking import mask, mask_fields, mask_text
+from services.core.journal import Journal
+from services.core.locks import LockHeld, LockInfo, ReleaseLocks
+from services.core.masking import mask, mask_fields, mask_text
 
 Emit = Callable[[Event], None]
 # Answers a confirmation with the text the operator typed, or None when they declined.

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from services.identity import Process, current_process, os_user
-from services.private import open_private, private_dir
+from services.core.identity import Process, current_process, os_user
+from services.core.private import open_private, private_dir
 
 
 @dataclass(frozen=True)

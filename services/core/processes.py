@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from services.masking import mask
-from services.operations import Cancelled, StepFailed, current_cancel
+from services.core.masking import mask
+from services.core.operations import Cancelled, StepFailed, current_cancel
 
 GRACE_S = 3.0  # between SIGTERM and SIGKILL
 POLL_S = 0.05

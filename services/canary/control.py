@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from services.catalog import Param, action, confirm_step
-from services.deploy import DRY_RUN, deploy_steps, image_reference, plan_step, resolve_step
-from services.operations import Operation, Step, StepContext, StepFailed
-from services.ports import Abort, Change, Promote, Scale, SetWeight, StartCanary
+from services.core.actions import Param, action, confirm_step
+from services.core.operations import Operation, Step, StepContext, StepFailed
+from services.core.ports import Abort, Change, Promote, Scale, SetWeight, StartCanary
+from services.release.deploy import DRY_RUN, deploy_steps, image_reference, plan_step, resolve_step
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 
 def _operation(services: Services, env: str, kind: str, title: str, params: dict[str, Any],

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from services.config import CanaryPolicy, MetricsConfig
-from services.judge import DEFAULT_METRICS, CanaryVerdict, JudgeSettings, judge
-from services.ports import MetricSnapshot
+from services.canary.judge import DEFAULT_METRICS, CanaryVerdict, JudgeSettings, judge
+from services.core.config import CanaryPolicy, MetricsConfig
+from services.core.ports import MetricSnapshot
 
 ROLLBACK_RULES = {"error_rate": "error_rate_factor", "p95_ms": "p95_factor"}
 SCALE_RULES = {"cpu_percent": "cpu_scale_up_percent", "memory_percent": "memory_scale_up_percent"}

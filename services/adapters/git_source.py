@@ -1,4 +1,4 @@
-"""Image tags from the app's git repository: branch, pull request, semver and branch-sha.
+"""The SourceTree port over the app's git repository: image tags from branch, PR, semver and branch-sha.
 
 `compute_tags(repo, "ghcr.io/example/app")` on branch `feature/Login` at commit abc1234, HEAD
 tagged v1.5.0, gives (in this order, without duplicates)::
@@ -19,18 +19,15 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from services import processes
-from services.references import check_reference
+from services.core import processes
+from services.core.ports import NotAGitRepository
+from services.core.references import check_reference
 
 _SEMVER_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 _PULL_REF = re.compile(r"^refs/pull/(\d+)/(?:merge|head)$")
 _TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_TAG = 128  # docker's limit on a tag's length
 GIT_TIMEOUT_S = 30
-
-
-class NotAGitRepository(Exception):
-    """The app's context is not inside a git work tree (or git is missing)."""
 
 
 def sanitize(name: str) -> str:
@@ -92,3 +89,25 @@ def compute_tags(repo_dir: Path, image: str, pr: int | None = None,
     names.append(f"{branch[:MAX_TAG - len(sha) - 1]}-{sha}")
     # Built from sanitized parts, so always valid; checked anyway, as every reference the console makes.
     return [check_reference(f"{image}:{name}", "tag") for name in dict.fromkeys(names)]
+
+
+class GitSource:
+    """The app's build context on disk, tagged from git when it is a repository."""
+
+    def __init__(self, context: Path, env: Mapping[str, str] | None = None) -> None:
+        self.context = context
+        self._env = env
+
+    def image_tags(self, image: str) -> list[str] | None:
+        if not is_git_repo(self.context):
+            return None
+        return compute_tags(self.context, image, env=self._env)
+
+    def read(self, name: str) -> str | None:
+        try:
+            return (self.context / name).read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    def default_version(self) -> str:
+        return ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from services.ports import MigrationRecord
+from services.core.ports import MigrationRecord, MigrationsDirError
 
 ADVISORY_LOCK_ID = 72707369  # prisma-engines' postgres flavour
 TABLE_DDL = """CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
@@ -28,10 +28,6 @@ TABLE_DDL = """CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
     "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
     "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
 )"""
-
-
-class MigrationsDirError(ValueError):
-    """The migrations folder cannot be used as it is: says which path and what to do."""
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from services.catalog import Param, action, confirm_step
-from services.deploy import deploy_steps, image_reference, plan_step, resolve_step
-from services.events import CheckScheduled, VerdictLogged
-from services.monitor import CHARTED, Check, TraceEntry, add_samples, evaluate, new_samples, usable
-from services.operations import Operation, Step, StepContext, StepFailed
-from services.ports import Notification, StartCanary
+from services.canary.monitor import CHARTED, Check, TraceEntry, add_samples, evaluate, new_samples, usable
+from services.core.actions import Param, action, confirm_step
+from services.core.events import CheckScheduled, VerdictLogged
+from services.core.operations import Operation, Step, StepContext, StepFailed
+from services.core.ports import Notification, StartCanary
+from services.release.deploy import deploy_steps, image_reference, plan_step, resolve_step
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 
 class RolledBack(StepFailed):

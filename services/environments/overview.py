@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.locks import LockUnknown
+from services.core.locks import LockUnknown
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def _recent_revisions(services: Services, env: str, count: int = 3) -> tuple[str
         revisions = services.revisions(env).list()[-count:]
     except Exception as err:  # noqa: BLE001 - the history is a detail; the row still shows
         return (f"history unreadable: {err}",)
-    now = time.time() if services.world is None else services.world.clock.now()
+    now = services.clock.now()
     return tuple(f"#{r.number} {r.image.rsplit(':', 1)[-1]} {r.action} {_age(now - r.when)}"
                  for r in reversed(revisions))
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from services.catalog import action, confirm_step
-from services.locks import LockInfo, LockUnknown
-from services.operations import Operation, Step, StepContext, StepFailed
+from services.core.actions import action, confirm_step
+from services.core.locks import LockInfo, LockUnknown
+from services.core.operations import Operation, Step, StepContext, StepFailed
 
 if TYPE_CHECKING:
-    from services.factory import Services
+    from services.core.container import Services
 
 
 @action("lock-break", "Break the release lock (someone else's, or a dead process's)", destructive=True)

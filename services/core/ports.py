@@ -288,6 +288,7 @@ class AppFiles(Protocol):
 
     def archive(self, sink: Writable, excludes: Iterable[str]) -> int: ...  # returns files archived
     def restore(self, source: Readable, on_line: OnLine) -> None: ...
+    def restored(self) -> bool: ...  # the app dir is there (after a restore)
 
 
 class HealthChecker(Protocol):
@@ -422,3 +423,30 @@ class SchemaChanges(Protocol):
         self, table: str, key: str, column: str, fill: Fill, after: str | int | None, limit: int, lock_timeout_ms: int
     ) -> Batch: ...  # one short transaction; LockBusy when it cannot lock its rows in time
     def close(self) -> None: ...
+
+
+class NotAGitRepository(Exception):
+    """The app's context is not inside a git work tree (or git is missing, or it has no commit)."""
+
+
+class SourceTree(Protocol):
+    """The app's source: the git tags of its HEAD and its build files."""
+
+    def image_tags(self, image: str) -> list[str] | None:
+        """`image:tag` references for HEAD; None when the context is not a git repository.
+
+        Raises NotAGitRepository when it is one but cannot be tagged (no commit yet).
+        """
+        ...
+
+    def read(self, name: str) -> str | None:
+        """A build file's text (the Dockerfile), None when it is not at hand."""
+        ...
+
+    def default_version(self) -> str:
+        """The version to release when none is asked for and git gives none ("" for none)."""
+        ...
+
+
+class MigrationsDirError(ValueError):
+    """The migrations folder cannot be used as it is: says which path and what to do."""

@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from services.masking import mask
-from services.ports import (
+from services.core.masking import mask
+from services.core.ports import (
     AddColumn,
     AddNotNullCheck,
     Batch,

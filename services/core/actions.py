@@ -1,0 +1,103 @@
+"""What an action is: its parameters, its builder, and the confirm step destructive ones start with.
+
+A leaf: capability modules declare their actions with `action`, and services/catalog.py lists
+them; nothing here imports a capability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from services.core.operations import Operation, Step, StepContext, StepFailed
+
+if TYPE_CHECKING:
+    from services.core.container import Services
+
+Builder = Callable[["Services", str, dict[str, Any]], Operation]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter an action asks for: the CLI makes it a flag, the TUI a form field."""
+
+    name: str
+    help: str
+    default: str = ""
+    required: bool = False
+    switch: bool = False  # a yes/no flag (--dry-run); the TUI has no field for it: its plan step shows first
+    form: bool = True  # False: a CLI flag only, not asked in the TUI's form (the release's version: from git)
+    # Checks a given value before the operation starts (raises ValueError or StepFailed with the reason).
+    check: Callable[[str], object] | None = None
+
+    @property
+    def in_form(self) -> bool:
+        return self.form and not self.switch
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    title: str
+    destructive: bool
+    build: Builder
+    changes_env: bool = True
+    # In production, the typed confirmation comes right before this step (default: the first).
+    confirm_before: str | None = None
+    params: tuple[Param, ...] = ()
+
+    def __call__(self, services: Services, env: str, params: dict[str, Any]) -> Operation:
+        return self.build(services, env, params)
+
+
+def action(
+    kind: str, title: str, destructive: bool = False, changes_env: bool = True, confirm_before: str | None = None,
+    params: tuple[Param, ...] = (),
+) -> Callable[[Builder], Action]:
+    """Declares a builder as an action; services/catalog.py lists it."""
+
+    def declare(build: Builder) -> Action:
+        return Action(kind, title, destructive, build, changes_env, confirm_before, params)
+
+    return declare
+
+
+def check_params(spec: Action, params: dict[str, Any]) -> None:
+    """Every key must be a declared Param: a misspelt one would silently fall back to a default.
+
+    Here rather than in the CLI, so the TUI and a resumed operation are held to it too.
+    """
+    known = [p.name for p in spec.params]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        listed = ", ".join(known) if known else "none: it takes no parameters"
+        raise ValueError(f"unknown parameter {', '.join(map(repr, unknown))} for {spec.kind}; known: {listed}")
+    for param in spec.params:
+        value = params.get(param.name)
+        if param.check is not None and value not in (None, ""):
+            try:
+                param.check(str(value))
+            except (ValueError, StepFailed) as err:
+                raise ValueError(str(err)) from None
+
+
+def confirm_step(services: Services, env: str, what: str | Callable[[StepContext], str], title: str = "") -> Step:
+    """A destructive action's first step: production needs its name typed, others a yes.
+
+    `what` may be worked out from earlier steps (the revision chosen). A plan step before it
+    (ctx.state["plan"]) is summed up in the prompt: what will change.
+    """
+    production = services.config.environment(env).production
+    title = title or (what if isinstance(what, str) else "the change")
+
+    def run(ctx: StepContext) -> str:
+        what_now = what if isinstance(what, str) else what(ctx)
+        plan = f"\nPlan: {ctx.state['plan']}" if ctx.state.get("plan") else ""
+        if production:
+            ctx.confirm(f"{what_now} in PRODUCTION.{plan}\nType '{env}' to confirm.", expected=env)
+        else:
+            ctx.confirm(f"{what_now} in {env}?{plan}")
+        return "confirmed"
+
+    return Step("confirm", f"Confirm: {title}", run)
