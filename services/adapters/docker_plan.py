@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from services.adapters.docker_fleet import LIVE, Box, Fleet, choose, version_of
 from services.adapters.nginx_split import Server, split
@@ -18,13 +18,28 @@ from services.core.operations import StepFailed
 from services.core.ports import Abort, Change, Deploy, Plan, PlannedChange, Promote, Scale, SetWeight, StartCanary
 
 if TYPE_CHECKING:
-    from services.adapters.docker_target import DockerHostTarget
+    from services.adapters.nginx_split import Upstream
+    from services.core.config import DockerTarget, ReleaseConfig
+
+
+class PlannedHost(Protocol):
+    """What a plan reads of the Docker host target (docker_target.DockerHostTarget)."""
+
+    config: ReleaseConfig
+    target: DockerTarget
+    upstream: Upstream
+
+    def describe(self) -> str: ...
+    def free_ports(self, used: set[int], count: int) -> list[int]: ...
+    def environment(self, version: str, port: int) -> dict[str, str]: ...
+    def as_configured(self, box: Box) -> bool: ...
+    def name(self, port: int, role: str) -> str: ...
 
 
 class Planner:
     """What a change would do, as a compose-like YAML diff per container and one of the upstream file."""
 
-    def __init__(self, target: DockerHostTarget, fleet: Fleet, used: set[int]) -> None:
+    def __init__(self, target: PlannedHost, fleet: Fleet, used: set[int]) -> None:
         self.t = target
         self.fleet = fleet
         self.used = set(used)

@@ -178,7 +178,7 @@ class PostgresMigrations:
         return MigrationRecord(name, file.checksum, "applied", begun.timestamp(), begun.timestamp() + took)
 
     def _run_statements(self, conn: psycopg.Connection[Any], script: str, on_line: OnLine) -> None:
-        from services.migrations.lint import split_statements
+        from services.core.sql_text import split_statements
 
         on_line("this migration cannot run in a transaction (CONCURRENTLY/VACUUM): statement by statement")
         for statement in split_statements(script):

@@ -49,7 +49,6 @@ from services.core.locks import LockUnknown, is_mine
 from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
 from services.core.ports import AppFiles, MigrationDatabase, Readable, ScratchDatabase
 from services.core.private import open_private
-from services.release.deploy import health_url
 
 if TYPE_CHECKING:
     from services.core.container import Services
@@ -87,7 +86,7 @@ class Walkthrough:
         policy = services.config.recovery
         self.tries = _number(params, "health_tries", policy.health_tries, int)
         self.interval_s = _number(params, "health_interval_s", policy.health_interval_s, float)
-        self.health_url = str(params.get("health_url") or "") if drill else health_url(services, env)
+        self.health_url = str(params.get("health_url") or "") if drill else services.config.health_url(env)
         # Relative to release.toml, as the backup engine reads it.
         base = services.config.source.parent if services.config.source else Path.cwd()
         self.app_dir = base / self.settings.app_dir if self.settings.app_dir else None

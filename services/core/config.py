@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -478,6 +479,11 @@ class ReleaseConfig(Strict):
             return self.environments[name]
         except KeyError:
             raise UnknownEnvironment(self.source, name, list(self.environments)) from None
+
+    def health_url(self, env: str) -> str:
+        """The app's health endpoint in an environment: its api_url's origin plus app.health_path."""
+        parts = urlsplit(self.environment(env).api_url)
+        return f"{parts.scheme}://{parts.netloc}{self.app.health_path}"
 
 
 def locate(explicit: str | os.PathLike[str] | None, env: Mapping[str, str] = os.environ) -> Path:

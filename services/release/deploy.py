@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from services.core.actions import Param, action, confirm_step
 from services.core.audit import who
@@ -220,7 +219,7 @@ HEALTH_TRIES, HEALTH_INTERVAL_S = 5, 1.0  # nginx's new workers take over a mome
 
 
 def _health(services: Services, env: str, ctx: StepContext) -> str:
-    url = health_url(services, env)
+    url = services.config.health_url(env)
     for attempt in range(1, HEALTH_TRIES + 1):
         result = services.health(env).check(url)
         ctx.log(f"GET {url} -> {result.status}: {result.detail[:200]}")
@@ -230,8 +229,3 @@ def _health(services: Services, env: str, ctx: StepContext) -> str:
             ctx.sleep(services.real_seconds(HEALTH_INTERVAL_S))
     raise StepFailed(f"health check failed {HEALTH_TRIES} times: {result.detail[:200]}",
                      ("retry this step", "roll back"))
-
-
-def health_url(services: Services, env: str) -> str:
-    parts = urlsplit(services.config.environment(env).api_url)
-    return f"{parts.scheme}://{parts.netloc}{services.config.app.health_path}"

@@ -55,3 +55,23 @@ def test_shell_pattern_catches_variants() -> None:
     assert SHELL_TRUE.search("subprocess.run(cmd, shell=True)")
     assert SHELL_TRUE.search("Popen(cmd, shell = True)")
     assert not SHELL_TRUE.search("subprocess.run(argv, shell=False)")
+
+
+SANDBOX_CHECK = re.compile(r"\.(sandbox|world)\b(?!\.)|\bSANDBOX_")
+
+
+def test_no_capability_asks_whether_it_runs_in_the_sandbox() -> None:
+    """The sandbox is a set of adapters the factory picks: the rest learns nothing of it (the Clock
+    and SourceTree ports answer what the sandbox checks used to)."""
+    allowed = {ROOT / "services" / "factory.py", ROOT / "services" / "core" / "container.py"}
+    offenders, scanned = [], 0
+    for path in (ROOT / "services").rglob("*.py"):
+        if path in allowed or "sandbox" in path.relative_to(ROOT).parts[:2]:
+            continue
+        scanned += 1
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            if SANDBOX_CHECK.search(code) and "import" not in code:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert scanned > 40
+    assert offenders == []

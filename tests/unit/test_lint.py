@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.migrations.lint import RULES, Finding, lint_migrations, lint_sql, split_statements
+from services.core.sql_text import split_statements
+from services.migrations.lint import RULES, Finding, lint_migrations, lint_sql
 
 TIMEOUT = "SET lock_timeout = '500ms';\n"
 
