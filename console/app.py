@@ -61,6 +61,10 @@ class ReleaseConsole(App[None]):
         rows = environment_rows(services, list(services.config.environments))
         self.call_from_thread(self._show, services, rows)
 
+    def on_unmount(self) -> None:
+        if self.services is not None:
+            self.services.close()  # quitting: let go of every client and connection
+
     def _show(self, services: Services, overview: list[EnvironmentRow] | None = None) -> None:
         from console.screens.main import MainScreen
 

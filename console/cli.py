@@ -200,7 +200,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         services = factory.build(config, sandbox_mode=args.sandbox, seed=args.seed, time_scale=args.time_scale)
-        return _dispatch(args, services)
+        try:
+            return _dispatch(args, services)
+        finally:
+            services.close()  # Kubernetes clients, HTTP clients, connections: nothing left open at exit
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -262,6 +265,8 @@ def _run(args: argparse.Namespace, services: Services, operation: Any, start_at:
     cancel = threading.Event()
     with _interrupt_cancels(cancel):
         result = services.runner.run(operation, render, _cli_confirm(args), cancel, start_at=start_at, state=state)
+    if not args.json:
+        print(f"full log: {services.log_path(operation.id)}", file=sys.stderr)
     if result.outcome is Outcome.SUCCEEDED:
         return EXIT_OK
     if result.detail.startswith("rolled back"):  # a canary the rules rolled back: CI gates on this
@@ -353,21 +358,10 @@ def _json_line(event: Event) -> None:
 
 
 def _text_line(event: Event) -> None:
-    from services.core.events import Finished, LogLine, Progress, StepFinished, StepStarted
+    from services.core.oplog import event_lines  # the same lines the operation's log file keeps
 
-    clock = time.strftime("%H:%M:%S", time.localtime(event.at))
-    if isinstance(event, StepStarted):
-        print(f"{clock} [{event.index + 1}/{event.total}] {event.title} ...", flush=True)
-    elif isinstance(event, StepFinished):
-        print(f"{clock}   {event.status.value}: {event.detail}", flush=True)
-    elif isinstance(event, LogLine):
-        print(f"{clock}   | {event.text}", flush=True)
-    elif isinstance(event, Progress) and event.done == event.total:
-        print(f"{clock}   {event.done:g}/{event.total:g} {event.unit}", flush=True)
-    elif isinstance(event, Finished):
-        print(f"{clock} {event.outcome.value.upper()}: {event.detail}", flush=True)
-        for option in event.next_options:
-            print(f"  next: {option}")
+    for line in event_lines(event):
+        print(line, flush=True)
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:

@@ -260,7 +260,7 @@ def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, ti
         registry=sandbox.SandboxRegistry(world), commands=sandbox.SandboxCommands(world),
         store=sandbox.SandboxStore(world), notifier=sandbox.SandboxNotifier(world),
         source=sandbox.SandboxSource(), clock=world.clock, world=world, sandbox=True, time_scale=time_scale,
-        load_config=lambda path: load_config(str(path), True),
+        load_config=lambda path: load_config(str(path), True), state=state,
         per_env=EnvironmentAdapters(
             target=lambda env: sandbox.SandboxTarget(world, env),
             revisions=lambda env: sandbox.SandboxRevisions(world, env),
@@ -313,7 +313,7 @@ def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
         registry=_docker_registry(build.engine_url, build.registry_username, build.registry_password),
         commands=SubprocessCommands(context, config.app.check_timeout_s), store=store, notifier=notifier,
         source=GitSource(context.resolve()), other_stores=[local] if store is not local else [],
-        load_config=lambda path: load_config(str(path), False),
+        load_config=lambda path: load_config(str(path), False), state=state,
         per_env=EnvironmentAdapters(
             target=lambda env: _real_target(config, env),
             revisions=lambda env: _postgres_revisions(config, env),

@@ -1,7 +1,7 @@
 """The build-log pane: Textual's Log (plain strings, lazy rendering, capped), written in batches.
 
-- The Log keeps at most `cap` lines (oldest dropped); every line also goes to the operation's
-  log file, one buffered write per batch, so the full log survives the cap.
+- The Log keeps at most `cap` lines (oldest dropped); the runner saves the operation's full log
+  to a file (services/core/oplog.py), so it survives the cap; the title says where.
 - Follow mode (auto-scroll) is on by default: `f` toggles it, scrolling up pauses it, End/`G`
   jumps to the bottom and follows again. The title says which.
 - `/` searches the kept lines (Enter: next match; n/N next/previous; Esc closes); `e` jumps to
@@ -14,9 +14,7 @@ when the pane is shown), and never while the pane is hidden.
 from __future__ import annotations
 
 import os
-import queue
 import re
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,66 +26,10 @@ from textual.containers import Vertical
 from textual.strip import Strip
 from textual.widgets import Input, Label, Log
 
-from services.core.masking import mask_text
-from services.core.private import open_private, private_dir
-
 MAX_LINES = 20_000
-LOG_DIR = "build-logs"
 ERROR_LINE = re.compile(r"error|failed|ERROR|Error:|exit code [1-9]")
 HINT = ["Nothing has run yet.", "Pick an environment with the arrow keys,", "then press d to release.",
         "ctrl+p lists every action."]
-FILE_BUFFER = 1 << 16
-FILE_QUEUE = 64  # batches waiting for the disk at most; then the UI waits (memory stays bounded)
-
-
-class LogFile:
-    """An operation's full log on disk, appended from a writer thread: the UI thread only queues
-    each batch (encoding and the write syscall cost more than the Log update itself)."""
-
-    def __init__(self, path: Path) -> None:
-        private_dir(path.parent)
-        self.path = path
-        self.problem = ""
-        self._file = open_private(path, "a", encoding="utf-8", buffering=FILE_BUFFER)
-        self._queue: queue.Queue[Sequence[str] | None] = queue.Queue(FILE_QUEUE)
-        self._thread = threading.Thread(target=self._run, name=f"build-log {path.name}", daemon=True)
-        self._thread.start()
-
-    def write(self, lines: Sequence[str]) -> None:
-        self._queue.put(lines)
-
-    def _run(self) -> None:
-        file = self._file
-        while (lines := self._queue.get()) is not None:
-            if self.problem:
-                continue
-            try:
-                file.write(mask_text("\n".join(lines)))  # masked again here: the file outlives the pane
-                file.write("\n")
-                if self._queue.empty():
-                    file.flush()  # caught up: what is written so far can be read (tail -f)
-            except OSError as err:
-                self.problem = f"log write failed: {err.strerror or err}"
-        try:
-            file.close()
-        except OSError as err:
-            self.problem = self.problem or f"log close failed: {err.strerror or err}"
-
-    def close(self) -> None:
-        """Every queued line written, the file closed."""
-        self._queue.put(None)
-        self._thread.join()
-
-
-def log_path_for(op_id: str, log_dir: str | Path | None = None, env: dict[str, str] | None = None) -> Path:
-    """Where an operation's full log is saved: `log_dir`/<op_id>.log. A relative (or no) log_dir
-    is taken under $XDG_STATE_HOME/release-console (~/.local/state when unset)."""
-    directory = Path(log_dir or LOG_DIR).expanduser()
-    if not directory.is_absolute():
-        env = dict(os.environ) if env is None else env
-        state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-        directory = state / "release-console" / directory
-    return directory / f"{op_id}.log"
 
 
 def shown_path(path: Path, env: dict[str, str] | None = None) -> str:
@@ -194,8 +136,6 @@ class BuildLogPane(Vertical):
         self.showing_hint = True
         self.op_title = ""  # the operation's title; "" until one starts
         self.log_path: Path | None = None
-        self.log_problem = ""
-        self._file: LogFile | None = None
         self.total_lines = 0  # every line written since start(), kept or not
         self.query_text = ""
         self.match_note = ""
@@ -234,31 +174,22 @@ class BuildLogPane(Vertical):
     # --- writing ------------------------------------------------------------------------------
 
     def start(self, title: str, log_path: Path | None = None) -> None:
-        """An operation starts: a fresh view, following, and its log file opened for append."""
-        self.close_file()
+        """An operation starts: a fresh view, following; `log_path` is where the runner saves its full log."""
         log = self.view
         if self.showing_hint:  # the first operation replaces the empty-state hint
             log.clear()
             self.showing_hint = False
         log.highlight_at = None
-        self.op_title, self.log_path, self.log_problem, self.total_lines = title, log_path, "", 0
+        self.op_title, self.log_path, self.total_lines = title, log_path, 0
         self.match_note, self.outcome = "", ""
-        if log_path is not None:
-            try:
-                self._file = LogFile(log_path)
-            except OSError as err:
-                self.log_problem = f"log not saved: {err.strerror or err}"
-                self._file = None
         self.follow = True
         self.write_lines([f"--- {title} ---"])
         self.refresh_title()
 
     def write_lines(self, lines: Sequence[str]) -> None:
-        """One batch: one write to the file, one update of the Log (which renders lazily)."""
+        """One batch: one update of the Log (which renders lazily)."""
         if not lines:
             return
-        if self._file is not None:
-            self._file.write(lines)
         self.total_lines += len(lines)
         if not self.display:
             # Hidden behind another pane: each write would lay the whole screen out again (the
@@ -284,19 +215,8 @@ class BuildLogPane(Vertical):
             self._scroll_to_row(log.scroll_y - (log.dropped - dropped))
 
     def finish(self, outcome: str = "") -> None:
-        """The operation finished: the file is flushed and closed."""
-        self.close_file()
         self.outcome = outcome
         self.refresh_title()
-
-    def close_file(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self.log_problem = self.log_problem or self._file.problem
-            self._file = None
-
-    def on_unmount(self) -> None:
-        self.close_file()
 
     # --- title --------------------------------------------------------------------------------
 
@@ -305,7 +225,7 @@ class BuildLogPane(Vertical):
         title = f"2 Build log: {self.op_title}" if self.op_title else "2 Build log"
         self.query_one("#build-title", Label).update(title)
         state = "following" if self.follow else "paused — f to follow"
-        where = self.log_problem or (f"log: {shown_path(self.log_path)}" if self.log_path else "")
+        where = f"log: {shown_path(self.log_path)}" if self.log_path else ""
         parts = [state, self.outcome, self.match_note, where]
         self.query_one("#build-state", Label).update(" · ".join(p for p in parts if p))
         self.set_class(True, "-started")

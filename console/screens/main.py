@@ -43,7 +43,7 @@ from services.migrations.lint import Finding
 from widgets.audit import AuditPane
 from widgets.backups import BackupsPane
 from widgets.banner import SandboxBanner
-from widgets.build_log import BuildLogPane, log_path_for
+from widgets.build_log import BuildLogPane
 from widgets.canary import CanaryPane
 from widgets.confirm import ConfirmModal
 from widgets.environments import EnvironmentsPane
@@ -252,8 +252,7 @@ class MainScreen(Screen[None]):
         self.set_class(operation.kind in CHECKLISTS, "-checklist")
         if operation.kind == "canary":
             self.query_one(CanaryPane).show_title(f"{operation.title}")
-        self.query_one(BuildLogPane).start(operation.title,
-                                           log_path_for(operation.id, self.services.config.build.log_dir))
+        self.query_one(BuildLogPane).start(operation.title, self.services.log_path(operation.id))
         self.run_operation(operation, start_at, state)
 
     @work(thread=True, exclusive=True, group="operation", exit_on_error=False)

@@ -18,6 +18,7 @@ from services.core.config import ReleaseConfig
 from services.core.journal import Journal
 from services.core.locks import ReleaseLocks
 from services.core.operations import Runner
+from services.core.oplog import log_path_for
 from services.core.ports import (
     AppFiles,
     CommandRunner,
@@ -67,6 +68,7 @@ class Services:
     per_env: EnvironmentAdapters
     # The config loader the console started with: a restore checks the restored release.toml loads.
     load_config: Callable[[Path], ReleaseConfig]
+    state: Path  # the console's private state dir: journal, audit log, operation logs
     clock: Clock = field(default_factory=WallClock)
     # Other stores that hold backups too (the local directory when `store` is S3): listed,
     # restored from and pruned alongside the store new backups go to.
@@ -83,7 +85,11 @@ class Services:
 
     @property
     def runner(self) -> Runner:
-        return Runner(self.journal, self.audit, self.locks)
+        return Runner(self.journal, self.audit, self.locks, self.log_path)
+
+    def log_path(self, op_id: str) -> Path:
+        """Where an operation's full log is saved (the runner writes it; the screens show where)."""
+        return log_path_for(op_id, self.config.build.log_dir, self.state)
 
     def _adapter(self, kind: str, env: str, make: Callable[[str], T]) -> T:
         self.config.environment(env)  # unknown environment: an error, never a fallback

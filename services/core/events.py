@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -116,3 +117,6 @@ class Finished(Event):
     outcome: Outcome
     detail: str = ""
     next_options: tuple[str, ...] = ()
+
+
+Emit = Callable[[Event], None]

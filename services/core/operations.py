@@ -12,11 +12,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from services.core.audit import REPAIR_HINT, AuditLog, AuditUnavailable
 from services.core.events import (
     ConfirmationNeeded,
+    Emit,
     Event,
     Finished,
     LogLine,
@@ -31,8 +33,8 @@ from services.core.events import (
 from services.core.journal import Journal
 from services.core.locks import LockHeld, LockInfo, ReleaseLocks
 from services.core.masking import mask, mask_fields, mask_text
+from services.core.oplog import OperationLog
 
-Emit = Callable[[Event], None]
 # Answers a confirmation with the text the operator typed, or None when they declined.
 Confirm = Callable[[ConfirmationNeeded], str | None]
 
@@ -160,10 +162,13 @@ class Result:
 
 
 class Runner:
-    def __init__(self, journal: Journal, audit: AuditLog, locks: ReleaseLocks) -> None:
+    def __init__(self, journal: Journal, audit: AuditLog, locks: ReleaseLocks,
+                 log_path: Callable[[str], Path] | None = None) -> None:
+        """`log_path`: where an operation's full log is saved, by its id (None: not saved)."""
         self.journal = journal
         self.audit = audit
         self.locks = locks
+        self.log_path = log_path
 
     def run(
         self,
@@ -177,9 +182,18 @@ class Runner:
         cancel = cancel or threading.Event()
         state = dict(state or {})
         params = mask(op.params)
-        # Whoever listens (the TUI, the CLI, a test) only ever sees masked text.
-        emit = _masking(emit)
+        # Whoever listens (the TUI, the CLI, a test, the log file) only ever sees masked text.
+        log = OperationLog(self.log_path(op.id)) if self.log_path else None
+        emit = _masking(log.tee(emit) if log else emit)
         confirm = _masking(confirm)
+        try:
+            return self._run_audited(op, emit, confirm, cancel, start_at, state, params)
+        finally:
+            if log:
+                log.close()
+
+    def _run_audited(self, op: Operation, emit: Emit, confirm: Confirm, cancel: threading.Event, start_at: int,
+                     state: dict[str, Any], params: dict[str, Any]) -> Result:
         try:
             self.audit.ensure_writable()  # an operation that cannot be audited does not start
         except AuditUnavailable as unaudited:

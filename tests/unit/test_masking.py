@@ -157,8 +157,8 @@ def test_the_webhook_payload_and_the_operation_log_file_are_masked(tmp_path: Pat
     import http.server
 
     from services.adapters.http import WebhookNotifier
+    from services.core.oplog import LogFile
     from services.core.ports import Notification
-    from widgets.build_log import LogFile
 
     masking.register([PW])
     bodies: list[bytes] = []

@@ -14,8 +14,8 @@ from services.canary import trace
 from services.core.audit import AuditLog
 from services.core.journal import Journal
 from services.core.locks import FileLocks
+from services.core.oplog import LogFile
 from services.core.private import open_private, private_dir, touch_private, write_private
-from widgets.build_log import LogFile
 
 
 @pytest.fixture(autouse=True)
