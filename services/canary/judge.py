@@ -43,7 +43,6 @@ EffectBasis = Literal["shift", "mean"]
 
 EXACT_LIMIT = 50
 """Both samples below this size and no ties: exact null distribution (R's ``wilcox.test`` rule)."""
-PANE_WIDTH = 80
 
 
 # --- Mann-Whitney U ------------------------------------------------------------------------------
@@ -334,8 +333,7 @@ class MetricResult:
         return self.has_data and not self.failed
 
     def describe(self) -> str:
-        """One line for an 80-column pane, e.g.
-        ``p95_ms: High (+38.1 ms, 95% CI 21.0..55.2, p=0.0004) FAIL``."""
+        """One line, e.g. ``p95_ms: High (+38.1 ms, 95% CI 21.0..55.2, p=0.0004) FAIL``."""
         if self.classification == "NoData":
             body = f"not enough data ({self.short}) BLOCKS"
         else:
@@ -345,7 +343,7 @@ class MetricResult:
             body = (f"{self.classification} ({basis}{_with_unit(_num(self.effect, signed=True), self.spec.unit)}, "
                     f"{_pct(self.confidence)} CI {_num(self.shift.low)}..{_num(self.shift.high)}, "
                     f"{_p(self.test.p_value)}) {mark}")
-        return _fit(self.metric, body)
+        return f"{self.metric}: {body}"
 
 
 def _relative(shift: float, reference: float) -> float:
@@ -501,7 +499,7 @@ class CanaryVerdict:
         return tuple(r for r in self.results if r.failed)
 
     def describe(self) -> str:
-        """One line for an 80-column pane, e.g. ``FAIL score 75/100, 3/4 passed: p95_ms High``."""
+        """One line, e.g. ``FAIL score 75/100, 3/4 passed: p95_ms High`` (the screen fits it to its width)."""
         judged = [r for r in self.results if r.has_data]
         head = {"pass": "PASS", "marginal": "MARGINAL", "fail": "FAIL", "nodata": "NO DATA"}[self.outcome]
         text = f"{head} score {self.score:.0f}/100, {sum(r.passed for r in judged)}/{len(judged)} passed"
@@ -509,7 +507,7 @@ class CanaryVerdict:
             text += ": " + ", ".join(f"{r.metric} {r.classification}" for r in self.failures)
         if self.nodata:
             text += "; no data: " + ", ".join(self.nodata)
-        return text if len(text) <= PANE_WIDTH else text[: PANE_WIDTH - 3] + "..."
+        return text
 
 
 def score(results: Sequence[MetricResult]) -> float:
@@ -564,7 +562,7 @@ def judge(canary: Mapping[str, Sequence[float | None]], stable: Mapping[str, Seq
     return verdict(results, settings)
 
 
-# --- Formatting for a narrow pane ----------------------------------------------------------------
+# --- Formatting ----------------------------------------------------------------
 
 
 def _num(value: float, signed: bool = False) -> str:
@@ -591,10 +589,3 @@ def _pct(confidence: float) -> str:
 
 def _p(p: float) -> str:
     return "p<0.0001" if p < 0.0001 else f"p={p:.2g}"
-
-
-def _fit(name: str, body: str) -> str:
-    room = PANE_WIDTH - len(body) - 2
-    if len(name) > room:
-        name = name[: max(room - 1, 1)] + "~"
-    return f"{name}: {body}"
