@@ -10,8 +10,11 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.theme import Theme
 
+from console.app_keys import APP_BINDINGS
 from console.screens.loading import LoadingScreen
+from console.theme import keep_theme, saved_theme, theme_path
 
 if TYPE_CHECKING:
     from services.core.container import Services
@@ -26,10 +29,17 @@ EXIT_CONFIG = 2
 class ReleaseConsole(App[None]):
     CSS_PATH = "console.tcss"
     TITLE = "release-console"
-    BINDINGS = [Binding("q", "quit", "Quit", id="app.quit")]
+    BINDINGS = APP_BINDINGS
 
-    def __init__(self, services: Services | Loader, *, sandbox: bool, seed: int = 7, time_scale: float = 30.0) -> None:
+    def __init__(self, services: Services | Loader, *, sandbox: bool, seed: int = 7, time_scale: float = 30.0,
+                 keymap: dict[str, str] | None = None) -> None:
+        """`keymap`: checked by console.keymap.load_keymap; with a loader, it is loaded with the config."""
         super().__init__()
+        self.keymap = keymap or {}
+        self.theme_file = theme_path()
+        kept = saved_theme(self.theme_file)
+        if kept in self.available_themes:
+            self.theme = kept
         self.services: Services | None = None if callable(services) else services
         self._loader = services if callable(services) else None
         self.sandbox, self.seed, self.time_scale = sandbox, seed, time_scale
@@ -37,6 +47,8 @@ class ReleaseConsole(App[None]):
         self.sub_title = "SANDBOX" if sandbox else ""
 
     def on_mount(self) -> None:
+        self.set_keymap(self.keymap)
+        self.theme_changed_signal.subscribe(self, self._keep_theme)
         if self.services is not None:
             self._show(self.services)
             return
@@ -45,11 +57,13 @@ class ReleaseConsole(App[None]):
 
     @work(thread=True, exclusive=True, group="startup", exit_on_error=False)
     def _load(self) -> None:
+        from console.keymap import load_keymap
         from services.core.config import ConfigError
 
         assert self._loader is not None
         try:
             services = self._loader()
+            keymap = load_keymap(services.config)
         except ConfigError as err:
             # Bad config: nothing runs; the error is printed once the terminal is restored.
             self.call_from_thread(self.exit, None, EXIT_CONFIG, f"config error:\n{err}")
@@ -59,6 +73,7 @@ class ReleaseConsole(App[None]):
         from services.environments.overview import environment_rows
 
         rows = environment_rows(services, list(services.config.environments))
+        self.call_from_thread(self.set_keymap, keymap)
         self.call_from_thread(self._show, services, rows)
 
     def on_unmount(self) -> None:
@@ -83,24 +98,48 @@ class ReleaseConsole(App[None]):
         if not isinstance(screen, MainScreen):
             return
         for kind, spec in sorted(all_actions().items()):
-            key = ACTION_KEYS.get(kind, "")
+            key = self.key_of(f"action.{kind}", ACTION_KEYS.get(kind, ""))
             yield SystemCommand(f"{spec.title} ({key})", f"{kind} on the selected environment",
                                 lambda kind=kind: screen.action_start(kind))
         for pane, key in PANES.items():
-            yield SystemCommand(f"Show {pane} pane ({key})", f"switch to the {pane} pane",
-                                lambda pane=pane: screen.action_show(pane))
+            yield SystemCommand(f"Show {pane} pane ({self.key_of(f'pane.{pane}', key)})",
+                                f"switch to the {pane} pane", lambda pane=pane: screen.action_show(pane))
+
+    def key_of(self, binding_id: str, default: str) -> str:
+        """The first key bound to a binding id, as the footer shows it (the keymap applied)."""
+        key = self.keymap.get(binding_id, default).split(",")[0]
+        return self.get_key_display(Binding(key, "")) if key else ""
+
+    def action_help(self) -> None:
+        from console.screens.help import HelpScreen, help_sections
+        from console.screens.main import PANE_FOR
+        from services.catalog import all_actions
+
+        titles = {kind: spec.title for kind, spec in all_actions().items()}
+        self.push_screen(HelpScreen(help_sections(self.screen, PANE_FOR, titles)))
+
+    def _keep_theme(self, theme: Theme) -> None:
+        if saved_theme(self.theme_file) == theme.name:
+            return  # the one kept already (the start-up theme, or picked again)
+        try:
+            keep_theme(self.theme_file, theme.name)
+        except OSError as err:
+            self.notify(f"theme not kept for next time: {self.theme_file}: {err.strerror or err}",
+                        severity="warning", markup=False)
 
 
 def make_app(config: object, *, sandbox: bool, seed: int = 7, time_scale: float = 30.0,
              state: Path | str | None = None, origin: float | None = None) -> ReleaseConsole:
     """The one way the console is built with its services ready: used by the tests and benchmarks."""
+    from console.keymap import load_keymap
     from services import factory
     from services.core.config import ReleaseConfig
 
     assert isinstance(config, ReleaseConfig)
+    keymap = load_keymap(config)  # a bad keymap: ConfigError before anything is built
     services = factory.build(config, sandbox_mode=sandbox, seed=seed, time_scale=time_scale,
                              state=Path(state) if state else None, origin=origin)
-    return ReleaseConsole(services, sandbox=sandbox, seed=seed, time_scale=time_scale)
+    return ReleaseConsole(services, sandbox=sandbox, seed=seed, time_scale=time_scale, keymap=keymap)
 
 
 def run_app(config_path: str | None, *, sandbox: bool, seed: int, time_scale: float) -> int:

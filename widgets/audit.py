@@ -16,6 +16,7 @@ from textual.containers import Vertical
 from textual.widgets import Label, OptionList
 
 from services.core.audit import AuditView
+from widgets.colours import tone
 
 
 class AuditPane(Vertical):
@@ -32,16 +33,16 @@ class AuditPane(Vertical):
         records, result = view.records, view.verified
         title = Text(f"6 Audit · {view.trail}: ")
         title.append("chain verified" if result.ok else f"CHAIN BROKEN: {result.problem}",
-                     style="green" if result.ok else "bold red")
+                     style=tone(self, "$success" if result.ok else "bold $error"))
         if result.ok and not result.keyed:
-            title.append(" (unkeyed)", style="yellow")
+            title.append(" (unkeyed)", style=tone(self, "$warning"))
         self.query_one("#audit-title", Label).update(title)
         options = self.query_one(OptionList)
         options.clear_options()
-        options.add_options([_line(r) for r in reversed(records)] or [Text("no audit records yet", style="dim")])
+        options.add_options([_line(r, self) for r in reversed(records)] or [Text("no audit records yet", style="dim")])
 
 
-def _line(record: dict[str, Any]) -> Text:
+def _line(record: dict[str, Any], pane: AuditPane) -> Text:
     who = record["who"]["user"] + (f"@{record['who']['host']}" if record["who"].get("host") else "")
     if ssh := record["who"].get("ssh_client"):
         who += f" from {ssh.split()[0]}"
@@ -49,5 +50,5 @@ def _line(record: dict[str, Any]) -> Text:
     line.append(f"{record['env']} {record['action']} ", style="bold")
     line.append(f"{record['outcome']} ({who})")
     if record.get("override_reason"):
-        line.append(f" override: {record['override_reason']}", style="yellow")
+        line.append(f" override: {record['override_reason']}", style=tone(pane, "$warning"))
     return line

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from rich.text import Text
 
 from services.backups.catalog import BackupEntry
+from widgets.colours import tone
 from widgets.table_pane import TablePane
 
 DAY = 86_400
@@ -24,13 +25,13 @@ class BackupsPane(TablePane[BackupEntry]):
     def row(self, item: BackupEntry) -> Sequence[Text]:
         age_days = (self.now - item.created) / DAY
         age = Text(f"{age_days:.0f}d" if age_days >= 1 else f"{age_days * 24:.0f}h",
-                   style="yellow" if age_days > self.retention_days else "")
+                   style=tone(self, "$warning") if age_days > self.retention_days else "")
         if not item.complete:
-            state = Text("PARTIAL", style="bold red")
+            state = Text("PARTIAL", style=tone(self, "bold $error"))
         elif item.verified_at:
-            state = Text("verified", style="bold green")
+            state = Text("verified", style=tone(self, "bold $success"))
         else:
-            state = Text("complete", style="green")
+            state = Text("complete", style=tone(self, "$success"))
         return Text(item.id + ("*" if item.pinned else "")), age, Text(_size(item.size)), state
 
     def detail(self, item: BackupEntry) -> str:

@@ -20,12 +20,14 @@ from textual.widgets import Label, Static
 from textual_plotext import PlotextPlot
 
 from services.core.events import CheckScheduled, MetricSample
+from widgets.colours import rgb, tone
 from widgets.plot_strips import Strips, ansi_strips
 from widgets.steady import update_steady
 
 METRICS = {"error_rate": "errors %", "p95_ms": "p95 ms", "cpu_percent": "CPU %", "memory_percent": "mem %"}
 SCALE = {"error_rate": 100.0}  # error rate is a ratio; people read it as a percentage
-SERIES_COLOURS = {"canary": "red", "stable": "green", "baseline": "blue"}
+SERIES_COLOURS = {"canary": "$error", "stable": "$success", "baseline": "$primary"}  # theme variables
+LIMIT_COLOUR = "$warning"
 WINDOW = 60  # samples charted per series: the strategy's 30 min of 30 s checks; bounded so a replot stays cheap
 WIDE = (120, 40)  # columns, rows from which all four charts show
 
@@ -72,16 +74,16 @@ class MetricChart(PlotextPlot):
         scale = SCALE.get(self.metric, 1)
         for name, values in self.series.items():
             if name == "baseline" and values:  # one number, taken before the canary: a line across
-                plt.horizontal_line(values[-1] * scale, color=SERIES_COLOURS[name])
+                plt.horizontal_line(values[-1] * scale, color=rgb(self, SERIES_COLOURS[name]))
             elif values:
                 # At most a point per column: plotext's build costs about twice as much at the
                 # 120 samples of a full window, and a column cannot show more anyway.
                 xs, ys = worst_per_column([v * scale for v in values], max(2, self.size.width))
                 # No legend: it hides the data on a small chart; the values table's coloured
                 # headers name the series instead.
-                plt.plot(xs, ys, color=SERIES_COLOURS[name], marker="braille")
+                plt.plot(xs, ys, color=rgb(self, SERIES_COLOURS[name]), marker="braille")
         if self.threshold is not None:
-            plt.horizontal_line(self.threshold * scale, color="yellow")
+            plt.horizontal_line(self.threshold * scale, color=rgb(self, LIMIT_COLOUR))
         self.dirty = False
         self.drawn = None
         self.refresh()
@@ -193,30 +195,32 @@ class CanaryPane(Vertical):
         text = Text()
         judge = self.verdicts.get("judge")
         if judge:
-            text.append(f"judge: {judge['note']}", style="bold red" if judge["action"] != "none" else "")
+            text.append(f"judge: {judge['note']}", style=tone(self, "bold $error") if judge["action"] != "none" else "")
         for entry in self.verdicts.values():
             if entry["rule"] != "judge" and (entry["action"] != "none" or entry["value"] is None):
                 shown = "no data" if entry["value"] is None else entry["verdict"].upper()
                 mode = "observe only" if entry["mode"] == "observe" else entry["mode"]
                 call = f" -> {entry['action']} ({mode})" if entry["action"] != "none" else ""
-                text.append(f"\n{entry['rule']}: {shown}{call}", style="bold red" if call else "yellow")
+                style = "bold $error" if call else "$warning"
+                text.append(f"\n{entry['rule']}: {shown}{call}", style=tone(self, style))
         return text
 
     def values_table(self) -> Text:
         header = [Text("metric", style="bold")]
-        header += [Text(series, style=f"bold {colour}") for series, colour in SERIES_COLOURS.items()]
-        rows = [[*header, Text("limit", style="bold yellow")]]
+        header += [Text(series, style=tone(self, f"bold {colour}")) for series, colour in SERIES_COLOURS.items()]
+        rows = [[*header, Text("limit", style=tone(self, f"bold {LIMIT_COLOUR}"))]]
         for chart in self.query(MetricChart):
             scale = SCALE.get(chart.metric, 1.0)
             breached = chart.pressure() >= 1.0
             rows.append([Text(METRICS[chart.metric]),
-                         _known(chart, "canary", scale, "bold red" if breached else "green"),
+                         _known(chart, "canary", scale, tone(self, "bold $error" if breached else "$success")),
                          _known(chart, "stable", scale), Text(_fmt(chart.latest("baseline"), scale)),
                          Text(_fmt(chart.threshold, scale))])
         share = self.verdicts.get("traffic_share")
         if share:  # the canary's observed share of requests beside the configured weight
-            rows.append([Text("share %"), Text(_fmt(share["value"]), style="bold red" if share["verdict"] == "off"
-                                                else "green"), Text(""), Text(""), Text(_fmt(share["threshold"]))])
+            off = share["verdict"] == "off"
+            shown = Text(_fmt(share["value"]), style=tone(self, "bold $error" if off else "$success"))
+            rows.append([Text("share %"), shown, Text(""), Text(""), Text(_fmt(share["threshold"]))])
         return _columns(rows)
 
     def redraw(self) -> None:
@@ -252,7 +256,7 @@ def _known(chart: MetricChart, series: str, scale: float, style: str = "") -> Te
     """The latest value; when the newest samples are missing, the last real one marked stale."""
     value, stale = chart.last_known(series)
     if stale:
-        return Text(f"{_fmt(value, scale)} stale", style="yellow")
+        return Text(f"{_fmt(value, scale)} stale", style=tone(chart, "$warning"))
     return Text(_fmt(value, scale), style=style)
 
 

@@ -10,6 +10,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
 from services.environments.overview import EnvironmentRow
+from widgets.colours import tone
 
 
 class EnvironmentsPane(Vertical):
@@ -48,7 +49,7 @@ class EnvironmentsPane(Vertical):
     def _label(self, env: str) -> Text:
         # The sign as well as the colour: NO_COLOR terminals still mark production.
         if env in self.production:
-            return Text(f"⚠ {env[:10]}", style="bold reverse red")
+            return Text(f"⚠ {env[:10]}", style=tone(self, "bold reverse $error"))
         return Text(env[:12])
 
     @property
@@ -61,7 +62,7 @@ class EnvironmentsPane(Vertical):
         for row in rows:
             self.rows[row.env] = row
             index = self.envs.index(row.env)
-            cells = {1: Text(row.version[:10], style="red" if row.error else ""), 2: Text(row.ready)}
+            cells = {1: Text(row.version[:10], style=tone(self, "$error") if row.error else ""), 2: Text(row.ready)}
             for column, cell in cells.items():
                 # Only what changed: each update redraws the table, and the poll comes every 2 s.
                 shown = table.get_cell_at(Coordinate(index, column))

@@ -11,10 +11,11 @@ from textual.widgets import Static
 
 from services.core.ports import MigrationRecord
 from services.migrations.lint import Finding
+from widgets.colours import tone
 from widgets.table_pane import TablePane
 
-STATE_STYLE = {"applied": "green", "pending": "yellow", "failed": "bold red", "edited": "bold magenta",
-               "missing_folder": "magenta", "rolled_back": "dim"}
+STATE_STYLE = {"applied": "$success", "pending": "$warning", "failed": "bold $error", "edited": "bold $accent",
+               "missing_folder": "$accent", "rolled_back": "dim"}
 NAME_WIDTH = 30
 SHOWN_FINDINGS = 4  # more would push the table off an 80x24 screen; the CLI lists them all
 
@@ -42,10 +43,10 @@ class MigrationsPane(TablePane[MigrationRecord]):
         self.findings = findings or []
         pending = sum(r.state in ("pending", "rolled_back") for r in records)
         self.fill(f"3 Migrations: {env}, {len(records) - pending} applied, {pending} pending", records)
-        self.query_one("#migrations-lint", Static).update(lint_summary(findings or [], pending))
+        self.query_one("#migrations-lint", Static).update(lint_summary(self, findings or [], pending))
 
     def row(self, item: MigrationRecord) -> Sequence[Text]:
-        return Text(clip(item.name, NAME_WIDTH)), Text(item.state, style=STATE_STYLE.get(item.state, ""))
+        return Text(clip(item.name, NAME_WIDTH)), Text(item.state, style=tone(self, STATE_STYLE.get(item.state, "")))
 
     def detail(self, item: MigrationRecord) -> str:
         applied = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(item.started_at)) if item.started_at else "-"
@@ -60,19 +61,20 @@ class MigrationsPane(TablePane[MigrationRecord]):
         return f"{item.name}\napplied {applied}, took {took}\nchecksum {item.checksum[:16]}…{logs}"
 
 
-def lint_summary(findings: list[Finding], pending: int) -> Text:
+def lint_summary(pane: MigrationsPane, findings: list[Finding], pending: int) -> Text:
     """The pending migrations' lint findings: rule, where, and the safer way, one per line."""
     if not pending:
         return Text("")
     if not findings:
-        return Text("lint: pending migrations are clean", style="green")
+        return Text("lint: pending migrations are clean", style=tone(pane, "$success"))
     blocking = sum(f.blocking for f in findings)
     text = Text()
     text.append(f"lint: {blocking} blocking, {len(findings) - blocking} warnings;"
-                " highlight a migration for the safer way\n", style="bold red" if blocking else "yellow")
+                " highlight a migration for the safer way\n",
+                style=tone(pane, "bold $error" if blocking else "$warning"))
     shown = sorted(findings, key=lambda f: not f.blocking)[:SHOWN_FINDINGS]  # blocking ones first
     for finding in shown:
-        text.append("✗ " if finding.blocking else "! ", style="red" if finding.blocking else "yellow")
+        text.append("✗ " if finding.blocking else "! ", style=tone(pane, "$error" if finding.blocking else "$warning"))
         text.append(f"{finding.rule} ", style="bold")
         text.append(f"{finding.migration}:{finding.line}\n", style="dim")
     if len(findings) > len(shown):

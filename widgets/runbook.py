@@ -18,14 +18,15 @@ from services.core.events import (
     StepStarted,
     StepStatus,
 )
+from widgets.colours import tone
 from widgets.steady import update_steady
 
 ICONS = {
     StepStatus.PENDING: ("·", "dim"),
-    StepStatus.RUNNING: ("▶", "bold yellow"),
-    StepStatus.WAITING: ("?", "bold magenta"),
-    StepStatus.DONE: ("✓", "green"),
-    StepStatus.FAILED: ("✗", "bold red"),
+    StepStatus.RUNNING: ("▶", "bold $warning"),
+    StepStatus.WAITING: ("?", "bold $accent"),
+    StepStatus.DONE: ("✓", "$success"),
+    StepStatus.FAILED: ("✗", "bold $error"),
     StepStatus.SKIPPED: ("-", "dim"),
 }
 
@@ -78,12 +79,13 @@ class RunbookPanel(VerticalScroll):
             self.show_progress(progress_bar(event.done, event.total, event.unit))
             return
         elif isinstance(event, Finished):
-            style = "bold green" if event.outcome is Outcome.SUCCEEDED else "bold red"
+            warning = tone(self, "$warning")
+            style = tone(self, "bold $success" if event.outcome is Outcome.SUCCEEDED else "bold $error")
             self.outcome = Text(f"{event.outcome.value.upper()}: {event.detail}", style=style)
             if event.next_options:
-                self.outcome.append("\nnext: " + " | ".join(event.next_options), style="yellow")
+                self.outcome.append("\nnext: " + " | ".join(event.next_options), style=warning)
             if event.outcome is not Outcome.SUCCEEDED:
-                self.outcome.append("\npress r to run it again from the step that stopped", style="yellow")
+                self.outcome.append("\npress r to run it again from the step that stopped", style=warning)
         else:
             return
         self.query_one("#runbook-steps", Static).update(self.render_steps())
@@ -119,7 +121,7 @@ class RunbookPanel(VerticalScroll):
         text = Text()
         for step_id, title in self.steps[:upto]:
             icon, style = ICONS[self.status.get(step_id, StepStatus.PENDING)]
-            text.append(f"{icon} ", style=style)
+            text.append(f"{icon} ", style=tone(self, style))
             text.append(title)
             if detail := self.details.get(step_id):
                 text.append(f"  {detail}", style="dim")

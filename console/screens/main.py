@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -45,6 +45,7 @@ from widgets.backups import BackupsPane
 from widgets.banner import SandboxBanner
 from widgets.build_log import BuildLogPane
 from widgets.canary import CanaryPane
+from widgets.colours import tone
 from widgets.confirm import ConfirmModal
 from widgets.environments import EnvironmentsPane
 from widgets.migrations import MigrationsPane
@@ -154,6 +155,8 @@ class MainScreen(Screen[None]):
             self.post_message(self.Overview(self.overview))
         self.load_panes()
         self.offer_resume()
+        # A new theme: the panes' Rich text takes its colours at each update, so update them now.
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.load_panes())
 
     def on_resize(self) -> None:
         self.set_class(self.app.size.width >= WIDE_COLUMNS, "-wide")
@@ -190,7 +193,8 @@ class MainScreen(Screen[None]):
         self.query_one(AuditPane).show(data.audit)
         for pane, error in data.errors.items():
             target = "migrations" if pane == "lint" else pane
-            self.query_one(f"#{target}-detail", Static).update(Text(f"cannot read {pane}: {error}", style="red"))
+            self.query_one(f"#{target}-detail", Static).update(
+                Text(f"cannot read {pane}: {error}", style=tone(self, "$error")))
 
     @on(EnvironmentsPane.Selected)
     def env_selected(self) -> None:
@@ -204,6 +208,17 @@ class MainScreen(Screen[None]):
 
     def action_focus_envs(self) -> None:
         self.query_one("#env-table").focus()
+
+    def on_click(self, event: events.Click) -> None:
+        """A pane's title is its tab: a click on it focuses that pane, as its number key does."""
+        title = event.widget
+        if title is None or not title.has_class("title"):
+            return
+        pane = next((node.id for node in title.ancestors if node.id in PANES or node.id == "environments"), None)
+        if pane == "environments":
+            self.action_focus_envs()
+        elif pane is not None:
+            self.action_show(pane)
 
     def action_show(self, pane: str) -> None:
         self.remove_class("-checklist")

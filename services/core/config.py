@@ -462,7 +462,14 @@ class ReleaseConfig(Strict):
     database: DatabaseConfig = DatabaseConfig()
     audit: AuditConfig = AuditConfig()
     state: StateConfig = StateConfig()
+    keys: dict[str, str] = Field(
+        default_factory=dict, description='the TUI keymap: binding id -> key(s), e.g. "action.release" = "ctrl+r"')
     source: Path | None = Field(None, exclude=True)
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _flat_keys(cls, value: Any) -> Any:
+        return flatten_keys(value) if isinstance(value, dict) else value
 
     @field_validator("environments")
     @classmethod
@@ -484,6 +491,20 @@ class ReleaseConfig(Strict):
         """The app's health endpoint in an environment: its api_url's origin plus app.health_path."""
         parts = urlsplit(self.environment(env).api_url)
         return f"{parts.scheme}://{parts.netloc}{self.app.health_path}"
+
+
+def flatten_keys(table: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """A keymap table as binding id -> key. TOML reads `action.release = "x"` as a nested table,
+    so nested tables are joined with dots: quoted and bare dotted ids mean the same."""
+    flat: dict[str, str] = {}
+    for name, value in table.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_keys(value, f"{prefix}{name}."))
+        elif isinstance(value, str):
+            flat[f"{prefix}{name}"] = value
+        else:
+            raise ValueError(f'{prefix}{name}: a key must be a string such as "ctrl+r", not {type(value).__name__}')
+    return flat
 
 
 def locate(explicit: str | os.PathLike[str] | None, env: Mapping[str, str] = os.environ) -> Path:

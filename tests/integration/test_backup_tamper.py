@@ -87,13 +87,14 @@ class Env:
         return int(count[0]) if count else 0, str(name[0]) if name else ""
 
     def files(self) -> dict[str, bytes]:
-        """Everything on disk outside the backup store: the app dir, the state dir, the markers."""
+        """Everything on disk outside the backup store: the app dir, the state dir, the markers; not the
+        journal, the audit and the operation's saved log, which the runner always writes."""
         found = {}
         for path in sorted(self.tmp_path.rglob("*")):
             relative = path.relative_to(self.tmp_path)
             written = (".sqlite3", "-wal", "-shm", ".jsonl", ".head")
-            if relative.parts[0] == "backups" or relative.name.endswith(written):
-                continue  # the store itself, and the journal and audit the runner always writes
+            if relative.parts[0] == "backups" or relative.name.endswith(written) or "build-logs" in relative.parts:
+                continue
             found[str(relative)] = path.read_bytes() if path.is_file() else b"<dir>"
         return found
 

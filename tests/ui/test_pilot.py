@@ -125,10 +125,11 @@ async def test_sandbox_banner_and_environments(make_ui_app: Any, messages: Messa
         assert table.row_count == 3
         labels = [table.get_cell_at(Coordinate(row, 0)).plain for row in range(3)]
         assert labels[:2] == ["development", "staging"]
-        # Production is marked apart: in red, and by more than colour (a sign or PROD) for NO_COLOR terminals.
+        # Production is marked apart: in the theme's error colour (red), and by more than colour (a sign or
+        # PROD) for NO_COLOR terminals.
         prod = table.get_cell_at(Coordinate(2, 0))
         assert prod.plain.startswith(("produc", "⚠")) and prod.plain not in ("production", "produc")
-        assert "red" in str(prod.style) and "reverse" in str(prod.style)
+        assert pilot.app.theme_variables["error"] in str(prod.style) and "reverse" in str(prod.style)
         versions = [table.get_cell_at(Coordinate(row, 1)).plain for row in range(3)]
         assert versions == ["1.5.0-rc.1", "1.4.2", "1.4.1"]
         assert table.get_cell_at(Coordinate(2, 2)).plain == "9/9"

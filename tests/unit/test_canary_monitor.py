@@ -17,9 +17,9 @@ from services.canary import trace
 from services.canary.judge import CanaryVerdict
 from services.canary.monitor import Check, add_samples, evaluate, new_samples
 from services.core.config import CanaryPolicy, MetricsConfig
+from services.core.container import Services
 from services.core.events import MetricSample, Outcome, VerdictLogged
 from services.core.ports import MetricSnapshot
-from services.factory import Services
 from services.sandbox.world import World
 
 BASE = {"error_rate": 0.01, "p95_ms": 200.0, "cpu_percent": 40.0, "memory_percent": 60.0}

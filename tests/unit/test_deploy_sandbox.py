@@ -11,8 +11,8 @@ from rig.opkit import IMAGE, finished, logs, run, sandbox_services, steps
 
 from console import cli
 from services.catalog import build_operation
+from services.core.container import Services
 from services.core.events import Outcome
-from services.factory import Services
 
 
 @pytest.fixture
