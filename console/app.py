@@ -91,16 +91,16 @@ class ReleaseConsole(App[None]):
             self.push_screen(MainScreen(services, self.seed, overview))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        from console.screens.main import ACTION_KEYS, PANES, MainScreen
-        from services.catalog import all_actions
+        from console.action_table import ACTIONS, PANES
+        from console.screens.main import MainScreen
 
         yield from super().get_system_commands(screen)
         if not isinstance(screen, MainScreen):
             return
-        for kind, spec in sorted(all_actions().items()):
-            key = self.key_of(f"action.{kind}", ACTION_KEYS.get(kind, ""))
-            yield SystemCommand(f"{spec.title} ({key})", f"{kind} on the selected environment",
-                                lambda kind=kind: screen.action_start(kind))
+        for entry in sorted(ACTIONS, key=lambda entry: entry.kind):
+            key = self.key_of(f"action.{entry.kind}", entry.key)
+            yield SystemCommand(f"{entry.title} ({key})", f"{entry.kind} on the selected environment",
+                                lambda kind=entry.kind: screen.action_start(kind))
         for pane, key in PANES.items():
             yield SystemCommand(f"Show {pane} pane ({self.key_of(f'pane.{pane}', key)})",
                                 f"switch to the {pane} pane", lambda pane=pane: screen.action_show(pane))
@@ -112,11 +112,8 @@ class ReleaseConsole(App[None]):
 
     def action_help(self) -> None:
         from console.screens.help import HelpScreen, help_sections
-        from console.screens.main import PANE_FOR
-        from services.catalog import all_actions
 
-        titles = {kind: spec.title for kind, spec in all_actions().items()}
-        self.push_screen(HelpScreen(help_sections(self.screen, PANE_FOR, titles)))
+        self.push_screen(HelpScreen(help_sections(self.screen)))
 
     def _keep_theme(self, theme: Theme) -> None:
         if saved_theme(self.theme_file) == theme.name:

@@ -36,8 +36,9 @@ def top_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return top
 
 
-def parser() -> argparse.ArgumentParser:
-    from services.catalog import all_actions
+def parser(with_params: bool = True) -> argparse.ArgumentParser:
+    """Every command. Without params (for --help short of an action) no service is imported: fast."""
+    from console.action_table import ACTIONS, groups
 
     top = top_parser()
     sub = top.add_subparsers(dest="command")
@@ -65,45 +66,43 @@ def parser() -> argparse.ArgumentParser:
     abandon.add_argument("--reason", required=True)
     history = sub.add_parser("history", help="an environment's revisions: image, digest, who, when, migration, backup")
     history.add_argument("--env", required=True)
-    actions = all_actions()
-    grouped = {kind for members in GROUPS.values() for kind in members.values()} - ALSO_TOP_LEVEL
-    groups = {name: sub.add_parser(name, help=f"{name} {' | '.join(members)}").add_subparsers(
-        dest="group_command", required=True) for name, members in GROUPS.items()}
+    readers = {"migrate": ["status", "lint"], "canary": ["trace"], "lock": ["status"], "backup": ["list"]}
+    group_parsers = {name: sub.add_parser(name, help=f"{name} {' | '.join([*members, *readers.get(name, [])])}")
+                     .add_subparsers(dest="group_command", required=True) for name, members in groups().items()}
     for name in ("status", "lint"):
-        groups["migrate"].add_parser(name, help=f"migration {name}").add_argument("--env", required=True)
-    trace = groups["canary"].add_parser("trace", help="a canary's decision trace as an incident timeline")
+        group_parsers["migrate"].add_parser(name, help=f"migration {name}").add_argument("--env", required=True)
+    trace = group_parsers["canary"].add_parser("trace", help="a canary's decision trace as an incident timeline")
     trace.add_argument("--op", help="the canary operation's id (default: the latest canary)")
     trace.add_argument("--format", choices=("md", "json"), default="md")
     trace.add_argument("--out", help="write <op>.md and <op>.json into this directory instead of printing")
-    groups["lock"].add_parser("status", help="who holds each environment's release lock")
-    listing = groups["backup"].add_parser("list", help="backups in every store: age, size, verified, pinned")
+    group_parsers["lock"].add_parser("status", help="who holds each environment's release lock")
+    listing = group_parsers["backup"].add_parser("list", help="backups in every store: age, size, verified, pinned")
     listing.add_argument("--env")
-    for group, members in GROUPS.items():
-        for command, kind in members.items():
-            if kind in actions:
-                _action_parser(groups[group], command, kind, actions[kind].title)
-    for kind, spec in sorted(actions.items()):
-        if kind not in grouped:
-            _action_parser(sub, TOP_LEVEL.get(kind, kind), kind, spec.title)
+    for entry in ACTIONS:
+        for words in (entry.command, entry.also):
+            if words:
+                into = group_parsers[words[0]] if len(words) == 2 else sub
+                _action_parser(into, words[-1], entry.kind, entry.title, with_params)
+    _json_after_any_command(top)
     return top
 
 
-# `migrate deploy` runs the action "migrate", and so on; other actions are top-level commands.
-GROUPS = {
-    "migrate": {"deploy": "migrate", "resolve": "resolve", "rollback": "migrate-rollback"},
-    "expand": {"add-column": "expand-add-column", "rename-column": "expand-rename-column"},
-    "backup": {"create": "backup", "verify": "verify", "prune": "prune", "pin": "backup-pin"},
-    "lock": {"break": "lock-break"},
-    "pipeline": {"run": "release"},
-    "canary": {"start": "canary-start", "step": "step", "promote": "promote", "abort": "abort", "run": "canary",
-               "watch": "canary-watch"},
-}
-ALSO_TOP_LEVEL = {"release"}  # grouped, and a command of its own too
-TOP_LEVEL = {"restore-drill": "drill"}  # actions whose command name differs from their kind
-def _action_parser(subparsers: Any, command: str, kind: str, title: str) -> None:
+def _json_after_any_command(command: argparse.ArgumentParser) -> None:
+    """`--json` is a top-level flag that every sub-command accepts too: `status --json` as `--json status`."""
+    for action in command._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                child.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                                   help="JSON output (JSON lines for operations)")
+                _json_after_any_command(child)
+
+
+def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_params: bool) -> None:
+    action = subparsers.add_parser(command, help=title)
+    if not with_params:
+        return
     from services.catalog import all_actions
 
-    action = subparsers.add_parser(command, help=title)
     action.set_defaults(action_kind=kind)
     action.add_argument("--env", required=True)
     for param in all_actions()[kind].params:  # each param of the action is a flag of the same name
@@ -120,6 +119,16 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str) -> None
     action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     action.add_argument("--reason", help="override reason, recorded in the audit log")
     _confirm_flags(action)
+
+
+def _help_short_of_an_action(argv: Sequence[str]) -> bool:
+    """`--help` for the console or a group: answered from the action table, without the services."""
+    from console.action_table import commands
+
+    if not {"-h", "--help"} & set(argv):
+        return False
+    words = tuple(word for word in argv if not word.startswith("-"))
+    return not any(words[:n] in commands() for n in (1, 2))
 
 
 def _confirm_flags(command: argparse.ArgumentParser) -> None:
@@ -183,6 +192,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from console.app import run_app
 
         return run_app(quick.config, sandbox=quick.sandbox, seed=quick.seed, time_scale=quick.time_scale)
+    if _help_short_of_an_action(argv):
+        parser(with_params=False).parse_args(argv)  # prints the help and exits
     from services import factory
     from services.core.audit import AuditUnavailable, SharedUnavailable
     from services.core.config import ConfigError

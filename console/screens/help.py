@@ -16,6 +16,7 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
+from console.action_table import BY_KIND
 from widgets.colours import tone
 
 Section = tuple[str, list[tuple[str, str]]]
@@ -34,8 +35,8 @@ def focused_pane(screen: Screen[object]) -> str:
     return "environments"
 
 
-def help_sections(screen: Screen[object], pane_for: dict[str, str], titles: dict[str, str]) -> list[Section]:
-    """`pane_for`: action kind -> the pane it shows in; `titles`: action kind -> its title."""
+def help_sections(screen: Screen[object]) -> list[Section]:
+    """The focused pane's keys (with the actions whose progress shows there), the pane keys, the rest."""
     app, pane = screen.app, focused_pane(screen)
     keys: dict[str, list[str]] = {}  # binding id (or action) -> keys shown
     found: dict[str, tuple[Binding, bool]] = {}  # -> (binding, on the pane rather than screen or app)
@@ -53,8 +54,8 @@ def help_sections(screen: Screen[object], pane_for: dict[str, str], titles: dict
         shown = "/".join(keys[name])
         kind = name.removeprefix("action.")
         if name.startswith("action."):
-            row = (shown, titles.get(kind, binding.description))
-            (mine if pane_for.get(kind) == pane else everywhere).append(row)
+            entry = BY_KIND[kind]
+            (mine if entry.pane == pane else everywhere).append((shown, entry.title))
         elif name.startswith("pane."):
             panes.append((shown, f"{binding.description} pane"))
         else:

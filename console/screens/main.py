@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
+from console.action_table import ACTIONS, BY_KIND, PANES
 from console.pump import EventPump
 from console.screens.resume import ResumeModal
 from services.backups.catalog import BackupEntry, list_backups
@@ -52,22 +53,6 @@ from widgets.migrations import MigrationsPane
 from widgets.params import ParamsModal
 from widgets.runbook import RunbookPanel
 
-PANES = {"build": "2", "migrations": "3", "canary": "4", "backups": "5", "audit": "6"}
-# Which pane an operation's progress is best watched in.
-PANE_FOR = {"release": "build", "build": "build", "push": "build", "rollback": "build", "deploy": "build",
-            "canary-start": "build", "step": "build", "promote": "build", "scale": "build",
-            "canary": "canary", "canary-watch": "canary", "abort": "canary",
-            "migrate": "migrations", "resolve": "migrations", "migrate-rollback": "migrations",
-            "expand-add-column": "migrations", "expand-rename-column": "migrations",
-            "backup": "backups", "prune": "backups", "restore": "backups", "verify": "backups",
-            "backup-pin": "backups", "restore-drill": "backups"}
-# Action kind -> key. Capitals are destructive, and always confirmed.
-ACTION_KEYS = {"release": "d", "migrate": "m", "backup": "b", "canary": "c",
-               "expand-add-column": "e", "expand-rename-column": "n",
-               "verify": "v", "backup-pin": "p", "restore-drill": "D", "push": "u", "build": "U",
-               "rollback": "R", "restore": "X", "prune": "P", "abort": "A", "resolve": "V", "migrate-rollback": "B",
-               "deploy": "t", "canary-start": "s", "step": "w", "promote": "o", "scale": "plus", "canary-watch": "W",
-               "lock-break": "L"}
 POLL_SECONDS = 2.0
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
 CHECKLISTS = ("restore", "restore-drill")
@@ -102,8 +87,8 @@ class MainScreen(Screen[None]):
         Binding("1", "focus_envs", "Envs", id="pane.environments"),
         *[Binding(key, f"show('{pane}')", pane.capitalize(), id=f"pane.{pane}", show=False)
           for pane, key in PANES.items()],
-        *[Binding(key, f"start('{kind}')", kind.capitalize(), id=f"action.{kind}", show=kind in ("release", "canary"))
-          for kind, key in ACTION_KEYS.items()],
+        *[Binding(entry.key, f"start('{entry.kind}')", entry.kind.capitalize(), id=f"action.{entry.kind}",
+                  show=entry.kind in ("release", "canary")) for entry in ACTIONS],
         Binding("ctrl+x", "cancel_operation", "Cancel op", id="operation.cancel"),
         Binding("r", "retry", "Retry", id="operation.retry", show=False),
         Binding("T", "export_trace", "Export trace", id="canary.export_trace", show=False),
@@ -262,7 +247,7 @@ class MainScreen(Screen[None]):
         self.running = f"{operation.kind} on {operation.env}"
         self.pump = EventPump()
         self.drain_timer.resume()
-        self.action_show(PANE_FOR.get(operation.kind, "build"))
+        self.action_show(BY_KIND[operation.kind].pane)
         # A walkthrough is read as a checklist: it gets the whole column until a pane key is pressed.
         self.set_class(operation.kind in CHECKLISTS, "-checklist")
         if operation.kind == "canary":
