@@ -64,6 +64,9 @@ def parser(with_params: bool = True) -> argparse.ArgumentParser:
     abandon = journal_sub.add_parser("abandon", help="abandon an interrupted operation, with a reason")
     abandon.add_argument("op_id")
     abandon.add_argument("--reason", required=True)
+    completion = sub.add_parser("completion", help="print the shell completion script, e.g. "
+                                "eval \"$(release-console completion bash)\" in ~/.bashrc")
+    completion.add_argument("shell", choices=("bash", "zsh"))
     history = sub.add_parser("history", help="an environment's revisions: image, digest, who, when, migration, backup")
     history.add_argument("--env", required=True)
     readers = {"migrate": ["status", "lint"], "canary": ["trace"], "lock": ["status"], "backup": ["list"]}
@@ -204,6 +207,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     # The one exit for text: every line any command prints is masked on its way out.
     sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
     args = parser().parse_args(argv)
+    if args.command == "completion":  # from the parser itself, by shtab: no config needed
+        import shtab
+
+        print(shtab.complete(parser(), shell=args.shell))
+        return EXIT_OK
     try:
         config = factory.load_config(args.config, args.sandbox)
     except ConfigError as err:

@@ -56,3 +56,28 @@ def test_help_lists_every_command_without_loading_the_services() -> None:
 def test_an_actions_own_help_has_its_flags() -> None:
     text, loaded = help_of("canary", "step", "--help")
     assert "--weights" in text and "--confirm-env" in text and "services.catalog" in loaded
+
+
+def completions(script: str, line: str) -> list[str]:
+    """What bash offers for `line` (ending where the cursor is), with the script loaded."""
+    words = line.split(" ")
+    driver = (f'source "$1"\nCOMP_WORDS=({" ".join(words)} ); COMP_CWORD={len(words) - 1}\n'
+              f'COMP_LINE="{line}"; COMP_POINT={len(line)}\n_shtab_release_console\nprintf "%s\\n" "${{COMPREPLY[@]}}"')
+    done = subprocess.run(["bash", "-c", driver, "bash", script], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_bash_completion_offers_the_commands_and_their_flags(capsys: pytest.CaptureFixture[str],
+                                                               tmp_path: Path) -> None:
+    assert cli.main(["completion", "bash"]) == cli.EXIT_OK
+    script = tmp_path / "release-console.bash"
+    script.write_text(capsys.readouterr().out, encoding="utf-8")
+    assert {"start", "step"} <= set(completions(str(script), "release-console canary st"))
+    assert "--weights" in completions(str(script), "release-console canary step --we")
+    assert "migrate" in completions(str(script), "release-console mig")
+
+
+def test_zsh_completion_names_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["completion", "zsh"]) == cli.EXIT_OK
+    script = capsys.readouterr().out
+    assert script.startswith("#compdef release-console") and "rename-column" in script and "--confirm-env" in script
