@@ -14,7 +14,7 @@ from services.core.container import Services
 from services.core.operations import Operation
 from services.environments import lock_break
 from services.migrations import deploy as migrations
-from services.migrations import expand
+from services.migrations.expand import add_column, rename_column
 from services.release import deploy, pipeline
 
 ACTIONS: dict[str, Action] = {
@@ -24,7 +24,7 @@ ACTIONS: dict[str, Action] = {
         rollout.canary, rollout.canary_watch,
         control.canary_start, control.step, control.promote, control.abort, control.scale,
         migrations.migrate, migrations.resolve, migrations.migrate_rollback,
-        expand.add_column, expand.rename_column,
+        add_column.add_column, rename_column.rename_column,
         backups.backup, backups.prune, backups.pin, verify.verify,
         recovery.restore, recovery.restore_drill,
         lock_break.lock_break,

@@ -296,8 +296,8 @@ class HealthChecker(Protocol):
 
 
 # --- zero-downtime schema changes (expand/contract) -----------------------------------------
-# The operations in services/migrations/expand.py speak only in these terms; the PostgreSQL
-# adapter (services/migrations/schema_changes.py) renders them as SQL, the sandbox applies
+# The operations in services/migrations/expand/ speak only in these terms; the PostgreSQL
+# adapter (services/adapters/postgres_schema.py) renders them as SQL, the sandbox applies
 # them to a simulated table (services/sandbox/expand.py).
 
 

@@ -28,7 +28,7 @@ from services.core import config as config_module
 from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, Progress, StepFinished, StepStarted
 from services.core.operations import Result
 from services.factory import Services, build
-from services.migrations.expand import not_null_check, sync_names
+from services.migrations.expand.params import not_null_check, sync_names
 
 TABLE = "StockItem"  # mixed case: every name must be quoted on its way to SQL
 ROWS = 20_000

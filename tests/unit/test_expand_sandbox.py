@@ -14,7 +14,7 @@ from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, Pr
 from services.core.operations import Result
 from services.core.ports import Fill, TableInfo
 from services.factory import EXAMPLE_CONFIG, Services, build, load_config
-from services.migrations.expand import not_null_check, sync_names, valid_type
+from services.migrations.expand.params import not_null_check, sync_names, valid_type
 
 SCALE = 3000
 ADD = {"table": "Ingredient", "column": "expiresAt", "type": "timestamp(3)", "backfill": "now()"}
