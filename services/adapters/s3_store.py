@@ -19,12 +19,17 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, BinaryIO, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from services.core import config as cfg
 from services.core.masking import MASK, mask
 from services.core.operations import StepFailed
 from services.core.ports import StoredObject
+
+if TYPE_CHECKING:
+    # boto3-stubs[s3]: types only, never imported at run time.
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -69,41 +74,40 @@ class S3Store:
         self.retries = retries
         self.backoff_s = backoff_s
         self.where = f"s3://{self.bucket}/{self.prefix} at {config.endpoint_url or f'AWS ({config.region})'}"
-        self._client: Any = None
+        self._client: S3Client | None = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ client --
 
     @property
-    def client(self) -> Any:
+    def client(self) -> S3Client:
         """The boto3 S3 client, made on first use (boto3 costs start-up time the sandbox never needs)."""
         with self._lock:
             if self._client is None:
                 self._client = self._make_client()
             return self._client
 
-    def _make_client(self) -> Any:
+    def _make_client(self) -> S3Client:
         import boto3
         from botocore.config import Config
 
         c = self.config
-        s3_options: dict[str, Any] = {"addressing_style": "path"} if c.endpoint_url else {}
         options = Config(
             region_name=c.region,
             retries={"total_max_attempts": 1},  # ours below: one policy, logged, bounded, with a clear error
             connect_timeout=10,
             read_timeout=120,
-            s3=s3_options,
+            s3={"addressing_style": "path"} if c.endpoint_url else None,
             # S3-compatible stores (MinIO, Ceph, older versions) may refuse the CRC32 trailers that
             # botocore adds by default since 1.36; send checksums only where S3 requires them.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        credentials: dict[str, str] = {}
-        if c.access_key_id is not None and c.secret_access_key is not None:
-            credentials = {"aws_access_key_id": c.access_key_id.get_secret_value(),
-                           "aws_secret_access_key": c.secret_access_key.get_secret_value()}
-        return boto3.session.Session().client("s3", endpoint_url=c.endpoint_url, config=options, **credentials)
+        # Both or neither (checked in __init__); None leaves boto3 its default credential chain.
+        key_id = c.access_key_id.get_secret_value() if c.access_key_id else None
+        secret = c.secret_access_key.get_secret_value() if c.secret_access_key else None
+        return boto3.session.Session().client("s3", endpoint_url=c.endpoint_url, config=options,
+                                              aws_access_key_id=key_id, aws_secret_access_key=secret)
 
     def _key(self, key: str) -> str:
         if not key or key.startswith("/"):
@@ -216,7 +220,7 @@ class _Upload(io.RawIOBase):
         self.full_key = store._key(key)
         self.buffer = bytearray()
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
+        self.parts: list[CompletedPartTypeDef] = []
         self.size = 0
         self.done = False
 
