@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -36,7 +37,9 @@ from services.sandbox import adapters as sandbox
 from services.sandbox.expand import SandboxSchemaChanges
 from services.sandbox.world import World
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "food-management" / "release.toml"
+# Package data, so `--sandbox` works from an installed wheel too (examples/food-management links to it).
+# Wheels install unzipped, so it is a real file: relative paths in it resolve against its directory.
+EXAMPLE_CONFIG = Path(str(resources.files("services.sandbox").joinpath("release.toml")))
 T = TypeVar("T")
 
 
