@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console.version import VersionAction, version, version_asked
+
 if TYPE_CHECKING:
     from services.core.container import Services
     from services.core.events import ConfirmationNeeded, Event
@@ -41,6 +43,8 @@ def parser(with_params: bool = True) -> argparse.ArgumentParser:
     from console.action_table import ACTIONS, groups
 
     top = top_parser()
+    # Not in top_parser: its quick pre-scan in _main would take an action's own `--version TAG`.
+    top.add_argument("--version", action=VersionAction)
     sub = top.add_subparsers(dest="command")
     status = sub.add_parser("status", help="environments: version, replicas, lock holder")
     status.add_argument("--env")
@@ -190,6 +194,9 @@ def _unexpected(err: BaseException) -> int:
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     quick, rest = top_parser(add_help=False).parse_known_args(argv)
+    if version_asked(rest):
+        print(f"release-console {version()}")
+        return EXIT_OK
     if not rest:
         # The console itself: Textual first, so the first frame does not wait for pydantic.
         from console.app import run_app
