@@ -1,6 +1,6 @@
 """The Kubernetes deploy target against the Kubernetes API emulator, over real HTTP.
 
-The real `kubernetes` client, unpatched, talks to tests/rig/kube_emulator.py. Each test reads
+The real `kubernetes` client, unpatched, talks to tests/rig/kube_emulator/. Each test reads
 the emulator's request log (what was created, patched and deleted, in order) and its store
 (what the objects now hold). Both traffic splits run: ingress-nginx canary annotations, and
 one Gateway API HTTPRoute with weighted backends.
