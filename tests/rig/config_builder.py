@@ -1,8 +1,11 @@
 """release.toml for the tests: typed pieces in, a file or a loaded config out.
 
-    release({"staging": environment(), "production": environment(production=True)},
-            backup=backup(s3=s3_store(bucket, endpoint_url=url)), migrations={"dir": "migrations"},
-            ).load(tmp_path / "release.toml", {"TEST_DB": dsn})
+    from rig import config_builder as toml
+
+    toml.release(toml.staging_and_production(), backup=toml.backup(s3=toml.s3_store(bucket, endpoint_url=url)),
+                 migrations={"dir": "migrations"}).load(tmp_path / "release.toml", {"TEST_DB": dsn})
+
+Tests import it as `toml`: its pieces' names (backup, prometheus, environment) are common words there.
 
 Each piece is a function whose keywords are the keys tests set. A key left None is not written, so
 the loader's default applies; `**more` passes any other key of that table through as it is. The
@@ -53,6 +56,11 @@ def environment(*, api_url: str = NO_API, database_url: str = TEST_DB, redis_url
             "target": target, "metrics": metrics}
 
 
+def staging_and_production(**where: Any) -> dict[str, Table]:
+    """The usual pair: staging, and production marked as such; `where` goes to both environments."""
+    return {"staging": environment(**where), "production": environment(**where, production=True)}
+
+
 def docker_target(nginx: Table, *, docker_url: str | None = None, ports: tuple[int, int] | None = None,
                   **more: Any) -> Table:
     """A Docker host target (a unix://, tcp:// or ssh:// engine) behind the nginx that splits traffic."""
@@ -67,17 +75,29 @@ def nginx_split(upstream_file: str | Path, *, upstream: str | None = None, reloa
 class RigNginx(Protocol):
     """What the rig's `nginx` fixture offers (tests/conftest.py)."""
 
+    url: str
     upstream_file: Path
     upstream: str
     reload: list[str]
 
 
-def rig_docker_target(nginx: RigNginx, docker_url: str, low_port: int, **more: Any) -> Table:
+def rig_docker_target(nginx: RigNginx, docker_url: str, low_port: int, *, reload: Sequence[str] | None = None,
+                      **more: Any) -> Table:
     """A Docker host target on the rig: 20 host ports from `low_port`, short timeouts, the split
-    through the `nginx` fixture's nginx."""
-    split = nginx_split(nginx.upstream_file, upstream=nginx.upstream, reload=nginx.reload)
+    through the `nginx` fixture's nginx (reloaded by `reload` if given)."""
+    split = nginx_split(nginx.upstream_file, upstream=nginx.upstream, reload=reload or nginx.reload)
     quick = {"ready_timeout_s": 20, "stop_timeout_s": 2, "drain_s": 0.3}
     return docker_target(split, docker_url=docker_url, ports=(low_port, low_port + 19), **{**quick, **more})
+
+
+def rig_staging(nginx: RigNginx, docker_url: str, low_port: int, *, env: Mapping[str, str] | None = None,
+                **more: Any) -> Table:
+    """The staging the deploy and canary tests and benches share: the app behind the `nginx` fixture's
+    nginx on a Docker host target, the rig's Redis, and containers that make no traffic of their own
+    (`env`, the containers' environment, replaces that)."""
+    quiet = {"SYNTHETIC_RPS": "0", "LATENCY_MS": "0"} if env is None else env
+    target = rig_docker_target(nginx, docker_url, low_port, env=quiet)
+    return environment(**{"api_url": f"{nginx.url}/api", "redis_url": RIG_REDIS, "target": target, **more})
 
 
 def kubernetes_target(namespace: str, *, api_url: str | None = None, token: str | None = None,

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from rig.config_builder import (
+    RIG_REDIS,
     ReleaseToml,
     backup,
     docker_target,
@@ -19,9 +20,11 @@ from rig.config_builder import (
     release,
     render,
     rig_docker_target,
+    rig_staging,
     s3_store,
     scrape,
     secret,
+    staging_and_production,
 )
 from services.core.config import ConfigError, DockerTarget, KubernetesTarget, NoTarget
 
@@ -33,6 +36,7 @@ ENV = {
     "AWS_SECRET": "builder-test-aws-secret-0123456789",
     "SIGNING_KEY": "builder-test-signing-key-0123456789",
     "AUDIT_KEY": "builder-test-audit-key-0123456789",
+    "REDIS": "redis://:builder-test-redis-password@127.0.0.1:6379/0",
     "WEBHOOK": "http://127.0.0.1:1/hooks/builder-test-webhook",
 }
 
@@ -125,6 +129,14 @@ def test_pieces_left_out_keep_the_loaders_defaults(tmp_path: Path) -> None:
     assert config.backup.s3 is None and config.migrations.dir == "prisma/migrations"
 
 
+def test_staging_and_production_differ_only_in_the_mark() -> None:
+    config = release(staging_and_production(redis_url=secret("REDIS"))).parse(ENV)
+    staging, production = config.environment("staging"), config.environment("production")
+    assert (staging.production, production.production) == (False, True)
+    assert staging.model_copy(update={"production": True}) == production
+    assert production.redis_url.get_secret_value() == ENV["REDIS"]
+
+
 def test_the_rig_docker_target_takes_the_nginx_fixtures_split(tmp_path: Path) -> None:
     nginx = SimpleNamespace(upstream_file=tmp_path / "up.conf", upstream="food_management",
                             reload=["nginx", "-p", str(tmp_path), "-s", "reload"])
@@ -135,6 +147,21 @@ def test_the_rig_docker_target_takes_the_nginx_fixtures_split(tmp_path: Path) ->
     assert (docker.ports, docker.ready_timeout_s, docker.stop_timeout_s, docker.drain_s, docker.env) == (
         (21000, 21019), 20, 2, 0, {"A": "1"})
     assert (docker.nginx.upstream_file, docker.nginx.reload) == (str(tmp_path / "up.conf"), nginx.reload)
+
+
+def test_the_rig_staging_is_quiet_unless_told(tmp_path: Path) -> None:
+    nginx = SimpleNamespace(url="http://127.0.0.1:8080", upstream_file=tmp_path / "up.conf", upstream="food",
+                            reload=["nginx", "-s", "reload"])
+    quiet = release({"staging": rig_staging(nginx, "unix:///var/run/docker.sock", 21000)}).parse(ENV)
+    staging = quiet.environment("staging")
+    assert (staging.api_url, staging.redis_url.get_secret_value()) == ("http://127.0.0.1:8080/api", RIG_REDIS)
+    assert isinstance(staging.target, DockerTarget)
+    assert staging.target.env == {"SYNTHETIC_RPS": "0", "LATENCY_MS": "0"}
+    busy = rig_staging(nginx, "unix:///var/run/docker.sock", 21000, env={"SYNTHETIC_RPS": "50"},
+                       redis_url=secret("REDIS"))
+    staging = release({"staging": busy}).parse(ENV).environment("staging")
+    assert staging.redis_url.get_secret_value() == ENV["REDIS"]
+    assert isinstance(staging.target, DockerTarget) and staging.target.env == {"SYNTHETIC_RPS": "50"}
 
 
 def test_scraped_metrics_need_no_prometheus() -> None:
