@@ -48,7 +48,8 @@ import psycopg
 from _common import start_nginx
 from conftest import Nginx, _derived
 from integration.test_canary_e2e import Discovery, Load, Prometheus, _has_data
-from rig.helpers import docker_staging_toml, wait_until
+from rig import config_builder as toml
+from rig.helpers import wait_until
 from rig.opkit import finished, run
 from rig.sample_app import prepare_context
 
@@ -81,27 +82,13 @@ def config_text(repository: str, nginx: Nginx, prometheus: Prometheus, interval:
     """The release.toml of test_canary_e2e, with the check interval and window under test."""
     low = 23000 + (uuid.uuid4().int % 400) * 20
     docker_url = os.environ.get("RC_DOCKER_URL", "unix:///var/run/docker.sock")
-    return docker_staging_toml(f"rc-bench-canary-{uuid.uuid4().hex[:8]}", repository, nginx, docker_url, low, f"""
-[environments.staging.metrics]
-prometheus_url = "{prometheus.url}"
-
-[metrics]
-window = "{interval}s"
-min_samples = 8
-timeout_s = 1
-
-[canary]
-weight_percent = 10
-check_interval_s = {interval}
-duration_s = {interval * 20}
-ask_timeout_s = 2
-
-[backup]
-local_dir = "backups"
-
-[migrations]
-dir = "migrations"
-""")
+    staging = toml.rig_staging(nginx, docker_url, low, metrics=toml.prometheus(prometheus.url))
+    return toml.release(
+        {"staging": staging}, name=f"rc-bench-canary-{uuid.uuid4().hex[:8]}", image=repository,
+        metrics={"window": f"{interval}s", "min_samples": 8, "timeout_s": 1},
+        canary={"weight_percent": 10, "check_interval_s": interval, "duration_s": interval * 20, "ask_timeout_s": 2},
+        backup=toml.backup(), migrations={"dir": "migrations"},
+    ).text()
 
 
 def push_images(client: Any, registry: str, work: Path) -> str:

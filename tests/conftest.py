@@ -18,7 +18,7 @@ Session fixtures for those services (``docker_client``, ``registry``,
 ``pg_dsn``, ``prometheus_url``, ``prom_targets_dir``) FAIL, never skip, when
 their service is missing. In-process services, per test module: ``s3_endpoint``
 / ``s3_client`` (moto server over HTTP) and ``kube_api`` (the Kubernetes API
-emulator of tests/rig/kube_emulator.py, over HTTP, for the real client).
+emulator of tests/rig/kube_emulator/, over HTTP, for the real client).
 
 Real Kubernetes (opt-in): with ``RC_REAL_KUBE=1``, ``kube_api`` uses
 ``kubernetes.config.load_kube_config()`` (``KUBECONFIG`` or ~/.kube/config)

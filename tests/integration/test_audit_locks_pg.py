@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from rig import config_builder as toml
 from rig.helpers import free_port
 
 from console import cli
@@ -26,25 +27,16 @@ from services.core.locks import LockHeld, LockInfo
 from services.core.operations import Operation, Step
 
 KEY = "an-audit-key-from-the-vault-0123456789"
-TOML = """
-[app]
-name = "food"
-image = "127.0.0.1:5000/food"
 
-[audit]
-key = "${AUDIT_KEY}"
-%s
-[environments.staging]
-api_url = "http://127.0.0.1:1/"
-database_url = "${STAGING_DB}"
-redis_url = "redis://127.0.0.1:1/0"
 
-[environments.production]
-api_url = "http://127.0.0.1:1/"
-database_url = "${PROD_DB}"
-redis_url = "redis://127.0.0.1:1/0"
-production = true
-"""
+def release_file(state_url: str | None = None) -> toml.ReleaseToml:
+    """Both environments' databases by ${VAR}; `state_url`: the shared audit trail's own database."""
+    where = {"api_url": "http://127.0.0.1:1/", "redis_url": "redis://127.0.0.1:1/0"}
+    environments = {
+        "staging": toml.environment(**where, database_url=toml.secret("STAGING_DB")),
+        "production": toml.environment(**where, database_url=toml.secret("PROD_DB"), production=True)}
+    return toml.release(environments, name="food", image="127.0.0.1:5000/food", audit={"key": toml.secret("AUDIT_KEY")},
+                        state=None if state_url is None else {"database_url": state_url})
 
 
 def unreachable() -> str:
@@ -53,8 +45,7 @@ def unreachable() -> str:
 
 @pytest.fixture
 def release_toml(tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "release.toml"
-    path.write_text(TOML % "")
+    path = release_file().write(tmp_path / "release.toml")
     monkeypatch.setenv("AUDIT_KEY", KEY)
     monkeypatch.setenv("STAGING_DB", pg_database)
     monkeypatch.setenv("PROD_DB", pg_database)
@@ -207,7 +198,7 @@ def test_a_record_the_shared_trail_cannot_take_is_kept_pending_then_sent(
 
 def test_an_operation_reports_in_its_log_that_the_shared_trail_missed_its_records(
         tmp_path: Path, release_toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    release_toml.write_text(TOML % f'\n[state]\ndatabase_url = "{unreachable()}"\n')
+    release_file(state_url=unreachable()).write(release_toml)
     services = factory.build(factory.load_config(str(release_toml), False), state=tmp_path / "s")
     events: list[object] = []
     operation = Operation("check", "staging", "check", [Step("a", "A", lambda ctx: "ok")], takes_lock=False)

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from botocore.awsrequest import AWSResponse
+from rig import config_builder as toml
 
 from services import factory
 from services.backups.catalog import list_backups
@@ -23,32 +24,11 @@ ROWS = 300_000  # random md5 text: a dump of ~20 MB that zstd leaves above one 8
 
 
 def release_toml(tmp_path: Path, endpoint: str, bucket: str) -> Path:
-    path = tmp_path / "release.toml"
-    path.write_text(f"""
-[app]
-name = "food-management"
-image = "127.0.0.1:5000/food-management"
-
-[environments.staging]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:1"
-
-[backup]
-local_dir = "backups"
-
-[backup.s3]
-bucket = "{bucket}"
-prefix = "food-management/"
-endpoint_url = "{endpoint}"
-server_side_encryption = "AES256"
-access_key_id = "${{AWS_KEY}}"
-secret_access_key = "${{AWS_SECRET}}"
-
-[migrations]
-dir = "migrations"
-integrity_tables = ["Ingredient"]
-""")
+    store = toml.s3_store(bucket, prefix="food-management/", endpoint_url=endpoint, server_side_encryption="AES256",
+                          access_key_id=toml.secret("AWS_KEY"), secret_access_key=toml.secret("AWS_SECRET"))
+    migrations = {"dir": "migrations", "integrity_tables": ["Ingredient"]}
+    path = toml.release({"staging": toml.environment()}, backup=toml.backup(s3=store), migrations=migrations,
+                        ).write(tmp_path / "release.toml")
     (tmp_path / "migrations").mkdir(exist_ok=True)
     return path
 

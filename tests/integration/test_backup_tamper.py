@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 import zstandard
+from rig import config_builder as toml
 
 from services import factory
 from services.backups.trust import sign
@@ -34,33 +35,14 @@ ROWS = 300
 
 
 def release_toml(tmp_path: Path, signed: bool = True, migrations: bool = True, lock_wait: float = 60,
-                 s3: str = "") -> Path:
-    path = tmp_path / "release.toml"
-    stop, start = [["touch", str(tmp_path / "STOPPED")], ["touch", str(tmp_path / "STARTED")]]
-    path.write_text(f"""
-[app]
-name = "food-management"
-image = "127.0.0.1:5000/food-management"
-
-[environments.production]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:1"
-production = true
-app_dir = "app"
-services = {{ stop = {json.dumps(stop)}, start = {json.dumps(start)} }}
-
-[backup]
-local_dir = "backups"
-{'signing_key = "${SIGNING_KEY}"' if signed else ''}
-lock_wait_timeout_s = {lock_wait}
-{s3}
-
-[migrations]
-dir = "{'app/prisma/migrations' if migrations else 'nowhere/migrations'}"
-integrity_tables = ["Ingredient"]
-""")
-    return path
+                 s3: dict[str, Any] | None = None) -> Path:
+    production = toml.environment(production=True, app_dir="app", stop=["touch", str(tmp_path / "STOPPED")],
+                                  start=["touch", str(tmp_path / "STARTED")])
+    store = toml.backup(signing_key=toml.secret("SIGNING_KEY") if signed else None, lock_wait_timeout_s=lock_wait,
+                        s3=s3)
+    folder = "app/prisma/migrations" if migrations else "nowhere/migrations"
+    return toml.release({"production": production}, backup=store,
+                        migrations={"dir": folder, "integrity_tables": ["Ingredient"]}).write(tmp_path / "release.toml")
 
 
 class Env:
@@ -319,8 +301,8 @@ def test_pg_dump_waits_for_a_table_lock_only_as_long_as_configured(env: Env) -> 
 def test_a_manifest_signed_with_another_key_in_s3_is_refused(env: Env, s3_endpoint: str, s3_client: Any,
                                                               bucket_name: str) -> None:
     s3_client.create_bucket(Bucket=bucket_name)
-    s3 = (f'[backup.s3]\nbucket = "{bucket_name}"\nprefix = "t/"\nendpoint_url = "{s3_endpoint}"\n'
-          'access_key_id = "${AWS_KEY}"\nsecret_access_key = "${AWS_SECRET}"\n')
+    s3 = toml.s3_store(bucket_name, prefix="t/", endpoint_url=s3_endpoint, access_key_id=toml.secret("AWS_KEY"),
+                       secret_access_key=toml.secret("AWS_SECRET"))
     services = env.services(s3=s3)
     run = Run(services, "backup")
     assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 import zstandard
+from rig import config_builder as toml
 
 from services import factory
 from services.adapters.app_files import DirectoryAppFiles
@@ -76,27 +77,11 @@ def app_dir(tmp_path: Path) -> Path:
 
 def release_toml(tmp_path: Path, compression: str = "zstd", local_dir: str = "backups", app_dir: bool = True,
                  scratch: bool = False) -> Path:
-    path = tmp_path / "release.toml"
-    path.write_text(f"""
-[app]
-name = "food-management"
-image = "127.0.0.1:5000/food-management"
-
-[environments.staging]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:1"
-{'app_dir = "app"' if app_dir else ''}
-
-[backup]
-local_dir = "{local_dir}"
-compression = "{compression}"
-{'scratch_database_url = "${SCRATCH_DB}"' if scratch else ''}
-
-[migrations]
-dir = "app/prisma/migrations"
-""")
-    return path
+    staging = toml.environment(app_dir="app" if app_dir else None)
+    store = toml.backup(local_dir, compression=compression,
+                        scratch_database_url=toml.secret("SCRATCH_DB") if scratch else None)
+    return toml.release({"staging": staging}, backup=store, migrations={"dir": "app/prisma/migrations"},
+                        ).write(tmp_path / "release.toml")
 
 
 Build = Callable[..., factory.Services]

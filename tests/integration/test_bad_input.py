@@ -19,55 +19,25 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from rig import config_builder as toml
+from rig.helpers import free_port, unique_name
 
 from services import factory
 from services.core import config as config_module
-from tests.rig.helpers import free_port, unique_name
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "release-console")
 OK, FAILED, USAGE = 0, 1, 2
 SECRET = "s3cr3t-pw"  # in the unreachable database's URL: never printed
 
-BASE = """
-[app]
-name = "food-management"
-image = "127.0.0.1:5000/food-management"
-health_path = "/api/health"
 
-[environments.staging]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${TEST_DB}"
-redis_url = "redis://127.0.0.1:1"
-
-[environments.staging.metrics]
-prometheus_url = "http://127.0.0.1:9/prom"
-
-[environments.production]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${TEST_DB}"
-redis_url = "redis://127.0.0.1:1"
-production = true
-
-[migrations]
-dir = "migrations"
-"""
-
-DOCKER = """
-[environments.docked]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${TEST_DB}"
-redis_url = "redis://127.0.0.1:1"
-
-[environments.docked.target]
-kind = "docker"
-service = "app"
-ports = [3100, 3199]
-
-[environments.docked.target.nginx]
-upstream_file = "/tmp/rc-never-written.conf"
-upstream = "food_management"
-"""
+def valid_config() -> toml.ReleaseToml:
+    """A config that passes `config check`; the config rows edit its text."""
+    docked = toml.docker_target(toml.nginx_split("/tmp/rc-never-written.conf", upstream="food_management"),
+                                service="app", ports=(3100, 3199))
+    environments = {"staging": toml.environment(metrics=toml.prometheus("http://127.0.0.1:9/prom")),
+                    "production": toml.environment(production=True), "docked": toml.environment(target=docked)}
+    return toml.release(environments, app={"health_path": "/api/health"}, migrations={"dir": "migrations"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +46,7 @@ class Case:
     args: list[str]
     message: str  # a substring of the output naming the problem
     code: int
-    # (old, new) replacements in BASE + DOCKER, for the config rows
+    # (old, new) replacements in the text of valid_config(), for the config rows
     edit: tuple[tuple[str, str], ...] = field(default=())
     category: str = ""
 
@@ -227,7 +197,7 @@ def workdir(tmp_path: Path, database: str) -> Path:
     migration.mkdir(parents=True)
     (tmp_path / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
     (migration / "migration.sql").write_text('CREATE TABLE "Category" (id serial PRIMARY KEY);\n')
-    (tmp_path / "release.toml").write_text(BASE + DOCKER)
+    valid_config().write(tmp_path / "release.toml")
     config = config_module.load(tmp_path / "release.toml", _environment(tmp_path, database))
     factory.build(config, state=tmp_path / "state" / "release-console")  # the journal and audit exist
     return tmp_path

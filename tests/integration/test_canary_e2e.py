@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Nginx
-from rig.helpers import Discovery, docker_staging_toml, free_port, wait_until
+from rig import config_builder as toml
+from rig.helpers import Discovery, free_port, wait_until
 from rig.opkit import finished, run
 from rig.traffic import get_version
 
@@ -143,32 +144,14 @@ def services(tmp_path: Path, nginx: Nginx, prometheus: Prometheus, repository: s
              docker_client: Any, webhook: str) -> Iterator[factory.Services]:
     app = f"rc-canary-{uuid.uuid4().hex[:8]}"
     low = 22000 + (uuid.uuid4().int % 400) * 20
-    path = tmp_path / "release.toml"
-    path.write_text(docker_staging_toml(app, repository, nginx, os.environ["RC_DOCKER_URL"], low, f"""
-[environments.staging.metrics]
-prometheus_url = "{prometheus.url}"
-
-[metrics]
-window = "5s"
-min_samples = 8
-timeout_s = 1
-
-[canary]
-weight_percent = 10
-check_interval_s = 2
-duration_s = 30
-ask_timeout_s = 2
-
-[notify]
-webhook_url = "${{WEBHOOK}}"
-channel = "#deployments"
-
-[backup]
-local_dir = "backups"
-
-[migrations]
-dir = "migrations"
-"""))
+    staging = toml.rig_staging(nginx, os.environ["RC_DOCKER_URL"], low, metrics=toml.prometheus(prometheus.url))
+    path = toml.release(
+        {"staging": staging}, name=app, image=repository,
+        metrics={"window": "5s", "min_samples": 8, "timeout_s": 1},
+        canary={"weight_percent": 10, "check_interval_s": 2, "duration_s": 30, "ask_timeout_s": 2},
+        notify={"webhook_url": toml.secret("WEBHOOK"), "channel": "#deployments"},
+        backup=toml.backup(), migrations={"dir": "migrations"},
+    ).write(tmp_path / "release.toml")
     (tmp_path / "migrations").mkdir()
     config = config_module.load(path, {"TEST_DB": pg_database, "WEBHOOK": webhook})
     built = factory.build(config, state=tmp_path / "state")

@@ -15,7 +15,7 @@ from typing import Any
 import kubernetes
 import pytest
 from conftest import Nginx
-from rig.helpers import docker_staging_toml
+from rig import config_builder as toml
 from rig.opkit import finished, logs, run, steps
 from rig.traffic import Traffic, get_version, shares
 
@@ -41,17 +41,11 @@ def app_dir(tmp_path: Path, nginx: Nginx, repository: str) -> Path:
     (app / "prisma" / "migrations").mkdir(parents=True)
     (app / "prisma" / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
     low = 21000 + (uuid.uuid4().int % 400) * 20
-    (app / "release.toml").write_text(docker_staging_toml(
-        f"rc-ops-{uuid.uuid4().hex[:8]}", repository, nginx, os.environ["RC_DOCKER_URL"], low, """
-[backup]
-local_dir = "backups"
-compression = "gzip"
-
-[migrations]
-dir = "prisma/migrations"
-integrity_tables = []
-reindex_tables = []
-"""))
+    staging = toml.rig_staging(nginx, os.environ["RC_DOCKER_URL"], low)
+    toml.release({"staging": staging}, name=f"rc-ops-{uuid.uuid4().hex[:8]}", image=repository,
+                 backup=toml.backup(compression="gzip"),
+                 migrations={"dir": "prisma/migrations", "integrity_tables": [], "reindex_tables": []},
+                 ).write(app / "release.toml")
     return app
 
 
@@ -166,26 +160,11 @@ def kube_config(tmp_path: Path, kube_api: Any, pg_database: str, repository: str
     ingress = run_sample_app(VERSION="ingress")
 
     def write(split: str) -> str:
-        path = tmp_path / f"{split}.toml"
-        path.write_text(f"""
-[app]
-name = "food-management"
-image = "{repository}"
-
-[environments.production]
-api_url = "http://127.0.0.1:{ingress.port}/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:6379/0"
-production = true
-
-[environments.production.target]
-kind = "kubernetes"
-namespace = "default"
-api_url = "{kube_api.host}"
-traffic_split = "{split}"
-host = "food.example.com"
-ready_timeout_s = 5
-""")
+        target = toml.kubernetes_target("default", api_url=kube_api.host, traffic_split=split, host="food.example.com",
+                                        ready_timeout_s=5)
+        production = toml.environment(api_url=f"http://127.0.0.1:{ingress.port}/api", redis_url=toml.RIG_REDIS,
+                                      production=True, target=target)
+        path = toml.release({"production": production}, image=repository).write(tmp_path / f"{split}.toml")
         return str(path)
 
     return write

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from conftest import Nginx
+from rig import config_builder as toml
 from rig.helpers import wait_until
 from rig.traffic import Traffic, get_version, shares
 
 from services.adapters.docker_target import APP, DockerHostTarget
 from services.adapters.nginx_split import canary_weight, parse, render, split
-from services.core import config as config_module
 from services.core.operations import StepFailed
 from services.core.ports import Deploy, Promote, StartCanary, TargetStatus
 
@@ -46,21 +46,12 @@ def make_target(docker_url: str, nginx: Nginx, docker_client: Any, tmp_path: Pat
     low = 20000 + (uuid.uuid4().int % 600) * 20  # below the ephemeral range that free_port() draws from
 
     def make(docker_url: str = docker_url, reload: list[str] | None = None, **target: Any) -> DockerHostTarget:
-        raw = {
-            "app": {"name": app, "image": "unused"},
-            "environments": {"production": {
-                "api_url": nginx.url + "/api", "database_url": "${DB}", "redis_url": "redis://127.0.0.1:6379/0",
-                "production": True, "features": {"analytics": True},
-                "target": {
-                    "kind": "docker", "docker_url": docker_url, "ports": [low, low + 19], "env": {"LATENCY_MS": "0"},
-                    "ready_timeout_s": 20, "stop_timeout_s": 2, "drain_s": 0.3,
-                    "nginx": {"upstream_file": str(nginx.upstream_file), "upstream": nginx.upstream,
-                              "reload": reload or nginx.reload},
-                    **target,
-                },
-            }},
-        }
-        return DockerHostTarget(config_module.parse(raw, {"DB": SECRET_DB}), "production")
+        docker = toml.rig_docker_target(nginx, docker_url, low, reload=reload, **{"env": {"LATENCY_MS": "0"}, **target})
+        production = toml.environment(api_url=nginx.url + "/api", database_url=toml.secret("DB"),
+                                      redis_url=toml.RIG_REDIS, production=True, features={"analytics": True},
+                                      target=docker)
+        config = toml.release({"production": production}, name=app, image="unused").parse({"DB": SECRET_DB})
+        return DockerHostTarget(config, "production")
 
     yield make
     for container in docker_client.containers.list(all=True, filters={"label": f"{APP}={app}"}):

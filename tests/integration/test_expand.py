@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from rig import config_builder as toml
 
 from services.catalog import build_operation
 from services.core import config as config_module
@@ -43,27 +44,8 @@ TRIGGER, FUNCTION = sync_names(TABLE, "qty", "quantity")
 
 
 def release_toml(tmp_path: Path) -> Path:
-    path = tmp_path / "release.toml"
-    path.write_text(f"""
-[app]
-name = "food-management"
-image = "127.0.0.1:5000/food-management"
-
-[environments.staging]
-api_url = "http://127.0.0.1:3000/api"
-database_url = "${{TEST_DB}}"
-redis_url = "${{TEST_REDIS}}"
-
-[environments.production]
-api_url = "http://127.0.0.1:3000/api"
-database_url = "${{TEST_DB}}"
-redis_url = "${{TEST_REDIS}}"
-production = true
-
-[backup]
-local_dir = "{tmp_path / 'backups'}"
-""")
-    return path
+    environments = toml.staging_and_production(api_url="http://127.0.0.1:3000/api", redis_url=toml.secret("TEST_REDIS"))
+    return toml.release(environments, backup=toml.backup(tmp_path / "backups")).write(tmp_path / "release.toml")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The Kubernetes deploy target against the Kubernetes API emulator, over real HTTP.
 
-The real `kubernetes` client, unpatched, talks to tests/rig/kube_emulator.py. Each test reads
+The real `kubernetes` client, unpatched, talks to tests/rig/kube_emulator/. Each test reads
 the emulator's request log (what was created, patched and deleted, in order) and its store
 (what the objects now hold). Both traffic splits run: ingress-nginx canary annotations, and
 one Gateway API HTTPRoute with weighted backends.
@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from rig import config_builder as toml
 from rig.helpers import KubeAPI, free_port, unique_name
 from rig.kube_emulator import ApiError, KubeEmulator, Store
 
 from services.adapters.kube_target import KubernetesDeployTarget
-from services.core import config as config_module
 from services.core.operations import StepFailed
 from services.core.ports import Abort, Deploy, Promote, Scale, SetWeight, StartCanary
 
@@ -68,36 +68,15 @@ def split(request: pytest.FixtureRequest) -> str:
 
 def release_config(tmp_path: Path, api_url: str | None, namespace: str, split: str, ready_timeout_s: int = 5) -> Any:
     """release.toml for one staging environment on Kubernetes; without api_url, the kubeconfig's cluster."""
-    connection = f'api_url = "{api_url}"\ntoken = "${{KUBE_TOKEN}}"' if api_url else ""
-    path = tmp_path / "release.toml"
-    path.write_text(f"""
-[app]
-name = "{N}"
-image = "{REPO}"
-port = 3000
-health_path = "/api/health"
-
-[environments.staging]
-api_url = "https://staging.food.example.test/api"
-database_url = "${{STAGING_DATABASE_URL}}"
-redis_url = "${{STAGING_REDIS_URL}}"
-log_level = "warn"
-features = {{ analytics = true, notifications = false, experimental_features = true }}
-
-[environments.staging.target]
-kind = "kubernetes"
-namespace = "{namespace}"
-{connection}
-traffic_split = "{split}"
-host = "food.example.test"
-gateway = "public-gateway"
-ready_timeout_s = {ready_timeout_s}
-
-[canary]
-stable_replicas = 9
-canary_replicas = 1
-""")
-    return config_module.load(path, SECRETS)
+    target = toml.kubernetes_target(namespace, api_url=api_url, token=toml.secret("KUBE_TOKEN") if api_url else None,
+                                    traffic_split=split, host="food.example.test", gateway="public-gateway",
+                                    ready_timeout_s=ready_timeout_s)
+    staging = toml.environment(
+        api_url="https://staging.food.example.test/api", database_url=toml.secret("STAGING_DATABASE_URL"),
+        redis_url=toml.secret("STAGING_REDIS_URL"), log_level="warn", target=target,
+        features={"analytics": True, "notifications": False, "experimental_features": True})
+    return toml.release({"staging": staging}, name=N, image=REPO, app={"port": 3000, "health_path": "/api/health"},
+                        canary={"stable_replicas": 9, "canary_replicas": 1}).load(tmp_path / "release.toml", SECRETS)
 
 
 def make_target(tmp_path: Path, emu: KubeEmulator, namespace: str, split: str,

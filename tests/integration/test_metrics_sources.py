@@ -18,12 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
+from rig import config_builder as toml
 from rig.helpers import SampleApp, free_port, unique_name, wait_until, write_prom_targets
 
 from services.adapters.metrics import metrics_source
 from services.adapters.prometheus import PrometheusMetrics
 from services.adapters.scrape import ScrapeMetrics
-from services.core import config
 from services.core.config import ReleaseConfig
 from services.core.ports import MetricSnapshot
 
@@ -70,24 +70,20 @@ def _run(docker_client: Any, image: Any, env: dict[str, str]) -> SampleApp:
 
 def release(metrics: dict[str, Any], app_metrics: dict[str, Any] | None = None) -> ReleaseConfig:
     """A release.toml with one environment, "rig", whose metrics section is `metrics`."""
-    raw: dict[str, Any] = {
-        "app": {"name": "food-management", "image": "food-management"},
-        "environments": {"rig": {"api_url": "http://127.0.0.1", "database_url": "postgresql://x",
-                                 "redis_url": "redis://x", "metrics": metrics}},
-        "metrics": {"window": f"{WINDOW_S}s", "timeout_s": 5, **(app_metrics or {})},
-    }
-    return config.parse(raw, {})
+    rig = toml.environment(api_url="http://127.0.0.1", database_url="postgresql://x", redis_url="redis://x",
+                           metrics=metrics)
+    return toml.release({"rig": rig}, image="food-management",
+                        metrics={"window": f"{WINDOW_S}s", "timeout_s": 5, **(app_metrics or {})}).parse({})
 
 
 def prometheus_config(prometheus_url: str, apps: Apps, env_queries: dict[str, str] | None = None,
                       **app_metrics: Any) -> ReleaseConfig:
     selectors = {series: f'job="{apps.job}",track="{series}"' for series in ("canary", "stable")}
-    return release({"prometheus_url": prometheus_url, "selectors": selectors, "queries": env_queries or {}},
-                   app_metrics)
+    return release(toml.prometheus(prometheus_url, selectors=selectors, queries=env_queries or {}), app_metrics)
 
 
 def scrape_config(stable: list[str], canary: list[str]) -> ReleaseConfig:
-    return release({"scrape": {"stable": stable, "canary": canary}})
+    return release(toml.scrape(stable=stable, canary=canary))
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +207,7 @@ def test_empty_nan_and_several_series_are_none_with_the_reason(prometheus_url: s
 
 def test_prometheus_where_nothing_listens_gives_none_quickly() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    source = PrometheusMetrics(release({"prometheus_url": url}), "rig")
+    source = PrometheusMetrics(release(toml.prometheus(url)), "rig")
     started = time.monotonic()
     snapshot = source.sample()
     assert time.monotonic() - started < 2
@@ -227,7 +223,7 @@ def test_a_prometheus_that_does_not_answer_times_out_once() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         url = f"http://user:s3cret@127.0.0.1:{silent.getsockname()[1]}"
-        source = PrometheusMetrics(release({"prometheus_url": url}, {"timeout_s": 0.5}), "rig")
+        source = PrometheusMetrics(release(toml.prometheus(url), {"timeout_s": 0.5}), "rig")
         started = time.monotonic()
         snapshot = source.sample()
         elapsed = time.monotonic() - started

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from pydantic import SecretStr
+from rig import config_builder as toml
 
 from services import factory
 from services.adapters import prisma
@@ -65,31 +66,9 @@ def migrations_dir(tmp_path: Path) -> Path:
 
 
 def release_toml(tmp_path: Path, lock_wait_s: float = 3) -> Path:
-    path = tmp_path / "app" / "release.toml"
-    path.write_text(f"""
-[app]
-name = "food-management"
-image = "127.0.0.1:5000/food-management"
-
-[environments.staging]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:1"
-
-[environments.production]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:1"
-production = true
-
-[backup]
-local_dir = "backups"
-
-[migrations]
-dir = "prisma/migrations"
-lock_wait_s = {lock_wait_s}
-""")
-    return path
+    return toml.release(toml.staging_and_production(), backup=toml.backup(),
+                        migrations={"dir": "prisma/migrations", "lock_wait_s": lock_wait_s},
+                        ).write(tmp_path / "app" / "release.toml")
 
 
 Build = Callable[..., factory.Services]

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from rig import config_builder as toml
 from rig.sample_app import prepare_context
 
 from services import factory
@@ -21,33 +22,11 @@ from services.core.operations import Result
 
 def release_toml(tmp_path: Path, registry: str, name: str, docker_url: str) -> Path:
     context = prepare_context(tmp_path / "app")
-    path = tmp_path / "release.toml"
-    path.write_text(f"""
-[app]
-name = "food-management"
-image = "{registry}/{name}"
-context = "{context.name}"
-target = "runner"
-build_args = {{ NEXT_PUBLIC_API_URL = "http://127.0.0.1:3000/api" }}
-
-[build]
-engine_url = "{docker_url}"
-
-[environments.staging]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:1"
-
-[environments.production]
-api_url = "http://127.0.0.1:1/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:1"
-production = true
-
-[migrations]
-dir = "migrations"
-""")
-    return path
+    app = {"context": context.name, "target": "runner",
+           "build_args": {"NEXT_PUBLIC_API_URL": "http://127.0.0.1:3000/api"}}
+    return toml.release(toml.staging_and_production(), image=f"{registry}/{name}", app=app,
+                        build={"engine_url": docker_url}, migrations={"dir": "migrations"},
+                        ).write(tmp_path / "release.toml")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from rig import config_builder as toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,28 +64,11 @@ def test_backup_drill_and_trace_write_only_private_files_under_umask_022(
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute('CREATE TABLE "Ingredient" (id int PRIMARY KEY, name text NOT NULL)')
         conn.execute("""INSERT INTO "Ingredient" SELECT g, 'n' || g FROM generate_series(1, 50) g""")
-    (tmp_path / "release.toml").write_text(f"""
-[app]
-name = "food-management"
-image = "127.0.0.1:5000/food-management"
-
-[environments.staging]
-api_url = "http://127.0.0.1:1/api"
-database_url = "{pg_database}"
-redis_url = "redis://127.0.0.1:1"
-app_dir = "{app}"
-
-[backup]
-local_dir = "{tmp_path / 'backups'}"
-
-[migrations]
-dir = "{app / 'prisma' / 'migrations'}"
-integrity_tables = ["Ingredient"]
-
-[recovery]
-health_tries = 1
-health_interval_s = 0.1
-""")
+    toml.release(
+        {"staging": toml.environment(database_url=pg_database, app_dir=app)}, backup=toml.backup(tmp_path / "backups"),
+        migrations={"dir": app / "prisma" / "migrations", "integrity_tables": ["Ingredient"]},
+        recovery={"health_tries": 1, "health_interval_s": 0.1},
+    ).write(tmp_path / "release.toml")
 
     backup = console(tmp_path, "backup", "create", "--env", "staging", "--yes")
     assert backup.returncode == 0, backup.stderr + backup.stdout

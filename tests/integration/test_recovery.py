@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from rig import config_builder as toml
 from rig.helpers import SampleApp
 
 from services import factory
@@ -43,34 +44,13 @@ ORDER = ["choose", "confirm", "download", "verify", "stop", "restore-db", "resto
 
 
 def release_toml(tmp_path: Path, dsn: str, app: SampleApp, stop: list[str], start: list[str]) -> Path:
-    path = tmp_path / "release.toml"
-    path.write_text(f"""
-[app]
-name = "food-management"
-image = "127.0.0.1:5000/food-management"
-
-[environments.production]
-api_url = "http://127.0.0.1:{app.port}/api"
-database_url = "{dsn}"
-redis_url = "redis://127.0.0.1:1"
-production = true
-app_dir = "app"
-services = {{ stop = {json.dumps(stop)}, start = {json.dumps(start)} }}
-
-[backup]
-local_dir = "backups"
-app_paths = ["."]
-signing_key = "${{SIGNING_KEY}}"
-
-[recovery]
-health_tries = 20
-health_interval_s = 0.5
-
-[migrations]
-dir = "app/prisma/migrations"
-integrity_tables = ["Ingredient"]
-""")
-    return path
+    production = toml.environment(api_url=f"http://127.0.0.1:{app.port}/api", database_url=dsn, production=True,
+                                  app_dir="app", stop=stop, start=start)
+    return toml.release(
+        {"production": production}, backup=toml.backup(app_paths=["."], signing_key=toml.secret("SIGNING_KEY")),
+        recovery={"health_tries": 20, "health_interval_s": 0.5},
+        migrations={"dir": "app/prisma/migrations", "integrity_tables": ["Ingredient"]},
+    ).write(tmp_path / "release.toml")
 
 
 class Rig:

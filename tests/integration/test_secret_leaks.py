@@ -42,7 +42,8 @@ import pytest
 from conftest import Nginx
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from rig.helpers import Discovery, docker_staging_toml, free_port, unique_bucket_name
+from rig import config_builder as toml
+from rig.helpers import Discovery, free_port, unique_bucket_name
 from rig.sample_app import prepare_context
 
 from services.adapters.docker_target import APP
@@ -272,62 +273,32 @@ def release_toml(root: Path, world: World, s3_endpoint: str, docker_url: str, pr
         "LEAK_WEBHOOK": f"{hook_url}/services/T0/B0/{SECRET}",
         "LEAK_S3_SECRET": SECRET,
     }
-    selectors = ", ".join(f"""{track} = 'track="{track}",rc_app="{world.app}"'""" for track in ("stable", "canary"))
-    state = f'\n[state]\ndatabase_url = "{db.url("query", db_port, f"{db.name}_state")}"\n' if state_db else ""
-    text = docker_staging_toml(world.app, world.image, world.nginx, docker_url, world.low_port,
-                               f"""
-[environments.staging.metrics]
-prometheus_url = "${{LEAK_PROMETHEUS}}"
-selectors = {{ {selectors} }}
-
-[canary]
-check_interval_s = 1
-duration_s = 12
-ask_timeout_s = 1
-automation = {{ judge = "observe" }}
-ask_default = "skip"
-
-[metrics]
-window = "5s"
-min_samples = 3
-misses_before_asking = 3
-timeout_s = 2
-
-[build]
-engine_url = "{docker_url}"
-
-[backup]
-local_dir = "backups"
-compression = "gzip"
-
-[backup.s3]
-bucket = "{world.bucket}"
-endpoint_url = "{s3_endpoint}"
-access_key_id = "leak-access"
-secret_access_key = "${{LEAK_S3_SECRET}}"
-
-[migrations]
-dir = "prisma/migrations"
-integrity_tables = []
-reindex_tables = []
-
-[notify]
-webhook_url = "${{LEAK_WEBHOOK}}"
-{state}""")
-    # The canary's first seconds have no data yet (file_sd, scrapes, a rate over 5 s): unanswered,
-    # the stale question keeps watching, and the judge observes; so the healthy one is promoted.
+    selectors = {track: f'track="{track}",rc_app="{world.app}"' for track in ("stable", "canary")}
     # The sample app makes its own traffic (SYNTHETIC_RPS per container): no load generator needed.
-    text = text.replace('env = { SYNTHETIC_RPS = "0"', 'env = { NPM_AUTH = "${LEAK_TARGET_ENV}", SYNTHETIC_RPS = "50"')
-    text = text.replace('image = "', f'context = "{world.root / "app"}"\ntarget = "runner"\n'
-                        'build_args = { NPM_TOKEN = "${LEAK_BUILD_ARG}" }\nimage = "', 1)
-    text = text.replace('redis_url = "redis://127.0.0.1:6379/0"', 'redis_url = "${LEAK_REDIS}"')
-    for form in FORMS:  # written into the file itself: a SecretStr field, no ${VAR}
-        text += f"""
-[environments.{form}]
-api_url = "{world.nginx.url}/api"
-database_url = "{db.url(form, db_port)}"
-redis_url = "rediss://:{SECRET}@127.0.0.1:{free_port()}/0"
-"""
+    containers = {"NPM_AUTH": toml.secret("LEAK_TARGET_ENV"), "SYNTHETIC_RPS": "50", "LATENCY_MS": "0"}
+    staging = toml.rig_staging(world.nginx, docker_url, world.low_port, env=containers,
+                               redis_url=toml.secret("LEAK_REDIS"),
+                               metrics=toml.prometheus(toml.secret("LEAK_PROMETHEUS"), selectors=selectors))
+    written = {form: toml.environment(  # written into the file itself: a SecretStr field, no ${VAR}
+        api_url=f"{world.nginx.url}/api", database_url=db.url(form, db_port),
+        redis_url=f"rediss://:{SECRET}@127.0.0.1:{free_port()}/0") for form in FORMS}
+    store = toml.s3_store(world.bucket, endpoint_url=s3_endpoint, access_key_id="leak-access",
+                          secret_access_key=toml.secret("LEAK_S3_SECRET"))
+    build = {"context": world.root / "app", "target": "runner",
+             "build_args": {"NPM_TOKEN": toml.secret("LEAK_BUILD_ARG")}}
+    text = toml.release(
+        {"staging": staging, **written}, name=world.app, image=world.image, app=build,
+        # The canary's first seconds have no data yet (file_sd, scrapes, a rate over 5 s): unanswered,
+        # the stale question keeps watching, and the judge observes; so the healthy one is promoted.
+        canary={"check_interval_s": 1, "duration_s": 12, "ask_timeout_s": 1, "automation": {"judge": "observe"},
+                "ask_default": "skip"},
+        metrics={"window": "5s", "min_samples": 3, "misses_before_asking": 3, "timeout_s": 2},
+        build={"engine_url": docker_url},
+        backup=toml.backup(compression="gzip", s3=store),
+        migrations={"dir": "prisma/migrations", "integrity_tables": [], "reindex_tables": []},
+        notify={"webhook_url": toml.secret("LEAK_WEBHOOK")},
+        state={"database_url": db.url("query", db_port, f"{db.name}_state")} if state_db else None,
+    ).text()
     assert text.count("${") == 7 and "build_args" in text and "NPM_AUTH" in text
     path = root / "release.toml"
     path.write_text(text)

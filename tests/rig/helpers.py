@@ -136,33 +136,3 @@ class KubeAPI:
     host: str
     api_client: Any  # kubernetes.client.ApiClient
     emulator: Any  # rig.kube_emulator.KubeEmulator, or None against a real cluster
-
-
-def docker_staging_toml(app: str, image: str, nginx: Any, docker_url: str, low_port: int, extra: str = "") -> str:
-    """release.toml for `app` with one environment, staging, on a Docker host target behind
-    `nginx` (the `nginx` fixture's): the part the deploy tests, the canary tests and benches share.
-    `extra` goes at the end (more sections: metrics, canary, migrations, ...)."""
-    return f"""
-[app]
-name = "{app}"
-image = "{image}"
-
-[environments.staging]
-api_url = "{nginx.url}/api"
-database_url = "${{TEST_DB}}"
-redis_url = "redis://127.0.0.1:6379/0"
-
-[environments.staging.target]
-kind = "docker"
-docker_url = "{docker_url}"
-ports = [{low_port}, {low_port + 19}]
-ready_timeout_s = 20
-stop_timeout_s = 2
-drain_s = 0.3
-env = {{ SYNTHETIC_RPS = "0", LATENCY_MS = "0" }}
-
-[environments.staging.target.nginx]
-upstream_file = "{nginx.upstream_file}"
-upstream = "{nginx.upstream}"
-reload = {json.dumps(nginx.reload)}
-{extra}"""
