@@ -446,14 +446,18 @@ def _config(args: argparse.Namespace, services: Services) -> int:
                  "in use": str(services.config.source)}
         _emit(args, paths, "\n".join(f"{k:<9} {v}" for k, v in paths.items()))
         return EXIT_OK
+    from console.keymap import keymap_path, load_keymap
     from services.core.masking import mask
 
+    keymap = load_keymap(services.config)  # [keys] and keymap.toml, checked as at start: a bad one is exit 2
     resolved = mask(services.config.model_dump(mode="json"))  # ${VAR} values too, in plain-string fields
     refs = references(services.config.source) if services.config.source else {}
-    text = [f"config OK: {services.config.source}"]
+    personal = keymap_path()
+    text = [f"config OK: {services.config.source}",
+            f"keymap OK: {len(keymap)} key(s) moved" + (f" ({personal} read)" if personal.is_file() else "")]
     text += _flatten(resolved, refs)
-    _emit(args, {"ok": True, "source": str(services.config.source), "config": resolved, "references": refs},
-          "\n".join(text))
+    _emit(args, {"ok": True, "source": str(services.config.source), "config": resolved, "references": refs,
+                 "keymap": keymap}, "\n".join(text))
     return EXIT_OK
 
 

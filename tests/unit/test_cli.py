@@ -81,3 +81,17 @@ def test_zsh_completion_names_the_commands(capsys: pytest.CaptureFixture[str]) -
     assert cli.main(["completion", "zsh"]) == cli.EXIT_OK
     script = capsys.readouterr().out
     assert script.startswith("#compdef release-console") and "rename-column" in script and "--confirm-env" in script
+
+
+def test_config_check_checks_the_keymap(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    keymap = tmp_path / "config" / "release-console" / "keymap.toml"
+    keymap.parent.mkdir(parents=True)
+    keymap.write_text('"action.release" = "ctrl+r"\n', encoding="utf-8")
+    assert cli.main(["--sandbox", "config", "check"]) == cli.EXIT_OK
+    assert f"keymap OK: 1 key(s) moved ({keymap} read)" in capsys.readouterr().out
+    keymap.write_text('"action.release" = "m"\n', encoding="utf-8")
+    assert cli.main(["--sandbox", "config", "check"]) == cli.EXIT_USAGE
+    assert "action.release: 'm' is also action.migrate's key" in capsys.readouterr().err
