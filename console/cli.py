@@ -134,8 +134,8 @@ def _help_short_of_an_action(argv: Sequence[str]) -> bool:
 
     if not {"-h", "--help"} & set(argv):
         return False
-    words = tuple(word for word in argv if not word.startswith("-"))
-    return not any(words[:n] in commands() for n in (1, 2))
+    words, actions = tuple(word for word in argv if not word.startswith("-")), commands()
+    return not any(words[:n] in actions for n in (1, 2))
 
 
 def _confirm_flags(command: argparse.ArgumentParser) -> None:
@@ -213,11 +213,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     # The one exit for text: every line any command prints is masked on its way out.
     sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
-    args = parser().parse_args(argv)
+    every_command = parser()
+    args = every_command.parse_args(argv)
     if args.command == "completion":  # from the parser itself, by shtab: no config needed
         import shtab
 
-        print(shtab.complete(parser(), shell=args.shell))
+        print(shtab.complete(every_command, shell=args.shell))
         return EXIT_OK
     try:
         config = factory.load_config(args.config, args.sandbox)

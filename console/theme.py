@@ -1,7 +1,7 @@
 """The operator's chosen theme, kept across starts in a small private file in the state dir.
 
-Read before the first frame (so the loading screen already wears it): no services import here,
-they cost ~0.3 s; the directory is the one services.journal.state_dir names.
+Read before the first frame (so the loading screen already wears it): only the light leaves of the
+core are imported here, the rest of the services costs ~0.3 s.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from services.core.paths import state_home
 from services.core.private import private_dir, replace_private
 
 THEME_FILE = "ui.json"
 
 
 def theme_path(env: Mapping[str, str] = os.environ) -> Path:
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "release-console" / THEME_FILE
+    return state_home(env) / THEME_FILE
 
 
 def saved_theme(path: Path) -> str | None:

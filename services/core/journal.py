@@ -21,6 +21,7 @@ from typing import Any
 
 from services.core.events import StepStatus
 from services.core.masking import mask, mask_text
+from services.core.paths import state_home
 from services.core.private import private_dir, touch_private
 
 _SCHEMA = """
@@ -80,10 +81,7 @@ class OperationRecord:
 
 
 def state_dir(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    path = Path(base) / "release-console"
-    return private_dir(path, owned=True)
+    return private_dir(state_home(env), owned=True)
 
 
 class Journal:
