@@ -189,6 +189,10 @@ def take_backup(services: Services, env: str, ctx: StepContext, include_files: b
     tool = database.dump_tool()
     ctx.log(f"PostgreSQL {tool.server_version}; {tool.tool_version}")
     head = _migration_head(database, ctx)
+    # Counted as the dump begins (a separate query: writes in between may move them by a few rows),
+    # and kept in the signed manifest: a restore's confirmation compares them with the live rows.
+    counts = database.row_counts(services.config.migrations.integrity_tables)
+    ctx.log(f"integrity tables as the dump begins: {', '.join(f'{t} {n} rows' for t, n in counts.items()) or 'none'}")
     key = policy.signing_key
     if key is None:
         ctx.log("WARNING: no [backup] signing_key is configured: this backup is UNSIGNED, and a production"
@@ -227,7 +231,7 @@ def take_backup(services: Services, env: str, ctx: StepContext, include_files: b
         manifest: dict[str, Any] = {
             "format": FORMAT, "id": backup_id, "env": env, "artifacts": artifacts,
             "compression": policy.compression, "server_version": server_version, "pg_dump_version": tool.tool_version,
-            "version": _deployed_version(services, env), "migration_head": head,
+            "version": _deployed_version(services, env), "migration_head": head, "row_counts": counts,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
             "duration_s": round(time.monotonic() - started, 2),
         }
