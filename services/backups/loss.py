@@ -1,7 +1,7 @@
 """What a disaster-recovery restore loses, said before it is confirmed: the backup's time and age
 (every write since then is lost), and each integrity table's rows now against in the backup.
 
-The backup's counts come from the backup itself: its manifest records them as the dump begins
+The backup's counts come from the backup itself: its manifest records them right after the dump
 (inside the signed text), or, for an older backup, the counts of a trial restore (verified.json).
 The live counts come from the live database; when it cannot be reached (often why one restores),
 the confirmation says so instead of failing.
