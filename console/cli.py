@@ -34,6 +34,8 @@ def top_parser(add_help: bool = True) -> argparse.ArgumentParser:
     top.add_argument("--sandbox", action="store_true", help="run on the simulated world: no infrastructure")
     top.add_argument("--seed", type=int, default=7, help="sandbox seed")
     top.add_argument("--time-scale", type=float, default=30.0, help="sandbox time runs this much faster")
+    top.add_argument("--reset", action="store_true",
+                     help="with --sandbox: seed its world anew (it is kept between commands under the state dir)")
     top.add_argument("--json", action="store_true", help="JSON output (JSON lines for operations)")
     return top
 
@@ -197,11 +199,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if version_asked(rest):
         print(f"release-console {version()}")
         return EXIT_OK
+    if quick.reset and not quick.sandbox:
+        print("error: --reset starts the sandbox's world anew; use it with --sandbox", file=sys.stderr)
+        return EXIT_USAGE
     if not rest:
         # The console itself: Textual first, so the first frame does not wait for pydantic.
         from console.app import run_app
 
-        return run_app(quick.config, sandbox=quick.sandbox, seed=quick.seed, time_scale=quick.time_scale)
+        return run_app(quick.config, sandbox=quick.sandbox, seed=quick.seed, time_scale=quick.time_scale,
+                       reset=quick.reset)
     if _help_short_of_an_action(argv):
         parser(with_params=False).parse_args(argv)  # prints the help and exits
     from services import factory
@@ -226,7 +232,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print(f"config error:\n{err}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        services = factory.build(config, sandbox_mode=args.sandbox, seed=args.seed, time_scale=args.time_scale)
+        services = factory.build(config, sandbox_mode=args.sandbox, seed=args.seed, time_scale=args.time_scale,
+                                 reset=args.reset)
         try:
             return _dispatch(args, services)
         finally:

@@ -150,6 +150,7 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="env-poll", exit_on_error=False)
     def poll_overview(self) -> None:
+        self.services.refresh()  # what a CLI call changed meanwhile (the sandbox's world) shows here too
         rows = environment_rows(self.services, list(self.services.config.environments))
         self.post_message(self.Overview(rows))
 
