@@ -120,9 +120,6 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_pa
         help_text = param.help + (f" (default {param.default})" if param.default else "")
         action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", help=help_text,
                             default=param.default or None, required=param.required and not param.default)
-    if kind == "restore":
-        action.add_argument("--walkthrough", action="store_true",
-                            help="the guided checklist (the only way the console restores)")
     action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     action.add_argument("--reason", help="override reason, recorded in the audit log")
     _confirm_flags(action)

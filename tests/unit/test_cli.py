@@ -95,3 +95,10 @@ def test_config_check_checks_the_keymap(capsys: pytest.CaptureFixture[str], tmp_
     keymap.write_text('"action.release" = "m"\n', encoding="utf-8")
     assert cli.main(["--sandbox", "config", "check"]) == cli.EXIT_USAGE
     assert "action.release: 'm' is also action.migrate's key" in capsys.readouterr().err
+
+
+def test_restore_takes_no_walkthrough_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """The restore is always the guided walkthrough: a flag that changed nothing is gone."""
+    with pytest.raises(SystemExit) as done:
+        cli.main(["restore", "--env", "staging", "--walkthrough"])
+    assert done.value.code == cli.EXIT_USAGE and "unrecognized arguments: --walkthrough" in capsys.readouterr().err
