@@ -32,11 +32,11 @@ class RolledBack(StepFailed):
 
 
 @action("canary", "Run a canary: start, baseline, monitor, then promote or roll back", confirm_before="start",
-        params=(Param("version", "the tag to run as the canary (or a full image reference)", "1.5.0"),
+        params=(Param("version", "the tag to run as the canary (or a full image reference)", required=True),
                 DRY_RUN))
 def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
     policy = services.config.canary
-    image = image_reference(services, str(params.get("version") or "1.5.0"))
+    image = image_reference(services, str(params.get("version") or ""))
     checked = [resolve_step(services, lambda ctx: image), _validate_step(services, env),
                plan_step(services, env, lambda ctx: StartCanary(image, policy.weight_percent))]
     if params.get("dry_run"):  # the image found, the queries checked, the plan shown: nothing started
