@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,8 +40,13 @@ def top_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return top
 
 
-def parser(with_params: bool = True) -> argparse.ArgumentParser:
-    """Every command. Without params (for --help short of an action) no service is imported: fast."""
+def parser(with_params: bool = True,
+           suggested: Mapping[str, Mapping[str, str]] | None = None) -> argparse.ArgumentParser:
+    """Every command. Without params (for --help short of an action) no service is imported: fast.
+
+    `suggested`: per action kind, values the sandbox offers for its parameters (factory.suggested_params);
+    a parameter offered one is not required. Real mode has none: its defaults never come from the sandbox.
+    """
     from console.action_table import ACTIONS, groups
 
     top = top_parser()
@@ -91,7 +96,8 @@ def parser(with_params: bool = True) -> argparse.ArgumentParser:
         for words in (entry.command, entry.also):
             if words:
                 into = group_parsers[words[0]] if len(words) == 2 else sub
-                _action_parser(into, words[-1], entry.kind, entry.title, with_params)
+                _action_parser(into, words[-1], entry.kind, entry.title, with_params,
+                               (suggested or {}).get(entry.kind, {}))
     _json_after_any_command(top)
     return top
 
@@ -106,7 +112,8 @@ def _json_after_any_command(command: argparse.ArgumentParser) -> None:
                 _json_after_any_command(child)
 
 
-def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_params: bool) -> None:
+def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_params: bool,
+                   suggested: Mapping[str, str]) -> None:
     action = subparsers.add_parser(command, help=title)
     if not with_params:
         return
@@ -119,12 +126,10 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_pa
             action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", action="store_true",
                                 help=param.help)
             continue
-        help_text = param.help + (f" (default {param.default})" if param.default else "")
+        default = param.default or suggested.get(param.name, "")
+        help_text = param.help + (f" ({'' if param.default else 'sandbox '}default {default})" if default else "")
         action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", help=help_text,
-                            default=param.default or None, required=param.required and not param.default)
-    if kind == "restore":
-        action.add_argument("--walkthrough", action="store_true",
-                            help="the guided checklist (the only way the console restores)")
+                            default=default or None, required=param.required and not default)
     action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     action.add_argument("--reason", help="override reason, recorded in the audit log")
     _confirm_flags(action)
@@ -219,7 +224,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     # The one exit for text: every line any command prints is masked on its way out.
     sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
-    every_command = parser()
+    every_command = parser(suggested=factory.suggested_params(quick.sandbox))
     args = every_command.parse_args(argv)
     if args.command == "completion":  # from the parser itself, by shtab: no config needed
         import shtab

@@ -199,6 +199,12 @@ def _sign_seeded_backups(world: World, config: ReleaseConfig) -> None:
             world.objects[name] = (json.dumps(signed).encode(), when, meta)
 
 
+def suggested_params(sandbox_mode: bool) -> dict[str, dict[str, str]]:
+    """Per action kind, values the sandbox's world offers for its parameters (its demo canary's
+    version), which the TUI's forms and the CLI fill in. Real mode has none."""
+    return sandbox.SUGGESTED_PARAMS if sandbox_mode else {}
+
+
 def load_config(path: str | None, sandbox_mode: bool, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
     """Sandbox mode falls back to the example config and fills unset ${VAR}s with sandbox URLs."""
     if sandbox_mode:

@@ -39,6 +39,7 @@ from services.core.journal import OperationRecord
 from services.core.operations import StepFailed
 from services.core.ports import MigrationRecord
 from services.environments.overview import EnvironmentRow, environment_rows
+from services.factory import suggested_params
 from services.migrations.deploy import lint_pending
 from services.migrations.lint import Finding
 from widgets.audit import AuditPane
@@ -235,14 +236,16 @@ class MainScreen(Screen[None]):
         self.launch(operation)
 
     def form_values(self, kind: str) -> dict[str, str]:
-        """Defaults for a form, from the highlighted row: the migration to resolve, the backup to pin."""
+        """Defaults for a form, from the highlighted row: the migration to resolve, the backup to pin;
+        in the sandbox, what its world offers (the canary's demo version)."""
+        values = dict(suggested_params(self.services.sandbox).get(kind, {}))
         migration = self.query_one(MigrationsPane).highlighted
         if kind == "resolve" and migration is not None and migration.state == "failed":
-            return {"rolled_back": migration.name}
+            values["rolled_back"] = migration.name
         backup = self.query_one(BackupsPane).highlighted
         if backup is not None and kind in ("backup-pin", "verify", "restore", "restore-drill"):
-            return {"backup_id": backup.id}
-        return {}
+            values["backup_id"] = backup.id
+        return values
 
     def launch(self, operation: Any, start_at: int = 0, state: dict[str, Any] | None = None) -> None:
         self.running = f"{operation.kind} on {operation.env}"
