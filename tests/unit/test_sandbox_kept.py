@@ -106,3 +106,11 @@ def test_expand_tables_and_the_clock_go_on_in_the_next_process(tmp_path: Path,
     assert second.clock.now() >= ended
     table = second.schema("development").table("Ingredient")
     assert table is not None and "expiresAt" in table.columns
+
+
+def test_a_canary_started_by_one_command_is_watched_by_the_next(tmp_path: Path) -> None:
+    started = cli(tmp_path, "canary", "start", "--env", "staging", "--version", "1.5.0", "--yes")
+    assert started.returncode == 0, started.stderr
+    watched = cli(tmp_path, "canary", "watch", "--env", "staging", "--dry-run")
+    assert watched.returncode == 0, watched.stderr
+    assert "the rules would roll back at check" in watched.stdout
