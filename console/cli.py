@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from console.version import VersionAction, version, version_asked
 
 if TYPE_CHECKING:
+    from services.core.config import ReleaseConfig
     from services.core.container import Services
     from services.core.events import ConfirmationNeeded, Event
 
@@ -38,8 +39,12 @@ def top_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return top
 
 
-def parser(with_params: bool = True) -> argparse.ArgumentParser:
-    """Every command. Without params (for --help short of an action) no service is imported: fast."""
+def parser(with_params: bool = True, config: ReleaseConfig | None = None) -> argparse.ArgumentParser:
+    """Every command. Without params (for --help short of an action) no service is imported: fast.
+
+    `config` gives the defaults an action's --help shows that come from it ("default 30, from
+    recovery.health_tries"); without one, --help names where they come from.
+    """
     from console.action_table import ACTIONS, groups
 
     top = top_parser()
@@ -89,7 +94,7 @@ def parser(with_params: bool = True) -> argparse.ArgumentParser:
         for words in (entry.command, entry.also):
             if words:
                 into = group_parsers[words[0]] if len(words) == 2 else sub
-                _action_parser(into, words[-1], entry.kind, entry.title, with_params)
+                _action_parser(into, words[-1], entry.kind, entry.title, with_params, config)
     _json_after_any_command(top)
     return top
 
@@ -104,7 +109,8 @@ def _json_after_any_command(command: argparse.ArgumentParser) -> None:
                 _json_after_any_command(child)
 
 
-def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_params: bool) -> None:
+def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_params: bool,
+                   config: ReleaseConfig | None = None) -> None:
     action = subparsers.add_parser(command, help=title)
     if not with_params:
         return
@@ -117,7 +123,8 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_pa
             action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", action="store_true",
                                 help=param.help)
             continue
-        help_text = param.help + (f" (default {param.default})" if param.default else "")
+        hint = param.hint(config)  # as the TUI's form shows it
+        help_text = param.help + (f" ({hint})" if hint else "")
         action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", help=help_text,
                             default=param.default or None, required=param.required and not param.default)
     if kind == "restore":
@@ -136,6 +143,18 @@ def _help_short_of_an_action(argv: Sequence[str]) -> bool:
         return False
     words, actions = tuple(word for word in argv if not word.startswith("-")), commands()
     return not any(words[:n] in actions for n in (1, 2))
+
+
+def _config_for_help(quick: argparse.Namespace) -> ReleaseConfig | None:
+    """The config an action's --help reads its defaults from, as the command would load it; None when
+    it does not load (its error is for running the command, not for reading its help)."""
+    from services import factory
+    from services.core.config import ConfigError
+
+    try:
+        return factory.load_config(quick.config, quick.sandbox)
+    except ConfigError:
+        return None
 
 
 def _confirm_flags(command: argparse.ArgumentParser) -> None:
@@ -202,7 +221,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         from console.app import run_app
 
         return run_app(quick.config, sandbox=quick.sandbox, seed=quick.seed, time_scale=quick.time_scale)
-    if _help_short_of_an_action(argv):
+    if _help_short_of_an_action(rest):  # rest: without the top-level options and their values (--config PATH)
         parser(with_params=False).parse_args(argv)  # prints the help and exits
     from services import factory
     from services.core.audit import AuditUnavailable, SharedUnavailable
@@ -213,7 +232,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     # The one exit for text: every line any command prints is masked on its way out.
     sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
-    every_command = parser()
+    every_command = parser(config=_config_for_help(quick) if {"-h", "--help"} & set(argv) else None)
     args = every_command.parse_args(argv)
     if args.command == "completion":  # from the parser itself, by shtab: no config needed
         import shtab
