@@ -224,7 +224,8 @@ class MainScreen(Screen[None]):
         if params is None and spec is not None and any(p.in_form for p in spec.params):
             # The action asks for parameters: a form first, pre-filled from what is highlighted.
             banner = "SANDBOX" if self.services.sandbox else None
-            form = ParamsModal(f"{spec.title} on {self.selected_env}", spec.params, self.form_values(kind), banner)
+            form = ParamsModal(f"{spec.title} on {self.selected_env}", spec.params, self.form_values(kind), banner,
+                               self.services.config)
             self.app.push_screen(form, lambda values: None if values is None else self.action_start(kind, values))
             return
         env = self.selected_env

@@ -131,3 +131,33 @@ def test_restore_takes_no_walkthrough_flag(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as done:
         cli.main(["restore", "--env", "staging", "--walkthrough"])
     assert done.value.code == cli.EXIT_USAGE and "unrecognized arguments: --walkthrough" in capsys.readouterr().err
+
+
+def action_help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as done:
+        cli.main([*argv, "--help"])
+    assert done.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # as one line: argparse wraps at the terminal's width
+
+
+def test_an_actions_help_shows_the_default_its_config_gives(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    example = Path(__file__).resolve().parents[2] / "examples" / "food-management" / "release.toml"
+    toml = tmp_path / "release.toml"
+    toml.write_text(example.read_text() + "\n[recovery]\nhealth_tries = 7\n")
+    text = action_help(capsys, "--sandbox", "--config", str(toml), "restore")
+    assert "--health-tries FLAG_HEALTH_TRIES health-check tries (default 7, from recovery.health_tries)" in text
+    assert "seconds between tries (default 10, from recovery.health_interval_s)" in text
+    assert "the backup to restore (default: the newest complete backup)" in text
+    assert "(default 10, from canary.weight_percent)" in action_help(capsys, "--sandbox", "--config", str(toml),
+                                                                    "canary", "start")
+
+
+def test_without_a_config_an_actions_help_names_where_the_default_comes_from(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)  # no release.toml anywhere: --help still answers
+    text = action_help(capsys, "restore")
+    assert "health-check tries (default from recovery.health_tries)" in text
