@@ -139,14 +139,14 @@ def make_app(config: object, *, sandbox: bool, seed: int = 7, time_scale: float 
     return ReleaseConsole(services, sandbox=sandbox, seed=seed, time_scale=time_scale, keymap=keymap)
 
 
-def run_app(config_path: str | None, *, sandbox: bool, seed: int, time_scale: float) -> int:
+def run_app(config_path: str | None, *, sandbox: bool, seed: int, time_scale: float, reset: bool = False) -> int:
     """The CLI's path: paint first, then load config and services in a worker."""
 
     def load() -> Services:
         from services import factory
 
         config = factory.load_config(config_path, sandbox)
-        return factory.build(config, sandbox_mode=sandbox, seed=seed, time_scale=time_scale)
+        return factory.build(config, sandbox_mode=sandbox, seed=seed, time_scale=time_scale, reset=reset)
 
     app = ReleaseConsole(load, sandbox=sandbox, seed=seed, time_scale=time_scale)
     app.run()

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from console.version import VersionAction, version, version_asked
 
 if TYPE_CHECKING:
+    from services.core.config import ReleaseConfig
     from services.core.container import Services
     from services.core.events import ConfirmationNeeded, Event
 
@@ -34,12 +35,21 @@ def top_parser(add_help: bool = True) -> argparse.ArgumentParser:
     top.add_argument("--sandbox", action="store_true", help="run on the simulated world: no infrastructure")
     top.add_argument("--seed", type=int, default=7, help="sandbox seed")
     top.add_argument("--time-scale", type=float, default=30.0, help="sandbox time runs this much faster")
+    top.add_argument("--reset", action="store_true",
+                     help="with --sandbox: seed its world anew (it is kept between commands under the state dir)")
     top.add_argument("--json", action="store_true", help="JSON output (JSON lines for operations)")
     return top
 
 
-def parser(with_params: bool = True) -> argparse.ArgumentParser:
-    """Every command. Without params (for --help short of an action) no service is imported: fast."""
+def parser(with_params: bool = True, config: ReleaseConfig | None = None,
+           suggested: Mapping[str, Mapping[str, str]] | None = None) -> argparse.ArgumentParser:
+    """Every command. Without params (for --help short of an action) no service is imported: fast.
+
+    `config` gives the defaults an action's --help shows that come from it ("default 30, from
+    recovery.health_tries"); without one, --help names where they come from.
+    `suggested`: per action kind, values the sandbox offers for its parameters (factory.suggested_params);
+    a parameter offered one is not required. Real mode has none: its defaults never come from the sandbox.
+    """
     from console.action_table import ACTIONS, groups
 
     top = top_parser()
@@ -89,7 +99,8 @@ def parser(with_params: bool = True) -> argparse.ArgumentParser:
         for words in (entry.command, entry.also):
             if words:
                 into = group_parsers[words[0]] if len(words) == 2 else sub
-                _action_parser(into, words[-1], entry.kind, entry.title, with_params)
+                _action_parser(into, words[-1], entry.kind, entry.title, with_params, config,
+                               (suggested or {}).get(entry.kind, {}))
     _json_after_any_command(top)
     return top
 
@@ -104,7 +115,8 @@ def _json_after_any_command(command: argparse.ArgumentParser) -> None:
                 _json_after_any_command(child)
 
 
-def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_params: bool) -> None:
+def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_params: bool,
+                   config: ReleaseConfig | None = None, suggested: Mapping[str, str] | None = None) -> None:
     action = subparsers.add_parser(command, help=title)
     if not with_params:
         return
@@ -117,12 +129,13 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_pa
             action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", action="store_true",
                                 help=param.help)
             continue
-        help_text = param.help + (f" (default {param.default})" if param.default else "")
+        suggestion = (suggested or {}).get(param.name, "")
+        hint = f"sandbox default {suggestion}" if suggestion else param.hint(config)  # as the TUI's form shows it
+        help_text = param.help + (f" ({hint})" if hint else "")
+        default = param.default or suggestion
         action.add_argument(f"--{param.name.replace('_', '-')}", dest=f"flag_{param.name}", help=help_text,
-                            default=param.default or None, required=param.required and not param.default)
-    if kind == "restore":
-        action.add_argument("--walkthrough", action="store_true",
-                            help="the guided checklist (the only way the console restores)")
+                            metavar=param.name.upper(), default=default or None,
+                            required=param.required and not default)
     action.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     action.add_argument("--reason", help="override reason, recorded in the audit log")
     _confirm_flags(action)
@@ -136,6 +149,18 @@ def _help_short_of_an_action(argv: Sequence[str]) -> bool:
         return False
     words, actions = tuple(word for word in argv if not word.startswith("-")), commands()
     return not any(words[:n] in actions for n in (1, 2))
+
+
+def _config_for_help(quick: argparse.Namespace) -> ReleaseConfig | None:
+    """The config an action's --help reads its defaults from, as the command would load it; None when
+    it does not load (its error is for running the command, not for reading its help)."""
+    from services import factory
+    from services.core.config import ConfigError
+
+    try:
+        return factory.load_config(quick.config, quick.sandbox)
+    except ConfigError:
+        return None
 
 
 def _confirm_flags(command: argparse.ArgumentParser) -> None:
@@ -197,12 +222,16 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if version_asked(rest):
         print(f"release-console {version()}")
         return EXIT_OK
+    if quick.reset and not quick.sandbox:
+        print("error: --reset starts the sandbox's world anew; use it with --sandbox", file=sys.stderr)
+        return EXIT_USAGE
     if not rest:
         # The console itself: Textual first, so the first frame does not wait for pydantic.
         from console.app import run_app
 
-        return run_app(quick.config, sandbox=quick.sandbox, seed=quick.seed, time_scale=quick.time_scale)
-    if _help_short_of_an_action(argv):
+        return run_app(quick.config, sandbox=quick.sandbox, seed=quick.seed, time_scale=quick.time_scale,
+                       reset=quick.reset)
+    if _help_short_of_an_action(rest):  # rest: without the top-level options and their values (--config PATH)
         parser(with_params=False).parse_args(argv)  # prints the help and exits
     from services import factory
     from services.core.audit import AuditUnavailable, SharedUnavailable
@@ -213,7 +242,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     # The one exit for text: every line any command prints is masked on its way out.
     sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
-    every_command = parser()
+    every_command = parser(config=_config_for_help(quick) if {"-h", "--help"} & set(argv) else None,
+                           suggested=factory.suggested_params(quick.sandbox))
     args = every_command.parse_args(argv)
     if args.command == "completion":  # from the parser itself, by shtab: no config needed
         import shtab
@@ -226,7 +256,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         print(f"config error:\n{err}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        services = factory.build(config, sandbox_mode=args.sandbox, seed=args.seed, time_scale=args.time_scale)
+        services = factory.build(config, sandbox_mode=args.sandbox, seed=args.seed, time_scale=args.time_scale,
+                                 reset=args.reset)
         try:
             return _dispatch(args, services)
         finally:

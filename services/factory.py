@@ -35,6 +35,7 @@ from services.core.ports import (
 from services.core.private import private_dir
 from services.sandbox import adapters as sandbox
 from services.sandbox.expand import SandboxSchemaChanges
+from services.sandbox.saved import KeptWorld, world_path
 from services.sandbox.world import World
 
 # Package data, so `--sandbox` works from an installed wheel too (examples/food-management links to it).
@@ -198,6 +199,12 @@ def _sign_seeded_backups(world: World, config: ReleaseConfig) -> None:
             world.objects[name] = (json.dumps(signed).encode(), when, meta)
 
 
+def suggested_params(sandbox_mode: bool) -> dict[str, dict[str, str]]:
+    """Per action kind, values the sandbox's world offers for its parameters (its demo canary's
+    version), which the TUI's forms and the CLI fill in. Real mode has none."""
+    return sandbox.SUGGESTED_PARAMS if sandbox_mode else {}
+
+
 def load_config(path: str | None, sandbox_mode: bool, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
     """Sandbox mode falls back to the example config and fills unset ${VAR}s with sandbox URLs."""
     if sandbox_mode:
@@ -231,6 +238,17 @@ class SandboxServices(Services):
     """The sandbox's services, with its simulated world at hand for drills and tests."""
 
     world: World
+    kept: KeptWorld  # the world's file under the state dir: one world across processes
+
+    def refresh(self) -> None:
+        self.kept.refresh()
+
+    def keep(self) -> None:
+        self.kept.save()
+
+    def close(self) -> None:
+        self.kept.save(only_if_unchanged=True)  # a poll's draws are not worth another process's operation
+        super().close()
 
 
 def build(
@@ -241,24 +259,34 @@ def build(
     time_scale: float = 30.0,
     state: Path | None = None,
     origin: float | None = None,
+    reset: bool = False,
 ) -> Services:
-    """`origin` pins the sandbox clock's start, so a drill or a screenshot can be replayed exactly."""
+    """`origin` pins the sandbox clock's start, so a drill or a screenshot can be replayed exactly.
+    The sandbox's world is kept under the state dir between processes; `reset` seeds it anew."""
     state = state or state_dir()
     private_dir(state, owned=True)
     journal = Journal(state / ("sandbox-journal.sqlite3" if sandbox_mode else "journal.sqlite3"))
     if sandbox_mode:
-        return _sandbox(config, journal, state, seed, time_scale, origin)
+        return _sandbox(config, journal, state, seed, time_scale, origin, reset)
     return _real(config, journal, state)
 
 
 def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, time_scale: float,
-             origin: float | None) -> SandboxServices:
-    # The sandbox has no shared trail: its world is in this process only.
-    world = World(seed, time_scale, origin)
-    _sign_seeded_backups(world, config)
+             origin: float | None, reset: bool) -> SandboxServices:
+    # The sandbox has no shared trail: its world is kept in a file of the state dir (services/sandbox/saved.py).
+    audit = AuditLog(state / "sandbox-audit.jsonl", config.audit.key)
+    path = world_path(state, seed)
+    if reset and path.exists():
+        path.unlink()
+        audit.append("sandbox", "sandbox-reset", {"seed": seed}, f"the world of seed {seed} seeded anew")
+    kept, loaded = KeptWorld.open(path, seed, time_scale, origin)
+    world = kept.world
+    if not loaded:
+        _sign_seeded_backups(world, config)
+        kept.save()
     files = sandbox.SandboxAppFiles(world)
     return SandboxServices(
-        config=config, journal=journal, audit=AuditLog(state / "sandbox-audit.jsonl", config.audit.key),
+        config=config, journal=journal, audit=audit, kept=kept,
         locks=FileLocks(state / "sandbox-locks"), builder=sandbox.SandboxBuilder(world),
         registry=sandbox.SandboxRegistry(world), commands=sandbox.SandboxCommands(world),
         store=sandbox.SandboxStore(world), notifier=sandbox.SandboxNotifier(world),

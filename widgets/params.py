@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,6 +12,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from services.core.actions import Param
+
+if TYPE_CHECKING:
+    from services.core.config import ReleaseConfig
 
 
 class ParamsModal(ModalScreen[dict[str, str] | None]):
@@ -29,10 +33,12 @@ class ParamsModal(ModalScreen[dict[str, str] | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="params.cancel")]
 
-    def __init__(self, title: str, params: Sequence[Param], values: dict[str, str], banner: str | None = None):
-        """`values` pre-fills fields (e.g. the migration highlighted in the pane)."""
+    def __init__(self, title: str, params: Sequence[Param], values: dict[str, str], banner: str | None = None,
+                 config: ReleaseConfig | None = None):
+        """`values` pre-fills fields (e.g. the migration highlighted in the pane); `config` gives the defaults
+        that come from it, shown in the empty fields."""
         super().__init__()
-        self.title_text, self.values, self.banner = title, values, banner
+        self.title_text, self.values, self.banner, self.config = title, values, banner, config
         self.params = tuple(p for p in params if p.in_form)  # switches are CLI-only (the plan shows anyway)
 
     def compose(self) -> ComposeResult:
@@ -44,7 +50,9 @@ class ParamsModal(ModalScreen[dict[str, str] | None]):
                 # Compact: one row per field, its help below, so a form fits an 80x24 terminal.
                 with Horizontal(classes="field"):
                     yield Label(param.name + (" *" if param.required else ""), markup=False)
-                    yield Input(self.values.get(param.name, param.default), placeholder=param.default or param.name,
+                    # Empty, a field shows its default and where it comes from (never its name: that
+                    # would read as a value typed in); an empty field runs with that default.
+                    yield Input(self.values.get(param.name, param.default), placeholder=param.placeholder(self.config),
                                 id=f"param-{param.name}")
                 yield Label(param.help, classes="help", markup=False)
             yield Static("Tab between fields; Enter to go on; Esc to cancel; * is required", classes="hint")

@@ -39,6 +39,7 @@ from services.core.journal import OperationRecord
 from services.core.operations import StepFailed
 from services.core.ports import MigrationRecord
 from services.environments.overview import EnvironmentRow, environment_rows
+from services.factory import suggested_params
 from services.migrations.deploy import lint_pending
 from services.migrations.lint import Finding
 from widgets.audit import AuditPane
@@ -150,6 +151,7 @@ class MainScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="env-poll", exit_on_error=False)
     def poll_overview(self) -> None:
+        self.services.refresh()  # what a CLI call changed meanwhile (the sandbox's world) shows here too
         rows = environment_rows(self.services, list(self.services.config.environments))
         self.post_message(self.Overview(rows))
 
@@ -222,7 +224,8 @@ class MainScreen(Screen[None]):
         if params is None and spec is not None and any(p.in_form for p in spec.params):
             # The action asks for parameters: a form first, pre-filled from what is highlighted.
             banner = "SANDBOX" if self.services.sandbox else None
-            form = ParamsModal(f"{spec.title} on {self.selected_env}", spec.params, self.form_values(kind), banner)
+            form = ParamsModal(f"{spec.title} on {self.selected_env}", spec.params, self.form_values(kind), banner,
+                               self.services.config)
             self.app.push_screen(form, lambda values: None if values is None else self.action_start(kind, values))
             return
         env = self.selected_env
@@ -234,14 +237,16 @@ class MainScreen(Screen[None]):
         self.launch(operation)
 
     def form_values(self, kind: str) -> dict[str, str]:
-        """Defaults for a form, from the highlighted row: the migration to resolve, the backup to pin."""
+        """Defaults for a form, from the highlighted row: the migration to resolve, the backup to pin;
+        in the sandbox, what its world offers (the canary's demo version)."""
+        values = dict(suggested_params(self.services.sandbox).get(kind, {}))
         migration = self.query_one(MigrationsPane).highlighted
         if kind == "resolve" and migration is not None and migration.state == "failed":
-            return {"rolled_back": migration.name}
+            values["rolled_back"] = migration.name
         backup = self.query_one(BackupsPane).highlighted
         if backup is not None and kind in ("backup-pin", "verify", "restore", "restore-drill"):
-            return {"backup_id": backup.id}
-        return {}
+            values["backup_id"] = backup.id
+        return values
 
     def launch(self, operation: Any, start_at: int = 0, state: dict[str, Any] | None = None) -> None:
         self.running = f"{operation.kind} on {operation.env}"

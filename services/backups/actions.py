@@ -135,8 +135,8 @@ def _delete_backup(store: ObjectStore, env: str, backup_id: str) -> None:
 
 
 @action("backup-pin", "Pin a backup to a release, so retention keeps it", changes_env=False, params=(
-    Param("backup_id", "the backup to pin", required=True, check=check_backup_id),
-    Param("release", "the release it belongs to, e.g. v1.5.0; empty unpins it"),
+    Param("backup_id", "the backup to pin", required=True, check=check_backup_id, example="20260101T090000Z"),
+    Param("release", "the release it belongs to; empty unpins it", example="v1.5.0"),
 ))
 def pin(services: Services, env: str, params: dict[str, Any]) -> Operation:
     backup_id, release = str(params.get("backup_id", "")), str(params.get("release", ""))

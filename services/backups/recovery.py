@@ -52,20 +52,23 @@ from services.core.ports import AppFiles, MigrationDatabase, Readable, ScratchDa
 from services.core.private import open_private
 
 if TYPE_CHECKING:
+    from services.core.config import ReleaseConfig
     from services.core.container import Services
 
 CHUNK = 1 << 20
 PROGRESS_EVERY_S = 0.25
 
-BACKUP_ID = Param("backup_id", "the backup to restore (default: the newest complete one)", check=check_backup_id)
-WORK_DIR = Param("work_dir", "download into this directory, which the console creates (and removes at the end);"
-                 " default: under the state dir", form=False)
+BACKUP_ID = Param("backup_id", "the backup to restore", check=check_backup_id,
+                  default_is="the newest complete backup")
+WORK_DIR = Param("work_dir", "download into this directory, which the console creates (and removes at the end)",
+                 form=False, default_is="under the state dir")
+HEALTH_TRIES = Param("health_tries", "health-check tries", from_config="recovery.health_tries")
+HEALTH_INTERVAL_S = Param("health_interval_s", "seconds between tries", from_config="recovery.health_interval_s")
 
 
 @action("restore", "Disaster recovery: restore from a backup", destructive=True, params=(
     BACKUP_ID, WORK_DIR,
-    Param("health_tries", "health-check tries (default: recovery.health_tries)"),
-    Param("health_interval_s", "seconds between tries (default: recovery.health_interval_s)"),
+    HEALTH_TRIES, HEALTH_INTERVAL_S,
     Param("drill", "a drill instead: restore into scratch, touch nothing live (as restore-drill)", switch=True),
 ))
 def restore(services: Services, env: str, params: dict[str, Any]) -> Operation:
@@ -74,8 +77,8 @@ def restore(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
 
 @action("restore-drill", "Recovery drill: restore a backup into scratch and measure the RTO", changes_env=False,
-        params=(BACKUP_ID, WORK_DIR, Param("health_url", "also health-check this URL, e.g. an app on the scratch"
-                                           " copy")))
+        params=(BACKUP_ID, WORK_DIR, Param("health_url", "also health-check this URL: an app on the scratch copy",
+                                           example="http://10.0.0.5:3000/api/health")))
 def restore_drill(services: Services, env: str, params: dict[str, Any]) -> Operation:
     return Walkthrough(services, env, params, drill=True).operation("restore-drill")
 
@@ -84,9 +87,8 @@ class Walkthrough:
     def __init__(self, services: Services, env: str, params: dict[str, Any], drill: bool) -> None:
         self.services, self.env, self.params, self.drill = services, env, params, drill
         self.settings = services.config.environment(env)
-        policy = services.config.recovery
-        self.tries = _number(params, "health_tries", policy.health_tries, int)
-        self.interval_s = _number(params, "health_interval_s", policy.health_interval_s, float)
+        self.tries = _number(HEALTH_TRIES, params, services.config, int)
+        self.interval_s = _number(HEALTH_INTERVAL_S, params, services.config, float)
         self.health_url = str(params.get("health_url") or "") if drill else services.config.health_url(env)
         # Relative to release.toml, as the backup engine reads it.
         base = services.config.source.parent if services.config.source else Path.cwd()
@@ -486,16 +488,15 @@ def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def _number(params: dict[str, Any], name: str, default: float, kind: Callable[[str], Any]) -> Any:
-    raw = params.get(name)
-    if raw in (None, ""):
-        return default
+def _number(param: Param, params: dict[str, Any], config: ReleaseConfig, kind: Callable[[str], Any]) -> Any:
+    """As given, else the config's value that its form field and --help show."""
+    raw = param.value(params, config)
     try:
-        value = kind(str(raw))
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+        raise ValueError(f"{param.name} must be a number, not {raw!r}") from None
     if value <= 0:
-        raise ValueError(f"{name} must be more than 0")
+        raise ValueError(f"{param.name} must be more than 0")
     return value
 
 

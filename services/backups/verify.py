@@ -264,7 +264,8 @@ def read_verification(services: Services, env: str, backup_id: str) -> dict[str,
 
 
 @action("verify", "Verify a backup: checksums, then a trial restore into a scratch database", changes_env=False,
-        params=(Param("backup_id", "the backup to verify (default: the newest complete one)", check=check_backup_id),))
+        params=(Param("backup_id", "the backup to verify", check=check_backup_id,
+                      default_is="the newest complete backup"),))
 def verify(services: Services, env: str, params: dict[str, Any]) -> Operation:
     def choose(ctx: StepContext) -> str:
         chosen = choose_backup(services, env, params.get("backup_id"))

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from services.core.container import Services
 
 
+WEIGHT = Param("weight", "its share of traffic, in percent", from_config="canary.weight_percent")
+WEIGHTS = Param("weights", "the weights in order, comma-separated", "10,25,50,100")
+PAUSE_S = Param("pause_s", "seconds to hold each weight before the next", "60")
+
+
 def _operation(services: Services, env: str, kind: str, title: str, params: dict[str, Any],
                change: Change, apply: list[Step], what: str) -> Operation:
     """Plan, then (unless a dry run) confirm and apply."""
@@ -46,11 +51,11 @@ def _canary(services: Services, env: str) -> str:
 
 
 @action("canary-start", "Start a canary beside stable at the configured weight", confirm_before="apply", params=(
-    Param("version", "the tag to run as the canary (or a full image reference)", required=True),
-    Param("weight", "its share of traffic, in percent (default: [canary] weight_percent)"), DRY_RUN))
+    Param("version", "the tag to run as the canary (or a full image reference)", required=True, example="1.5.0"),
+    WEIGHT, DRY_RUN))
 def canary_start(services: Services, env: str, params: dict[str, Any]) -> Operation:
     image = image_reference(services, str(params.get("version") or ""))
-    weight = _weight(params.get("weight") or services.config.canary.weight_percent)
+    weight = _weight(WEIGHT.value(params, services.config))
 
     def start(ctx: StepContext) -> str:
         services.target(env).start_canary(image, weight, ctx.log)
@@ -64,12 +69,11 @@ def canary_start(services: Services, env: str, params: dict[str, Any]) -> Operat
 
 
 @action("step", "Step the canary's weight (e.g. 10, 25, 50, 100) with pauses", confirm_before="apply", params=(
-    Param("weights", "the weights in order, comma-separated", "10,25,50,100"),
-    Param("pause_s", "seconds to hold each weight before the next", "60"), DRY_RUN))
+    WEIGHTS, PAUSE_S, DRY_RUN))
 def step(services: Services, env: str, params: dict[str, Any]) -> Operation:
-    weights = [_weight(w) for w in str(params.get("weights") or "10,25,50,100").split(",") if w.strip()]
+    weights = [_weight(w) for w in WEIGHTS.value(params, services.config).split(",") if w.strip()]
     try:
-        pause = float(params.get("pause_s") or 60)
+        pause = float(PAUSE_S.value(params, services.config))
     except ValueError:
         raise ValueError(f"pause_s must be a number of seconds, got {params.get('pause_s')!r}") from None
     if not weights:

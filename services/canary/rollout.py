@@ -3,6 +3,8 @@
 `canary` starts a canary at the configured weight, takes a baseline, checks every interval for
 the configured duration and then promotes it, unless a rule rolls it back first. `canary-watch`
 does the monitoring alone, for a canary already running (a CI job gates on its exit code).
+As dry runs, `canary` stops after the image lookup, the query check and the plan (nothing starts),
+and `canary-watch` watches with every rule in observe mode (nothing is rolled back, scaled or asked).
 
 Each rule has an automation mode: observe (log the verdict), ask (a question with a countdown
 and a default) or act. The decision trace keeps every verdict with its query, value, threshold
@@ -19,7 +21,7 @@ from services.core.actions import Param, action, confirm_step
 from services.core.events import CheckScheduled, VerdictLogged
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import Notification, StartCanary
-from services.release.deploy import deploy_steps, image_reference, plan_step, resolve_step
+from services.release.deploy import DRY_RUN, deploy_steps, image_reference, plan_step, resolve_step
 
 if TYPE_CHECKING:
     from services.core.container import Services
@@ -30,10 +32,15 @@ class RolledBack(StepFailed):
 
 
 @action("canary", "Run a canary: start, baseline, monitor, then promote or roll back", confirm_before="start",
-        params=(Param("version", "the tag to run as the canary (or a full image reference)", "1.5.0"),))
+        params=(Param("version", "the tag to run as the canary (or a full image reference)", required=True),
+                DRY_RUN))
 def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
     policy = services.config.canary
-    image = image_reference(services, str(params.get("version") or "1.5.0"))
+    image = image_reference(services, str(params.get("version") or ""))
+    checked = [resolve_step(services, lambda ctx: image), _validate_step(services, env),
+               plan_step(services, env, lambda ctx: StartCanary(image, policy.weight_percent))]
+    if params.get("dry_run"):  # the image found, the queries checked, the plan shown: nothing started
+        return Operation("canary", env, f"Plan canary {image} in {env}", checked, params, takes_lock=False)
 
     def start(ctx: StepContext) -> str:
         services.target(env).start_canary(image, policy.weight_percent, ctx.log)
@@ -48,9 +55,7 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
     promoting = deploy_steps(services, env, "promote")
     promoting[0] = Step("apply", "Promote", promote)
     return Operation("canary", env, f"Canary {image} in {env}", [
-        resolve_step(services, lambda ctx: image),
-        _validate_step(services, env),
-        plan_step(services, env, lambda ctx: StartCanary(image, policy.weight_percent)),
+        *checked,
         Step("start", "Start the canary", start),
         *_monitor_steps(services, env, image),
         confirm_step(services, env, "Promote the canary to stable"),
@@ -58,13 +63,16 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
     ], params)
 
 
-@action("canary-watch", "Watch the running canary: the same checks, rolling back by the rules")
+@action("canary-watch", "Watch the running canary: the same checks, rolling back by the rules", params=(
+    Param("dry_run", "every rule observes only: log what it would do; roll back, scale and ask nothing", switch=True),))
 def canary_watch(services: Services, env: str, params: dict[str, Any]) -> Operation:
-    return Operation("canary-watch", env, f"Watch the canary in {env}", [
+    observe_only = bool(params.get("dry_run"))
+    title = f"Watch the canary in {env}" + (" (dry run: observe only)" if observe_only else "")
+    return Operation("canary-watch", env, title, [
         Step("find", "Find the running canary", lambda ctx: _find_canary(services, env, ctx)),
         _validate_step(services, env),
-        *_monitor_steps(services, env, None),
-    ], params)
+        *_monitor_steps(services, env, None, observe_only),
+    ], params, takes_lock=not observe_only)
 
 
 def _find_canary(services: Services, env: str, ctx: StepContext) -> str:
@@ -92,9 +100,15 @@ def _validate_step(services: Services, env: str) -> Step:
     return Step("validate", "Check the metrics queries", run)
 
 
-def _monitor_steps(services: Services, env: str, image: str | None) -> list[Step]:
-    """Baseline, then the checks. `image`: the canary's, or None to read it from ctx.state["image"]."""
+def _monitor_steps(services: Services, env: str, image: str | None, observe_only: bool = False) -> list[Step]:
+    """Baseline, then the checks. `image`: the canary's, or None to read it from ctx.state["image"].
+
+    `observe_only` (a dry run): every rule in observe mode, whatever release.toml says, so the trace
+    and the log say what each would do, and nothing is rolled back, scaled or asked.
+    """
     policy, settings = services.config.canary, services.config.metrics
+    if observe_only:
+        policy = policy.model_copy(update={"automation": dict.fromkeys(policy.automation, "observe")})
     checks = policy.duration_s // policy.check_interval_s
 
     def baseline(ctx: StepContext) -> str:
@@ -138,7 +152,7 @@ def _monitor_steps(services: Services, env: str, image: str | None) -> list[Step
             misses = misses + 1 if check.missing else 0
             if misses >= settings.misses_before_asking:
                 misses = 0
-                _decide_stale(services, env, ctx, watched, number)
+                _decide_stale(services, env, ctx, watched, number, ask=not observe_only)
             for entry in check.entries:  # a rule back to normal may be asked about again
                 if not entry.bad and entry.rule in ctx.state.get("declined", []):
                     ctx.state["declined"].remove(entry.rule)
@@ -146,7 +160,7 @@ def _monitor_steps(services: Services, env: str, image: str | None) -> list[Step
             if check.calls_for("scale-up") and number - last_scale >= policy.scale_cooldown_checks:
                 if _scale_up(services, env, ctx, watched, check):
                     last_scale = number
-        return _final(services, ctx, check, checks)
+        return _final(services, ctx, check, checks, observe_only)
 
     return [Step("baseline", "Take the baseline (stable, now)", baseline),
             Step("monitor", f"Monitor every {policy.check_interval_s}s for {policy.duration_s // 60}m", monitor)]
@@ -177,6 +191,7 @@ def _wants(services: Services, ctx: StepContext, entry: TraceEntry, what: str) -
     policy = services.config.canary
     if entry.mode == "observe":
         ctx.log(f"observe only: {entry.rule} would {what}", "warning")
+        ctx.state.setdefault("would", {}).setdefault(what, entry.check)  # the first check that called for it
         return False
     if entry.mode == "ask":
         declined = ctx.state.setdefault("declined", [])
@@ -197,10 +212,14 @@ def _decide_rollback(services: Services, env: str, ctx: StepContext, image: str,
             _roll_back(services, env, ctx, image, entry.line())
 
 
-def _decide_stale(services: Services, env: str, ctx: StepContext, image: str, number: int) -> None:
+def _decide_stale(services: Services, env: str, ctx: StepContext, image: str, number: int, ask: bool = True) -> None:
     settings, policy = services.config.metrics, services.config.canary
     ctx.log(f"no fresh canary data for {settings.misses_before_asking} checks: stale, never counted healthy",
             "warning")
+    if not ask:
+        ctx.log("observe only: would ask whether to roll back", "warning")
+        ctx.state.setdefault("would", {}).setdefault("ask whether to roll back (stale data)", number)
+        return
     prompt = (f"No fresh canary data for {settings.misses_before_asking} checks (the charts show stale values)."
               "\nRoll the canary back now? No keeps watching; it is never promoted on stale data.")
     if ctx.ask(prompt, policy.ask_timeout_s, policy.ask_default == "act"):
@@ -227,8 +246,11 @@ def _scale_up(services: Services, env: str, ctx: StepContext, image: str, check:
     return True
 
 
-def _final(services: Services, ctx: StepContext, check: Check, checks: int) -> str:
-    """At the end: promotable only on fresh data, and on enough of it for the judge."""
+def _final(services: Services, ctx: StepContext, check: Check, checks: int, observe_only: bool = False) -> str:
+    """At the end: promotable only on fresh data, and on enough of it for the judge.
+
+    A dry run (`observe_only`) ends by saying what the rules would have done, and when.
+    """
     if check.missing:
         raise StepFailed(f"not promoted: the last check (of {checks}) had no fresh canary data",
                          ("check the metrics source", "watch again, or abort the canary"))
@@ -241,6 +263,10 @@ def _final(services: Services, ctx: StepContext, check: Check, checks: int) -> s
     if judged.outcome != "pass" and _wants(services, ctx, entry, f"hold the promotion ({judged.outcome})"):
         raise StepFailed(f"not promoted: the judge says {judged.describe()}",
                          ("read the decision trace", "watch longer, or abort the canary"))
+    if observe_only:
+        would = "; ".join(f"{what} at check {number}" for what, number in ctx.state.get("would", {}).items())
+        return (f"dry run, nothing acted on: {checks} checks; "
+                f"{'the rules would ' + would if would else 'no rule called for anything'}; judge {judged.describe()}")
     return f"{checks} checks passed; judge {judged.describe()}"
 
 

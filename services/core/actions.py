@@ -6,13 +6,14 @@ them; nothing here imports a capability.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from services.core.operations import Operation, Step, StepContext, StepFailed
 
 if TYPE_CHECKING:
+    from services.core.config import ReleaseConfig
     from services.core.container import Services
 
 Builder = Callable[["Services", str, dict[str, Any]], Operation]
@@ -30,10 +31,70 @@ class Param:
     form: bool = True  # False: a CLI flag only, not asked in the TUI's form (the release's version: from git)
     # Checks a given value before the operation starts (raises ValueError or StepFailed with the reason).
     check: Callable[[str], object] | None = None
+    # Where the default comes from when it is not the literal `default` above:
+    from_config: str = ""  # a value of the loaded config, dotted: "recovery.health_tries"
+    default_is: str = ""  # one worked out when it runs, in words: "the newest complete backup"
+    example: str = ""  # shown when there is no default: "Ingredient"
 
     @property
     def in_form(self) -> bool:
         return self.form and not self.switch
+
+    def default_for(self, config: ReleaseConfig | None) -> str:
+        """What an empty field or an absent flag stands for: the config's value at `from_config`, else the
+        literal default ("" when neither, or when there is no config to read it from)."""
+        if self.from_config:
+            return shown(config_value(config, self.from_config)) if config is not None else ""
+        return self.default
+
+    def value(self, params: Mapping[str, Any], config: ReleaseConfig | None) -> str:
+        """The value an operation runs with: as given, else its default. Builders read a defaulted
+        parameter through this, so the form, --help and the operation cannot disagree."""
+        given = params.get(self.name)
+        return str(given) if given not in (None, "") else self.default_for(config)
+
+    def hint(self, config: ReleaseConfig | None) -> str:
+        """Its default as the form and --help say it ("default 30, from recovery.health_tries", "default
+        1000", "default: the newest complete backup"), else an example ("e.g. Ingredient"), else ""."""
+        if self.from_config:
+            value = self.default_for(config)
+            return f"default {value}, from {self.from_config}" if value else f"default from {self.from_config}"
+        if self.default:
+            return f"default {self.default}"
+        if self.default_is:
+            return f"default: {self.default_is}"
+        return f"e.g. {self.example}" if self.example else ""
+
+    def placeholder(self, config: ReleaseConfig | None) -> str:
+        """An empty form field's text: never the param's name, which would read as a value typed in.
+        Without a default: "required, e.g. Ingredient"; an example alone ("e.g. now()": its help says
+        when it is needed); else "optional"."""
+        hint = self.hint(config)
+        if self.required and not (self.default or self.from_config or self.default_is):
+            return ", ".join(filter(None, ("required", hint)))
+        return hint or "optional"
+
+
+def config_value(config: ReleaseConfig, dotted: str) -> object:
+    """The loaded config's value at a dotted path ("canary.weight_percent"); a path that names no
+    setting is a ValueError naming it (a unit test resolves every declared one)."""
+    value: object = config
+    for part in dotted.split("."):
+        if not hasattr(value, part):
+            raise ValueError(f"{dotted!r} names no config setting ({part!r} is unknown)")
+        value = getattr(value, part)
+    return value
+
+
+def shown(value: object) -> str:
+    """A config value as a parameter's text: 10.0 as "10", True as "true", a list comma-separated."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(shown, value))
+    return str(value)
 
 
 @dataclass(frozen=True)

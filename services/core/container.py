@@ -85,7 +85,13 @@ class Services:
 
     @property
     def runner(self) -> Runner:
-        return Runner(self.journal, self.audit, self.locks, self.log_path)
+        return Runner(self.journal, self.audit, self.locks, self.log_path, before=self.refresh, after=self.keep)
+
+    def refresh(self) -> None:
+        """Take in what another process changed since (the sandbox's saved world); live services need nothing."""
+
+    def keep(self) -> None:
+        """Keep this process's state for the next one (the sandbox's world); live services keep it themselves."""
 
     def log_path(self, op_id: str) -> Path:
         """Where an operation's full log is saved (the runner writes it; the screens show where)."""

@@ -163,12 +163,15 @@ class Result:
 
 class Runner:
     def __init__(self, journal: Journal, audit: AuditLog, locks: ReleaseLocks,
-                 log_path: Callable[[str], Path] | None = None) -> None:
-        """`log_path`: where an operation's full log is saved, by its id (None: not saved)."""
+                 log_path: Callable[[str], Path] | None = None, before: Callable[[], None] = lambda: None,
+                 after: Callable[[], None] = lambda: None) -> None:
+        """`log_path`: where an operation's full log is saved, by its id (None: not saved).
+        `before` and `after` run around each operation (the sandbox takes in and saves its world)."""
         self.journal = journal
         self.audit = audit
         self.locks = locks
         self.log_path = log_path
+        self.before, self.after = before, after
 
     def run(
         self,
@@ -179,6 +182,7 @@ class Runner:
         start_at: int = 0,
         state: dict[str, Any] | None = None,
     ) -> Result:
+        self.before()
         cancel = cancel or threading.Event()
         state = dict(state or {})
         params = mask(op.params)
@@ -189,6 +193,7 @@ class Runner:
         try:
             return self._run_audited(op, emit, confirm, cancel, start_at, state, params)
         finally:
+            self.after()
             if log:
                 log.close()
 

@@ -144,7 +144,7 @@ def resolve(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
 
 @action("migrate-rollback", "Roll back a migration deploy: restore the database backup", destructive=True,
-        params=(Param("backup_id", "the backup to restore (default: the newest complete one)"),))
+        params=(Param("backup_id", "the backup to restore", default_is="the newest complete backup"),))
 def migrate_rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
     database = services.database(env)
 

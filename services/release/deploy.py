@@ -109,7 +109,7 @@ def _noted(ctx: StepContext, what: str, read: Callable[[], str | None]) -> str |
 
 
 @action("deploy", "Deploy a version (plan, confirm, switch with zero downtime)", confirm_before="apply", params=(
-    Param("version", "the tag to deploy (or a full image reference)", required=True), DRY_RUN))
+    Param("version", "the tag to deploy (or a full image reference)", required=True, example="1.4.2"), DRY_RUN))
 def deploy(services: Services, env: str, params: dict[str, Any]) -> Operation:
     image = image_reference(services, str(params.get("version") or ""))
     steps = [resolve_step(services, lambda ctx: image),
@@ -137,7 +137,7 @@ def deploy_steps(services: Services, env: str, action_name: str) -> list[Step]:
 
 
 @action("rollback", "Roll back to an earlier revision", destructive=True, params=(
-    Param("revision", "the revision number to go back to (default: the one before the current)"), DRY_RUN))
+    Param("revision", "the revision number to go back to", default_is="the one before the current"), DRY_RUN))
 def rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
     wanted = str(params.get("revision") or "").strip()
     if wanted and not wanted.isdigit():  # refused before anything starts; an unknown number fails in `choose`

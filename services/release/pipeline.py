@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from services.core.container import Services
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
-VERSION = Param("version", "the image tag when the app's build context is not in a git repository")
+VERSION = Param("version", "the image tag when the app's build context is not in a git repository",
+                default_is="the tags from git")
 
 
 def context_dir(services: Services) -> Path:

@@ -53,6 +53,9 @@ SCRIPTS = {
 # The canary's error rate grows this much per check, so the 1.5x rule fires around check 6.
 CANARY_ERROR_GROWTH = 0.1
 BAD_RELEASE = "1.5.0"
+# What the sandbox offers for actions' parameters, where a real environment makes you say (the
+# TUI's forms and the CLI use it in sandbox mode only, through factory.suggested_params).
+SUGGESTED_PARAMS = {"canary": {"version": BAD_RELEASE}}
 BASELINE = {"error_rate": 0.008, "p95_ms": 180.0, "cpu_percent": 42.0, "memory_percent": 61.0}
 
 

@@ -69,6 +69,23 @@ def _database(world: World, env: str) -> SimDatabase:
         return envs[env]
 
 
+def databases(world: World) -> dict[str, SimDatabase]:
+    """The simulated databases made so far, by environment (to save the world)."""
+    with world.lock:
+        return dict(_DATABASES.get(world, {}))
+
+
+def adopt_databases(world: World, saved: dict[str, SimDatabase]) -> None:
+    """Take in saved databases, in place: a SandboxSchemaChanges made already holds its SimDatabase."""
+    with world.lock:
+        envs = _DATABASES.setdefault(world, {})
+        for env, database in saved.items():
+            if env in envs:
+                envs[env].tables, envs[env].busy_once = database.tables, database.busy_once
+            else:
+                envs[env] = database
+
+
 def _tables(world: World, env: str) -> dict[str, SimTable]:
     rows = world.envs[env].rows
     made = world.clock.origin

@@ -36,6 +36,11 @@ class SandboxClock:
     def real_seconds(self, simulated: float) -> float:
         return simulated / self.scale
 
+    def go_on_from(self, simulated: float, always: bool) -> None:
+        """Go on from a saved world's time: always at a start; later, only forwards."""
+        if always or simulated > self.now():
+            self.origin, self._started = simulated, time.monotonic()
+
 
 @dataclass
 class EnvState:

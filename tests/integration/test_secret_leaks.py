@@ -359,7 +359,7 @@ def every_command(rig: Rig, side_by_side: bool = False) -> None:
     apart = [BUILD, *(("backup", "create", "--env", env, "--yes") for env in FORMS)]
     in_turn = [("deploy", *STAGING, "--version", "1.0.0"), ("migrate", "deploy", *STAGING),
                ("backup", "create", *STAGING), ("drill", *STAGING),
-               ("restore", *STAGING, "--walkthrough", "--confirm-env", "staging"),
+               ("restore", *STAGING, "--confirm-env", "staging"),
                ("canary", "start", *STAGING, "--version", "2.0.0", "--weight", "20"), ("canary", "abort", *STAGING),
                CANARY_OK, CANARY_BAD]
     if side_by_side:
@@ -381,7 +381,7 @@ def one_down(rig: Rig, service: str) -> None:
                      ("drill", *STAGING), ("--json", "status")])
     elif service == "s3":
         rig.cli_all([("backup", "create", *STAGING), ("--json", "backup", "list")])
-        rig.cli("restore", *STAGING, "--walkthrough", "--confirm-env", "staging")
+        rig.cli("restore", *STAGING, "--confirm-env", "staging")
     elif service == "docker":
         rig.cli_all([("deploy", *STAGING, "--version", "1.0.0"), BUILD, ("--json", "status")])
     elif service == "prometheus":  # the canary stops at its query check, before it takes traffic
@@ -417,7 +417,7 @@ def test_no_secret_leaves_its_place_services_up_then_all_down(rig: Any, world: W
     # The forms reached the services for real: the test is not vacuous.
     for argv in [("deploy", *STAGING, "--version", "1.0.0"), ("backup", "create", "--env", "kwdsn", "--yes"),
                  ("backup", "create", "--env", "query", "--yes"), ("backup", "create", "--env", "emptyuser", "--yes"),
-                 ("restore", *STAGING, "--walkthrough", "--confirm-env", "staging"), BUILD, CANARY_OK,
+                 ("restore", *STAGING, "--confirm-env", "staging"), BUILD, CANARY_OK,
                  *traces(up)]:
         assert up.code(*argv) == 0, up.ran
     assert any(key.startswith("s3://") and key.endswith(".json") for key, _ in up.places()), "no manifest in S3"

@@ -121,3 +121,20 @@ async def test_the_canary_pane_shows_the_judge_and_T_exports_the_trace(make_ui_a
         assert markdown.read_text().startswith("# Canary ghcr.io/example/food-management:1.5.0 in development")
         assert json.loads(data.read_text())["decision"]["action"] == "rollback"
         assert runbook(screen).status["monitor"].value == "failed"
+
+
+async def test_the_sandbox_fills_in_its_demo_canary_version(make_ui_app: Any) -> None:
+    """The version is required; the sandbox offers its degrading release (1.5.0), which no action
+    hard-codes: real mode's form is empty (tests/unit/test_cli.py checks the CLI's side)."""
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("c")
+        form = await modal_of(pilot, ParamsModal, "the canary's form")
+        assert form.query_one("#param-version", Input).value == "1.5.0"
+        assert "version *" in [str(label.render()) for label in form.query(Label)]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: pilot.app.screen is not form, "the form to close")
+        await pilot.press("t")  # a deploy's version: the sandbox offers none
+        form = await modal_of(pilot, ParamsModal, "the deploy's form")
+        assert form.query_one("#param-version", Input).value == ""

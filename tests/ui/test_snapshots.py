@@ -5,7 +5,8 @@ changed SVG in tests/ui/__snapshots__/ as you would review code.
 
 What keeps them repeatable: the sandbox clock starts at a fixed origin (seeded backup ids,
 migration dates), the audit log is written beforehand with fixed times and user, toasts are
-cleared, the input cursor does not blink, and each run_before waits for the data it shows.
+cleared (but for the one a snapshot shows), the input cursor does not blink, and each run_before
+waits for the data it shows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList
-from uikit import FAST, ORIGIN, finished, main_screen, modal_of, ready, submit_defaults, wait_for
+from uikit import FAST, ORIGIN, choose_env, finished, main_screen, modal_of, outcome, ready, submit_defaults, wait_for
 
 import services.core.audit
 from console.app import ReleaseConsole
@@ -181,6 +182,9 @@ def test_disaster_recovery_confirmation_names_what_is_lost(
     """The DR restore's typed confirmation at 80x24: the backup, its time and age, that every write since
     is lost, and the integrity tables' rows now against in the backup (from its signed manifest)."""
     monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)  # as above: no poll of our own lock
+    app = make_ui_app(CALM)
+    # The world's clock stands still: the backup's age reads the same in every run.
+    monkeypatch.setattr(app.services.world.clock, "now", lambda: ORIGIN)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await select(pilot, "production")
@@ -191,9 +195,32 @@ def test_disaster_recovery_confirmation_names_what_is_lost(
         pilot.app.screen.query_one(Input).cursor_blink = False
         await settle(pilot)
 
-    # Real time (scale 1): the backup's age reads the same minute in every run (at 30x a slow start
-    # would add minutes).
-    assert snap_compare(make_ui_app(1.0), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_runbook_with_its_toast_after_a_drill(
+    snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the end of an operation its toast sits in the environments column: the runbook's last step
+    (the drill's RTO) and its outcome stay in view beside it."""
+    monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)  # one overview: no lock caught mid-run
+    app = make_ui_app(CALM)
+    # The world's clock stands still: the RTO is measured on it, and scaled wall time differs run to run.
+    monkeypatch.setattr(app.services.world.clock, "now", lambda: ORIGIN)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "staging")
+        await pilot.press("D")
+        await submit_defaults(pilot)
+        await modal_of(pilot, ConfirmModal, "the confirmation")
+        await pilot.press("y")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("SUCCEEDED")
+        await wait_for(pilot, lambda: pilot.app._notifications, "the toast")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
 def test_no_color(

@@ -221,11 +221,12 @@ def test_not_enough_data_blocks_promotion(services: Services) -> None:
     assert result.detail.startswith("not promoted: not enough data: NO DATA")
 
 
-def test_a_query_typo_stops_the_canary_before_it_starts(services: Services) -> None:
-    class Typo(Silent):
-        def validate(self) -> list[str]:
-            return ["error_rate: bad query: parse error at char 12: unclosed left parenthesis"]
+class Typo(Silent):
+    def validate(self) -> list[str]:
+        return ["error_rate: bad query: parse error at char 12: unclosed left parenthesis"]
 
+
+def test_a_query_typo_stops_the_canary_before_it_starts(services: Services) -> None:
     assert services.world is not None
     world = services.world
     rewire(services, metrics=lambda env: Typo(world))
@@ -291,3 +292,47 @@ def test_cpu_over_the_limit_scales_stable_up_with_a_cooldown(services: Services)
     scaled = [t for t, _ in logs(events, "monitor") if t.startswith("stable scaled to")]
     assert scaled == ["stable scaled to 3 replicas", "stable scaled to 4 replicas", "stable scaled to 5 replicas"]
     assert any(n.startswith("[warning] staging 1.4.2: scaled up to 3") for n in services.world.notifications)
+
+
+# --- dry runs -----------------------------------------------------------------------------------
+
+
+def test_canary_run_dry_run_finds_checks_and_plans_and_starts_nothing(services: Services) -> None:
+    services.locks.acquire("production", "someone else's release")  # a dry run takes no lock: not held up
+    result, events, asked = run(services, "canary", "production", {"version": "1.5.0", "dry_run": True})
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert list(finished(events)) == ["resolve", "validate", "plan"] and asked == []  # production: nothing typed
+    assert finished(events)["plan"].detail == "update replicas canary, update replicas weight"
+    assert services.world is not None and services.world.envs["production"].canary_version is None
+    locked = run(services, "canary", "production", {"version": "1.5.0"}, typed="production")[0]
+    assert "is locked by" in locked.detail  # without --dry-run the same canary waits for the lock
+
+
+def test_canary_run_dry_run_stops_at_a_missing_image_or_a_bad_query(services: Services) -> None:
+    result, events, _ = run(services, "canary", "staging", {"version": "9.9.9", "dry_run": True})
+    assert result.failed_step == "resolve" and list(finished(events)) == ["resolve"]
+    assert services.world is not None
+    world = services.world
+    rewire(services, metrics=lambda env: Typo(world))
+    result, _, _ = run(services, "canary", "staging", {"version": "1.4.2", "dry_run": True})
+    assert result.failed_step == "validate" and "1 metrics query would not work" in result.detail
+
+
+def test_canary_watch_dry_run_observes_every_rule_and_acts_on_none(services: Services) -> None:
+    assert run(services, "canary-start", "staging", {"version": "1.5.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
+    with_policy(services, duration_s=10 * 30)  # the bad release: error_rate breaks its rule at check 6
+    services.locks.acquire("staging", "someone else's release")
+    result, events, asked = run(services, "canary-watch", "staging", {"dry_run": True})
+
+    assert result.outcome is Outcome.SUCCEEDED and asked == []  # nothing asked: not even the judge
+    summary = finished(events)["monitor"].detail
+    assert summary.startswith("dry run, nothing acted on: 10 checks; the rules would roll back at check 6"), summary
+    assert "hold the promotion (fail) at check 10" in summary
+    monitor = [t for t, _ in logs(events, "monitor")]
+    assert "observe only: error_rate would roll back" in monitor
+    assert not any(t.startswith("ROLLING BACK") for t in monitor)
+    verdicts = [e.entry for e in events if isinstance(e, VerdictLogged)]
+    assert verdicts and {v["mode"] for v in verdicts} == {"observe"}  # the trace says it, verdict by verdict
+    world = services.world
+    assert world is not None and world.envs["staging"].canary_version == "1.5.0"  # still running
+    assert not any("automatic rollback" in n for n in world.notifications)

@@ -12,6 +12,7 @@ import pytest
 
 from console import cli
 from console.action_table import commands
+from services import factory
 
 PROBE = """
 import sys
@@ -95,3 +96,68 @@ def test_config_check_checks_the_keymap(capsys: pytest.CaptureFixture[str], tmp_
     keymap.write_text('"action.release" = "m"\n', encoding="utf-8")
     assert cli.main(["--sandbox", "config", "check"]) == cli.EXIT_USAGE
     assert "action.release: 'm' is also action.migrate's key" in capsys.readouterr().err
+
+
+def test_real_mode_asks_for_the_canary_version_and_never_offers_the_sandboxs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.main(["canary", "run", "--help"])
+    assert done.value.code == cli.EXIT_OK
+    shown = capsys.readouterr().out
+    assert "--version FLAG_VERSION" in shown and "[--version" not in shown  # required: not in brackets
+    assert "1.5.0" not in shown and "default" not in shown
+    with pytest.raises(SystemExit) as done:
+        cli.main(["canary", "run", "--env", "staging", "--dry-run"])
+    assert done.value.code == cli.EXIT_USAGE
+    assert "canary run: error: the following arguments are required: --version" in capsys.readouterr().err
+    assert factory.suggested_params(False) == {}  # nor the TUI's forms: they fill in what this gives
+
+
+def test_the_sandbox_offers_its_demo_canary_version(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    with pytest.raises(SystemExit):
+        cli.main(["--sandbox", "canary", "run", "--help"])
+    assert "(sandbox default 1.5.0)" in " ".join(capsys.readouterr().out.split())
+    assert cli.main(["--sandbox", "--json", "canary", "run", "--env", "staging", "--dry-run"]) == cli.EXIT_OK
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    resolved = next(e for e in events if e["type"] == "StepFinished" and e["step_id"] == "resolve")
+    assert resolved["detail"].startswith("ghcr.io/example/food-management:1.5.0 sha256:")
+    assert events[-1]["type"] == "Finished" and events[-1]["detail"] == "3 steps done"
+
+
+def test_restore_takes_no_walkthrough_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """The restore is always the guided walkthrough: a flag that changed nothing is gone."""
+    with pytest.raises(SystemExit) as done:
+        cli.main(["restore", "--env", "staging", "--walkthrough"])
+    assert done.value.code == cli.EXIT_USAGE and "unrecognized arguments: --walkthrough" in capsys.readouterr().err
+
+
+def action_help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as done:
+        cli.main([*argv, "--help"])
+    assert done.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # as one line: argparse wraps at the terminal's width
+
+
+def test_an_actions_help_shows_the_default_its_config_gives(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    example = Path(__file__).resolve().parents[2] / "examples" / "food-management" / "release.toml"
+    toml = tmp_path / "release.toml"
+    toml.write_text(example.read_text() + "\n[recovery]\nhealth_tries = 7\n")
+    text = action_help(capsys, "--sandbox", "--config", str(toml), "restore")
+    assert "--health-tries FLAG_HEALTH_TRIES health-check tries (default 7, from recovery.health_tries)" in text
+    assert "seconds between tries (default 10, from recovery.health_interval_s)" in text
+    assert "the backup to restore (default: the newest complete backup)" in text
+    assert "(default 10, from canary.weight_percent)" in action_help(capsys, "--sandbox", "--config", str(toml),
+                                                                    "canary", "start")
+
+
+def test_without_a_config_an_actions_help_names_where_the_default_comes_from(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)  # no release.toml anywhere: --help still answers
+    text = action_help(capsys, "restore")
+    assert "health-check tries (default from recovery.health_tries)" in text

@@ -33,10 +33,10 @@ KIND = "expand-add-column"
 
 
 @action(KIND, "Expand/contract: add a column (expand, backfill, contract)", params=(
-    Param("table", "the table, e.g. Ingredient", required=True),
-    Param("column", "the new column", required=True),
-    Param("type", "its type, e.g. timestamp(3) (needed to expand)"),
-    Param("backfill", "SQL for existing rows, e.g. now() (needed to backfill; trusted operator input)"),
+    Param("table", "the table", required=True, example="Ingredient"),
+    Param("column", "the new column", required=True, example="expiresAt"),
+    Param("type", "its type (needed to expand)", example="timestamp(3)"),
+    Param("backfill", "SQL for existing rows (needed to backfill; trusted operator input)", example="now()"),
     *COMMON,
 ))
 def add_column(services: Services, env: str, params: dict[str, Any]) -> Operation:

@@ -44,9 +44,9 @@ KIND = "expand-rename-column"
 
 
 @action(KIND, "Expand/contract: rename a column (expand, backfill, contract)", params=(
-    Param("table", "the table, e.g. Ingredient", required=True),
-    Param("column", "the column's current name", required=True),
-    Param("new_column", "its new name", required=True),
+    Param("table", "the table", required=True, example="Ingredient"),
+    Param("column", "the column's current name", required=True, example="qty"),
+    Param("new_column", "its new name", required=True, example="quantity"),
     *COMMON,
 ))
 def rename_column(services: Services, env: str, params: dict[str, Any]) -> Operation:
