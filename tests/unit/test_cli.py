@@ -104,7 +104,7 @@ def test_real_mode_asks_for_the_canary_version_and_never_offers_the_sandboxs(
         cli.main(["canary", "run", "--help"])
     assert done.value.code == cli.EXIT_OK
     shown = capsys.readouterr().out
-    assert "--version FLAG_VERSION" in shown and "[--version" not in shown  # required: not in brackets
+    assert "--version VERSION" in shown and "[--version" not in shown  # required: not in brackets
     assert "1.5.0" not in shown and "default" not in shown
     with pytest.raises(SystemExit) as done:
         cli.main(["canary", "run", "--env", "staging", "--dry-run"])
@@ -147,7 +147,7 @@ def test_an_actions_help_shows_the_default_its_config_gives(capsys: pytest.Captu
     toml = tmp_path / "release.toml"
     toml.write_text(example.read_text() + "\n[recovery]\nhealth_tries = 7\n")
     text = action_help(capsys, "--sandbox", "--config", str(toml), "restore")
-    assert "--health-tries FLAG_HEALTH_TRIES health-check tries (default 7, from recovery.health_tries)" in text
+    assert "--health-tries HEALTH_TRIES health-check tries (default 7, from recovery.health_tries)" in text
     assert "seconds between tries (default 10, from recovery.health_interval_s)" in text
     assert "the backup to restore (default: the newest complete backup)" in text
     assert "(default 10, from canary.weight_percent)" in action_help(capsys, "--sandbox", "--config", str(toml),
