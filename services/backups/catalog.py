@@ -58,7 +58,14 @@ def list_backups(services: Services, env: str | None = None) -> list[BackupEntry
                 MANIFEST in names, meta.get("version") or "", meta.get("migration_head") or "",
                 verified.get("when") if verified.get("ok") else None, verified.get("restore_s"),
                 pin.get("release") or ""))
-    return sorted(entries, key=lambda e: e.created, reverse=True)
+    # A manifest's time is to the second: two backups within one second are told apart by the id's -N.
+    return sorted(entries, key=lambda e: (e.created, id_order(e.id)), reverse=True)
+
+
+def id_order(backup_id: str) -> tuple[str, int]:
+    """Ids in the order they were taken: 20250101T120000Z, then -2, -3 ... -10."""
+    base, _, n = backup_id.partition("-")
+    return base, int(n) if n.isdigit() else 1
 
 
 def taken_at(manifest: dict[str, Any], stored: float) -> float:
@@ -100,7 +107,7 @@ def retention(services: Services, env: str, now: float | None = None) -> list[Ve
     policy = services.config.backup
     now = now if now is not None else services.clock.now()
     entries = list_backups(services, env)
-    newest = sorted({b.id for b in entries if b.complete}, reverse=True)[: policy.keep_newest]
+    newest = sorted({b.id for b in entries if b.complete}, key=id_order, reverse=True)[: policy.keep_newest]
     pins = {b.id: b.pinned for b in entries if b.pinned}  # pinned in one store: kept in every store
     verdicts = []
     for entry in entries:

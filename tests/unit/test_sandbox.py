@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
+from services.adapters.local_store import LocalStore
 from services.backups.catalog import DAY, list_backups, prune_candidates
 from services.catalog import build_operation
 from services.core.events import (
@@ -238,3 +240,17 @@ def test_a_backup_then_applies_retention_unless_prune_after_is_off(state: Path, 
     assert finished_steps(events)["retention"].detail == "1 of 1 past 30 days deleted from sandbox"
     [audited] = [r for r in services.audit.records() if r["action"] == "backup-delete"]
     assert audited["params"]["backups"] == [f"sandbox:{oldest.id}"] and audited["params"]["op_id"] == result.op_id
+
+
+def test_backups_taken_within_one_second_list_newest_first(state: Path, tmp_path: Path) -> None:
+    """A manifest's created_at is to the second: the id's -N orders two backups of the same second
+    (a local directory lists ...Z before ...Z-2)."""
+    services = dataclasses.replace(sandbox(state), store=LocalStore(tmp_path / "backups"))
+    assert services.world is not None
+    origin = services.world.clock.origin
+    services.world.clock.now = lambda: origin  # type: ignore[method-assign]  # both in the same second
+    for _ in range(2):
+        result, _, _ = run(services, "backup", "staging")
+        assert result.outcome is Outcome.SUCCEEDED, result.detail
+    local = [b.id for b in list_backups(services, "staging") if b.store == "local"]
+    assert local == [local[1] + "-2", local[1]]
