@@ -7,7 +7,7 @@ import builtins
 import fcntl
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -85,4 +85,8 @@ class LocalStore:
             yield from iter(lambda: handle.read(CHUNK), b"")
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        if path.parent != self.root.resolve():  # a backup's folder goes with its last file (pruned)
+            with suppress(OSError):  # not empty yet, or gone already
+                path.parent.rmdir()

@@ -1,19 +1,21 @@
-"""The backup actions: take a backup, and prune the ones past retention."""
+"""The backup actions: take a backup (then apply retention), and prune the ones past retention."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from services.backups.catalog import DAY, MANIFEST, PIN, prune_candidates
+from services.backups.catalog import MANIFEST, PIN, BackupEntry, retention
 from services.backups.create import take_backup
 from services.backups.trust import check_backup_id
 from services.core.actions import Param, action, confirm_step
-from services.core.operations import Operation, Step, StepContext, StepFailed
+from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
 
 if TYPE_CHECKING:
     from services.core.container import Services
+    from services.core.ports import ObjectStore
 
 
 @action("backup", "Take a backup (database + app files)", changes_env=False)
@@ -25,38 +27,111 @@ def backup(services: Services, env: str, params: dict[str, Any]) -> Operation:
         ctx.state["backup_id"] = take_backup(services, env, ctx)
         return f"backup {ctx.state['backup_id']} complete"
 
-    return Operation("backup", env, f"Back up {env}", [Step("backup", "Dump database and archive files", run)],
-                     params, takes_lock=False)
+    return Operation("backup", env, f"Back up {env}", [
+        Step("backup", "Dump database and archive files", run),
+        retention_step(services, env),
+    ], params, takes_lock=False)
+
+
+def retention_step(services: Services, env: str) -> Step:
+    """After a backup, as the strategy does: the dry-run list logged, then the backups past retention
+    deleted from the store the backup went to ([backup] prune_after, on by default).
+
+    A retention that fails keeps the backup and fails this step, saying both: the operation ends
+    failed (exit 1), because a backup job's exit status is what cron and CI watch, and a retention
+    failing unseen fills the disk or the bucket until the backups themselves fail. Retrying the
+    step runs only the retention again.
+    """
+    policy = services.config.backup
+    if not policy.prune_after:
+        return Step("retention", "Retention after the backup: off ([backup] prune_after = false)",
+                    lambda ctx: "skipped: [backup] prune_after = false; `backup prune` deletes by hand")
+
+    def run(ctx: StepContext) -> str:
+        backup_id, store = ctx.state["backup_id"], services.store.name
+        try:
+            doomed = plan_deletions(services, env, ctx, stores={store})
+            deleted = delete_planned(services, env, ctx)
+        except (Cancelled, Declined):
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure keeps the backup and is said as such
+            ctx.log(f"WARNING: retention failed, backup {backup_id} is complete and kept: {err}", "warning")
+            raise StepFailed(f"backup {backup_id} is complete and kept, but retention failed: {err}",
+                             ("retry this step: only the retention runs again", f"backup prune --env {env}",
+                              "or set [backup] prune_after = false")) from None
+        return f"{deleted} of {len(doomed)} past {policy.retention_days} days deleted from {store}" if doomed \
+            else f"none past {policy.retention_days} days in {store}"
+
+    return Step("retention", f"Retention: delete backups past {policy.retention_days} days", run)
 
 
 @action("prune", "Delete backups past retention", destructive=True)
 def prune(services: Services, env: str, params: dict[str, Any]) -> Operation:
     def plan(ctx: StepContext) -> str:
-        now = services.clock.now()
-        doomed = prune_candidates(services, env, now)
-        for entry in doomed:
-            age_days = (now - entry.created) / DAY
-            ctx.log(f"would delete {entry.env}/{entry.id} in {entry.store} ({age_days:.0f} days old)")
-        ctx.state["doomed"] = [[e.store, e.id] for e in doomed]
+        doomed = plan_deletions(services, env, ctx)
         kept = f"; the newest {services.config.backup.keep_newest} and pinned ones are kept"
         return f"{len(doomed)} past {services.config.backup.retention_days} days{kept}"
 
     def delete(ctx: StepContext) -> str:
-        stores = {store.name: store for store in services.stores}
-        for store_name, backup_id in ctx.state["doomed"]:
-            store = stores[store_name]
-            # The manifest goes first: a backup half deleted must never still look complete.
-            keys = sorted((o.key for o in store.list(f"{env}/{backup_id}/")), key=lambda k: not k.endswith(MANIFEST))
-            for key in keys:
-                store.delete(key)
-            ctx.log(f"deleted {env}/{backup_id} from {store_name}")
-        return f"{len(ctx.state['doomed'])} deleted"
+        return f"{delete_planned(services, env, ctx)} deleted"
 
     return Operation("prune", env, f"Prune backups of {env}", [
         Step("plan", "Dry run: list backups past retention", plan),
         confirm_step(services, env, "Delete the listed backups"),
         Step("delete", "Delete", delete),
     ], params, takes_lock=False)
+
+
+def plan_deletions(services: Services, env: str, ctx: StepContext, stores: Collection[str] | None = None,
+                   ) -> list[BackupEntry]:
+    """Retention's dry run, logged: what it would delete, and what it keeps though old enough (pinned,
+    or one of the newest); the rest is counted. Only in `stores` when given. The list is kept in
+    ctx.state["doomed"] for delete_planned (and a resume)."""
+    verdicts = [v for v in retention(services, env) if stores is None or v.entry.store in stores]
+    for verdict in verdicts:
+        where = f"{env}/{verdict.entry.id} in {verdict.entry.store} ({verdict.age_days:.0f} days old)"
+        if verdict.delete:
+            ctx.log(f"would delete {where}")
+        elif verdict.kind != "recent":
+            ctx.log(f"keep {where}: {verdict.why}")
+    if recent := sum(v.kind == "recent" for v in verdicts):
+        ctx.log(f"keep {recent} more within {services.config.backup.retention_days} days")
+    doomed = [v.entry for v in verdicts if v.delete]
+    ctx.state["doomed"] = [[e.store, e.id] for e in doomed]
+    return doomed
+
+
+def delete_planned(services: Services, env: str, ctx: StepContext) -> int:
+    """Delete what plan_deletions listed, each in its store, and audit it; a backup that cannot be
+    deleted does not stop the others, and fails the step at the end, naming it."""
+    stores = {store.name: store for store in services.stores}
+    deleted, failed = [], []
+    for store_name, backup_id in ctx.state["doomed"]:
+        try:
+            if store_name not in stores:  # a resume after the config changed
+                raise StepFailed("that store is no longer configured")
+            _delete_backup(stores[store_name], env, backup_id)
+        except Exception as err:  # noqa: BLE001 - said below, after the others are tried
+            problem = f"{env}/{backup_id} in {store_name}: {err}"
+            ctx.log(f"could not delete {problem}", "warning")
+            failed.append(problem)
+            continue
+        ctx.log(f"deleted {env}/{backup_id} from {store_name}")
+        deleted.append(f"{store_name}:{backup_id}")
+    if deleted:
+        services.audit.append(env, "backup-delete", {"op_id": ctx.op_id, "backups": deleted},
+                              f"deleted {len(deleted)} past retention")
+    if failed:
+        raise StepFailed(f"{len(failed)} of {len(failed) + len(deleted)} backups past retention not deleted:"
+                         f" {'; '.join(failed)}", ("retry this step", "check the store's permissions"))
+    return len(deleted)
+
+
+def _delete_backup(store: ObjectStore, env: str, backup_id: str) -> None:
+    # The manifest goes first: a backup half deleted must never still look complete.
+    keys = sorted((o.key for o in store.list(f"{env}/{backup_id}/")), key=lambda k: not k.endswith(MANIFEST))
+    for key in keys:
+        store.delete(key)
 
 
 @action("backup-pin", "Pin a backup to a release, so retention keeps it", changes_env=False, params=(

@@ -385,6 +385,8 @@ class BackupPolicy(Strict):
     local_dir: str = "/var/backups/food-management"
     retention_days: int = Field(30, ge=1)
     keep_newest: int = Field(3, ge=1)
+    prune_after: bool = Field(True, description="after each backup, delete the backups past retention_days from"
+                              " its store, as `backup prune` does (pinned and the newest keep_newest are kept)")
     compression: Literal["zstd", "gzip"] = "zstd"
     s3: S3Store | None = None
     app_paths: list[str] = ["."]

@@ -72,6 +72,8 @@ APPLIED = [
     "20240618160000_recipe_tags",
 ]
 PENDING = ["20240801120000_add_expiry_date", "20240815093000_rename_qty_to_quantity"]
+# Rows the app gains a day: what a seeded backup held, against the rows of today.
+GROWTH_PER_DAY = {"Ingredient": 6.0, "Category": 0.1, "User": 1.5}
 
 
 class World:
@@ -128,8 +130,13 @@ class World:
         self.objects[prefix + "app.tar.gz"] = (files, when, {})
         artifacts = {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                      for name, data in (("db.sql.gz", db), ("app.tar.gz", files))}
+        # The integrity tables' rows when it was taken: today's less what the app gained since (no draw).
+        age_days = (self.clock.origin - when) / DAY
+        counts = {table: max(0, rows - round(GROWTH_PER_DAY.get(table, 0.0) * age_days))
+                  for table, rows in self.envs[env].rows.items()}
         manifest = {"id": backup_id, "env": env, "artifacts": artifacts, "server_version": "15.18",
-                    "version": self.envs[env].version, "migration_head": self.envs[env].migrations[-1].name}
+                    "version": self.envs[env].version, "migration_head": self.envs[env].migrations[-1].name,
+                    "row_counts": counts}
         self.objects[prefix + "manifest.json"] = (json.dumps(manifest).encode(), when, {})
 
     def noise(self, spread: float) -> float:

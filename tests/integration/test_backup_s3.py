@@ -4,6 +4,7 @@ backup listed and no orphan parts."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,23 +13,24 @@ import psycopg
 import pytest
 from botocore.awsrequest import AWSResponse
 from rig import config_builder as toml
+from rig.old_backups import plant_backup, plant_history
 
 from services import factory
 from services.backups.catalog import list_backups
 from services.catalog import build_operation
 from services.core import config as config_module
-from services.core.events import Event, Outcome
+from services.core.events import Event, Finished, LogLine, Outcome, StepFinished, StepStatus
 from services.core.operations import Result
 
 ROWS = 300_000  # random md5 text: a dump of ~20 MB that zstd leaves above one 8 MiB part
 
 
-def release_toml(tmp_path: Path, endpoint: str, bucket: str) -> Path:
+def release_toml(tmp_path: Path, endpoint: str, bucket: str, prune_after: bool | None = None) -> Path:
     store = toml.s3_store(bucket, prefix="food-management/", endpoint_url=endpoint, server_side_encryption="AES256",
                           access_key_id=toml.secret("AWS_KEY"), secret_access_key=toml.secret("AWS_SECRET"))
     migrations = {"dir": "migrations", "integrity_tables": ["Ingredient"]}
-    path = toml.release({"staging": toml.environment()}, backup=toml.backup(s3=store), migrations=migrations,
-                        ).write(tmp_path / "release.toml")
+    path = toml.release({"staging": toml.environment()}, backup=toml.backup(s3=store, prune_after=prune_after),
+                        migrations=migrations).write(tmp_path / "release.toml")
     (tmp_path / "migrations").mkdir(exist_ok=True)
     return path
 
@@ -102,3 +104,95 @@ def test_s3_failing_mid_upload_lists_no_partial_backup_and_leaves_no_parts(servi
     assert [b for b in list_backups(services, "staging") if b.complete] == []
     assert s3_client.list_multipart_uploads(Bucket=bucket_name).get("Uploads", []) == []
     assert s3_client.list_objects_v2(Bucket=bucket_name).get("KeyCount", 0) == 0
+
+
+# --- retention after each backup ------------------------------------------------------------
+
+
+@pytest.fixture
+def small(tmp_path: Path, pg_database: str, s3_endpoint: str, s3_client: Any,
+          bucket_name: str) -> Callable[..., factory.Services]:
+    """Services on a small database (a backup of a few kB) whose new backups go to S3."""
+    s3_client.create_bucket(Bucket=bucket_name)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "Ingredient" (id serial PRIMARY KEY, name text NOT NULL)')
+        conn.execute("""INSERT INTO "Ingredient" (name) SELECT 'i' || g FROM generate_series(1, 50) g""")
+
+    def make(prune_after: bool | None = None) -> factory.Services:
+        env = {"TEST_DB": pg_database, "AWS_KEY": "testing", "AWS_SECRET": "testing"}
+        config = config_module.load(release_toml(tmp_path, s3_endpoint, bucket_name, prune_after), env)
+        return factory.build(config, state=tmp_path / "state")
+
+    return make
+
+
+def s3_ids(s3_client: Any, bucket: str) -> set[str]:
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="food-management/staging/").get("Contents", [])
+    return {o["Key"].split("/")[2] for o in listed}
+
+
+@pytest.mark.parametrize("prune_after", [None, False])  # None: the default, on
+def test_a_backup_to_s3_then_deletes_there_those_past_retention_keeping_pinned_and_newest(
+        small: Callable[..., factory.Services], s3_client: Any, bucket_name: str, prune_after: bool | None) -> None:
+    services = small(prune_after)
+    now = time.time()
+    planted = plant_history(services.store, "staging", now)
+    [local] = services.other_stores
+    old_local = plant_backup(local, "staging", 70, now)  # from before S3 was configured
+
+    events: list[Event] = []
+    result = services.runner.run(build_operation(services, "backup", "staging", {}), events.append, lambda q: None)
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail  # nothing asked: None would have declined
+    [new] = s3_ids(s3_client, bucket_name) - set(planted.values())
+    retention = next(e.detail for e in events if isinstance(e, StepFinished) and e.step_id == "retention")
+    if prune_after is False:
+        assert s3_ids(s3_client, bucket_name) == {new, *planted.values()}
+        assert retention.startswith("skipped: [backup] prune_after = false")
+        return
+    assert s3_ids(s3_client, bucket_name) == {new, planted["pinned-45"], planted["newest-40"], planted["recent-10"]}
+    lines = [e.text for e in events if isinstance(e, LogLine) and e.step_id == "retention"]
+    assert f"keep staging/{planted['pinned-45']} in s3 (45 days old): pinned to v1.3.9" in lines
+    assert f"keep staging/{planted['newest-40']} in s3 (40 days old): one of the newest 3" in lines
+    assert f"would delete staging/{planted['gone-60']} in s3 (60 days old)" in lines
+    assert retention == "2 of 2 past 30 days deleted from s3"
+    # Only the store the backup went to: the local directory's old backup waits for `backup prune`.
+    assert {b.id for b in list_backups(services, "staging") if b.store == "local"} == {old_local}
+    assert not any(old_local in line for line in lines)
+
+
+def test_a_retention_that_fails_keeps_the_backup_and_says_so(small: Callable[..., factory.Services],
+                                                             s3_client: Any, bucket_name: str) -> None:
+    services = small()
+    planted = plant_history(services.store, "staging", time.time())
+    services.store.client.meta.events.register("before-send.s3.DeleteObject", denied)  # type: ignore[attr-defined]
+    events: list[Event] = []
+    result = services.runner.run(build_operation(services, "backup", "staging", {}), events.append, lambda q: None)
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "retention"
+    [new] = s3_ids(s3_client, bucket_name) - set(planted.values())
+    assert result.detail.startswith(f"backup {new} is complete and kept, but retention failed: 2 of 2 backups")
+    assert "AccessDenied" in result.detail
+    done = {e.step_id: e for e in events if isinstance(e, StepFinished)}
+    assert done["backup"].status is StepStatus.DONE
+    warnings = [e.text for e in events if isinstance(e, LogLine) and e.level == "warning"]
+    assert any(w.startswith(f"WARNING: retention failed, backup {new} is complete and kept") for w in warnings)
+    assert next(b for b in list_backups(services, "staging") if b.id == new).complete
+    final = events[-1]
+    assert isinstance(final, Finished) and final.next_options[0] == "retry this step: only the retention runs again"
+
+    # Once deleting is allowed again, a retry of the step alone finishes the job.
+    services.store.client.meta.events.unregister("before-send.s3.DeleteObject", denied)  # type: ignore[attr-defined]
+    record = services.journal.get(result.op_id)
+    op = build_operation(services, "backup", "staging", {})
+    op.id = record.id
+    retried = services.runner.run(op, events.append, lambda q: None, start_at=record.resume_index, state=record.state)
+    assert retried.outcome is Outcome.SUCCEEDED, retried.detail
+    assert s3_ids(s3_client, bucket_name) == {new, planted["pinned-45"], planted["newest-40"], planted["recent-10"]}
+
+
+def denied(request: Any, **_: Any) -> Any:
+    """S3 refusing deletions, as for a backup writer without s3:DeleteObject."""
+    body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+    raw = type("Raw", (), {"stream": lambda self, **k: iter([body]), "read": lambda self, *a: body})()
+    return AWSResponse(request.url, 403, {"Content-Type": "application/xml"}, raw)

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 import zstandard
 from rig import config_builder as toml
+from rig.old_backups import plant_history
 
 from services import factory
 from services.adapters.app_files import DirectoryAppFiles
@@ -76,9 +77,9 @@ def app_dir(tmp_path: Path) -> Path:
 
 
 def release_toml(tmp_path: Path, compression: str = "zstd", local_dir: str = "backups", app_dir: bool = True,
-                 scratch: bool = False) -> Path:
+                 scratch: bool = False, prune_after: bool | None = None) -> Path:
     staging = toml.environment(app_dir="app" if app_dir else None)
-    store = toml.backup(local_dir, compression=compression,
+    store = toml.backup(local_dir, compression=compression, prune_after=prune_after,
                         scratch_database_url=toml.secret("SCRATCH_DB") if scratch else None)
     return toml.release({"staging": staging}, backup=store, migrations={"dir": "app/prisma/migrations"},
                         ).write(tmp_path / "release.toml")
@@ -178,6 +179,45 @@ def test_migrate_backs_up_the_database_only_and_records_the_head(build: Build) -
     assert manifest["migration_head"] is None  # taken before the apply
     _, _, after = backup(services)
     assert after["migration_head"] == "20240105093000_init"
+
+
+# --- retention after each backup ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prune_after", [None, False])  # None: the default, on
+def test_a_backup_then_deletes_those_past_retention_keeping_pinned_and_newest(
+        build: Build, prune_after: bool | None) -> None:
+    services = build(prune_after=prune_after)
+    assert services.config.backup.prune_after is (prune_after is None)
+    planted = plant_history(services.store, "staging", time.time())
+    # A backup whose files were copied since (new mtimes): its manifest's time still ages it.
+    for path in (backup_dir(services) / "staging" / planted["gone-60"]).iterdir():
+        os.utime(path)
+
+    run = Run(services, "backup")
+
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    new = run.detail("backup").removeprefix("backup ").removesuffix(" complete")
+    left = {b.id for b in list_backups(services, "staging")}
+    if prune_after is False:
+        assert left == {new, *planted.values()}
+        assert run.detail("retention").startswith("skipped: [backup] prune_after = false")
+        return
+    assert left == {new, planted["pinned-45"], planted["newest-40"], planted["recent-10"]}
+    assert not (backup_dir(services) / "staging" / planted["gone-60"]).exists()  # its folder is gone too
+    lines = run.lines("retention")
+    assert lines[:6] == [
+        f"keep staging/{new} in local (0 days old): one of the newest 3",
+        f"keep staging/{planted['recent-10']} in local (10 days old): one of the newest 3",
+        f"keep staging/{planted['newest-40']} in local (40 days old): one of the newest 3",
+        f"keep staging/{planted['pinned-45']} in local (45 days old): pinned to v1.3.9",
+        f"would delete staging/{planted['gone-50']} in local (50 days old)",
+        f"would delete staging/{planted['gone-60']} in local (60 days old)",
+    ]
+    assert sorted(lines[6:]) == sorted(f"deleted staging/{planted[k]} from local" for k in ("gone-50", "gone-60"))
+    assert run.detail("retention") == "2 of 2 past 30 days deleted from local"
+    [audited] = [r for r in services.audit.records() if r["action"] == "backup-delete"]
+    assert sorted(audited["params"]["backups"]) == sorted(f"local:{planted[k]}" for k in ("gone-50", "gone-60"))
 
 
 # --- app files ------------------------------------------------------------------------------

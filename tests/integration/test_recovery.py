@@ -211,6 +211,52 @@ def test_walkthrough_restores_data_and_files_and_brings_the_app_back(rig: Callab
     assert [s.status for s in record.steps] == [StepStatus.DONE] * len(ORDER)
 
 
+def ingredient(prompt: list[str]) -> list[str]:
+    """The confirmation's line for the Ingredient table: rows now, in the backup, the change."""
+    [line] = [line.split()[1:] for line in prompt if line.startswith("  Ingredient ")]
+    return line
+
+
+def test_the_confirmation_names_what_is_lost_and_an_unreachable_database_does_not_fail_it(
+        rig: Callable[..., Rig]) -> None:
+    env = rig()
+    backup_id = env.backup()
+    manifest = json.loads((env.tmp_path / "backups" / "production" / backup_id / "manifest.json").read_text())
+    assert manifest["row_counts"] == {"Ingredient": 500} and "signature" in manifest  # counted, then signed
+    env.spoil()  # 250 rows deleted since the backup
+
+    run = Walk(env.services(), "restore", answer=None)  # declined: the prompt is all this test wants
+
+    assert run.result.outcome is Outcome.DECLINED and run.started() == ORDER[:2]
+    prompt = run.asked[0].prompt.splitlines()
+    assert prompt[1] == f"Plan: restore backup {backup_id},"
+    assert re.fullmatch(r"taken \d{4}-\d\d-\d\d \d\d:\d\d UTC, \d+ min ago\.", prompt[2]), prompt[2]
+    assert prompt[3] == "Every write to production since then will be LOST."
+    assert ingredient(prompt) == ["250", "500", "-250"]  # now, in the backup, the change since
+    assert "Backup counts: from its signed manifest" in prompt
+    assert env.rows() == (250, 250) and env.container_state()["Running"]
+
+    # The live rows cannot be read (here a session stuck holding the table's lock, past the console's
+    # lock_timeout): the confirmation says so, and still asks. (A database server that is down stops a
+    # restore earlier: the release lock lives in that database.)
+    stuck = env.tmp_path / "stuck.toml"
+    stuck.write_text(env.config_path.read_text() + "\n[database]\nlock_timeout_s = 0.5\n")
+    services = factory.build(config_module.load(stuck, {"SIGNING_KEY": "recovery-test-key"}),
+                             state=env.tmp_path / "state")
+    with psycopg.connect(env.dsn) as holder:
+        holder.execute('LOCK TABLE "Ingredient" IN ACCESS EXCLUSIVE MODE')
+        run = Walk(services, "restore", answer=None)
+
+    assert run.result.outcome is Outcome.DECLINED and [q.expected for q in run.asked] == ["production"]
+    text = run.asked[0].prompt
+    assert "The live database cannot be read now: " in text and "lock_timeout_s" in text
+    assert ingredient(text.splitlines()) == ["?", "500", "?"]
+    assert "Every write to production since then will be LOST." in text
+    loss = services.journal.get(run.result.op_id).state["loss"]
+    assert loss["rows"] == {"Ingredient": {"now": None, "backup": 500}} and "lock_timeout_s" in loss["now_problem"]
+    assert env.rows() == (250, 250)
+
+
 def test_health_that_never_comes_up_fails_at_its_step_with_next_options(rig: Callable[..., Rig]) -> None:
     env = rig(start=lambda name: ["true"])  # the stop works; the start command starts nothing
     env.backup()

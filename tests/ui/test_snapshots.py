@@ -176,6 +176,28 @@ def test_production_typed_confirmation(
     assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
 
 
+def test_disaster_recovery_confirmation_names_what_is_lost(
+    snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DR restore's typed confirmation at 80x24: the backup, its time and age, that every write since
+    is lost, and the integrity tables' rows now against in the backup (from its signed manifest)."""
+    monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)  # as above: no poll of our own lock
+    app = make_ui_app(CALM)
+    # The world's clock stands still: the backup's age reads the same in every run.
+    monkeypatch.setattr(app.services.world.clock, "now", lambda: ORIGIN)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await select(pilot, "production")
+        await pilot.press("X")
+        await submit_defaults(pilot)
+        modal = await modal_of(pilot, ConfirmModal, "the confirmation")
+        assert "Every write to production since then will be LOST." in modal.prompt
+        pilot.app.screen.query_one(Input).cursor_blink = False
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
 def test_runbook_with_its_toast_after_a_drill(
     snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,3 +50,14 @@ def test_clean_partials_removes_a_dead_writers_file_and_spares_a_live_one(tmp_pa
         live.kill()
         live.wait()
     assert LocalStore(tmp_path).clean_partials() == ["staging/b1/db.sql.zst.partial"]  # its writer is gone now
+
+
+def test_deleting_a_backups_last_file_removes_its_folder(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "backups")
+    store.put("staging/20250101T000000Z/db.pgdump.zst", [b"x"])
+    store.put("staging/20250101T000000Z/manifest.json", [b"{}"])
+    store.delete("staging/20250101T000000Z/manifest.json")
+    assert (tmp_path / "backups" / "staging" / "20250101T000000Z").is_dir()  # still holds the dump
+    store.delete("staging/20250101T000000Z/db.pgdump.zst")
+    assert not (tmp_path / "backups" / "staging" / "20250101T000000Z").exists()
+    assert (tmp_path / "backups" / "staging").is_dir()  # the environment's folder stays

@@ -3,15 +3,18 @@ say where things stand, resume at the step; and the real stop/start wiring witho
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.backups.catalog import list_backups
-from services.backups.verify import read_verification
+from services.backups.loss import ago
+from services.backups.verify import TrialRestore, read_verification, record_verification
 from services.catalog import build_operation
 from services.core.config import parse
 from services.core.events import (
@@ -117,6 +120,79 @@ def test_production_restore_declined_without_the_typed_name_touches_nothing(serv
     assert result.outcome is Outcome.DECLINED
     assert "download" not in [e.step_id for e in events if isinstance(e, StepStarted)]
     assert running(services)
+
+
+def row(prompt: str, table: str) -> list[str]:
+    """An integrity table's line in the confirmation: now, in backup, change."""
+    return next(line.split()[1:] for line in prompt.splitlines() if line.startswith(f"  {table} "))
+
+
+def test_the_confirmation_names_the_backup_its_age_and_the_rows_now_against_in_the_backup(
+        services: Services) -> None:
+    assert services.world is not None
+    newest = next(b for b in list_backups(services, "production") if b.complete)
+    live = services.world.envs["production"].rows
+    result, events, asked = run(services, "restore", typed=None)  # declined: nothing is touched
+
+    assert result.outcome is Outcome.DECLINED and running(services)
+    [question] = asked
+    lines = question.prompt.splitlines()
+    assert lines[0] == "Stop the services and restore the backup in PRODUCTION."
+    assert lines[1] == f"Plan: restore backup {newest.id},"
+    taken = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(newest.created))
+    # The seeded one-day-old backup (the clock runs 3000x: a slow machine adds minutes, not a day).
+    assert re.fullmatch(rf"taken {taken}, 2[45] h \d\d? min ago\.", lines[2]), lines[2]
+    assert lines[3] == "Every write to production since then will be LOST."
+    # The seeded backup's counts are in its (signed) manifest: today's rows less a day's growth.
+    manifest = json.loads(services.world.objects[f"production/{newest.id}/manifest.json"][0])
+    assert manifest["row_counts"] == {"Ingredient": live["Ingredient"] - 6, "Category": 40, "User": live["User"] - 2}
+    assert {t: row(question.prompt, t) for t in ("Ingredient", "Category", "User")} == {
+        "Ingredient": [str(live["Ingredient"]), str(live["Ingredient"] - 6), "+6"],
+        "Category": ["40", "40", "0"],
+        "User": [str(live["User"]), str(live["User"] - 2), "+2"],
+    }
+    assert lines[8] == "Backup counts: from its signed manifest"
+    assert lines[-1] == "Type 'production' to confirm."
+    assert all(len(line) <= 64 for line in lines)  # no wrapping in the confirm modal at 80x24
+    # The same text in the log (the CLI's lines and its --json), and as data in the journal.
+    assert logs(events, "choose")[1:] == [lines[1].removeprefix("Plan: "), *lines[2:9]]
+    loss = services.journal.get(result.op_id).state["loss"]
+    assert loss["rows"]["User"] == {"now": live["User"], "backup": live["User"] - 2}
+    assert loss["backup_counts_from"] == "its signed manifest" and loss["now_problem"] is None
+
+
+def test_a_new_backup_records_its_counts_and_an_older_one_falls_back_to_its_trial_restore(
+        services: Services) -> None:
+    assert services.world is not None
+    live = dict(services.world.envs["production"].rows)
+    backup, _, _ = run(services, "backup")
+    assert backup.outcome is Outcome.SUCCEEDED, backup.detail
+    newest = next(b for b in list_backups(services, "production") if b.complete)
+    manifest = json.loads(services.world.objects[f"production/{newest.id}/manifest.json"][0])
+    assert manifest["row_counts"] == live and "signature" in manifest  # inside the signed text
+
+    # An older backup, taken before manifests recorded counts (unsigned: an older console's).
+    older = list_backups(services, "production")[2]
+    key = f"production/{older.id}/manifest.json"
+    data, when, meta = services.world.objects[key]
+    stripped = {k: v for k, v in json.loads(data).items() if k not in ("row_counts", "signature")}
+    services.world.objects[key] = (json.dumps(stripped).encode(), when, meta)
+    _, _, asked = run(services, "restore", {"backup_id": older.id}, typed=None)
+    prompt = asked[0].prompt
+    assert row(prompt, "Ingredient") == [str(live["Ingredient"]), "?", "?"]
+    assert "Backup counts: not recorded in this backup" in prompt
+
+    trial = TrialRestore("rc_trial_x", 1.0, {"Ingredient": 1100, "Category": 39, "User": 300}, "sample")
+    record_verification(services, "production", older.id, True, trial)
+    _, _, asked = run(services, "restore", {"backup_id": older.id}, typed=None)
+    prompt = asked[0].prompt
+    assert row(prompt, "Ingredient") == [str(live["Ingredient"]), "1100", f"+{live['Ingredient'] - 1100}"]
+    assert re.search(r"Backup counts: from its trial restore of \d{4}-\d\d-\d\d \d\d:\d\d UTC", prompt)
+
+
+def test_a_drill_names_no_loss(services: Services) -> None:
+    _, _, asked = run(services, "restore-drill", typed=None)
+    assert "LOST" not in asked[0].prompt and "the live services, database and files are not touched" in asked[0].prompt
 
 
 def test_a_damaged_backup_is_refused_while_the_services_still_run(services: Services) -> None:
@@ -282,3 +358,11 @@ def test_service_commands_stream_their_output_and_check_the_exit_code(tmp_path: 
     assert target.status().events == ("no deploy target configured",)
     with pytest.raises(StepFailed, match="no deploy target configured for staging"):
         target.deploy("app:1", print)
+
+
+@pytest.mark.parametrize(("seconds", "said"), [
+    (42 * 60 + 59, "42 min"), (9 * 3600 + 12 * 60, "9 h 12 min"), (47 * 3600 + 59 * 60, "47 h 59 min"),
+    (3 * 86400 + 4 * 3600, "3 days 4 h"),
+])
+def test_a_backups_age_reads_as_hours_and_minutes_then_days(seconds: float, said: str) -> None:
+    assert ago(seconds) == said

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 
+from services.adapters.local_store import LocalStore
 from services.backups.catalog import DAY, list_backups, prune_candidates
 from services.catalog import build_operation
 from services.core.events import (
@@ -201,3 +203,54 @@ def test_a_pinned_backup_is_never_pruned_and_unpinning_releases_it(state: Path) 
     missing, _, _ = run(services, "backup-pin", "production", params={"backup_id": "19990101T000000Z",
                                                                       "release": "v0"})
     assert missing.outcome is Outcome.FAILED and "no backup 19990101T000000Z" in missing.detail
+
+
+@pytest.mark.parametrize("prune_after", [True, False])
+def test_a_backup_then_applies_retention_unless_prune_after_is_off(state: Path, tmp_path: Path,
+                                                                    prune_after: bool) -> None:
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    config_path = tmp_path / "release.toml"
+    config_path.write_text(text.replace("prune_after = true", f"prune_after = {str(prune_after).lower()}"))
+    services = sandbox(state, config_path)
+    assert services.config.backup.prune_after is prune_after
+    before = {b.id for b in list_backups(services, "production")}
+    [oldest] = prune_candidates(services, "production")  # 41 days old
+
+    result, events, asked = run(services, "backup", "production")
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert asked == []  # retention after a backup asks nothing, as the strategy's cron job
+    after = {b.id for b in list_backups(services, "production")}
+    new = after - before
+    assert len(new) == 1
+    if not prune_after:
+        assert after == before | new
+        assert finished_steps(events)["retention"].detail.startswith("skipped: [backup] prune_after = false")
+        return
+    assert after == (before | new) - {oldest.id}
+    plan = logs(events, "retention")
+    # The dry-run list first: what goes, what is kept though old enough and why, then the deletion.
+    assert plan[:5] == [
+        *(f"keep production/{backup_id} in sandbox ({age} days old): one of the newest 3"
+          for backup_id, age in zip(sorted(after, reverse=True)[:3], (0, 1, 3), strict=True)),
+        f"would delete production/{oldest.id} in sandbox (41 days old)",
+        "keep 2 more within 30 days",
+    ]
+    assert plan[5] == f"deleted production/{oldest.id} from sandbox"
+    assert finished_steps(events)["retention"].detail == "1 of 1 past 30 days deleted from sandbox"
+    [audited] = [r for r in services.audit.records() if r["action"] == "backup-delete"]
+    assert audited["params"]["backups"] == [f"sandbox:{oldest.id}"] and audited["params"]["op_id"] == result.op_id
+
+
+def test_backups_taken_within_one_second_list_newest_first(state: Path, tmp_path: Path) -> None:
+    """A manifest's created_at is to the second: the id's -N orders two backups of the same second
+    (a local directory lists ...Z before ...Z-2)."""
+    services = dataclasses.replace(sandbox(state), store=LocalStore(tmp_path / "backups"))
+    assert services.world is not None
+    origin = services.world.clock.origin
+    services.world.clock.now = lambda: origin  # type: ignore[method-assign]  # both in the same second
+    for _ in range(2):
+        result, _, _ = run(services, "backup", "staging")
+        assert result.outcome is Outcome.SUCCEEDED, result.detail
+    local = [b.id for b in list_backups(services, "staging") if b.store == "local"]
+    assert local == [local[1] + "-2", local[1]]
