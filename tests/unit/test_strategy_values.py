@@ -21,6 +21,7 @@ NUMBERS = [
     ("canary.cpu_scale_up_percent", 80),  # CPU above 80 %: scale up
     ("canary.memory_scale_up_percent", 85),  # memory above 85 %: scale up
     ("backup.retention_days", 30),  # 30-day retention
+    ("backup.prune_after", True),  # old backups deleted after each backup
     ("backup.compression", "gzip"),  # pg_dump | gzip
     ("backup.excludes", ["node_modules", ".next", ".git"]),  # the app files' tar leaves these out
     ("app.health_path", "/api/health"),  # the restore's last check
