@@ -19,6 +19,7 @@ from services.backups.verify import read_manifest, read_verification, store_of
 if TYPE_CHECKING:
     from services.backups.catalog import BackupEntry
     from services.core.container import Services
+    from services.core.operations import StepContext
 
 NOT_RECORDED = "not recorded in this backup"
 
@@ -71,6 +72,14 @@ def assess(services: Services, env: str, entry: BackupEntry) -> Loss:
         now, problem = None, str(err) or type(err).__name__
     return Loss(env, entry.id, entry.created, services.clock.now() - entry.created, tables, now, problem, backup,
                 source)
+
+
+def say_loss(services: Services, env: str, entry: BackupEntry, ctx: StepContext) -> None:
+    """Log what restoring `entry` loses and make it the plan the confirmation that follows shows."""
+    loss = assess(services, env, entry)
+    for line in loss.lines():
+        ctx.log(line, "warning" if "LOST" in line or "cannot be read" in line else "info")
+    ctx.state.update(loss=loss.to_json(), plan="\n".join(loss.lines()))
 
 
 def backup_counts(services: Services, env: str, backup_id: str) -> tuple[dict[str, int] | None, str]:

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from services.backups import plain_sql
 from services.backups.catalog import choose_backup
 from services.backups.create import FILES_NAME, cancelled, compression_of, decompressor
-from services.backups.loss import assess as assess_loss
+from services.backups.loss import say_loss
 from services.backups.trust import check_backup_id, check_trusted, is_archive, manifest_format
 from services.backups.verify import (
     TrialRestore,
@@ -152,10 +152,7 @@ class Walkthrough:
                 f" in {chosen.store}, version {chosen.version or 'unknown'}, migration head"
                 f" {chosen.migration_head or 'unknown'}, {age} old")
         if not self.drill:  # what the restore loses, said here and in the confirmation that follows
-            loss = assess_loss(self.services, self.env, chosen)
-            for line in loss.lines():
-                ctx.log(line, "warning" if "LOST" in line or "cannot be read" in line else "info")
-            ctx.state.update(loss=loss.to_json(), plan="\n".join(loss.lines()))
+            say_loss(self.services, self.env, chosen, ctx)
         return f"{chosen.id} ({chosen.version or 'version unknown'}, {age} old)"
 
     def _drill_prompt(self, ctx: StepContext) -> str:

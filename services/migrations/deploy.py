@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.backups.catalog import choose_backup
 from services.backups.create import cancelled, take_backup
+from services.backups.loss import say_loss
 from services.backups.verify import check_backup, restore_from_store
 from services.core.actions import Param, action, confirm_step
 from services.core.operations import Operation, Step, StepContext, StepFailed
@@ -151,6 +152,7 @@ def migrate_rollback(services: Services, env: str, params: dict[str, Any]) -> Op
     def choose(ctx: StepContext) -> str:
         chosen = choose_backup(services, env, params.get("backup_id"))
         ctx.state["backup_id"] = chosen.id
+        say_loss(services, env, chosen, ctx)  # the writes since the backup: in the confirmation that follows
         return f"backup {chosen.id} (migration head {chosen.migration_head or '?'})"
 
     def verify(ctx: StepContext) -> str:

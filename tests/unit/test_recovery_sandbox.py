@@ -190,6 +190,16 @@ def test_a_new_backup_records_its_counts_and_an_older_one_falls_back_to_its_tria
     assert re.search(r"Backup counts: from its trial restore of \d{4}-\d\d-\d\d \d\d:\d\d UTC", prompt)
 
 
+def test_a_migration_rollback_names_what_it_loses_too(services: Services) -> None:
+    newest = next(b for b in list_backups(services, "production") if b.complete)
+    result, _, asked = run(services, "migrate-rollback", typed=None)
+    assert result.outcome is Outcome.DECLINED
+    [question] = asked
+    assert f"Plan: restore backup {newest.id}," in question.prompt
+    assert "Every write to production since then will be LOST." in question.prompt
+    assert row(question.prompt, "Category") == ["40", "40", "0"]
+
+
 def test_a_drill_names_no_loss(services: Services) -> None:
     _, _, asked = run(services, "restore-drill", typed=None)
     assert "LOST" not in asked[0].prompt and "the live services, database and files are not touched" in asked[0].prompt
