@@ -486,7 +486,7 @@ def test_a_rollout_progresses_within_its_surge_and_unavailable_limits(api: clien
     assert all((s.available_replicas or 0) >= 6 for s in seen)  # never fewer than replicas - maxUnavailable
     partly = [s for s in seen if s.observed_generation == 2 and 0 < (s.updated_replicas or 0) < 8]
     assert partly, "no partly-updated state was seen"
-    assert [s.updated_replicas for s in seen] == sorted(s.updated_replicas or 0 for s in seen)
+    assert [s.updated_replicas or 0 for s in seen] == sorted(s.updated_replicas or 0 for s in seen)
     last = {c.type: c for c in seen[-1].conditions}
     assert (last["Progressing"].reason, last["Available"].status) == ("NewReplicaSetAvailable", "True")
 
@@ -537,6 +537,23 @@ def test_a_deleted_namespace_terminates_for_a_while_and_refuses_new_content(emu:
             n.metadata.name for n in core.list_namespace().items]
     wait_until(gone, timeout=5, interval=0.02, what="namespace team removed")
     assert refused(core.read_namespace, "team")[0] == 404
+
+
+def test_finalizers_hold_a_deleted_object_and_its_namespace(emu: KubeEmulator, api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": "team"}})
+    core.create_namespaced_config_map("team", {"metadata": {"name": "held", "finalizers": ["example.test/hold"]}})
+    core.delete_namespace("team")
+    held = wait_until(lambda: core.read_namespaced_config_map("held", "team").metadata.deletion_timestamp,
+                      timeout=5, interval=0.02, what="held marked deleted")
+    assert held
+    emu.controllers.tick(clock=emu.store.terminating["team"] + 3600)  # long past its grace: still held
+    assert core.read_namespace("team").status.phase == "Terminating"
+    core.patch_namespaced_config_map("held", "team", {"metadata": {"finalizers": None}},
+                                     _content_type="application/merge-patch+json")
+    assert refused(core.read_namespaced_config_map, "held", "team")[0] == 404  # gone with its last finalizer
+    wait_until(lambda: "team" not in [n.metadata.name for n in core.list_namespace().items], timeout=5,
+               interval=0.02, what="namespace team removed")
 
 
 def test_a_bearer_token_is_required_when_configured() -> None:
