@@ -520,6 +520,7 @@ def test_a_rollout_that_never_gets_ready_exceeds_its_progress_deadline(api: clie
 def test_a_deleted_namespace_terminates_for_a_while_and_refuses_new_content(emu: KubeEmulator,
                                                                            api: client.ApiClient) -> None:
     core = client.CoreV1Api(api)
+    emu.store.namespace_grace_s = 60  # the test moves the clock itself (below)
     core.create_namespace({"metadata": {"name": "team"}})
     core.create_namespaced_service("team", service("s"))
     core.delete_namespace("team")
@@ -531,11 +532,11 @@ def test_a_deleted_namespace_terminates_for_a_while_and_refuses_new_content(emu:
     assert body["details"]["causes"][0]["reason"] == "NamespaceTerminating"
     code, _ = refused(core.create_namespace, {"metadata": {"name": "team"}})
     assert code == 409  # still there
+    wait_until(lambda: core.list_namespaced_service("team").items == [], timeout=5, interval=0.02,
+               what="namespace team emptied")
+    assert core.read_namespace("team").status.phase == "Terminating"  # empty, within its grace
 
-    def gone() -> bool:
-        return core.list_namespaced_service("team").items == [] and "team" not in [
-            n.metadata.name for n in core.list_namespace().items]
-    wait_until(gone, timeout=5, interval=0.02, what="namespace team removed")
+    emu.controllers.tick(clock=emu.store.terminating["team"] + 60)
     assert refused(core.read_namespace, "team")[0] == 404
 
 
