@@ -331,7 +331,8 @@ def kube_api() -> Iterator[KubeAPI]:
     """A Kubernetes API for the real `kubernetes` client: the emulator, or a real cluster.
 
     ``kubernetes.client.AppsV1Api(kube_api.api_client)``. The emulator is fresh
-    per module; with RC_REAL_KUBE=1 it is the cluster of the current kubeconfig.
+    per module and wants the bearer ``kube_api.token`` (401 without it); with
+    RC_REAL_KUBE=1 it is the cluster of the current kubeconfig (token None).
     """
     from kubernetes import client, config
 
@@ -346,10 +347,13 @@ def kube_api() -> Iterator[KubeAPI]:
         return
     rig_dir = os.environ.get("RC_RIG_DIR")
     log_path = Path(rig_dir) / "kube-emulator.log" if rig_dir and Path(rig_dir).is_dir() else None
-    emulator = KubeEmulator(log_path=log_path).start()
-    api_client = client.ApiClient(client.Configuration(host=emulator.url))
+    token = f"rc-test-{uuid.uuid4().hex}"
+    emulator = KubeEmulator(log_path=log_path, token=token).start()
+    configuration = client.Configuration(host=emulator.url)
+    configuration.api_key, configuration.api_key_prefix = {"BearerToken": token}, {"BearerToken": "Bearer"}
+    api_client = client.ApiClient(configuration)
     try:
-        yield KubeAPI(emulator.url, api_client, emulator)
+        yield KubeAPI(emulator.url, api_client, emulator, token)
     finally:
         api_client.close()
         emulator.stop()

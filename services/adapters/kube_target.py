@@ -58,7 +58,8 @@ from services.core.ports import (
     TargetStatus,
 )
 
-POLL_S = 0.5
+POLL_S = 0.5  # between reads of a rollout's status; the first reads come sooner (FIRST_POLL_S, doubling)
+FIRST_POLL_S = 0.05
 REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds) for every API call
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -186,6 +187,14 @@ class Kube:
         said = body.get("message") or err.reason or ""
         what = f"{kind.kind} {name}" if name else kind.plural
         ns = self.namespace
+        causes = {c.get("reason") for c in (body.get("details") or {}).get("causes") or [] if isinstance(c, dict)}
+        if err.status == 403 and "NamespaceTerminating" in causes:  # admission, not RBAC
+            return StepFailed(
+                f"namespace {ns} is being deleted (Terminating): nothing new can be created in it ({what}). "
+                f"The API server said: {said}",
+                (f"wait until it is gone (kubectl get namespace {ns}), create it again, then retry",
+                 f"or fix environments.{self.env}.target.namespace"),
+            )
         if err.status == 403:
             return StepFailed(
                 f"RBAC forbids {verb} on {kind.plural} in namespace {ns} ({what}): the console's Role needs "
@@ -459,7 +468,7 @@ class KubernetesDeployTarget:
     def _wait_ready(self, name: str, on_line: OnLine) -> None:
         """Until the rollout is complete; at ready_timeout_s, StepFailed (the caller puts things back)."""
         timeout = self.target.ready_timeout_s
-        deadline, last = time.monotonic() + timeout, ""
+        deadline, last, pause = time.monotonic() + timeout, "", FIRST_POLL_S
         while True:
             deployment = self.kube.get(DEPLOYMENT, name)
             if deployment is None:
@@ -482,7 +491,8 @@ class KubernetesDeployTarget:
                      f"kubectl -n {ns} get events --sort-by=.lastTimestamp",
                      f"fix the image or raise environments.{self.env}.target.ready_timeout_s, then try again"),
                 )
-            time.sleep(POLL_S)
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, POLL_S)
 
     def deploy(self, image: str, on_line: OnLine) -> None:
         with self._changing(on_line) as changes:

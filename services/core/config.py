@@ -20,12 +20,13 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from services.core import masking
-from services.core.references import check_name, check_repository
+from services.core.references import check_kube_name, check_name, check_repository
 
 CONFIG_NAME = "release.toml"
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -157,6 +158,25 @@ class KubernetesTarget(Strict):
     host: str = ""  # the Ingress host / HTTPRoute hostname
     gateway: str = "food-management-gateway"  # the HTTPRoute's parent Gateway
     ready_timeout_s: int = Field(300, ge=1)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return check_kube_name(value, "namespace", "label")
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, value: str) -> str:
+        return check_kube_name(value, "gateway", "subdomain")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:  # a host name, maybe a wildcard; no port, no IP address
+        if value and not re.fullmatch(r"[0-9.]+", value):
+            check_kube_name(value.removeprefix("*."), "host", "subdomain")
+        elif value:
+            raise ValueError(f"host {value!r} must be a DNS name, not an IP address")
+        return value
 
 
 class NoTarget(Strict):
@@ -475,11 +495,17 @@ class ReleaseConfig(Strict):
 
     @field_validator("environments")
     @classmethod
-    def _some_environment(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+    def _some_environment(cls, value: dict[str, EnvironmentConfig], info: ValidationInfo
+                          ) -> dict[str, EnvironmentConfig]:
         if not value:
             raise ValueError("define at least one environment")
         for name in value:
             check_name(name, "environment name")
+        app = info.data.get("app")
+        on_kubernetes = [name for name, env in value.items() if isinstance(env.target, KubernetesTarget)]
+        if app is not None and on_kubernetes:  # its Services are N-app and N-canary: DNS-1035 labels
+            check_kube_name(app.name, f"app.name (which names the Kubernetes objects of {on_kubernetes[0]})",
+                            "dns1035", 63 - len("-canary"))
         return value
 
     def environment(self, name: str) -> EnvironmentConfig:

@@ -65,6 +65,29 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+# Kubernetes names, by the API server's own rules: a namespace is a DNS-1123 label, a Service a DNS-1035
+# label (so it starts with a letter), an Ingress host or a Gateway name a DNS-1123 subdomain.
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+KUBE_NAMES = {
+    "label": (_DNS_LABEL, 63, "lower case letters, digits and '-', starting and ending with a letter or digit"),
+    "dns1035": (r"[a-z]([-a-z0-9]*[a-z0-9])?", 63,
+                "lower case letters, digits and '-', starting with a letter and ending with a letter or digit"),
+    "subdomain": (rf"{_DNS_LABEL}(\.{_DNS_LABEL})*", 253,
+                  "lower case letters, digits, '-' and '.', each part starting and ending with a letter or digit"),
+}
+
+
+def check_kube_name(name: str, what: str, rule: str, limit: int | None = None) -> str:
+    """A name the Kubernetes API server accepts (`rule`: label, dns1035 or subdomain), so that a bad one
+    is refused when the config is read rather than by the cluster in the middle of a deploy."""
+    regex, most, chars = KUBE_NAMES[rule]
+    most = limit or most
+    if len(name) > most or not re.fullmatch(regex, name):
+        raise ValueError(f"{what} {_shown(name)} is not a name Kubernetes accepts: {chars}, at most {most} "
+                         "characters")
+    return name
+
+
 def is_name(name: str) -> bool:
     return bool(_NAME_RE.fullmatch(name))
 

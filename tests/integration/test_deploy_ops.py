@@ -157,11 +157,12 @@ def kube_config(tmp_path: Path, kube_api: Any, pg_database: str, repository: str
     """release.toml for production on the emulator; one per traffic split. Nothing runs pods there,
     so a sample app container stands for what the ingress serves (the health check's answer)."""
     monkeypatch.setenv("TEST_DB", pg_database)
+    monkeypatch.setenv("KUBE_TOKEN", kube_api.token)  # the emulator wants its bearer token
     ingress = run_sample_app(VERSION="ingress")
 
     def write(split: str) -> str:
-        target = toml.kubernetes_target("default", api_url=kube_api.host, traffic_split=split, host="food.example.com",
-                                        ready_timeout_s=5)
+        target = toml.kubernetes_target("default", api_url=kube_api.host, token=toml.secret("KUBE_TOKEN"),
+                                        traffic_split=split, host="food.example.com", ready_timeout_s=5)
         production = toml.environment(api_url=f"http://127.0.0.1:{ingress.port}/api", redis_url=toml.RIG_REDIS,
                                       production=True, target=target)
         path = toml.release({"production": production}, image=repository).write(tmp_path / f"{split}.toml")

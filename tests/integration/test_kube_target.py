@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from rig import config_builder as toml
-from rig.helpers import KubeAPI, free_port, unique_name
+from rig.helpers import KubeAPI, free_port, unique_name, wait_until
 from rig.kube_emulator import ApiError, KubeEmulator, Store
 
 from services.adapters.kube_target import KubernetesDeployTarget
@@ -45,10 +45,9 @@ def emu(kube_api: KubeAPI) -> Iterator[KubeEmulator]:
         pytest.skip("reads the emulator's request log and injects faults: not against a real cluster")
     emulator: KubeEmulator = kube_api.emulator
     emulator.clear_faults()
-    emulator.auto_rollout = True
     yield emulator
     emulator.clear_faults()
-    emulator.auto_rollout = True
+    emulator.controllers.never_ready.clear()
 
 
 @pytest.fixture
@@ -66,8 +65,10 @@ def split(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def release_config(tmp_path: Path, api_url: str | None, namespace: str, split: str, ready_timeout_s: int = 5) -> Any:
-    """release.toml for one staging environment on Kubernetes; without api_url, the kubeconfig's cluster."""
+def release_config(tmp_path: Path, api_url: str | None, namespace: str, split: str, ready_timeout_s: int = 5,
+                   token: str | None = None) -> Any:
+    """release.toml for one staging environment on Kubernetes: the API at api_url with the bearer token (the
+    emulator's); without api_url, the kubeconfig's cluster."""
     target = toml.kubernetes_target(namespace, api_url=api_url, token=toml.secret("KUBE_TOKEN") if api_url else None,
                                     traffic_split=split, host="food.example.test", gateway="public-gateway",
                                     ready_timeout_s=ready_timeout_s)
@@ -76,12 +77,14 @@ def release_config(tmp_path: Path, api_url: str | None, namespace: str, split: s
         redis_url=toml.secret("STAGING_REDIS_URL"), log_level="warn", target=target,
         features={"analytics": True, "notifications": False, "experimental_features": True})
     return toml.release({"staging": staging}, name=N, image=REPO, app={"port": 3000, "health_path": "/api/health"},
-                        canary={"stable_replicas": 9, "canary_replicas": 1}).load(tmp_path / "release.toml", SECRETS)
+                        canary={"stable_replicas": 9, "canary_replicas": 1}).load(
+        tmp_path / "release.toml", {**SECRETS, "KUBE_TOKEN": token or SECRETS["KUBE_TOKEN"]})
 
 
 def make_target(tmp_path: Path, emu: KubeEmulator, namespace: str, split: str,
                 ready_timeout_s: int = 5) -> KubernetesDeployTarget:
-    return KubernetesDeployTarget(release_config(tmp_path, emu.url, namespace, split, ready_timeout_s), "staging")
+    return KubernetesDeployTarget(release_config(tmp_path, emu.url, namespace, split, ready_timeout_s, emu.token),
+                                  "staging")
 
 
 @pytest.fixture
@@ -178,7 +181,7 @@ def test_first_deploy_creates_services_stable_deployment_and_entry_with_server_s
     assert dep["spec"]["template"]["metadata"]["labels"] == {"app": N, "version": "stable"}
     app = container(dep)
     assert app["image"] == V1 and app["ports"][0]["containerPort"] == 3000
-    assert app["readinessProbe"]["httpGet"] == {"path": "/api/health", "port": 3000}
+    assert app["readinessProbe"]["httpGet"] == {"path": "/api/health", "port": 3000, "scheme": "HTTP"}  # defaulted
     env = env_of(dep)
     assert env["VERSION"] == "1.0.0" and env["LOG_LEVEL"] == "warn"
     assert env["FEATURE_ANALYTICS"] == "true" and env["FEATURE_NOTIFICATIONS"] == "false"
@@ -194,7 +197,8 @@ def test_first_deploy_creates_services_stable_deployment_and_entry_with_server_s
     assert canary_svc and canary_svc["spec"]["selector"] == {"app": N, "version": "canary"}
     if split == "gateway-api":
         route = stored(emu, "gateway.networking.k8s.io", "httproutes", namespace, N)
-        assert route and route["spec"]["parentRefs"] == [{"name": "public-gateway"}]
+        assert route and route["spec"]["parentRefs"] == [  # with the CRD's defaults
+            {"name": "public-gateway", "group": "gateway.networking.k8s.io", "kind": "Gateway"}]
         assert route["spec"]["hostnames"] == ["food.example.test"]
         assert weight_in_store(emu, namespace, split) == {"stable": 100, "canary": 0}
     else:
@@ -553,17 +557,18 @@ def test_stuck_rollout_aborts_back_to_the_previous_image_at_the_deadline(
         "metadata": {"name": "pull"}, "involvedObject": {"kind": "Pod", "name": f"{N}-stable-7f9-x1"},
         "reason": "Failed", "message": f'Failed to pull image "{V2}": not found', "type": "Warning",
         "lastTimestamp": "2030-01-01T10:00:00Z"})
-    emu.auto_rollout = False  # the controller never makes the new pods ready
+    emu.never_ready(V2)  # its pods never pass their readiness probe
     emu.reset_requests()
 
     lines = Lines()
     with pytest.raises(StepFailed) as err:
         target.deploy(V2, lines)
     message = str(err.value)
-    assert f"Deployment {N}-stable not ready within 1 s" in message and "aborted automatically" in message
+    # 9 replicas, 25% surge and unavailable: 3 new pods, never ready; 2 old ones gone, 7 still serving.
+    assert f"Deployment {N}-stable not ready within 1 s (7/9 ready, 5 updated): aborted automatically." in message
+    assert f"{N}-stable: 7/9 ready, 5 updated" in lines
     assert f'Last warning: 10:00:00 Warning Failed pod/{N}-stable-7f9-x1: Failed to pull image "{V2}"' in message
     assert f"Put back: Deployment {N}-stable as it was." in message
-    assert any("waiting for the controller" in line for line in lines)
     assert writes(emu) == [
         ("patch", "deployments", f"{N}-stable", 200),  # V2
         ("patch", "deployments", f"{N}-stable", 200),  # V1 again
@@ -572,15 +577,52 @@ def test_stuck_rollout_aborts_back_to_the_previous_image_at_the_deadline(
         f"Deployment replicas=9 image={V2}", f"Deployment replicas=9 image={V1}"]
     dep = deployment(emu, namespace, "stable")
     assert container(dep)["image"] == V1 and env_of(dep)["VERSION"] == "1.0.0"
+    rolled_back(emu, namespace, "stable", 9)
+
+
+def rolled_back(emu: KubeEmulator, namespace: str, track: str, replicas: int) -> None:
+    """The put-back completes: the old pods serve again (polled: the controller works on its own clock)."""
+    def complete() -> bool:
+        status = (deployment(emu, namespace, track) or {}).get("status") or {}
+        return status.get("updatedReplicas") == status.get("availableReplicas") == status.get("replicas") == replicas
+    wait_until(complete, timeout=10, interval=0.05, what=f"{track} rolled back")
+
+
+def test_a_rollout_past_its_progress_deadline_is_put_back_before_the_console_timeout(
+    tmp_path: Path, kube_api: KubeAPI, emu: KubeEmulator, namespace: str, split: str
+) -> None:
+    """The Deployment's own progressDeadlineSeconds (set by an operator, kept by the console's applies) says
+    the rollout is stuck long before ready_timeout_s: the put-back starts then."""
+    target = make_target(tmp_path, emu, namespace, split, ready_timeout_s=120)
+    deployed(target, emu, V1)
+    client.AppsV1Api(kube_api.api_client).patch_namespaced_deployment(
+        f"{N}-stable", namespace, {"spec": {"progressDeadlineSeconds": 1}}, field_manager="kubectl-edit")
+    emu.never_ready(V2)
+    emu.reset_requests()
+
+    lines = Lines()
+    with pytest.raises(StepFailed) as err:
+        target.deploy(V2, lines)
+    message = str(err.value)
+    assert (f"Deployment {N}-stable made no progress (ReplicaSet \"{N}-stable-" in message
+            and 'has timed out progressing.) (7/9 ready, 5 updated): aborted automatically.' in message)
+    assert "not ready within" not in message
+    assert f"Put back: Deployment {N}-stable as it was." in message
+    dep = deployment(emu, namespace, "stable")
+    assert container(dep)["image"] == V1 and dep and dep["spec"]["progressDeadlineSeconds"] == 1  # not ours to drop
+    rolled_back(emu, namespace, "stable", 9)
+    target.deploy(V1, Lines())  # nothing left to do
+    assert [w[:2] for w in writes(emu)] == [("patch", "deployments")] * 2
 
 
 def test_stuck_first_deploy_deletes_what_it_created(
     tmp_path: Path, emu: KubeEmulator, namespace: str
 ) -> None:
     target = make_target(tmp_path, emu, namespace, "ingress-nginx", ready_timeout_s=1)
-    emu.auto_rollout = False
+    emu.never_ready(V1)
     with pytest.raises(StepFailed) as err:
         target.deploy(V1, Lines())
+    assert f"Deployment {N}-stable not ready within 1 s (0/9 ready, 9 updated)" in str(err.value)
     assert (f"Put back: deleted Deployment {N}-stable; deleted Service {N}-canary; deleted Service {N}-app."
             in str(err.value))
     assert [w for w in writes(emu) if w[0] == "delete"] == [
@@ -597,15 +639,52 @@ def test_stuck_canary_is_removed_and_gets_no_traffic(
 ) -> None:
     target = make_target(tmp_path, emu, namespace, split, ready_timeout_s=1)
     deployed(target, emu, V1)
-    emu.auto_rollout = False
+    emu.never_ready(V2)
     with pytest.raises(StepFailed) as err:
         target.start_canary(V2, 10, Lines())
-    assert f"Deployment {N}-canary not ready within 1 s" in str(err.value)
+    assert f"Deployment {N}-canary not ready within 1 s (0/1 ready, 1 updated)" in str(err.value)
     assert f"Put back: deleted Deployment {N}-canary." in str(err.value)
     assert deployment(emu, namespace, "canary") is None
     assert target.status().canary_weight == 0
     assert [w[:3] for w in writes(emu)] == [("patch", "deployments", f"{N}-canary"),
                                           ("delete", "deployments", f"{N}-canary")]
+
+
+def test_a_wrong_token_is_refused_with_401_and_says_which_setting(
+    tmp_path: Path, emu: KubeEmulator, namespace: str
+) -> None:
+    config = release_config(tmp_path, emu.url, namespace, "gateway-api", token="not-the-token")
+    target = KubernetesDeployTarget(config, "staging")
+    with pytest.raises(StepFailed) as err:
+        target.deploy(V1, Lines())
+    assert str(err.value) == (f"the Kubernetes API at {emu.url} refused the console's credentials (401): "
+                              "Unauthorized Nothing was changed.")
+    assert err.value.next_options == ("check environments.staging.target.token, or the kubeconfig user",)
+    assert "not-the-token" not in str(err.value)
+    assert writes(emu) == [] and {r.status for r in emu.requests()} == {401}
+
+
+def test_a_namespace_being_deleted_is_not_called_an_rbac_problem(
+    tmp_path: Path, kube_api: KubeAPI, emu: KubeEmulator
+) -> None:
+    core = client.CoreV1Api(kube_api.api_client)
+    namespace = unique_name("rc-gone")
+    core.create_namespace({"metadata": {"name": namespace}})
+    hold = {"metadata": {"name": "hold", "finalizers": ["example.test/hold"]}}
+    core.create_namespaced_config_map(namespace, hold)  # keeps the namespace Terminating until let go
+    core.delete_namespace(namespace)
+    target = make_target(tmp_path, emu, namespace, "ingress-nginx")
+    try:
+        with pytest.raises(StepFailed) as err:
+            target.deploy(V1, Lines())
+    finally:
+        core.patch_namespaced_config_map("hold", namespace, {"metadata": {"finalizers": None}},
+                                         _content_type="application/merge-patch+json")
+    message = str(err.value)
+    assert message.startswith(f"namespace {namespace} is being deleted (Terminating): nothing new can be created "
+                              f"in it (Service {N}-app).")
+    assert "because it is being terminated" in message and "RBAC" not in message
+    assert err.value.next_options[0].startswith(f"wait until it is gone (kubectl get namespace {namespace})")
 
 
 # ------------------------------------------------------------------ emulator --
@@ -617,7 +696,7 @@ def test_emulator_serves_httproutes_with_discovery_and_rbac_shaped_faults(kube_a
     assert "gateway.networking.k8s.io" in [g.name for g in groups.groups]
     custom = client.CustomObjectsApi(kube_api.api_client)
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "r"},
-             "spec": {"rules": [{"backendRefs": [{"name": "a", "weight": 1}]}]}}
+             "spec": {"rules": [{"backendRefs": [{"name": "a", "port": 80, "weight": 1}]}]}}
     custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", route)
     listed = custom.list_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes")
     assert [item["metadata"]["name"] for item in listed["items"]] == ["r"]

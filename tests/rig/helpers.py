@@ -136,3 +136,4 @@ class KubeAPI:
     host: str
     api_client: Any  # kubernetes.client.ApiClient
     emulator: Any  # rig.kube_emulator.KubeEmulator, or None against a real cluster
+    token: str | None = None  # the emulator's bearer token; None against a real cluster (the kubeconfig's)

@@ -278,3 +278,30 @@ def test_locate_nothing_found(places: dict[str, Path]) -> None:
     message = str(caught.value)
     assert str(places["cwd"]) in message and str(places["xdg"]) in message
     assert "--config" in message
+
+
+@pytest.mark.parametrize(("old", "new", "key", "said"), [
+    ('name = "food-management"', 'name = "Food_Management"', "environments",
+     "app.name (which names the Kubernetes objects of production) 'Food_Management' is not a name Kubernetes "
+     "accepts: lower case letters, digits and '-', starting with a letter and ending with a letter or digit, "
+     "at most 56 characters"),
+    ('namespace = "food-management"', 'namespace = "food.management"', "environments.production.target.kubernetes"
+     ".namespace", "namespace 'food.management' is not a name Kubernetes accepts"),
+    ('host = "food-management.example.com"', 'host = "Food.example.com:443"',
+     "environments.production.target.kubernetes.host", "host 'Food.example.com:443' is not a name Kubernetes"),
+    ('host = "food-management.example.com"', 'host = "10.0.0.1"',
+     "environments.production.target.kubernetes.host", "must be a DNS name, not an IP address"),
+])
+def test_kubernetes_names_are_checked_as_the_api_server_would(tmp_path: Path, old: str, new: str, key: str,
+                                                              said: str) -> None:
+    """A real API server refuses these names (422) in the middle of a deploy; the config refuses them first."""
+    path = example_with(tmp_path, old, new)
+    err = load_error(path)
+    assert_names(err, path, key)
+    assert said in str(err)
+
+
+def test_a_wildcard_host_is_a_kubernetes_name(tmp_path: Path) -> None:
+    path = example_with(tmp_path, 'host = "food-management.example.com"', 'host = "*.example.com"')
+    target = config.load(path, ENV).environment("production").target
+    assert isinstance(target, config.KubernetesTarget) and target.host == "*.example.com"

@@ -3,8 +3,8 @@ store, and answers JSON (a watch streams chunked events)."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import functools
 import json
 import threading
 import urllib.parse
@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from . import schema
 from .discovery import CORE_VERSIONS, VERSION, api_group, group_list, resource_list
 from .patching import json_patch, merge_patch, strategic_merge
 from .request_log import Request, RequestInfo, conflict, forbidden, request_info, summarize
 from .resources import RESOURCES, ApiError, Resource
 from .selectors import field_selector, label_selector
+from .store import Write
+
+HEALTH_CHECKS = (["healthz"], ["readyz"], ["livez"])
+APPLY = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 
 if TYPE_CHECKING:
     from .server import Server
@@ -39,6 +47,8 @@ class Handler(BaseHTTPRequestHandler):
         self._record()  # before the answer goes out: a client that read it finds it in the log
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        for warning in self._write.warnings if code < 300 else ():
+            self.send_header("Warning", "299 - " + json.dumps(warning))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -82,7 +92,12 @@ class Handler(BaseHTTPRequestHandler):
         emulator = self.server.emulator
         info = request_info(method, parts, query)
         self._pending: Request | None = self._request(method, url.path, url.query, info)
+        self._write = Write()
         try:
+            self._write = self._write_of(query)
+            if emulator.token and parts not in HEALTH_CHECKS and (
+                    self.headers.get("Authorization") != f"Bearer {emulator.token}"):
+                raise ApiError(401, "Unauthorized", "Unauthorized")
             if (fault := emulator._take_fault(info.verb, info.resource)) is not None:
                 raise forbidden(info, fault.user) if fault.code == 403 else conflict(info)
             if "dryRun" in query and method != "GET":
@@ -97,6 +112,15 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(500, ApiError(500, "InternalError", repr(exc)).status())
         finally:
             self._record()  # a streamed answer (watch, healthz): recorded when it ends
+
+    def _write_of(self, query: dict) -> Write:
+        """The field manager (fieldManager, else the User-Agent up to its first "/", as the API server
+        does), fieldValidation and force of a write."""
+        agent = (self.headers.get("User-Agent") or "unknown").split("/", 1)[0]
+        validation = query.get("fieldValidation") or "Warn"
+        if validation not in ("Ignore", "Warn", "Strict"):
+            raise ApiError(400, "BadRequest", f"fieldValidation must be one of Ignore, Warn, Strict, got {validation}")
+        return Write(query.get("fieldManager") or agent, validation, query.get("force") in ("true", "1"))
 
     def _record(self) -> None:
         if self._pending is not None:
@@ -115,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- routing
     def _route(self, method: str, parts: list[str], query: dict) -> tuple[int, Any] | None:
-        if parts in (["healthz"], ["readyz"], ["livez"]):
+        if parts in HEALTH_CHECKS:
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", "2")
@@ -178,7 +202,7 @@ class Handler(BaseHTTPRequestHandler):
                 "items": items,
             }
         if method == "POST":
-            return 201, store.create(res, ns, self._body())
+            return 201, store.create(res, ns, self._body(), self._write)
         if method == "DELETE":
             items, _ = store.list(res, ns, query.get("labelSelector"), query.get("fieldSelector"))
             for item in items:
@@ -196,12 +220,14 @@ class Handler(BaseHTTPRequestHandler):
         if method == "PUT":
             body = self._body()
             if sub == "scale":
-                return 200, store.set_scale(res, ns, name, body)
-            return 200, store.update(res, ns, name, body, sub)
+                return 200, store.set_scale(res, ns, name, body, self._write)
+            return 200, store.update(res, ns, name, body, sub, self._write)
         if method == "PATCH":
             return self._patch(res, ns, name, sub, query)
         if method == "DELETE" and sub is None:
             obj = store.delete(res, ns, name)
+            if res.kind == "Namespace":
+                return 200, obj  # Terminating, as the API server answers
             return 200, {
                 "kind": "Status",
                 "apiVersion": "v1",
@@ -215,24 +241,25 @@ class Handler(BaseHTTPRequestHandler):
         store = self.server.emulator.store
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
         patchers: dict[str, Callable[[Any, Any], Any]] = {
-            "application/json-patch+json": json_patch,
-            "application/merge-patch+json": merge_patch,
-            "application/strategic-merge-patch+json": strategic_merge,
-            "application/apply-patch+yaml": strategic_merge,
+            JSON_PATCH: json_patch,
+            MERGE_PATCH: merge_patch,
+            APPLY: merge_patch,  # only for /scale; an apply is the store's (server-side apply)
         }
+        if not schema.is_custom(res):  # a custom resource has no strategic merge: its CRD has no patch strategies
+            patchers[STRATEGIC_PATCH] = functools.partial(strategic_merge, node=schema.node(res))
         if ctype not in patchers:
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
                 "the body of the request was in an unknown format - accepted media types include: "
-                + ", ".join(patchers),
+                + ", ".join(sorted(patchers)),
             )
         patch = self._body()
-        if ctype == "application/json-patch+json" and not isinstance(patch, list):
+        if ctype == JSON_PATCH and not isinstance(patch, list):
             raise ApiError(400, "BadRequest", "json patch must be a list of operations")
-        if ctype != "application/json-patch+json" and not isinstance(patch, dict):
+        if ctype != JSON_PATCH and not isinstance(patch, dict):
             raise ApiError(400, "BadRequest", "the patch must be an object")
-        if ctype == "application/apply-patch+yaml":
+        if ctype == APPLY:
             if not query.get("fieldManager"):
                 raise ApiError(400, "BadRequest", "fieldManager is required for apply requests")
             if sub is None and (patch.get("apiVersion") != res.api_version or patch.get("kind") != res.kind):
@@ -241,27 +268,22 @@ class Handler(BaseHTTPRequestHandler):
                     "BadRequest",
                     f"apply patch must set apiVersion: {res.api_version} and kind: {res.kind}",
                 )
+            if sub != "scale":
+                return store.apply(res, ns, name, patch, sub, self._write)
+        elif query.get("force"):
+            raise ApiError(400, "BadRequest", "force is only allowed for apply requests")
         with store.cond:  # read-modify-write atomically
-            try:
-                current = store.get(res, ns, name)
-            except ApiError:
-                if ctype != "application/apply-patch+yaml" or sub is not None:
-                    raise
-                body = copy.deepcopy(patch)
-                body.setdefault("metadata", {})["name"] = name
-                if ns:
-                    body["metadata"]["namespace"] = ns
-                return 201, store.create(res, ns, body)
+            current = store.get(res, ns, name)
             if sub == "scale":
                 scale = patchers[ctype](store.scale_of(current), patch)
-                return 200, store.set_scale(res, ns, name, scale)
+                return 200, store.set_scale(res, ns, name, scale, self._write)
             patched = patchers[ctype](current, patch)
             if not isinstance(patched, dict):
                 raise ApiError(422, "Invalid", "the patched object is not an object")
             # A resourceVersion in the patch is a precondition; otherwise none.
             want_rv = ((patch if isinstance(patch, dict) else {}).get("metadata") or {}).get("resourceVersion")
             patched.setdefault("metadata", {})["resourceVersion"] = want_rv or current["metadata"]["resourceVersion"]
-            return 200, store.update(res, ns, name, patched, sub)
+            return 200, store.update(res, ns, name, patched, sub, self._write)
 
     # -- watch
     def _watch(self, res: Resource, ns: str | None, query: dict) -> None:

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from .resources import ApiError
+from .schema import Node
 
 _MERGE_KEYS = {
     "containers": "name",
@@ -45,9 +46,10 @@ def _list_merge_key(field: str, items: list) -> str | None:
     return None
 
 
-def strategic_merge(target: Any, patch: Any) -> Any:
-    """Strategic merge patch: lists merge by the keys in _MERGE_KEYS (ports by containerPort or port);
-    ``$patch: delete/replace`` only."""
+def strategic_merge(target: Any, patch: Any, node: Node | None = None) -> Any:
+    """Strategic merge patch: a list whose schema has patch strategy "merge" merges by its merge key
+    (containers and env by name, ports by containerPort or port, ...), other lists are replaced;
+    ``$patch: delete/replace`` only. Without a schema `node`, the usual merge keys of _MERGE_KEYS."""
     if not isinstance(patch, dict) or not isinstance(target, dict):
         return merge_patch(target, patch)
     if patch.get("$patch") == "replace":
@@ -57,11 +59,13 @@ def strategic_merge(target: Any, patch: Any) -> Any:
         if key.startswith("$"):
             continue  # $retainKeys, $setElementOrder/...: ignored
         old = result.get(key)
+        child = node.child(key) if node is not None else None
         if value is None or (isinstance(value, dict) and value.get("$patch") == "delete"):
             result.pop(key, None)
         elif isinstance(value, dict):
-            result[key] = strategic_merge(old if isinstance(old, dict) else {}, value)
-        elif isinstance(value, list) and isinstance(old, list) and (mkey := _list_merge_key(key, old + value)):
+            result[key] = strategic_merge(old if isinstance(old, dict) else {}, value, child)
+        elif isinstance(value, list) and isinstance(old, list) and (
+                mkey := _merge_key(key, old + value, node, child)):
             merged = copy.deepcopy(old)
             for item in value:
                 idx = next(
@@ -74,11 +78,18 @@ def strategic_merge(target: Any, patch: Any) -> Any:
                 elif idx is None:
                     merged.append({k: v for k, v in item.items() if not k.startswith("$")})
                 else:
-                    merged[idx] = strategic_merge(merged[idx], item)
+                    merged[idx] = strategic_merge(merged[idx], item, child.item if child is not None else None)
             result[key] = merged
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+def _merge_key(field: str, items: list, parent: Node | None, node: Node | None) -> str | None:
+    if parent is None:
+        return _list_merge_key(field, items)
+    key = node.patch_merge_key if node is not None else None
+    return key if key and all(isinstance(i, dict) for i in items) else None
 
 
 def _pointer(path: str) -> list[str]:

@@ -7,6 +7,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 
+from .controller import Controllers
 from .handlers import Handler
 from .request_log import DEFAULT_USER, Fault, Request
 from .resources import now
@@ -20,7 +21,12 @@ class Server(ThreadingHTTPServer):
 
 
 class KubeEmulator:
-    """The emulator's HTTP server; ``start()`` serves it from a daemon thread."""
+    """The emulator's HTTP server; ``start()`` serves it and runs its controllers from daemon threads.
+
+    ``token``: every request must carry ``Authorization: Bearer <token>`` (else 401), but the health
+    checks. ``tick_s``, ``pod_ready_s``: the controllers' clock and how long a new pod takes to become
+    ready; ``namespace_grace_s``: how long a deleted namespace stays Terminating.
+    """
 
     def __init__(
         self,
@@ -28,8 +34,14 @@ class KubeEmulator:
         port: int = 0,
         log_path: str | Path | None = None,
         auto_rollout: bool = True,
+        token: str | None = None,
+        tick_s: float = 0.01,
+        pod_ready_s: float = 0.02,
+        namespace_grace_s: float = 0.3,
     ):
-        self.store = Store(auto_rollout=auto_rollout)
+        self.token = token
+        self.store = Store(auto_rollout=auto_rollout, namespace_grace_s=namespace_grace_s)
+        self.controllers = Controllers(self.store, tick_s=tick_s, pod_ready_s=pod_ready_s)
         self._server = Server((host, port), Handler)
         self._server.emulator = self
         self._thread: threading.Thread | None = None
@@ -45,11 +57,18 @@ class KubeEmulator:
 
     @property
     def auto_rollout(self) -> bool:
+        """Does the Deployment controller run? Off: status changes only through /status, as a test writes it."""
         return self.store.auto_rollout
 
     @auto_rollout.setter
     def auto_rollout(self, value: bool) -> None:
         self.store.auto_rollout = value
+
+    def never_ready(self, image: str) -> None:
+        """Pods of this image never become ready (until reset()): a rollout to it stalls, and its
+        Deployment's Progressing condition turns ProgressDeadlineExceeded at its deadline."""
+        with self.store.cond:
+            self.controllers.never_ready.add(image)
 
     def _log(self, line: str) -> None:
         if self._log_file:
@@ -57,12 +76,15 @@ class KubeEmulator:
                 self._log_file.write(f"{now()} {line}\n")
 
     def start(self) -> Self:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kube-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="kube-emulator",
+                                        daemon=True)
         self._thread.start()
+        self.controllers.start()
         self._log(f"serving on {self.url}")
         return self
 
     def stop(self) -> None:
+        self.controllers.stop()
         with self.store.cond:
             self.store.closed = True
             self.store.cond.notify_all()
@@ -75,8 +97,10 @@ class KubeEmulator:
             self._log_file = None
 
     def reset(self) -> None:
-        """Forget every object (but the default namespaces), the request log and the faults."""
+        """Forget every object (but the default namespaces), the request log, the faults and the never-ready images."""
         self.store.reset()
+        with self.store.cond:
+            self.controllers.never_ready.clear()
         self.reset_requests()
         self.clear_faults()
 
