@@ -219,7 +219,10 @@ def test_a_healthy_canary_is_promoted(services: factory.Services, canary: Runnin
     entries = trace.entries(services.journal.get(result.op_id))
     share = [e.value for e in entries if e.rule == "traffic_share" and e.value is not None]
     assert share and abs(sorted(share)[len(share) // 2] - 10) <= 5, share  # the observed share: about 10 %
-    assert all(e.verdict == "ok" for e in entries if e.rule == "error_rate")
+    # Never a breach; a check may find no fresh sample when the machine is loaded (the monitor then
+    # decides nothing), but most checks see the healthy rate.
+    error_rate = [e.verdict for e in entries if e.rule == "error_rate"]
+    assert set(error_rate) <= {"ok", "no data"} and error_rate.count("ok") >= 10, error_rate
     assert {get_version(nginx) for _ in range(30)} == {"2.0.0"}
     assert services.revisions("staging").list()[-1].action == "promote"
 
