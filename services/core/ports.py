@@ -278,8 +278,16 @@ class Notifier(Protocol):
     def notify(self, message: Notification) -> None: ...
 
 
+class CommandNotFound(Exception):
+    """A command's program is not on this host (or may not be run): it never started."""
+
+    def __init__(self, program: str, problem: str) -> None:
+        super().__init__(f"`{program}` {problem}")
+        self.program = program
+
+
 class CommandRunner(Protocol):
-    def run(self, argv: list[str], on_line: OnLine) -> int: ...
+    def run(self, argv: list[str], on_line: OnLine) -> int: ...  # the exit code, or CommandNotFound
 
 
 class AppFiles(Protocol):

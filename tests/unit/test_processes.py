@@ -12,7 +12,8 @@ import pytest
 from services.adapters.commands import SubprocessCommands
 from services.core import processes
 from services.core.events import Finished, Outcome
-from services.core.operations import Cancelled, Operation, Step, StepContext
+from services.core.operations import Cancelled, Operation, Step, StepContext, StepFailed
+from services.core.ports import CommandNotFound
 
 
 def _alive(pid: int) -> bool:
@@ -88,3 +89,19 @@ def test_cancelled_is_what_a_cancel_raises() -> None:
             processes.run(["sleep", "5"], 10)
     finally:
         operations._running.cancel = None
+
+
+def test_a_check_that_cannot_start_says_why_and_a_failing_one_gives_its_code(tmp_path: Path) -> None:
+    commands = SubprocessCommands(tmp_path, timeout_s=30)
+    lines: list[str] = []
+    assert commands.run(["sh", "-c", "echo 3 failed; exit 3"], lines.append) == 3 and lines == ["3 failed"]
+    with pytest.raises(CommandNotFound, match="^`no-such-binary-xyz` was not found on this host's PATH$") as missing:
+        commands.run(["no-such-binary-xyz", "--fix"], lines.append)
+    assert missing.value.program == "no-such-binary-xyz"
+    with pytest.raises(CommandNotFound, match="^`/opt/nowhere/eslint` does not exist$"):
+        commands.run(["/opt/nowhere/eslint"], lines.append)
+    (tmp_path / "lint").write_text("#!/bin/sh\n")  # not executable
+    with pytest.raises(CommandNotFound, match="permission denied: is it executable"):
+        commands.run([str(tmp_path / "lint")], lines.append)
+    with pytest.raises(StepFailed, match="does not exist, so its checks cannot run there"):
+        SubprocessCommands(tmp_path / "gone").run(["true"], lines.append)
