@@ -180,7 +180,7 @@ class Notification:
 class ImageBuilder(Protocol):
     def build(self, request: BuildRequest, on_line: OnLine) -> BuiltImage: ...
     # Docker's image inspect (GET /images/{id}/json) with its history (GET /images/{id}/history,
-    # newest first) under "History": what the image policy reads. See image_policy.inspect_image.
+    # newest first) under "History": what the image policy reads (services/release/image_policy.py).
     def inspect(self, image_id: str) -> dict[str, Any]: ...
 
 
