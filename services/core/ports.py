@@ -167,6 +167,7 @@ class HealthResult:
     ok: bool
     status: int | None
     detail: str
+    version: str | None = None  # what the body reports as its "version"; None: it reports none
 
 
 @dataclass(frozen=True)
