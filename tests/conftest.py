@@ -57,6 +57,7 @@ from rig.helpers import (  # noqa: E402 - needs the sys.path entry above
     wait_until,
 )
 from rig.kube_emulator import KubeEmulator  # noqa: E402
+from rig.s3 import moto_s3  # noqa: E402
 from rig.sample_app import build_derived, prepare_context  # noqa: E402
 
 RUN_HINT = "run tests via `bash tests/rig/run`"
@@ -275,20 +276,9 @@ def prom_targets_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    """moto's S3 over real HTTP on 127.0.0.1; restarted and reset per module."""
-    import httpx
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    yield endpoint
-    # moto's backends live in this process: reset them to free their memory.
-    try:
-        httpx.post(f"{endpoint}/moto-api/reset", timeout=10)
-    finally:
-        server.stop()
+    """moto's S3 over real HTTP on 127.0.0.1; restarted and reset per module (its memory grows)."""
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
