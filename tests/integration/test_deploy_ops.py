@@ -185,9 +185,10 @@ def test_cli_deploy_and_history_json(services: factory.Services, app_dir: Path,
 def kube_config(tmp_path: Path, kube_api: Any, pg_database: str, repository: str, run_sample_app: Any,
                 monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
     """release.toml for production on the emulator; one per traffic split. Nothing runs pods there,
-    so a sample app container stands for what the ingress serves (the health check's answer)."""
+    so a sample app container stands for what the ingress serves (the health check's answer). It
+    reports no version (an empty one): it is not what was deployed, so there is nothing to compare."""
     monkeypatch.setenv("TEST_DB", pg_database)
-    ingress = run_sample_app(VERSION="ingress")
+    ingress = run_sample_app(VERSION="")
 
     def write(split: str) -> str:
         target = toml.kubernetes_target("default", api_url=kube_api.host, traffic_split=split, host="food.example.com",
@@ -208,6 +209,7 @@ def test_cli_canary_on_kubernetes_needs_the_name_typed(
     base = ["--config", config]
     typed = ["--confirm-env", "production"]
     assert cli.main([*base, "deploy", "--env", "production", "--version", "1.0.0", *typed]) == cli.EXIT_OK
+    assert "health answers 200 but reports no version: it could not be compared with 1.0.0" in capsys.readouterr().out
     assert cli.main([*base, "canary", "start", "--env", "production", "--version", "2.0.0", "--yes"]) \
         == cli.EXIT_DECLINED  # production: a yes is not enough
     assert cli.main([*base, "canary", "start", "--env", "production", "--version", "2.0.0", *typed]) == cli.EXIT_OK
