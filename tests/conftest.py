@@ -33,10 +33,8 @@ unless it has its own (pytest-timeout).
 
 from __future__ import annotations
 
-import io
 import os
 import sys
-import tarfile
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
@@ -59,7 +57,8 @@ from rig.helpers import (  # noqa: E402 - needs the sys.path entry above
     wait_until,
 )
 from rig.kube_emulator import KubeEmulator  # noqa: E402
-from rig.sample_app import prepare_context  # noqa: E402
+from rig.s3 import moto_s3  # noqa: E402
+from rig.sample_app import build_derived, prepare_context  # noqa: E402
 
 RUN_HINT = "run tests via `bash tests/rig/run`"
 LOG_TAIL_LINES = 30
@@ -277,20 +276,9 @@ def prom_targets_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    """moto's S3 over real HTTP on 127.0.0.1; restarted and reset per module."""
-    import httpx
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    yield endpoint
-    # moto's backends live in this process: reset them to free their memory.
-    try:
-        httpx.post(f"{endpoint}/moto-api/reset", timeout=10)
-    finally:
-        server.stop()
+    """moto's S3 over real HTTP on 127.0.0.1; restarted and reset per module (its memory grows)."""
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
@@ -479,27 +467,15 @@ def ssh_docker_url() -> str:
 APP_VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
 
 
-def _derived(docker_client: Any, base: str, tag: str, dockerfile: str) -> None:
-    """Build `tag` FROM base with a few more Dockerfile lines (a context of the Dockerfile alone)."""
-    data = f"FROM {base}\n{dockerfile}\n".encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    docker_client.images.build(fileobj=buffer, custom_context=True, tag=tag, rm=True, network_mode="host")
-
-
 @pytest.fixture(scope="module")
 def repository(docker_client: Any, sample_app_image: Any, registry: str) -> Iterator[str]:
     """REPO with tags 1.0.0, 2.0.0, 3.0.0 (the sample app: VERSION comes from the tag), `broken`
     (never healthy: no server), `nocheck` (no HEALTHCHECK) and `bad` (5 % of requests fail) in the
     registry; none of them local."""
     repo = f"{registry}/rc-target-{uuid.uuid4().hex[:8]}"
-    _derived(docker_client, sample_app_image.id, f"{repo}:broken", 'CMD ["/bin/sleep", "3600"]')
-    _derived(docker_client, sample_app_image.id, f"{repo}:nocheck", "HEALTHCHECK NONE")
-    _derived(docker_client, sample_app_image.id, f"{repo}:bad", "ENV ERROR_RATE=0.05")  # a release with 5 % errors
+    build_derived(docker_client, sample_app_image.id, f"{repo}:broken", 'CMD ["/bin/sleep", "3600"]')
+    build_derived(docker_client, sample_app_image.id, f"{repo}:nocheck", "HEALTHCHECK NONE")
+    build_derived(docker_client, sample_app_image.id, f"{repo}:bad", "ENV ERROR_RATE=0.05")  # a release with 5 % errors
     for tag in APP_VERSIONS:
         sample_app_image.tag(repo, tag)
     for tag in (*APP_VERSIONS, "broken", "nocheck", "bad"):

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from docker.utils import parse_repository_tag
-
 from services.adapters.nginx_split import Server, canary_weight
 
 LABEL = "release-console"
@@ -95,11 +93,6 @@ class Fleet:
         parts = [f"{s.role} {s.version} on port {s.port}" for s in live]
         weight = f", canary at {self.weight}%" if any(s.role == "canary" for s in live) else ""
         return "traffic goes to " + ", ".join(parts) + weight
-
-
-def version_of(image: str) -> str:
-    tag = str(parse_repository_tag(image)[1] or "latest")
-    return tag.removeprefix("sha256:")[:12] if tag.startswith("sha256:") else tag
 
 
 def choose(

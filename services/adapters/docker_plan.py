@@ -11,11 +11,12 @@ import difflib
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
-from services.adapters.docker_fleet import LIVE, Box, Fleet, choose, version_of
+from services.adapters.docker_fleet import LIVE, Box, Fleet, choose
 from services.adapters.nginx_split import Server, split
 from services.core.masking import mask
 from services.core.operations import StepFailed
 from services.core.ports import Abort, Change, Deploy, Plan, PlannedChange, Promote, Scale, SetWeight, StartCanary
+from services.core.references import version_of
 
 if TYPE_CHECKING:
     from services.adapters.nginx_split import Upstream

@@ -23,13 +23,14 @@ import docker.errors
 from docker.utils import parse_repository_tag
 
 from services.adapters.docker_build import _BROKEN, _short, connect
-from services.adapters.docker_fleet import APP, ENV, PORT, ROLE, VERSION, Box, Fleet, choose, version_of
+from services.adapters.docker_fleet import APP, ENV, PORT, ROLE, VERSION, Box, Fleet, choose
 from services.adapters.docker_plan import Planner
 from services.adapters.nginx_split import HostLost, Server, Upstream, host_for, listening_ports, parse, split
 from services.core.config import DockerTarget, ReleaseConfig
 from services.core.masking import mask
 from services.core.operations import StepFailed
 from services.core.ports import Change, OnLine, Plan, TargetStatus
+from services.core.references import version_of
 
 __all__ = ["APP", "DockerHostTarget"]
 

@@ -18,7 +18,20 @@ class HttpHealth:
             response = httpx.get(url, timeout=self.timeout_s)
         except httpx.HTTPError as err:
             return HealthResult(False, None, mask_text(f"{url}: {type(err).__name__}: {err}"))
-        return HealthResult(response.is_success, response.status_code, mask_text(response.text[:200]))
+        return HealthResult(response.is_success, response.status_code, mask_text(response.text[:200]),
+                            _reported_version(response))
+
+
+def _reported_version(response: httpx.Response) -> str | None:
+    """The "version" of a JSON object body ({"status":"ok","version":"1.4.2"}); None if there is none."""
+    try:
+        body = response.json()
+    except ValueError:  # not JSON
+        return None
+    version = body.get("version") if isinstance(body, dict) else None
+    if isinstance(version, bool) or not isinstance(version, str | int | float) or str(version) == "":
+        return None
+    return mask_text(str(version))
 
 
 class WebhookNotifier:

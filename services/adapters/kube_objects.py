@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from services.core.config import KubernetesTarget, ReleaseConfig
+from services.core.references import version_of
 
 Manifest = dict[str, Any]
 
@@ -30,14 +31,6 @@ CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 STOPPED_REPLICAS = "release-console/replicas-before-stop"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 SERVICE_PORT = 80
-
-
-def version_of(image: str) -> str:
-    """The tag of an image reference (registry:5000/app:1.2 -> 1.2), or its short digest."""
-    if "@" in image:
-        return image.split("@", 1)[1][:19]
-    last = image.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else "latest"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ from services.adapters.kube_objects import (
     ready_of,
     replicas_of,
     rollout,
-    version_of,
 )
 from services.core.config import KubernetesTarget, ReleaseConfig
 from services.core.operations import StepFailed
@@ -57,6 +56,7 @@ from services.core.ports import (
     StartCanary,
     TargetStatus,
 )
+from services.core.references import version_of
 
 POLL_S = 0.5  # between reads of a rollout's status; the first reads come sooner (FIRST_POLL_S, doubling)
 FIRST_POLL_S = 0.05

@@ -167,6 +167,7 @@ class HealthResult:
     ok: bool
     status: int | None
     detail: str
+    version: str | None = None  # what the body reports as its "version"; None: it reports none
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class Notification:
 class ImageBuilder(Protocol):
     def build(self, request: BuildRequest, on_line: OnLine) -> BuiltImage: ...
     # Docker's image inspect (GET /images/{id}/json) with its history (GET /images/{id}/history,
-    # newest first) under "History": what the image policy reads. See image_policy.inspect_image.
+    # newest first) under "History": what the image policy reads (services/release/image_policy.py).
     def inspect(self, image_id: str) -> dict[str, Any]: ...
 
 
@@ -278,8 +279,16 @@ class Notifier(Protocol):
     def notify(self, message: Notification) -> None: ...
 
 
+class CommandNotFound(Exception):
+    """A command's program is not on this host (or may not be run): it never started."""
+
+    def __init__(self, program: str, problem: str) -> None:
+        super().__init__(f"`{program}` {problem}")
+        self.program = program
+
+
 class CommandRunner(Protocol):
-    def run(self, argv: list[str], on_line: OnLine) -> int: ...
+    def run(self, argv: list[str], on_line: OnLine) -> int: ...  # the exit code, or CommandNotFound
 
 
 class AppFiles(Protocol):

@@ -58,6 +58,16 @@ def check_reference(reference: str, what: str = "image") -> str:
     return reference
 
 
+def version_of(image: str) -> str:
+    """The version a deploy target gives the app (its VERSION) and /api/health must report: the tag of
+    an image reference (registry:5000/app:1.2 -> 1.2), "latest" without one, or the digest's first 12
+    hex digits when the reference pins one."""
+    if "@" in image:
+        return image.rsplit("@", 1)[1].removeprefix("sha256:")[:12]
+    last = image.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "latest"
+
+
 def check_name(name: str, what: str) -> str:
     """A name that goes into generated config (nginx upstream file, container names): [A-Za-z0-9._-] only."""
     if not _NAME_RE.fullmatch(name):

@@ -11,7 +11,7 @@ from services.core.actions import Param, action, confirm_step
 from services.core.audit import who
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import Change, Deploy, Plan, Revision
-from services.core.references import check_reference, check_tag
+from services.core.references import check_reference, check_tag, version_of
 from services.migrations.lint import lint_migrations
 
 if TYPE_CHECKING:
@@ -219,13 +219,34 @@ HEALTH_TRIES, HEALTH_INTERVAL_S = 5, 1.0  # nginx's new workers take over a mome
 
 
 def _health(services: Services, env: str, ctx: StepContext) -> str:
+    """/api/health answers 2xx and reports the deployed version (the VERSION the target gives the app).
+
+    Another version is retried within the tries (traffic may still be switching) and fails the step
+    if it never changes: the deploy did not take. A body without a version cannot be compared: a
+    warning, not a failure."""
     url = services.config.health_url(env)
+    expected = version_of(ctx.state["image"])
     for attempt in range(1, HEALTH_TRIES + 1):
         result = services.health(env).check(url)
         ctx.log(f"GET {url} -> {result.status}: {result.detail[:200]}")
+        if result.ok and result.version is None:
+            ctx.log(f"health answers {result.status} but reports no version: it could not be compared with"
+                    f" {expected}", "warning")
+            return f"{result.status} OK; no version reported, not compared with {expected}"
+        if result.ok and result.version == expected:
+            return f"{result.status} OK, version {expected}"
         if result.ok:
-            return f"{result.status} OK"
+            ctx.log(_other_version(result.status, result.version, expected), "warning")
         if attempt < HEALTH_TRIES:
             ctx.sleep(services.real_seconds(HEALTH_INTERVAL_S))
+    if result.ok:
+        raise StepFailed(f"{_other_version(result.status, result.version, expected)} after {HEALTH_TRIES} tries", (
+            "check that traffic reaches the new version (the proxy's upstream, the Service's selector) and that"
+            " the app's health reports the VERSION it is given",
+            "if a canary runs, its answers count too: promote or abort it", "retry this step", "roll back"))
     raise StepFailed(f"health check failed {HEALTH_TRIES} times: {result.detail[:200]}",
                      ("retry this step", "roll back"))
+
+
+def _other_version(status: int | None, version: str | None, expected: str) -> str:
+    return f"health answers {status} but reports version {version}, expected {expected}"

@@ -9,7 +9,7 @@ Dockerfile's text. Each result says how to fix a failure. Secret values are neve
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,8 +36,12 @@ _PRODUCTION_ONLY = re.compile(r"--omit[= ]dev|--production|--only[= ]prod|--prod
 _ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\"[^\"]*\"|'[^']*'|\S+)")
 _TOOL_PATHS = re.compile(r"(?:/usr/bin/(?:gcc|g\+\+|cc|make|cmake)|/usr/lib/gcc|/usr/libexec/gcc"
                          r"|node_modules/\.bin|node_modules/(?:typescript|eslint|jest|webpack|@types)\b)")
-# `RUN |2 NPM_TOKEN=abc OTHER=x /bin/sh -c ...`: the classic builder records build args in the history.
-_HISTORY_ARGS = re.compile(r"^\|\d+\s+(?P<args>.*?)\s+(?:/bin/sh|/bin/bash|\[)")
+# `|2 NPM_TOKEN=abc OTHER=x /bin/sh -c ...` (the classic builder; BuildKit writes `RUN |2 ...`): the build
+# args a RUN saw, recorded in the history.
+_HISTORY_ARGS = re.compile(r"^(?:RUN\s+)?\|\d+\s+(?P<args>.*?)\s+(?:/bin/sh|/bin/bash|\[)")
+# `ARG NAME=default` and `ENV A=1 B=2` as the history keeps them (the classic builder after `/bin/sh -c #(nop)`),
+# even when a later ENV clears the value: whoever pulls the image reads them with `docker history`.
+_HISTORY_SETTING = re.compile(r"^(?:/bin/sh -c #\(nop\)\s+)?(?P<kind>ARG|ENV)\s+(?P<pairs>.+)$")
 _INIT = ("tini", "docker-init", "dumb-init")
 
 
@@ -80,15 +84,6 @@ def check_image(
 
 def failures(results: Iterable[PolicyResult]) -> list[PolicyResult]:
     return [r for r in results if not r.passed]
-
-
-def inspect_image(client: Any, image_id: str) -> dict[str, Any]:
-    """For a Docker adapter's `inspect`: the inspect dict, with the history under "History".
-
-    `client` is a docker SDK `DockerClient`.
-    """
-    image = client.images.get(image_id)
-    return {**image.attrs, "History": image.history()}
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -198,22 +193,36 @@ def _no_secrets(config: Mapping[str, Any], build_args: Mapping[str, str], comman
     for name, value in build_args.items():
         if SECRET_NAME.search(name) and value:
             found.append(f"build arg {name}={MASK}")
+    live_env: set[str] = set()
     for entry in config.get("Env") or []:
         name, _, value = str(entry).partition("=")
         if SECRET_NAME.search(name) and value:
             found.append(f"ENV {name}={MASK}")
+            live_env.add(name)
     for command in commands:
-        recorded = _HISTORY_ARGS.match(command)
-        for pair in (recorded["args"].split() if recorded else []):
-            name, _, value = pair.partition("=")
-            if SECRET_NAME.search(name) and value:
-                found.append(f"build arg {name}={MASK} recorded in the history")
+        for kind, name in _recorded_secrets(command):
+            if not (kind == "ENV" and name in live_env):  # already said: it is in the image's ENV
+                found.append(f"{kind} {name}={MASK} recorded in the history")
     if found:
         return PolicyResult(
             "no secrets", False, ", ".join(dict.fromkeys(found)),
             "pass build-time secrets with `RUN --mount=type=secret,id=NAME` (docker build --secret) instead of"
             " ARG/ENV, and give runtime secrets to the container at deploy time; rotate any secret already pushed")
     return PolicyResult("no secrets", True, "no secret-looking build args or ENV")
+
+
+def _recorded_secrets(command: str) -> Iterator[tuple[str, str]]:
+    """("build arg" or "ENV", name) for each secret-looking value one history entry records: the
+    build args a RUN saw, an ARG's default, an ENV."""
+    recorded = _HISTORY_ARGS.match(command)
+    for pair in recorded["args"].split() if recorded else []:
+        name, _, value = pair.partition("=")
+        if SECRET_NAME.search(name) and value:
+            yield "build arg", name
+    setting = _HISTORY_SETTING.match(command.strip())
+    for assignment in _ASSIGNMENT.finditer(setting["pairs"]) if setting else []:
+        if SECRET_NAME.search(assignment[1]) and assignment[2] not in ('""', "''"):
+            yield ("build arg" if setting and setting["kind"] == "ARG" else "ENV"), assignment[1]
 
 
 def _init(config: Mapping[str, Any], require_init: bool) -> PolicyResult:
@@ -233,7 +242,7 @@ def _init(config: Mapping[str, Any], require_init: bool) -> PolicyResult:
 
 
 def _clean(command: str) -> str:
-    command = re.sub(r"^\|\d+\s+.*?\s+(?=/bin/sh|/bin/bash|\[)", "", command)  # the recorded build args
+    command = re.sub(r"^(?:RUN\s+)?\|\d+\s+.*?\s+(?=/bin/sh|/bin/bash|\[)", "", command)  # the recorded build args
     return re.sub(r"^/bin/sh -c (?:#\(nop\)\s*)?", "", command).strip()
 
 

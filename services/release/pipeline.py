@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from services.core.actions import Param, action
 from services.core.no_target import NoDeployTarget
 from services.core.operations import Operation, Step, StepContext, StepFailed
-from services.core.ports import BuildRequest, BuiltImage, NotAGitRepository
+from services.core.ports import BuildRequest, BuiltImage, CommandNotFound, NotAGitRepository
+from services.core.processes import shown
 from services.core.references import check_tag
 from services.release.deploy import deploy_steps
 from services.release.image_policy import check_image, failures
@@ -61,11 +62,21 @@ def _version(services: Services, params: dict[str, Any]) -> str:
 
 
 def _checks(services: Services) -> list[Step]:
+    """[app] checks, in order: the first that fails stops the pipeline before anything is built."""
+
     def check(name: str, argv: list[str]) -> Step:
         def run(ctx: StepContext) -> str:
-            code = services.commands.run(argv, ctx.log)
+            try:
+                code = services.commands.run(argv, ctx.log)
+            except CommandNotFound as missing:
+                raise StepFailed(f"check {name} could not start: {missing}", (
+                    f"install {missing.program} on this host (or put it on the PATH), then retry this step",
+                    f"or change [app] checks.{name} in release.toml", "abandon")) from None
             if code != 0:
-                raise StepFailed(f"{name} failed with exit code {code}", ("fix and retry this step", "abandon"))
+                # 127 is what a shell or a script runner (npm run) says when a program it calls is missing.
+                why = ": a program it runs was not found" if code == 127 else ""
+                raise StepFailed(f"check {name} failed with exit code {code}{why} (`{shown(argv)}`)",
+                                 ("fix and retry this step", "abandon"))
             return "passed"
 
         return Step(f"check-{name}", f"Run {name}", run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,6 +37,7 @@ from services.core.ports import (
     TargetStatus,
     Writable,
 )
+from services.core.references import version_of
 from services.sandbox.world import APPLIED, IMAGE, PENDING, World, _checksum
 
 # What the sandbox's pending migrations say: one risky as Prisma would generate it, so that
@@ -204,14 +206,14 @@ class SandboxTarget:
                 s.events.append(f"pod {s.name}-{i} ready ({version})")
 
     def deploy(self, image: str, on_line: OnLine) -> None:
-        version = image.rsplit(":", 1)[-1]
+        version = version_of(image)
         self._roll(version, on_line)
         with self.world.lock:
             self.state.version = version
 
     def start_canary(self, image: str, weight: int, on_line: OnLine) -> None:
         with self.world.lock:
-            self.state.canary_version = image.rsplit(":", 1)[-1]
+            self.state.canary_version = version_of(image)
             self.state.canary_weight = weight
             self.state.canary_samples = 0
             self.state.events.append(f"canary {self.state.canary_version} at {weight}%")
@@ -444,11 +446,16 @@ class SandboxHealth:
     def __init__(self, world: World, env: str) -> None:
         self.world = world
         self.state = world.envs[env]
+        # For tests and demos: what the next answers report in place of the deployed version, one each
+        # (an old version: a deploy that has not switched yet, or never does; "": no version at all).
+        self.reports: list[str] = []
 
     def check(self, url: str) -> HealthResult:
         if not self.state.running:
             return HealthResult(False, None, f"{url}: connection refused")
-        return HealthResult(True, 200, f'{{"status":"ok","version":"{self.state.version}"}}')
+        version = self.reports.pop(0) if self.reports else self.state.version
+        body = {"status": "ok", "version": version} if version else {"status": "ok"}
+        return HealthResult(True, 200, json.dumps(body, separators=(",", ":")), version or None)
 
 
 class SandboxAppFiles:

@@ -34,7 +34,7 @@ from services import factory
 from services.adapters.docker_fleet import APP
 from services.canary import trace
 from services.core import config as config_module
-from services.core.events import Outcome
+from services.core.events import Event, Outcome, VerdictLogged
 
 
 class Prometheus:
@@ -229,16 +229,16 @@ def test_a_healthy_canary_is_promoted(services: factory.Services, canary: Runnin
 
 def test_prometheus_stopped_mid_canary_is_stale_and_nothing_is_promoted(
         services: factory.Services, canary: Running, prometheus: Prometheus, nginx: Nginx) -> None:
-    def stop_later() -> None:
-        wait_until(lambda: services.target("staging").status().canary_version == "2.0.0", timeout=60,
-                   what="the canary to start")
-        time.sleep(8)  # a few good checks first
-        prometheus.stop()
+    good_checks: list[dict[str, Any]] = []
 
-    stopper = threading.Thread(target=stop_later, daemon=True)
-    stopper.start()
-    result, events, asked = canary("2.0.0", typed=None)  # every question answered "no": keep watching
-    stopper.join(5)
+    def stop_after_three_good_checks(event: Event) -> None:  # on the operation's thread, between checks
+        entry = event.entry if isinstance(event, VerdictLogged) else {}
+        if entry.get("rule") == "error_rate" and entry.get("value") is not None:
+            good_checks.append(entry)
+            if len(good_checks) == 3:
+                prometheus.stop()
+
+    result, events, asked = canary("2.0.0", typed=None, on_event=stop_after_three_good_checks)  # "no": keep watching
 
     assert result.outcome is Outcome.FAILED and result.failed_step == "monitor", result.detail
     assert result.detail.startswith("not promoted: the last check"), result.detail

@@ -17,6 +17,7 @@ import pytest
 from conftest import Nginx
 from rig import config_builder as toml
 from rig.opkit import finished, logs, run, steps
+from rig.sample_app import build_derived
 from rig.traffic import Traffic, get_version, shares
 
 from console import cli
@@ -117,9 +118,38 @@ def test_canary_start_step_promote_through_nginx(services: factory.Services, ngi
         promoted, events, _ = run(services, "promote", "staging", typed="yes")
     traffic.check()
     assert promoted.outcome is Outcome.SUCCEEDED, promoted.detail
-    assert finished(events)["health"].detail == "200 OK"
+    assert finished(events)["health"].detail == "200 OK, version 2.0.0"
     assert set(shares(nginx, 50)) == {"2.0.0"}
     assert revisions(services) == [(1, "1.0.0", "deploy"), (2, "2.0.0", "promote")]
+
+
+def test_health_compares_the_version_the_app_reports(services: factory.Services, nginx: Nginx, repository: str,
+                                                    sample_app_image: Any, docker_client: Any) -> None:
+    """2.5.0 is an old build under a new tag: it reports 1.0.0 whatever VERSION the target gives it.
+    2.6.0's /api/health reports no version at all."""
+    images = {"2.5.0": 'CMD ["/bin/sh", "-c", "VERSION=1.0.0 exec /bin/app-start"]',
+              "2.6.0": "USER root\nRUN sed -i 's/,\"version\":\"%s\"//' /bin/app-start\nUSER app"}
+    for tag, lines in images.items():
+        build_derived(docker_client, sample_app_image.id, f"{repository}:{tag}", lines)
+        for line in docker_client.images.push(repository, tag, stream=True, decode=True):
+            assert "error" not in line, line
+        docker_client.images.remove(f"{repository}:{tag}")
+    deployed, events, _ = run(services, "deploy", "staging", {"version": "1.0.0"}, typed="yes")
+    assert deployed.outcome is Outcome.SUCCEEDED and finished(events)["health"].detail == "200 OK, version 1.0.0"
+
+    stale, events, _ = run(services, "deploy", "staging", {"version": "2.5.0"}, typed="yes")
+    assert stale.outcome is Outcome.FAILED and stale.failed_step == "health"
+    assert stale.detail == "health answers 200 but reports version 1.0.0, expected 2.5.0 after 5 tries"
+    assert [text for text, level in logs(events, "health") if level == "warning"] == [
+        "health answers 200 but reports version 1.0.0, expected 2.5.0"] * 5
+    assert services.target("staging").status().version == "2.5.0"  # its containers serve, reporting 1.0.0
+    assert get_version(nginx) == "1.0.0"
+
+    unversioned, events, _ = run(services, "deploy", "staging", {"version": "2.6.0"}, typed="yes")
+    assert unversioned.outcome is Outcome.SUCCEEDED, unversioned.detail
+    assert finished(events)["health"].detail == "200 OK; no version reported, not compared with 2.6.0"
+    assert ("health answers 200 but reports no version: it could not be compared with 2.6.0", "warning") in logs(
+        events, "health")
 
 
 def test_dry_run_and_a_missing_image_change_nothing(services: factory.Services, nginx: Nginx,
@@ -155,10 +185,11 @@ def test_cli_deploy_and_history_json(services: factory.Services, app_dir: Path,
 def kube_config(tmp_path: Path, kube_api: Any, pg_database: str, repository: str, run_sample_app: Any,
                 monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
     """release.toml for production on the emulator; one per traffic split. Nothing runs pods there,
-    so a sample app container stands for what the ingress serves (the health check's answer)."""
+    so a sample app container stands for what the ingress serves (the health check's answer). It
+    reports no version (an empty one): it is not what was deployed, so there is nothing to compare."""
     monkeypatch.setenv("TEST_DB", pg_database)
     monkeypatch.setenv("KUBE_TOKEN", kube_api.token)  # the emulator wants its bearer token
-    ingress = run_sample_app(VERSION="ingress")
+    ingress = run_sample_app(VERSION="")
 
     def write(split: str) -> str:
         target = toml.kubernetes_target("default", api_url=kube_api.host, token=toml.secret("KUBE_TOKEN"),
@@ -179,6 +210,7 @@ def test_cli_canary_on_kubernetes_needs_the_name_typed(
     base = ["--config", config]
     typed = ["--confirm-env", "production"]
     assert cli.main([*base, "deploy", "--env", "production", "--version", "1.0.0", *typed]) == cli.EXIT_OK
+    assert "health answers 200 but reports no version: it could not be compared with 1.0.0" in capsys.readouterr().out
     assert cli.main([*base, "canary", "start", "--env", "production", "--version", "2.0.0", "--yes"]) \
         == cli.EXIT_DECLINED  # production: a yes is not enough
     assert cli.main([*base, "canary", "start", "--env", "production", "--version", "2.0.0", *typed]) == cli.EXIT_OK

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from rig import config_builder as toml
+from rig.helpers import wait_until
 
 from services.catalog import build_operation
 from services.core import config as config_module
@@ -182,7 +183,7 @@ class Writer:
 
     def __enter__(self) -> Writer:
         self._thread.start()
-        time.sleep(0.2)
+        self.wait_for_writes()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -193,10 +194,17 @@ class Writer:
         assert not self.errors, self.errors
         assert self.writes > 50, f"the writer hardly ran ({self.writes} writes)"
 
+    def wait_for_writes(self, count: int = 20) -> None:
+        """Until the app has made `count` more writes (or failed: check() says how)."""
+        target = self.writes + count
+        wait_until(lambda: self.errors or self.writes >= target, timeout=60, interval=0.01,
+                   what=f"{count} more writes of the app")
+
     def deploy(self, columns: Columns) -> None:
-        time.sleep(0.2)
+        """Writes by the old app, then the new one takes over and writes too."""
+        self.wait_for_writes()
         self.columns = columns
-        time.sleep(0.2)
+        self.wait_for_writes()
 
     def _loop(self) -> None:
         rng = random.Random(11)
@@ -241,7 +249,7 @@ class Blocker:
 
     def __init__(self, dsn: str, seconds: float) -> None:
         self.dsn, self.seconds = dsn, seconds
-        self.held, self.done = threading.Event(), threading.Event()
+        self.held, self.done, self.let_go = threading.Event(), threading.Event(), threading.Event()
         self.pid = 0
         self._thread = threading.Thread(target=self._hold, daemon=True)
 
@@ -251,6 +259,7 @@ class Blocker:
             conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(TABLE)))
             self.held.set()
             self.done.wait(self.seconds)
+            self.let_go.set()  # before the rollback that releases the lock: nobody gets it earlier
             conn.rollback()
 
     def start(self) -> Blocker:
@@ -264,10 +273,10 @@ class Blocker:
 
 
 @contextmanager
-def holding_lock(dsn: str, seconds: float) -> Iterator[int]:
+def holding_lock(dsn: str, seconds: float) -> Iterator[Blocker]:
     blocker = Blocker(dsn, seconds).start()
     try:
-        yield blocker.pid
+        yield blocker
     finally:
         blocker.stop()
 
@@ -329,7 +338,7 @@ def test_rename_keeps_both_columns_equal_until_contract(services: Services, dsn:
         ok(run(services, "expand-rename-column", RENAME, "expand"))
         app.deploy(either("qty", "quantity"))
         ok(run(services, "expand-rename-column", RENAME, "backfill"))
-        time.sleep(0.3)
+        app.wait_for_writes()  # writes after the backfill: the trigger keeps both columns equal
     app.check()
     rows = table_rows(dsn, "qty", "quantity")
     assert all(r["qty"] == r["quantity"] for r in rows.values())
@@ -351,19 +360,18 @@ def test_production_contract_asks_for_the_environment_name(services: Services, d
 
 def test_expand_retries_while_a_lock_is_held_then_succeeds(services: Services, dsn: str) -> None:
     with holding_lock(dsn, 1.5) as blocker:
-        started = time.monotonic()
         r = ok(run(services, "expand-add-column", ADD, "expand"))
+        assert blocker.let_go.is_set()  # it went on only once the blocker had let go by itself
     retries = [line for line in r.logs("expand") if "lock not granted" in line]
     assert retries, r.logs()
-    assert f"pid {blocker}" in retries[0] and "the blocker" in retries[0] and "AccessExclusiveLock" in retries[0]
-    assert 1.4 < time.monotonic() - started < 15
+    assert f"pid {blocker.pid}" in retries[0] and "the blocker" in retries[0] and "AccessExclusiveLock" in retries[0]
     assert column(dsn, "label") == ("text", False, None)
 
 
 def test_expand_gives_up_on_a_lock_held_too_long_and_changes_nothing(services: Services, dsn: str) -> None:
     with holding_lock(dsn, 60) as blocker:
         r = run(services, "expand-add-column", {**ADD, "lock_retries": 3, "lock_timeout_ms": 200}, "expand")
-    failed(r, "expand", r"could not lock StockItem within 200 ms in 3 tries", f"pid {blocker}", "the blocker")
+    failed(r, "expand", r"could not lock StockItem within 200 ms in 3 tries", f"pid {blocker.pid}", "the blocker")
     assert len([line for line in r.logs("expand") if "lock not granted" in line]) == 2
     assert column(dsn, "label") is None
 
@@ -403,7 +411,7 @@ def test_abort_expand_rename_keeps_writes_made_through_the_new_column(services: 
     with Writer(dsn, only("qty"), alias={"qty": "Q", "quantity": "Q"}) as app:
         ok(run(services, "expand-rename-column", RENAME, "expand"))
         app.deploy(either("qty", "quantity"))
-        time.sleep(0.5)
+        app.wait_for_writes()
         app.deploy(only("qty"))  # the new app is rolled back first, then expand is undone
         ok(run(services, "expand-rename-column", RENAME, "abort-expand"))
     app.check()

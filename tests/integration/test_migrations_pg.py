@@ -4,9 +4,8 @@ integrity and reindex, failure then resolve, edited migrations, the Prisma lock,
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 from rig import config_builder as toml
+from rig.helpers import wait_until
 
 from services import factory
 from services.adapters import prisma
@@ -85,7 +85,8 @@ def build(tmp_path: Path, pg_database: str, migrations_dir: Path) -> Build:
 
 class Run:
     def __init__(self, services: factory.Services, kind: str, env: str, answers: dict[str, str | None],
-                 **params: Any) -> None:
+                 on_event: Callable[[Event], object] = lambda event: None, **params: Any) -> None:
+        """`on_event` sees each event as it is emitted, on the operation's thread."""
         self.events: list[Event] = []
         self.asked: list[ConfirmationNeeded] = []
 
@@ -93,8 +94,12 @@ class Run:
             self.asked.append(question)
             return answers.get("reason" if question.free_text else "confirm")
 
+        def emit(event: Event) -> None:
+            self.events.append(event)
+            on_event(event)
+
         op = build_operation(services, kind, env, params)
-        self.result: Result = services.runner.run(op, self.events.append, confirm)
+        self.result: Result = services.runner.run(op, emit, confirm)
 
     def lines(self, step: str | None = None) -> list[str]:
         return [e.text for e in self.events if isinstance(e, LogLine) and step in (None, e.step_id)]
@@ -245,15 +250,6 @@ def test_another_provider_is_a_clear_error(build: Build, migrations_dir: Path) -
         build().database("staging").status()
 
 
-def hold_prisma_lock(dsn: str, seconds: float) -> Iterator[int]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (prisma.ADVISORY_LOCK_ID,))
-        pid = conn.info.backend_pid
-        yield pid
-        time.sleep(seconds)
-        conn.execute("SELECT pg_advisory_unlock(%s)", (prisma.ADVISORY_LOCK_ID,))
-
-
 def test_the_prisma_lock_held_elsewhere_means_a_countdown_then_a_clear_refusal(build: Build, pg_database: str,
                                                                                migrations_dir: Path) -> None:
     with psycopg.connect(pg_database, autocommit=True) as holder:
@@ -268,16 +264,25 @@ def test_the_prisma_lock_held_elsewhere_means_a_countdown_then_a_clear_refusal(b
 
 
 def test_deploy_waits_for_a_lock_holder_that_finishes(build: Build, pg_database: str) -> None:
-    holder_ready = threading.Event()
+    """The holder lets go once the deploy says it waits for the lock: then the deploy goes on."""
+    held, waited = threading.Event(), threading.Event()
 
     def hold() -> None:
-        for _ in hold_prisma_lock(pg_database, 1.5):
-            holder_ready.set()
+        with psycopg.connect(pg_database, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (prisma.ADVISORY_LOCK_ID,))
+            held.set()
+            waited.wait(60)
+            conn.execute("SELECT pg_advisory_unlock(%s)", (prisma.ADVISORY_LOCK_ID,))
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, LogLine) and event.text.startswith("waiting for Prisma's migration lock"):
+            waited.set()
 
     thread = threading.Thread(target=hold)
     thread.start()
-    holder_ready.wait(5)
-    run = Run(build(lock_wait_s=10), "migrate", "staging", {})
+    assert held.wait(10), "could not take Prisma's lock"
+    run = Run(build(lock_wait_s=60), "migrate", "staging", {}, on_event=on_event)
+    waited.set()  # whatever happened, let the holder go
     thread.join()
     assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
     assert any(line.startswith("waiting for Prisma's migration lock") for line in run.lines("apply"))
@@ -334,6 +339,14 @@ def test_rollback_restores_the_backup_taken_before_the_deploy(build: Build, pg_d
     assert rollback.detail("status") == "3 applied, 1 pending after restore"
 
 
+def sessions(dsn: str) -> int:
+    """Client sessions on the database besides the one asking."""
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                           " AND backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchone()
+    return int(row[0]) if row else 0
+
+
 RESTORE_SLOWLY = """
 import sys, time
 from pathlib import Path
@@ -378,6 +391,7 @@ def test_a_restore_killed_midway_changes_nothing(pg_database: str, tmp_path: Pat
     assert worker.stdout.readline().strip() == "half"
     worker.send_signal(signal.SIGKILL)  # the console dies (an SSH drop, kill -9) mid-restore
     worker.wait()
-    time.sleep(1)  # psql sees its input end, and the server ends the session
+    wait_until(lambda: sessions(pg_database) == 0, timeout=30, interval=0.1,
+               what="the restore's session to end (psql sees its input end)")  # nothing can commit after
     with psycopg.connect(pg_database) as conn:
         assert conn.execute('SELECT count(*) FROM "Ingredient"').fetchone() == (10,)  # untouched, not half-restored

@@ -1,10 +1,15 @@
 """The release pipeline against the rig's real Docker engine and registry: build the sample
-app, check the image policy, push, and stop at a clear step where no deploy target exists."""
+app, check the image policy, push, and stop at a clear step where no deploy target exists. The
+app's checks run as real processes: one that fails, or whose program is missing, stops the
+pipeline before anything is built."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +21,48 @@ from rig.sample_app import prepare_context
 from services import factory
 from services.catalog import build_operation
 from services.core import config as config_module
-from services.core.events import Event, LogLine, Outcome, Progress
+from services.core.events import Event, Finished, LogLine, Outcome, Progress, StepStarted
 from services.core.operations import Result
+from services.release.pipeline import context_dir
 
 
-def release_toml(tmp_path: Path, registry: str, name: str, docker_url: str) -> Path:
+def release_toml(tmp_path: Path, registry: str, name: str, docker_url: str,
+                 checks: dict[str, list[str]] | None = None) -> Path:
     context = prepare_context(tmp_path / "app")
-    app = {"context": context.name, "target": "runner",
+    app = {"context": context.name, "target": "runner", "checks": checks,
            "build_args": {"NEXT_PUBLIC_API_URL": "http://127.0.0.1:3000/api"}}
     return toml.release(toml.staging_and_production(), image=f"{registry}/{name}", app=app,
                         build={"engine_url": docker_url}, migrations={"dir": "migrations"},
                         ).write(tmp_path / "release.toml")
 
 
+def python(code: str) -> list[str]:
+    """A check that is a real program run as an argument list: this Python, with `code`."""
+    return [sys.executable, "-c", code]
+
+
+PASSES = python("import os; print('checked in', os.getcwd())")
+FAILS = python("import sys; print('2 failed, 40 passed'); sys.exit(3)")
+MISSING = ["no-such-binary-xyz", "--fix"]
+
+
 @pytest.fixture
-def services(tmp_path: Path, registry: str, docker_client: Any, pg_database: str) -> factory.Services:
+def make_services(tmp_path: Path, registry: str, docker_client: Any, pg_database: str
+                  ) -> Callable[..., factory.Services]:
     """Release locks live in the environment's database: a real one, from the rig."""
-    name = f"rc-pipeline-{uuid.uuid4().hex[:8]}"
-    url = os.environ["RC_DOCKER_URL"]  # docker_client has checked it answers
-    config = config_module.load(release_toml(tmp_path, registry, name, url), {"TEST_DB": pg_database})
-    return factory.build(config, state=tmp_path / "s")
+
+    def make(checks: dict[str, list[str]] | None = None) -> factory.Services:
+        name = f"rc-pipeline-{uuid.uuid4().hex[:8]}"
+        url = os.environ["RC_DOCKER_URL"]  # docker_client has checked it answers
+        toml_path = release_toml(tmp_path, registry, name, url, checks)
+        return factory.build(config_module.load(toml_path, {"TEST_DB": pg_database}), state=tmp_path / "s")
+
+    return make
+
+
+@pytest.fixture
+def services(make_services: Callable[..., factory.Services]) -> factory.Services:
+    return make_services()
 
 
 def run(services: factory.Services, kind: str, env: str, answer: str | None = "yes", **params: Any
@@ -65,3 +92,41 @@ def test_release_stops_at_a_clear_deploy_step_without_a_target(services: factory
     assert result.outcome is Outcome.FAILED and result.failed_step == "deploy"
     assert "no deploy target configured for staging" in result.detail
     docker_client.images.remove(f"{services.config.app.image}:1.5.1", force=True)
+
+
+def started(events: list[Event]) -> list[str]:
+    return [e.step_id for e in events if isinstance(e, StepStarted)]
+
+
+def nothing_built_or_pushed(services: factory.Services, registry: str, docker_client: Any) -> bool:
+    name = services.config.app.image.split("/", 1)[1]
+    tags = httpx.get(f"http://{registry}/v2/{name}/tags/list", timeout=10)
+    return docker_client.images.list(name=services.config.app.image) == [] and tags.status_code == 404
+
+
+def test_a_failing_check_stops_the_release_at_that_check(make_services: Callable[..., factory.Services],
+                                                         registry: str, docker_client: Any) -> None:
+    services = make_services({"where": PASSES, "test": FAILS, "lint": python("print('never run')")})
+    result, events = run(services, "release", "staging", version="1.5.2")
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "check-test"
+    assert result.detail == f"check test failed with exit code 3 (`{shlex.join(FAILS)}`)"
+    assert started(events) == ["check-where", "check-test"]  # lint, build, push and deploy never started
+    lines = {(e.step_id, e.text) for e in events if isinstance(e, LogLine)}
+    assert {("check-where", f"checked in {context_dir(services)}"), ("check-test", "2 failed, 40 passed")} <= lines
+    assert nothing_built_or_pushed(services, registry, docker_client)
+
+
+def test_a_missing_check_program_is_named_with_what_to_do(make_services: Callable[..., factory.Services],
+                                                          registry: str, docker_client: Any) -> None:
+    services = make_services({"lint": MISSING, "test": PASSES})
+    result, events = run(services, "release", "staging", version="1.5.3")
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "check-lint"
+    assert result.detail == "check lint could not start: `no-such-binary-xyz` was not found on this host's PATH"
+    final = events[-1]
+    assert isinstance(final, Finished) and final.next_options[:2] == (
+        "install no-such-binary-xyz on this host (or put it on the PATH), then retry this step",
+        "or change [app] checks.lint in release.toml")
+    assert started(events) == ["check-lint"]
+    assert nothing_built_or_pushed(services, registry, docker_client)

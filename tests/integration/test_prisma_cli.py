@@ -29,6 +29,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from pydantic import SecretStr
+from rig.helpers import wait_until
 
 from services.adapters import prisma
 from services.adapters.postgres import PostgresMigrations
@@ -258,12 +259,13 @@ def test_our_advisory_lock_holds_prisma_off(prisma_cli: Path, project: Path, pg_
         env = {**os.environ, "DATABASE_URL": pg_database, "CHECKPOINT_DISABLE": "1", "NO_COLOR": "1"}
         waiting = subprocess.Popen([str(prisma_cli), "migrate", "deploy"], cwd=project, env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        def on_the_lock() -> bool:
+            if waiting.poll() is not None:
+                pytest.fail(f"prisma migrate deploy ended instead of waiting: {waiting.communicate()[0]}")
+            return _waiting_on_advisory_lock(pg_database)
+
         try:
-            deadline = time.monotonic() + 8
-            while not _waiting_on_advisory_lock(pg_database):
-                assert waiting.poll() is None, waiting.communicate()[0]
-                assert time.monotonic() < deadline, "prisma migrate deploy never waited on the advisory lock"
-                time.sleep(0.1)
+            wait_until(on_the_lock, timeout=8, interval=0.1, what="prisma migrate deploy waiting on the advisory lock")
         except BaseException:
             waiting.kill()
             raise

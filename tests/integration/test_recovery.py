@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 from rig import config_builder as toml
-from rig.helpers import SampleApp
+from rig.helpers import SampleApp, wait_until
 
 from services import factory
 from services.adapters.postgres_locks import PostgresLocks
@@ -320,9 +321,11 @@ print(json.dumps({"finished": True}), flush=True)
 
 
 def test_killed_walkthrough_resumes_at_its_step_and_completes(rig: Callable[..., Rig], docker_cli: list[str],
-                                                              docker_client: Any) -> None:
+                                                              docker_client: Any, tmp_path: Path) -> None:
     # A slow stop (a service draining its connections): the console dies while it runs.
-    env = rig(stop=lambda name: ["sh", "-c", f"sleep 2; exec {' '.join(docker_cli)} stop {name}"])
+    stopping = tmp_path / "stop-started"
+    mark = f"touch {shlex.quote(str(stopping))}"
+    env = rig(stop=lambda name: ["sh", "-c", f"{mark}; sleep 2; exec {' '.join(docker_cli)} stop {name}"])
     env.backup()
     env.spoil()
     state = env.tmp_path / "state"
@@ -336,7 +339,7 @@ def test_killed_walkthrough_resumes_at_its_step_and_completes(rig: Callable[...,
             assert "finished" not in message, "the walkthrough finished before it could be killed"
             op_id = message.get("op", op_id)
             if message.get("started") == "stop":
-                time.sleep(0.5)  # inside the stop command
+                wait_until(stopping.exists, timeout=30, interval=0.05, what="the stop command to start")
                 break
         else:
             pytest.fail(f"worker exited with {worker.wait()} before the stop step")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -47,8 +46,12 @@ def test_docker_builds_and_runs_the_sample_app(docker_client: Any, sample_app_im
     codes = {httpx.get(f"{app.url}/", timeout=5).status_code for _ in range(20)}
     assert codes <= {200, 500} and codes, codes  # ERROR_RATE=0.5: both are likely
 
-    time.sleep(2)  # synthetic traffic: 10 requests per second of uptime
-    metrics = httpx.get(f"{app.url}/metrics", timeout=5).text
+    def synthetic_traffic() -> str | None:  # 10 requests per second of uptime: a few seconds' worth
+        text = httpx.get(f"{app.url}/metrics", timeout=5).text
+        total = sum(metric_value(text, f'http_requests_total{{status="{code}"}}') for code in (200, 500))
+        return text if total >= 40 else None
+
+    metrics = wait_until(synthetic_traffic, timeout=30, what="40 requests counted in /metrics")
     ok = metric_value(metrics, 'http_requests_total{status="200"}')
     failed = metric_value(metrics, 'http_requests_total{status="500"}')
     assert ok > 0 and failed > 0

@@ -6,7 +6,6 @@ answers or raises instead), so the store's code paths are the ones a real endpoi
 
 from __future__ import annotations
 
-import io
 import os
 import time
 import tracemalloc
@@ -283,13 +282,11 @@ def test_part_retries_exhausted_aborts_with_clear_error(s3_endpoint: str, bucket
 def test_unreachable_endpoint_retries_then_fails_clearly(bucket: str, s3_client: Any) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     store = make_store(endpoint, bucket, retries=3, backoff_s=0.02, secret_access_key=SecretStr(SECRET))
-    started = time.monotonic()
     with pytest.raises(StepFailed) as failed:
         store.put("prod/1/manifest.json", [b"{}"])
     with pytest.raises(StepFailed) as failed_large:
         with store.open_write("prod/1/db.sql.gz") as sink:
             sink.write(payload(CHUNK))
-    assert time.monotonic() - started < 10
     for error in (failed.value, failed_large.value):
         message = str(error)
         assert "after 4 tries" in message and bucket in message and endpoint in message
@@ -302,7 +299,6 @@ def test_unreachable_endpoint_retries_then_fails_clearly(bucket: str, s3_client:
 def test_missing_bucket_fails_at_once(s3_endpoint: str) -> None:
     store = make_store(s3_endpoint, "rc-test-no-such-bucket-here", backoff_s=1.0)
     calls = count_calls(store)
-    started = time.monotonic()
     with pytest.raises(StepFailed, match=r"rc-test-no-such-bucket-here.*NoSuchBucket.*s3:PutObject permission"):
         store.put("k", [b"v"])
     with pytest.raises(StepFailed, match="NoSuchBucket"):
@@ -310,8 +306,7 @@ def test_missing_bucket_fails_at_once(s3_endpoint: str) -> None:
             sink.write(payload(CHUNK))
     with pytest.raises(StepFailed, match="s3:ListBucket"):
         store.list()
-    assert time.monotonic() - started < 1.0  # no backoff waits
-    assert calls == Counter({"PutObject": 1, "CreateMultipartUpload": 1, "ListObjectsV2": 1})
+    assert calls == Counter({"PutObject": 1, "CreateMultipartUpload": 1, "ListObjectsV2": 1})  # no retries
 
 
 def test_access_denied_mid_upload_fails_at_once_and_aborts(store: S3Store, s3_client: Any, bucket: str) -> None:
@@ -356,32 +351,6 @@ def test_configuration_errors() -> None:
     with pytest.raises(ValueError, match="both"):
         S3Store(cfg.S3Store(bucket="rc-test-x", access_key_id=SecretStr("a")))
     assert SECRET not in repr(cfg.S3Store(bucket="rc-test-x", secret_access_key=SecretStr(SECRET)))
-
-
-# -------------------------------------------------------------------- bench --
-
-
-def test_upload_throughput(store: S3Store, s3_client: Any, bucket: str, record_property: Any) -> None:
-    """Streamed upload MB/s to the rig's endpoint, beside boto3's own (threaded) upload_fileobj of the same bytes."""
-    from boto3.s3.transfer import TransferConfig
-
-    data = payload(12 * MiB)
-    rounds = 2
-    started = time.perf_counter()
-    for i in range(rounds):
-        with store.open_write(f"bench/{i}") as sink:
-            for at in range(0, len(data), MiB):
-                sink.write(data[at:at + MiB])
-    ours = rounds * len(data) / (time.perf_counter() - started) / 1e6
-    started = time.perf_counter()
-    for i in range(rounds):
-        s3_client.upload_fileobj(io.BytesIO(data), bucket, f"yardstick/{i}",
-                                 Config=TransferConfig(multipart_threshold=CHUNK, multipart_chunksize=CHUNK))
-    yardstick = rounds * len(data) / (time.perf_counter() - started) / 1e6
-    record_property("s3_upload_mb_s", round(ours, 1))
-    record_property("boto3_upload_fileobj_mb_s", round(yardstick, 1))
-    print(f"\nS3 streamed upload: {ours:.1f} MB/s; boto3 upload_fileobj (threaded): {yardstick:.1f} MB/s")
-    assert ours > 0
 
 
 def _is_an_object_store(store: S3Store) -> ObjectStore:  # mypy checks the port is implemented

@@ -43,10 +43,10 @@ from conftest import Nginx
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from rig import config_builder as toml
-from rig.helpers import Discovery, free_port, unique_bucket_name
+from rig.helpers import Discovery, free_port, unique_bucket_name, wait_until
 from rig.sample_app import prepare_context
 
-from services.adapters.docker_target import APP
+from services.adapters.docker_fleet import APP, PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = f"S3cr3t-{uuid.uuid4().hex[:12]}"
@@ -147,6 +147,15 @@ class World:
     def running(self) -> bool:
         return bool(self.docker.containers.list(filters={"label": f"{APP}={self.app}", "status": "running"}))
 
+    def stable_in_prometheus(self, prometheus: str) -> bool:
+        """Prometheus has a request rate for every stable container running now: what the canary's
+        baseline reads (the stable a promotion just made comes through file_sd, then two scrapes)."""
+        containers = self.docker.containers.list(filters={"label": f"{APP}={self.app}", "status": "running"})
+        running = {c.labels[PORT] for c in containers if c.name.endswith(f"-stable-{c.labels[PORT]}")}
+        query = f'rate(http_requests_total{{track="stable",rc_app="{self.app}"}}[5s]) > 0'
+        found = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+        return bool(running) and running <= {r["metric"]["instance"].rsplit(":", 1)[1] for r in found}
+
 
 BUILT = "0.0.1-leak"  # the tag `build` gives the image it builds (never pushed; removed afterwards)
 
@@ -200,17 +209,20 @@ class Rig:
             self.problems.append(f"`{what}` printed a traceback:\n{done.stderr.decode(errors='replace')[-1500:]}")
         return done.returncode
 
-    def bad_canary(self, tries: int = 4) -> int:
-        """The bad canary, until the monitor has data to roll it back on. Right after the previous
-        canary's promotion, the new stable may not be in Prometheus yet (file_sd discovery, then two
-        scrapes for a rate), and at 1 s checks the baseline waits only 3 of them: the console then
-        rightly stops before the canary takes traffic (exit 1, "no baseline: stable has no data")."""
+    def bad_canary(self, tries: int = 3) -> int:
+        """The bad canary, once Prometheus has data for the stable it is measured against. Right after
+        the previous canary's promotion, the new stable may not be in Prometheus yet, and at 1 s
+        checks the baseline waits only 3 of them: the console would then rightly stop before the
+        canary takes traffic (exit 1, "no baseline: stable has no data"). Tried again if it did."""
+        configured = urllib.parse.urlsplit(self.env["LEAK_PROMETHEUS"])
+        prometheus = f"{configured.scheme}://{configured.hostname}:{configured.port}"  # without the user:password
         for _ in range(tries):
+            wait_until(lambda: self.world.stable_in_prometheus(prometheus), timeout=60, interval=0.5,
+                       what="Prometheus to have a rate for every running stable container")
             code = self.cli(*CANARY_BAD)
             if code != 1:
                 return code
             print("   " + self.output[-2][1].decode(errors="replace").strip().replace("\n", "\n   ")[-600:])
-            time.sleep(5)
         return code
 
     def cli_all(self, commands: list[tuple[str, ...]]) -> None:

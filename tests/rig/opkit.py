@@ -3,6 +3,7 @@ readers for the events an operation emitted."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ def sandbox_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Service
 
 
 def run(services: Services, kind: str, env: str, params: dict[str, Any] | None = None, reason: str | None = None,
-        typed: str | None = None) -> tuple[Result, list[Event], list[ConfirmationNeeded]]:
-    """Run an action; confirmations get `typed`, free-text questions (override reasons) `reason`."""
+        typed: str | None = None, on_event: Callable[[Event], object] = lambda event: None,
+        ) -> tuple[Result, list[Event], list[ConfirmationNeeded]]:
+    """Run an action; confirmations get `typed`, free-text questions (override reasons) `reason`.
+    `on_event` sees each event as it is emitted, on the operation's thread."""
     events: list[Event] = []
     asked: list[ConfirmationNeeded] = []
 
@@ -34,7 +37,11 @@ def run(services: Services, kind: str, env: str, params: dict[str, Any] | None =
         asked.append(question)
         return reason if question.free_text else typed
 
-    result = services.runner.run(build_operation(services, kind, env, params), events.append, confirm)
+    def emit(event: Event) -> None:
+        events.append(event)
+        on_event(event)
+
+    result = services.runner.run(build_operation(services, kind, env, params), emit, confirm)
     return result, events, asked
 
 

@@ -8,9 +8,12 @@ directory that `docker build --network host` (or the docker SDK with
 
 from __future__ import annotations
 
+import io
 import shutil
 import struct
+import tarfile
 from pathlib import Path
+from typing import Any
 
 FIXTURE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "sample-app"
 BUSYBOX = Path("/bin/busybox")
@@ -51,3 +54,15 @@ def prepare_context(dest: Path, busybox: Path = BUSYBOX) -> Path:
     shutil.copytree(FIXTURE_DIR, dest, symlinks=True, dirs_exist_ok=True)
     shutil.copy2(busybox, dest / "busybox")
     return dest
+
+
+def build_derived(docker_client: Any, base: str, tag: str, dockerfile: str) -> None:
+    """Build `tag` FROM base with a few more Dockerfile lines (a context of the Dockerfile alone)."""
+    data = f"FROM {base}\n{dockerfile}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    docker_client.images.build(fileobj=buffer, custom_context=True, tag=tag, rm=True, network_mode="host")

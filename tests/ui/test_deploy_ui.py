@@ -89,7 +89,9 @@ async def test_an_ask_rule_counts_down_then_takes_its_default(make_ui_app: Any) 
         await fill_form(pilot, version="1.5.0")
         modal = await confirm_modal(pilot)  # the error-rate rule, in ask mode
         assert modal.prompt.startswith("error_rate: ") and modal.prompt.endswith("Roll back now?")
-        assert str(modal.query_one("#countdown", Label).render()) == "No answer: yes in 2s"
+        # The countdown says the default and the seconds left of the 2 configured, whichever tick it is at.
+        assert modal.default_yes and modal.remaining is not None and 0 < modal.remaining <= 2
+        assert str(modal.query_one("#countdown", Label).render()) == f"No answer: yes in {round(modal.remaining)}s"
         await wait_for(pilot, lambda: app.screen is screen, "the countdown to run out", timeout=10)
         await finished(pilot, screen)
         assert outcome(screen).startswith("FAILED: rolled back at check")

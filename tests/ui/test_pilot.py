@@ -7,7 +7,6 @@ Operations run at a high time scale and are awaited by polling, never by fixed s
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
@@ -18,6 +17,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from rig.helpers import wait_until
 from textual.command import CommandList, CommandPalette
 from textual.coordinate import Coordinate
 from textual.widgets import ContentSwitcher, DataTable, Input, OptionList, Static
@@ -554,11 +554,9 @@ async def test_quitting_during_a_confirmation_stops_the_worker(make_ui_app: Any)
         pump = screen.pump
     assert pump.cancel.is_set()
     journal = app.services.journal
-    for _ in range(100):  # the worker notices within its 0.2 s poll
-        if journal.get(op_id).status != "running":
-            break
-        await asyncio.sleep(0.05)
-    assert journal.get(op_id).status == Outcome.DECLINED.value
+    status = wait_until(lambda: journal.get(op_id).status != "running" and journal.get(op_id).status, timeout=10,
+                        interval=0.05, what="the worker to notice the cancel (it polls every 0.2 s)")
+    assert status == Outcome.DECLINED.value
 
 
 # --- resume on start ------------------------------------------------------------------------

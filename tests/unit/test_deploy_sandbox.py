@@ -12,7 +12,9 @@ from rig.opkit import IMAGE, finished, logs, run, sandbox_services, steps
 from console import cli
 from services.catalog import build_operation
 from services.core.container import Services
-from services.core.events import Outcome
+from services.core.events import Event, Outcome
+from services.release.deploy import HEALTH_TRIES
+from services.sandbox.adapters import SandboxHealth
 
 
 @pytest.fixture
@@ -40,6 +42,48 @@ def test_deploy_plans_confirms_applies_records_and_health_checks(services: Servi
     assert revision.digest == services.registry.digest(f"{IMAGE}:1.5.0") and revision.digest.startswith("sha256:")
     assert revision.migration_head == "20240815093000_rename_qty_to_quantity"  # staging's newest applied
     assert revision.backup_id is not None and revision.who
+
+
+def health(services: Services, env: str) -> SandboxHealth:
+    checker = services.health(env)
+    assert isinstance(checker, SandboxHealth)
+    return checker
+
+
+def health_lines(events: list[Event]) -> list[tuple[str, str]]:
+    return [(text, level) for text, level in logs(events, "health") if not text.startswith("GET ")]
+
+
+def test_health_compares_the_reported_version_and_waits_for_it_within_its_tries(services: Services) -> None:
+    result, events, _ = run(services, "deploy", "staging", {"version": "1.5.0"}, typed="yes")
+    assert finished(events)["health"].detail == "200 OK, version 1.5.0" and health_lines(events) == []
+
+    health(services, "staging").reports = ["1.5.0", "1.5.0"]  # traffic reaches 1.6.0 at the third try
+    services.world.images[f"{IMAGE}:1.6.0"] = "sha256:" + "6" * 64  # type: ignore[union-attr]
+    result, events, _ = run(services, "deploy", "staging", {"version": "1.6.0"}, typed="yes")
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert health_lines(events) == [("health answers 200 but reports version 1.5.0, expected 1.6.0", "warning")] * 2
+    assert finished(events)["health"].detail == "200 OK, version 1.6.0"
+
+
+def test_a_deploy_that_never_switched_versions_fails_its_health_step(services: Services) -> None:
+    health(services, "staging").reports = ["1.4.2"] * HEALTH_TRIES  # the old version, every try
+    result, events, _ = run(services, "deploy", "staging", {"version": "1.5.0"}, typed="yes")
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "health"
+    assert result.detail == f"health answers 200 but reports version 1.4.2, expected 1.5.0 after {HEALTH_TRIES} tries"
+    assert len(health_lines(events)) == HEALTH_TRIES
+    assert health(services, "staging").reports == []  # every try asked
+
+
+def test_a_health_body_without_a_version_is_a_warning_not_a_failure(services: Services) -> None:
+    health(services, "staging").reports = [""]
+    result, events, _ = run(services, "deploy", "staging", {"version": "1.5.0"}, typed="yes")
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert health_lines(events) == [
+        ("health answers 200 but reports no version: it could not be compared with 1.5.0", "warning")]
+    assert finished(events)["health"].detail == "200 OK; no version reported, not compared with 1.5.0"
 
 
 def test_production_deploy_needs_the_name_typed_once(services: Services) -> None:

@@ -186,6 +186,30 @@ def test_secret_looking_build_args_and_env_are_flagged_and_masked() -> None:
     assert "npm ci" in by_name(results)["no build toolchain"].detail
 
 
+def test_secrets_only_the_history_keeps_are_flagged_in_both_builders_words() -> None:
+    """An ARG default and an ENV cleared later are gone from the image's config, not from its history.
+    The entries are as dockerd 28's classic builder and BuildKit (Docker 20.10) wrote them."""
+    attrs = with_config(Env=[*GOOD["Config"]["Env"], "API_SECRET="])
+    classic = [{"CreatedBy": "/bin/sh -c #(nop)  ENV API_SECRET="},
+               {"CreatedBy": "|2 NPM_TOKEN=npm_live_42 OTHER=x /bin/sh -c echo used > /t"},
+               {"CreatedBy": "/bin/sh -c #(nop)  ENV API_SECRET=s3cr3t_env DB_PASSWORD=two words"},
+               {"CreatedBy": "/bin/sh -c #(nop)  ARG SENTRY_AUTH_TOKEN=sntrys_default"},
+               {"CreatedBy": "/bin/sh -c #(nop)  ARG NPM_TOKEN"}]  # no default: the RUN above recorded it
+    buildkit = [{"CreatedBy": "ENV API_SECRET="},
+                {"CreatedBy": "RUN |2 NPM_TOKEN=npm_live_42 OTHER=x /bin/sh -c echo used > /t # buildkit"},
+                {"CreatedBy": "ENV API_SECRET=s3cr3t_env DB_PASSWORD=two words"},
+                {"CreatedBy": "ARG SENTRY_AUTH_TOKEN=sntrys_default"},
+                {"CreatedBy": "ARG NPM_TOKEN"}]
+    for history in (classic, buildkit):
+        results = check_image(attrs, history, False, ARGS, MULTI_STAGE)
+        assert by_name(results)["no secrets"].detail == (
+            "build arg NPM_TOKEN=**** recorded in the history, ENV API_SECRET=**** recorded in the history,"
+            " ENV DB_PASSWORD=**** recorded in the history, build arg SENTRY_AUTH_TOKEN=**** recorded in the history"
+        ), history
+        text = " ".join(r.line for r in results)
+        assert not any(value in text for value in ("npm_live_42", "s3cr3t_env", "sntrys_default"))
+
+
 def test_mask_text() -> None:
     assert mask_text("ENV API_KEY=abc PORT=3000 password='x y'") == "ENV API_KEY=**** PORT=3000 password=****"
 
