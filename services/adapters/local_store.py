@@ -77,11 +77,12 @@ class LocalStore:
         stat = self._path(key).stat()
         return StoredObject(key, stat.st_size, stat.st_mtime, self.name, dict(metadata or {}))
 
-    def get(self, key: str) -> Iterator[bytes]:
+    def get(self, key: str, start: int = 0) -> Iterator[bytes]:
         path = self._path(key)
         if not path.is_file():
             raise FileNotFoundError(f"no backup file {key!r} in {self.root}")
         with path.open("rb") as handle:
+            handle.seek(start)
             yield from iter(lambda: handle.read(CHUNK), b"")
 
     def delete(self, key: str) -> None:

@@ -141,12 +141,15 @@ class S3Store:
                 upload.write(chunk)
         return StoredObject(key, upload.size, time.time(), self.name, dict(metadata or {}))
 
-    def get(self, key: str) -> Iterator[bytes]:
-        """The object's bytes in chunks, streamed. FileNotFoundError now (not at the first chunk) if missing."""
+    def get(self, key: str, start: int = 0) -> Iterator[bytes]:
+        """The object's bytes in chunks, streamed, from byte `start` on (a ranged GET).
+        FileNotFoundError now (not at the first chunk) if missing."""
         full = self._key(key)
 
         def request() -> Any:
             try:
+                if start:
+                    return self.client.get_object(Bucket=self.bucket, Key=full, Range=f"bytes={start}-")
                 return self.client.get_object(Bucket=self.bucket, Key=full)
             except Exception as exc:
                 if _code(exc) in ("NoSuchKey", "404", "NotFound"):

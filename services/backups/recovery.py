@@ -184,9 +184,14 @@ class Walkthrough:
                 progress.add(path.stat().st_size)
                 continue
             partial = path.with_name(name + ".partial")
-            digest = hashlib.sha256()
-            with open_private(partial, "wb") as out:
-                for chunk in store.get(prefix + name):
+            # An interrupted download goes on from where it stopped (a ranged GET); the bytes
+            # already there are hashed first, so the digest is still of the whole artifact.
+            digest, have = _resumable(partial, int(meta["size"]))
+            if have:
+                ctx.log(f"{name}: {_size(have)} already downloaded, the rest follows")
+                progress.add(have)
+            with open_private(partial, "ab") as out:
+                for chunk in store.get(prefix + name, start=have) if have < int(meta["size"]) else ():
                     out.write(chunk)
                     digest.update(chunk)
                     progress.add(len(chunk))
@@ -452,6 +457,21 @@ def _identity(path: Path) -> dict[str, int]:
     """What tells a file hashed at download from one changed since: size, mtime, inode."""
     stat = path.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}
+
+
+def _resumable(partial: Path, size: int) -> tuple[Any, int]:
+    """The digest of a partial download's bytes so far, and their count; one longer than the
+    artifact is not ours to trust, and starts again."""
+    digest = hashlib.sha256()
+    if not partial.is_file():
+        return digest, 0
+    if partial.stat().st_size > size:
+        partial.unlink()
+        return digest, 0
+    with partial.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest, partial.stat().st_size
 
 
 def _sha256(path: Path, progress: _Progress, ctx: StepContext) -> str:

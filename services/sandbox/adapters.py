@@ -414,13 +414,13 @@ class SandboxStore:
             self.world.objects[key] = (data, self.world.clock.now(), dict(metadata or {}))
         return StoredObject(key, len(data), self.world.clock.now(), self.name, dict(metadata or {}))
 
-    def get(self, key: str) -> Iterator[bytes]:
+    def get(self, key: str, start: int = 0) -> Iterator[bytes]:
         with self.world.lock:
             try:
                 data = self.world.objects[key][0]
             except KeyError:
                 raise FileNotFoundError(f"no object {key!r} in the sandbox store") from None
-        yield data
+        yield data[start:]
 
     def delete(self, key: str) -> None:
         with self.world.lock:

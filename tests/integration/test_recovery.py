@@ -11,6 +11,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,16 +40,19 @@ from services.core.events import (
 from services.core.operations import Result
 
 ROOT = Path(__file__).resolve().parents[2]
+ENV = {"SIGNING_KEY": "recovery-test-key", "AWS_KEY": "testing", "AWS_SECRET": "testing"}
 Command = Callable[[str], list[str]]  # the container's name -> a stop or start command
 ORDER = ["choose", "confirm", "download", "verify", "stop", "restore-db", "restore-files", "validate", "start",
          "health", "report"]
 
 
-def release_toml(tmp_path: Path, dsn: str, app: SampleApp, stop: list[str], start: list[str]) -> Path:
+def release_toml(tmp_path: Path, dsn: str, app: SampleApp, stop: list[str], start: list[str],
+                 s3: dict[str, Any] | None = None) -> Path:
     production = toml.environment(api_url=f"http://127.0.0.1:{app.port}/api", database_url=dsn, production=True,
                                   app_dir="app", stop=stop, start=start)
     return toml.release(
-        {"production": production}, backup=toml.backup(app_paths=["."], signing_key=toml.secret("SIGNING_KEY")),
+        {"production": production},
+        backup=toml.backup(app_paths=["."], signing_key=toml.secret("SIGNING_KEY"), s3=s3),
         recovery={"health_tries": 20, "health_interval_s": 0.5},
         migrations={"dir": "app/prisma/migrations", "integrity_tables": ["Ingredient"]},
     ).write(tmp_path / "release.toml")
@@ -58,7 +62,7 @@ class Rig:
     """One production environment: its database, app dir, container and config."""
 
     def __init__(self, tmp_path: Path, dsn: str, app: SampleApp, docker: list[str],
-                 start: Command | None = None, stop: Command | None = None) -> None:
+                 start: Command | None = None, stop: Command | None = None, s3: dict[str, Any] | None = None) -> None:
         self.tmp_path, self.dsn, self.app = tmp_path, dsn, app
         self.name = app.container.name
         migrations = tmp_path / "app" / "prisma" / "migrations"
@@ -71,11 +75,10 @@ class Rig:
             conn.execute('CREATE TABLE "Ingredient" (id int PRIMARY KEY, name text NOT NULL)')
             conn.execute("""INSERT INTO "Ingredient" SELECT g, 'fresh ' || g FROM generate_series(1, 500) g""")
         self.config_path = release_toml(tmp_path, dsn, app, (stop or (lambda name: [*docker, "stop", name]))(self.name),
-                                        (start or (lambda name: [*docker, "start", name]))(self.name))
+                                        (start or (lambda name: [*docker, "start", name]))(self.name), s3)
 
     def services(self) -> factory.Services:
-        return factory.build(config_module.load(self.config_path, {"SIGNING_KEY": "recovery-test-key"}),
-                             state=self.tmp_path / "state")
+        return factory.build(config_module.load(self.config_path, ENV), state=self.tmp_path / "state")
 
     def backup(self) -> str:
         run = Walk(self.services(), "backup")
@@ -144,8 +147,8 @@ def docker_cli() -> list[str]:
 def rig(tmp_path: Path, pg_database: str, run_sample_app: Callable[..., SampleApp],
         docker_cli: list[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Rig]:
     monkeypatch.setenv("SIGNING_KEY", "recovery-test-key")  # the validate step loads the config again
-    def make(**commands: Command) -> Rig:
-        return Rig(tmp_path, pg_database, run_sample_app(VERSION="1.4.1"), docker_cli, **commands)
+    def make(start: Command | None = None, stop: Command | None = None, s3: dict[str, Any] | None = None) -> Rig:
+        return Rig(tmp_path, pg_database, run_sample_app(VERSION="1.4.1"), docker_cli, start, stop, s3)
 
     return make
 
@@ -404,3 +407,122 @@ def test_drill_restores_into_scratch_reports_rto_and_leaves_production_alone(rig
     assert services.locks.holder("production") is None
     verified = next(b for b in list_backups(services, "production") if b.id == backup_id)
     assert verified.verified_at is not None and verified.restore_s is not None
+
+
+# --- from S3 --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_rig(rig: Callable[..., Rig], s3_endpoint: str, s3_client: Any, bucket_name: str,
+           monkeypatch: pytest.MonkeyPatch) -> Callable[..., Rig]:
+    """The rig with backups going to moto's S3 over HTTP: the backup lives only there."""
+    s3_client.create_bucket(Bucket=bucket_name)
+    monkeypatch.setenv("AWS_KEY", "testing")  # the validate step loads the config again
+    monkeypatch.setenv("AWS_SECRET", "testing")
+    store = toml.s3_store(bucket_name, prefix="food-management/", endpoint_url=s3_endpoint,
+                          access_key_id=toml.secret("AWS_KEY"), secret_access_key=toml.secret("AWS_SECRET"))
+
+    def make(**commands: Command) -> Rig:
+        return rig(s3=store, **commands)
+
+    return make
+
+
+def backup_in_s3_only(env: Rig, s3_client: Any, bucket: str) -> str:
+    backup_id = env.backup()
+    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"food-management/production/{backup_id}/manifest.json" in keys
+    assert not (env.tmp_path / "backups" / "production" / backup_id).exists()  # nothing in the local store
+    return backup_id
+
+
+def test_drill_from_s3_restores_into_scratch_and_reports_rto(s3_rig: Callable[..., Rig], s3_client: Any,
+                                                              bucket_name: str) -> None:
+    env = s3_rig()
+    backup_id = backup_in_s3_only(env, s3_client, bucket_name)
+    env.spoil()
+
+    services = env.services()
+    run = Walk(services, "restore-drill")
+
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    assert run.detail("choose").startswith(f"{backup_id} (")
+    assert run.detail("download").endswith(" from s3")
+    assert any("signature matches the signing key" in line for line in run.lines("download"))
+    assert run.detail("verify") == "2 of 2 sha256 match"
+    assert run.detail("restore-db") == "1 table restored and read; dropped"
+    assert any(line.startswith("scratch database answers: Ingredient 500 rows") for line in run.lines("restore-db"))
+    assert re.fullmatch(r"drill RTO \S+.*", run.detail("report")), run.detail("report")
+    assert env.rows() == (250, 250) and scratch_databases(env.dsn) == []  # nothing live touched
+
+
+def test_walkthrough_restores_from_s3_into_the_rig_database(s3_rig: Callable[..., Rig], s3_client: Any,
+                                                            bucket_name: str) -> None:
+    env = s3_rig()
+    backup_id = backup_in_s3_only(env, s3_client, bucket_name)
+    env.spoil()
+
+    run = Walk(env.services(), "restore")
+
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    assert run.detail("download").endswith(" from s3")
+    assert run.detail("restore-db") == f"restored {backup_id}"
+    assert run.detail("health").startswith("healthy after ")
+    assert env.rows() == (500, 0)
+    assert json.loads((env.tmp_path / "app" / "package.json").read_text())["version"] == "1.4.1"
+    assert env.container_state()["Running"]
+
+
+def test_a_download_from_s3_cancelled_midway_resumes_from_its_byte_and_verifies(
+        s3_rig: Callable[..., Rig], s3_client: Any, bucket_name: str) -> None:
+    env = s3_rig()
+    blob = os.urandom(3 << 20)  # incompressible: app.tar.gz is ~3 MB, several 1 MiB chunks
+    (env.tmp_path / "app" / "assets").mkdir()
+    (env.tmp_path / "app" / "assets" / "blob.bin").write_bytes(blob)
+    backup_id = backup_in_s3_only(env, s3_client, bucket_name)
+    dump_name = next(o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket_name)["Contents"]
+                     if "/db.pgdump" in o["Key"]).rsplit("/", 1)[1]
+
+    # Cancelled once the dump is down: the first chunk of app.tar.gz is written, then the step stops.
+    cancel = threading.Event()
+    events: list[Event] = []
+
+    def emit(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, LogLine) and event.step_id == "download" and event.text.startswith(f"{dump_name}: "):
+            cancel.set()
+
+    services = env.services()
+    first = services.runner.run(build_operation(services, "restore-drill", "production", {}), emit,
+                                lambda question: "production", cancel=cancel)
+    assert first.outcome is Outcome.CANCELLED, first.detail
+    assert first.failed_step == "download"
+    record = services.journal.get(first.op_id)
+    work = Path(record.state["work_dir"])
+    partial = work / "app.tar.gz.partial"
+    size = s3_client.head_object(Bucket=bucket_name,
+                                 Key=f"food-management/production/{backup_id}/app.tar.gz")["ContentLength"]
+    have = partial.stat().st_size
+    assert 0 < have < size and (work / dump_name).is_file() and not (work / "app.tar.gz").exists()
+
+    # A new process resumes the journaled operation at the download step.
+    services = env.services()
+    ranges: list[str | None] = []
+    services.store.client.meta.events.register(  # type: ignore[attr-defined]
+        "before-send.s3.GetObject", lambda request, **_: ranges.append(request.headers.get("Range")) and None)
+    resumed: list[Event] = []
+    op = build_operation(services, record.kind, record.env, record.params)
+    op.id = record.id
+    result = services.runner.run(op, resumed.append, lambda question: "production", start_at=record.resume_index,
+                                 state=record.state)
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert [e.step_id for e in resumed if isinstance(e, StepStarted)][0] == "download"
+    lines = [e.text for e in resumed if isinstance(e, LogLine) and e.step_id == "download"]
+    assert any(line.startswith(f"{dump_name}: already in the working copy") for line in lines), lines
+    assert any(line.startswith("app.tar.gz: ") and "already downloaded, the rest follows" in line for line in lines)
+    assert f"bytes={have}-" in [r.decode() if isinstance(r, bytes) else r for r in ranges]  # only the rest
+    assert next(e.detail for e in resumed if isinstance(e, StepFinished) and e.step_id == "verify") \
+        == "2 of 2 sha256 match"
+    assert next(e.detail for e in resumed if isinstance(e, StepFinished) and e.step_id == "restore-db") \
+        == "1 table restored and read; dropped"

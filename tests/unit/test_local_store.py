@@ -61,3 +61,11 @@ def test_deleting_a_backups_last_file_removes_its_folder(tmp_path: Path) -> None
     store.delete("staging/20250101T000000Z/db.pgdump.zst")
     assert not (tmp_path / "backups" / "staging" / "20250101T000000Z").exists()
     assert (tmp_path / "backups" / "staging").is_dir()  # the environment's folder stays
+
+
+def test_a_get_from_a_byte_reads_only_the_rest(tmp_path: Path) -> None:
+    """What a resumed recovery download asks of the store (S3 answers it with a ranged GET)."""
+    store = LocalStore(tmp_path)
+    store.put("staging/b1/app.tar.gz", [b"0123456789"])
+    assert b"".join(store.get("staging/b1/app.tar.gz", start=4)) == b"456789"
+    assert b"".join(store.get("staging/b1/app.tar.gz")) == b"0123456789"
