@@ -312,6 +312,7 @@ def test_a_canary_over_the_cpu_or_memory_limit_scales_stable_up(
     assert len(now) == after and stable_ports < now  # the old ones kept, a new one running
     upstream = nginx.upstream_file.read_text()
     assert all(f"127.0.0.1:{port}" in upstream for port in now), upstream
+    assert target.status().canary_weight == SHORT["weight_percent"]  # the canary kept its share
     [notice] = [m for m in Webhook.received if "scaled up to" in m["text"]]
     assert notice["text"].startswith(f"[warning] staging {version}: scaled up to {after}: {rule}: ")
 
