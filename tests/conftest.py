@@ -465,20 +465,25 @@ def ssh_docker_url() -> str:
 # ------------------------------------------------------- app in the registry --
 
 APP_VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
+# Releases that are bad in one way only (the environment's own env vars do not replace these).
+RELEASE_KNOBS = {"slow": "ADDED_LATENCY_MS=250", "hot": "CPU_PERCENT=95", "hungry": "MEMORY_PERCENT=95"}
 
 
 @pytest.fixture(scope="module")
 def repository(docker_client: Any, sample_app_image: Any, registry: str) -> Iterator[str]:
     """REPO with tags 1.0.0, 2.0.0, 3.0.0 (the sample app: VERSION comes from the tag), `broken`
-    (never healthy: no server), `nocheck` (no HEALTHCHECK) and `bad` (5 % of requests fail) in the
+    (never healthy: no server), `nocheck` (no HEALTHCHECK), `bad` (5 % of requests fail), `slow`
+    (250 ms more per request, no errors), `hot` (95 % CPU) and `hungry` (95 % of its memory) in the
     registry; none of them local."""
     repo = f"{registry}/rc-target-{uuid.uuid4().hex[:8]}"
     build_derived(docker_client, sample_app_image.id, f"{repo}:broken", 'CMD ["/bin/sleep", "3600"]')
     build_derived(docker_client, sample_app_image.id, f"{repo}:nocheck", "HEALTHCHECK NONE")
     build_derived(docker_client, sample_app_image.id, f"{repo}:bad", "ENV ERROR_RATE=0.05")  # a release with 5 % errors
+    for tag, knob in RELEASE_KNOBS.items():
+        build_derived(docker_client, sample_app_image.id, f"{repo}:{tag}", f"ENV {knob}")
     for tag in APP_VERSIONS:
         sample_app_image.tag(repo, tag)
-    for tag in (*APP_VERSIONS, "broken", "nocheck", "bad"):
+    for tag in (*APP_VERSIONS, "broken", "nocheck", "bad", *RELEASE_KNOBS):
         for line in docker_client.images.push(repo, tag, stream=True, decode=True):
             assert "error" not in line, line
         docker_client.images.remove(f"{repo}:{tag}")  # the target pulls them

@@ -3,6 +3,9 @@ target behind real nginx, real requests through it, a real Prometheus scraping t
 (found the way docker_sd would: by the target's labels), PostgreSQL for revisions and locks.
 
 - a canary with a 5 % error rate is rolled back automatically, and the trace says why;
+- a slow canary without errors is rolled back on the p95 rule alone;
+- a canary that burns CPU, or uses most of its memory, has stable scaled up: more containers,
+  nginx's upstream rewritten;
 - a healthy canary is judged and promoted;
 - Prometheus stopped mid-canary: the data goes stale, the operator is asked, nothing is promoted.
 """
@@ -31,7 +34,7 @@ from rig.opkit import finished, run
 from rig.traffic import get_version
 
 from services import factory
-from services.adapters.docker_fleet import APP
+from services.adapters.docker_fleet import APP, PORT, ROLE
 from services.canary import trace
 from services.core import config as config_module
 from services.core.events import Event, Outcome, VerdictLogged
@@ -140,15 +143,21 @@ def webhook() -> Iterator[str]:
 
 
 @pytest.fixture
+def canary_policy() -> dict[str, Any]:
+    """The [canary] table; a test parametrizes it to watch for less long."""
+    return {"weight_percent": 10, "check_interval_s": 2, "duration_s": 30, "ask_timeout_s": 2}
+
+
+@pytest.fixture
 def services(tmp_path: Path, nginx: Nginx, prometheus: Prometheus, repository: str, pg_database: str,
-             docker_client: Any, webhook: str) -> Iterator[factory.Services]:
+             docker_client: Any, webhook: str, canary_policy: dict[str, Any]) -> Iterator[factory.Services]:
     app = f"rc-canary-{uuid.uuid4().hex[:8]}"
     low = 22000 + (uuid.uuid4().int % 400) * 20
     staging = toml.rig_staging(nginx, os.environ["RC_DOCKER_URL"], low, metrics=toml.prometheus(prometheus.url))
     path = toml.release(
         {"staging": staging}, name=app, image=repository,
         metrics={"window": "5s", "min_samples": 8, "timeout_s": 1},
-        canary={"weight_percent": 10, "check_interval_s": 2, "duration_s": 30, "ask_timeout_s": 2},
+        canary=canary_policy,
         notify={"webhook_url": toml.secret("WEBHOOK"), "channel": "#deployments"},
         backup=toml.backup(), migrations={"dir": "migrations"},
     ).write(tmp_path / "release.toml")
@@ -250,3 +259,65 @@ def test_prometheus_stopped_mid_canary_is_stale_and_nothing_is_promoted(
     assert services.target("staging").status().canary_version == "2.0.0"  # held at its weight
     assert all(r.action != "promote" for r in services.revisions("staging").list())
     assert "1.0.0" in {get_version(nginx) for _ in range(40)}  # stable still serves
+
+
+def test_a_slow_canary_without_errors_is_rolled_back_on_p95(
+        services: factory.Services, canary: Running, nginx: Nginx) -> None:
+    result, _, asked = canary("slow", typed="yes")  # 250 ms more per request, no errors
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "monitor", result.detail
+    record = services.journal.get(result.op_id)
+    decision = record.state["decision"]
+    assert decision["action"] == "rollback" and decision["reason"].startswith("p95_ms: "), decision
+    entries = trace.entries(record)
+    why = next(e for e in entries if e.rule == "p95_ms" and e.action == "rollback")
+    assert why.mode == "act" and f"check {why.check}:" in result.detail, why
+    acted = [e.rule for e in entries if e.action == "rollback" and e.mode == "act" and e.check == why.check]
+    assert acted == ["p95_ms"], [e.line() for e in entries if e.check == why.check]
+    assert why.value is not None and why.threshold is not None and why.value > why.threshold
+    assert "http_request_duration_seconds_bucket" in why.query and 'track="canary"' in why.query
+    error_rate = [e for e in entries if e.rule == "error_rate"]
+    assert {e.verdict for e in error_rate} <= {"ok", "no data"}, error_rate
+    assert [e.verdict for e in error_rate if e.check == why.check] == ["ok"]  # seen, and fine
+    assert services.target("staging").status().canary_version is None
+    assert {get_version(nginx) for _ in range(30)} == {"1.0.0"}  # all traffic back on stable
+    assert [q for q in asked if q.timeout_s] == []  # act: no question asked
+
+
+SHORT = {"weight_percent": 10, "check_interval_s": 2, "duration_s": 8, "ask_timeout_s": 2}  # 4 checks
+
+
+@pytest.mark.parametrize("canary_policy", [SHORT])
+@pytest.mark.parametrize(("version", "rule"), [("hot", "cpu_percent"), ("hungry", "memory_percent")])
+def test_a_canary_over_the_cpu_or_memory_limit_scales_stable_up(
+        services: factory.Services, canary: Running, nginx: Nginx, docker_client: Any,
+        version: str, rule: str) -> None:
+    target = services.target("staging")
+    before = target.status().desired
+    stable_ports = _stable_ports(docker_client, services.config.app.name)
+    assert len(stable_ports) == before
+
+    result, _, _ = canary(version, typed="yes")
+
+    entries = trace.entries(services.journal.get(result.op_id))
+    scaled = [e for e in entries if e.action == "scale-up"]
+    assert scaled and {e.rule for e in scaled} == {rule}, [e.line() for e in scaled]
+    assert scaled[0].value is not None and scaled[0].threshold is not None
+    assert scaled[0].value > scaled[0].threshold and scaled[0].mode == "act"
+    assert "decision" not in services.journal.get(result.op_id).state, result.detail  # scaled, not rolled back
+    assert result.detail.startswith("not promoted: not enough data"), result.detail  # 4 checks, 8 samples wanted
+    after = target.status().desired
+    assert after == before + services.config.canary.scale_step  # one scale-up: the cooldown is 5 checks
+    now = _stable_ports(docker_client, services.config.app.name)
+    assert len(now) == after and stable_ports < now  # the old ones kept, a new one running
+    upstream = nginx.upstream_file.read_text()
+    assert all(f"127.0.0.1:{port}" in upstream for port in now), upstream
+    assert target.status().canary_weight == SHORT["weight_percent"]  # the canary kept its share
+    [notice] = [m for m in Webhook.received if "scaled up to" in m["text"]]
+    assert notice["text"].startswith(f"[warning] staging {version}: scaled up to {after}: {rule}: ")
+
+
+def _stable_ports(docker_client: Any, app: str) -> set[str]:
+    """The host ports of the app's running stable containers, read from Docker itself."""
+    running = docker_client.containers.list(filters={"label": [f"{APP}={app}", f"{ROLE}=stable"]})
+    return {c.labels[PORT] for c in running}
