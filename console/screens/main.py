@@ -299,7 +299,9 @@ class MainScreen(Screen[None]):
                 self.drain_timer.pause()
                 build_log.finish(event.outcome.value)
                 self.load_panes()
-                self.notify(f"{event.outcome.value}: {event.detail}", markup=False,
+                # One line: a declined restore's detail is its whole plan, a dozen lines in a 33-wide toast.
+                said = event.detail.strip().splitlines()[0] if event.detail.strip() else ""
+                self.notify(f"{event.outcome.value}: {said}", markup=False,
                             severity="information" if event.outcome.value == "succeeded" else "error", timeout=8)
             elif isinstance(event, OperationStarted):
                 runbook.scroll_home(animate=False)

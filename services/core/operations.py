@@ -102,7 +102,7 @@ class StepContext:
         """Block until the operator confirms; raise Declined otherwise. `expected` must be typed exactly."""
         answer = self._confirm(ConfirmationNeeded(self.op_id, self.step_id, prompt, expected))
         if answer is None or (expected is not None and answer.strip() != expected):
-            raise Declined(f"not confirmed: {_first_line(prompt)}")  # the plan was shown; the toast stays short
+            raise Declined(f"not confirmed: {prompt}")
 
     def ask(self, prompt: str, timeout_s: float, default_yes: bool) -> bool:
         """A yes/no that does not wait forever: unanswered after `timeout_s`, the default holds.
@@ -117,7 +117,7 @@ class StepContext:
         """An override: the operator must give a reason, which the audit record keeps."""
         answer = self._confirm(ConfirmationNeeded(self.op_id, self.step_id, prompt, None, free_text=True))
         if not answer or not answer.strip():
-            raise Declined(f"no override reason given: {_first_line(prompt)}")
+            raise Declined(f"no override reason given: {prompt}")
         self.state["override_reason"] = answer.strip()
         return answer.strip()
 
@@ -304,10 +304,6 @@ class Runner:
 
 
 R = TypeVar("R")
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _masking(listener: Callable[[Any], R]) -> Callable[[Any], R]:
