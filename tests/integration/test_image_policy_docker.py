@@ -17,6 +17,7 @@ from rig import config_builder as toml
 from services import factory
 from services.adapters.docker_build import DockerBuilder
 from services.catalog import build_operation
+from services.core import masking
 from services.core.events import Event, LogLine, Outcome, StepFinished
 from services.release.image_policy import check_image, failures
 
@@ -69,7 +70,11 @@ def test_sample_app_passes_all_but_init_when_required(sample_app_image: Any) -> 
 def build(tmp_path: Path, registry: str, pg_database: str, docker_client: Any, sample_app_image: Any
           ) -> Iterator[Callable[[str], tuple[list[Event], str]]]:
     """Run the `build` operation (build, then the policy step) on a Dockerfile FROM the sample app
-    image; returns its events and the built tag. The images are removed afterwards."""
+    image; returns its events and the built tag. The images are removed afterwards.
+
+    Secrets registered by earlier tests in this process (one is the word "secret") are forgotten
+    first: the policy's own words must not be masked by another test's config."""
+    masking.forget()
     built: list[str] = []
 
     def run(dockerfile: str) -> tuple[list[Event], str]:

@@ -534,7 +534,8 @@ async def test_worker_error_is_notified_not_fatal(make_ui_app: Any, messages: Me
         await pilot.pause()
         assert problem in " ".join(str(t.render()) for t in screen.query(Toast))
         errors = [m for m in messages.of(Worker.StateChanged) if m.state is WorkerState.ERROR]
-        assert [m.worker.group for m in errors] == ["pane-data"]
+        # Only the pane-data worker failed; a poll may reload the panes once more before the test reads it.
+        assert errors and {m.worker.group for m in errors} == {"pane-data"}
         assert app.is_running and app.screen is screen
         await pilot.press("2")  # still responsive
         assert current_pane(screen) == "build"
