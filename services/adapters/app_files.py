@@ -174,7 +174,7 @@ def _member_path(into: Path, member: tarfile.TarInfo) -> Path:
         here = here / part
         if here.is_symlink() or (here.exists() and not here.is_dir()):
             raise _refused(member, "would be written through a link or a file")
-        here.mkdir(mode=0o755, exist_ok=True)
+        here.mkdir(mode=0o755, exist_ok=True)  # the app's tree, read by its (non-root) user: not our state
     target = here / parts[-1]
     if target.is_symlink() or (target.exists() and not member.isdir() and not target.is_file()):
         raise _refused(member, "would replace a link or a directory already extracted")

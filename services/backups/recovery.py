@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from services.backups import plain_sql
 from services.backups.catalog import choose_backup
 from services.backups.create import FILES_NAME, cancelled, compression_of, decompressor
-from services.backups.loss import say_loss
+from services.backups.loss import ago, say_loss
 from services.backups.trust import check_backup_id, check_trusted, is_archive, manifest_format
 from services.backups.verify import (
     TrialRestore,
@@ -147,7 +147,7 @@ class Walkthrough:
     def choose(self, ctx: StepContext) -> str:
         chosen = choose_backup(self.services, self.env, self.params.get("backup_id"))
         ctx.state.update(backup_id=chosen.id, work_dir=str(self._work_dir(chosen.id)))
-        age = _age(self._now() - chosen.created)
+        age = ago(self._now() - chosen.created)
         ctx.log(f"{'the newest complete backup' if not self.params.get('backup_id') else 'as asked'}: {chosen.id}"
                 f" in {chosen.store}, version {chosen.version or 'unknown'}, migration head"
                 f" {chosen.migration_head or 'unknown'}, {age} old")
@@ -528,11 +528,6 @@ def _size(count: float) -> str:
 def _duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
-
-def _age(seconds: float) -> str:
-    hours = max(0.0, seconds) / 3600
-    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days"
 
 
 def _counts(counts: dict[str, int]) -> str:

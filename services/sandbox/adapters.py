@@ -484,7 +484,7 @@ class SandboxAppFiles:
 class SandboxSource:
     """The sandbox reads no repository: its world is tagged by the version it releases."""
 
-    VERSION = "1.5.0"
+    VERSION = BAD_RELEASE  # the release the sandbox's story ships, and its canary catches
 
     def image_tags(self, image: str) -> list[str] | None:
         return None
