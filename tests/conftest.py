@@ -22,10 +22,11 @@ emulator of tests/rig/kube_emulator/, over HTTP, for the real client).
 
 Real Kubernetes (opt-in): with ``RC_REAL_KUBE=1``, ``kube_api`` uses
 ``kubernetes.config.load_kube_config()`` (``KUBECONFIG`` or ~/.kube/config)
-instead of the emulator, and tests marked ``@pytest.mark.real_kube`` (which
-need a real cluster) run; without it they are skipped. Example:
+instead of the emulator. The behavioural tests are marked ``kube`` and use only
+``kube_api``; ``kube_emulator`` is always the emulator (request log, faults).
+See the README for running them on kind or k3d:
 
-    RC_REAL_KUBE=1 KUBECONFIG=~/.kube/kind bash tests/rig/run -m "real_kube or kube"
+    RC_REAL_KUBE=1 KUBECONFIG=~/.kube/kind bash tests/rig/run -m kube
 
 Each test gets a default ``timeout`` marker of RC_TEST_TIMEOUT seconds (300)
 unless it has its own (pytest-timeout).
@@ -67,19 +68,9 @@ LOG_TAIL_LINES = 30
 # ------------------------------------------------------------------ config --
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "real_kube: needs a real Kubernetes cluster via KUBECONFIG; runs only with RC_REAL_KUBE=1",
-    )
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    real_kube = os.environ.get("RC_REAL_KUBE") == "1"
     default_timeout = float(os.environ.get("RC_TEST_TIMEOUT", "300"))
     for item in items:
-        if item.get_closest_marker("real_kube") and not real_kube:
-            item.add_marker(pytest.mark.skip(reason="real cluster test: set RC_REAL_KUBE=1 and KUBECONFIG"))
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(default_timeout))
 
@@ -316,23 +307,36 @@ def bucket_name(s3_client: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def kube_api() -> Iterator[KubeAPI]:
-    """A Kubernetes API for the real `kubernetes` client: the emulator, or a real cluster.
+    """The Kubernetes API the behavioural tests (marked ``kube``) run against: the emulator, or with
+    RC_REAL_KUBE=1 the cluster of the current kubeconfig (``emulator`` and ``token`` None).
 
-    ``kubernetes.client.AppsV1Api(kube_api.api_client)``. The emulator is fresh
-    per module and wants the bearer ``kube_api.token`` (401 without it); with
-    RC_REAL_KUBE=1 it is the cluster of the current kubeconfig (token None).
+    ``kubernetes.client.AppsV1Api(kube_api.api_client)``. Read it through the API (rig.kube_cluster),
+    never through the emulator's store, so the test holds on a real cluster too.
     """
     from kubernetes import client, config
 
-    if os.environ.get("RC_REAL_KUBE") == "1":
-        try:
-            config.load_kube_config()
-        except Exception as exc:  # noqa: BLE001
-            pytest.fail(f"RC_REAL_KUBE=1 but no usable kubeconfig ({exc})", pytrace=False)
-        api_client = client.ApiClient()
-        yield KubeAPI(api_client.configuration.host, api_client, None)
-        api_client.close()
+    if os.environ.get("RC_REAL_KUBE") != "1":
+        yield from emulated_kube_api()
         return
+    try:
+        config.load_kube_config()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"RC_REAL_KUBE=1 but no usable kubeconfig ({exc})", pytrace=False)
+    api_client = client.ApiClient()
+    yield KubeAPI(api_client.configuration.host, api_client, None)
+    api_client.close()
+
+
+@pytest.fixture(scope="module")
+def kube_emulator() -> Iterator[KubeAPI]:
+    """Always the emulator, fresh per module, whatever RC_REAL_KUBE says: for tests that read its request
+    log or inject faults (``kube_emulator.emulator``). It wants the bearer ``kube_emulator.token``."""
+    yield from emulated_kube_api()
+
+
+def emulated_kube_api() -> Iterator[KubeAPI]:
+    from kubernetes import client
+
     rig_dir = os.environ.get("RC_RIG_DIR")
     log_path = Path(rig_dir) / "kube-emulator.log" if rig_dir and Path(rig_dir).is_dir() else None
     token = f"rc-test-{uuid.uuid4().hex}"

@@ -3,8 +3,10 @@
 `KubernetesDeployTarget(config, env)` implements services.ports.DeployTarget with the official
 `kubernetes` client, against `target.api_url` (+ `token`) or the kubeconfig (`context`).
 Objects are rendered by services/adapters/kube_objects.py and written with server-side apply
-(field manager "release-console", force). An object whose managed fields already match is not
-written at all, so the API server's log shows only real changes.
+(field manager "release-console"). An object whose managed fields already match is not written at
+all, so the API server's log shows only real changes. An apply that would change a field another
+manager owns (kubectl edit, an HPA) gets 409 from the server; the console then says which fields it
+takes over from whom and applies again with force, so a takeover is never silent.
 
 Every changing method records what it changed and how to put it back. When a step fails (a
 rollout not ready at `ready_timeout_s`, RBAC, a 409 from another writer, the cluster gone),
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -159,12 +162,22 @@ class Kube:
     def get(self, kind: Kind, name: str) -> Manifest | None:
         return self._call("get", kind, name, "read", missing_ok=True)[1]  # type: ignore[no-any-return]
 
-    def apply(self, manifest: Manifest) -> bool:
-        """Server-side apply; True when it created the object."""
+    def apply(self, manifest: Manifest, on_line: OnLine | None = None) -> bool:
+        """Server-side apply; True when it created the object. With `on_line`, fields another manager
+        owns are taken over only after saying so there; without it (a put-back) they are forced."""
         kind, name = KINDS[manifest["kind"]], manifest["metadata"]["name"]
-        status, _ = self._call("patch", kind, name, "patch", body=manifest,
-                               field_manager=FIELD_MANAGER, force=True, _content_type=APPLY)
-        return status == 201
+
+        def patch(force: bool) -> int:
+            return self._call("patch", kind, name, "patch", body=manifest, field_manager=FIELD_MANAGER,
+                              force=force, _content_type=APPLY)[0]
+        if on_line is None:
+            return patch(force=True) == 201
+        try:
+            return patch(force=False) == 201
+        except OwnedElsewhere as conflict:
+            on_line(f"{kind.kind} {name}: taking over {conflict.fields} (409 without force: the console's "
+                    "config is what this target deploys)")
+            return patch(force=True) == 201
 
     def merge(self, kind: Kind, name: str, patch: Manifest) -> None:
         self._call("patch", kind, name, "patch", body=patch, _content_type=MERGE)
@@ -209,6 +222,8 @@ class Kube:
                 f"the Kubernetes API at {self.url} refused the console's credentials (401): {said}",
                 (f"check environments.{self.env}.target.token, or the kubeconfig user",),
             )
+        if err.status == 409 and "FieldManagerConflict" in causes:
+            return OwnedElsewhere(body, what)
         if err.status == 409:
             return StepFailed(
                 f"{what} was changed by another writer at the same time (409 Conflict): {said}",
@@ -227,6 +242,16 @@ class Kube:
             f"the Kubernetes API at {self.url} answered {verb} {what} with {err.status} {err.reason}: {said}",
             ("retry", f"kubectl -n {ns} get {kind.plural.split('/')[0]}"),
         )
+
+
+class OwnedElsewhere(StepFailed):
+    """A server-side apply refused with 409 because other managers own fields it would change."""
+
+    def __init__(self, body: dict[str, Any], what: str) -> None:
+        owned = [(c.get("field", "?"), re.search(r'conflict with "([^"]+)"', c.get("message", "")))
+                 for c in (body.get("details") or {}).get("causes") or [] if isinstance(c, dict)]
+        self.fields = "; ".join(f"{path} from {m.group(1) if m else 'another manager'}" for path, m in owned)
+        super().__init__(f"{what}: fields owned by another manager: {self.fields}")
 
 
 def _status_body(err: ApiException) -> dict[str, Any]:
@@ -428,7 +453,7 @@ class KubernetesDeployTarget:
         current = self.kube.get(kind, name)
         if current is not None and managed_view(current, desired) == desired:
             return
-        self.kube.apply(desired)
+        self.kube.apply(desired, changes.on_line)
         label = f"{kind.kind} {name}"
         if current is None:
             changes.did(f"created {label}{what}", f"deleted {label}", lambda: self.kube.delete(kind, name))

@@ -182,17 +182,17 @@ def test_cli_deploy_and_history_json(services: factory.Services, app_dir: Path,
 
 
 @pytest.fixture
-def kube_config(tmp_path: Path, kube_api: Any, pg_database: str, repository: str, run_sample_app: Any,
+def kube_config(tmp_path: Path, kube_emulator: Any, pg_database: str, repository: str, run_sample_app: Any,
                 monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
     """release.toml for production on the emulator; one per traffic split. Nothing runs pods there,
     so a sample app container stands for what the ingress serves (the health check's answer). It
     reports no version (an empty one): it is not what was deployed, so there is nothing to compare."""
     monkeypatch.setenv("TEST_DB", pg_database)
-    monkeypatch.setenv("KUBE_TOKEN", kube_api.token)  # the emulator wants its bearer token
+    monkeypatch.setenv("KUBE_TOKEN", kube_emulator.token)  # the emulator wants its bearer token
     ingress = run_sample_app(VERSION="")
 
     def write(split: str) -> str:
-        target = toml.kubernetes_target("default", api_url=kube_api.host, token=toml.secret("KUBE_TOKEN"),
+        target = toml.kubernetes_target("default", api_url=kube_emulator.host, token=toml.secret("KUBE_TOKEN"),
                                         traffic_split=split, host="food.example.com", ready_timeout_s=5)
         production = toml.environment(api_url=f"http://127.0.0.1:{ingress.port}/api", redis_url=toml.RIG_REDIS,
                                       production=True, target=target)
@@ -204,8 +204,8 @@ def kube_config(tmp_path: Path, kube_api: Any, pg_database: str, repository: str
 
 @pytest.mark.parametrize("split", ["ingress-nginx", "gateway-api"])
 def test_cli_canary_on_kubernetes_needs_the_name_typed(
-        kube_config: Callable[[str], str], kube_api: Any, split: str, capsys: pytest.CaptureFixture[str]) -> None:
-    kube_api.emulator.reset()
+        kube_config: Callable[[str], str], kube_emulator: Any, split: str, capsys: pytest.CaptureFixture[str]) -> None:
+    kube_emulator.emulator.reset()
     config = kube_config(split)
     base = ["--config", config]
     typed = ["--confirm-env", "production"]
@@ -227,7 +227,7 @@ def test_cli_canary_on_kubernetes_needs_the_name_typed(
     history = json.loads(capsys.readouterr().out)
     assert [(r["image"].rsplit(":", 1)[1], r["action"]) for r in history] == [("1.0.0", "deploy"),
                                                                               ("2.0.0", "promote")]
-    apps = kubernetes.client.AppsV1Api(kube_api.api_client)
+    apps = kubernetes.client.AppsV1Api(kube_emulator.api_client)
     stable = apps.read_namespaced_deployment("food-management-stable", "default")
     assert stable.spec.template.spec.containers[0].image.endswith(":2.0.0")
     assert "food-management-canary" not in [d.metadata.name for d in apps.list_namespaced_deployment("default").items]
