@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from services.backups.catalog import MANIFEST, PIN, BackupEntry, retention
 from services.backups.create import take_backup
 from services.backups.trust import check_backup_id
-from services.core.actions import Param, action, confirm_step
+from services.core.actions import Param, action, confirm_now, confirm_step
 from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
 
 if TYPE_CHECKING:
@@ -37,6 +37,11 @@ def retention_step(services: Services, env: str) -> Step:
     """After a backup, as the strategy does: the dry-run list logged, then the backups past retention
     deleted from the store the backup went to ([backup] prune_after, on by default).
 
+    Deleting backups is destructive: when the dry run lists some, it asks first, as `prune` does
+    (production: the name typed; the CLI's --confirm-env / --yes answer it for cron). Nothing to
+    delete asks nothing. Declined, the backup is complete and kept, nothing is deleted, and the
+    operation ends declined (exit 3), as any declined action does.
+
     A retention that fails keeps the backup and fails this step, saying both: the operation ends
     failed (exit 1), because a backup job's exit status is what cron and CI watch, and a retention
     failing unseen fills the disk or the bucket until the backups themselves fail. Retrying the
@@ -51,8 +56,14 @@ def retention_step(services: Services, env: str) -> Step:
         backup_id, store = ctx.state["backup_id"], services.store.name
         try:
             doomed = plan_deletions(services, env, ctx, stores={store})
+            if doomed:
+                _confirm_retention(services, env, ctx, backup_id, doomed)
             deleted = delete_planned(services, env, ctx)
-        except (Cancelled, Declined):
+        except Declined as declined:
+            ctx.log(f"nothing deleted: backup {backup_id} is complete and kept; `backup prune --env {env}`"
+                    " deletes the old ones later", "warning")
+            raise Declined(f"backup {backup_id} is complete and kept; nothing deleted: {declined}") from None
+        except Cancelled:
             raise
         except Exception as err:  # noqa: BLE001 - any failure keeps the backup and is said as such
             ctx.log(f"WARNING: retention failed, backup {backup_id} is complete and kept: {err}", "warning")
@@ -63,6 +74,17 @@ def retention_step(services: Services, env: str) -> Step:
             else f"none past {policy.retention_days} days in {store}"
 
     return Step("retention", f"Retention: delete backups past {policy.retention_days} days", run)
+
+
+def _confirm_retention(services: Services, env: str, ctx: StepContext, backup_id: str,
+                       doomed: list[BackupEntry]) -> None:
+    """Deleting backups is destructive: asked as `prune` asks (production: the name typed), only when
+    the dry run lists some; declined, the new backup stays and nothing is deleted."""
+    count = f"{len(doomed)} backup{'s' if len(doomed) > 1 else ''}"
+    confirm_now(services, env, ctx, f"Delete {count} past {services.config.backup.retention_days} days"
+                f" from {doomed[0].store}",
+                f"\nBackup {backup_id} is complete and kept whatever the answer. To delete:"
+                f" {', '.join(f'{env}/{entry.id}' for entry in doomed)}")
 
 
 @action("prune", "Delete backups past retention", destructive=True)
