@@ -7,8 +7,9 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from services.backups.catalog import MANIFEST, PIN, BackupEntry, retention
+from services.backups.catalog import MANIFEST, PIN, BackupEntry, list_backups, retention
 from services.backups.create import take_backup
+from services.backups.loss import ago
 from services.backups.trust import check_backup_id
 from services.core.actions import Param, action, confirm_now, confirm_step
 from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
@@ -168,6 +169,11 @@ def pin(services: Services, env: str, params: dict[str, Any]) -> Operation:
         holders = [s for s in services.stores if s.list(f"{env}/{backup_id}/")]
         if not holders:
             raise StepFailed(f"no backup {backup_id} of {env} in any store", ("backup list --env " + env,))
+        if not release:
+            pinned = [b for b in list_backups(services, env) if b.id == backup_id and b.pinned]
+            if not pinned:
+                return f"{backup_id} is not pinned: nothing to unpin"
+            _confirm_unpin(services, env, ctx, pinned[0])
         for store in holders:
             if release:
                 store.put(f"{env}/{backup_id}/{PIN}", [json.dumps({"release": release, "when": time.time()}).encode()])
@@ -175,5 +181,15 @@ def pin(services: Services, env: str, params: dict[str, Any]) -> Operation:
                 store.delete(f"{env}/{backup_id}/{PIN}")
         return f"{backup_id} pinned to {release}" if release else f"{backup_id} unpinned"
 
-    return Operation("backup-pin", env, f"Pin backup {backup_id} of {env}", [Step("pin", "Pin", run)], params,
-                     takes_lock=False)
+    return Operation("backup-pin", env, f"{'Pin' if release else 'Unpin'} backup {backup_id} of {env}",
+                     [Step("pin", "Pin" if release else "Unpin", run)], params, takes_lock=False)
+
+
+def _confirm_unpin(services: Services, env: str, ctx: StepContext, entry: BackupEntry) -> None:
+    """Unpinning exposes a backup to retention: asked as a destructive action is (production: the
+    name typed); declined, the pin stays."""
+    policy = services.config.backup
+    confirm_now(services, env, ctx, f"Unpin backup {entry.id} (pinned to {entry.pinned},"
+                f" taken {ago(services.clock.now() - entry.created)} ago)",
+                f"\nRetention may then delete it: the next backup's retention or `backup prune` deletes it once it"
+                f" is older than {policy.retention_days} days and not one of the newest {policy.keep_newest}.")

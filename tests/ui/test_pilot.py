@@ -265,6 +265,31 @@ async def test_a_production_backup_asks_before_retention_deletes(make_ui_app: An
         assert oldest.id not in {b.id for b in list_backups(app.services, "production")}
 
 
+async def test_unpinning_the_highlighted_backup_asks_and_declined_keeps_the_pin(make_ui_app: Any,
+                                                                               messages: Messages) -> None:
+    app = make_ui_app()
+    async with app.run_test(size=SIZE, message_hook=messages) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "production")
+        await pilot.press("5")
+        await wait_for(pilot, lambda: screen.query_one(BackupsPane).highlighted is not None, "a backup highlighted")
+        backup = screen.query_one(BackupsPane).highlighted
+        assert backup is not None and backup.env == "production"
+        pinned = app.services.runner.run(build_operation(app.services, "backup-pin", "production", {
+            "backup_id": backup.id, "release": "v1.4.1"}), lambda event: None, lambda question: None)
+        assert pinned.outcome is Outcome.SUCCEEDED, pinned.detail
+
+        await pilot.press("p")  # the form has the highlighted backup; an empty release unpins it
+        await submit_defaults(pilot)
+        modal = await confirm_modal(pilot)
+        assert modal.expected == "production" and "Retention may then delete it" in modal.prompt
+        assert modal.prompt.startswith(f"Unpin backup {backup.id} (pinned to v1.4.1")
+        await pilot.press("escape")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("DECLINED")
+        assert next(b for b in list_backups(app.services, "production") if b.id == backup.id).pinned == "v1.4.1"
+
+
 async def test_canary_in_production_rolls_back(make_ui_app: Any, messages: Messages) -> None:
     app = make_ui_app()
     async with app.run_test(size=SIZE, message_hook=messages) as pilot:

@@ -196,9 +196,24 @@ def test_a_pinned_backup_is_never_pruned_and_unpinning_releases_it(state: Path) 
     assert entry.pinned == "v1.3.9"
     assert prune_candidates(services, "production", now) == []
 
-    unpinned, _, _ = run(services, "backup-pin", "production", params={"backup_id": oldest.id, "release": ""})
+    # Unpinning exposes it to retention: asked as a destructive action is, and declined it stays pinned.
+    unpin = {"backup_id": oldest.id, "release": ""}
+    declined, _, asked = run(services, "backup-pin", "production", typed="staging", params=unpin)
+    assert declined.outcome is Outcome.DECLINED, declined.detail
+    [question] = asked
+    assert question.expected == "production"
+    assert question.prompt.startswith(f"Unpin backup {oldest.id} (pinned to v1.3.9, taken 41 days")
+    assert "Retention may then delete it" in question.prompt and "older than 30 days" in question.prompt
+    assert prune_candidates(services, "production", now) == []
+    assert next(b for b in list_backups(services, "production") if b.id == oldest.id).pinned == "v1.3.9"
+
+    unpinned, _, asked = run(services, "backup-pin", "production", typed="production", params=unpin)
     assert unpinned.outcome is Outcome.SUCCEEDED, unpinned.detail
+    assert [q.expected for q in asked] == ["production"]
     assert [b.id for b in prune_candidates(services, "production", now)] == [oldest.id]
+    again, events, asked = run(services, "backup-pin", "production", params=unpin)  # not pinned: nothing to ask
+    assert again.outcome is Outcome.SUCCEEDED and asked == []
+    assert finished_steps(events)["pin"].detail == f"{oldest.id} is not pinned: nothing to unpin"
 
     missing, _, _ = run(services, "backup-pin", "production", params={"backup_id": "19990101T000000Z",
                                                                       "release": "v0"})
