@@ -7,10 +7,11 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from services.backups.catalog import MANIFEST, PIN, BackupEntry, retention
+from services.backups.catalog import MANIFEST, PIN, BackupEntry, list_backups, retention
 from services.backups.create import take_backup
+from services.backups.loss import ago
 from services.backups.trust import check_backup_id
-from services.core.actions import Param, action, confirm_step
+from services.core.actions import Param, action, confirm_now, confirm_step
 from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
 
 if TYPE_CHECKING:
@@ -37,6 +38,11 @@ def retention_step(services: Services, env: str) -> Step:
     """After a backup, as the strategy does: the dry-run list logged, then the backups past retention
     deleted from the store the backup went to ([backup] prune_after, on by default).
 
+    Deleting backups is destructive: when the dry run lists some, it asks first, as `prune` does
+    (production: the name typed; the CLI's --confirm-env / --yes answer it for cron). Nothing to
+    delete asks nothing. Declined, the backup is complete and kept, nothing is deleted, and the
+    operation ends declined (exit 3), as any declined action does.
+
     A retention that fails keeps the backup and fails this step, saying both: the operation ends
     failed (exit 1), because a backup job's exit status is what cron and CI watch, and a retention
     failing unseen fills the disk or the bucket until the backups themselves fail. Retrying the
@@ -51,8 +57,14 @@ def retention_step(services: Services, env: str) -> Step:
         backup_id, store = ctx.state["backup_id"], services.store.name
         try:
             doomed = plan_deletions(services, env, ctx, stores={store})
+            if doomed:
+                _confirm_retention(services, env, ctx, backup_id, doomed)
             deleted = delete_planned(services, env, ctx)
-        except (Cancelled, Declined):
+        except Declined as declined:
+            ctx.log(f"nothing deleted: backup {backup_id} is complete and kept; `backup prune --env {env}`"
+                    " deletes the old ones later", "warning")
+            raise Declined(f"backup {backup_id} is complete and kept; nothing deleted: {declined}") from None
+        except Cancelled:
             raise
         except Exception as err:  # noqa: BLE001 - any failure keeps the backup and is said as such
             ctx.log(f"WARNING: retention failed, backup {backup_id} is complete and kept: {err}", "warning")
@@ -63,6 +75,17 @@ def retention_step(services: Services, env: str) -> Step:
             else f"none past {policy.retention_days} days in {store}"
 
     return Step("retention", f"Retention: delete backups past {policy.retention_days} days", run)
+
+
+def _confirm_retention(services: Services, env: str, ctx: StepContext, backup_id: str,
+                       doomed: list[BackupEntry]) -> None:
+    """Deleting backups is destructive: asked as `prune` asks (production: the name typed), only when
+    the dry run lists some; declined, the new backup stays and nothing is deleted."""
+    count = f"{len(doomed)} backup{'s' if len(doomed) > 1 else ''}"
+    confirm_now(services, env, ctx, f"Delete {count} past {services.config.backup.retention_days} days"
+                f" from {doomed[0].store}",
+                f"\nBackup {backup_id} is complete and kept whatever the answer. To delete:"
+                f" {', '.join(f'{env}/{entry.id}' for entry in doomed)}")
 
 
 @action("prune", "Delete backups past retention", destructive=True)
@@ -146,6 +169,11 @@ def pin(services: Services, env: str, params: dict[str, Any]) -> Operation:
         holders = [s for s in services.stores if s.list(f"{env}/{backup_id}/")]
         if not holders:
             raise StepFailed(f"no backup {backup_id} of {env} in any store", ("backup list --env " + env,))
+        if not release:
+            pinned = [b for b in list_backups(services, env) if b.id == backup_id and b.pinned]
+            if not pinned:
+                return f"{backup_id} is not pinned: nothing to unpin"
+            _confirm_unpin(services, env, ctx, pinned[0])
         for store in holders:
             if release:
                 store.put(f"{env}/{backup_id}/{PIN}", [json.dumps({"release": release, "when": time.time()}).encode()])
@@ -153,5 +181,15 @@ def pin(services: Services, env: str, params: dict[str, Any]) -> Operation:
                 store.delete(f"{env}/{backup_id}/{PIN}")
         return f"{backup_id} pinned to {release}" if release else f"{backup_id} unpinned"
 
-    return Operation("backup-pin", env, f"Pin backup {backup_id} of {env}", [Step("pin", "Pin", run)], params,
-                     takes_lock=False)
+    return Operation("backup-pin", env, f"{'Pin' if release else 'Unpin'} backup {backup_id} of {env}",
+                     [Step("pin", "Pin" if release else "Unpin", run)], params, takes_lock=False)
+
+
+def _confirm_unpin(services: Services, env: str, ctx: StepContext, entry: BackupEntry) -> None:
+    """Unpinning exposes a backup to retention: asked as a destructive action is (production: the
+    name typed); declined, the pin stays."""
+    policy = services.config.backup
+    confirm_now(services, env, ctx, f"Unpin backup {entry.id} (pinned to {entry.pinned},"
+                f" taken {ago(services.clock.now() - entry.created)} ago)",
+                f"\nRetention may then delete it: the next backup's retention or `backup prune` deletes it once it"
+                f" is older than {policy.retention_days} days and not one of the newest {policy.keep_newest}.")

@@ -149,16 +149,22 @@ def confirm_step(services: Services, env: str, what: str | Callable[[StepContext
     `what` may be worked out from earlier steps (the revision chosen). A plan step before it
     (ctx.state["plan"]) is summed up in the prompt: what will change.
     """
-    production = services.config.environment(env).production
     title = title or (what if isinstance(what, str) else "the change")
 
     def run(ctx: StepContext) -> str:
         what_now = what if isinstance(what, str) else what(ctx)
         plan = f"\nPlan: {ctx.state['plan']}" if ctx.state.get("plan") else ""
-        if production:
-            ctx.confirm(f"{what_now} in PRODUCTION.{plan}\nType '{env}' to confirm.", expected=env)
-        else:
-            ctx.confirm(f"{what_now} in {env}?{plan}")
+        confirm_now(services, env, ctx, what_now, plan)
         return "confirmed"
 
     return Step("confirm", f"Confirm: {title}", run)
+
+
+def confirm_now(services: Services, env: str, ctx: StepContext, what: str, more: str = "") -> None:
+    """confirm_step's question, asked inside a step that confirms only when it has something to
+    (retention after a backup: only when its dry run lists deletions). Production needs its name
+    typed, others a yes; raises Declined otherwise. `more` follows the first line ("\nPlan: ...")."""
+    if services.config.environment(env).production:
+        ctx.confirm(f"{what} in PRODUCTION.{more}\nType '{env}' to confirm.", expected=env)
+    else:
+        ctx.confirm(f"{what} in {env}?{more}")

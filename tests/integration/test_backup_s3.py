@@ -19,7 +19,7 @@ from services import factory
 from services.backups.catalog import list_backups
 from services.catalog import build_operation
 from services.core import config as config_module
-from services.core.events import Event, Finished, LogLine, Outcome, StepFinished, StepStatus
+from services.core.events import ConfirmationNeeded, Event, Finished, LogLine, Outcome, StepFinished, StepStatus
 from services.core.operations import Result
 
 ROWS = 300_000  # random md5 text: a dump of ~20 MB that zstd leaves above one 8 MiB part
@@ -141,12 +141,14 @@ def test_a_backup_to_s3_then_deletes_there_those_past_retention_keeping_pinned_a
     old_local = plant_backup(local, "staging", 70, now)  # from before S3 was configured
 
     events: list[Event] = []
-    result = services.runner.run(build_operation(services, "backup", "staging", {}), events.append, lambda q: None)
+    asked: list[ConfirmationNeeded] = []
+    result = services.runner.run(build_operation(services, "backup", "staging", {}), events.append, yes(asked))
 
-    assert result.outcome is Outcome.SUCCEEDED, result.detail  # nothing asked: None would have declined
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
     [new] = s3_ids(s3_client, bucket_name) - set(planted.values())
     retention = next(e.detail for e in events if isinstance(e, StepFinished) and e.step_id == "retention")
     if prune_after is False:
+        assert asked == []
         assert s3_ids(s3_client, bucket_name) == {new, *planted.values()}
         assert retention.startswith("skipped: [backup] prune_after = false")
         return
@@ -156,6 +158,7 @@ def test_a_backup_to_s3_then_deletes_there_those_past_retention_keeping_pinned_a
     assert f"keep staging/{planted['newest-40']} in s3 (40 days old): one of the newest 3" in lines
     assert f"would delete staging/{planted['gone-60']} in s3 (60 days old)" in lines
     assert retention == "2 of 2 past 30 days deleted from s3"
+    assert [q.prompt.splitlines()[0] for q in asked] == ["Delete 2 backups past 30 days from s3 in staging?"]
     # Only the store the backup went to: the local directory's old backup waits for `backup prune`.
     assert {b.id for b in list_backups(services, "staging") if b.store == "local"} == {old_local}
     assert not any(old_local in line for line in lines)
@@ -167,7 +170,7 @@ def test_a_retention_that_fails_keeps_the_backup_and_says_so(small: Callable[...
     planted = plant_history(services.store, "staging", time.time())
     services.store.client.meta.events.register("before-send.s3.DeleteObject", denied)  # type: ignore[attr-defined]
     events: list[Event] = []
-    result = services.runner.run(build_operation(services, "backup", "staging", {}), events.append, lambda q: None)
+    result = services.runner.run(build_operation(services, "backup", "staging", {}), events.append, yes([]))
 
     assert result.outcome is Outcome.FAILED and result.failed_step == "retention"
     [new] = s3_ids(s3_client, bucket_name) - set(planted.values())
@@ -186,9 +189,19 @@ def test_a_retention_that_fails_keeps_the_backup_and_says_so(small: Callable[...
     record = services.journal.get(result.op_id)
     op = build_operation(services, "backup", "staging", {})
     op.id = record.id
-    retried = services.runner.run(op, events.append, lambda q: None, start_at=record.resume_index, state=record.state)
+    retried = services.runner.run(op, events.append, yes([]), start_at=record.resume_index, state=record.state)
     assert retried.outcome is Outcome.SUCCEEDED, retried.detail
     assert s3_ids(s3_client, bucket_name) == {new, planted["pinned-45"], planted["newest-40"], planted["recent-10"]}
+
+
+def yes(asked: list[ConfirmationNeeded]) -> Callable[[ConfirmationNeeded], str]:
+    """An operator who says yes (staging asks no name typed), noting each question in `asked`."""
+
+    def answer(question: ConfirmationNeeded) -> str:
+        asked.append(question)
+        return "yes"
+
+    return answer
 
 
 def denied(request: Any, **_: Any) -> Any:

@@ -32,7 +32,7 @@ from services.backups.catalog import list_backups
 from services.backups.verify import trial_restore
 from services.catalog import build_operation
 from services.core import config as config_module
-from services.core.events import Event, LogLine, Outcome, Progress, StepFinished, StepStatus
+from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, Progress, StepFinished, StepStatus
 from services.core.operations import Result, StepFailed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,10 +101,16 @@ def build(tmp_path: Path, pg_database: str, pg_dsn: str, app_dir: Path) -> Build
 
 
 class Run:
-    def __init__(self, services: factory.Services, kind: str, **params: Any) -> None:
+    def __init__(self, services: factory.Services, kind: str, answer: str | None = "yes", **params: Any) -> None:
         self.events: list[Event] = []
+        self.asked: list[ConfirmationNeeded] = []
+
+        def confirm(question: ConfirmationNeeded) -> str | None:
+            self.asked.append(question)
+            return answer
+
         op = build_operation(services, kind, "staging", params)
-        self.result: Result = services.runner.run(op, self.events.append, lambda question: "yes")
+        self.result: Result = services.runner.run(op, self.events.append, confirm)
 
     def lines(self, step: str | None = None) -> list[str]:
         return [e.text for e in self.events if isinstance(e, LogLine) and step in (None, e.step_id)]
@@ -200,9 +206,15 @@ def test_a_backup_then_deletes_those_past_retention_keeping_pinned_and_newest(
     new = run.detail("backup").removeprefix("backup ").removesuffix(" complete")
     left = {b.id for b in list_backups(services, "staging")}
     if prune_after is False:
+        assert run.asked == []
         assert left == {new, *planted.values()}
         assert run.detail("retention").startswith("skipped: [backup] prune_after = false")
         return
+    # Deleting backups is destructive: asked (staging: a yes) once the dry run lists them.
+    [question] = run.asked
+    assert question.step_id == "retention" and question.expected is None
+    assert question.prompt.startswith("Delete 2 backups past 30 days from local in staging?")
+    assert f"staging/{planted['gone-50']}, staging/{planted['gone-60']}" in question.prompt
     assert left == {new, planted["pinned-45"], planted["newest-40"], planted["recent-10"]}
     assert not (backup_dir(services) / "staging" / planted["gone-60"]).exists()  # its folder is gone too
     lines = run.lines("retention")
@@ -218,6 +230,21 @@ def test_a_backup_then_deletes_those_past_retention_keeping_pinned_and_newest(
     assert run.detail("retention") == "2 of 2 past 30 days deleted from local"
     [audited] = [r for r in services.audit.records() if r["action"] == "backup-delete"]
     assert sorted(audited["params"]["backups"]) == sorted(f"local:{planted[k]}" for k in ("gone-50", "gone-60"))
+
+
+def test_a_declined_retention_after_a_backup_keeps_every_backup(build: Build) -> None:
+    services = build()
+    planted = plant_history(services.store, "staging", time.time())
+
+    run = Run(services, "backup", answer=None)
+
+    assert run.result.outcome is Outcome.DECLINED, run.result.detail
+    assert len(run.asked) == 1
+    new = run.detail("backup").removeprefix("backup ").removesuffix(" complete")
+    assert run.result.detail.startswith(f"backup {new} is complete and kept; nothing deleted: not confirmed")
+    assert {b.id for b in list_backups(services, "staging")} == {new, *planted.values()}
+    assert next(b for b in list_backups(services, "staging") if b.id == new).complete
+    assert not [r for r in services.audit.records() if r["action"] == "backup-delete"]
 
 
 # --- app files ------------------------------------------------------------------------------

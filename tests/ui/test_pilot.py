@@ -44,6 +44,7 @@ from uikit import (
 from console.screens.main import MainScreen
 from console.screens.resume import ResumeModal
 from services import factory
+from services.backups.catalog import list_backups, prune_candidates
 from services.catalog import build_operation
 from services.core.events import Outcome, StepStatus
 from services.core.locks import LockInfo
@@ -234,6 +235,59 @@ async def test_backup_lists_the_new_backup(make_ui_app: Any, messages: Messages)
         assert f"backup {entry.id} complete" == runbook(screen).details["backup"]
         assert "development, 1 found" in str(screen.query_one("#backups-title").render())
         assert "development/" + entry.id in text_of(screen.query_one("#backups-detail", Static))
+
+
+async def test_a_production_backup_asks_before_retention_deletes(make_ui_app: Any, messages: Messages) -> None:
+    """Deleting backups after a backup is confirmed as any destructive action: the name typed; declined
+    (esc), the new backup is kept and nothing deleted."""
+    app = make_ui_app()
+    async with app.run_test(size=SIZE, message_hook=messages) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "production")
+        [oldest] = prune_candidates(app.services, "production")
+
+        await pilot.press("b")
+        modal = await confirm_modal(pilot)
+        assert modal.expected == "production" and modal.prompt.startswith("Delete 1 backup past 30 days")
+        assert runbook(screen).status["backup"] is StepStatus.DONE
+        await pilot.press("escape")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("DECLINED")
+        assert any("is complete and kept; nothing deleted" in n for n in notices(app))
+        assert oldest.id in {b.id for b in list_backups(app.services, "production")}
+
+        await pilot.press("b")
+        modal = await confirm_modal(pilot)
+        await pilot.press(*"production", "enter")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("SUCCEEDED")
+        assert runbook(screen).details["retention"] == "1 of 1 past 30 days deleted from sandbox"
+        assert oldest.id not in {b.id for b in list_backups(app.services, "production")}
+
+
+async def test_unpinning_the_highlighted_backup_asks_and_declined_keeps_the_pin(make_ui_app: Any,
+                                                                               messages: Messages) -> None:
+    app = make_ui_app()
+    async with app.run_test(size=SIZE, message_hook=messages) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "production")
+        await pilot.press("5")
+        await wait_for(pilot, lambda: screen.query_one(BackupsPane).highlighted is not None, "a backup highlighted")
+        backup = screen.query_one(BackupsPane).highlighted
+        assert backup is not None and backup.env == "production"
+        pinned = app.services.runner.run(build_operation(app.services, "backup-pin", "production", {
+            "backup_id": backup.id, "release": "v1.4.1"}), lambda event: None, lambda question: None)
+        assert pinned.outcome is Outcome.SUCCEEDED, pinned.detail
+
+        await pilot.press("p")  # the form has the highlighted backup; an empty release unpins it
+        await submit_defaults(pilot)
+        modal = await confirm_modal(pilot)
+        assert modal.expected == "production" and "Retention may then delete it" in modal.prompt
+        assert modal.prompt.startswith(f"Unpin backup {backup.id} (pinned to v1.4.1")
+        await pilot.press("escape")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("DECLINED")
+        assert next(b for b in list_backups(app.services, "production") if b.id == backup.id).pinned == "v1.4.1"
 
 
 async def test_canary_in_production_rolls_back(make_ui_app: Any, messages: Messages) -> None:

@@ -196,9 +196,24 @@ def test_a_pinned_backup_is_never_pruned_and_unpinning_releases_it(state: Path) 
     assert entry.pinned == "v1.3.9"
     assert prune_candidates(services, "production", now) == []
 
-    unpinned, _, _ = run(services, "backup-pin", "production", params={"backup_id": oldest.id, "release": ""})
+    # Unpinning exposes it to retention: asked as a destructive action is, and declined it stays pinned.
+    unpin = {"backup_id": oldest.id, "release": ""}
+    declined, _, asked = run(services, "backup-pin", "production", typed="staging", params=unpin)
+    assert declined.outcome is Outcome.DECLINED, declined.detail
+    [question] = asked
+    assert question.expected == "production"
+    assert question.prompt.startswith(f"Unpin backup {oldest.id} (pinned to v1.3.9, taken 41 days")
+    assert "Retention may then delete it" in question.prompt and "older than 30 days" in question.prompt
+    assert prune_candidates(services, "production", now) == []
+    assert next(b for b in list_backups(services, "production") if b.id == oldest.id).pinned == "v1.3.9"
+
+    unpinned, _, asked = run(services, "backup-pin", "production", typed="production", params=unpin)
     assert unpinned.outcome is Outcome.SUCCEEDED, unpinned.detail
+    assert [q.expected for q in asked] == ["production"]
     assert [b.id for b in prune_candidates(services, "production", now)] == [oldest.id]
+    again, events, asked = run(services, "backup-pin", "production", params=unpin)  # not pinned: nothing to ask
+    assert again.outcome is Outcome.SUCCEEDED and asked == []
+    assert finished_steps(events)["pin"].detail == f"{oldest.id} is not pinned: nothing to unpin"
 
     missing, _, _ = run(services, "backup-pin", "production", params={"backup_id": "19990101T000000Z",
                                                                       "release": "v0"})
@@ -216,17 +231,32 @@ def test_a_backup_then_applies_retention_unless_prune_after_is_off(state: Path, 
     before = {b.id for b in list_backups(services, "production")}
     [oldest] = prune_candidates(services, "production")  # 41 days old
 
-    result, events, asked = run(services, "backup", "production")
+    asked: list[ConfirmationNeeded] = []
+    listed_when_asked: list[set[str]] = []
+    events: list[Event] = []
+
+    def typed(question: ConfirmationNeeded) -> str:
+        asked.append(question)
+        listed_when_asked.append({b.id for b in list_backups(services, "production")})
+        return "production"
+
+    result = services.runner.run(build_operation(services, "backup", "production", {}), events.append, typed)
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
-    assert asked == []  # retention after a backup asks nothing, as the strategy's cron job
     after = {b.id for b in list_backups(services, "production")}
     new = after - before
     assert len(new) == 1
     if not prune_after:
+        assert asked == []
         assert after == before | new
         assert finished_steps(events)["retention"].detail.startswith("skipped: [backup] prune_after = false")
         return
+    # Deleting is destructive: production asks for its name typed, after the backup and before deleting.
+    [question] = asked
+    assert question.expected == "production" and question.step_id == "retention"
+    assert question.prompt.startswith("Delete 1 backup past 30 days from sandbox in PRODUCTION.")
+    assert f"production/{oldest.id}" in question.prompt and f"Backup {next(iter(new))} is complete" in question.prompt
+    assert listed_when_asked == [before | new]
     assert after == (before | new) - {oldest.id}
     plan = logs(events, "retention")
     # The dry-run list first: what goes, what is kept though old enough and why, then the deletion.
@@ -240,6 +270,39 @@ def test_a_backup_then_applies_retention_unless_prune_after_is_off(state: Path, 
     assert finished_steps(events)["retention"].detail == "1 of 1 past 30 days deleted from sandbox"
     [audited] = [r for r in services.audit.records() if r["action"] == "backup-delete"]
     assert audited["params"]["backups"] == [f"sandbox:{oldest.id}"] and audited["params"]["op_id"] == result.op_id
+
+
+@pytest.mark.parametrize("typed", [None, "staging"])  # no answer (a cron job without --confirm-env), a wrong name
+def test_a_declined_retention_keeps_the_backup_and_deletes_nothing(state: Path, typed: str | None) -> None:
+    services = sandbox(state)
+    before = {b.id for b in list_backups(services, "production")}
+    [oldest] = prune_candidates(services, "production")
+
+    result, events, asked = run(services, "backup", "production", typed=typed)
+
+    assert result.outcome is Outcome.DECLINED, result.detail  # exit 3, as every declined action
+    assert [q.expected for q in asked] == ["production"]
+    after = {b.id for b in list_backups(services, "production")}
+    [new] = after - before
+    assert after == before | {new} and oldest.id in after
+    first_line = result.detail.splitlines()[0]
+    assert first_line.startswith(f"backup {new} is complete and kept; nothing deleted: not confirmed: Delete 1")
+    assert finished_steps(events)["backup"].status is StepStatus.DONE
+    assert finished_steps(events)["retention"].status is StepStatus.FAILED
+    assert f"nothing deleted: backup {new} is complete and kept" in logs(events, "retention")[-1]
+    assert not [r for r in services.audit.records() if r["action"] == "backup-delete"]
+
+
+def test_a_backup_with_nothing_past_retention_asks_nothing(state: Path) -> None:
+    services = sandbox(state)
+    first, _, asked = run(services, "backup", "production", typed="production")
+    assert first.outcome is Outcome.SUCCEEDED and len(asked) == 1  # the 41-day-old one went
+
+    second, events, asked = run(services, "backup", "production")  # no answer would decline: none is asked
+
+    assert second.outcome is Outcome.SUCCEEDED, second.detail
+    assert asked == []
+    assert finished_steps(events)["retention"].detail == "none past 30 days in sandbox"
 
 
 def test_backups_taken_within_one_second_list_newest_first(state: Path, tmp_path: Path) -> None:

@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    """One release-console process in the sandbox, on the given state dir."""
+    """One release-console process in the sandbox, on the given state dir, with no terminal (as cron)."""
     env = {**os.environ, "XDG_STATE_HOME": str(state), "XDG_CONFIG_HOME": str(state / "config")}
     return subprocess.run([sys.executable, "-m", "console.cli", "--sandbox", "--time-scale", "3000", *argv],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def as_json(done: subprocess.CompletedProcess[str]) -> Any:
@@ -53,6 +53,28 @@ def test_a_cli_session_is_one_world_until_reset(tmp_path: Path) -> None:
     assert [(r["number"], r["image"]) for r in reset] == [(r["number"], r["image"]) for r in seeded]
     trail = cli(tmp_path, "audit", "tail", "--json")
     assert any(record["action"] == "sandbox-reset" for record in as_json(trail))
+
+
+def test_an_unattended_production_backup_prunes_only_with_confirm_env(tmp_path: Path) -> None:
+    """Cron: without --confirm-env the retention's question is declined at once (no terminal), the
+    backup is kept and nothing deleted (exit 3); with it, the old backup goes (exit 0)."""
+    before = {b["id"] for b in as_json(cli(tmp_path, "backup", "list", "--env", "production", "--json"))}
+
+    unconfirmed = cli(tmp_path, "backup", "create", "--env", "production")
+
+    assert unconfirmed.returncode == 3, unconfirmed.stderr
+    assert "(no terminal; pass --confirm-env production)" in unconfirmed.stderr
+    kept = {b["id"] for b in as_json(cli(tmp_path, "backup", "list", "--env", "production", "--json"))}
+    [new] = kept - before
+    assert before < kept
+    assert f"backup {new} is complete and kept; nothing deleted" in unconfirmed.stdout
+
+    confirmed = cli(tmp_path, "backup", "create", "--env", "production", "--confirm-env", "production")
+
+    assert confirmed.returncode == 0, confirmed.stderr
+    after = {b["id"] for b in as_json(cli(tmp_path, "backup", "list", "--env", "production", "--json"))}
+    [newer] = after - kept
+    assert len(kept - after) == 1 and new in after  # the 41-day-old one went; the first new one stayed
 
 
 def test_the_world_file_is_private_json_and_a_damaged_one_is_refused_by_name(tmp_path: Path) -> None:
