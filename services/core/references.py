@@ -60,12 +60,34 @@ def check_reference(reference: str, what: str = "image") -> str:
 
 def version_of(image: str) -> str:
     """The version a deploy target gives the app (its VERSION) and /api/health must report: the tag of
-    an image reference (registry:5000/app:1.2 -> 1.2), "latest" without one, or the digest's first 12
-    hex digits when the reference pins one."""
-    if "@" in image:
-        return image.rsplit("@", 1)[1].removeprefix("sha256:")[:12]
-    last = image.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else "latest"
+    an image reference (registry:5000/app:1.2 and app:1.2@sha256:... -> 1.2), "latest" without one, or
+    the digest's first 12 hex digits when the reference pins a digest and has no tag."""
+    _, tag, digest = parts_of(image)
+    if tag:
+        return tag
+    return digest.removeprefix("sha256:")[:12] if digest else "latest"
+
+
+def parts_of(reference: str) -> tuple[str, str | None, str | None]:
+    """(repository, tag, digest) of a reference; tag and digest None when absent."""
+    rest, _, digest = reference.partition("@")
+    last = rest.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = rest.rsplit(":", 1)
+        return name, tag, digest or None
+    return rest, None, digest or None
+
+
+def digest_of(reference: str) -> str | None:
+    """The sha256:... a reference pins, or None."""
+    return parts_of(reference)[2]
+
+
+def pinned(image: str, digest: str) -> str:
+    """What a target runs: the tag kept for people (and version_of), the digest for the bits,
+    e.g. registry:5000/app:1.4.2@sha256:...; Docker and Kubernetes pull by the digest alone."""
+    name, tag, _ = parts_of(image)
+    return f"{name}:{tag}@{digest}" if tag else f"{name}@{digest}"
 
 
 def check_name(name: str, what: str) -> str:
