@@ -193,13 +193,17 @@ def rollout(deployment: Manifest) -> tuple[bool, str, str | None]:
     meta, spec, status = deployment["metadata"], deployment.get("spec") or {}, deployment.get("status") or {}
     want = int(spec.get("replicas", 1))
     ready, updated = int(status.get("readyReplicas") or 0), int(status.get("updatedReplicas") or 0)
-    current = int(status.get("replicas") or 0)
+    current, available = int(status.get("replicas") or 0), int(status.get("availableReplicas") or 0)
     observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
     line = f"{ready}/{want} ready, {updated} updated" + ("" if observed else ", waiting for the controller")
+    # A condition of a generation the controller has not seen yet (a put-back just applied) is stale.
     stuck = next((f"made no progress ({c.get('message') or c.get('reason')})"
                   for c in status.get("conditions") or []
                   if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"), None)
-    return observed and ready == updated == current == want, line, stuck
+    # As `kubectl rollout status`: every replica updated, no old one left, each available (ready for
+    # minReadySeconds), so a pod that turns ready and crashes at once does not count.
+    complete = observed and updated == current == want and available >= want and ready >= want
+    return complete, line, stuck if observed else None
 
 
 def event_time(event: Manifest) -> str:

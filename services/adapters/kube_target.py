@@ -273,31 +273,50 @@ def _reason(err: BaseException) -> str:
 
 @dataclass
 class Changes:
-    """What one operation changed, and how to put each change back (newest last)."""
+    """What one operation changed, how to put each change back (newest last), and how to wait until a
+    put-back Deployment serves again."""
 
     on_line: OnLine
     done: list[str] = field(default_factory=list)
-    undo: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
+    undo: list[tuple[str, Callable[[], object], Callable[[], str] | None]] = field(default_factory=list)
+    not_ready: list[str] = field(default_factory=list)  # put back, but not serving again at the deadline
 
-    def did(self, what: str, put_back: str | None = None, undo: Callable[[], object] | None = None) -> None:
+    def did(self, what: str, put_back: str | None = None, undo: Callable[[], object] | None = None,
+            settle: Callable[[], str] | None = None) -> None:
+        """`settle`, for a Deployment: waits until the put-back rollout is complete, returns its state;
+        StepFailed when it is not ready at its own deadline."""
         self.on_line(what)
         self.done.append(what)
         if put_back and undo:
-            self.undo.append((put_back, undo))
+            self.undo.append((put_back, undo, settle))
 
     def roll_back(self) -> str:
-        """Put everything back, newest first; returns the report for the error message."""
+        """Put everything back, newest first, then wait for what serves traffic to be ready again; returns
+        the report for the error message, naming what is ready again and what is not."""
         if not self.done:
             return "Nothing was changed."
-        back, failed = [], []
-        for what, undo in reversed(self.undo):
+        back, failed, waits = [], [], []
+        for what, undo, settle in reversed(self.undo):
             try:
                 undo()
                 back.append(what)
                 self.on_line(f"put back: {what}")
             except StepFailed as err:
                 failed.append(f"{what} ({err})")
+                continue
+            if settle:
+                waits.append(settle)
         report = f"Put back: {'; '.join(back)}." if back else "Nothing needed putting back."
+        ready = []
+        for settle in waits:
+            try:
+                ready.append(settle())
+            except StepFailed as err:
+                self.not_ready.append(str(err).rstrip("."))
+        if ready:
+            report += f" Ready again: {'; '.join(ready)}."
+        if self.not_ready:
+            report += f" NOT ready again: {'; '.join(self.not_ready)}."
         if failed:
             report += f" Could NOT put back: {'; '.join(failed)}; fix by hand."
         return report
@@ -445,7 +464,12 @@ class KubernetesDeployTarget:
                 report = f"Kept what was done: {'; '.join(changes.done)}." if changes.done else "Nothing was changed."
             else:
                 report = changes.roll_back()
-            raise StepFailed(f"{err} {report}", err.next_options) from None
+            options = err.next_options
+            if changes.not_ready:  # the old version is not serving in full: that comes first
+                ns = self.target.namespace
+                options = (f"watch it: kubectl -n {ns} rollout status deployment/{self.stable}",
+                           f"kubectl -n {ns} get pods -l app={self.objects.name}", *options)
+            raise StepFailed(f"{err} {report}", options) from None
 
     def _apply(self, changes: Changes, desired: Manifest, what: str = "") -> None:
         """Apply one object unless its managed fields already match; record how to put it back."""
@@ -459,7 +483,8 @@ class KubernetesDeployTarget:
             changes.did(f"created {label}{what}", f"deleted {label}", lambda: self.kube.delete(kind, name))
         else:
             before = managed_view(current, desired)
-            changes.did(f"updated {label}{what}", f"{label} as it was", lambda: self.kube.apply(before))
+            settle = (lambda: self._settled(name, changes.on_line)) if kind is DEPLOYMENT else None
+            changes.did(f"updated {label}{what}", f"{label} as it was", lambda: self.kube.apply(before), settle)
 
     def _apply_deployment(self, changes: Changes, track: str, image: str, replicas: int) -> None:
         name = self.objects.deployment_name(track)
@@ -480,7 +505,7 @@ class KubernetesDeployTarget:
             return
         self.kube.scale(name, replicas)
         changes.did(f"scaled Deployment {name} {old} -> {replicas}", f"Deployment {name} back to {old} replicas",
-                    lambda: self.kube.scale(name, old))
+                    lambda: self.kube.scale(name, old), lambda: self._settled(name, changes.on_line))
 
     def _annotate(self, changes: Changes, name: str, value: str | None) -> None:
         current = ((self.kube.get(DEPLOYMENT, name) or {}).get("metadata") or {}).get("annotations") or {}
@@ -490,8 +515,13 @@ class KubernetesDeployTarget:
         changes.did(note, f"{name}'s stop note", lambda: self.kube.merge(
             DEPLOYMENT, name, {"metadata": {"annotations": {STOPPED_REPLICAS: old}}}))
 
-    def _wait_ready(self, name: str, on_line: OnLine) -> None:
-        """Until the rollout is complete; at ready_timeout_s, StepFailed (the caller puts things back)."""
+    def _settled(self, name: str, on_line: OnLine) -> str:
+        """After a put-back: wait, with a deadline of its own, until the Deployment serves again."""
+        return f"Deployment {name} ({self._wait_ready(name, on_line, then='after the put-back')})"
+
+    def _wait_ready(self, name: str, on_line: OnLine, then: str = "aborted automatically") -> str:
+        """Until the rollout is complete (returns its last progress line); at ready_timeout_s,
+        StepFailed saying `then` (the caller puts things back)."""
         timeout = self.target.ready_timeout_s
         deadline, last, pause = time.monotonic() + timeout, "", FIRST_POLL_S
         while True:
@@ -504,14 +534,14 @@ class KubernetesDeployTarget:
                 on_line(f"{name}: {line}")
                 last = line
             if done:
-                return
+                return line
             if stuck or time.monotonic() >= deadline:
                 why = stuck or f"not ready within {timeout} s"
                 warnings = self._events(warnings_only=True)
                 seen = f" Last warning: {warnings[-1]}." if warnings else ""
                 ns = self.target.namespace
                 raise StepFailed(
-                    f"Deployment {name} {why} ({line}): aborted automatically.{seen}",
+                    f"Deployment {name} {why} ({line}): {then}.{seen}",
                     (f"kubectl -n {ns} describe deployment {name}",
                      f"kubectl -n {ns} get events --sort-by=.lastTimestamp",
                      f"fix the image or raise environments.{self.env}.target.ready_timeout_s, then try again"),

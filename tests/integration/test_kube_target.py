@@ -81,12 +81,11 @@ def deployed(target: KubernetesDeployTarget, cluster: Cluster, image: str = V1) 
     cluster.reset_requests()
 
 
-def rolled_back(cluster: Cluster, namespace: str, track: str, replicas: int) -> None:
-    """The put-back completes: the old pods serve again (polled: the controller works on its own clock)."""
-    def complete() -> bool:
-        status = (cluster.deployment(namespace, track) or {}).get("status") or {}
-        return status.get("updatedReplicas") == status.get("availableReplicas") == status.get("replicas") == replicas
-    wait_until(complete, timeout=cluster.ready_timeout_s, interval=0.05, what=f"{track} rolled back")
+def serving_again(cluster: Cluster, namespace: str, track: str, replicas: int) -> None:
+    """The put-back waited: the old pods serve again when the step fails, no polling needed."""
+    status = (cluster.deployment(namespace, track) or {}).get("status") or {}
+    counts = (status.get("updatedReplicas"), status.get("availableReplicas"), status.get("replicas"))
+    assert counts == (replicas,) * 3, status
 
 
 # ---------------------------------------------------------------- operations --
@@ -430,7 +429,9 @@ def test_stuck_rollout_aborts_back_to_the_previous_image_at_the_deadline(
             "aborted automatically.") in message
     assert f"{N}-stable: 7/9 ready, 5 updated" in lines
     assert f'Last warning: 10:00:00 Warning Failed pod/{N}-stable-7f9-x1: Failed to pull image "{STUCK}"' in message
-    assert f"Put back: Deployment {N}-stable as it was." in message
+    assert (f"Put back: Deployment {N}-stable as it was. Ready again: Deployment {N}-stable (9/9 ready, 9 updated)."
+            in message)
+    assert f"{N}-stable: 9/9 ready, 9 updated" in lines  # the put-back's rollout, followed
     cluster.assert_writes([
         ("patch", "deployments", f"{N}-stable", 200),  # STUCK
         ("patch", "deployments", f"{N}-stable", 200),  # V1 again
@@ -440,7 +441,7 @@ def test_stuck_rollout_aborts_back_to_the_previous_image_at_the_deadline(
             f"Deployment replicas=9 image={STUCK}", f"Deployment replicas=9 image={V1}"]
     dep = cluster.deployment(namespace, "stable")
     assert container(dep)["image"] == V1 and env_of(dep)["VERSION"] == "1.0.0"
-    rolled_back(cluster, namespace, "stable", 9)
+    serving_again(cluster, namespace, "stable", 9)
 
 
 def test_a_rollout_past_its_progress_deadline_is_put_back_before_the_console_timeout(
@@ -461,10 +462,10 @@ def test_a_rollout_past_its_progress_deadline_is_put_back_before_the_console_tim
     assert (f"Deployment {N}-stable made no progress (ReplicaSet \"{N}-stable-" in message
             and 'has timed out progressing.) (7/9 ready, 5 updated): aborted automatically.' in message)
     assert "not ready within" not in message
-    assert f"Put back: Deployment {N}-stable as it was." in message
+    assert f"Put back: Deployment {N}-stable as it was. Ready again: Deployment {N}-stable (9/9" in message
     dep = cluster.deployment(namespace, "stable")
     assert container(dep)["image"] == V1 and dep and dep["spec"]["progressDeadlineSeconds"] == 1  # not ours to drop
-    rolled_back(cluster, namespace, "stable", 9)
+    serving_again(cluster, namespace, "stable", 9)
     target.deploy(V1, Lines())  # nothing left to do
     cluster.assert_writes([("patch", "deployments", f"{N}-stable", 200)] * 2)
 

@@ -232,3 +232,26 @@ def test_emulator_serves_httproutes_with_discovery_and_rbac_shaped_faults(kube_e
     assert [(r.verb, r.resource, r.status) for r in emu.writes()] == [
         ("create", "httproutes", 201), ("delete", "httproutes", 409), ("delete", "httproutes", 200)]
     assert emu.writes()[0].summary == "HTTPRoute a=1"
+
+
+def test_a_put_back_that_does_not_serve_again_is_said_with_what_to_watch(
+    tmp_path: Path, emu: KubeEmulator, cluster: Cluster, namespace: str
+) -> None:
+    """The previous image cannot start any more either (in the emulator its pods all turn unready): the
+    put-back is applied, waited for at its own deadline, and reported as NOT ready again, not as done."""
+    target = KubernetesDeployTarget(release_config(tmp_path, emu.url, namespace, "ingress-nginx", 1, emu.token),
+                                    "staging")
+    deployed(target, emu, V1)
+    emu.never_ready(V1)
+    emu.never_ready(V2)
+    lines = Lines()
+    with pytest.raises(StepFailed) as err:
+        target.deploy(V2, lines)
+    message = str(err.value)
+    assert f"Put back: Deployment {N}-stable as it was." in message
+    assert f"Put back: Deployment {N}-stable as it was. NOT ready again: Deployment {N}-stable not ready within 1 s (" \
+        in message
+    assert message.endswith("): after the put-back.")
+    assert "Ready again:" not in message.replace("NOT ready again:", "")
+    assert err.value.next_options[0] == f"watch it: kubectl -n {namespace} rollout status deployment/{N}-stable"
+    assert container(cluster.deployment(namespace, "stable"))["image"] == V1
