@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 import docker.errors
-from docker.utils import parse_repository_tag
 
 from services.adapters.docker_build import _BROKEN, _short, connect
 from services.adapters.docker_fleet import APP, ENV, PORT, ROLE, VERSION, Box, Fleet, choose
@@ -30,7 +29,7 @@ from services.core.config import DockerTarget, ReleaseConfig
 from services.core.masking import mask
 from services.core.operations import StepFailed
 from services.core.ports import Change, OnLine, Plan, TargetStatus
-from services.core.references import version_of
+from services.core.references import parts_of, version_of
 
 __all__ = ["APP", "DockerHostTarget"]
 
@@ -392,13 +391,17 @@ class _Session:
         return boxes
 
     def _pull(self, image: str) -> None:
-        repository, tag = parse_repository_tag(image)
+        """By the digest when the reference pins one (repo:tag@sha256:...): the engine then knows the
+        image by repo@sha256:..., which is how it finds it again for the pinned reference."""
+        repository, tag, digest = parts_of(image)
         self.on_line(f"pulling {image}")
         build = self.t.config.build
         auth = ({"username": build.registry_username, "password": build.registry_password.get_secret_value()}
                 if build.registry_username and build.registry_password else None)
         try:
-            for chunk in self.api.pull(repository, tag=tag or "latest", stream=True, decode=True, auth_config=auth):
+            pulled = self.api.pull(repository, tag=digest or tag or "latest", stream=True, decode=True,
+                                   auth_config=auth)
+            for chunk in pulled:
                 if "error" in chunk or "errorDetail" in chunk:
                     raise self._pull_failed(image, str(chunk.get("error") or chunk.get("errorDetail")))
         except docker.errors.APIError as err:

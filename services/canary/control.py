@@ -6,6 +6,7 @@ The monitored canary (rules, rollback) is services/canary.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from services.core.actions import Param, action, confirm_step
@@ -23,9 +24,9 @@ PAUSE_S = Param("pause_s", "seconds to hold each weight before the next", "60")
 
 
 def _operation(services: Services, env: str, kind: str, title: str, params: dict[str, Any],
-               change: Change, apply: list[Step], what: str) -> Operation:
-    """Plan, then (unless a dry run) confirm and apply."""
-    steps = [plan_step(services, env, lambda ctx: change)]
+               change: Change | Callable[[StepContext], Change], apply: list[Step], what: str) -> Operation:
+    """Plan, then (unless a dry run) confirm and apply. `change` may be worked out from earlier steps."""
+    steps = [plan_step(services, env, change if callable(change) else lambda ctx: change)]
     if not params.get("dry_run"):
         steps += [confirm_step(services, env, what), *apply]
     return Operation(kind, env, title, steps, params, takes_lock=not params.get("dry_run"))
@@ -57,12 +58,13 @@ def canary_start(services: Services, env: str, params: dict[str, Any]) -> Operat
     image = image_reference(services, str(params.get("version") or ""))
     weight = _weight(WEIGHT.value(params, services.config))
 
-    def start(ctx: StepContext) -> str:
-        services.target(env).start_canary(image, weight, ctx.log)
-        return f"canary {image} takes {weight}% of traffic"
+    def start(ctx: StepContext) -> str:  # the digest the resolve step found, whatever the tag says now
+        services.target(env).start_canary(ctx.state["image"], weight, ctx.log)
+        return f"canary {ctx.state['image']} takes {weight}% of traffic"
 
     operation = _operation(services, env, "canary-start", f"Start canary {image} in {env}", params,
-                           StartCanary(image, weight), [Step("apply", "Start the canary", start)],
+                           lambda ctx: StartCanary(ctx.state["image"], weight),
+                           [Step("apply", "Start the canary", start)],
                            f"Start canary {image} at {weight}%")
     operation.steps.insert(0, resolve_step(services, lambda ctx: image))
     return operation

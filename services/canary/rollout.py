@@ -21,6 +21,7 @@ from services.core.actions import Param, action, confirm_step
 from services.core.events import CheckScheduled, VerdictLogged
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import Notification, StartCanary
+from services.core.references import version_of
 from services.release.deploy import DRY_RUN, deploy_steps, image_reference, plan_step, resolve_step
 
 if TYPE_CHECKING:
@@ -38,16 +39,15 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
     policy = services.config.canary
     image = image_reference(services, str(params.get("version") or ""))
     checked = [resolve_step(services, lambda ctx: image), _validate_step(services, env),
-               plan_step(services, env, lambda ctx: StartCanary(image, policy.weight_percent))]
+               plan_step(services, env, lambda ctx: StartCanary(ctx.state["image"], policy.weight_percent))]
     if params.get("dry_run"):  # the image found, the queries checked, the plan shown: nothing started
         return Operation("canary", env, f"Plan canary {image} in {env}", checked, params, takes_lock=False)
 
-    def start(ctx: StepContext) -> str:
-        services.target(env).start_canary(image, policy.weight_percent, ctx.log)
-        return f"{image} takes {policy.weight_percent}% of traffic"
+    def start(ctx: StepContext) -> str:  # pinned by the resolve step: a tag pushed again meanwhile changes nothing
+        services.target(env).start_canary(ctx.state["image"], policy.weight_percent, ctx.log)
+        return f"{ctx.state['image']} takes {policy.weight_percent}% of traffic"
 
-    def promote(ctx: StepContext) -> str:
-        ctx.state["image"] = image
+    def promote(ctx: StepContext) -> str:  # the canary's own pinned image becomes stable (ctx.state["image"])
         services.target(env).promote(ctx.log)
         _notify(services, env, ctx, image, "canary promoted", "info")
         return f"{image} is stable; canary removed"
@@ -273,7 +273,7 @@ def _final(services: Services, ctx: StepContext, check: Check, checks: int, obse
 def _notify(services: Services, env: str, ctx: StepContext, image: str, reason: str, severity: str) -> None:
     """Tell the team; a notification that fails is logged, and never stops what it reports."""
     try:
-        services.notifier.notify(Notification(env, image.rsplit(":", 1)[-1], reason, severity))
+        services.notifier.notify(Notification(env, version_of(image), reason, severity))
         ctx.log(f"team notified: {reason}")
     except Exception as err:  # noqa: BLE001 - the action happened; say the notice did not go out
         ctx.log(f"could not notify the team ({err}): {reason}", "error")

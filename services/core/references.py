@@ -90,6 +90,13 @@ def pinned(image: str, digest: str) -> str:
     return f"{name}:{tag}@{digest}" if tag else f"{name}@{digest}"
 
 
+def unpinned(reference: str) -> str:
+    """The reference as people name it: repo:tag without its digest (a revision records the digest
+    beside it); a reference pinning a digest without a tag stays as it is, the digest its only name."""
+    name, tag, _ = parts_of(reference)
+    return f"{name}:{tag}" if tag else reference
+
+
 def check_name(name: str, what: str) -> str:
     """A name that goes into generated config (nginx upstream file, container names): [A-Za-z0-9._-] only."""
     if not _NAME_RE.fullmatch(name):

@@ -1,5 +1,9 @@
 """Deploy and rollback through the environment's deploy target, with a plan shown first and
-every revision recorded: image digest, who, when, the migration head and the backup before."""
+every revision recorded: image digest, who, when, the migration head and the backup before.
+
+What a target runs is pinned to a digest (repo:tag@sha256:...): the one the resolve step found,
+or the one a revision recorded for a rollback. A tag pushed again after the plan changes nothing,
+and a rollback whose digest the registry no longer holds is refused, never run by its tag."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from services.core.actions import Param, action, confirm_step
 from services.core.audit import who
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import Change, Deploy, Plan, Revision
-from services.core.references import check_reference, check_tag, version_of
+from services.core.references import check_reference, check_tag, digest_of, pinned, unpinned, version_of
 from services.migrations.lint import lint_migrations
 
 if TYPE_CHECKING:
@@ -39,7 +43,10 @@ def image_reference(services: Services, wanted: str) -> str:
 
 
 def resolve_step(services: Services, reference: Callable[[StepContext], str]) -> Step:
-    """Look the image up in the registry first: a missing image fails here, before anything changes."""
+    """Look the image up in the registry first: a missing image fails here, before anything changes.
+
+    What it finds is what runs: ctx.state["image"] is the reference pinned to the digest found now
+    (repo:tag@sha256:...), so a tag pushed again later does not change the bits deployed."""
 
     def run(ctx: StepContext) -> str:
         image = reference(ctx)
@@ -48,17 +55,22 @@ def resolve_step(services: Services, reference: Callable[[StepContext], str]) ->
             raise StepFailed(f"{image} is not in the registry", (
                 "check the tag (release-console history shows what was deployed before)",
                 "push it first: release-console push --version TAG, or run the pipeline"))
-        ctx.state["image"], ctx.state["digest"] = image, digest
-        return f"{image} {digest[:19]}"
+        ctx.state["image"], ctx.state["digest"] = pinned(image, digest), digest
+        return f"{unpinned(image)} {digest[:19]}"
 
     return Step("resolve", "Find the image in the registry", run)
 
 
 def plan_step(services: Services, env: str, change: Callable[[StepContext], Change]) -> Step:
     def run(ctx: StepContext) -> str:
-        plan = services.target(env).plan(change(ctx))
+        wanted = change(ctx)
+        plan = services.target(env).plan(wanted)
         log_plan(plan, ctx.log)
         ctx.state["plan"] = describe_plan(plan)
+        image = getattr(wanted, "image", None)  # a deploy or a canary: the tag and the digest it runs
+        if image and (digest := digest_of(image)):
+            ctx.log(f"runs {unpinned(image)} at {digest}")
+            ctx.state["plan"] += f"; runs {version_of(image)} at {digest[:19]}"
         return str(ctx.state["plan"])
 
     return Step("plan", "Plan: what will change", run)
@@ -86,10 +98,10 @@ def record_revision(services: Services, env: str, ctx: StepContext, image: str, 
     head = _noted(ctx, "the migration head", lambda: _last(m.name for m in services.database(env).status()
                                                            if m.state == "applied"))
     backup = _noted(ctx, "the newest backup", lambda: _last(b.id for b in list_backups(services, env) if b.complete))
-    digest = ctx.state.get("digest") or services.registry.digest(image) or ""
+    digest = digest_of(image) or ctx.state.get("digest") or services.registry.digest(image) or ""
     user = who()
     revision = services.revisions(env).record(
-        image, digest, user["user"] + (f" ({user['ssh_client'].split()[0]})" if user["ssh_client"] else ""),
+        unpinned(image), digest, user["user"] + (f" ({user['ssh_client'].split()[0]})" if user["ssh_client"] else ""),
         head, backup, action_name)
     ctx.state["revision"] = revision.number
     return revision
@@ -150,8 +162,8 @@ def rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
             check_reference(revision.image, f"revision {revision.number}'s image")
         except ValueError as err:
             raise StepFailed(str(err), ("pick another revision: release-console history",)) from None
-        ctx.state["image"], ctx.state["digest"] = revision.image, revision.digest
-        ctx.state["to"] = revision.number
+        ctx.state["image"] = pinned_revision(services, env, history, revision)
+        ctx.state["digest"], ctx.state["to"] = revision.digest, revision.number
         breaking = breaking_since(services, env, revision)
         for line in breaking:
             ctx.log(f"WARNING {line}")
@@ -159,7 +171,7 @@ def rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
             prompt = (f"revision {revision.number} predates {len(breaking)} migration change(s) its code may not"
                       " survive (see the log). Why roll back anyway?")
             ctx.ask_reason(prompt)
-        return f"revision {revision.number}: {revision.image}" + (
+        return f"revision {revision.number}: {unpinned(revision.image)} at {revision.digest[:19]}" + (
             f" (WARNING: predates {len(breaking)} non-backward-compatible change(s))" if breaking else "")
 
     steps = [Step("choose", "Choose the revision", choose),
@@ -170,11 +182,44 @@ def rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
 
 def _rollback_prompt(ctx: StepContext) -> str:
-    return f"Roll back to revision {ctx.state['to']} ({ctx.state['image'].rsplit(':', 1)[-1]})"
+    return f"Roll back to revision {ctx.state['to']} ({version_of(ctx.state['image'])})"
+
+
+def pinned_revision(services: Services, env: str, history: list[Revision], revision: Revision) -> str:
+    """What a rollback runs: the revision's image pinned to the digest it recorded, never its tag (which
+    may point at other bits today). No digest recorded, or the registry no longer has it: StepFailed,
+    with the nearest revisions whose digests are there and the explicit deploy of the tag."""
+    tag = version_of(revision.image)
+    by_tag = f"or deploy the tag as the registry has it today: release-console deploy --env {env} --version {tag}"
+    if revision.digest:
+        image = pinned(revision.image, revision.digest)
+        if services.registry.digest(image) == revision.digest:
+            return image
+        problem = (f"revision {revision.number}'s image {unpinned(revision.image)} at {revision.digest} is no longer"
+                   " in the registry (deleted or garbage-collected)")
+    else:
+        problem = (f"revision {revision.number} ({unpinned(revision.image)}) was recorded without a digest, so what"
+                   " it ran cannot be told")
+    options = [f"roll back to revision {r.number} instead ({version_of(r.image)} at {r.digest[:19]}):"
+               f" release-console rollback --env {env} --revision {r.number}"
+               for r in _neighbours(services, history, revision)]
+    raise StepFailed(f"{problem}; a rollback runs the recorded digest, never the tag, so nothing was changed",
+                     (*options, by_tag))
+
+
+def _neighbours(services: Services, history: list[Revision], revision: Revision) -> list[Revision]:
+    """The nearest revision before and after `revision` (not the one running now) whose digest the
+    registry still has."""
+    earlier = [r for r in history[:-1] if r.number < revision.number][::-1]
+    later = [r for r in history[:-1] if r.number > revision.number]
+    present = (next((r for r in side if r.digest and services.registry.digest(pinned(r.image, r.digest)) == r.digest),
+                    None) for side in (earlier, later))
+    return [r for r in present if r is not None]
 
 
 def choose_revision(env: str, history: list[Revision], wanted: Any) -> Revision:
-    """The asked-for revision, or the newest one running a different image than the current."""
+    """The asked-for revision, or the newest one running other bits than the current (another image, or
+    the same tag at another digest)."""
     if wanted not in (None, ""):
         try:
             number = int(wanted)
@@ -185,8 +230,8 @@ def choose_revision(env: str, history: list[Revision], wanted: Any) -> Revision:
             raise StepFailed(f"{env} has no revision {number}; known: {', '.join(str(r.number) for r in history)}",
                              ("see release-console history",))
         return match
-    current = history[-1].image if history else None
-    earlier = [r for r in history if r.image != current]
+    current = (history[-1].image, history[-1].digest) if history else None
+    earlier = [r for r in history if (r.image, r.digest) != current]
     if not earlier:
         raise StepFailed(f"{env} has no earlier revision to roll back to", ("deploy a fixed version instead",))
     return earlier[-1]

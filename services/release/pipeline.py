@@ -18,7 +18,7 @@ from services.core.no_target import NoDeployTarget
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import BuildRequest, BuiltImage, CommandNotFound, NotAGitRepository
 from services.core.processes import shown
-from services.core.references import check_tag
+from services.core.references import check_tag, pinned
 from services.release.deploy import deploy_steps
 from services.release.image_policy import check_image, failures
 
@@ -150,7 +150,8 @@ def release(services: Services, env: str, params: dict[str, Any]) -> Operation:
         reference = ctx.state.get("released")
         if not reference:
             raise StepFailed("nothing was pushed, so there is nothing to deploy", ("retry the push step",))
-        ctx.state["image"] = reference
+        # The digest this pipeline pushed, not whatever the tag points at by now.
+        ctx.state["image"] = reference = pinned(reference, ctx.state["digest"])
         services.target(env).deploy(reference, ctx.log)
         return f"{reference} serving"
 

@@ -37,7 +37,7 @@ from services.core.ports import (
     TargetStatus,
     Writable,
 )
-from services.core.references import version_of
+from services.core.references import parts_of, version_of
 from services.sandbox.world import APPLIED, IMAGE, PENDING, World, _checksum
 
 # What the sandbox's pending migrations say: one risky as Prisma would generate it, so that
@@ -142,6 +142,8 @@ class SandboxRegistry:
         with self.world.lock:
             for tag in image.tags:
                 self.world.images[tag] = digest
+                # As a registry keeps a manifest when its tag moves on: a pinned reference still finds it.
+                self.world.images[f"{parts_of(tag)[0]}@{digest}"] = digest
                 on_line(f"pushed {tag} {digest[:19]}")
         return digest
 
@@ -149,8 +151,12 @@ class SandboxRegistry:
         return self.digest(reference) is not None
 
     def digest(self, reference: str) -> str | None:
+        """A tag's digest; for a reference pinning a digest, that digest while the registry holds it."""
+        name, _tag, digest = parts_of(reference)
         with self.world.lock:
-            return self.world.images.get(reference)
+            if digest:
+                return digest if f"{name}@{digest}" in self.world.images else None
+            return self.world.images.get(reference) or None
 
 
 class SandboxTarget:
@@ -168,14 +174,15 @@ class SandboxTarget:
         with self.world.lock:
             return TargetStatus(s.version if s.running else f"{s.version} (stopped)", s.ready, s.desired,
                                 s.canary_version, s.canary_weight, 0, tuple(s.events[-5:]),
-                                f"{IMAGE}:{s.version}", f"{IMAGE}:{s.canary_version}" if s.canary_version else None,
+                                f"{IMAGE}:{s.version}",
+                                s.canary_image or (f"{IMAGE}:{s.canary_version}" if s.canary_version else None),
                                 1 if s.canary_version else 0)
 
     def plan(self, change: Change) -> Plan:
         s = self.state
         with self.world.lock:
             current = {"image": f"{IMAGE}:{s.version}", "replicas": s.desired,
-                       "canary": f"{IMAGE}:{s.canary_version}" if s.canary_version else None,
+                       "canary": s.canary_image or (f"{IMAGE}:{s.canary_version}" if s.canary_version else None),
                        "weight": s.canary_weight}
         wanted = dict(current)
         match change:
@@ -213,7 +220,7 @@ class SandboxTarget:
 
     def start_canary(self, image: str, weight: int, on_line: OnLine) -> None:
         with self.world.lock:
-            self.state.canary_version = version_of(image)
+            self.state.canary_version, self.state.canary_image = version_of(image), image
             self.state.canary_weight = weight
             self.state.canary_samples = 0
             self.state.events.append(f"canary {self.state.canary_version} at {weight}%")
@@ -229,13 +236,13 @@ class SandboxTarget:
         version = self.state.canary_version
         if version is None:
             raise StepFailed(f"{self.state.name} has no canary to promote", ("start a canary first",))
-        self.deploy(f"{IMAGE}:{version}", on_line)
+        self.deploy(self.state.canary_image or f"{IMAGE}:{version}", on_line)  # the canary's pinned image
         self.abort(on_line)
 
     def abort(self, on_line: OnLine) -> None:
         with self.world.lock:
             self.state.canary_weight = 0
-            self.state.canary_version = None
+            self.state.canary_version = self.state.canary_image = None
             self.state.events.append("canary weight 0, canary scaled to 0")
         on_line("canary weight set to 0 and canary scaled to 0")
 

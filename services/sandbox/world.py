@@ -54,6 +54,7 @@ class EnvState:
     rows: dict[str, int]
     running: bool = True
     canary_version: str | None = None
+    canary_image: str | None = None  # the reference it runs, pinned to a digest: what a promote deploys
     canary_weight: int = 0
     canary_samples: int = 0
     events: list[str] = field(default_factory=list)
@@ -83,9 +84,12 @@ class World:
         self.random = random.Random(seed)
         self.clock = SandboxClock(time_scale) if origin is None else SandboxClock(time_scale, origin)
         self.lock = threading.RLock()  # adapters are called from worker threads
-        self.images: dict[str, str] = {  # reference -> digest: what the registry holds
-            f"{IMAGE}:{v}": "sha256:" + hashlib.sha256(v.encode()).hexdigest()
-            for v in ("1.3.9", "1.4.0", "1.4.1", "1.4.2", "1.5.0-rc.1", "1.5.0")}
+        # reference -> digest: what the registry holds, by tag and by digest (repo@sha256:..., the
+        # manifests, which stay when a tag moves on)
+        digests = {v: "sha256:" + hashlib.sha256(v.encode()).hexdigest()
+                   for v in ("1.3.9", "1.4.0", "1.4.1", "1.4.2", "1.5.0-rc.1", "1.5.0")}
+        self.images: dict[str, str] = {f"{IMAGE}:{v}": d for v, d in digests.items()}
+        self.images.update({f"{IMAGE}@{d}": d for d in digests.values()})
         self.objects: dict[str, tuple[bytes, float, dict[str, str]]] = {}
         self.notifications: list[str] = []
         now = self.clock.origin

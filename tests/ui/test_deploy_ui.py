@@ -53,8 +53,9 @@ async def test_deploy_start_a_canary_and_promote_it_with_keys(make_ui_app: Any) 
         await pilot.press("t")
         await fill_form(pilot, version="1.4.1")
         modal = await confirm_modal(pilot)
+        digest = app.services.registry.digest("ghcr.io/example/food-management:1.4.1")
         assert modal.prompt == ("Deploy ghcr.io/example/food-management:1.4.1 in staging?\n"
-                                "Plan: update replicas image")
+                                f"Plan: update replicas image; runs 1.4.1 at {digest[:19]}")
         await pilot.press("y")
         await finished(pilot, screen)
         assert outcome(screen).startswith("SUCCEEDED") and world.envs["staging"].version == "1.4.1"

@@ -365,7 +365,9 @@ async def test_rollback_in_production_needs_the_name_typed(make_ui_app: Any, mes
         await wait_for(pilot, lambda: app.screen is screen, "the modal to close")
         await finished(pilot, screen)
         assert outcome(screen).startswith("SUCCEEDED")
-        assert runbook(screen).details["choose"] == "revision 2: ghcr.io/example/food-management:1.4.0"
+        digest = app.services.registry.digest("ghcr.io/example/food-management:1.4.0")
+        assert runbook(screen).details["choose"] == (
+            f"revision 2: ghcr.io/example/food-management:1.4.0 at {digest[:19]}")
         assert app.services.world.envs["production"].version == "1.4.0"
         assert app.services.audit.tail(1)[0]["outcome"].startswith("succeeded")
 

@@ -260,7 +260,8 @@ def test_watch_a_running_canary_rolls_it_back(services: Services) -> None:
     assert run(services, "canary-start", "staging", {"version": "1.5.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
     result, events, _ = run(services, "canary-watch", "staging")
     assert result.outcome is Outcome.FAILED and result.detail.startswith("rolled back at check 6")
-    assert finished(events)["find"].detail == "ghcr.io/example/food-management:1.5.0 at 10%"
+    digest = services.registry.digest("ghcr.io/example/food-management:1.5.0")  # what the canary runs: pinned
+    assert finished(events)["find"].detail == f"ghcr.io/example/food-management:1.5.0@{digest} at 10%"
     assert services.world is not None and services.world.envs["staging"].canary_version is None
 
 
@@ -302,7 +303,10 @@ def test_canary_run_dry_run_finds_checks_and_plans_and_starts_nothing(services: 
     result, events, asked = run(services, "canary", "production", {"version": "1.5.0", "dry_run": True})
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     assert list(finished(events)) == ["resolve", "validate", "plan"] and asked == []  # production: nothing typed
-    assert finished(events)["plan"].detail == "update replicas canary, update replicas weight"
+    digest = services.registry.digest("ghcr.io/example/food-management:1.5.0")
+    assert digest is not None  # the plan names the tag and the digest the canary will run
+    assert finished(events)["plan"].detail == (
+        f"update replicas canary, update replicas weight; runs 1.5.0 at {digest[:19]}")
     assert services.world is not None and services.world.envs["production"].canary_version is None
     locked = run(services, "canary", "production", {"version": "1.5.0"}, typed="production")[0]
     assert "is locked by" in locked.detail  # without --dry-run the same canary waits for the lock

@@ -12,7 +12,8 @@ from rig.opkit import IMAGE, finished, logs, run, sandbox_services, steps
 from console import cli
 from services.catalog import build_operation
 from services.core.container import Services
-from services.core.events import Event, Outcome
+from services.core.events import Event, Finished, Outcome
+from services.core.ports import BuiltImage
 from services.release.deploy import HEALTH_TRIES
 from services.sandbox.adapters import SandboxHealth
 
@@ -32,10 +33,13 @@ def test_deploy_plans_confirms_applies_records_and_health_checks(services: Servi
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     assert steps(events) == ["resolve", "plan", "confirm", "apply", "record", "health"]
+    digest = services.registry.digest(f"{IMAGE}:1.5.0")
+    assert digest is not None and finished(events)["resolve"].detail == f"{IMAGE}:1.5.0 {digest[:19]}"
     assert [q.prompt for q in asked] == [
-        f"Deploy {IMAGE}:1.5.0 in staging?\nPlan: update replicas image"]
+        f"Deploy {IMAGE}:1.5.0 in staging?\nPlan: update replicas image; runs 1.5.0 at {digest[:19]}"]
     plan = [text for text, _ in logs(events, "plan")]
-    assert f"    -image: {IMAGE}:1.4.2" in plan and f"    +image: {IMAGE}:1.5.0" in plan
+    assert f"    -image: {IMAGE}:1.4.2" in plan and f"    +image: {IMAGE}:1.5.0@{digest}" in plan
+    assert plan[-1] == f"runs {IMAGE}:1.5.0 at {digest}"
     assert env_state(services, "staging").version == "1.5.0"
     revision = services.revisions("staging").list()[-1]
     assert (revision.number, revision.image, revision.action) == (4, f"{IMAGE}:1.5.0", "deploy")
@@ -121,10 +125,81 @@ def test_rollback_defaults_to_the_previous_image_and_records_it(services: Servic
     result, events, _ = run(services, "rollback", "staging", typed="yes")
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
-    assert finished(events)["choose"].detail == f"revision 3: {IMAGE}:1.4.2"
+    digest = services.registry.digest(f"{IMAGE}:1.4.2")
+    assert digest is not None and finished(events)["choose"].detail == f"revision 3: {IMAGE}:1.4.2 at {digest[:19]}"
     assert env_state(services, "staging").version == "1.4.2"
     latest = services.revisions("staging").list()[-1]
     assert (latest.number, latest.image, latest.action) == (5, f"{IMAGE}:1.4.2", "rollback")
+
+
+def repush(services: Services, tag: str) -> str:
+    """The tag pushed again with other bits: the registry keeps the old manifest, by its digest."""
+    built = BuiltImage("sha256:" + "e" * 64, 1, 1, (f"{IMAGE}:{tag}",))
+    return services.registry.push(built, lambda done, total: None, lambda line: None)
+
+
+def next_options(events: list[Event]) -> tuple[str, ...]:
+    return next(e for e in events if isinstance(e, Finished)).next_options
+
+
+def test_a_rollback_runs_the_digest_recorded_not_what_the_tag_names_now(services: Services) -> None:
+    run(services, "deploy", "staging", {"version": "1.5.0"}, typed="yes")
+    first = services.revisions("staging").list()[-1].digest
+    second = repush(services, "1.5.0")
+    assert second != first and services.registry.digest(f"{IMAGE}:1.5.0") == second
+    run(services, "deploy", "staging", {"version": "1.5.0"}, typed="yes")
+    assert services.revisions("staging").list()[-1].digest == second
+
+    result, events, _ = run(services, "rollback", "staging", typed="yes")  # the same tag, other bits: revision 4
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert finished(events)["choose"].detail == f"revision 4: {IMAGE}:1.5.0 at {first[:19]}"
+    assert f"    +image: {IMAGE}:1.5.0@{first}" in [text for text, _ in logs(events, "plan")]
+    latest = services.revisions("staging").list()[-1]
+    assert (latest.number, latest.image, latest.digest, latest.action) == (6, f"{IMAGE}:1.5.0", first, "rollback")
+
+
+def test_a_rollback_whose_digest_is_gone_from_the_registry_changes_nothing(services: Services) -> None:
+    run(services, "deploy", "staging", {"version": "1.5.0"}, typed="yes")
+    gone = services.revisions("staging").list()[2]
+    assert services.world is not None
+    with services.world.lock:  # garbage-collected: neither the tag nor the manifest is left
+        del services.world.images[f"{IMAGE}:1.4.2"], services.world.images[f"{IMAGE}@{gone.digest}"]
+
+    result, events, asked = run(services, "rollback", "staging", {"revision": "3"}, typed="yes")
+    assert result.outcome is Outcome.FAILED and result.failed_step == "choose" and asked == []
+    assert result.detail == (f"revision 3's image {IMAGE}:1.4.2 at {gone.digest} is no longer in the registry"
+                             " (deleted or garbage-collected); a rollback runs the recorded digest, never the tag,"
+                             " so nothing was changed")
+    earlier = services.revisions("staging").list()[1]
+    assert next_options(events) == (
+        f"roll back to revision 2 instead (1.4.0 at {earlier.digest[:19]}): release-console rollback --env staging"
+        " --revision 2",
+        "or deploy the tag as the registry has it today: release-console deploy --env staging --version 1.4.2")
+    assert env_state(services, "staging").version == "1.5.0" and len(services.revisions("staging").list()) == 4
+
+
+def test_a_rollback_to_a_revision_recorded_without_a_digest_is_refused(services: Services) -> None:
+    services.revisions("staging").record(f"{IMAGE}:1.4.0", "", "an older console", None, None, "deploy")
+    run(services, "deploy", "staging", {"version": "1.5.0"}, typed="yes")
+
+    result, events, _ = run(services, "rollback", "staging", {"revision": "4"}, typed="yes")
+    assert result.outcome is Outcome.FAILED and result.failed_step == "choose"
+    assert result.detail.startswith(f"revision 4 ({IMAGE}:1.4.0) was recorded without a digest")
+    assert next_options(events)[-1].endswith("release-console deploy --env staging --version 1.4.0")
+    assert [o.split(" instead")[0] for o in next_options(events)[:-1]] == ["roll back to revision 3"]
+    assert env_state(services, "staging").version == "1.5.0" and len(services.revisions("staging").list()) == 5
+
+
+def test_a_promote_runs_the_canarys_digest_when_its_tag_moved_on(services: Services) -> None:
+    run(services, "canary-start", "staging", {"version": "1.5.0"}, typed="yes")
+    started = services.registry.digest(f"{IMAGE}:1.5.0")
+    assert started is not None and repush(services, "1.5.0") != started
+
+    promoted, events, _ = run(services, "promote", "staging", typed="yes")
+    assert promoted.outcome is Outcome.SUCCEEDED, promoted.detail
+    assert f"    +image: {IMAGE}:1.5.0@{started}" in [text for text, _ in logs(events, "plan")]
+    latest = services.revisions("staging").list()[-1]
+    assert (latest.image, latest.digest, latest.action) == (f"{IMAGE}:1.5.0", started, "promote")
 
 
 def test_rollback_past_a_breaking_migration_warns_and_needs_a_reason(services: Services) -> None:
@@ -158,7 +233,11 @@ def test_canary_start_step_promote(services: Services) -> None:
     started, events, asked = run(services, "canary-start", "staging", {"version": "1.5.0"}, typed="yes")
     assert started.outcome is Outcome.SUCCEEDED, started.detail
     assert steps(events) == ["resolve", "plan", "confirm", "apply"]
-    assert asked[0].prompt.endswith("Plan: update replicas canary, update replicas weight")
+    digest = services.registry.digest(f"{IMAGE}:1.5.0")
+    assert digest is not None
+    assert asked[0].prompt.endswith(
+        f"Plan: update replicas canary, update replicas weight; runs 1.5.0 at {digest[:19]}")
+    assert env_state(services, "staging").canary_image == f"{IMAGE}:1.5.0@{digest}"
     assert (env_state(services, "staging").canary_version, env_state(services, "staging").canary_weight) == (
         "1.5.0", 10)
 

@@ -60,6 +60,9 @@ def test_release_runs_checks_build_policy_push_deploy(services: Services) -> Non
     state = services.journal.get(result.op_id).state
     json.dumps(state)  # journaled as JSON: a resume can read it back
     assert state["released"] == f"{IMAGE}:1.5.0"
+    assert state["image"] == f"{IMAGE}:1.5.0@{state['digest']}"  # deployed: the digest this run pushed
+    assert finished(events)["deploy"].detail == f"{IMAGE}:1.5.0@{state['digest']} serving"
+    assert services.revisions("development").list()[-1].digest == state["digest"]
     assert [r["name"] for r in state["policy"]][0] == "non-root user"
     assert services.world is not None
     assert services.world.envs["development"].version == "1.5.0"
