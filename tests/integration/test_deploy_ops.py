@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kubernetes
 import pytest
 from conftest import Nginx
@@ -24,7 +25,7 @@ from console import cli
 from services import factory
 from services.adapters.docker_target import APP
 from services.core import config as config_module
-from services.core.events import Outcome
+from services.core.events import Event, Finished, Outcome, StepStarted
 
 INIT = 'CREATE TABLE "Item" ("id" INTEGER PRIMARY KEY, "legacy" TEXT);\n'
 DROP_LEGACY = 'ALTER TABLE "Item" DROP COLUMN "legacy";\n'
@@ -159,7 +160,8 @@ def test_dry_run_and_a_missing_image_change_nothing(services: factory.Services, 
 
     planned, events, asked = run(services, "deploy", "staging", {"version": "2.0.0", "dry_run": True})
     assert planned.outcome is Outcome.SUCCEEDED and asked == []
-    assert any('+  image: "' in text and text.endswith(':2.0.0"') for text, _ in logs(events, "plan"))
+    digest = services.registry.digest(f"{services.config.app.image}:2.0.0")
+    assert any('+  image: "' in text and text.endswith(f':2.0.0@{digest}"') for text, _ in logs(events, "plan"))
     missing, _, _ = run(services, "deploy", "staging", {"version": "9.9.9"}, typed="yes")
     assert missing.outcome is Outcome.FAILED and missing.detail.endswith(":9.9.9 is not in the registry")
 
@@ -229,5 +231,126 @@ def test_cli_canary_on_kubernetes_needs_the_name_typed(
                                                                               ("2.0.0", "promote")]
     apps = kubernetes.client.AppsV1Api(kube_emulator.api_client)
     stable = apps.read_namespaced_deployment("food-management-stable", "default")
-    assert stable.spec.template.spec.containers[0].image.endswith(":2.0.0")
+    assert stable.spec.template.spec.containers[0].image.endswith(f":2.0.0@{history[1]['digest']}")
     assert "food-management-canary" not in [d.metadata.name for d in apps.list_namespaced_deployment("default").items]
+
+
+# --- digests: what runs is what was planned (or recorded), whatever the tag names by then -------------------
+
+
+def push_build(docker_client: Any, base: str, repository: str, tag: str, marker: str) -> str:
+    """Build `tag` FROM the sample app with ENV BUILD=marker (other bits under the same tag), push it and
+    drop it locally, so a target has to pull it. Returns its image id."""
+    build_derived(docker_client, base, f"{repository}:{tag}", f"ENV BUILD={marker}")
+    image_id = str(docker_client.images.get(f"{repository}:{tag}").id)
+    for line in docker_client.images.push(repository, tag, stream=True, decode=True):
+        assert "error" not in line, line
+    docker_client.images.remove(f"{repository}:{tag}")
+    return image_id
+
+
+def pushed_again_at_confirm(docker_client: Any, base: str, repository: str, tag: str,
+                            moved: dict[str, str]) -> Callable[[Event], None]:
+    """An on_event hook: once the plan is shown and the confirmation comes, `tag` is pushed again."""
+
+    def hook(event: Event) -> None:
+        if isinstance(event, StepStarted) and event.step_id == "confirm" and not moved:
+            moved["id"] = push_build(docker_client, base, repository, tag, "second")
+
+    return hook
+
+
+def serving(docker_client: Any, services: factory.Services) -> list[Any]:
+    return docker_client.containers.list(filters={"label": f"{APP}={services.config.app.name}"})
+
+
+def test_a_tag_pushed_again_after_the_plan_does_not_change_what_a_deploy_runs(
+        services: factory.Services, repository: str, sample_app_image: Any, docker_client: Any, nginx: Nginx) -> None:
+    planned_id = push_build(docker_client, sample_app_image.id, repository, "4.0.0", "first")
+    planned = services.registry.digest(f"{repository}:4.0.0")
+    moved: dict[str, str] = {}
+    hook = pushed_again_at_confirm(docker_client, sample_app_image.id, repository, "4.0.0", moved)
+
+    deployed, events, _ = run(services, "deploy", "staging", {"version": "4.0.0"}, typed="yes", on_event=hook)
+    assert deployed.outcome is Outcome.SUCCEEDED, deployed.detail
+    assert (text := f"runs {repository}:4.0.0 at {planned}") in [t for t, _ in logs(events, "plan")], text
+    assert services.registry.digest(f"{repository}:4.0.0") not in (None, planned)  # the tag did move
+    [container] = serving(docker_client, services)
+    assert container.attrs["Config"]["Image"] == f"{repository}:4.0.0@{planned}"
+    assert container.image.id == planned_id != moved["id"]
+    assert services.revisions("staging").list()[-1].digest == planned
+    assert finished(events)["health"].detail == "200 OK, version 4.0.0" and get_version(nginx) == "4.0.0"
+
+
+def test_rollback_runs_the_recorded_digest_and_refuses_one_gone_from_the_registry(
+        services: factory.Services, repository: str, sample_app_image: Any, docker_client: Any, nginx: Nginx,
+        registry: str) -> None:
+    first_id = push_build(docker_client, sample_app_image.id, repository, "5.0.0", "first")
+    assert run(services, "deploy", "staging", {"version": "5.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
+    push_build(docker_client, sample_app_image.id, repository, "5.0.0", "second")  # the same tag, other bits
+    assert run(services, "deploy", "staging", {"version": "5.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
+    first, second = services.revisions("staging").list()
+    assert first.digest != second.digest
+
+    back, events, _ = run(services, "rollback", "staging", typed="yes")  # the newest other bits: revision 1
+    assert back.outcome is Outcome.SUCCEEDED, back.detail
+    assert finished(events)["choose"].detail == f"revision 1: {repository}:5.0.0 at {first.digest[:19]}"
+    [container] = serving(docker_client, services)
+    assert (container.attrs["Config"]["Image"], container.image.id) == (f"{repository}:5.0.0@{first.digest}",
+                                                                        first_id)
+    assert services.revisions("staging").list()[-1].digest == first.digest and get_version(nginx) == "5.0.0"
+
+    name = repository.split("/", 1)[1]  # garbage-collected: the registry no longer has revision 2's bits
+    gone = httpx.delete(f"http://{registry}/v2/{name}/manifests/{second.digest}", timeout=30)
+    assert gone.status_code == 202, gone.text
+    before = sorted(c.id for c in docker_client.containers.list(all=True))
+    refused, events, asked = run(services, "rollback", "staging", {"revision": "2"}, typed="yes")
+    assert refused.outcome is Outcome.FAILED and refused.failed_step == "choose" and asked == []
+    assert refused.detail.startswith(f"revision 2's image {repository}:5.0.0 at {second.digest} is no longer in"
+                                     " the registry")
+    options = next(e for e in events if isinstance(e, Finished)).next_options
+    assert options == (
+        f"roll back to revision 1 instead (5.0.0 at {first.digest[:19]}): release-console rollback --env staging"
+        " --revision 1",
+        "or deploy the tag as the registry has it today: release-console deploy --env staging --version 5.0.0")
+    assert sorted(c.id for c in docker_client.containers.list(all=True)) == before
+    assert [r.number for r in services.revisions("staging").list()] == [1, 2, 3]
+
+
+def test_a_tag_pushed_again_after_the_plan_does_not_change_the_kubernetes_template(
+        kube_config: Callable[[str], str], kube_emulator: Any, repository: str, sample_app_image: Any,
+        docker_client: Any, pg_database: str, tmp_path: Path) -> None:
+    kube_emulator.emulator.reset()
+    config = config_module.load(Path(kube_config("ingress-nginx")), os.environ)
+    services = factory.build(config, state=tmp_path / "kube-state")
+    for tag in ("6.0.0", "7.0.0"):
+        push_build(docker_client, sample_app_image.id, repository, tag, "first")
+    planned = services.registry.digest(f"{repository}:6.0.0")
+    moved: dict[str, str] = {}
+    hook = pushed_again_at_confirm(docker_client, sample_app_image.id, repository, "6.0.0", moved)
+
+    deployed, events, _ = run(services, "deploy", "production", {"version": "6.0.0"}, typed="production",
+                              on_event=hook)
+    assert deployed.outcome is Outcome.SUCCEEDED, deployed.detail
+    assert moved and services.registry.digest(f"{repository}:6.0.0") not in (None, planned)
+    apps = kubernetes.client.AppsV1Api(kube_emulator.api_client)
+    template = apps.read_namespaced_deployment("food-management-stable", "default").spec.template
+    [container] = template.spec.containers
+    assert container.image == f"{repository}:6.0.0@{planned}"
+    assert {e.name: e.value for e in container.env}["VERSION"] == "6.0.0"
+    assert template.metadata.labels["version"] == "stable"
+
+    moved.clear()  # a canary too: started from the planned digest, and promoted as it runs
+    planned = services.registry.digest(f"{repository}:7.0.0")
+    hook = pushed_again_at_confirm(docker_client, sample_app_image.id, repository, "7.0.0", moved)
+    started, _, _ = run(services, "canary-start", "production", {"version": "7.0.0"}, typed="production",
+                        on_event=hook)
+    assert started.outcome is Outcome.SUCCEEDED, started.detail
+    assert moved and services.registry.digest(f"{repository}:7.0.0") != planned
+    canary = apps.read_namespaced_deployment("food-management-canary", "default").spec.template
+    assert canary.spec.containers[0].image == f"{repository}:7.0.0@{planned}"
+    promoted, _, _ = run(services, "promote", "production", typed="production")
+    assert promoted.outcome is Outcome.SUCCEEDED, promoted.detail
+    stable = apps.read_namespaced_deployment("food-management-stable", "default").spec.template
+    assert stable.spec.containers[0].image == f"{repository}:7.0.0@{planned}"
+    assert services.revisions("production").list()[-1].digest == planned
