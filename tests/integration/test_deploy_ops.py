@@ -281,6 +281,12 @@ def test_a_tag_pushed_again_after_the_plan_does_not_change_what_a_deploy_runs(
     assert services.revisions("staging").list()[-1].digest == planned
     assert finished(events)["health"].detail == "200 OK, version 4.0.0" and get_version(nginx) == "4.0.0"
 
+    scaled, _, _ = run(services, "scale", "staging", {"replicas": "2"}, typed="yes")  # more of what runs
+    assert scaled.outcome is Outcome.SUCCEEDED, scaled.detail
+    assert {(c.attrs["Config"]["Image"], c.image.id) for c in serving(docker_client, services)} == {
+        (f"{repository}:4.0.0@{planned}", planned_id)}
+    assert len(serving(docker_client, services)) == 2
+
 
 def test_rollback_runs_the_recorded_digest_and_refuses_one_gone_from_the_registry(
         services: factory.Services, repository: str, sample_app_image: Any, docker_client: Any, nginx: Nginx,
