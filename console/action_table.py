@@ -63,6 +63,8 @@ ACTIONS = (
                 "Watch the running canary: the same checks, rolling back by the rules"),
     ActionEntry("lock-break", "L", "build", ("lock", "break"),
                 "Break the release lock (someone else's, or a dead process's)"),
+    ActionEntry("adopt", "a", "build", ("revision", "adopt"),
+                "Adopt what runs as a new revision (after a change outside the console)"),
 )
 BY_KIND = {entry.kind: entry for entry in ACTIONS}
 

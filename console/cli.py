@@ -56,8 +56,10 @@ def parser(with_params: bool = True, config: ReleaseConfig | None = None,
     # Not in top_parser: its quick pre-scan in _main would take an action's own `--version TAG`.
     top.add_argument("--version", action=VersionAction)
     sub = top.add_subparsers(dest="command")
-    status = sub.add_parser("status", help="environments: version, replicas, lock holder")
+    status = sub.add_parser("status", help="environments: version, replicas, lock holder, drift")
     status.add_argument("--env")
+    status.add_argument("--check-drift", action="store_true",
+                        help="exit 1 when what runs differs from what the console recorded (for cron and CI)")
     cfg = sub.add_parser("config", help="config check | locate").add_subparsers(dest="config_command", required=True)
     cfg.add_parser("check", help="validate and print the config, resolved and masked")
     cfg.add_parser("locate", help="print where the config is looked for")
@@ -438,9 +440,13 @@ def _status(args: argparse.Namespace, services: Services) -> int:
         lines.append(f"{name:<18} {row.version:<14} {row.ready:<7} {canary:<12} {row.lock or 'free'}")
         if row.error:
             lines.append(f"  {row.env}: {row.error}")
+        lines += [f"  {row.env}: DRIFT {line}" for line in row.drift]
+    if any(row.drift for row in rows):
+        lines.append("  (release-console revision adopt --env E records what runs as a revision)")
     _emit(args, [r.__dict__ for r in rows], "\n".join(lines))
     # An unknown lock fails the check too: a script must not read "cannot tell" as "free".
-    return EXIT_FAILED if any(r.error or (r.lock or "").startswith("unknown") for r in rows) else EXIT_OK
+    failed = any(r.error or (r.lock or "").startswith("unknown") for r in rows)
+    return EXIT_FAILED if failed or (args.check_drift and any(r.drift for r in rows)) else EXIT_OK
 
 
 def _trace(args: argparse.Namespace, services: Services) -> int:

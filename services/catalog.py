@@ -15,7 +15,7 @@ from services.core.operations import Operation
 from services.environments import lock_break
 from services.migrations import deploy as migrations
 from services.migrations.expand import add_column, rename_column
-from services.release import deploy, pipeline
+from services.release import adopt, deploy, pipeline
 
 ACTIONS: dict[str, Action] = {
     action.kind: action
@@ -27,7 +27,7 @@ ACTIONS: dict[str, Action] = {
         add_column.add_column, rename_column.rename_column,
         backups.backup, backups.prune, backups.pin, verify.verify,
         recovery.restore, recovery.restore_drill,
-        lock_break.lock_break,
+        lock_break.lock_break, adopt.adopt,
     )
 }
 

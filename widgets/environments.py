@@ -62,7 +62,10 @@ class EnvironmentsPane(Vertical):
         for row in rows:
             self.rows[row.env] = row
             index = self.envs.index(row.env)
-            cells = {1: Text(row.version[:10], style=tone(self, "$error") if row.error else ""), 2: Text(row.ready)}
+            # Drift marks the version too ("!" for NO_COLOR terminals); the detail names what differs.
+            style = "$error" if row.error else "bold $warning" if row.drift else ""
+            version = Text(f"!{row.version[:9]}" if row.drift else row.version[:10], style=tone(self, style))
+            cells = {1: version, 2: Text(row.ready)}
             for column, cell in cells.items():
                 # Only what changed: each update redraws the table, and the poll comes every 2 s.
                 shown = table.get_cell_at(Coordinate(index, column))
@@ -87,6 +90,9 @@ class EnvironmentsPane(Vertical):
             lines.append(f"restarts {row.restarts}")
         if row.error:
             lines.append(f"error   {row.error}")
+        if row.drift:
+            lines += [f"DRIFT   {line}" for line in row.drift]
+            lines.append("        (a: adopt what runs as a revision)")
         lines += [f"· {event}" for event in row.events]
         if row.revisions:
             lines += ["revisions (R: roll back)", *[f"  {r}" for r in row.revisions]]

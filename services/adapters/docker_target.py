@@ -24,12 +24,21 @@ import docker.errors
 from services.adapters.docker_build import _BROKEN, _short, connect
 from services.adapters.docker_fleet import APP, ENV, PORT, ROLE, VERSION, Box, Fleet, choose
 from services.adapters.docker_plan import Planner
-from services.adapters.nginx_split import HostLost, Server, Upstream, host_for, listening_ports, parse, split
+from services.adapters.nginx_split import (
+    HostLost,
+    Server,
+    Upstream,
+    applied,
+    host_for,
+    listening_ports,
+    parse,
+    split,
+)
 from services.core.config import DockerTarget, ReleaseConfig
 from services.core.masking import mask
 from services.core.operations import StepFailed
-from services.core.ports import Change, OnLine, Plan, TargetStatus
-from services.core.references import parts_of, version_of
+from services.core.ports import Change, OnLine, Plan, Running, TargetStatus
+from services.core.references import digest_of, parts_of, version_of
 
 __all__ = ["APP", "DockerHostTarget"]
 
@@ -64,17 +73,53 @@ class DockerHostTarget:
         with self._reading("reading the status") as api:
             fleet = self._read(api)
             events = self._events(api)
-        stable, canary = fleet.stable, fleet.canary
+            stable = fleet.stable + self._by_name(api, fleet, "stable")
+            running = self._running(api, stable)
+        canary = fleet.canary
         versions = ", ".join(dict.fromkeys(b.version for b in stable)) or "-"
         if stable and not any(b.running for b in stable):
             versions += " (stopped)"
+        record = applied(fleet.text or "")
         return TargetStatus(
             version=versions, ready=sum(b.ready for b in stable), desired=len(stable),
             canary_version=canary[0].version if canary else None, canary_weight=fleet.weight,
             restarts=sum(b.restarts for b in stable + canary), events=events,
             image=stable[0].image if stable else "", canary_image=canary[0].image if canary else None,
-            canary_ready=sum(b.ready for b in canary),
+            canary_ready=sum(b.ready for b in canary), running=running,
+            applied_replicas=record.stable if record else None, applied_weight=record.weight if record else None,
         )
+
+    def _by_name(self, api: Any, fleet: Fleet, role: str) -> list[Box]:
+        """Containers under the name the console gives a server's container (name()) that lack its labels:
+        one replaced by hand (`docker run --name ...`) still serves on that port, so it counts."""
+        found = []
+        for server in fleet.servers:
+            if server.role != role or any(b.port == server.port for b in fleet.boxes):
+                continue
+            name = self.name(server.port, role)
+            for summary in api.containers(all=True, filters={"name": f"^/{name}$"}):
+                try:
+                    found.append(_box(api.inspect_container(summary["Id"]), server.port))
+                except docker.errors.NotFound:
+                    continue
+        return found
+
+    @staticmethod
+    def _running(api: Any, boxes: list[Box]) -> tuple[Running, ...]:
+        """Each distinct configured reference, with the registry digest its local image carries (RepoDigests
+        of the same repository), for drift: a tag moved by hand shows by its digest."""
+        running = []
+        for reference in dict.fromkeys(b.image for b in boxes):
+            digest = digest_of(reference)
+            if digest is None:
+                try:
+                    repo_digests = api.inspect_image(reference).get("RepoDigests") or []
+                except docker.errors.NotFound:
+                    repo_digests = []
+                repository = parts_of(reference)[0]
+                digest = next((d.split("@", 1)[1] for d in repo_digests if d.split("@", 1)[0] == repository), None)
+            running.append(Running(reference, digest))
+        return tuple(running)
 
     def plan(self, change: Change) -> Plan:
         with self._reading("planning") as api:
@@ -179,17 +224,9 @@ class DockerHostTarget:
         boxes = []
         for summary in found:
             try:
-                info = api.inspect_container(summary["Id"])
+                boxes.append(_box(api.inspect_container(summary["Id"])))
             except docker.errors.NotFound:
                 continue  # removed in between
-            labels, state = info["Config"].get("Labels") or {}, info["State"]
-            env = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
-            boxes.append(Box(
-                id=info["Id"], name=info["Name"].lstrip("/"), port=int(labels.get(PORT, 0)),
-                image=info["Config"]["Image"], version=labels.get(VERSION, ""), state=state["Status"],
-                health=(state.get("Health") or {}).get("Status"), restarts=int(info.get("RestartCount") or 0),
-                finished=state.get("FinishedAt") or "", env=env,
-            ))
         versions = {b.port: b.version for b in boxes}
         servers = [replace(s, version=versions.get(s.port, s.version)) for s in servers]
         return Fleet(tuple(sorted(boxes, key=lambda b: b.port)), tuple(servers), text)
@@ -242,6 +279,19 @@ class DockerHostTarget:
             when = datetime.fromtimestamp(int(event.get("time") or 0)).strftime("%H:%M:%S")
             lines.append(f"{when} {attributes.get('name', '?')} {action} ({attributes.get(VERSION, '?')})")
         return tuple(lines[-EVENTS_SHOWN:])
+
+def _box(info: dict[str, Any], port: int | None = None) -> Box:
+    """A container as the engine inspects it; `port` for one without the console's labels (by hand)."""
+    labels, state = info["Config"].get("Labels") or {}, info["State"]
+    env = dict(item.split("=", 1) for item in info["Config"].get("Env") or [] if "=" in item)
+    image = info["Config"]["Image"]
+    return Box(
+        id=info["Id"], name=info["Name"].lstrip("/"), port=int(labels.get(PORT, port or 0)),
+        image=image, version=labels.get(VERSION, version_of(image) if port else ""), state=state["Status"],
+        health=(state.get("Health") or {}).get("Status"), restarts=int(info.get("RestartCount") or 0),
+        finished=state.get("FinishedAt") or "", env=env,
+    )
+
 
 class _Session:
     """One change on the host: what it started that does not serve yet, and where the switch stands."""

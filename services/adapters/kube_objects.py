@@ -178,6 +178,26 @@ def image_of(deployment: Manifest | None) -> str | None:
     return next((c.get("image") for c in containers if c.get("name") == "app"), None)
 
 
+def set_elsewhere(obj: Manifest | None, *prefix: str) -> list[tuple[str, str]]:
+    """(manager, time) of each field manager other than the console's that owns a field under `prefix`
+    (managedFields paths: "f:spec", "f:replicas"), status writes left out. The API server moves a field
+    to whoever changed its value last (`kubectl scale`, `kubectl edit`, a patch), so a field of the
+    console's that another manager owns now was changed outside the console; one it shares (the same
+    value written again) was not."""
+    found = []
+    for entry in ((obj or {}).get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == FIELD_MANAGER or entry.get("subresource") == "status":
+            continue
+        node = entry.get("fieldsV1") or {}
+        for element in prefix:
+            node = node.get(element) if isinstance(node, dict) else None
+            if node is None:
+                break
+        else:
+            found.append((str(entry.get("manager") or "?"), str(entry.get("time") or "?")))
+    return found
+
+
 def replicas_of(deployment: Manifest | None) -> int:
     if not deployment:
         return 0

@@ -31,6 +31,7 @@ from kubernetes import config as kubeconfig
 from kubernetes.client.exceptions import ApiException
 
 from services.adapters.kube_objects import (
+    CANARY_WEIGHT,
     FIELD_MANAGER,
     STOPPED_REPLICAS,
     Manifest,
@@ -43,6 +44,7 @@ from services.adapters.kube_objects import (
     ready_of,
     replicas_of,
     rollout,
+    set_elsewhere,
 )
 from services.core.config import KubernetesTarget, ReleaseConfig
 from services.core.operations import StepFailed
@@ -54,6 +56,7 @@ from services.core.ports import (
     Plan,
     PlannedChange,
     Promote,
+    Running,
     Scale,
     SetWeight,
     StartCanary,
@@ -183,8 +186,9 @@ class Kube:
         self._call("patch", kind, name, "patch", body=patch, _content_type=MERGE)
 
     def scale(self, name: str, replicas: int) -> None:
+        # As the console's field manager, so status() can tell its replicas from someone else's.
         self._call("patch", SCALE, name, "patch", body={"spec": {"replicas": replicas}},
-                   _content_type=MERGE)
+                   field_manager=FIELD_MANAGER, _content_type=MERGE)
 
     def delete(self, kind: Kind, name: str) -> bool:
         """Delete; False when it was already gone."""
@@ -367,23 +371,39 @@ class KubernetesDeployTarget:
 
     def status(self) -> TargetStatus:
         stable, canary = self.kube.get(DEPLOYMENT, self.stable), self.kube.get(DEPLOYMENT, self.canary)
+        split = self._split()
         running = canary is not None and replicas_of(canary) > 0
         pods = self.kube.list(POD, f"app={self.objects.name}")
         restarts = sum(int(c.get("restartCount") or 0)
                        for pod in pods for c in (pod.get("status") or {}).get("containerStatuses") or [])
         image, canary_image = image_of(stable) or "", image_of(canary) if running else None
+        weight = self.objects.weight_of(split)
         return TargetStatus(
             version=version_of(image) if image else "-",
             ready=ready_of(stable),
             desired=replicas_of(stable),
             canary_version=version_of(canary_image) if canary_image else None,
-            canary_weight=self._weight(),
+            canary_weight=weight,
             restarts=restarts,
             events=tuple(self._events()),
             image=image,
             canary_image=canary_image,
             canary_ready=ready_of(canary) if running else 0,
+            running=(Running(image),) if image else (),
+            outside=self._outside(stable, split, weight),
         )
+
+    def _outside(self, stable: Manifest | None, split: Manifest | None, weight: int) -> tuple[str, ...]:
+        """The stable replicas and the canary weight, when a manager other than the console set them last
+        (the console applies and scales as FIELD_MANAGER; see kube_objects.set_elsewhere)."""
+        where = (("f:spec", "f:rules") if self.target.traffic_split == "gateway-api"
+                 else ("f:metadata", "f:annotations", f"f:{CANARY_WEIGHT}"))
+        lines = [f"replicas {replicas_of(stable)} set by {manager} at {when}"
+                 for manager, when in set_elsewhere(stable, "f:spec", "f:replicas")]
+        kind = self._split_kind().kind
+        lines += [f"weight {weight}% set in {kind} {split['metadata']['name']} by {manager} at {when}"
+                  for manager, when in set_elsewhere(split, *where) if split]
+        return tuple(lines)
 
     def _ours(self, name: str) -> bool:
         n = self.objects.name

@@ -43,6 +43,8 @@ from services.core.references import NAME_CHARS, is_name
 SSH_TIMEOUT_S = 60
 TUNNEL_TIMEOUT_S = 20
 REMOTE_DOCKER_SOCKET = "/var/run/docker.sock"
+_APPLIED = re.compile(r"^# applied by release-console: stable=(?P<stable>\d+) canary=(?P<canary>\d+) "
+                      r"weight=(?P<weight>\d+)$", re.M)
 _SERVER = re.compile(r"^\s*server\s+(?P<addr>[^\s;]+):(?P<port>\d+)(?P<params>[^;]*);\s*#\s*(?P<role>stable|canary)\b")
 
 
@@ -88,7 +90,11 @@ def render(upstream: str, servers: list[Server], owner: str) -> str:
     for s in servers:
         if s.version:
             _refuse_unsafe("version", s.version)
+    roles = [s.role for s in servers]
     lines = [f"# Written by release-console for {owner}: do not edit by hand, it is rewritten on every switch.",
+             # What the console set, so a hand edit of the lines below shows as drift (applied()).
+             f"# applied by release-console: stable={roles.count('stable')} canary={roles.count('canary')}"
+             f" weight={canary_weight(servers)}",
              f"upstream {upstream} {{"]
     for s in servers:
         state = " down" if s.down else f" weight={s.weight}"
@@ -114,6 +120,21 @@ def parse(text: str) -> list[Server]:
             servers.append(Server(int(found["port"]), found["role"], weight, "down" in params,
                                   rest[1] if len(rest) > 1 else ""))
     return servers
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The split the console last wrote, from the file's header (see render)."""
+
+    stable: int
+    canary: int
+    weight: int
+
+
+def applied(text: str) -> Applied | None:
+    """The split render() wrote into the file's header; None for a file without one (an older console's)."""
+    found = _APPLIED.search(text)
+    return Applied(int(found["stable"]), int(found["canary"]), int(found["weight"])) if found else None
 
 
 # --- the Docker host: where the file is written and the reload runs --------------------------

@@ -59,6 +59,14 @@ class Revision:
 
 
 @dataclass(frozen=True)
+class Running:
+    """One image reference as the engine runs it (services/environments/drift.py compares it)."""
+
+    reference: str  # as configured: repo:tag@sha256:... (what the console runs), or a tag set by hand
+    digest: str | None = None  # the registry digest the engine resolved it to (Docker: RepoDigests); None: unknown
+
+
+@dataclass(frozen=True)
 class TargetStatus:
     version: str  # the stable image's tag, "-" when nothing is deployed
     ready: int
@@ -70,6 +78,13 @@ class TargetStatus:
     image: str = ""  # the stable image reference
     canary_image: str | None = None
     canary_ready: int = 0
+    # What runs, for drift: the stable references, distinct (a hand-replaced container's too).
+    running: tuple[Running, ...] = ()
+    # What the console last set, as the target itself keeps it; None: the target keeps no record.
+    applied_replicas: int | None = None
+    applied_weight: int | None = None
+    # Changes the target says were made by someone other than the console (Kubernetes managedFields).
+    outside: tuple[str, ...] = ()
 
 
 # --- what a deploy target can be asked to change: planned first, then applied ----------------

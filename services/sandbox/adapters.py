@@ -30,6 +30,7 @@ from services.core.ports import (
     Promote,
     Readable,
     Revision,
+    Running,
     Scale,
     SetWeight,
     StartCanary,
@@ -172,11 +173,14 @@ class SandboxTarget:
     def status(self) -> TargetStatus:
         s = self.state
         with self.world.lock:
+            image = f"{IMAGE}:{s.version}"
             return TargetStatus(s.version if s.running else f"{s.version} (stopped)", s.ready, s.desired,
                                 s.canary_version, s.canary_weight, 0, tuple(s.events[-5:]),
-                                f"{IMAGE}:{s.version}",
+                                image,
                                 s.canary_image or (f"{IMAGE}:{s.canary_version}" if s.canary_version else None),
-                                1 if s.canary_version else 0)
+                                1 if s.canary_version else 0, running=(Running(image, self.world.images.get(image)),),
+                                applied_replicas=s.desired if s.applied_replicas is None else s.applied_replicas,
+                                applied_weight=s.applied_weight)
 
     def plan(self, change: Change) -> Plan:
         s = self.state
@@ -221,14 +225,14 @@ class SandboxTarget:
     def start_canary(self, image: str, weight: int, on_line: OnLine) -> None:
         with self.world.lock:
             self.state.canary_version, self.state.canary_image = version_of(image), image
-            self.state.canary_weight = weight
+            self.state.canary_weight = self.state.applied_weight = weight
             self.state.canary_samples = 0
             self.state.events.append(f"canary {self.state.canary_version} at {weight}%")
         on_line(f"canary {image} started with {weight}% of traffic")
 
     def set_weight(self, weight: int, on_line: OnLine) -> None:
         with self.world.lock:
-            self.state.canary_weight = weight
+            self.state.canary_weight = self.state.applied_weight = weight
             self.state.events.append(f"canary weight {weight}%")
         on_line(f"canary weight set to {weight}%")
 
@@ -241,14 +245,14 @@ class SandboxTarget:
 
     def abort(self, on_line: OnLine) -> None:
         with self.world.lock:
-            self.state.canary_weight = 0
+            self.state.canary_weight = self.state.applied_weight = 0
             self.state.canary_version = self.state.canary_image = None
             self.state.events.append("canary weight 0, canary scaled to 0")
         on_line("canary weight set to 0 and canary scaled to 0")
 
     def scale(self, replicas: int, on_line: OnLine) -> None:
         with self.world.lock:
-            self.state.desired = self.state.ready = replicas
+            self.state.desired = self.state.ready = self.state.applied_replicas = replicas
             self.state.events.append(f"scaled to {replicas}")
         on_line(f"stable scaled to {replicas} replicas")
 

@@ -58,6 +58,9 @@ class EnvState:
     canary_weight: int = 0
     canary_samples: int = 0
     events: list[str] = field(default_factory=list)
+    # What its console last set (drift); changed only by the console. None: a world saved before it was kept.
+    applied_replicas: int | None = None
+    applied_weight: int = 0
 
 
 def _checksum(name: str) -> str:
@@ -120,7 +123,8 @@ class World:
         ]
         rows = {"Ingredient": 1200 + self.random.randint(0, 400), "Category": 40,
                 "User": 310 + self.random.randint(0, 90)}
-        return EnvState(name, version, replicas, replicas, revisions, migrations, list(pending), rows)
+        return EnvState(name, version, replicas, replicas, revisions, migrations, list(pending), rows,
+                        applied_replicas=replicas)
 
     def _seed_backup(self, env: str, when: float) -> None:
         backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))

@@ -39,16 +39,9 @@ def write_migration(root: Path, name: str, sql: str) -> None:
 @pytest.fixture
 def app_dir(tmp_path: Path, nginx: Nginx, repository: str) -> Path:
     """release.toml for one app on the rig's engine, nginx and registry, in staging."""
-    app = tmp_path / "app"
-    (app / "prisma" / "migrations").mkdir(parents=True)
-    (app / "prisma" / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
     low = 21000 + (uuid.uuid4().int % 400) * 20
-    staging = toml.rig_staging(nginx, os.environ["RC_DOCKER_URL"], low)
-    toml.release({"staging": staging}, name=f"rc-ops-{uuid.uuid4().hex[:8]}", image=repository,
-                 backup=toml.backup(compression="gzip"),
-                 migrations={"dir": "prisma/migrations", "integrity_tables": [], "reindex_tables": []},
-                 ).write(app / "release.toml")
-    return app
+    return toml.staging_app(tmp_path / "app", nginx, os.environ["RC_DOCKER_URL"], low,
+                            name=f"rc-ops-{uuid.uuid4().hex[:8]}", image=repository)
 
 
 @pytest.fixture

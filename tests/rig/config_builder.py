@@ -143,6 +143,20 @@ def release(environments: Mapping[str, Table], *, name: str = "food-management",
     return ReleaseToml(_plain(tree))
 
 
+def staging_app(directory: Path, nginx: RigNginx, docker_url: str, low_port: int, name: str, image: str) -> Path:
+    """`directory` with release.toml for one app (`name`, `image`) in staging behind the `nginx`
+    fixture's nginx (rig_staging), gzip backups and an empty Prisma migrations dir: what the
+    operation tests run against with the factory's real adapters."""
+    migrations = directory / "prisma" / "migrations"
+    migrations.mkdir(parents=True)
+    (migrations / "migration_lock.toml").write_text('provider = "postgresql"\n')
+    release({"staging": rig_staging(nginx, docker_url, low_port)}, name=name, image=image,
+            backup=backup(compression="gzip"),
+            migrations={"dir": "prisma/migrations", "integrity_tables": [], "reindex_tables": []},
+            ).write(directory / "release.toml")
+    return directory
+
+
 @dataclass(frozen=True)
 class ReleaseToml:
     tree: Table  # TOML-ready: no None, lists not tuples, strings not paths

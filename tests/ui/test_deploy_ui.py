@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import Input, Label, Static
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable, Input, Label, Static
 from uikit import (
     choose_env,
     confirm_modal,
@@ -141,3 +142,29 @@ async def test_the_sandbox_fills_in_its_demo_canary_version(make_ui_app: Any) ->
         await pilot.press("t")  # a deploy's version: the sandbox offers none
         form = await modal_of(pilot, ParamsModal, "the deploy's form")
         assert form.query_one("#param-version", Input).value == ""
+
+
+async def test_a_hand_change_shows_drift_in_the_pane_and_a_adopts_it(make_ui_app: Any) -> None:
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "staging")
+        world = app.services.world
+        assert "DRIFT" not in env_detail(screen)
+        with world.lock:
+            world.envs["staging"].version = "1.4.0"  # a hotfix by hand: the history still says 1.4.2
+
+        image = "ghcr.io/example/food-management"
+        await wait_for(pilot, lambda: f"DRIFT   image changed outside the console: runs {image}:1.4.0"
+                       in env_detail(screen), "the drift in the pane")
+        table = screen.query_one(EnvironmentsPane).query_one("#env-table", DataTable)
+        assert table.get_cell_at(Coordinate(1, 1)).plain == "!1.4.0"
+
+        await pilot.press("a")
+        modal = await confirm_modal(pilot)
+        assert modal.prompt == f"Record {image}:1.4.0 (what runs now) as a new revision in staging?"
+        await pilot.press("y")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("SUCCEEDED")
+        await wait_for(pilot, lambda: "DRIFT" not in env_detail(screen) and "#4 1.4.0 adopt" in env_detail(screen),
+                       "the drift gone and the adopted revision in the history")
