@@ -59,6 +59,10 @@ class DockerHostTarget:
     def describe(self) -> str:
         return f"docker {mask(self.target.docker_url)}, nginx upstream {self.target.nginx.upstream}"
 
+    def close(self) -> None:
+        """End the ssh connection kept to an ssh:// host (Services.close(): the console quits)."""
+        self.host.close()
+
     # --- reading ---------------------------------------------------------------------------
 
     def status(self) -> TargetStatus:

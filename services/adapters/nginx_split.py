@@ -11,8 +11,10 @@ the host of an ssh://user@host:port docker_url, reached with the `ssh` binary an
 ~/.ssh/config (keys, known_hosts). No shell on this side; a remote command is an argument
 list quoted with shlex. The engine of an ssh:// host is reached through one `ssh -L` that
 forwards its socket to a private local one, so the SDK talks to a unix socket; that ssh is
-also the control master the file and reload commands of the same action share. One ssh
-connection per action, and no paramiko.
+also the control master the file and reload commands share. It is made on first use and kept
+while the console runs (the environment's target is kept by the service container, and the
+environments pane's 2 s poll reuses it); made again if it dropped; ended by close() when the
+console quits. One ssh connection per environment, and no paramiko.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -128,6 +129,7 @@ class Host(Protocol):
     def run(self, argv: list[str]) -> tuple[int, str]: ...  # exit code, output (stdout and stderr)
     def http_ok(self, url: str) -> bool: ...  # GET answers 2xx within 2 s
     def engine(self, docker_url: str) -> AbstractContextManager[str]: ...  # a URL for the SDK, while open
+    def close(self) -> None: ...  # ends a connection kept open (ssh), if any
 
 
 class LocalHost:
@@ -135,6 +137,9 @@ class LocalHost:
 
     def engine(self, docker_url: str) -> AbstractContextManager[str]:
         return nullcontext(docker_url)
+
+    def close(self) -> None:
+        """Nothing is kept open."""
 
     def read(self, path: str) -> str | None:
         try:
@@ -178,6 +183,55 @@ class LocalHost:
             return False
 
 
+@dataclass
+class _Master:
+    """One `ssh -N` to a host: it forwards the Docker socket and is the control master of other ssh commands."""
+
+    process: subprocess.Popen[bytes]
+    folder: str  # private (0700): the forwarded socket, the control socket, ssh's errors
+    socket: str
+    control: str
+
+    @classmethod
+    def connect(cls, options: list[str], hostname: str, where: str) -> _Master:
+        """Connected, or HostLost (Cancelled on ctrl+x meanwhile). Not /state: a socket path has 108 bytes at most."""
+        folder = tempfile.mkdtemp(prefix="rc-docker-ssh-")
+        socket_path, control = os.path.join(folder, "docker.sock"), os.path.join(folder, "ssh.control")
+        argv = [*options, "-nNT", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
+                "-o", "ControlMaster=yes", "-o", f"ControlPath={control}",
+                "-L", f"{socket_path}:{REMOTE_DOCKER_SOCKET}", "--", hostname]
+        with open(os.path.join(folder, "ssh.err"), "w+", encoding="utf-8") as errors:
+            # Its own session: a ctrl-c at the terminal cancels the operation, it does not cut the connection.
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                                       start_new_session=True)
+            master = cls(process, folder, socket_path, control)
+            try:
+                deadline = time.monotonic() + TUNNEL_TIMEOUT_S
+                cancel = current_cancel()
+                while not os.path.exists(socket_path):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(f"cancelled by the operator while ssh to {where} was connecting")
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        errors.seek(0)
+                        raise HostLost(f"ssh to {where} failed: {' '.join(errors.read().split())[:300]}"
+                                       if process.poll() is not None else
+                                       f"ssh to {where} did not connect within {TUNNEL_TIMEOUT_S}s")
+                    time.sleep(0.02)
+            except BaseException:
+                master.close()
+                raise
+        return master
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class SshHost:
     """Commands on the host of an ssh://user@host:port URL, through the ssh binary, without prompts."""
 
@@ -193,49 +247,37 @@ class SshHost:
             self.argv += ["-p", str(parts.port)]
         self.hostname = parts.hostname
         self.argv += ["--", parts.hostname]
-        self._local = threading.local()  # .control: the control socket of this thread's open engine()
+        self._lock = threading.Lock()
+        self._master: _Master | None = None
+        self.connections = 0  # ssh connections made so far (the figures count them)
 
-    @contextmanager
-    def engine(self, docker_url: str) -> Iterator[str]:
-        """unix://LOCAL, forwarded to the host's Docker socket by `ssh -N -L` until the block ends."""
-        folder = tempfile.mkdtemp(prefix="rc-docker-ssh-")
-        socket_path = os.path.join(folder, "docker.sock")
-        control = os.path.join(folder, "ssh.control")
-        options = self.argv[:-2]  # without "--", host
-        argv = [*options, "-nNT", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
-                "-o", "ControlMaster=yes", "-o", f"ControlPath={control}",
-                "-L", f"{socket_path}:{REMOTE_DOCKER_SOCKET}", "--", self.hostname]
-        outer = getattr(self._local, "control", None)
-        with open(os.path.join(folder, "ssh.err"), "w+", encoding="utf-8") as errors:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
-            try:
-                deadline = time.monotonic() + TUNNEL_TIMEOUT_S
-                cancel = current_cancel()
-                while not os.path.exists(socket_path):
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled(f"cancelled by the operator while ssh to {self.where} was connecting")
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        errors.seek(0)
-                        raise HostLost(f"ssh to {self.where} failed: {' '.join(errors.read().split())[:300]}"
-                                       if process.poll() is not None else
-                                       f"ssh to {self.where} did not connect within {TUNNEL_TIMEOUT_S}s")
-                    time.sleep(0.02)
-                self._local.control = control
-                yield f"unix://{socket_path}"
-            finally:
-                self._local.control = outer
-                process.terminate()
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-                shutil.rmtree(folder, ignore_errors=True)
+    def engine(self, docker_url: str) -> AbstractContextManager[str]:
+        """unix://LOCAL, forwarded to the host's Docker socket by the one ssh connection (made if need be)."""
+        return nullcontext(f"unix://{self._connected().socket}")
+
+    def _connected(self) -> _Master:
+        """The host's one ssh connection: `ssh -N -L` forwarding the Docker socket to a private local one,
+        and the control master every command shares. Made on first use, again if it dropped; close() ends it."""
+        with self._lock:
+            if self._master is not None and self._master.process.poll() is None:
+                return self._master
+            if self._master is not None:
+                self._master.close()
+            self._master = _Master.connect(self.argv[:-2], self.hostname, self.where)
+            self.connections += 1
+            return self._master
+
+    def close(self) -> None:
+        """End the ssh connection (the console quits: Services.close()); the next use connects again."""
+        with self._lock:
+            master, self._master = self._master, None
+        if master is not None:
+            master.close()
 
     def _ssh(self, remote: str, stdin: str | None = None) -> tuple[int, str, str]:
-        """Run `remote` on the host: over the open engine()'s connection if any (ssh connects anew if it is gone)."""
-        control = getattr(self._local, "control", None)
-        shared = ["-o", "ControlMaster=no", "-o", f"ControlPath={control}"] if control else []
+        """Run `remote` on the host over the one connection (ssh connects on its own if that just dropped)."""
+        control = self._connected().control
+        shared = ["-o", "ControlMaster=no", "-o", f"ControlPath={control}"]
         try:
             done = processes.run([*self.argv[:1], *shared, *self.argv[1:], remote], SSH_TIMEOUT_S, stdin_text=stdin,
                                  what=f"ssh to {self.where}")

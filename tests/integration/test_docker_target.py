@@ -13,11 +13,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import Nginx
 from rig import config_builder as toml
 from rig.helpers import wait_until
+from rig.tcp_count import CountingRelay
 from rig.traffic import Traffic, get_version, shares
 
 from services.adapters.docker_target import APP, DockerHostTarget
@@ -268,6 +270,25 @@ def test_ssh_drop_mid_deploy_then_a_retry_converges(
     states = sorted((c.labels["release-console.version"], c.status) for c in containers(docker_client, target))
     assert states == [("1.0.0", "exited"), ("2.0.0", "running")]
     assert_status(target.status(), "2.0.0")
+
+
+@pytest.mark.parametrize("docker_url", ["ssh"], indirect=True)
+def test_one_ssh_connection_per_environment_for_the_session(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, ssh_docker_url: str) -> None:
+    """A deploy and the environments pane's status polls share one ssh connection, counted where the
+    sshd accepts them (a relay in front of it); close() ends it, and the next call makes one again."""
+    sshd = urlsplit(ssh_docker_url)
+    with CountingRelay((str(sshd.hostname), int(sshd.port or 22))) as relay:
+        target = make_target(docker_url=f"ssh://{sshd.username}@127.0.0.1:{relay.port}")
+        first_deploy(target, f"{repository}:1.0.0", nginx)
+        for _ in range(5):
+            assert_status(target.status(), "1.0.0")
+        assert relay.accepted == 1
+        target.close()
+        assert not _ssh_tunnels()
+        assert_status(target.status(), "1.0.0")
+        assert relay.accepted == 2
+        target.close()
 
 
 @pytest.mark.parametrize("docker_url", ["unix"], indirect=True)
