@@ -11,10 +11,11 @@ the host of an ssh://user@host:port docker_url, reached with the `ssh` binary an
 ~/.ssh/config (keys, known_hosts). No shell on this side; a remote command is an argument
 list quoted with shlex. The engine of an ssh:// host is reached through one `ssh -L` that
 forwards its socket to a private local one, so the SDK talks to a unix socket; that ssh is
-also the control master the file and reload commands share. It is made on first use and kept
-while the console runs (the environment's target is kept by the service container, and the
-environments pane's 2 s poll reuses it); made again if it dropped; ended by close() when the
-console quits. One ssh connection per environment, and no paramiko.
+also the control master the file and reload commands share (OpenSSH multiplexing). It is made
+on first use and kept while the console runs (the environment's target is kept by the service
+container, and the environments pane's 2 s poll reuses it); made again if it dropped; ended by
+close() when the console quits, or by itself once idle for PERSIST_S if the console died. One
+ssh connection per environment, and no paramiko.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -44,6 +46,7 @@ from services.core.references import NAME_CHARS, is_name
 SSH_TIMEOUT_S = 60
 TUNNEL_TIMEOUT_S = 20
 REMOTE_DOCKER_SOCKET = "/var/run/docker.sock"
+PERSIST_S = 300  # an ssh connection nobody closed (the console crashed) ends once idle this long
 _SERVER = re.compile(r"^\s*server\s+(?P<addr>[^\s;]+):(?P<port>\d+)(?P<params>[^;]*);\s*#\s*(?P<role>stable|canary)\b")
 
 
@@ -185,50 +188,68 @@ class LocalHost:
 
 @dataclass
 class _Master:
-    """One `ssh -N` to a host: it forwards the Docker socket and is the control master of other ssh commands."""
+    """One ssh connection to a host (OpenSSH multiplexing): it forwards the Docker socket, and other ssh
+    commands ride on it through its control socket. It runs in the background (ControlPersist), out of
+    reach of a ctrl-c or a hang-up at the terminal; close() ends it, and if the console dies without
+    closing it, it ends itself once idle for PERSIST_S."""
 
-    process: subprocess.Popen[bytes]
+    hostname: str
     folder: str  # private (0700): the forwarded socket, the control socket, ssh's errors
     socket: str
     control: str
 
     @classmethod
     def connect(cls, options: list[str], hostname: str, where: str) -> _Master:
-        """Connected, or HostLost (Cancelled on ctrl+x meanwhile). Not /state: a socket path has 108 bytes at most."""
+        """Connected, or HostLost (Cancelled on ctrl+x meanwhile). Not under the state dir: a socket's path
+        has 108 bytes at most."""
         folder = tempfile.mkdtemp(prefix="rc-docker-ssh-")
-        socket_path, control = os.path.join(folder, "docker.sock"), os.path.join(folder, "ssh.control")
+        master = cls(hostname, folder, os.path.join(folder, "docker.sock"), os.path.join(folder, "ssh.control"))
         argv = [*options, "-nNT", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
-                "-o", "ControlMaster=yes", "-o", f"ControlPath={control}",
-                "-L", f"{socket_path}:{REMOTE_DOCKER_SOCKET}", "--", hostname]
+                "-o", "ControlMaster=yes", "-o", f"ControlPath={master.control}", "-o", f"ControlPersist={PERSIST_S}",
+                "-L", f"{master.socket}:{REMOTE_DOCKER_SOCKET}", "--", hostname]
         with open(os.path.join(folder, "ssh.err"), "w+", encoding="utf-8") as errors:
-            # Its own session: a ctrl-c at the terminal cancels the operation, it does not cut the connection.
+            # It goes to the background once connected and forwarding: this process then exits 0.
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                                        start_new_session=True)
-            master = cls(process, folder, socket_path, control)
             try:
                 deadline = time.monotonic() + TUNNEL_TIMEOUT_S
                 cancel = current_cancel()
-                while not os.path.exists(socket_path):
+                while process.poll() is None:
                     if cancel is not None and cancel.is_set():
                         raise Cancelled(f"cancelled by the operator while ssh to {where} was connecting")
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        errors.seek(0)
-                        raise HostLost(f"ssh to {where} failed: {' '.join(errors.read().split())[:300]}"
-                                       if process.poll() is not None else
-                                       f"ssh to {where} did not connect within {TUNNEL_TIMEOUT_S}s")
+                    if time.monotonic() > deadline:
+                        raise HostLost(f"ssh to {where} did not connect within {TUNNEL_TIMEOUT_S}s")
                     time.sleep(0.02)
+                if process.returncode != 0 or not os.path.exists(master.socket):
+                    errors.seek(0)
+                    raise HostLost(f"ssh to {where} failed: {' '.join(errors.read().split())[:300]}")
             except BaseException:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
                 master.close()
                 raise
         return master
 
-    def close(self) -> None:
-        self.process.terminate()
+    def alive(self) -> bool:
+        """Its control socket answers (a master that was killed leaves the file, refusing connections)."""
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2)
         try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            probe.connect(self.control)
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    def close(self) -> None:
+        """`ssh -O exit`: the master ends (nothing to do if it is gone already); its folder goes."""
+        try:
+            subprocess.run(["ssh", "-o", f"ControlPath={self.control}", "-O", "exit", "--", self.hostname],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -259,13 +280,19 @@ class SshHost:
         """The host's one ssh connection: `ssh -N -L` forwarding the Docker socket to a private local one,
         and the control master every command shares. Made on first use, again if it dropped; close() ends it."""
         with self._lock:
-            if self._master is not None and self._master.process.poll() is None:
+            if self._master is not None and self._master.alive():
                 return self._master
             if self._master is not None:
                 self._master.close()
             self._master = _Master.connect(self.argv[:-2], self.hostname, self.where)
             self.connections += 1
             return self._master
+
+    @property
+    def control_path(self) -> str | None:
+        """The connection's control socket (`ssh -O check -o ControlPath=...`), while there is one."""
+        master = self._master
+        return master.control if master else None
 
     def close(self) -> None:
         """End the ssh connection (the console quits: Services.close()); the next use connects again."""

@@ -61,7 +61,9 @@ def services(app_dir: Path, pg_database: str, docker_client: Any, monkeypatch: p
              ) -> Iterator[factory.Services]:
     monkeypatch.setenv("TEST_DB", pg_database)
     config = config_module.load(app_dir / "release.toml", {"TEST_DB": pg_database})
-    yield factory.build(config, state=app_dir / "state")
+    built = factory.build(config, state=app_dir / "state")
+    yield built
+    built.close()  # an ssh:// target's connection, clients
     for container in docker_client.containers.list(all=True, filters={"label": f"{APP}={config.app.name}"}):
         container.remove(force=True)
 
