@@ -137,3 +137,20 @@ def start_nginx(prefix: Path) -> Nginx:
     server.write_config()
     subprocess.run(server.base, check=True, capture_output=True)
     return server
+
+
+def docker_host_release(app: str, repo: str, server: Nginx, docker_url: str, low_port: int,
+                        **target: object) -> dict[str, object]:
+    """release.toml's data for one `production` on a Docker host target behind `server` (a private
+    nginx): 20 host ports from `low_port`; `target` adds to or replaces the target's settings."""
+    return {
+        "app": {"name": app, "image": repo},
+        "environments": {"production": {
+            "api_url": server.url + "/api", "database_url": "postgresql://app:pw@127.0.0.1/food",
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "target": {"kind": "docker", "docker_url": docker_url, "ports": [low_port, low_port + 19],
+                       "env": {"LATENCY_MS": "0"},
+                       "nginx": {"upstream_file": str(server.upstream_file), "reload": server.reload},
+                       **target},
+        }},
+    }

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import docker  # noqa: E402
-from _common import start_nginx  # noqa: E402
+from _common import docker_host_release, start_nginx  # noqa: E402
 from conftest import Nginx  # noqa: E402
 from integration.test_docker_target import Traffic, get_version  # noqa: E402
 from rig.helpers import free_port, wait_until  # noqa: E402
@@ -152,16 +152,7 @@ def main() -> None:
 def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: list[str], app: str,
              server: Nginx, work: Path, rounds: int) -> dict[str, list[Run]]:
     low = 21000 + (uuid.uuid4().int % 400) * 20
-    raw = {
-        "app": {"name": app, "image": repo},
-        "environments": {"production": {
-            "api_url": server.url + "/api", "database_url": "postgresql://app:pw@127.0.0.1/food",
-            "redis_url": "redis://127.0.0.1:6379/0",
-            "target": {"kind": "docker", "docker_url": engine_url, "ports": [low, low + 19],
-                       "env": {"LATENCY_MS": "0"},
-                       "nginx": {"upstream_file": str(server.upstream_file), "reload": server.reload}},
-        }},
-    }
+    raw = docker_host_release(app, repo, server, engine_url, low)
     target = DockerHostTarget(config_module.parse(raw, {}), "production")
     results: dict[str, list[Run]] = {name: [] for name in (
         "target", "target_switched", "rollback", "rollback_switched", "ssh", "ssh_switched", "compose",
@@ -178,13 +169,14 @@ def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: 
         print(f"round {n}: deploy {results['target'][-1][0]:.2f}s, rollback {results['rollback'][-1][0]:.2f}s",
               flush=True)
     if ssh_url := os.environ.get("RC_SSH_DOCKER_URL"):  # the same engine and containers, through sshd
-        raw["environments"]["production"]["target"]["docker_url"] = ssh_url  # type: ignore[index]
-        over_ssh = DockerHostTarget(config_module.parse(raw, {}), "production")
+        over_ssh = DockerHostTarget(config_module.parse(docker_host_release(app, repo, server, ssh_url, low), {}),
+                                    "production")
         for n in range(2 * rounds + 2, 3 * rounds + 2):
             switched = Switched()
             results["ssh"].append(timed(lambda n=n, on=switched: over_ssh.deploy(f"{repo}:{tags[n]}", on), server))
             results["ssh_switched"].append((switched.at[-1], 0, 0, 0.0))
             print(f"over ssh: deploy {results['ssh'][-1][0]:.2f}s", flush=True)
+        over_ssh.close()
     for container in client.containers.list(all=True, filters={"label": f"{APP}={app}"}):
         container.remove(force=True)
 

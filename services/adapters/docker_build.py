@@ -69,8 +69,10 @@ def open_engine(engine_url: str, timeout: int = DEFAULT_TIMEOUT_S) -> tuple[Any,
     from services.adapters.nginx_split import HostLost, host_for
 
     stack = ExitStack()
+    host = host_for(engine_url)
+    stack.callback(host.close)  # a build's own ssh connection ends with it
     try:
-        local = stack.enter_context(host_for(engine_url).engine(engine_url))
+        local = stack.enter_context(host.engine(engine_url))
         api = connect(local, timeout)
     except HostLost as err:
         stack.close()

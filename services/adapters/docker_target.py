@@ -36,7 +36,7 @@ from services.adapters.nginx_split import (
 )
 from services.core.config import DockerTarget, ReleaseConfig
 from services.core.masking import mask
-from services.core.operations import StepFailed
+from services.core.operations import Cancelled, StepFailed, pause, shielded
 from services.core.ports import Change, OnLine, Plan, Running, TargetStatus
 from services.core.references import digest_of, parts_of, version_of
 
@@ -66,6 +66,10 @@ class DockerHostTarget:
 
     def describe(self) -> str:
         return f"docker {mask(self.target.docker_url)}, nginx upstream {self.target.nginx.upstream}"
+
+    def close(self) -> None:
+        """End the ssh connection kept to an ssh:// host (Services.close(): the console quits)."""
+        self.host.close()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -216,6 +220,10 @@ class DockerHostTarget:
                     ("run the same action again: it picks up what is there (a leftover container is reused or"
                      " stopped)", "check the connection: ssh to the host and run docker ps"),
                 ) from None
+            except Cancelled as err:  # ctrl+x, SIGINT: mid-wait; what this attempt started is put back
+                undone = session.put_back() if session else "nothing was changed"
+                state = f"; {session.state()}" if session else ""
+                raise Cancelled(f"{err} while {what}; {undone}{state}") from None
 
     def _read(self, api: Any, upstream: str | None = None) -> Fleet:
         """The managed containers, and the upstream file (read from the host unless given)."""
@@ -500,7 +508,7 @@ class _Session:
                                  f" {undone}; {self.state()}",
                                  ("look at the container's log and fix the image", "raise ready_timeout_s"))
             if waiting:
-                time.sleep(POLL_S)
+                pause(POLL_S)
 
     def _health(self, box: Box) -> tuple[bool, str]:
         state = self.api.inspect_container(box.id)["State"]
@@ -516,6 +524,14 @@ class _Session:
             return health["Status"] == "healthy", f"health {health['Status']}: {str(log.get('Output', '')).strip()}"
         url = f"http://127.0.0.1:{box.port}{self.t.config.app.health_path}"
         return self.t.host.http_ok(url), f"GET {url} did not answer 2xx"
+
+    def put_back(self) -> str:
+        """_undo for a cancel: says so, rather than fail again, when the engine refuses or is gone."""
+        try:
+            return self._undo()
+        except (docker.errors.APIError, HostLost, *_BROKEN) as err:
+            names = ", ".join(b.line() for b, _how in self.fresh)
+            return f"could NOT put back {names} ({_short(str(err), 200)}): the next attempt reuses or stops it"
 
     def _undo(self) -> str:
         """Put back what this attempt started; say what was done."""
@@ -533,7 +549,8 @@ class _Session:
     def _switch(self, servers: list[Server]) -> None:
         self.switch_state = "unknown"
         try:
-            self.t.upstream.switch(servers, self.on_line, self.fleet.text)
+            with shielded():  # a cancel waits for the reload: a file written but not reloaded is no state to leave
+                self.t.upstream.switch(servers, self.on_line, self.fleet.text)
         except StepFailed as err:  # the reload failed and the old file is back
             self.switch_state = "before"
             raise StepFailed(f"{err}; {self._undo()}; {self.state()}", err.next_options) from None
@@ -556,7 +573,7 @@ class _Session:
     def _drain(self) -> None:
         if self.t.target.drain_s:
             self.on_line(f"draining for {self.t.target.drain_s:g}s")
-            time.sleep(self.t.target.drain_s)
+            pause(self.t.target.drain_s)
 
     def _retire(self, boxes: list[Box], why: str) -> None:
         live = [b for b in boxes if b.running]

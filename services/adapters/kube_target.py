@@ -47,7 +47,7 @@ from services.adapters.kube_objects import (
     set_elsewhere,
 )
 from services.core.config import KubernetesTarget, ReleaseConfig
-from services.core.operations import StepFailed
+from services.core.operations import Cancelled, StepFailed, pause
 from services.core.ports import (
     Abort,
     Change,
@@ -309,14 +309,16 @@ class Changes:
                 failed.append(f"{what} ({err})")
                 continue
             if settle:
-                waits.append(settle)
+                waits.append((what, settle))
         report = f"Put back: {'; '.join(back)}." if back else "Nothing needed putting back."
         ready = []
-        for settle in waits:
+        for what, settle in waits:
             try:
                 ready.append(settle())
             except StepFailed as err:
                 self.not_ready.append(str(err).rstrip("."))
+            except Cancelled:  # the operator cancelled: put back, but not waited for
+                self.not_ready.append(f"{what}: not waited for (cancelled)")
         if ready:
             report += f" Ready again: {'; '.join(ready)}."
         if self.not_ready:
@@ -477,13 +479,22 @@ class KubernetesDeployTarget:
     @contextmanager
     def _changing(self, on_line: OnLine, keep: bool = False) -> Iterator[Changes]:
         changes = Changes(on_line)
+
+        def put_back() -> str:
+            if keep:
+                return f"Kept what was done: {'; '.join(changes.done)}." if changes.done else "Nothing was changed."
+            return changes.roll_back()
+
         try:
             yield changes
+        except Cancelled as err:  # ctrl+x, SIGINT: mid-rollout; put back as a failure does
+            report = put_back()
+            ns = self.target.namespace
+            watch = (f" Watch it: kubectl -n {ns} rollout status deployment/{self.stable}."
+                     if changes.not_ready else "")
+            raise Cancelled(f"{err}. {report}{watch}") from None
         except StepFailed as err:
-            if keep:
-                report = f"Kept what was done: {'; '.join(changes.done)}." if changes.done else "Nothing was changed."
-            else:
-                report = changes.roll_back()
+            report = put_back()
             options = err.next_options
             if changes.not_ready:  # the old version is not serving in full: that comes first
                 ns = self.target.namespace
@@ -543,7 +554,7 @@ class KubernetesDeployTarget:
         """Until the rollout is complete (returns its last progress line); at ready_timeout_s,
         StepFailed saying `then` (the caller puts things back)."""
         timeout = self.target.ready_timeout_s
-        deadline, last, pause = time.monotonic() + timeout, "", FIRST_POLL_S
+        deadline, last, interval = time.monotonic() + timeout, "", FIRST_POLL_S
         while True:
             deployment = self.kube.get(DEPLOYMENT, name)
             if deployment is None:
@@ -566,8 +577,8 @@ class KubernetesDeployTarget:
                      f"kubectl -n {ns} get events --sort-by=.lastTimestamp",
                      f"fix the image or raise environments.{self.env}.target.ready_timeout_s, then try again"),
                 )
-            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
-            pause = min(pause * 2, POLL_S)
+            pause(min(interval, max(deadline - time.monotonic(), 0.0)))
+            interval = min(interval * 2, POLL_S)
 
     def deploy(self, image: str, on_line: OnLine) -> None:
         with self._changing(on_line) as changes:

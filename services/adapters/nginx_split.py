@@ -11,8 +11,11 @@ the host of an ssh://user@host:port docker_url, reached with the `ssh` binary an
 ~/.ssh/config (keys, known_hosts). No shell on this side; a remote command is an argument
 list quoted with shlex. The engine of an ssh:// host is reached through one `ssh -L` that
 forwards its socket to a private local one, so the SDK talks to a unix socket; that ssh is
-also the control master the file and reload commands of the same action share. One ssh
-connection per action, and no paramiko.
+also the control master the file and reload commands share (OpenSSH multiplexing). It is made
+on first use and kept while the console runs (the environment's target is kept by the service
+container, and the environments pane's 2 s poll reuses it); made again if it dropped; ended by
+close() when the console quits, or by itself once idle for PERSIST_S if the console died. One
+ssh connection per environment, and no paramiko.
 """
 
 from __future__ import annotations
@@ -22,13 +25,13 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -45,6 +48,7 @@ TUNNEL_TIMEOUT_S = 20
 REMOTE_DOCKER_SOCKET = "/var/run/docker.sock"
 _APPLIED = re.compile(r"^# applied by release-console: stable=(?P<stable>\d+) canary=(?P<canary>\d+) "
                       r"weight=(?P<weight>\d+)$", re.M)
+PERSIST_S = 300  # an ssh connection nobody closed (the console crashed) ends once idle this long
 _SERVER = re.compile(r"^\s*server\s+(?P<addr>[^\s;]+):(?P<port>\d+)(?P<params>[^;]*);\s*#\s*(?P<role>stable|canary)\b")
 
 
@@ -149,6 +153,7 @@ class Host(Protocol):
     def run(self, argv: list[str]) -> tuple[int, str]: ...  # exit code, output (stdout and stderr)
     def http_ok(self, url: str) -> bool: ...  # GET answers 2xx within 2 s
     def engine(self, docker_url: str) -> AbstractContextManager[str]: ...  # a URL for the SDK, while open
+    def close(self) -> None: ...  # ends a connection kept open (ssh), if any
 
 
 class LocalHost:
@@ -156,6 +161,9 @@ class LocalHost:
 
     def engine(self, docker_url: str) -> AbstractContextManager[str]:
         return nullcontext(docker_url)
+
+    def close(self) -> None:
+        """Nothing is kept open."""
 
     def read(self, path: str) -> str | None:
         try:
@@ -199,6 +207,73 @@ class LocalHost:
             return False
 
 
+@dataclass
+class _Master:
+    """One ssh connection to a host (OpenSSH multiplexing): it forwards the Docker socket, and other ssh
+    commands ride on it through its control socket. It runs in the background (ControlPersist), out of
+    reach of a ctrl-c or a hang-up at the terminal; close() ends it, and if the console dies without
+    closing it, it ends itself once idle for PERSIST_S."""
+
+    hostname: str
+    folder: str  # private (0700): the forwarded socket, the control socket, ssh's errors
+    socket: str
+    control: str
+
+    @classmethod
+    def connect(cls, options: list[str], hostname: str, where: str) -> _Master:
+        """Connected, or HostLost (Cancelled on ctrl+x meanwhile). Not under the state dir: a socket's path
+        has 108 bytes at most."""
+        folder = tempfile.mkdtemp(prefix="rc-docker-ssh-")
+        master = cls(hostname, folder, os.path.join(folder, "docker.sock"), os.path.join(folder, "ssh.control"))
+        argv = [*options, "-nNT", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
+                "-o", "ControlMaster=yes", "-o", f"ControlPath={master.control}", "-o", f"ControlPersist={PERSIST_S}",
+                "-L", f"{master.socket}:{REMOTE_DOCKER_SOCKET}", "--", hostname]
+        with open(os.path.join(folder, "ssh.err"), "w+", encoding="utf-8") as errors:
+            # It goes to the background once connected and forwarding: this process then exits 0.
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                                       start_new_session=True)
+            try:
+                deadline = time.monotonic() + TUNNEL_TIMEOUT_S
+                cancel = current_cancel()
+                while process.poll() is None:
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(f"cancelled by the operator while ssh to {where} was connecting")
+                    if time.monotonic() > deadline:
+                        raise HostLost(f"ssh to {where} did not connect within {TUNNEL_TIMEOUT_S}s")
+                    time.sleep(0.02)
+                if process.returncode != 0 or not os.path.exists(master.socket):
+                    errors.seek(0)
+                    raise HostLost(f"ssh to {where} failed: {' '.join(errors.read().split())[:300]}")
+            except BaseException:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                master.close()
+                raise
+        return master
+
+    def alive(self) -> bool:
+        """Its control socket answers (a master that was killed leaves the file, refusing connections)."""
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2)
+        try:
+            probe.connect(self.control)
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    def close(self) -> None:
+        """`ssh -O exit`: the master ends (nothing to do if it is gone already); its folder goes."""
+        try:
+            subprocess.run(["ssh", "-o", f"ControlPath={self.control}", "-O", "exit", "--", self.hostname],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class SshHost:
     """Commands on the host of an ssh://user@host:port URL, through the ssh binary, without prompts."""
 
@@ -214,49 +289,43 @@ class SshHost:
             self.argv += ["-p", str(parts.port)]
         self.hostname = parts.hostname
         self.argv += ["--", parts.hostname]
-        self._local = threading.local()  # .control: the control socket of this thread's open engine()
+        self._lock = threading.Lock()
+        self._master: _Master | None = None
+        self.connections = 0  # ssh connections made so far (the figures count them)
 
-    @contextmanager
-    def engine(self, docker_url: str) -> Iterator[str]:
-        """unix://LOCAL, forwarded to the host's Docker socket by `ssh -N -L` until the block ends."""
-        folder = tempfile.mkdtemp(prefix="rc-docker-ssh-")
-        socket_path = os.path.join(folder, "docker.sock")
-        control = os.path.join(folder, "ssh.control")
-        options = self.argv[:-2]  # without "--", host
-        argv = [*options, "-nNT", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveCountMax=3",
-                "-o", "ControlMaster=yes", "-o", f"ControlPath={control}",
-                "-L", f"{socket_path}:{REMOTE_DOCKER_SOCKET}", "--", self.hostname]
-        outer = getattr(self._local, "control", None)
-        with open(os.path.join(folder, "ssh.err"), "w+", encoding="utf-8") as errors:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
-            try:
-                deadline = time.monotonic() + TUNNEL_TIMEOUT_S
-                cancel = current_cancel()
-                while not os.path.exists(socket_path):
-                    if cancel is not None and cancel.is_set():
-                        raise Cancelled(f"cancelled by the operator while ssh to {self.where} was connecting")
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        errors.seek(0)
-                        raise HostLost(f"ssh to {self.where} failed: {' '.join(errors.read().split())[:300]}"
-                                       if process.poll() is not None else
-                                       f"ssh to {self.where} did not connect within {TUNNEL_TIMEOUT_S}s")
-                    time.sleep(0.02)
-                self._local.control = control
-                yield f"unix://{socket_path}"
-            finally:
-                self._local.control = outer
-                process.terminate()
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-                shutil.rmtree(folder, ignore_errors=True)
+    def engine(self, docker_url: str) -> AbstractContextManager[str]:
+        """unix://LOCAL, forwarded to the host's Docker socket by the one ssh connection (made if need be)."""
+        return nullcontext(f"unix://{self._connected().socket}")
+
+    def _connected(self) -> _Master:
+        """The host's one ssh connection: `ssh -N -L` forwarding the Docker socket to a private local one,
+        and the control master every command shares. Made on first use, again if it dropped; close() ends it."""
+        with self._lock:
+            if self._master is not None and self._master.alive():
+                return self._master
+            if self._master is not None:
+                self._master.close()
+            self._master = _Master.connect(self.argv[:-2], self.hostname, self.where)
+            self.connections += 1
+            return self._master
+
+    @property
+    def control_path(self) -> str | None:
+        """The connection's control socket (`ssh -O check -o ControlPath=...`), while there is one."""
+        master = self._master
+        return master.control if master else None
+
+    def close(self) -> None:
+        """End the ssh connection (the console quits: Services.close()); the next use connects again."""
+        with self._lock:
+            master, self._master = self._master, None
+        if master is not None:
+            master.close()
 
     def _ssh(self, remote: str, stdin: str | None = None) -> tuple[int, str, str]:
-        """Run `remote` on the host: over the open engine()'s connection if any (ssh connects anew if it is gone)."""
-        control = getattr(self._local, "control", None)
-        shared = ["-o", "ControlMaster=no", "-o", f"ControlPath={control}"] if control else []
+        """Run `remote` on the host over the one connection (ssh connects on its own if that just dropped)."""
+        control = self._connected().control
+        shared = ["-o", "ControlMaster=no", "-o", f"ControlPath={control}"]
         try:
             done = processes.run([*self.argv[:1], *shared, *self.argv[1:], remote], SSH_TIMEOUT_S, stdin_text=stdin,
                                  what=f"ssh to {self.where}")

@@ -35,7 +35,7 @@ from services.adapters import prisma
 from services.adapters.bounded import Watchdog, never
 from services.adapters.pg import connect, long_running
 from services.core.masking import mask
-from services.core.operations import Cancelled, StepFailed
+from services.core.operations import Cancelled, StepFailed, pause
 from services.core.ports import DumpTool, MigrationRecord, OnLine, Readable, Writable
 from services.core.private import open_private
 
@@ -104,7 +104,7 @@ class PostgresMigrations:
                         f" waited {self.lock_wait_s:.0f}s",
                         ("wait for that deploy to finish, then retry", "ask its owner"))
                 on_line(f"waiting for Prisma's migration lock, held by {holder}: {left:.0f}s left")
-                time.sleep(min(1.0, max(left, 0.05)))
+                pause(min(1.0, max(left, 0.05)))
             # While the lock is held, applies share its connection and one read of the folder.
             long_running(conn)  # a migration's SQL may rightly run long: the migration bounds
             conn.execute(prisma.TABLE_DDL)

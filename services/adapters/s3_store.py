@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from services.core import config as cfg
 from services.core.masking import MASK, mask
-from services.core.operations import StepFailed
+from services.core.operations import StepFailed, pause
 from services.core.ports import StoredObject
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class S3Store:
                 delay = self.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())  # noqa: S311 - jitter
                 log.warning("S3 %s of %s failed (%s); try %d of %d in %.1f s",
                             what, key, self._safe(exc), attempt + 1, tries, delay)
-                time.sleep(delay)
+                pause(delay)
         raise AssertionError("unreachable")
 
     def _failed(self, what: str, key: str, exc: BaseException, tries: int, denied: bool = False) -> StepFailed:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +63,27 @@ def current_cancel() -> threading.Event | None:
     """The running step's cancel event (ctrl+x, SIGINT), for adapters that wait on a subprocess:
     they get it here rather than through every port's signature."""
     return getattr(_running, "cancel", None)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """A short change that must finish whole once begun (writing nginx's upstream and reloading it):
+    a cancel meanwhile takes effect at the next wait after it."""
+    outer, _running.cancel = current_cancel(), None
+    try:
+        yield
+    finally:
+        _running.cancel = outer
+
+
+def pause(seconds: float) -> None:
+    """time.sleep for an adapter's wait (a health poll, a drain, a rollout poll): it wakes at once when
+    the running step is cancelled (ctrl+x, SIGINT) and raises Cancelled; outside an operation it sleeps."""
+    cancel = current_cancel()
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise Cancelled("cancelled by the operator")
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from typing import Any, BinaryIO
 
-from services.core.operations import StepFailed
+from services.core.operations import Cancelled, StepFailed, pause
 from services.core.ports import (
     Abort,
     BuildRequest,
@@ -209,12 +209,19 @@ class SandboxTarget:
 
     def _roll(self, version: str, on_line: OnLine) -> None:
         s = self.state
-        for i in range(s.desired):
-            time.sleep(self.world.clock.real_seconds(4))
-            on_line(f"replica {i + 1}/{s.desired} running {version}, healthy")
+        try:
+            for i in range(s.desired):
+                pause(self.world.clock.real_seconds(4))  # ctrl+x wakes it, as the real targets' waits
+                on_line(f"replica {i + 1}/{s.desired} running {version}, healthy")
+                with self.world.lock:
+                    s.ready = i + 1
+                    s.events.append(f"pod {s.name}-{i} ready ({version})")
+        except Cancelled:  # put back as a real target does: the old version serves on every replica
             with self.world.lock:
-                s.ready = i + 1
-                s.events.append(f"pod {s.name}-{i} ready ({version})")
+                s.ready = s.desired
+                s.events.append(f"rollout of {version} cancelled; {s.version} serves")
+            on_line(f"rollout of {version} cancelled; put back: {s.version} serves on {s.desired} replica(s)")
+            raise
 
     def deploy(self, image: str, on_line: OnLine) -> None:
         version = version_of(image)

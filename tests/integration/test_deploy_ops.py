@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,8 +25,10 @@ from rig.traffic import Traffic, get_version, shares
 from console import cli
 from services import factory
 from services.adapters.docker_target import APP
+from services.catalog import build_operation
 from services.core import config as config_module
-from services.core.events import Event, Finished, Outcome, StepStarted
+from services.core.events import Event, Finished, LogLine, Outcome, StepStarted
+from services.core.operations import Result
 
 INIT = 'CREATE TABLE "Item" ("id" INTEGER PRIMARY KEY, "legacy" TEXT);\n'
 DROP_LEGACY = 'ALTER TABLE "Item" DROP COLUMN "legacy";\n'
@@ -37,10 +40,13 @@ def write_migration(root: Path, name: str, sql: str) -> None:
 
 
 @pytest.fixture
-def app_dir(tmp_path: Path, nginx: Nginx, repository: str) -> Path:
-    """release.toml for one app on the rig's engine, nginx and registry, in staging."""
+def app_dir(tmp_path: Path, nginx: Nginx, repository: str, request: pytest.FixtureRequest) -> Path:
+    """release.toml for one app on the rig's engine, nginx and registry, in staging; the engine over
+    its local socket, or over ssh:// (parametrize app_dir indirectly with "ssh")."""
     low = 21000 + (uuid.uuid4().int % 400) * 20
-    return toml.staging_app(tmp_path / "app", nginx, os.environ["RC_DOCKER_URL"], low,
+    engine = (str(request.getfixturevalue("ssh_docker_url")) if getattr(request, "param", "unix") == "ssh"
+              else os.environ["RC_DOCKER_URL"])
+    return toml.staging_app(tmp_path / "app", nginx, engine, low,
                             name=f"rc-ops-{uuid.uuid4().hex[:8]}", image=repository)
 
 
@@ -49,7 +55,9 @@ def services(app_dir: Path, pg_database: str, docker_client: Any, monkeypatch: p
              ) -> Iterator[factory.Services]:
     monkeypatch.setenv("TEST_DB", pg_database)
     config = config_module.load(app_dir / "release.toml", {"TEST_DB": pg_database})
-    yield factory.build(config, state=app_dir / "state")
+    built = factory.build(config, state=app_dir / "state")
+    yield built
+    built.close()  # an ssh:// target's connection, clients
     for container in docker_client.containers.list(all=True, filters={"label": f"{APP}={config.app.name}"}):
         container.remove(force=True)
 
@@ -93,6 +101,46 @@ def test_deploy_migrate_rollback_warns_and_history_records_each(
     assert get_version(nginx) == "2.0.0"
     assert revisions(services) == [(1, "1.0.0", "deploy"), (2, "2.0.0", "deploy"), (3, "3.0.0", "deploy"),
                                    (4, "2.0.0", "rollback")]
+
+
+@pytest.mark.parametrize("app_dir", ["unix", "ssh"], indirect=True)
+def test_cancel_during_the_health_wait_puts_back_and_is_resumable(
+        services: factory.Services, nginx: Nginx, docker_client: Any) -> None:
+    """ctrl+x (the cancel event, set from another thread) while the target waits for a container that
+    never becomes healthy: the operation ends cancelled at its apply step, the new container is gone,
+    the old version serves on, and the journal offers the step for resume."""
+    assert run(services, "deploy", "staging", {"version": "1.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
+    cancel, waiting = threading.Event(), threading.Event()
+    events: list[Event] = []
+
+    def emit(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, LogLine) and event.text.startswith("waiting up to"):
+            waiting.set()
+
+    operation = build_operation(services, "deploy", "staging", {"version": "broken"})
+    results: list[Result] = []
+    worker = threading.Thread(target=lambda: results.append(
+        services.runner.run(operation, emit, lambda question: "yes", cancel)))
+    worker.start()
+    assert waiting.wait(60), "the deploy never reached its health wait"
+    cancel.set()
+    worker.join(60)
+    [result] = results
+
+    assert result.outcome is Outcome.CANCELLED, result.detail
+    assert result.failed_step == "apply"
+    assert "cancelled by the operator while deploying" in result.detail
+    assert "removed " in result.detail and "the upstream is unchanged: traffic goes to stable 1.0.0" in result.detail
+    assert "resume from this step" in next(e for e in events if isinstance(e, Finished)).next_options
+    record = services.journal.recent(1)[0]
+    assert record.status == "cancelled"
+    assert record.steps[record.resume_index].step_id == "apply"
+    left = [(c.labels["release-console.version"], c.status) for c in docker_client.containers.list(
+        all=True, filters={"label": f"{APP}={services.config.app.name}"})]
+    assert left == [("1.0.0", "running")]  # the broken one is removed: put back as a failed deploy is
+    assert get_version(nginx) == "1.0.0"
+    assert services.audit.tail(1)[0]["outcome"].startswith("cancelled: ")
 
 
 def test_canary_start_step_promote_through_nginx(services: factory.Services, nginx: Nginx) -> None:

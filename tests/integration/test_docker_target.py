@@ -7,21 +7,25 @@ sends requests through nginx (a new connection each) all along, and must see no 
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import Nginx
 from rig import config_builder as toml
 from rig.helpers import wait_until
+from rig.tcp_count import CountingRelay
 from rig.traffic import Traffic, get_version, shares
 
 from services.adapters.docker_target import APP, DockerHostTarget
-from services.adapters.nginx_split import canary_weight, parse, render, split
+from services.adapters.nginx_split import SshHost, canary_weight, parse, render, split
 from services.core.operations import StepFailed
 from services.core.ports import Deploy, Promote, StartCanary, TargetStatus
 
@@ -45,15 +49,20 @@ def make_target(docker_url: str, nginx: Nginx, docker_client: Any, tmp_path: Pat
     app = f"rc-target-{uuid.uuid4().hex[:8]}"
     low = 20000 + (uuid.uuid4().int % 600) * 20  # below the ephemeral range that free_port() draws from
 
+    made: list[DockerHostTarget] = []
+
     def make(docker_url: str = docker_url, reload: list[str] | None = None, **target: Any) -> DockerHostTarget:
         docker = toml.rig_docker_target(nginx, docker_url, low, reload=reload, **{"env": {"LATENCY_MS": "0"}, **target})
         production = toml.environment(api_url=nginx.url + "/api", database_url=toml.secret("DB"),
                                       redis_url=toml.RIG_REDIS, production=True, features={"analytics": True},
                                       target=docker)
         config = toml.release({"production": production}, name=app, image="unused").parse({"DB": SECRET_DB})
-        return DockerHostTarget(config, "production")
+        made.append(DockerHostTarget(config, "production"))
+        return made[-1]
 
     yield make
+    for each in made:  # an ssh:// target's connection
+        each.close()
     for container in docker_client.containers.list(all=True, filters={"label": f"{APP}={app}"}):
         container.remove(force=True)
 
@@ -221,18 +230,22 @@ def test_unreachable_engine(make_target: Callable[..., DockerHostTarget], docker
     assert "nothing was changed" in str(failed.value)
 
 
-def _ssh_tunnels() -> list[int]:
-    """Our ssh children that forward a Docker socket (the target's connection to the engine)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(fields[1]) == os.getpid() and argv[0] == b"ssh" and any(a.endswith(b"docker.sock") for a in argv):
-            found.append(int(stat.parent.name))
-    return found
+def _ssh_master(target: DockerHostTarget) -> int | None:
+    """The pid of the target's ssh connection (its control master, in the background), if it runs."""
+    control = cast(SshHost, target.host).control_path
+    if control is None:
+        return None
+    done = subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "check", "--", "127.0.0.1"],
+                          capture_output=True, text=True, check=False, timeout=10)
+    found = re.search(r"Master running \(pid=(\d+)\)", done.stderr)
+    return int(found[1]) if found else None
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"  # exited, not reaped
+    except OSError:
+        return True
 
 
 @pytest.mark.parametrize("docker_url", ["ssh"], indirect=True)
@@ -244,10 +257,9 @@ def test_ssh_drop_mid_deploy_then_a_retry_converges(
     killed: list[int] = []
 
     def drop_while_waiting(line: str) -> None:
-        if line.startswith("waiting up to") and not killed:
-            killed.extend(_ssh_tunnels())
-            for pid in killed:
-                os.kill(pid, signal.SIGKILL)
+        if line.startswith("waiting up to") and not killed and (pid := _ssh_master(target)):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
 
     with Traffic(nginx) as traffic:
         with pytest.raises(StepFailed) as dropped:
@@ -268,6 +280,27 @@ def test_ssh_drop_mid_deploy_then_a_retry_converges(
     states = sorted((c.labels["release-console.version"], c.status) for c in containers(docker_client, target))
     assert states == [("1.0.0", "exited"), ("2.0.0", "running")]
     assert_status(target.status(), "2.0.0")
+
+
+@pytest.mark.parametrize("docker_url", ["ssh"], indirect=True)
+def test_one_ssh_connection_per_environment_for_the_session(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx, ssh_docker_url: str) -> None:
+    """A deploy and the environments pane's status polls share one ssh connection, counted where the
+    sshd accepts them (a relay in front of it); close() ends it, and the next call makes one again."""
+    sshd = urlsplit(ssh_docker_url)
+    with CountingRelay((str(sshd.hostname), int(sshd.port or 22))) as relay:
+        target = make_target(docker_url=f"ssh://{sshd.username}@127.0.0.1:{relay.port}")
+        first_deploy(target, f"{repository}:1.0.0", nginx)
+        for _ in range(5):
+            assert_status(target.status(), "1.0.0")
+        assert relay.accepted == 1
+        master = _ssh_master(target)
+        assert master is not None
+        target.close()
+        wait_until(lambda: _gone(master), timeout=10, what="the ssh connection to end")
+        assert_status(target.status(), "1.0.0")
+        assert relay.accepted == 2
+        target.close()
 
 
 @pytest.mark.parametrize("docker_url", ["unix"], indirect=True)

@@ -9,6 +9,7 @@ the emulator can inject (RBAC denials, a racing writer, a bad token) are in test
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,11 @@ from rig.kube_cluster import (
 )
 
 from services.adapters.kube_target import KubernetesDeployTarget
-from services.core.operations import StepFailed
+from services.core.audit import AuditLog
+from services.core.events import Outcome
+from services.core.journal import Journal
+from services.core.locks import FileLocks
+from services.core.operations import Operation, Result, Runner, Step, StepContext, StepFailed
 from services.core.ports import Abort, Deploy, Promote, Scale, SetWeight, StartCanary
 
 pytestmark = pytest.mark.kube
@@ -468,6 +473,45 @@ def test_a_rollout_past_its_progress_deadline_is_put_back_before_the_console_tim
     serving_again(cluster, namespace, "stable", 9)
     target.deploy(V1, Lines())  # nothing left to do
     cluster.assert_writes([("patch", "deployments", f"{N}-stable", 200)] * 2)
+
+
+def test_cancel_during_the_rollout_wait_puts_back_and_ends_cancelled(
+    tmp_path: Path, cluster: Cluster, namespace: str, split: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ctrl+x (the operation's cancel event, set from another thread) while the rollout of an image that
+    never gets ready is waited for: the Deployment is put back at once, not waited for (the message says
+    so and how to watch it), and the operation ends cancelled at its step, resumable."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    deployed(make_target(tmp_path, cluster, namespace, split), cluster, V1)
+    target = make_target(tmp_path, cluster, namespace, split, ready_timeout_s=max(120, cluster.ready_timeout_s))
+    runner = Runner(Journal(tmp_path / "journal.sqlite3"), AuditLog(tmp_path / "audit.jsonl"),
+                    FileLocks(tmp_path / "locks"))
+    cancel, rolling = threading.Event(), threading.Event()
+
+    def on_line(line: str) -> None:
+        if line.startswith(f"{N}-stable: "):
+            rolling.set()
+
+    def apply(ctx: StepContext) -> str:
+        target.deploy(STUCK, on_line)
+        return "deployed"
+
+    operation = Operation("deploy", "staging", "Deploy", [Step("apply", "Deploy", apply)], takes_lock=False)
+    results: list[Result] = []
+    worker = threading.Thread(target=lambda: results.append(runner.run(operation, lambda event: None,
+                                                                        lambda question: None, cancel)))
+    worker.start()
+    assert rolling.wait(60), "the rollout was never waited for"
+    cancel.set()
+    worker.join(60)
+    [result] = results
+
+    assert result.outcome is Outcome.CANCELLED and result.failed_step == "apply", result.detail
+    assert "cancelled by the operator. Put back: Deployment" in result.detail
+    assert f"Deployment {N}-stable as it was: not waited for (cancelled)" in result.detail
+    assert f"rollout status deployment/{N}-stable" in result.detail
+    assert runner.journal.get(result.op_id).resume_index == 0
+    assert container(cluster.deployment(namespace, "stable"))["image"] == V1
 
 
 def test_stuck_first_deploy_deletes_what_it_created(tmp_path: Path, cluster: Cluster, namespace: str) -> None:

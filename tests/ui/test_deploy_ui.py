@@ -11,6 +11,7 @@ import pytest
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Label, Static
 from uikit import (
+    cancel_confirmed,
     choose_env,
     confirm_modal,
     finished,
@@ -23,6 +24,7 @@ from uikit import (
     wait_for,
 )
 
+from services.core.events import StepStatus
 from widgets.canary import CanaryPane
 from widgets.environments import EnvironmentsPane
 from widgets.params import ParamsModal
@@ -78,6 +80,28 @@ async def test_deploy_start_a_canary_and_promote_it_with_keys(make_ui_app: Any) 
         assert (world.envs["staging"].version, world.envs["staging"].canary_version) == ("1.5.0", None)
         await wait_for(pilot, lambda: "#5 1.5.0 promote" in env_detail(screen), "the promotion in the history")
         assert "#4 1.4.1 deploy" in env_detail(screen)
+
+
+async def test_ctrl_x_stops_a_deploy_waiting_for_its_rollout(make_ui_app: Any) -> None:
+    """ctrl+x while the target waits for replicas: the wait wakes, what it changed is put back, and
+    the journal keeps the apply step for resume."""
+    app = make_ui_app(time_scale=1.0)  # 4 s per replica: the rollout is still waiting when ctrl+x comes
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "staging")
+        staging = app.services.world.envs["staging"]
+        before = staging.version
+
+        await pilot.press("t")
+        await fill_form(pilot, version="1.4.1")
+        await confirm_modal(pilot)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: runbook(screen).status.get("apply") is StepStatus.RUNNING, "the rollout")
+        await pilot.press("ctrl+x")
+        await confirm_modal(pilot)
+        await cancel_confirmed(pilot, screen, "apply", timeout=6)
+        assert (staging.version, staging.ready) == (before, staging.desired)  # put back: the old one serves
+        assert staging.events[-1] == f"rollout of 1.4.1 cancelled; {before} serves"
 
 
 async def test_an_ask_rule_counts_down_then_takes_its_default(make_ui_app: Any) -> None:

@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState
 from uikit import (
     FAST,
     Messages,
+    cancel_confirmed,
     choose_env,
     confirm_modal,
     finished,
@@ -552,14 +553,7 @@ async def test_ctrl_x_cancels_a_running_canary(make_ui_app: Any, messages: Messa
         modal = await confirm_modal(pilot)
         assert modal.prompt.startswith("Cancel canary on development?")
         assert "SANDBOX" in modal_banner(modal)
-        await pilot.press("y")
-        await finished(pilot, screen, timeout=10)
-
-        assert outcome(screen).startswith("CANCELLED")
-        assert runbook(screen).status["monitor"] is StepStatus.FAILED
-        record = app.services.journal.recent(1)[0]
-        assert record.status == "cancelled"
-        assert record.steps[record.resume_index].step_id == "monitor"  # resumable at the monitor step
+        await cancel_confirmed(pilot, screen, "monitor")
         assert any("cancelling" in n for n in notices(app))
 
 

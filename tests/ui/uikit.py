@@ -110,6 +110,20 @@ async def confirm_modal(pilot: Pilot[Any]) -> Any:
     return await modal_of(pilot, ConfirmModal, "a confirmation")
 
 
+async def cancel_confirmed(pilot: Pilot[Any], screen: MainScreen, step: str, timeout: float = 10) -> None:
+    """Answer ctrl+x's confirmation yes: the operation ends cancelled at `step`, which the journal
+    keeps for resume."""
+    from services.core.events import StepStatus
+
+    await pilot.press("y")
+    await finished(pilot, screen, timeout=timeout)
+    assert outcome(screen).startswith("CANCELLED")
+    assert runbook(screen).status[step] is StepStatus.FAILED
+    record = pilot.app.services.journal.recent(1)[0]
+    assert record.status == "cancelled"
+    assert record.steps[record.resume_index].step_id == step  # resumable at that step
+
+
 async def submit_defaults(pilot: Pilot[Any]) -> None:
     """An action with optional parameters opens its form first: take the defaults (Enter)."""
     from widgets.params import ParamsModal

@@ -30,7 +30,16 @@ from services.core.events import (
 )
 from services.core.journal import Journal
 from services.core.locks import FileLocks, LockInfo
-from services.core.operations import Operation, Runner, Step, StepContext, StepFailed
+from services.core.operations import (
+    Operation,
+    Runner,
+    Step,
+    StepContext,
+    StepFailed,
+    current_cancel,
+    pause,
+    shielded,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,6 +283,29 @@ def test_cancel_wakes_a_sleeping_step(rig: Rig) -> None:
     assert [s.status for s in record.steps] == [StepStatus.DONE, StepStatus.FAILED, StepStatus.PENDING]
     assert record.resume_index == 1
     assert rig.locks.holder("staging") is None
+
+
+def test_cancel_wakes_an_adapters_pause_but_not_a_shielded_change(rig: Rig) -> None:
+    """An adapter's wait (a target's health poll) gets no StepContext: pause() finds the step's cancel
+    event itself. A shielded change (nginx's switch) finishes whole; the next wait after it stops."""
+    cancel = threading.Event()
+    seen: list[str] = []
+
+    def wait(ctx: StepContext) -> str:
+        with shielded():
+            cancel.set()  # ctrl+x while the switch runs
+            pause(0)
+            seen.append("switched")
+        pause(60)
+        seen.append("waited")
+        return "waited"
+
+    result = rig.runner.run(op([Step("wait", "Wait", wait)]), rig.emit, no_confirm, cancel)
+    assert result.outcome is Outcome.CANCELLED and result.failed_step == "wait"
+    assert seen == ["switched"]
+    assert rig.journal.get(result.op_id).resume_index == 0
+    assert current_cancel() is None
+    pause(0)  # outside an operation: a plain sleep, nothing to cancel it
 
 
 def test_cancel_before_start_runs_nothing(rig: Rig) -> None:
