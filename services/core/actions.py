@@ -143,15 +143,20 @@ def check_params(spec: Action, params: dict[str, Any]) -> None:
                 raise ValueError(str(err)) from None
 
 
-def confirm_step(services: Services, env: str, what: str | Callable[[StepContext], str], title: str = "") -> Step:
+def confirm_step(services: Services, env: str, what: str | Callable[[StepContext], str], title: str = "",
+                 unless: Callable[[StepContext], str | None] | None = None) -> Step:
     """A destructive action's first step: production needs its name typed, others a yes.
 
     `what` may be worked out from earlier steps (the revision chosen). A plan step before it
-    (ctx.state["plan"]) is summed up in the prompt: what will change.
+    (ctx.state["plan"]) is summed up in the prompt: what will change. `unless` says why nothing
+    needs confirming (the lock is free already), or None: then it asks.
     """
     title = title or (what if isinstance(what, str) else "the change")
 
     def run(ctx: StepContext) -> str:
+        skipped = unless(ctx) if unless else None
+        if skipped:
+            return skipped
         what_now = what if isinstance(what, str) else what(ctx)
         plan = f"\nPlan: {ctx.state['plan']}" if ctx.state.get("plan") else ""
         confirm_now(services, env, ctx, what_now, plan)

@@ -44,10 +44,8 @@ def lock_break(services: Services, env: str, params: dict[str, Any]) -> Operatio
         return ctx.ask_reason(f"Why break {env}'s release lock held by {shown(ctx).holder}? (kept in the audit trail)")
 
     confirm = confirm_step(services, env, lambda ctx: f"Break {env}'s release lock held by {shown(ctx).describe()}",
-                           "Break the lock")
-
-    def confirmed(ctx: StepContext) -> str:
-        return "skipped: the lock is free" if ctx.state.get("free") else confirm.run(ctx) or ""
+                           "Break the lock",
+                           unless=lambda ctx: "skipped: the lock is free" if ctx.state.get("free") else None)
 
     def delete(ctx: StepContext) -> str:
         if ctx.state.get("free"):
@@ -65,6 +63,6 @@ def lock_break(services: Services, env: str, params: dict[str, Any]) -> Operatio
     return Operation("lock-break", env, f"Break {env}'s release lock", [
         Step("holder", "Show who holds the lock", holder),
         Step("reason", "Ask why (kept in the audit trail)", reason),
-        Step("confirm", confirm.title, confirmed),
+        confirm,
         Step("break", "Record the break, then delete that holder's lock", delete),
     ], params, takes_lock=False)

@@ -54,10 +54,8 @@ def adopt(services: Services, env: str, params: dict[str, Any]) -> Operation:
         return f"runs {running.reference}" + (f" ({digest})" if digest and digest not in running.reference else "")
 
     confirm = confirm_step(services, env, lambda ctx: f"Record {ctx.state['image']} (what runs now) as a new revision",
-                           "Adopt what runs")
-
-    def confirmed(ctx: StepContext) -> str:
-        return "skipped: nothing to adopt" if ctx.state.get("same") else confirm.run(ctx) or ""
+                           "Adopt what runs",
+                           unless=lambda ctx: "skipped: nothing to adopt" if ctx.state.get("same") else None)
 
     def record(ctx: StepContext) -> str:
         if ctx.state.get("same"):
@@ -67,7 +65,7 @@ def adopt(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
     return Operation("adopt", env, f"Adopt what runs in {env} as a revision", [
         Step("read", "Read what runs and what differs", read),
-        Step("confirm", confirm.title, confirmed),
+        confirm,
         Step("record", "Record it as a revision", record),
     ], params)
 
