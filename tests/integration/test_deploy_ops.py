@@ -197,7 +197,7 @@ def test_health_compares_the_version_the_app_reports(services: factory.Services,
 def test_dry_run_and_a_missing_image_change_nothing(services: factory.Services, nginx: Nginx,
                                                     docker_client: Any) -> None:
     assert run(services, "deploy", "staging", {"version": "1.0.0"}, typed="yes")[0].outcome is Outcome.SUCCEEDED
-    before = sorted(c.id for c in docker_client.containers.list(all=True))
+    before = app_containers(docker_client, services)
 
     planned, events, asked = run(services, "deploy", "staging", {"version": "2.0.0", "dry_run": True})
     assert planned.outcome is Outcome.SUCCEEDED and asked == []
@@ -206,7 +206,7 @@ def test_dry_run_and_a_missing_image_change_nothing(services: factory.Services, 
     missing, _, _ = run(services, "deploy", "staging", {"version": "9.9.9"}, typed="yes")
     assert missing.outcome is Outcome.FAILED and missing.detail.endswith(":9.9.9 is not in the registry")
 
-    assert sorted(c.id for c in docker_client.containers.list(all=True)) == before
+    assert app_containers(docker_client, services) == before
     assert get_version(nginx) == "1.0.0" and len(services.revisions("staging").list()) == 1
 
 
@@ -305,6 +305,12 @@ def serving(docker_client: Any, services: factory.Services) -> list[Any]:
     return docker_client.containers.list(filters={"label": f"{APP}={services.config.app.name}"})
 
 
+def app_containers(docker_client: Any, services: factory.Services) -> list[str]:
+    """This app's containers, stopped ones too (other tests share the engine)."""
+    return sorted(c.id for c in docker_client.containers.list(all=True,
+                                                              filters={"label": f"{APP}={services.config.app.name}"}))
+
+
 def test_a_tag_pushed_again_after_the_plan_does_not_change_what_a_deploy_runs(
         services: factory.Services, repository: str, sample_app_image: Any, docker_client: Any, nginx: Nginx) -> None:
     planned_id = push_build(docker_client, sample_app_image.id, repository, "4.0.0", "first")
@@ -350,7 +356,7 @@ def test_rollback_runs_the_recorded_digest_and_refuses_one_gone_from_the_registr
     name = repository.split("/", 1)[1]  # garbage-collected: the registry no longer has revision 2's bits
     gone = httpx.delete(f"http://{registry}/v2/{name}/manifests/{second.digest}", timeout=30)
     assert gone.status_code == 202, gone.text
-    before = sorted(c.id for c in docker_client.containers.list(all=True))
+    before = app_containers(docker_client, services)
     refused, events, asked = run(services, "rollback", "staging", {"revision": "2"}, typed="yes")
     assert refused.outcome is Outcome.FAILED and refused.failed_step == "choose" and asked == []
     assert refused.detail.startswith(f"revision 2's image {repository}:5.0.0 at {second.digest} is no longer in"
@@ -360,7 +366,7 @@ def test_rollback_runs_the_recorded_digest_and_refuses_one_gone_from_the_registr
         f"roll back to revision 1 instead (5.0.0 at {first.digest[:19]}): release-console rollback --env staging"
         " --revision 1",
         "or deploy the tag as the registry has it today: release-console deploy --env staging --version 5.0.0")
-    assert sorted(c.id for c in docker_client.containers.list(all=True)) == before
+    assert app_containers(docker_client, services) == before
     assert [r.number for r in services.revisions("staging").list()] == [1, 2, 3]
 
 
