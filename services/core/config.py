@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from services.core import masking
+from services.core.notify_config import NotifyConfig
 from services.core.references import check_kube_name, check_name, check_repository
 
 CONFIG_NAME = "release.toml"
@@ -446,11 +447,6 @@ class DatabaseConfig(Strict):
     connect_timeout_s: int = Field(5, ge=1)
     migration_statement_timeout_s: float = Field(3600, gt=0, description="a migration's SQL, REINDEX, ANALYZE")
     migration_lock_timeout_s: float = Field(30, gt=0, description="the locks a migration's SQL waits for")
-
-
-class NotifyConfig(Strict):
-    webhook_url: SecretStr | None = None
-    channel: str = "#deployments"
 
 
 class AuditConfig(Strict):
