@@ -101,11 +101,12 @@ class Dispatcher:
 
     def _deliver(self, job: _Job) -> None:
         receiver = job.route.receiver
-        problem = ""
+        problem, tries, quit_early = "", 0, False
         for attempt in range(self.retry.attempts):
             if attempt and self._quit.wait(self.retry.backoff_s * 2 ** (attempt - 1)):
-                problem += " (the console quit before the next try)"
+                quit_early = True
                 break
+            tries += 1
             try:
                 receiver.send(job.message)
             except Exception as err:  # noqa: BLE001 - any failure of a receiver is retried, then audited
@@ -114,8 +115,8 @@ class Dispatcher:
             if self.audit_sent:
                 self._record(job, f"sent: {receiver.name} {job.message.event}")
             return
-        tries = f"after {attempt + 1} of {self.retry.attempts} tries"
-        self._given_up(job, f"{problem} ({tries})")
+        why = "; the console quit before the next" if quit_early else ""
+        self._given_up(job, f"{problem} (after {tries} of {self.retry.attempts} tries{why})")
 
     def _given_up(self, job: _Job, problem: str) -> None:
         self._record(job, f"failed: {job.route.receiver.name} {problem}")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.core.events import Outcome
-from services.core.ports import Notification
+from services.core.ports import Notification, Notifier
 from services.core.references import version_of
 
 ROLLBACKS = frozenset({"rollback", "migrate-rollback", "abort"})  # a success of these is a roll back
@@ -23,7 +23,6 @@ _ON_END: dict[tuple[str, Outcome], tuple[str, str]] = {
     ("verify", Outcome.FAILED): ("verify.failed", "critical"),
     ("restore-drill", Outcome.FAILED): ("verify.failed", "critical"),
     ("restore", Outcome.SUCCEEDED): ("restore.completed", "warning"),
-    ("lock-break", Outcome.SUCCEEDED): ("lock.broken", "warning"),
 }
 _OUTCOME = {
     Outcome.SUCCEEDED: ("operation.succeeded", "info"),
@@ -66,3 +65,19 @@ def finished(kind: str, env: str, op_id: str, title: str, params: Mapping[str, A
 def takeover(kind: str, env: str, op_id: str, holder: str, pid: int | None) -> Notification:
     return Notification(env, "", f"{env}'s release lock taken over from {holder} (process {pid} is gone)",
                         "warning", "lock.taken_over", kind, op_id)
+
+
+def broken(kind: str, env: str, op_id: str, what: str) -> Notification:
+    """A held lock deleted: `lock break`, or a restore replacing the lock row its backup brought back."""
+    return Notification(env, "", what, "warning", "lock.broken", kind, op_id)
+
+
+def tell(notifier: Notifier | None, notes: list[Notification]) -> None:
+    """Hand notifications to the notifier (which sends them in the background); never raises."""
+    if notifier is None:
+        return
+    for note in notes:
+        try:
+            notifier.notify(note)
+        except Exception:  # noqa: BLE001, S112 - telling the team must never change what it reports
+            continue

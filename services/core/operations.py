@@ -200,15 +200,7 @@ class Runner:
         self.notifier = notifier
 
     def _tell(self, notes: list[Notification]) -> None:
-        """Hand notifications to the notifier, which sends them in the background; never raises."""
-        notifier = self.notifier
-        if notifier is None:
-            return
-        for note in notes:
-            try:
-                notifier.notify(note)
-            except Exception:  # noqa: BLE001, S112 - telling the team must never change the outcome
-                continue
+        notify_events.tell(self.notifier, notes)
 
     def _told_end(self, op: Operation, outcome: Outcome, detail: str) -> None:
         self._tell(notify_events.finished(op.kind, op.env, op.id, op.title, op.params, outcome, detail))

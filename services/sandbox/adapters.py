@@ -459,7 +459,8 @@ class SandboxReceiver:
 
     def send(self, message: Notification) -> None:
         with self.world.lock:
-            self.world.notifications.append(f"[{message.severity}] {message.env} {message.version}: {message.reason}"
+            version = f" {message.version}" if message.version else ""
+            self.world.notifications.append(f"[{message.severity}] {message.env}{version}: {message.reason}"
                                             f" [{message.event}]")
 
 

@@ -134,3 +134,16 @@ def test_a_receiver_down_never_fails_the_operation_and_the_audit_says_so(tmp_pat
     assert failure["params"]["event"] == "operation.succeeded" and failure["params"]["notified_op"] == result.op_id
     written = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert written and not [p for p in written if TOKEN.encode() in p.read_bytes()]
+
+
+def test_quitting_waits_only_flush_s_and_audits_what_was_not_sent(tmp_path: Path, pg_database: str) -> None:
+    with receiver(*[500] * 8) as got:  # failing on: its retry waits out a backoff far past flush_s
+        routes = [{"name": "slow", "format": "json", "events": ["operation.succeeded"], "url": "${HOOK_URL}"}]
+        notify = {"attempts": 4, "backoff_s": 60, "flush_s": 0.2, "routes": routes}
+        services = build(tmp_path, pg_database, notify, {"HOOK_URL": f"{got.url}/slow"})
+        result = migrate(services)
+        services.close()  # returns after flush_s, not after the 60 s backoff
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert got.answered == [500] and not got.received
+    [failure] = [r for r in services.audit.records() if r["action"] == "notify"]
+    assert failure["outcome"] == "failed: slow HTTP 500 (after 1 of 4 tries; the console quit before the next)"

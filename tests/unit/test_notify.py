@@ -13,8 +13,6 @@ from test_config import ENV, SECRET, assert_names, example_with, load_error
 from services.core import config
 from services.core.events import Outcome
 
-ROUTE = '[notify]\nwebhook_url = "${SLACK_WEBHOOK_URL}"\nchannel = "#deployments"'
-
 
 def with_routes(tmp_path: Path, routes: str) -> Path:
     return example_with(tmp_path, 'webhook_url = "${SLACK_WEBHOOK_URL}"\nchannel = "#deployments"',
@@ -75,4 +73,17 @@ def test_drill_a_failed_operation_is_told_and_shows_in_the_audit(tmp_path: Path,
         ("operation.started", "sent: webhook operation.started"),
         ("operation.failed", "sent: webhook operation.failed")]
     assert all(r["params"]["notified_op"] == result.op_id for r in sent)
+    services.close()
+
+
+def test_drill_a_broken_lock_is_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = sandbox_services(tmp_path, monkeypatch)
+    services.locks.acquire("staging", "a release left behind")
+    result, _, _ = run(services, "lock-break", "staging", reason="its console hung", typed="staging")
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    [said] = [n for n in services.world.notifications if n.endswith("[lock.broken]")]  # type: ignore[attr-defined]
+    assert said.startswith("[warning] staging: released staging's lock held by ") and "its console hung" in said
+    free, _, _ = run(services, "lock-break", "staging", reason="unused", typed="staging")
+    assert free.outcome is Outcome.SUCCEEDED  # nothing to break: nothing told
+    assert len([n for n in services.world.notifications if n.endswith("[lock.broken]")]) == 1  # type: ignore[attr-defined]
     services.close()
