@@ -103,7 +103,8 @@ class Dispatcher:
         receiver = job.route.receiver
         problem, tries, quit_early = "", 0, False
         for attempt in range(self.retry.attempts):
-            if attempt and self._quit.wait(self.retry.backoff_s * 2 ** (attempt - 1)):
+            # No wait before the first try; once close() has given up waiting, nothing more is tried.
+            if self._quit.wait(self.retry.backoff_s * 2 ** (attempt - 1) if attempt else 0):
                 quit_early = True
                 break
             tries += 1
@@ -115,8 +116,8 @@ class Dispatcher:
             if self.audit_sent:
                 self._record(job, f"sent: {receiver.name} {job.message.event}")
             return
-        why = "; the console quit before the next" if quit_early else ""
-        self._given_up(job, f"{problem} (after {tries} of {self.retry.attempts} tries{why})")
+        why = f"; the console quit before the {'next' if tries else 'first'}" if quit_early else ""
+        self._given_up(job, f"{problem or 'not sent'} (after {tries} of {self.retry.attempts} tries{why})")
 
     def _given_up(self, job: _Job, problem: str) -> None:
         self._record(job, f"failed: {job.route.receiver.name} {problem}")
@@ -132,9 +133,6 @@ class Dispatcher:
         except Exception:  # noqa: BLE001, S110 - nowhere left to tell; the operation must go on
             pass
 
-    def pending(self) -> int:
-        return self._queue.unfinished_tasks
-
     def close(self) -> None:
         """Wait up to `flush_s` for the queued notifications, then give up the rest (audited)."""
         with self._lock:
@@ -144,7 +142,7 @@ class Dispatcher:
         self._queue.put(None)
         thread.join(self.retry.flush_s)
         self._quit.set()  # a retry waiting out its backoff gives up now, and says so
-        thread.join(self.retry.flush_s)
+        thread.join(self.retry.flush_s)  # only a request in flight (bounded by its timeout) is left to finish
         while True:  # the sender is stuck in a request past its timeout: record what it never took
             try:
                 job = self._queue.get_nowait()

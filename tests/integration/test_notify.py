@@ -138,12 +138,14 @@ def test_a_receiver_down_never_fails_the_operation_and_the_audit_says_so(tmp_pat
 
 def test_quitting_waits_only_flush_s_and_audits_what_was_not_sent(tmp_path: Path, pg_database: str) -> None:
     with receiver(*[500] * 8) as got:  # failing on: its retry waits out a backoff far past flush_s
-        routes = [{"name": "slow", "format": "json", "events": ["operation.succeeded"], "url": "${HOOK_URL}"}]
+        routes = [{"name": "slow", "format": "json", "events": ["operation.*"], "url": "${HOOK_URL}"}]
         notify = {"attempts": 4, "backoff_s": 60, "flush_s": 0.2, "routes": routes}
         services = build(tmp_path, pg_database, notify, {"HOOK_URL": f"{got.url}/slow"})
         result = migrate(services)
         services.close()  # returns after flush_s, not after the 60 s backoff
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     assert got.answered == [500] and not got.received
-    [failure] = [r for r in services.audit.records() if r["action"] == "notify"]
-    assert failure["outcome"] == "failed: slow HTTP 500 (after 1 of 4 tries; the console quit before the next)"
+    failures = [(r["params"]["event"], r["outcome"]) for r in services.audit.records() if r["action"] == "notify"]
+    assert failures == [
+        ("operation.started", "failed: slow HTTP 500 (after 1 of 4 tries; the console quit before the next)"),
+        ("operation.succeeded", "failed: slow not sent (after 0 of 4 tries; the console quit before the first)")]
