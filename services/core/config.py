@@ -601,6 +601,9 @@ def references(path: Path) -> dict[str, list[str]]:
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(v, (*key, k))
+        elif isinstance(node, list):  # [[notify.routes]]: notify.routes.0.url
+            for i, v in enumerate(node):
+                walk(v, (*key, str(i)))
         elif isinstance(node, str) and (names := _REFERENCE.findall(node)):
             found[".".join(key)] = names
 

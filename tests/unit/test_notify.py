@@ -37,6 +37,7 @@ format = "pagerduty"
 routing_key = "${SLACK_WEBHOOK_URL}"
 """)
     [route] = config.load(path, ENV).notify.all_routes()
+    assert config.references(path)["notify.routes.0.routing_key"] == ["SLACK_WEBHOOK_URL"]  # for `config check`
     assert route.name == "route-1" and route.url is None  # PagerDuty's own URL
     assert route.takes("monitor.rollback", "critical") and route.takes("operation.failed", "warning")
     assert not route.takes("monitor.promote", "info")  # below min_severity
