@@ -504,6 +504,8 @@ def _flatten(node: Any, refs: dict[str, list[str]], key: str = "") -> list[str]:
 
     if isinstance(node, dict):
         return [line for k, v in node.items() for line in _flatten(v, refs, f"{key}.{k}" if key else k)]
+    if isinstance(node, list) and node and all(isinstance(v, dict) for v in node):  # [[notify.routes]]
+        return [line for i, v in enumerate(node) for line in _flatten(v, refs, f"{key}.{i}")]
     source = f"   <- ${{{refs[key][0]}}}" if key in refs else ""
     return [f"  {key} = {json.dumps(mask(node, key.rsplit('.', 1)[-1]))}{source}"]
 

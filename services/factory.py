@@ -19,6 +19,8 @@ from services.core.container import EnvironmentAdapters, Services
 from services.core.journal import Journal, state_dir
 from services.core.locks import FileLocks, LockInfo, OnTakeover, ReleaseLocks
 from services.core.no_target import NoDeployTarget
+from services.core.notify import Dispatcher, Receiver, Retry, Route
+from services.core.notify_config import PAGERDUTY_URL, NotifyRoute
 from services.core.ports import (
     AppFiles,
     DeployTarget,
@@ -26,7 +28,6 @@ from services.core.ports import (
     ImageBuilder,
     MetricsSource,
     Notification,
-    Notifier,
     ObjectStore,
     Registry,
     RevisionLog,
@@ -44,11 +45,30 @@ EXAMPLE_CONFIG = Path(str(resources.files("services.sandbox").joinpath("release.
 T = TypeVar("T")
 
 
-class LogNotifier:
-    """Used when no webhook is configured: the notice still reaches the audit trail via the step log."""
+class _HttpReceiver:
+    """A route's HTTP receiver, made on its first send (on the sender's thread: httpx is imported then)."""
 
-    def notify(self, message: Notification) -> None:
-        return None
+    def __init__(self, route: NotifyRoute, timeout_s: float) -> None:
+        self.name, self._route, self._timeout_s = route.name, route, timeout_s
+        self._made: Receiver | None = None
+
+    def send(self, message: Notification) -> None:
+        if self._made is None:
+            from services.adapters.notify_http import HttpReceiver
+
+            route = self._route
+            self._made = HttpReceiver(route.name, route.format, route.url or SecretStr(PAGERDUTY_URL),
+                                      channel=route.channel, routing_key=route.routing_key, timeout_s=self._timeout_s)
+        self._made.send(message)
+
+
+def _notifier(config: ReleaseConfig, audit: AuditLog, receiver: Callable[[NotifyRoute], Receiver],
+              sandbox_mode: bool = False) -> Dispatcher:
+    """Every route of `[notify]`; the sandbox's send at once into its world, and each is audited."""
+    settings = config.notify
+    routes = [Route(receiver(route), route.takes) for route in settings.all_routes()]
+    return Dispatcher(routes, audit, Retry(settings.attempts, settings.backoff_s, settings.flush_s),
+                      inline=sandbox_mode, audit_sent=sandbox_mode)
 
 
 class RoutedLocks:
@@ -152,15 +172,6 @@ def _docker_registry(engine_url: str, username: str | None, password: SecretStr 
     return cast(Registry, _OnFirstUse(make))
 
 
-def _webhook(url: SecretStr, channel: str) -> Notifier:
-    def make() -> Notifier:
-        from services.adapters.http import WebhookNotifier
-
-        return WebhookNotifier(url, channel)
-
-    return cast(Notifier, _OnFirstUse(make))
-
-
 def _http_health() -> HealthChecker:
     from services.adapters.http import HttpHealth  # httpx: only when a health check runs
 
@@ -229,7 +240,10 @@ class _SandboxEnv(dict[str, str]):
 
     def __missing__(self, key: str) -> str:
         # Of the kind its field takes (database URLs must be PostgreSQL, Redis URLs Redis).
-        kind = "redis" if "REDIS" in key.upper() else "postgresql" if "DATABASE" in key.upper() else "sandbox"
+        # A notification route's URL must be http(s): the sandbox's receivers never send it anywhere.
+        upper = key.upper()
+        kind = ("redis" if "REDIS" in upper else "postgresql" if "DATABASE" in upper
+                else "https" if "HOOK" in upper or upper.endswith("URL") else "sandbox")
         return f"{kind}://sandbox/{key.lower()}"
 
 
@@ -289,7 +303,8 @@ def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, ti
         config=config, journal=journal, audit=audit, kept=kept,
         locks=FileLocks(state / "sandbox-locks"), builder=sandbox.SandboxBuilder(world),
         registry=sandbox.SandboxRegistry(world), commands=sandbox.SandboxCommands(world),
-        store=sandbox.SandboxStore(world), notifier=sandbox.SandboxNotifier(world),
+        store=sandbox.SandboxStore(world),
+        notifier=_notifier(config, audit, lambda route: sandbox.SandboxReceiver(world, route.name), True),
         source=sandbox.SandboxSource(), clock=world.clock, world=world, sandbox=True, time_scale=time_scale,
         load_config=lambda path: load_config(str(path), True), state=state,
         per_env=EnvironmentAdapters(
@@ -322,8 +337,8 @@ def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
     build = config.build
     policy = config.backup
     bounds = DumpBounds(policy.lock_wait_timeout_s, policy.dump_timeout_s, policy.restore_timeout_s)
-    webhook = config.notify.webhook_url
-    notifier: Notifier = _webhook(webhook, config.notify.channel) if webhook else LogNotifier()
+    audit = AuditLog(state / "audit.jsonl", config.audit.key, PostgresAuditTrail(config))
+    notifier = _notifier(config, audit, lambda route: _HttpReceiver(route, config.notify.timeout_s))
     # Relative paths in release.toml are relative to the file, not to where the console runs.
     base = config.source.parent if config.source else Path.cwd()
     context = base / config.app.context
@@ -338,7 +353,7 @@ def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
         store = S3Store(config.backup.s3)
     return Services(
         config=config, journal=journal,
-        audit=AuditLog(state / "audit.jsonl", config.audit.key, PostgresAuditTrail(config)),
+        audit=audit,
         locks=RoutedLocks(config),
         builder=_docker_builder(build.engine_url, build.max_context_mb),
         registry=_docker_registry(build.engine_url, build.registry_username, build.registry_password),

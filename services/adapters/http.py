@@ -1,12 +1,11 @@
-"""HTTP adapters: the /api/health checker and the Slack-compatible webhook notifier."""
+"""HTTP adapters: the /api/health checker (notification receivers: services/adapters/notify_http.py)."""
 
 from __future__ import annotations
 
 import httpx
-from pydantic import SecretStr
 
 from services.core.masking import mask_text
-from services.core.ports import HealthResult, Notification
+from services.core.ports import HealthResult
 
 
 class HttpHealth:
@@ -32,19 +31,3 @@ def _reported_version(response: httpx.Response) -> str | None:
     if isinstance(version, bool) or not isinstance(version, str | int | float) or str(version) == "":
         return None
     return mask_text(str(version))
-
-
-class WebhookNotifier:
-    def __init__(self, url: SecretStr, channel: str) -> None:
-        self._url = url
-        self.channel = channel
-
-    def notify(self, message: Notification) -> None:
-        text = mask_text(f"[{message.severity}] {message.env} {message.version}: {message.reason}")
-        try:
-            payload = {"channel": self.channel, "text": text}
-            response = httpx.post(self._url.get_secret_value(), json=payload, timeout=10)
-            response.raise_for_status()
-        except httpx.HTTPError as err:
-            # The exception text carries the URL, which holds the webhook's secret token.
-            raise RuntimeError(f"webhook notification failed: {type(err).__name__}") from None

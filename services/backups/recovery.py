@@ -45,6 +45,7 @@ from services.backups.verify import (
     store_of,
 )
 from services.backups.workdir import MARKER, make_work_dir, remove_work_dir
+from services.core import notify_events
 from services.core.actions import Param, action, confirm_step
 from services.core.locks import LockUnknown, is_mine
 from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
@@ -428,6 +429,9 @@ class Walkthrough:
                                        "the backup's lock row replaced by the restore's own")
             if not locks.force_release(self.env, held):
                 raise StepFailed("the lock row changed while it was being replaced", ("retry this step",))
+            notify_events.tell(self.services.notifier, [notify_events.broken(
+                "restore", self.env, ctx.op_id, f"the restore replaced the lock row its backup brought back:"
+                f" {held.describe()}")])
         locks.acquire(self.env, f"restore {ctx.op_id}")
         ctx.log("release lock taken again for this restore")
 

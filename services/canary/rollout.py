@@ -49,7 +49,7 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
     def promote(ctx: StepContext) -> str:  # the canary's own pinned image becomes stable (ctx.state["image"])
         services.target(env).promote(ctx.log)
-        _notify(services, env, ctx, image, "canary promoted", "info")
+        _notify(services, env, ctx, image, "canary promoted", "info", "monitor.promote")
         return f"{image} is stable; canary removed"
 
     promoting = deploy_steps(services, env, "promote")
@@ -230,7 +230,7 @@ def _roll_back(services: Services, env: str, ctx: StepContext, image: str, reaso
     ctx.state["decision"] = {"action": "rollback", "reason": reason, "at": time.time()}
     ctx.log(f"ROLLING BACK: {reason}", "error")
     services.target(env).abort(ctx.log)  # first: a failing webhook must never hold a rollback up
-    _notify(services, env, ctx, image, f"automatic rollback: {reason}", "critical")
+    _notify(services, env, ctx, image, f"automatic rollback: {reason}", "critical", "monitor.rollback")
     raise RolledBack(f"rolled back at check {ctx.state['checks_done']}: {reason}",
                      ("read the decision trace: release-console canary trace --op " + ctx.op_id,
                       "deploy a fix, then start a new canary"))
@@ -242,7 +242,7 @@ def _scale_up(services: Services, env: str, ctx: StepContext, image: str, check:
         return False
     replicas = services.target(env).status().desired + services.config.canary.scale_step
     services.target(env).scale(replicas, ctx.log)
-    _notify(services, env, ctx, image, f"scaled up to {replicas}: {entry.line()}", "warning")
+    _notify(services, env, ctx, image, f"scaled up to {replicas}: {entry.line()}", "warning", "monitor.scale_up")
     return True
 
 
@@ -270,10 +270,12 @@ def _final(services: Services, ctx: StepContext, check: Check, checks: int, obse
     return f"{checks} checks passed; judge {judged.describe()}"
 
 
-def _notify(services: Services, env: str, ctx: StepContext, image: str, reason: str, severity: str) -> None:
-    """Tell the team; a notification that fails is logged, and never stops what it reports."""
+def _notify(services: Services, env: str, ctx: StepContext, image: str, reason: str, severity: str,
+            event: str) -> None:
+    """Tell the team (routed and sent in the background); a notifier that refuses is logged, and never
+    stops what it reports."""
     try:
-        services.notifier.notify(Notification(env, version_of(image), reason, severity))
+        services.notifier.notify(Notification(env, version_of(image), reason, severity, event, "canary", ctx.op_id))
         ctx.log(f"team notified: {reason}")
     except Exception as err:  # noqa: BLE001 - the action happened; say the notice did not go out
         ctx.log(f"could not notify the team ({err}): {reason}", "error")

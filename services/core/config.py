@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from services.core import masking
+from services.core.notify_config import NotifyConfig
 from services.core.references import check_kube_name, check_name, check_repository
 
 CONFIG_NAME = "release.toml"
@@ -448,11 +449,6 @@ class DatabaseConfig(Strict):
     migration_lock_timeout_s: float = Field(30, gt=0, description="the locks a migration's SQL waits for")
 
 
-class NotifyConfig(Strict):
-    webhook_url: SecretStr | None = None
-    channel: str = "#deployments"
-
-
 class AuditConfig(Strict):
     key: SecretStr | None = Field(
         None, description="HMAC-SHA256 key of the audit chain, as ${VAR}: kept outside the state dir")
@@ -605,6 +601,9 @@ def references(path: Path) -> dict[str, list[str]]:
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(v, (*key, k))
+        elif isinstance(node, list):  # [[notify.routes]]: notify.routes.0.url
+            for i, v in enumerate(node):
+                walk(v, (*key, str(i)))
         elif isinstance(node, str) and (names := _REFERENCE.findall(node)):
             found[".".join(key)] = names
 

@@ -85,7 +85,8 @@ class Services:
 
     @property
     def runner(self) -> Runner:
-        return Runner(self.journal, self.audit, self.locks, self.log_path, before=self.refresh, after=self.keep)
+        return Runner(self.journal, self.audit, self.locks, self.log_path, before=self.refresh, after=self.keep,
+                      notifier=self.notifier)
 
     def refresh(self) -> None:
         """Take in what another process changed since (the sandbox's saved world); live services need nothing."""

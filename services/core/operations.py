@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from services.core import notify_events
 from services.core.audit import REPAIR_HINT, AuditLog, AuditUnavailable
 from services.core.events import (
     ConfirmationNeeded,
@@ -35,6 +36,7 @@ from services.core.journal import Journal
 from services.core.locks import LockHeld, LockInfo, ReleaseLocks
 from services.core.masking import mask, mask_fields, mask_text
 from services.core.oplog import OperationLog
+from services.core.ports import Notification, Notifier
 
 # Answers a confirmation with the text the operator typed, or None when they declined.
 Confirm = Callable[[ConfirmationNeeded], str | None]
@@ -186,14 +188,22 @@ class Result:
 class Runner:
     def __init__(self, journal: Journal, audit: AuditLog, locks: ReleaseLocks,
                  log_path: Callable[[str], Path] | None = None, before: Callable[[], None] = lambda: None,
-                 after: Callable[[], None] = lambda: None) -> None:
+                 after: Callable[[], None] = lambda: None, notifier: Notifier | None = None) -> None:
         """`log_path`: where an operation's full log is saved, by its id (None: not saved).
-        `before` and `after` run around each operation (the sandbox takes in and saves its world)."""
+        `before` and `after` run around each operation (the sandbox takes in and saves its world).
+        `notifier` is told of every operation's start and end (services/core/notify_events.py)."""
         self.journal = journal
         self.audit = audit
         self.locks = locks
         self.log_path = log_path
         self.before, self.after = before, after
+        self.notifier = notifier
+
+    def _tell(self, notes: list[Notification]) -> None:
+        notify_events.tell(self.notifier, notes)
+
+    def _told_end(self, op: Operation, outcome: Outcome, detail: str) -> None:
+        self._tell(notify_events.finished(op.kind, op.env, op.id, op.title, op.params, outcome, detail))
 
     def run(
         self,
@@ -224,17 +234,20 @@ class Runner:
         try:
             self.audit.ensure_writable()  # an operation that cannot be audited does not start
         except AuditUnavailable as unaudited:
+            self._told_end(op, Outcome.FAILED, f"not started: {unaudited}")
             emit(Finished(op.id, Outcome.FAILED, f"not started: {unaudited}", (REPAIR_HINT, "then run it again")))
             return Result(op.id, Outcome.FAILED, str(unaudited))
         if op.takes_lock:
             try:
                 self.locks.acquire(op.env, f"{op.kind} {op.id}", self._takeover(op))
             except LockHeld as held:
+                self._told_end(op, Outcome.FAILED, f"refused: {held}")
                 self.audit.append(op.env, op.kind, params, f"refused: {held}", op.override_reason)
                 emit(Finished(op.id, Outcome.FAILED, str(held), ("wait for the holder", "ask them to release it")))
                 return Result(op.id, Outcome.FAILED, str(held))
             except StepFailed as unavailable:  # where the lock lives cannot be reached: nothing runs
                 detail = f"cannot take {op.env}'s release lock: {unavailable}"
+                self._told_end(op, Outcome.FAILED, f"refused: {detail}")
                 self.audit.append(op.env, op.kind, params, f"refused: {detail}", op.override_reason)
                 emit(Finished(op.id, Outcome.FAILED, detail, unavailable.next_options))
                 return Result(op.id, Outcome.FAILED, detail)
@@ -250,6 +263,7 @@ class Runner:
         def audit(dead: LockInfo) -> None:
             self.audit.append(op.env, "lock-takeover", {"op_id": op.id, "from": dead.fields()},
                               f"taken over: {dead.holder}'s process {dead.pid} is gone (same host and boot)")
+            self._tell([notify_events.takeover(op.kind, op.env, op.id, dead.holder, dead.pid)])
 
         return audit
 
@@ -271,6 +285,7 @@ class Runner:
         self.journal.begin(op.id, op.kind, op.env, op.title, params, [(s.id, s.title) for s in op.steps])
         verb = "resumed" if start_at else "started"
         self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, verb, op.override_reason)
+        self._tell(notify_events.started(op.kind, op.env, op.id, op.title, op.params, start_at))
         emit(OperationStarted(op.id, op.kind, op.env, op.title, tuple((s.id, s.title) for s in op.steps), start_at))
         self._shared_warning(op, emit)
         outcome, detail, failed = Outcome.SUCCEEDED, f"{len(op.steps)} steps done", None
@@ -304,6 +319,7 @@ class Runner:
         # a handled failure is final but can still be re-run from its step.
         self.journal.finish(op.id, status, detail)
         reason = op.override_reason or state.get("override_reason")
+        self._told_end(op, outcome, detail)  # before the record, which stays the operation's last
         try:
             self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, f"{outcome.value}: {detail}", reason)
         except AuditUnavailable as unaudited:  # torn mid-operation: say so rather than lose the outcome

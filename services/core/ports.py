@@ -187,10 +187,18 @@ class HealthResult:
 
 @dataclass(frozen=True)
 class Notification:
+    """What happened, for the team: `event` names it ("operation.failed", "monitor.rollback"; see
+    services/core/notify_config.py EVENTS), `severity` is info, warning or critical."""
+
     env: str
     version: str
     reason: str
     severity: str = "info"
+    event: str = "notice"
+    operation: str = ""  # the operation's kind (deploy, migrate ...)
+    op_id: str = ""
+    operator: str = ""  # the OS user; filled in when sent if empty
+    at: float = 0.0  # epoch seconds; filled in when sent if 0
 
 
 class ImageBuilder(Protocol):

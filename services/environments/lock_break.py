@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from services.core import notify_events
 from services.core.actions import action, confirm_step
 from services.core.locks import LockInfo, LockUnknown
 from services.core.operations import Operation, Step, StepContext, StepFailed
@@ -58,7 +59,9 @@ def lock_break(services: Services, env: str, params: dict[str, Any]) -> Operatio
         if not services.locks.force_release(env, held):
             raise StepFailed(f"not broken: {env}'s lock changed hands since it was shown; nothing was deleted",
                              ("release-console lock status", "run the break again if it is still stale"))
-        return f"released {env}'s lock held by {held.describe()}"
+        done = f"released {env}'s lock held by {held.describe()}"
+        notify_events.tell(services.notifier, [notify_events.broken("lock-break", env, ctx.op_id, f"{done}: {why}")])
+        return done
 
     return Operation("lock-break", env, f"Break {env}'s release lock", [
         Step("holder", "Show who holds the lock", holder),

@@ -451,13 +451,17 @@ class SandboxStore:
         self.put(key, [buffer.getvalue()])
 
 
-class SandboxNotifier:
-    def __init__(self, world: World) -> None:
-        self.world = world
+class SandboxReceiver:
+    """A notification route's end in the sandbox: its world keeps what was sent, one line each."""
 
-    def notify(self, message: Notification) -> None:
+    def __init__(self, world: World, name: str) -> None:
+        self.world, self.name = world, name
+
+    def send(self, message: Notification) -> None:
         with self.world.lock:
-            self.world.notifications.append(f"[{message.severity}] {message.env} {message.version}: {message.reason}")
+            version = f" {message.version}" if message.version else ""
+            self.world.notifications.append(f"[{message.severity}] {message.env}{version}: {message.reason}"
+                                            f" [{message.event}]")
 
 
 class SandboxHealth:

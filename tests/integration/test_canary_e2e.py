@@ -214,6 +214,7 @@ def test_a_canary_with_5_percent_errors_is_rolled_back_and_the_trace_says_why(
     assert services.target("staging").status().canary_version is None
     assert {get_version(nginx) for _ in range(30)} == {"1.0.0"}  # all traffic back on stable
     assert [q for q in asked if q.timeout_s] == []  # act: no question asked
+    services.notifier.close()  # type: ignore[attr-defined] # flush what the background sender still holds
     [notice] = [m for m in Webhook.received if "automatic rollback" in m["text"]]
     assert notice["channel"] == "#deployments"
     assert notice["text"].startswith("[critical] staging bad: automatic rollback: error_rate: ")  # version, reason
@@ -313,6 +314,7 @@ def test_a_canary_over_the_cpu_or_memory_limit_scales_stable_up(
     upstream = nginx.upstream_file.read_text()
     assert all(f"127.0.0.1:{port}" in upstream for port in now), upstream
     assert target.status().canary_weight == SHORT["weight_percent"]  # the canary kept its share
+    services.notifier.close()  # type: ignore[attr-defined] # flush what the background sender still holds
     [notice] = [m for m in Webhook.received if "scaled up to" in m["text"]]
     assert notice["text"].startswith(f"[warning] staging {version}: scaled up to {after}: {rule}: ")
 

@@ -480,9 +480,12 @@ async def test_declining_records_declined(make_ui_app: Any, messages: Messages) 
         assert last["outcome"].startswith(Outcome.DECLINED.value)
 
         await pilot.press("6")
-        await wait_for(pilot, lambda: screen.query_one("#audit-list", OptionList).option_count == 2, "the audit list")
-        newest = plain(screen.query_one("#audit-list", OptionList).get_option_at_index(0).prompt)
-        assert "production rollback declined" in newest and "(operator@vm)" in newest
+        # started, the two notifications the sandbox sent (started, cancelled), declined: newest first
+        await wait_for(pilot, lambda: screen.query_one("#audit-list", OptionList).option_count == 4, "the audit list")
+        shown = [plain(screen.query_one("#audit-list", OptionList).get_option_at_index(i).prompt) for i in range(3)]
+        assert "production rollback declined" in shown[0] and "(operator@vm)" in shown[0]
+        assert "production notify sent: webhook operation.cancelled" in shown[1]
+        assert "production notify sent: webhook operation.started" in shown[2]
         title = str(screen.query_one(AuditPane).query_one("#audit-title").render())
         assert "6 Audit · local: chain verified (unkeyed)" in title  # the sandbox has no shared trail
 

@@ -156,7 +156,7 @@ def test_the_runner_journal_and_audit_only_ever_see_masked_text(tmp_path: Path) 
 def test_the_webhook_payload_and_the_operation_log_file_are_masked(tmp_path: Path) -> None:
     import http.server
 
-    from services.adapters.http import WebhookNotifier
+    from services.adapters.notify_http import HttpReceiver
     from services.core.oplog import LogFile
     from services.core.ports import Notification
 
@@ -175,7 +175,8 @@ def test_the_webhook_payload_and_the_operation_log_file_are_masked(tmp_path: Pat
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.handle_request, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    WebhookNotifier(SecretStr(url), "#deploys").notify(Notification("staging", "1.0.0", f"rolled back: {PW}"))
+    HttpReceiver("webhook", "slack", SecretStr(url), channel="#deploys").send(
+        Notification("staging", "1.0.0", f"rolled back: {PW}"))
     server.server_close()
     assert bodies and PW not in bodies[0].decode() and MASK in bodies[0].decode()
 
