@@ -15,7 +15,7 @@ canary's stable would:
 Both steps journal what they learn in ctx.state (the baseline, the previous revision, the samples,
 the checks done) and the trace entry by entry, so a resume after an SSH drop goes on from the last
 check; ctrl+x cancels the wait between checks. A rollback ends the operation with RolledBack: the
-CLI exits 5. `[monitor] after_deploy = "off"` attaches nothing.
+CLI exits 5. `[monitor] after_deploy = "off"` attaches nothing, nor does an environment without a metrics source.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def attach(services: Services, env: str, operation: Operation) -> Operation:
         return operation
     ids = [step.id for step in operation.steps]
     switch = next((ids.index(name) for name in SWITCH_STEPS if name in ids), None)
-    if switch is None or "monitor" in ids:
+    if switch is None or "monitor" in ids or not _has_metrics(services, env):
         return operation
     policy = services.config.monitor_policy()
     operation.steps[switch:switch] = [Step("baseline", "Take the baseline (the previous version, before the switch)",
@@ -56,6 +56,15 @@ def attach(services: Services, env: str, operation: Operation) -> Operation:
                                            f" {_span(policy.duration_s)} ({services.config.monitor.after_deploy})",
                                 lambda ctx: _monitor(services, env, ctx)))
     return operation
+
+
+def _has_metrics(services: Services, env: str) -> bool:
+    """Without a metrics source (no prometheus_url, no scrape URLs) there is nothing to watch with."""
+    try:
+        services.metrics(env)
+    except StepFailed:
+        return False
+    return True
 
 
 def _span(seconds: int) -> str:
@@ -76,7 +85,14 @@ def _baseline(services: Services, env: str, ctx: StepContext) -> str:
             ctx.log(f"the monitor cannot roll back to revision {previous.number}: {err}", "warning")
     else:
         ctx.log("no earlier revision: the monitor can watch, not roll back", "warning")
-    snapshot = services.metrics(env).sample()
+    try:
+        source = services.metrics(env)
+    except StepFailed as err:  # no metrics source configured: the deploy goes on, said to be unwatched
+        ctx.log(f"{err}: the new version will not be watched ([monitor] after_deploy = \"off\" says so quietly)",
+                "warning")
+        ctx.state["monitor_unwatched"] = "no metrics source"
+        return "no metrics source: not watched"
+    snapshot = source.sample()
     values = {m: usable(snapshot.series.get("stable", {}).get(m)) for m in CHARTED}
     missing = [m for m in ("error_rate", "p95_ms") if values[m] is None]
     if missing:
