@@ -141,3 +141,20 @@ def test_the_cli_exits_5_on_the_monitors_rollback_and_exports_its_trace(
     assert Path(markdown).read_text().startswith(f"# Deploy {IMAGE}:1.5.0 in staging")
     exported = json.loads(Path(data).read_text())
     assert exported["decision"]["action"] == "rollback" and exported["checks"][-1]["series"] in ("new", "both")
+
+
+def test_monitor_config_defaults_to_the_canarys_window_and_refuses_an_interval_over_it() -> None:
+    from pydantic import ValidationError
+
+    from services.core.config import ReleaseConfig
+    from services.factory import EXAMPLE_CONFIG, load_config
+
+    config = load_config(str(EXAMPLE_CONFIG), True, {})
+    policy = config.monitor_policy()
+    assert (config.monitor.after_deploy, policy.check_interval_s, policy.duration_s) == ("act", 30, 1800)
+    assert set(policy.automation.values()) == {"act"}
+    data = config.model_dump(exclude={"source"})
+    with pytest.raises(ValidationError, match="check_interval_s must not exceed duration_s"):
+        ReleaseConfig.model_validate({**data, "monitor": {"check_interval_s": 60, "duration_s": 30}})
+    with pytest.raises(ValidationError, match="after_deploy"):
+        ReleaseConfig.model_validate({**data, "monitor": {"after_deploy": "sometimes"}})
