@@ -14,7 +14,7 @@ for revisions and locks. Each run is the console's `deploy` operation (build_ope
    `bad`: a failure there is one the switch or the rollback made. Yardstick: zero.
 3. start-up cost: a deploy of a good tag with the monitor (op start to the monitor step's start,
    so the baseline step is in) against the same deploy with `[monitor] after_deploy = "off"` (op
-   start to its end), alternating 1.0.0 and 2.0.0. Yardstick: 1.1x.
+   start to its end), in turn on the same app, 2.0.0 and 1.0.0 each both ways. Yardstick: 1.1x.
 
     RC_PG_DSN=postgresql://... uv run python bench/post_deploy_monitor.py [runs] [interval_s]
 
@@ -83,26 +83,28 @@ def until_first_check(services: factory.Services, version: str, monitored: bool)
     result, events, _ = run(services, "deploy", "staging", {"version": version}, typed="yes")
     began = next(e.at for e in events if isinstance(e, OperationStarted))
     if monitored:
-        return next(e.at for e in events if isinstance(e, StepStarted) and e.step_id == "monitor") - began
+        started = {e.step_id: e.at for e in events if isinstance(e, StepStarted)}
+        print(f"  the baseline step: {started['apply'] - started['baseline']:.3f} s", flush=True)
+        return started["monitor"] - began
     if result.outcome is not Outcome.SUCCEEDED:
         raise RuntimeError(f"deploy of {version} failed: {result.detail}")
     return events[-1].at - began
 
 
-def app_for(mode: str, work: Path, repo: str, nginx: Nginx, prometheus: Prometheus, interval: int, dsn: str,
+def app_for(work: Path, repo: str, nginx: Nginx, prometheus: Prometheus, interval: int, dsn: str,
             databases: list[str]) -> factory.Services:
-    """An app of its own (database, config with `[monitor] after_deploy = mode`), 1.0.0 deployed."""
-    folder = work / mode
+    """The app (its own database; `[monitor] after_deploy = "act"`), 1.0.0 deployed."""
+    folder = work / "app"
     (folder / "migrations").mkdir(parents=True)
     # A window of 3 checks: `bad` is rolled back within it, a good deploy's passes after 3 checks.
-    (folder / "release.toml").write_text(config_text(repo, nginx, prometheus, interval, mode))
+    (folder / "release.toml").write_text(config_text(repo, nginx, prometheus, interval, "act"))
     databases.append(f"rc_bench_{uuid.uuid4().hex[:10]}")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{databases[-1]}"')
     db = urllib.parse.urlsplit(dsn)._replace(path=f"/{databases[-1]}").geturl()
     services = factory.build(config_module.load(folder / "release.toml", {"TEST_DB": db}), state=folder / "state")
     if run(services, "deploy", "staging", {"version": "1.0.0"}, typed="yes")[0].outcome is not Outcome.SUCCEEDED:
-        raise SystemExit(f"the first deploy ({mode}) failed")
+        raise SystemExit("the first deploy failed")
     return services
 
 
@@ -129,21 +131,24 @@ def main() -> None:
         nginx, prometheus = start_nginx(work / "nginx"), Prometheus(work / "prometheus")
         prometheus.start()
         try:
-            for mode in ("act", "off"):  # one app at a time: each deploy points the one nginx at its containers
-                services = app_for(mode, work, repo, nginx, prometheus, interval, dsn, databases)
-                apps.append(services.config.app.name)
-                with Discovery(client, services.config.app.name, prometheus.targets), Load(nginx):
-                    wait_until(lambda: _has_data(prometheus, 'sum(rate(http_requests_total{track="stable"}[5s]))'),
-                               timeout=60, what="Prometheus to see stable's requests")
-                    for n in range(runs):
-                        time.sleep(interval + 2)  # the last run's samples leave the rate window
-                        if mode == "act":
-                            detections.append(detect(services, prometheus, nginx))
-                            print(f"detection run {n + 1}: {detections[-1]}", flush=True)
-                        timings[mode == "act"].append(until_first_check(services, ("2.0.0", "1.0.0")[n % 2],
-                                                                        mode == "act"))
-                        print(f"{mode} run {n + 1}: {timings[mode == 'act'][-1]:.2f} s", flush=True)
-                remove(client, apps[-1])
+            services = app_for(work, repo, nginx, prometheus, interval, dsn, databases)
+            apps.append(services.config.app.name)
+            with Discovery(client, services.config.app.name, prometheus.targets), Load(nginx):
+                wait_until(lambda: _has_data(prometheus, 'sum(rate(http_requests_total{track="stable"}[5s]))'),
+                           timeout=60, what="Prometheus to see stable's requests")
+                for n in range(runs):
+                    time.sleep(interval + 2)  # the last run's samples leave the rate window
+                    detections.append(detect(services, prometheus, nginx))
+                    print(f"detection run {n + 1}: {detections[-1]}", flush=True)
+                # The same app, the same history: with and without the monitor in turn, 1 check each.
+                for n in range(2 * runs):
+                    monitored = n % 4 in (0, 3)  # act, off, off, act: each version both ways
+                    mode = "act" if monitored else "off"
+                    watch = services.config.monitor.model_copy(update={"after_deploy": mode, "duration_s": interval})
+                    services.config = services.config.model_copy(update={"monitor": watch})
+                    timings[monitored].append(until_first_check(services, ("2.0.0", "1.0.0")[n % 2],
+                                                                monitored))
+                    print(f"{mode} run {len(timings[monitored])}: {timings[monitored][-1]:.2f} s", flush=True)
         finally:
             prometheus.stop()
             subprocess.run([*nginx.base, "-s", "stop"], capture_output=True, check=False)

@@ -21,6 +21,7 @@ CLI exits 5. `[monitor] after_deploy = "off"` attaches nothing, nor does an envi
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -74,17 +75,8 @@ def _span(seconds: int) -> str:
 def _baseline(services: Services, env: str, ctx: StepContext) -> str:
     """What runs now (the revision to roll back to) and its metrics: what the new version is held to.
 
-    Missing metrics do not hold the deploy up: the monitor then says it watched nothing, and why."""
-    history = services.revisions(env).list()
-    previous = history[-1] if history else None
-    if previous is not None:
-        try:
-            image = pinned_revision(services, env, history, previous)
-            ctx.state["monitor_previous"] = {"revision": previous.number, "image": image}
-        except StepFailed as err:
-            ctx.log(f"the monitor cannot roll back to revision {previous.number}: {err}", "warning")
-    else:
-        ctx.log("no earlier revision: the monitor can watch, not roll back", "warning")
+    Missing metrics do not hold the deploy up: the monitor then says it watched nothing, and why.
+    The metrics are read while the history and the registry are asked: the step is on the deploy's path."""
     try:
         source = services.metrics(env)
     except StepFailed as err:  # no metrics source configured: the deploy goes on, said to be unwatched
@@ -92,7 +84,10 @@ def _baseline(services: Services, env: str, ctx: StepContext) -> str:
                 "warning")
         ctx.state["monitor_unwatched"] = "no metrics source"
         return "no metrics source: not watched"
-    snapshot = source.sample()
+    with ThreadPoolExecutor(1, thread_name_prefix="baseline") as pool:
+        sampling = pool.submit(source.sample)
+        _previous(services, env, ctx)
+        snapshot = sampling.result()
     values = {m: usable(snapshot.series.get("stable", {}).get(m)) for m in CHARTED}
     missing = [m for m in ("error_rate", "p95_ms") if values[m] is None]
     if missing:
@@ -104,6 +99,19 @@ def _baseline(services: Services, env: str, ctx: StepContext) -> str:
     back = ctx.state.get("monitor_previous")
     shown = ", ".join(f"{m} {v:.4g}" for m, v in ctx.state["baseline"].items())
     return shown + (f"; rolls back to revision {back['revision']}" if back else "")
+
+
+def _previous(services: Services, env: str, ctx: StepContext) -> None:
+    """The revision running now, pinned to its digest (checked in the registry now, not at the rollback)."""
+    history = services.revisions(env).list()
+    if not history:
+        ctx.log("no earlier revision: the monitor can watch, not roll back", "warning")
+        return
+    try:
+        image = pinned_revision(services, env, history, history[-1])
+        ctx.state["monitor_previous"] = {"revision": history[-1].number, "image": image}
+    except StepFailed as err:
+        ctx.log(f"the monitor cannot roll back to revision {history[-1].number}: {err}", "warning")
 
 
 def _new_version(snapshot: MetricSnapshot) -> MetricSnapshot:
