@@ -48,7 +48,7 @@ from services import factory
 from services.adapters.docker_fleet import APP
 from services.canary import trace
 from services.core import config as config_module
-from services.core.events import LogLine, OperationStarted, Outcome, StepStarted
+from services.core.events import LogLine, OperationStarted, Outcome, StepFinished, StepStarted
 
 
 def config_text(repository: str, nginx: Nginx, prometheus: Prometheus, interval: int, mode: str) -> str:
@@ -82,9 +82,11 @@ def until_first_check(services: factory.Services, version: str, monitored: bool)
     monitor, to the deploy's end)."""
     result, events, _ = run(services, "deploy", "staging", {"version": version}, typed="yes")
     began = next(e.at for e in events if isinstance(e, OperationStarted))
+    started = {e.step_id: e.at for e in events if isinstance(e, StepStarted)}
+    ended = {e.step_id: e.at for e in events if isinstance(e, StepFinished)}
+    print("  steps (s): " + ", ".join(f"{step} {ended[step] - at:.3f}" for step, at in started.items()
+                                      if step in ended), flush=True)
     if monitored:
-        started = {e.step_id: e.at for e in events if isinstance(e, StepStarted)}
-        print(f"  the baseline step: {started['apply'] - started['baseline']:.3f} s", flush=True)
         return started["monitor"] - began
     if result.outcome is not Outcome.SUCCEEDED:
         raise RuntimeError(f"deploy of {version} failed: {result.detail}")

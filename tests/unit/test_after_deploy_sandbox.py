@@ -14,7 +14,7 @@ from rig.opkit import IMAGE, finished, logs, run, sandbox_services, steps
 from console import cli
 from services.catalog import build_operation
 from services.core.container import Services
-from services.core.events import CheckScheduled, Event, MetricSample, Outcome, VerdictLogged
+from services.core.events import CheckScheduled, ConfirmationNeeded, Event, MetricSample, Outcome, VerdictLogged
 
 MONITORED_STEPS = ["resolve", "plan", "confirm", "baseline", "apply", "record", "health", "monitor"]
 
@@ -158,3 +158,29 @@ def test_monitor_config_defaults_to_the_canarys_window_and_refuses_an_interval_o
         ReleaseConfig.model_validate({**data, "monitor": {"check_interval_s": 60, "duration_s": 30}})
     with pytest.raises(ValidationError, match="after_deploy"):
         ReleaseConfig.model_validate({**data, "monitor": {"after_deploy": "sometimes"}})
+
+
+def test_stale_data_is_asked_about_and_never_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rig.wiring import rewire
+    from test_canary_monitor import Silent
+
+    services = services_with(tmp_path, monkeypatch, "act")
+    assert services.world is not None
+    silent = Silent(services.world)  # answers the baseline, then nothing: Prometheus went away
+    rewire(services, metrics=lambda env: silent)
+    monitor = services.config.monitor.model_copy(update={"duration_s": 8 * 30})
+    services.config = services.config.model_copy(update={"monitor": monitor})
+    asked: list[str] = []
+
+    def answer(question: ConfirmationNeeded) -> str | None:
+        asked.append(question.prompt)
+        return None if question.timeout_s else "yes"  # yes to the deploy, no to every question of the monitor
+
+    result = services.runner.run(build_operation(services, "deploy", "staging", {"version": "1.4.1"}),
+                                 lambda event: None, answer)
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "monitor"
+    assert result.detail == "the monitor's last check (of 8) had no fresh data: 1.4.1 was not shown healthy"
+    stale = [q for q in asked if q.startswith("No fresh data on 1.4.1 for 3 checks.")]
+    assert len(stale) == 2  # at checks 3 and 6; each "no" keeps watching
+    assert services.world.envs["staging"].version == "1.4.1"  # not rolled back: you said no
