@@ -46,12 +46,12 @@ import docker
 import httpx
 import psycopg
 from _common import start_nginx
-from conftest import Nginx, _derived
+from conftest import Nginx
 from integration.test_canary_e2e import Discovery, Load, Prometheus, _has_data
 from rig import config_builder as toml
 from rig.helpers import wait_until
 from rig.opkit import finished, run
-from rig.sample_app import prepare_context
+from rig.sample_app import build_derived, prepare_context
 
 from services import factory
 from services.adapters.docker_fleet import APP
@@ -96,7 +96,7 @@ def push_images(client: Any, registry: str, work: Path) -> str:
     repo = f"{registry}/rc-bench-canary-{uuid.uuid4().hex[:8]}"
     image, _ = client.images.build(path=str(prepare_context(work / "context")), tag=f"{repo}:1.0.0",
                                    network_mode="host", rm=True)
-    _derived(client, image.id, f"{repo}:bad", "ENV ERROR_RATE=0.05")
+    build_derived(client, image.id, f"{repo}:bad", "ENV ERROR_RATE=0.05")
     for tag in TAGS:
         for line in client.images.push(repo, tag, stream=True, decode=True):
             if "error" in line:

@@ -1,7 +1,8 @@
 """`release-console`: opens the console, or runs the same services headless for CI and scripts.
 
 Exit codes: 0 ok, 1 the operation failed, 2 bad config or usage, 3 declined or cancelled,
-4 the environment's release lock is held by someone else, 5 a canary the rules rolled back.
+4 the environment's release lock is held by someone else, 5 a canary or a deploy the rules rolled back
+(the post-deploy monitor).
 """
 
 from __future__ import annotations

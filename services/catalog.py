@@ -8,7 +8,7 @@ from typing import Any
 
 from services.backups import actions as backups
 from services.backups import recovery, verify
-from services.canary import control, rollout
+from services.canary import after_deploy, control, rollout
 from services.core.actions import Action, check_params, confirm_step
 from services.core.container import Services
 from services.core.operations import Operation
@@ -52,4 +52,4 @@ def build_operation(services: Services, kind: str, env: str, params: dict[str, A
     confirmed = at is not None and "confirm" in ids[:at]
     if production and spec.changes_env and not spec.destructive and at is not None and not confirmed:
         operation.steps.insert(at, confirm_step(services, env, spec.title))
-    return operation
+    return after_deploy.attach(services, env, operation)  # a deploy, release or rollback is watched after

@@ -1,5 +1,7 @@
 """The live canary pane: error rate, p95, CPU and memory for canary, stable and baseline,
-with threshold lines and a table of the latest values beside their thresholds.
+with threshold lines and a table of the latest values beside their thresholds. The post-deploy
+monitor shows here too, under its own heading: the new version where the canary would be, the
+previous version's baseline beside it.
 
 Charts redraw at most once a second, only when their data changed and only when visible.
 On a small terminal one chart shows: the metric closest to its threshold.
@@ -30,6 +32,7 @@ SERIES_COLOURS = {"canary": "$error", "stable": "$success", "baseline": "$primar
 LIMIT_COLOUR = "$warning"
 WINDOW = 60  # samples charted per series: the strategy's 30 min of 30 s checks; bounded so a replot stays cheap
 WIDE = (120, 40)  # columns, rows from which all four charts show
+POST_DEPLOY = {"canary": "new", "baseline": "before"}  # the series as the post-deploy monitor names them
 
 
 class MetricChart(PlotextPlot):
@@ -141,6 +144,8 @@ class CanaryPane(Vertical):
         self.title = "none running; c starts one on the selected environment"
         self.next_check: CheckScheduled | None = None
         self.verdicts: dict[str, dict[str, Any]] = {}  # rule -> the latest check's TraceEntry (JSON)
+        self.heading = "Canary"  # or "Post-deploy monitor"
+        self.labels: dict[str, str] = {}  # series -> the name its column shows, where not its own
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.tick)
@@ -154,7 +159,7 @@ class CanaryPane(Vertical):
     def title_line(self, text: str) -> None:
         # Across the pane (CSS), wrapping on a narrow one so that the countdown stays in view; its
         # once-a-second update re-lays-out the screen only when that changes its height.
-        update_steady(self.query_one("#canary-title", Label), f"4 Canary: {text}")
+        update_steady(self.query_one("#canary-title", Label), f"4 {self.heading}: {text}")
 
     def countdown(self) -> str:
         assert self.next_check is not None
@@ -183,7 +188,11 @@ class CanaryPane(Vertical):
         self.query_one(f"#chart-{sample.metric}", MetricChart).add(sample)
         self.fresh = True
 
-    def show_title(self, text: str) -> None:
+    def show_title(self, text: str, post_deploy: bool = False) -> None:
+        """A new operation's title; `post_deploy`: a deploy's monitor (the new version against the
+        previous one's baseline) rather than a canary."""
+        self.heading = "Post-deploy monitor" if post_deploy else "Canary"
+        self.labels = dict(POST_DEPLOY) if post_deploy else {}
         # An image reference becomes its tag: the pane is narrow, and the tag is what people say.
         text = " ".join(word.rsplit(":", 1)[-1] if "/" in word and ":" in word else word for word in text.split())
         self.title, self.next_check = text, None
@@ -207,7 +216,8 @@ class CanaryPane(Vertical):
 
     def values_table(self) -> Text:
         header = [Text("metric", style="bold")]
-        header += [Text(series, style=tone(self, f"bold {colour}")) for series, colour in SERIES_COLOURS.items()]
+        header += [Text(self.labels.get(series, series), style=tone(self, f"bold {colour}"))
+                   for series, colour in SERIES_COLOURS.items()]
         rows = [[*header, Text("limit", style=tone(self, f"bold {LIMIT_COLOUR}"))]]
         for chart in self.query(MetricChart):
             scale = SCALE.get(chart.metric, 1.0)

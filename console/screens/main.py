@@ -257,6 +257,8 @@ class MainScreen(Screen[None]):
         self.set_class(operation.kind in CHECKLISTS, "-checklist")
         if operation.kind == "canary":
             self.query_one(CanaryPane).show_title(f"{operation.title}")
+        elif any(step.id == "monitor" for step in operation.steps):  # a deploy the post-deploy monitor watches
+            self.query_one(CanaryPane).show_title(f"{operation.title}", post_deploy=True)
         self.query_one(BuildLogPane).start(operation.title, self.services.log_path(operation.id))
         self.run_operation(operation, start_at, state)
 

@@ -16,7 +16,7 @@ from services.core.journal import Journal, OperationRecord
 from services.core.masking import mask_text
 from services.core.private import private_dir, write_private
 
-CANARY_KINDS = ("canary", "canary-watch")
+CANARY_KINDS = ("canary", "canary-watch", "deploy", "release", "rollback")  # the last: the post-deploy monitor
 
 
 def latest(journal: Journal) -> OperationRecord | None:

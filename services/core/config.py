@@ -392,6 +392,20 @@ class CanaryPolicy(Strict):
         return self
 
 
+class MonitorPolicy(Strict):
+    """The post-deploy monitor: after every deploy, release, pipeline deploy and rollback, the new version
+    is checked against the previous one's baseline (taken just before the switch) by the canary's rules.
+
+    `after_deploy`: act (roll back, scale up), ask (a question with the canary's countdown and default),
+    observe (log what it would do) or off (no monitor). The interval and the window default to the
+    canary's ([canary] check_interval_s and duration_s: the strategy's 30 s for 30 min).
+    """
+
+    after_deploy: Literal["act", "ask", "observe", "off"] = "act"
+    check_interval_s: int | None = Field(None, ge=1)
+    duration_s: int | None = Field(None, ge=1)
+
+
 class S3Store(Strict):
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     prefix: str = "backups/"
@@ -471,6 +485,7 @@ class ReleaseConfig(Strict):
     app: AppConfig
     environments: dict[str, EnvironmentConfig]
     canary: CanaryPolicy = CanaryPolicy()
+    monitor: MonitorPolicy = MonitorPolicy()
     metrics: MetricsConfig = MetricsConfig()
     backup: BackupPolicy = BackupPolicy()
     recovery: RecoveryPolicy = RecoveryPolicy()
@@ -503,6 +518,21 @@ class ReleaseConfig(Strict):
             check_kube_name(app.name, f"app.name (which names the Kubernetes objects of {on_kubernetes[0]})",
                             "dns1035", 63 - len("-canary"))
         return value
+
+    @model_validator(mode="after")
+    def _monitor_interval_fits(self) -> ReleaseConfig:
+        if self.monitor_policy().check_interval_s > self.monitor_policy().duration_s:
+            raise ValueError("[monitor] check_interval_s must not exceed duration_s (each defaults to [canary]'s)")
+        return self
+
+    def monitor_policy(self) -> CanaryPolicy:
+        """The canary's rules with the post-deploy monitor's interval, window and mode: every rule in
+        [monitor] after_deploy's mode ("off": observe, though no monitor runs then)."""
+        mode = self.monitor.after_deploy
+        return self.canary.model_copy(update={
+            "check_interval_s": self.monitor.check_interval_s or self.canary.check_interval_s,
+            "duration_s": self.monitor.duration_s or self.canary.duration_s,
+            "automation": dict.fromkeys(RULES, "observe" if mode == "off" else mode)})
 
     def environment(self, name: str) -> EnvironmentConfig:
         """The named environment; an unknown name is an error, never a fallback."""

@@ -228,6 +228,7 @@ class SandboxTarget:
         self._roll(version, on_line)
         with self.world.lock:
             self.state.version = version
+            self.state.stable_samples = 0
 
     def start_canary(self, image: str, weight: int, on_line: OnLine) -> None:
         with self.world.lock:
@@ -293,8 +294,9 @@ class SandboxRevisions:
 
 
 class SandboxMetrics:
-    """Stable stays near the baseline. The canary of 1.5.0 (the sandbox's bad release) gets
-    worse each sample; any other version stays as healthy as stable."""
+    """Stable stays near the baseline. 1.5.0 (the sandbox's bad release) gets worse each sample, as
+    the canary or, once deployed, as stable (what the post-deploy monitor sees); any other version
+    stays as healthy as the baseline."""
 
     def __init__(self, world: World, env: str) -> None:
         self.world = world
@@ -311,18 +313,27 @@ class SandboxMetrics:
 
     def sample(self) -> MetricSnapshot:
         with self.world.lock:
-            n = self.state.canary_samples
+            n, m = self.state.canary_samples, self.state.stable_samples
             self.state.canary_samples += 1
+            self.state.stable_samples += 1
             stable = {k: v * (1 + self.world.noise(0.05)) for k, v in BASELINE.items()}
             canary = {k: v * (1 + self.world.noise(0.05)) for k, v in BASELINE.items()}
             weight, bad = self.state.canary_weight, self.state.canary_version == BAD_RELEASE
+            bad_stable = self.state.version == BAD_RELEASE
         if bad:
-            canary["error_rate"] = BASELINE["error_rate"] * (1 + CANARY_ERROR_GROWTH * n)
-            canary["p95_ms"] = BASELINE["p95_ms"] * (1 + 0.03 * n)
-            canary["cpu_percent"] = BASELINE["cpu_percent"] + 2.5 * n
+            _degrade(canary, n)
+        if bad_stable:
+            _degrade(stable, m)
         total = 400 * (1 + self.world.noise(0.02))
         canary["requests_per_s"], stable["requests_per_s"] = total * weight / 100, total * (100 - weight) / 100
         return MetricSnapshot(self.world.clock.now(), {"stable": stable, "canary": canary})
+
+
+def _degrade(values: dict[str, float], n: int) -> None:
+    """The bad release at its n-th sample: errors, latency and CPU climbing."""
+    values["error_rate"] = BASELINE["error_rate"] * (1 + CANARY_ERROR_GROWTH * n)
+    values["p95_ms"] = BASELINE["p95_ms"] * (1 + 0.03 * n)
+    values["cpu_percent"] = BASELINE["cpu_percent"] + 2.5 * n
 
 
 class SandboxMigrations:

@@ -57,6 +57,7 @@ class EnvState:
     canary_image: str | None = None  # the reference it runs, pinned to a digest: what a promote deploys
     canary_weight: int = 0
     canary_samples: int = 0
+    stable_samples: int = 0  # samples since the last deploy: a stable 1.5.0 degrades as its canary does
     events: list[str] = field(default_factory=list)
     # What its console last set (drift); changed only by the console. None: a world saved before it was kept.
     applied_replicas: int | None = None

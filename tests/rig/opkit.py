@@ -18,11 +18,14 @@ SCALE = 3000
 IMAGE = "ghcr.io/example/food-management"
 
 
-def sandbox_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
+def sandbox_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, monitor: str = "off") -> Services:
+    """`monitor`: [monitor] after_deploy. Off unless a test is about the post-deploy monitor (the
+    example's default, act, would roll back every deploy of the sandbox's bad 1.5.0)."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    return build(load_config(str(EXAMPLE_CONFIG), True, {}), sandbox_mode=True, state=tmp_path / "state",
-                 time_scale=SCALE)
+    config = load_config(str(EXAMPLE_CONFIG), True, {})
+    config = config.model_copy(update={"monitor": config.monitor.model_copy(update={"after_deploy": monitor})})
+    return build(config, sandbox_mode=True, state=tmp_path / "state", time_scale=SCALE)
 
 
 def run(services: Services, kind: str, env: str, params: dict[str, Any] | None = None, reason: str | None = None,

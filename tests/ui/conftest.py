@@ -38,12 +38,14 @@ def ui_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make_ui_app(ui_state: Path, request: pytest.FixtureRequest) -> Callable[..., ReleaseConsole]:
     """make_ui_app(time_scale=FAST) -> a sandbox console (seed 7) whose state lives in tmp_path.
 
-    With the `frozen_clock` fixture, its world's clock starts at ORIGIN.
+    With the `frozen_clock` fixture, its world's clock starts at ORIGIN. `monitor`: [monitor]
+    after_deploy, off unless a test is about the post-deploy monitor.
     """
     origin = ORIGIN if "frozen_clock" in request.fixturenames else None
 
-    def make(time_scale: float = FAST) -> ReleaseConsole:
+    def make(time_scale: float = FAST, monitor: str = "off") -> ReleaseConsole:
         config = factory.load_config(None, True)
+        config = config.model_copy(update={"monitor": config.monitor.model_copy(update={"after_deploy": monitor})})
         return make_app(config, sandbox=True, seed=SEED, time_scale=time_scale, state=ui_state, origin=origin)
 
     return make

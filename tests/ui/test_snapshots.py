@@ -29,6 +29,7 @@ from widgets.backups import BackupsPane
 from widgets.canary import CanaryPane, MetricChart
 from widgets.confirm import ConfirmModal
 from widgets.migrations import MigrationsPane
+from widgets.params import ParamsModal
 
 SIZE = (80, 24)
 CALM = 30.0  # the default time scale: nothing runs in these, and ages stay whole days
@@ -103,6 +104,41 @@ def test_canary_pane_after_a_canary(snap_compare: Snap, make_ui_app: Callable[..
     # whether the canary's first checks had data, and the charts differed from run to run. At 30x a
     # check is 1 s of real time: 5 runs in a row gave the same screen.
     assert snap_compare(make_ui_app(FAST / 100), terminal_size=SIZE, run_before=run_before)
+
+
+def test_canary_pane_showing_the_post_deploy_monitor(snap_compare: Snap,
+                                                    make_ui_app: Callable[..., ReleaseConsole]) -> None:
+    """A deploy of the sandbox's bad 1.5.0 to staging: the monitor rolls it back; the pane says whose
+    charts these are (the post-deploy monitor's: the new version beside the previous one's baseline)."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "staging")
+        await pilot.press("t")
+        form = await modal_of(pilot, ParamsModal, "the deploy's form")
+        form.query_one("#param-version", Input).value = "1.5.0"
+        await pilot.press("enter")
+        await modal_of(pilot, ConfirmModal, "the deploy's confirmation")
+        await pilot.press("y")
+        await finished(pilot, screen)
+        assert outcome(screen).startswith("FAILED") and "rolled back at check" in outcome(screen)
+        await pilot.press("4")
+        pane = screen.query_one(CanaryPane)
+        assert pane.heading == "Post-deploy monitor"
+        await wait_for(pilot, lambda: pane.has_class("-small"), "the pane's one-chart layout at 80x24")
+
+        def drawn() -> bool:  # redrawn since it showed: the layout and the chart nearest its limit
+            focus = pane.query("MetricChart.-focus").results(MetricChart)
+            return not pane.fresh and any(not chart.dirty for chart in focus)
+
+        await wait_for(pilot, drawn, "the last redraw of the monitor's chart")
+        rows = screen.query_one("#environments").rows  # type: ignore[attr-defined]
+        await wait_for(pilot, lambda: rows["staging"].lock is None and rows["staging"].version == "1.4.2",
+                       "the overview after the rollback")
+        await settle(pilot)
+
+    # 30x, as the canary's snapshot: a check is 1 s of real time, so every check has its data.
+    assert snap_compare(make_ui_app(FAST / 100, monitor="act"), terminal_size=SIZE, run_before=run_before)
 
 
 def test_backups_pane(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole]) -> None:

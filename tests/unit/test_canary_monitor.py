@@ -162,6 +162,8 @@ def test_observe_mode_only_logs_and_ask_mode_asks_with_a_countdown(services: Ser
     assert "observe only: error_rate would roll back" in lines and "observe only: judge would roll back" in lines
     assert observed.outcome is Outcome.SUCCEEDED  # p95 stayed under 2x: promoted, as observe asked
 
+    assert services.world is not None  # the promotion made 1.5.0 stable, which degrades too: put 1.4.2 back
+    services.world.envs["staging"].version = "1.4.2"
     with_policy(services, automation={**automation, "error_rate": "ask"}, ask_timeout_s=7)
     asked_result, _, asked = run(services, "canary", "staging", {"version": "1.5.0"}, typed=None)
     about_errors = [q for q in asked if q.prompt.startswith("error_rate:")]
