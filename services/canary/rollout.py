@@ -100,9 +100,7 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
 
     promoting = deploy_steps(services, env, "promote")
     promoting[0] = Step("apply", "Promote", promote)
-    title = f"Canary {image} in {env}" + (f": {' → '.join(f'{s.weight}%' for s in steps)} → 100%"
-                                          if len(steps) > 1 else "")
-    return Operation("canary", env, title, [
+    return Operation("canary", env, f"Canary {image} in {env}", [
         *checked,
         Step("start", "Start the canary", start),
         *_monitor_steps(services, env, image, steps=steps),

@@ -191,3 +191,27 @@ def test_the_command_line_runs_the_steps(capsys: pytest.CaptureFixture[str], tmp
     out = capsys.readouterr().out
     assert code == cli.EXIT_OK, out
     assert "3 steps passed (10% → 25% → 50%)" in out
+
+
+@pytest.mark.parametrize("then", ["promote", "abort"])
+def test_a_canary_paused_at_any_step_can_be_promoted_or_aborted(services: Services, then: str) -> None:
+    cancel = threading.Event()
+
+    def stop_in_step_three(event: Event) -> None:
+        if isinstance(event, CanaryStepChanged) and (event.index, event.status) == (2, "running"):
+            cancel.set()
+
+    assert services.world is not None
+    stable = services.world.envs["staging"].version
+    assert stable != "1.5.0-rc.1"
+    paused = services.runner.run(build_operation(services, "canary", "staging", {"version": "1.5.0-rc.1", **STEPS}),
+                                 stop_in_step_three, lambda q: "yes", cancel)
+    assert paused.outcome is Outcome.CANCELLED
+    assert services.world.envs["staging"].canary_weight == 50
+
+    result, _, _ = run(services, then, "staging", {}, typed="yes")
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    staging = services.world.envs["staging"]
+    assert staging.canary_version is None
+    assert staging.version == ("1.5.0-rc.1" if then == "promote" else stable)
