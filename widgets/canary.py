@@ -21,7 +21,7 @@ from textual.containers import Grid, Vertical
 from textual.widgets import Label, Static
 from textual_plotext import PlotextPlot
 
-from services.core.events import CheckScheduled, MetricSample
+from services.core.events import CanaryStepChanged, CheckScheduled, MetricSample
 from widgets.colours import rgb, tone
 from widgets.plot_strips import Strips, ansi_strips
 from widgets.steady import update_steady
@@ -126,12 +126,15 @@ class CanaryPane(Vertical):
     CanaryPane .title { text-style: bold; }
     CanaryPane #canary-title { width: 1fr; }
     CanaryPane #canary-values { height: auto; }
+    CanaryPane #canary-ladder { height: auto; display: none; }
+    CanaryPane #canary-ladder.-shown { display: block; }
     CanaryPane #canary-verdict { height: auto; max-height: 3; color: $text-muted; }
     """
 
     def compose(self) -> ComposeResult:
         yield Label("4 Canary: none running; c starts one on the selected environment", classes="title",
                     id="canary-title")
+        yield Static("", id="canary-ladder")
         yield Static(self.values_table(), id="canary-values")
         with Grid():
             for metric in METRICS:
@@ -146,6 +149,8 @@ class CanaryPane(Vertical):
         self.verdicts: dict[str, dict[str, Any]] = {}  # rule -> the latest check's TraceEntry (JSON)
         self.heading = "Canary"  # or "Post-deploy monitor"
         self.labels: dict[str, str] = {}  # series -> the name its column shows, where not its own
+        self.ladder: CanaryStepChanged | None = None  # a progressive canary's steps and where it is
+        self.outcome = ""  # how its operation ended: succeeded, failed, cancelled ("" while it runs)
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.tick)
@@ -169,9 +174,59 @@ class CanaryPane(Vertical):
     def schedule(self, event: CheckScheduled) -> None:
         self.next_check = event
 
-    def finish(self) -> None:
+    def finish(self, outcome: str = "") -> None:
         self.next_check = None
         self.title_line(self.title)
+        if self.ladder is not None:
+            self.outcome = outcome
+            self.show_ladder()
+
+    def step(self, event: CanaryStepChanged) -> None:
+        """A progressive canary moved on its ladder (or stopped on it)."""
+        self.ladder, self.outcome = event, ""
+        self.show_ladder()
+
+    def show_ladder(self) -> None:
+        ladder = self.query_one("#canary-ladder", Static)
+        ladder.set_class(self.ladder is not None, "-shown")
+        update_steady(ladder, self.ladder_text())
+
+    def ladder_text(self) -> Text:
+        """`steps 10% ✓ → 25% ● → 50% · → 100% ·` and where the canary is: done ✓, here ●, rolled back
+        ✗, to come ·; 100% is the promotion after the last step."""
+        event = self.ladder
+        if event is None:
+            return Text("")
+        marks = {"passed": ("✓", "$success"), "running": ("●", "bold $warning"), "rolled back": ("✗", "bold $error")}
+        text = Text("steps ", style="bold")
+        last = len(event.weights) - 1
+        promoted = self.outcome == "succeeded" and event.index == last and event.status == "passed"
+        for i, weight in enumerate((*event.weights, 100)):
+            if i:
+                text.append(" → ", style="dim")
+            if i < event.index or (i == len(event.weights) and promoted):
+                mark, style = "✓", "$success"
+            elif i == event.index:
+                mark, style = marks.get(event.status, ("●", "$warning"))
+            else:
+                mark, style = "·", "dim"
+            text.append(f"{weight}% ")
+            text.append(mark, style=tone(self, style))
+        where = f"step {event.index + 1}/{len(event.weights)} at {event.weights[event.index]}%"
+        if promoted:
+            said = "promoted: 100%"
+        elif event.status == "rolled back":
+            said = f"rolled back at {where}"
+        elif self.outcome == "cancelled":
+            said = f"paused at {where}: r resumes it, o promotes, A aborts"
+        elif self.outcome:
+            said = f"stopped at {where} ({self.outcome})"
+        elif event.status == "passed":
+            said = f"{where} passed" + ("; promoting" if event.index == last else "")
+        else:
+            said = f"{where}: checking"
+        text.append(f"\n{said}", style="dim")
+        return text
 
     def add_verdict(self, entry: dict[str, Any]) -> None:
         if entry["check"] != next(iter(self.verdicts.values()), entry)["check"]:
@@ -197,6 +252,8 @@ class CanaryPane(Vertical):
         text = " ".join(word.rsplit(":", 1)[-1] if "/" in word and ":" in word else word for word in text.split())
         self.title, self.next_check = text, None
         self.verdicts.clear()
+        self.ladder, self.outcome = None, ""
+        self.show_ladder()
         self.title_line(text)
 
     def verdict_text(self) -> Text:

@@ -26,6 +26,7 @@ from services.core.audit import AuditView
 from services.core.config import ConfigError
 from services.core.container import Services
 from services.core.events import (
+    CanaryStepChanged,
     CheckScheduled,
     ConfirmationNeeded,
     Event,
@@ -292,12 +293,15 @@ class MainScreen(Screen[None]):
             if isinstance(event, CheckScheduled):
                 canary.schedule(event)
                 continue
+            if isinstance(event, CanaryStepChanged):
+                canary.step(event)
+                continue
             runbook.apply(event)
             if isinstance(event, ConfirmationNeeded):
                 self.ask(event)
             elif isinstance(event, Finished):
                 self.running = None
-                canary.finish()
+                canary.finish(event.outcome.value)
                 self.drain_timer.pause()
                 build_log.finish(event.outcome.value)
                 self.load_panes()

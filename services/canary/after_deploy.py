@@ -180,7 +180,7 @@ def _monitor(services: Services, env: str, ctx: StepContext) -> str:
     judged = judge.note if judge is not None else "not run"
     summary = (f"{checks} checks passed" + (f" (observe only: the rules would {would})" if would else "")
                + f"; judge {judged}")
-    _notify(services, env, ctx, image, f"{TITLE} passed: {summary}", "info")
+    _notify(services, env, ctx, image, f"{TITLE} passed: {summary}", "info", "monitor.passed")
     return summary
 
 
@@ -203,7 +203,7 @@ def _roll_back(services: Services, env: str, ctx: StepContext, image: str, reaso
     checks = ctx.state.get("checks_done", 0)
     if previous is None:
         _notify(services, env, ctx, image, f"{TITLE}: would roll back ({reason}) but has no revision to go to",
-                "critical")
+                "critical", "monitor.rollback")
         raise StepFailed(f"the monitor would roll back at check {checks} ({reason}), but there is no earlier"
                          " revision it can run", ("deploy a fixed version", "or roll back by hand to a revision"
                                                   " whose image the registry still has"))
@@ -216,7 +216,7 @@ def _roll_back(services: Services, env: str, ctx: StepContext, image: str, reaso
                           f"rolled back: revision {revision.number} runs {version_of(previous['image'])}")
     ctx.state["decision"]["rolled_back_in_s"] = round(time.time() - started, 3)
     _notify(services, env, ctx, image, f"{TITLE}: automatic rollback to revision {previous['revision']}: {reason}",
-            "critical")
+            "critical", "monitor.rollback")
     raise RolledBack(f"rolled back at check {checks}: {reason}",
                      (f"read the decision trace: release-console canary trace --op {ctx.op_id}",
                       "deploy a fix; the monitor watches it too"))

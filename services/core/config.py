@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -356,6 +357,45 @@ DEFAULT_AUTOMATION: dict[str, Automation] = {
     "traffic_share": "observe", "judge": "ask"}
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h)?\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration_s(value: object) -> int:
+    """A duration as release.toml and the CLI say it: "30s", "5m", "1h", or whole seconds; in seconds.
+    Anything else is a ValueError that says what is expected."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(f"a duration is a whole number of seconds, minutes or hours, like \"30s\", \"5m\""
+                             f" or \"1h\"; got {value!r}")
+        seconds = int(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+    if seconds < 1:
+        raise ValueError(f"a duration must be at least 1s, got {value!r}")
+    return seconds
+
+
+def shown_duration(seconds: int) -> str:
+    """Seconds as the config says them: 300 -> "5m", 90 -> "90s", 3600 -> "1h"."""
+    for unit in ("h", "m"):
+        if seconds % _UNIT_S[unit] == 0:
+            return f"{seconds // _UNIT_S[unit]}{unit}"
+    return f"{seconds}s"
+
+
+class CanaryStep(Strict):
+    """One step of a progressive canary: the canary takes `weight` percent, then holds it for `pause`
+    while the rules check it every check_interval_s; it goes on only on a pass at the end of the pause."""
+
+    weight: int = Field(ge=1, le=100)
+    pause: Annotated[int, BeforeValidator(duration_s)] = Field(description="seconds; written \"30s\", \"5m\", \"1h\"")
+
+    def describe(self) -> str:
+        return f"{self.weight}% for {shown_duration(self.pause)}"
+
+
 class CanaryPolicy(Strict):
     stable_replicas: int = Field(9, ge=1)
     canary_replicas: int = Field(1, ge=1)
@@ -376,6 +416,20 @@ class CanaryPolicy(Strict):
     automation: dict[str, Automation] = Field(default_factory=lambda: dict(DEFAULT_AUTOMATION))
     ask_timeout_s: int = Field(60, ge=1)  # how long an "ask" waits before its default
     ask_default: Literal["act", "skip"] = "act"  # what an unanswered "ask" does
+    # A progressive canary: each step's weight and pause, in order; promoted after the last.
+    # Empty: the strategy's single step, weight_percent for duration_s.
+    steps: list[CanaryStep] = Field(default_factory=list)
+
+    @property
+    def ladder(self) -> list[CanaryStep]:
+        """The steps the canary runs through: the configured ones, else weight_percent for duration_s."""
+        return self.steps or [CanaryStep(weight=max(1, self.weight_percent), pause=self.duration_s)]
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_climb(cls, value: list[CanaryStep]) -> list[CanaryStep]:
+        check_ladder([step.weight for step in value])
+        return value
 
     @field_validator("automation")
     @classmethod
@@ -389,6 +443,10 @@ class CanaryPolicy(Strict):
     def _interval_fits(self) -> CanaryPolicy:
         if self.check_interval_s > self.duration_s:
             raise ValueError("check_interval_s must not exceed duration_s")
+        for number, step in enumerate(self.steps, 1):
+            if step.pause < self.check_interval_s:
+                raise ValueError(f"steps: step {number} ({step.weight}%) pauses {shown_duration(step.pause)}, less than"
+                                 f" check_interval_s ({self.check_interval_s}s): it would never be checked")
         return self
 
 
@@ -404,6 +462,15 @@ class MonitorPolicy(Strict):
     after_deploy: Literal["act", "ask", "observe", "off"] = "act"
     check_interval_s: int | None = Field(None, ge=1)
     duration_s: int | None = Field(None, ge=1)
+
+
+def check_ladder(weights: list[int]) -> None:
+    """Canary step weights: each 1-100, strictly increasing. A ValueError says which one is wrong."""
+    for number, weight in enumerate(weights, 1):
+        if not 1 <= weight <= 100:
+            raise ValueError(f"step {number}: a weight is a percentage 1-100, got {weight}")
+        if number > 1 and weight <= weights[number - 2]:
+            raise ValueError(f"step {number}: weights must increase strictly, got {weights[number - 2]} then {weight}")
 
 
 class S3Store(Strict):

@@ -113,6 +113,16 @@ class VerdictLogged(Event):
 
 
 @dataclass(frozen=True)
+class CanaryStepChanged(Event):
+    """Where a progressive canary is on its ladder: its weights in order, the step at `index`
+    (from 0) and that step's status: running, passed or rolled back. Promotion (100 %) follows the last."""
+
+    weights: tuple[int, ...]
+    index: int
+    status: str
+
+
+@dataclass(frozen=True)
 class Finished(Event):
     outcome: Outcome
     detail: str = ""

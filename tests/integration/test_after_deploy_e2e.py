@@ -111,6 +111,7 @@ def test_a_good_deploy_completes_its_window_and_the_monitor_passed_goes_out(
     assert finished(events)["monitor"].detail.startswith("6 checks passed; judge "), finished(events)["monitor"]
     assert [q for q in asked if q.timeout_s] == []
     assert {get_version(nginx) for _ in range(30)} == {"2.0.0"}
+    services.close()  # flushes what the background sender still holds
     [notice] = [m for m in Webhook.received if "monitor passed" in m["text"]]
     assert notice["text"].startswith("[info] staging 2.0.0: post-deploy monitor passed: 6 checks passed")
     assert not [m for m in Webhook.received if "rollback" in m["text"]]

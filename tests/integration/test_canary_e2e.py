@@ -34,10 +34,11 @@ from rig.opkit import finished, run
 from rig.traffic import get_version
 
 from services import factory
+from services.adapters import nginx_split
 from services.adapters.docker_fleet import APP, PORT, ROLE
 from services.canary import trace
 from services.core import config as config_module
-from services.core.events import Event, Outcome, VerdictLogged
+from services.core.events import CanaryStepChanged, Event, Outcome, VerdictLogged
 
 
 class Prometheus:
@@ -323,3 +324,66 @@ def _stable_ports(docker_client: Any, app: str) -> set[str]:
     """The host ports of the app's running stable containers, read from Docker itself."""
     running = docker_client.containers.list(filters={"label": [f"{APP}={app}", f"{ROLE}=stable"]})
     return {c.labels[PORT] for c in running}
+
+
+# Three steps of 10 checks at 2 s: each step is judged on its own 10 samples (min_samples 8).
+STEPPED = {"check_interval_s": 2, "duration_s": 30, "ask_timeout_s": 2,
+           "steps": [{"weight": 10, "pause": "20s"}, {"weight": 25, "pause": "20s"}, {"weight": 50, "pause": "20s"}]}
+
+
+def _shares_by_step(entries: list[Any]) -> dict[float, list[float]]:
+    """The observed traffic share at each check, by the step weight it was checked against."""
+    shares: dict[float, list[float]] = {}
+    for entry in entries:
+        if entry.rule == "traffic_share" and entry.value is not None and entry.threshold is not None:
+            shares.setdefault(entry.threshold, []).append(entry.value)
+    return shares
+
+
+@pytest.mark.parametrize("canary_policy", [STEPPED])
+def test_a_three_step_canary_advances_10_25_50_then_100_with_analysis_at_each_step(
+        services: factory.Services, canary: Running, nginx: Nginx) -> None:
+    seen: list[tuple[int, int, int]] = []  # (the step's weight, what the target reports, what nginx reads)
+
+    def split_at_each_step(event: Event) -> None:  # on the operation's thread, as each step begins
+        if isinstance(event, CanaryStepChanged) and event.status == "running":
+            reported = services.target("staging").status().canary_weight or 0
+            servers = nginx_split.parse(nginx.upstream_file.read_text())
+            seen.append((event.weights[event.index], reported, nginx_split.canary_weight(servers)))
+
+    result, events, _ = canary("2.0.0", typed="yes", on_event=split_at_each_step)
+
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert seen == [(10, 10, 10), (25, 25, 25), (50, 50, 50)]  # each step's weight, in nginx's upstream file
+    monitor = finished(events)["monitor"].detail
+    assert monitor.startswith("3 steps passed (10% → 25% → 50%); last: 10 checks passed; judge PASS"), monitor
+    ladder = [(e.index, e.status) for e in events if isinstance(e, CanaryStepChanged)]
+    assert ladder == [(0, "running"), (0, "passed"), (1, "running"), (1, "passed"), (2, "running"), (2, "passed")]
+    entries = trace.entries(services.journal.get(result.op_id))
+    judged = [e for e in entries if e.rule == "judge" and e.check in (10, 20, 30)]
+    assert [e.verdict for e in judged] == ["pass"] * 3, [e.line() for e in judged]  # analysis at each step
+    shares = _shares_by_step(entries)
+    assert sorted(shares) == [10.0, 25.0, 50.0], shares
+    for weight, observed in shares.items():
+        # The first checks of a step still see the last step's split in Prometheus' 5 s window: the
+        # step's settled share is its median, which is within the ±5 points the rule allows.
+        median = sorted(observed)[len(observed) // 2]
+        assert abs(median - weight) <= 5, (weight, observed)
+    assert {get_version(nginx) for _ in range(30)} == {"2.0.0"}  # promoted: 100 %
+    assert services.revisions("staging").list()[-1].action == "promote"
+
+
+@pytest.mark.parametrize("canary_policy", [STEPPED])
+def test_a_bad_version_stops_and_rolls_back_at_its_step(
+        services: factory.Services, canary: Running, nginx: Nginx) -> None:
+    result, events, _ = canary("bad", typed="yes")
+
+    assert result.outcome is Outcome.FAILED and result.failed_step == "monitor", result.detail
+    assert " in step 1/3 (10%): " in result.detail, result.detail
+    ladder = [(e.index, e.status) for e in events if isinstance(e, CanaryStepChanged)]
+    assert ladder == [(0, "running"), (0, "rolled back")]  # never on to 25 %
+    entries = trace.entries(services.journal.get(result.op_id))
+    assert {e.threshold for e in entries if e.rule == "traffic_share"} == {10.0}
+    assert services.journal.get(result.op_id).state["decision"]["action"] == "rollback"
+    assert services.target("staging").status().canary_version is None
+    assert {get_version(nginx) for _ in range(30)} == {"1.0.0"}  # all traffic back on stable

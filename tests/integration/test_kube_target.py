@@ -32,7 +32,9 @@ from rig.kube_cluster import (
 )
 
 from services.adapters.kube_target import KubernetesDeployTarget
+from services.canary.rollout import ladder
 from services.core.audit import AuditLog
+from services.core.config import CanaryPolicy, CanaryStep
 from services.core.events import Outcome
 from services.core.journal import Journal
 from services.core.locks import FileLocks
@@ -198,6 +200,34 @@ def test_canary_start_weight_steps_and_promote(
     assert cluster.weights(namespace, split) == {"stable": 100, "canary": 0}
     status = target.status()
     assert (status.version, status.canary_version, status.canary_weight) == ("1.1.0", None, 0)
+
+
+def test_a_progressive_canarys_steps_are_the_splits_weights_at_each_step(
+    target: KubernetesDeployTarget, cluster: Cluster, namespace: str, split: str
+) -> None:
+    """The ladder of `[canary] steps` as the canary operation applies it: the first step's weight when
+    the canary starts, each next one with set_weight (one patch of the split object), read back through
+    the API; then the promotion. (The emulator serves no metrics, so the checks between steps run in the
+    sandbox drills and on the Docker rig, tests/integration/test_canary_e2e.py.)"""
+    policy = CanaryPolicy(steps=[CanaryStep(weight=10, pause="5m"), CanaryStep(weight=25, pause="5m"),
+                                 CanaryStep(weight=50, pause="10m")])
+    steps = ladder(policy, {})
+    deployed(target, cluster)
+    weight_resource, weight_name, _ = cluster.split_object(namespace, split)
+
+    target.start_canary(V2, steps[0].weight, Lines())
+    applied = [cluster.weights(namespace, split)]
+    for step in steps[1:]:
+        cluster.reset_requests()
+        target.set_weight(step.weight, Lines())
+        cluster.assert_writes([("patch", weight_resource, weight_name, 200)])
+        applied.append(cluster.weights(namespace, split))
+        assert target.status().canary_weight == step.weight
+    assert applied == [{"stable": 90, "canary": 10}, {"stable": 75, "canary": 25}, {"stable": 50, "canary": 50}]
+
+    target.promote(Lines())
+    assert cluster.weights(namespace, split) == {"stable": 100, "canary": 0}
+    assert container(cluster.deployment(namespace, "stable"))["image"] == V2  # the canary took all: 100 %
 
 
 def test_abort_sets_weight_zero_and_scales_the_canary_to_zero(

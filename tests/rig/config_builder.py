@@ -225,6 +225,8 @@ def _value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return _string(value)
-    if isinstance(value, list) and not any(isinstance(v, Mapping) for v in value):
+    if isinstance(value, list):  # of values, or of tables inline: [{weight = 10, pause = "5m"}]
         return f"[{', '.join(_value(v) for v in value)}]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"release.toml cannot hold {value!r} here")

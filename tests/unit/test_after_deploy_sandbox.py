@@ -38,8 +38,10 @@ def test_a_deploy_of_the_bad_release_is_rolled_back_audited_and_notified(
     audited = [r for r in services.audit.tail(50) if r["action"] == "monitor-rollback"]
     assert len(audited) == 1 and audited[0]["params"]["to_revision"] == 3
     assert audited[0]["outcome"] == "rolled back: revision 5 runs 1.4.2"
-    assert services.world.notifications[-1].startswith(
+    told = [n for n in services.world.notifications if n.endswith("[monitor.rollback]")]
+    assert len(told) == 1 and told[0].startswith(
         "[critical] staging 1.5.0: post-deploy monitor: automatic rollback to revision 3: error_rate:")
+    assert services.world.notifications[-1].endswith("[operation.failed]")  # then the deploy's own end
     # The trace names the query, the value and the threshold; no traffic split to check after a deploy.
     verdicts = [e.entry for e in events if isinstance(e, VerdictLogged)]
     breach = next(v for v in verdicts if v["verdict"] == "breach")
@@ -61,7 +63,8 @@ def test_a_good_deploy_passes_its_window_and_says_so(tmp_path: Path, monkeypatch
     assert finished(events)["monitor"].detail.startswith("60 checks passed; judge ")
     assert [e.check for e in events if isinstance(e, CheckScheduled)] == list(range(1, 61))
     assert services.world is not None and services.world.envs["staging"].version == "1.4.1"
-    assert services.world.notifications[-1].startswith("[info] staging 1.4.1: post-deploy monitor passed: 60 checks")
+    told = [n for n in services.world.notifications if n.endswith("[monitor.passed]")]
+    assert len(told) == 1 and told[0].startswith("[info] staging 1.4.1: post-deploy monitor passed: 60 checks")
 
 
 def test_ask_asks_with_the_countdown_and_observe_logs_what_it_would_do(
