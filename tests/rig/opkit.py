@@ -28,6 +28,12 @@ def sandbox_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, monitor: s
     return build(config, sandbox_mode=True, state=tmp_path / "state", time_scale=SCALE)
 
 
+def env_state(services: Services, env: str) -> Any:
+    """The sandbox world's state of `env` (what runs there, its split, its events)."""
+    assert services.world is not None
+    return services.world.envs[env]
+
+
 def run(services: Services, kind: str, env: str, params: dict[str, Any] | None = None, reason: str | None = None,
         typed: str | None = None, on_event: Callable[[Event], object] = lambda event: None,
         ) -> tuple[Result, list[Event], list[ConfirmationNeeded]]:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from rig.opkit import IMAGE, finished, logs, run, sandbox_services, steps
+from rig.opkit import IMAGE, env_state, finished, logs, run, sandbox_services, steps
 
 from console import cli
 from services.catalog import build_operation
@@ -22,10 +22,6 @@ from services.sandbox.adapters import SandboxHealth
 def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
     return sandbox_services(tmp_path, monkeypatch)
 
-
-def env_state(services: Services, env: str):  # type: ignore[no-untyped-def]
-    assert services.world is not None
-    return services.world.envs[env]
 
 
 def test_deploy_plans_confirms_applies_records_and_health_checks(services: Services) -> None:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from rig.opkit import IMAGE, run, sandbox_services
+from rig.opkit import IMAGE, env_state, run, sandbox_services
 
 from console import cli
 from services.core.container import Services
@@ -24,10 +24,6 @@ DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
     return sandbox_services(tmp_path, monkeypatch)
 
-
-def world_env(services: Services, env: str):  # type: ignore[no-untyped-def]
-    assert services.world is not None
-    return services.world.envs[env]
 
 
 def drift_audits(services: Services, env: str) -> list[dict]:  # type: ignore[type-arg]
@@ -91,7 +87,7 @@ def test_the_seeded_world_has_no_drift_and_the_console_s_own_changes_make_none(s
 
 
 def test_a_hand_change_shows_as_drift_and_is_audited_once_per_distinct_drift(services: Services) -> None:
-    state = world_env(services, "staging")
+    state = env_state(services, "staging")
     state.version, state.desired = "1.4.0", 5  # a hotfix by hand: another image, scaled by hand
 
     first = environment_rows(services, ["staging"])[0]
@@ -111,7 +107,7 @@ def test_a_hand_change_shows_as_drift_and_is_audited_once_per_distinct_drift(ser
 def test_status_check_drift_exits_1_on_drift_and_0_without(services: Services,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert cli._status(cli.parser().parse_args(["status", "--check-drift"]), services) == cli.EXIT_OK
-    world_env(services, "production").version = "1.4.0"
+    env_state(services, "production").version = "1.4.0"
 
     code = cli._status(cli.parser().parse_args(["status", "--check-drift"]), services)
     text = capsys.readouterr().out
@@ -127,7 +123,7 @@ def test_status_check_drift_exits_1_on_drift_and_0_without(services: Services,
 
 
 def test_adopt_records_what_runs_as_a_revision_after_the_env_name_is_typed(services: Services) -> None:
-    world_env(services, "production").version = "1.4.0"
+    env_state(services, "production").version = "1.4.0"
     before = len(services.revisions("production").list())
 
     declined, _, asked = run(services, "adopt", "production", typed="staging")
