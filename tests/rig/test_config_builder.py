@@ -191,8 +191,15 @@ def test_render_round_trips_through_tomllib() -> None:
     assert tomllib.loads(render(AWKWARD)) == AWKWARD
 
 
+def test_render_writes_lists_of_tables_inline() -> None:
+    steps = {"canary": {"steps": [{"weight": 10, "pause": "5m"}, {"weight": 25, "pause": "1h 5m"}]}}
+    text = render(steps)
+    assert 'steps = [{weight = 10, pause = "5m"}, {weight = 25, pause = "1h 5m"}]' in text
+    assert tomllib.loads(text) == steps
+
+
 def test_render_refuses_what_toml_cannot_hold() -> None:
-    with pytest.raises(TypeError):
-        render({"app": {"servers": [{"name": "a"}]}})
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="cannot hold"):
         render({"app": {"when": object()}})
+    with pytest.raises(TypeError, match="cannot hold"):
+        render({"app": {"servers": [{"name": None}]}})
