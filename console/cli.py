@@ -61,9 +61,15 @@ def parser(with_params: bool = True, config: ReleaseConfig | None = None,
     status.add_argument("--env")
     status.add_argument("--check-drift", action="store_true",
                         help="exit 1 when what runs differs from what the console recorded (for cron and CI)")
-    cfg = sub.add_parser("config", help="config check | locate").add_subparsers(dest="config_command", required=True)
+    cfg = sub.add_parser("config", help="config check | locate | diff").add_subparsers(dest="config_command",
+                                                                                       required=True)
     cfg.add_parser("check", help="validate and print the config, resolved and masked")
     cfg.add_parser("locate", help="print where the config is looked for")
+    config_diff = cfg.add_parser("diff", help="two environments side by side: flags, log level, URLs (host and "
+                                 "database only), target, replicas, canary; differences marked *")
+    config_diff.add_argument("left", help="an environment, e.g. staging")
+    config_diff.add_argument("right", help="another, e.g. production")
+    config_diff.add_argument("--changed", action="store_true", help="only the settings that differ")
     audit = sub.add_parser("audit", help="audit verify | tail | repair").add_subparsers(dest="audit_command",
                                                                                         required=True)
     audit.add_parser("verify", help="check the chain (with --env: the shared trail in the database)").add_argument(
@@ -480,6 +486,8 @@ def _history(args: argparse.Namespace, services: Services) -> int:
 def _config(args: argparse.Namespace, services: Services) -> int:
     from services.core.config import references, xdg_config_path
 
+    if args.config_command == "diff":
+        return _config_diff(args, services)
     if args.config_command == "locate":
         paths = {"--config": args.config, "cwd": "./release.toml", "xdg": str(xdg_config_path()),
                  "in use": str(services.config.source)}
@@ -497,6 +505,22 @@ def _config(args: argparse.Namespace, services: Services) -> int:
     text += _flatten(resolved, refs)
     _emit(args, {"ok": True, "source": str(services.config.source), "config": resolved, "references": refs,
                  "keymap": keymap}, "\n".join(text))
+    return EXIT_OK
+
+
+def _config_diff(args: argparse.Namespace, services: Services) -> int:
+    from services.environments.config_diff import diff
+
+    rows = [row for row in diff(services.config, args.left, args.right) if row.differs or not args.changed]
+    width = max([len(row.key) for row in rows] + [3])
+    side = max([len(row.left) for row in rows] + [len(args.left)])
+    lines = [f"  {'KEY':<{width}}  {args.left.upper():<{side}}  {args.right.upper()}"]
+    lines += [f"{'*' if row.differs else ' '} {row.key:<{width}}  {row.left:<{side}}  {row.right}" for row in rows]
+    count = sum(row.differs for row in rows)
+    lines.append(f"{count} setting(s) differ between {args.left} and {args.right}" if count
+                 else f"{args.left} and {args.right} have the same settings")
+    _emit(args, {"left": args.left, "right": args.right,
+                 "rows": [{**row.__dict__, "differs": row.differs} for row in rows]}, "\n".join(lines))
     return EXIT_OK
 
 

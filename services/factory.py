@@ -241,9 +241,13 @@ class _SandboxEnv(dict[str, str]):
     def __missing__(self, key: str) -> str:
         # Of the kind its field takes (database URLs must be PostgreSQL, Redis URLs Redis).
         # A notification route's URL must be http(s): the sandbox's receivers never send it anywhere.
-        upper = key.upper()
-        kind = ("redis" if "REDIS" in upper else "postgresql" if "DATABASE" in upper
-                else "https" if "HOOK" in upper or upper.endswith("URL") else "sandbox")
+        # Databases and Redis carry a password, as real ones do: `config diff` shows their host and database.
+        upper, host = key.upper(), key.lower().replace("_", "-")
+        if "REDIS" in upper:
+            return f"redis://:sandbox-secret@{host}.sandbox:6379/0"
+        if "DATABASE" in upper:
+            return f"postgresql://app:sandbox-secret@{host}.sandbox:5432/food_management"
+        kind = "https" if "HOOK" in upper or upper.endswith("URL") else "sandbox"
         return f"{kind}://sandbox/{key.lower()}"
 
 

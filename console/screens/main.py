@@ -94,6 +94,7 @@ class MainScreen(Screen[None]):
         Binding("ctrl+x", "cancel_operation", "Cancel op", id="operation.cancel"),
         Binding("r", "retry", "Retry", id="operation.retry", show=False),
         Binding("T", "export_trace", "Export trace", id="canary.export_trace", show=False),
+        Binding("equals_sign", "config_diff", "Config diff", id="environments.config_diff", show=False),
     ]
 
     class Overview(Message):
@@ -358,6 +359,12 @@ class MainScreen(Screen[None]):
             return
         markdown, data = trace.export(record, self.services.journal.path.parent / "traces")
         self.notify(f"decision trace of {record.id}:\n{markdown}\n{data}", timeout=15, markup=False)
+
+    def action_config_diff(self) -> None:
+        """The highlighted environment's settings beside another's (a read of the loaded config)."""
+        from console.screens.config_diff import ConfigDiffScreen
+
+        self.app.push_screen(ConfigDiffScreen(self.services.config, self.selected_env))
 
     def action_retry(self) -> None:
         """Run the last failed, declined or cancelled operation again from the step it stopped at."""

@@ -20,7 +20,7 @@ import pytest
 from rig.helpers import wait_until
 from textual.command import CommandList, CommandPalette
 from textual.coordinate import Coordinate
-from textual.widgets import ContentSwitcher, DataTable, Input, OptionList, Static
+from textual.widgets import ContentSwitcher, DataTable, Input, Label, OptionList, Static
 from textual.widgets._toast import Toast
 from textual.worker import Worker, WorkerState
 from uikit import (
@@ -691,3 +691,28 @@ async def test_abandon_on_start(make_ui_app: Any, ui_state: Any, messages: Messa
         assert (last["action"], last["outcome"], last["params"]["op_id"]) == ("abandon", "abandoned", op_id)
         assert any("abandoned Migrate production" in n for n in notices(app))
         assert app.services.world.envs["production"].pending  # nothing was applied
+
+
+async def test_config_diff_compares_the_highlighted_environment(make_ui_app: Any) -> None:
+    from console.screens.config_diff import ConfigDiffScreen
+
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "staging")
+        await pilot.press("equals_sign")
+        diff = app.screen
+        assert isinstance(diff, ConfigDiffScreen) and (diff.left, diff.right) == ("staging", "production")
+        table = diff.query_one("#diff-table", DataTable)
+        shown = {str(table.get_row(key)[1]): [str(cell) for cell in table.get_row(key)] for key in table.rows}
+        assert shown["production"][0] == "≠" and shown["production"][2:] == ["no", "yes"]
+        assert shown["features.analytics"][0] == " "
+        assert "sandbox-secret" not in "".join(cell for row in shown.values() for cell in row)
+        everything = table.row_count
+        await pilot.press("c")
+        assert 0 < table.row_count < everything
+        await pilot.press("right_square_bracket")
+        assert diff.right == "development"
+        assert "development" in str(diff.query_one("#diff-title", Label).render())
+        await pilot.press("escape")
+        assert app.screen is screen
