@@ -80,3 +80,18 @@ def restart(services: Services, service: str) -> Operation:
     named = _known(services, service)
     return _operation(services, "dev-restart", f"Restart {named}", named,
                       lambda dev, on_line: dev.restart(named, on_line), f"Restart {named} of the development stack")
+
+
+def rebuild(services: Services, kind: str, params: dict[str, str]) -> Operation:
+    """A journaled dev-up/down/restart made again, for `journal resume`, the TUI's retry and resume."""
+    service = params.get("service") or None
+    if kind == "dev-up":
+        return up(services, service)
+    if kind == "dev-down":
+        return down(services)
+    if service is None:
+        raise ValueError("dev-restart needs its service")
+    return restart(services, service)
+
+
+KINDS = ("dev-up", "dev-down", "dev-restart")

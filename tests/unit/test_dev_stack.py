@@ -139,3 +139,14 @@ def test_the_cli_shows_the_stack_and_the_studio_url(capsys: pytest.CaptureFixtur
     assert cli.main(["--sandbox", "dev", "logs", "postgres"]) == cli.EXIT_OK
     assert "postgres_1  | LOG:  database system is ready to accept connections" in capsys.readouterr().out
     assert cli.main(["--sandbox", "dev", "restart", "db", "--yes"]) == cli.EXIT_USAGE
+
+
+def test_a_journaled_dev_operation_is_built_again_for_resume_and_retry(services: Services) -> None:
+    from services.catalog import build_operation
+
+    again = build_operation(services, "dev-restart", "development", {"service": "redis"})
+    assert (again.kind, again.params, [step.id for step in again.steps]) == (
+        "dev-restart", {"service": "redis"}, ["confirm", "dev-restart"])
+    assert [step.id for step in build_operation(services, "dev-up", "development", {}).steps] == ["dev-up"]
+    with pytest.raises(ValueError, match="'db' is not a service"):
+        build_operation(services, "dev-restart", "development", {"service": "db"})
