@@ -104,6 +104,8 @@ class ReleaseConsole(App[None]):
         for pane, key in PANES.items():
             yield SystemCommand(f"Show {pane} pane ({self.key_of(f'pane.{pane}', key)})",
                                 f"switch to the {pane} pane", lambda pane=pane: screen.action_show(pane))
+        yield SystemCommand(f"Development stack ({self.key_of('screen.dev', '7')})",
+                            "compose services: status, up, down, restart, logs, prisma-studio", screen.action_dev_stack)
 
     def key_of(self, binding_id: str, default: str) -> str:
         """The first key bound to a binding id, as the footer shows it (the keymap applied)."""

@@ -102,6 +102,9 @@ def parser(with_params: bool = True, config: ReleaseConfig | None = None,
     trace.add_argument("--format", choices=("md", "json"), default="md")
     trace.add_argument("--out", help="write <op>.md and <op>.json into this directory instead of printing")
     group_parsers["lock"].add_parser("status", help="who holds each environment's release lock")
+    from console import dev_cli
+
+    dev_cli.add_parser(sub, _confirm_flags)
     listing = group_parsers["backup"].add_parser("list", help="backups in every store: age, size, verified, pinned")
     listing.add_argument("--env")
     for entry in ACTIONS:
@@ -307,6 +310,10 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
         return _migrations(args, services)
     if command == "backup" and args.group_command == "list":
         return _backups(args, services)
+    if command == "dev":
+        from console import dev_cli
+
+        return dev_cli.dispatch(args, services, _run, _interrupt_cancels)
     from services.catalog import build_operation
 
     params = dict(p.split("=", 1) for p in args.param if "=" in p)

@@ -12,7 +12,7 @@ from services.canary import after_deploy, control, rollout
 from services.core.actions import Action, check_params, confirm_step
 from services.core.container import Services
 from services.core.operations import Operation
-from services.environments import lock_break
+from services.environments import dev_stack, lock_break
 from services.migrations import deploy as migrations
 from services.migrations.expand import add_column, rename_column
 from services.release import adopt, deploy, pipeline
@@ -38,6 +38,8 @@ def all_actions() -> dict[str, Action]:
 
 def build_operation(services: Services, kind: str, env: str, params: dict[str, Any] | None = None) -> Operation:
     services.config.environment(env)
+    if kind in dev_stack.KINDS:  # the dev stack's own commands and screen start these; resumed or retried here
+        return dev_stack.rebuild(services, kind, dict(params or {}))
     try:
         spec = ACTIONS[kind]
     except KeyError:

@@ -24,6 +24,7 @@ from services.core.notify_config import PAGERDUTY_URL, NotifyRoute
 from services.core.ports import (
     AppFiles,
     DeployTarget,
+    DevStack,
     HealthChecker,
     ImageBuilder,
     MetricsSource,
@@ -35,6 +36,7 @@ from services.core.ports import (
 )
 from services.core.private import private_dir
 from services.sandbox import adapters as sandbox
+from services.sandbox.dev_stack import SandboxDevStack
 from services.sandbox.expand import SandboxSchemaChanges
 from services.sandbox.saved import KeptWorld, world_path
 from services.sandbox.world import World
@@ -170,6 +172,20 @@ def _docker_registry(engine_url: str, username: str | None, password: SecretStr 
         return DockerRegistry(engine_url, username, password)
 
     return cast(Registry, _OnFirstUse(make))
+
+
+def _compose_stack(config: ReleaseConfig, base: Path) -> DevStack | None:
+    """The [dev] compose project; the docker SDK is imported when the stack is first used."""
+    dev = config.dev
+    if dev is None:
+        return None
+
+    def make() -> DevStack:
+        from services.adapters.compose import ComposeStack
+
+        return ComposeStack(base / dev.compose_file, dev.project, dev.engine_url, dev.timeout_s)
+
+    return cast(DevStack, _OnFirstUse(make))
 
 
 def _http_health() -> HealthChecker:
@@ -310,6 +326,7 @@ def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, ti
         store=sandbox.SandboxStore(world),
         notifier=_notifier(config, audit, lambda route: sandbox.SandboxReceiver(world, route.name), True),
         source=sandbox.SandboxSource(), clock=world.clock, world=world, sandbox=True, time_scale=time_scale,
+        dev=SandboxDevStack() if config.dev else None,
         load_config=lambda path: load_config(str(path), True), state=state,
         per_env=EnvironmentAdapters(
             target=lambda env: sandbox.SandboxTarget(world, env),
@@ -363,7 +380,7 @@ def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
         registry=_docker_registry(build.engine_url, build.registry_username, build.registry_password),
         commands=SubprocessCommands(context, config.app.check_timeout_s), store=store, notifier=notifier,
         source=GitSource(context.resolve()), other_stores=[local] if store is not local else [],
-        load_config=lambda path: load_config(str(path), False), state=state,
+        load_config=lambda path: load_config(str(path), False), state=state, dev=_compose_stack(config, base),
         per_env=EnvironmentAdapters(
             target=lambda env: _real_target(config, env),
             revisions=lambda env: _postgres_revisions(config, env),

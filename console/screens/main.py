@@ -95,6 +95,7 @@ class MainScreen(Screen[None]):
         Binding("r", "retry", "Retry", id="operation.retry", show=False),
         Binding("T", "export_trace", "Export trace", id="canary.export_trace", show=False),
         Binding("equals_sign", "config_diff", "Config diff", id="environments.config_diff", show=False),
+        Binding("7", "dev_stack", "Dev stack", id="screen.dev", show=False),
     ]
 
     class Overview(Message):
@@ -348,6 +349,11 @@ class MainScreen(Screen[None]):
             # Not markup: an error's text may hold "[section]" (swallowed) or "[/..." (a MarkupError).
             self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=15,
                         markup=False)
+
+    def action_dev_stack(self) -> None:
+        from console.screens.dev_stack import DevStackScreen
+
+        self.app.push_screen(DevStackScreen(self.services))
 
     def action_export_trace(self) -> None:
         """The latest canary's decision trace, as Markdown and JSON, beside the journal."""

@@ -548,6 +548,19 @@ class StateConfig(Strict):
     _database_url = field_validator("database_url")(_postgres_url)
 
 
+class DevConfig(Strict):
+    """The development environment's compose stack (app, postgres, redis, prisma-studio)."""
+
+    compose_file: str = Field("docker-compose.yml", min_length=1, description="relative to release.toml")
+    project: str = Field("food-management", pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                         description="the compose project name (its containers' com.docker.compose.project label)")
+    environment: str = Field("development", description="the environment the stack is, for the audit trail")
+    studio_url: str = Field("http://localhost:5555", description="prisma-studio, as the browser opens it")
+    engine_url: str = Field("unix:///var/run/docker.sock", description="the Docker engine the stack runs on")
+    timeout_s: float = Field(600, gt=0, description="each compose command (up, down, restart) is stopped after this")
+    _studio_url = field_validator("studio_url")(_http_url)
+
+
 class ReleaseConfig(Strict):
     app: AppConfig
     environments: dict[str, EnvironmentConfig]
@@ -562,6 +575,7 @@ class ReleaseConfig(Strict):
     database: DatabaseConfig = DatabaseConfig()
     audit: AuditConfig = AuditConfig()
     state: StateConfig = StateConfig()
+    dev: DevConfig | None = None
     keys: dict[str, str] = Field(
         default_factory=dict, description='the TUI keymap: binding id -> key(s), e.g. "action.release" = "ctrl+r"')
     source: Path | None = Field(None, exclude=True)
@@ -590,6 +604,13 @@ class ReleaseConfig(Strict):
     def _monitor_interval_fits(self) -> ReleaseConfig:
         if self.monitor_policy().check_interval_s > self.monitor_policy().duration_s:
             raise ValueError("[monitor] check_interval_s must not exceed duration_s (each defaults to [canary]'s)")
+        return self
+
+    @model_validator(mode="after")
+    def _dev_environment_known(self) -> ReleaseConfig:
+        if self.dev is not None and self.dev.environment not in self.environments:
+            raise ValueError(f"[dev] environment {self.dev.environment!r} is not one of [environments]: "
+                             f"{', '.join(self.environments)}")
         return self
 
     def monitor_policy(self) -> CanaryPolicy:

@@ -23,6 +23,7 @@ from services.core.ports import (
     AppFiles,
     CommandRunner,
     DeployTarget,
+    DevStack,
     HealthChecker,
     ImageBuilder,
     MetricsSource,
@@ -76,6 +77,7 @@ class Services:
     # For the screen only (the banner, the title): no capability asks it.
     sandbox: bool = False
     time_scale: float = 1.0
+    dev: DevStack | None = None  # the development compose stack; None without a [dev] section
     _made: dict[tuple[str, str], object] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -140,7 +142,7 @@ class Services:
         with self._lock:
             made, self._made = list(self._made.values()), {}
         for resource in [*made, self.builder, self.registry, self.store, *self.other_stores, self.locks,
-                         self.notifier]:
+                         self.notifier, self.dev]:
             close = getattr(resource, "close", None)
             if callable(close):
                 try:

@@ -78,6 +78,16 @@ def shielded() -> Iterator[None]:
         _running.cancel = outer
 
 
+@contextmanager
+def cancelled_by(cancel: threading.Event) -> Iterator[None]:
+    """Outside an operation (a followed log), `cancel` stops the subprocess waits within, as a step's does."""
+    outer, _running.cancel = current_cancel(), cancel
+    try:
+        yield
+    finally:
+        _running.cancel = outer
+
+
 def pause(seconds: float) -> None:
     """time.sleep for an adapter's wait (a health poll, a drain, a rollout poll): it wakes at once when
     the running step is cancelled (ctrl+x, SIGINT) and raises Cancelled; outside an operation it sleeps."""

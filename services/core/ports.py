@@ -327,6 +327,28 @@ class HealthChecker(Protocol):
     def check(self, url: str) -> HealthResult: ...
 
 
+@dataclass(frozen=True)
+class DevService:
+    """One service of the development compose project, as its containers' labels and state say."""
+
+    name: str  # the compose service (com.docker.compose.service)
+    state: str  # running, exited, restarting, ... or "absent": in the compose file, no container
+    health: str = ""  # healthy, unhealthy, starting; "" when the image has no healthcheck
+    image: str = ""
+    containers: int = 0
+
+
+class DevStack(Protocol):
+    """The development environment's compose project: status by labels, and one service's lifecycle."""
+
+    def services(self) -> list[str]: ...  # the compose file's services, in its order
+    def status(self) -> list[DevService]: ...
+    def up(self, service: str | None, on_line: OnLine) -> None: ...  # None: the whole project
+    def down(self, on_line: OnLine) -> None: ...  # the whole project; volumes are kept
+    def restart(self, service: str, on_line: OnLine) -> None: ...
+    def logs(self, service: str, on_line: OnLine, follow: bool = False, tail: int = 200) -> None: ...
+
+
 # --- zero-downtime schema changes (expand/contract) -----------------------------------------
 # The operations in services/migrations/expand/ speak only in these terms; the PostgreSQL
 # adapter (services/adapters/postgres_schema.py) renders them as SQL, the sandbox applies
