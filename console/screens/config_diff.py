@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label
+from textual.widgets import DataTable, Label, Static
 
 from services.core.config import ReleaseConfig
 from services.environments.config_diff import diff
@@ -30,6 +30,7 @@ class ConfigDiffScreen(ModalScreen[None]):
     }
     ConfigDiffScreen DataTable { height: 1fr; }
     ConfigDiffScreen .hint { color: $text-muted; }
+    ConfigDiffScreen #diff-detail { height: 2; }
     """
     BINDINGS = [
         Binding("escape,q", "dismiss", "Close", id="diff.close"),
@@ -49,10 +50,11 @@ class ConfigDiffScreen(ModalScreen[None]):
         with Vertical():
             yield Label("", id="diff-title", classes="title")
             yield DataTable(id="diff-table", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="diff-detail", markup=False)  # the highlighted row whole: values cut above
             yield Label("[ ] other environment · c only changes · esc close", classes="hint", markup=False)
 
     def on_mount(self) -> None:
-        self.show()
+        self.call_after_refresh(self.show)  # after layout: the columns are sized to the table's width
 
     def show(self) -> None:
         rows = [row for row in diff(self.config, self.left, self.right) if row.differs or not self.changed_only]
@@ -62,12 +64,29 @@ class ConfigDiffScreen(ModalScreen[None]):
                  + (" (only changes)" if self.changed_only else "")))
         table = self.query_one("#diff-table", DataTable)
         table.clear(columns=True)
-        table.add_columns("", "setting", self.left, self.right)
+        key_width = max([len(row.key) for row in rows] + [len("setting")])
+        # Both sides always in view: each value column gets half of what the key leaves, cut with "…".
+        side = max(8, (table.size.width - key_width - 1 - 4 * 2 - 2) // 2)  # 4 cells padded 1+1, a scrollbar
+        table.add_column("", width=1)
+        table.add_column("setting", width=key_width)
+        table.add_column(self.left, width=side)
+        table.add_column(self.right, width=side)
         marked = tone(self, "bold $warning")
         for row in rows:
             style = marked if row.differs else ""
             table.add_row(Text("≠" if row.differs else " ", style=style), Text(row.key, style=style),
-                          Text(row.left, style=style), Text(row.right, style=style), key=row.key)
+                          Text(_fit(row.left, side), style=style), Text(_fit(row.right, side), style=style),
+                          key=row.key)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        table = event.data_table
+        _, key, left, right = (str(cell) for cell in table.get_row(event.row_key))
+        whole = {row.key: row for row in diff(self.config, self.left, self.right)}.get(key)
+        if whole is not None:
+            self.query_one("#diff-detail", Static).update(f"{self.left}: {whole.left}\n{self.right}: {whole.right}")
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.show)
 
     def action_other(self, step: int) -> None:
         others = [env for env in self.environments if env != self.left] or [self.left]
@@ -78,3 +97,7 @@ class ConfigDiffScreen(ModalScreen[None]):
     def action_toggle_changed(self) -> None:
         self.changed_only = not self.changed_only
         self.show()
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
