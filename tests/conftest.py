@@ -130,10 +130,19 @@ def docker_client() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def sample_app_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def sample_app_tag() -> str:
+    """The tag this session gives the sample app image. Use it, never `sample_app_image.tags[0]`:
+    the image's id is shared by every concurrent session (xdist workers, other rig runs) that built
+    the same context, so its tags are theirs too, in no set order."""
+    return f"rc-sample-app:test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def sample_app_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory, sample_app_tag: str
+                     ) -> Iterator[Any]:
     """The sample app image (tests/fixtures/sample-app), built once per session, removed after."""
     context = prepare_context(tmp_path_factory.mktemp("sample-app-context"))
-    tag = f"rc-sample-app:test-{uuid.uuid4().hex[:10]}"
+    tag = sample_app_tag
     image, _ = docker_client.images.build(
         path=str(context),
         tag=tag,

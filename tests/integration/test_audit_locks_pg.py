@@ -39,8 +39,12 @@ def release_file(state_url: str | None = None) -> toml.ReleaseToml:
                         state=None if state_url is None else {"database_url": state_url})
 
 
+# Not a word ("secret" was): masking is per process, and a registered word masks other tests' text.
+UNREACHABLE_PASSWORD = "rc-unreachable-pw-7f3"
+
+
 def unreachable() -> str:
-    return f"postgresql://rc:secret@127.0.0.1:{free_port()}/nowhere"
+    return f"postgresql://rc:{UNREACHABLE_PASSWORD}@127.0.0.1:{free_port()}/nowhere"
 
 
 @pytest.fixture
@@ -183,7 +187,7 @@ def test_a_record_the_shared_trail_cannot_take_is_kept_pending_then_sent(
     log = AuditLog(tmp_path / "audit.jsonl", config.audit.key, PostgresAuditTrail(down))
     log.append("production", "backup", {}, "succeeded")
     assert log.shared_problem is not None and "kept locally" in log.shared_problem
-    assert "secret" not in log.shared_problem  # the DSN's password is never named
+    assert UNREACHABLE_PASSWORD not in log.shared_problem  # the DSN's password is never named
     assert len((tmp_path / "audit.jsonl.pending").read_text().splitlines()) == 1
     assert [r["action"] for r in log.records()] == ["backup"]  # nothing lost locally
 
@@ -289,7 +293,7 @@ def test_an_unreachable_database_shows_the_lock_as_unknown(
     assert code == cli.EXIT_FAILED
     production = next(line for line in out.splitlines() if line.startswith("production"))
     assert production.split()[1] == "unknown:" and "free" not in production
-    assert "secret" not in out
+    assert UNREACHABLE_PASSWORD not in out
     assert next(line for line in out.splitlines() if line.startswith("staging")).split()[1] == "free"
     code, out, _ = run_cli(capsys, *base, "--json", "lock", "status")
     assert json.loads(out)["production"]["state"] == "unknown"

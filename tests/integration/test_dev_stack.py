@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,10 @@ HEALTHCHECK NONE"""
 
 @pytest.fixture(scope="module")
 def host_image(docker_client: Any, sample_app_image: Any) -> Iterator[str]:
-    """Built once, tagged by its content (the base image and the lines above)."""
+    """Built once per module (its layers are cached), under a tag of this run's own: an overlapping
+    run removing its tag never takes this one's."""
     digest = hashlib.sha256(f"{sample_app_image.id}\n{HOST_BINARIES}".encode()).hexdigest()[:12]
-    tag = f"rc-devstack-host:{digest}"
+    tag = f"rc-devstack-host:{digest}-{uuid.uuid4().hex[:8]}"
     build_derived(docker_client, sample_app_image.id, tag, HOST_BINARIES)
     yield tag
     try:
@@ -78,10 +80,10 @@ def compose_file(directory: Path, app_image: str, host_image: str, ports: dict[s
 
 
 @pytest.fixture
-def stack(tmp_path: Path, docker_client: Any, sample_app_image: Any, host_image: str, pg_database: str,
+def stack(tmp_path: Path, docker_client: Any, sample_app_tag: str, host_image: str, pg_database: str,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Services, Path, dict[str, int]]]:
     ports = {name: free_port() for name in ("app", "postgres", "redis")}
-    path = compose_file(tmp_path, sample_app_image.tags[0], host_image, ports)
+    path = compose_file(tmp_path, sample_app_tag, host_image, ports)
     project = unique_name("rcdev").replace("-", "")
     engine = os.environ["RC_DOCKER_URL"]  # the docker_client fixture has checked it
     release = toml.release({"development": toml.environment()},

@@ -67,8 +67,8 @@ def test_sample_app_passes_all_but_init_when_required(sample_app_image: Any) -> 
 
 
 @pytest.fixture
-def build(tmp_path: Path, registry: str, pg_database: str, docker_client: Any, sample_app_image: Any
-          ) -> Iterator[Callable[[str], tuple[list[Event], str]]]:
+def build(tmp_path: Path, registry: str, pg_database: str, docker_client: Any, sample_app_image: Any,
+          sample_app_tag: str) -> Iterator[Callable[[str], tuple[list[Event], str]]]:
     """Run the `build` operation (build, then the policy step) on a Dockerfile FROM the sample app
     image; returns its events and the built tag. The images are removed afterwards.
 
@@ -81,7 +81,7 @@ def build(tmp_path: Path, registry: str, pg_database: str, docker_client: Any, s
         name = f"rc-policy-{uuid.uuid4().hex[:8]}"
         context = tmp_path / name
         context.mkdir()
-        (context / "Dockerfile").write_text(dockerfile.format(base=sample_app_image.tags[0]))
+        (context / "Dockerfile").write_text(dockerfile.format(base=sample_app_tag))
         config = toml.release(toml.staging_and_production(), name=name, image=f"{registry}/{name}",
                               app={"context": name}, build={"engine_url": os.environ["RC_DOCKER_URL"]},
                               ).load(tmp_path / f"{name}.toml", {"TEST_DB": pg_database})

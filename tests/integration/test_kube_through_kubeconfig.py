@@ -34,6 +34,8 @@ def test_every_kube_test_passes_against_a_cluster_known_only_by_its_kubeconfig(t
         server.terminate()
         server.wait(timeout=10)
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else run.stderr[-2000:]
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    # What failed first (the rig logs appended to each failure would push it out of a plain tail).
+    failures = [line for line in run.stdout.splitlines() if line.startswith(("FAILED", "ERROR", "E   "))]
+    assert run.returncode == 0, "\n".join(failures[:60]) + "\n" + run.stdout[-3000:] + run.stderr[-2000:]
     passed = re.search(r"(\d+) passed", summary)
     assert passed and int(passed.group(1)) >= 20 and "skipped" not in summary and "deselected" in summary, summary

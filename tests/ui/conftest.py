@@ -7,15 +7,40 @@ there too, so no test sees the operator's real state or config. Helpers live in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 from uikit import FAST, ORIGIN, SEED, Messages
 
 from console.app import ReleaseConsole, make_app
 from services import factory
 from services.core import identity
+
+
+@pytest.fixture
+def snap_compare(snap_compare: Callable[..., bool]) -> Callable[..., bool]:
+    """The plugin's snap_compare, failing at once when run_before fails. Textual runs run_before as
+    the headless app's auto-pilot, and a failure there is not raised: the app would go on running
+    until the test's timeout (300 s), with the failing wait's message lost. Here the app exits, the
+    error is printed (shown with the test's failure) and the comparison fails."""
+
+    def compare(*args: Any, run_before: Callable[[Pilot[Any]], Awaitable[None]] | None = None, **kwargs: Any) -> bool:
+        async def guarded(pilot: Pilot[Any]) -> None:
+            assert run_before is not None
+            try:
+                await run_before(pilot)
+            except BaseException:
+                print(f"run_before failed:\n{traceback.format_exc()}")
+                pilot.app.exit(return_code=1)
+                raise
+
+        return snap_compare(*args, run_before=None if run_before is None else guarded, **kwargs)
+
+    return compare
 
 
 @pytest.fixture
