@@ -120,7 +120,9 @@ def test_canary_pane_showing_the_post_deploy_monitor(snap_compare: Snap,
         await pilot.press("enter")
         await modal_of(pilot, ConfirmModal, "the deploy's confirmation")
         await pilot.press("y")
-        await finished(pilot, screen)
+        # The monitor's checks are 1 s of real time each (30x), its rollback a few checks in: on a
+        # loaded machine that is more than the default wait.
+        await finished(pilot, screen, timeout=60)
         assert outcome(screen).startswith("FAILED") and "rolled back at check" in outcome(screen)
         await pilot.press("4")
         pane = screen.query_one(CanaryPane)
