@@ -538,8 +538,12 @@ def test_cancel_during_the_rollout_wait_puts_back_and_ends_cancelled(
 
     assert result.outcome is Outcome.CANCELLED and result.failed_step == "apply", result.detail
     assert "cancelled by the operator. Put back: Deployment" in result.detail
-    assert f"Deployment {N}-stable as it was: not waited for (cancelled)" in result.detail
-    assert f"rollout status deployment/{N}-stable" in result.detail
+    if cluster.emulator is not None:  # its put-back rollout takes a controller tick: cancelled, not waited for
+        assert f"Deployment {N}-stable as it was: not waited for (cancelled)" in result.detail
+        assert f"rollout status deployment/{N}-stable" in result.detail
+    else:  # a cluster may have the old pods ready at the first look: one look, and no wait, either way
+        assert (f"Deployment {N}-stable as it was: not waited for (cancelled)" in result.detail
+                or f"Ready again: Deployment {N}-stable" in result.detail), result.detail
     assert runner.journal.get(result.op_id).resume_index == 0
     assert container(cluster.deployment(namespace, "stable"))["image"] == V1
 
