@@ -53,11 +53,15 @@ def started(kind: str, env: str, op_id: str, title: str, params: Mapping[str, An
 
 
 def finished(kind: str, env: str, op_id: str, title: str, params: Mapping[str, Any], outcome: Outcome,
-             detail: str) -> list[Notification]:
+             detail: str, state: Mapping[str, Any] | None = None) -> list[Notification]:
+    """`state`: the operation's journaled state; a migrate that applied none (state["applied"] == [])
+    sends no migration.applied."""
     event, severity = _OUTCOME[outcome]
     if outcome is Outcome.SUCCEEDED and kind in ROLLBACKS:
         event, severity = "operation.rolled_back", "warning"
     events = [(event, severity)] + ([_ON_END[kind, outcome]] if (kind, outcome) in _ON_END else [])
+    if kind == "migrate" and (state or {}).get("applied") == []:
+        events = [(name, sev) for name, sev in events if name != "migration.applied"]
     what = f"{title}: {outcome.value}: {detail}"
     return [Notification(env, version_in(params), what, sev, name, kind, op_id) for name, sev in events]
 

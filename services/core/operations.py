@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,8 +212,8 @@ class Runner:
     def _tell(self, notes: list[Notification]) -> None:
         notify_events.tell(self.notifier, notes)
 
-    def _told_end(self, op: Operation, outcome: Outcome, detail: str) -> None:
-        self._tell(notify_events.finished(op.kind, op.env, op.id, op.title, op.params, outcome, detail))
+    def _told_end(self, op: Operation, outcome: Outcome, detail: str, state: Mapping[str, Any] | None = None) -> None:
+        self._tell(notify_events.finished(op.kind, op.env, op.id, op.title, op.params, outcome, detail, state or {}))
 
     def run(
         self,
@@ -329,7 +329,7 @@ class Runner:
         # a handled failure is final but can still be re-run from its step.
         self.journal.finish(op.id, status, detail)
         reason = op.override_reason or state.get("override_reason")
-        self._told_end(op, outcome, detail)  # before the record, which stays the operation's last
+        self._told_end(op, outcome, detail, state)  # before the record, which stays the operation's last
         try:
             self.audit.append(op.env, op.kind, {**params, "op_id": op.id}, f"{outcome.value}: {detail}", reason)
         except AuditUnavailable as unaudited:  # torn mid-operation: say so rather than lose the outcome

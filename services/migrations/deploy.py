@@ -94,6 +94,7 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
                     raise StepFailed(str(failed), (f"roll back: migrate-rollback (restores backup {backup_id})",
                                                    *failed.next_options[1:])) from None
             ctx.progress(len(todo), len(todo), "migrations")
+        ctx.state["applied"] = todo  # none: no migration.applied notification
         return f"{len(todo)} applied" if todo else "nothing pending"
 
     def integrity(ctx: StepContext) -> str:

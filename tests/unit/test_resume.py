@@ -173,3 +173,17 @@ def test_killed_operation_can_be_abandoned(state: Path) -> None:
     assert all(s.detail == "abandoned: operator restored manually" for s in record.steps[3:])
     assert record.steps[1].detail.startswith("backup ")
     assert services.journal.interrupted() == []
+
+
+def test_a_migrate_with_nothing_pending_sends_no_migration_applied(state: Path) -> None:
+    services = build_services(state)
+
+    def told() -> list[str]:
+        return [r["params"]["event"] for r in services.audit.records() if r["action"] == "notify"]
+
+    first = services.runner.run(build_operation(services, "migrate", "staging", {}), lambda event: None, no_confirm)
+    assert first.outcome is Outcome.SUCCEEDED, first.detail
+    assert told().count("migration.applied") == 1
+    again = services.runner.run(build_operation(services, "migrate", "staging", {}), lambda event: None, no_confirm)
+    assert again.outcome is Outcome.SUCCEEDED and services.journal.get(again.op_id).state["applied"] == []
+    assert told().count("migration.applied") == 1 and told().count("operation.succeeded") == 2
