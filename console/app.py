@@ -104,6 +104,9 @@ class ReleaseConsole(App[None]):
         for pane, key in PANES.items():
             yield SystemCommand(f"Show {pane} pane ({self.key_of(f'pane.{pane}', key)})",
                                 f"switch to the {pane} pane", lambda pane=pane: screen.action_show(pane))
+        yield SystemCommand(f"Show app logs ({self.key_of('screen.logs', 'l')})",
+                            "the selected environment's container or pod logs, with CPU and memory",
+                            screen.action_logs)
 
     def key_of(self, binding_id: str, default: str) -> str:
         """The first key bound to a binding id, as the footer shows it (the keymap applied)."""

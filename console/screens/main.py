@@ -94,6 +94,7 @@ class MainScreen(Screen[None]):
         Binding("ctrl+x", "cancel_operation", "Cancel op", id="operation.cancel"),
         Binding("r", "retry", "Retry", id="operation.retry", show=False),
         Binding("T", "export_trace", "Export trace", id="canary.export_trace", show=False),
+        Binding("l", "logs", "App logs", id="screen.logs", show=False),
     ]
 
     class Overview(Message):
@@ -347,6 +348,12 @@ class MainScreen(Screen[None]):
             # Not markup: an error's text may hold "[section]" (swallowed) or "[/..." (a MarkupError).
             self.notify(f"{event.worker.group}: {type(error).__name__}: {error}", severity="error", timeout=15,
                         markup=False)
+
+    def action_logs(self) -> None:
+        """The selected environment's app logs and resource use, on a screen of their own."""
+        from console.screens.logs import LogsScreen
+
+        self.app.push_screen(LogsScreen(self.services, self.selected_env, self.seed))
 
     def action_export_trace(self) -> None:
         """The latest canary's decision trace, as Markdown and JSON, beside the journal."""
