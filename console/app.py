@@ -106,6 +106,9 @@ class ReleaseConsole(App[None]):
                                 f"switch to the {pane} pane", lambda pane=pane: screen.action_show(pane))
         yield SystemCommand(f"Development stack ({self.key_of('screen.dev', '7')})",
                             "compose services: status, up, down, restart, logs, prisma-studio", screen.action_dev_stack)
+        yield SystemCommand(f"Show app logs ({self.key_of('screen.logs', 'l')})",
+                            "the selected environment's container or pod logs, with CPU and memory",
+                            screen.action_logs)
 
     def key_of(self, binding_id: str, default: str) -> str:
         """The first key bound to a binding id, as the footer shows it (the keymap applied)."""

@@ -90,6 +90,13 @@ def parser(with_params: bool = True, config: ReleaseConfig | None = None,
     completion = sub.add_parser("completion", help="print the shell completion script, e.g. "
                                 "eval \"$(release-console completion bash)\" in ~/.bashrc")
     completion.add_argument("shell", choices=("bash", "zsh"))
+    logs = sub.add_parser("logs", help="the app's log lines (stable and canary, prefixed), cleaned and masked")
+    logs.add_argument("--env", required=True)
+    logs.add_argument("--role", choices=("stable", "canary"), help="one role only (default: both)")
+    logs.add_argument("--since", default="10m", help="how far back: 30s, 10m, 2h, 1d or all (default 10m)")
+    logs.add_argument("--follow", action="store_true", help="go on printing new lines until ctrl-c")
+    usage = sub.add_parser("top", help="CPU and memory per container or pod of the app")
+    usage.add_argument("--env", required=True)
     history = sub.add_parser("history", help="an environment's revisions: image, digest, who, when, migration, backup")
     history.add_argument("--env", required=True)
     readers = {"migrate": ["status", "lint"], "canary": ["trace"], "lock": ["status"], "backup": ["list"]}
@@ -304,6 +311,10 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
         return _trace(args, services)
     if command == "history":
         return _history(args, services)
+    if command == "logs":
+        return _logs(args, services)
+    if command == "top":
+        return _top(args, services)
     if command == "lock" and args.group_command == "status":
         return _lock_status(args, services)
     if command == "migrate" and args.group_command in ("status", "lint"):
@@ -479,6 +490,37 @@ def _trace(args: argparse.Namespace, services: Services) -> int:
             print(path)
     else:
         print(trace.as_json(record) if args.format == "json" else trace.as_markdown(record), end="")
+    return EXIT_OK
+
+
+def _logs(args: argparse.Namespace, services: Services) -> int:
+    """Without --follow: what is kept since --since, then exit. With it: until ctrl-c, then exit 0."""
+    from services.environments.logs import follow_logs, parse_since
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    cancel = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if args.follow and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda signum, frame: cancel.set())
+    try:
+        for line in follow_logs(services, args.env, role=args.role, since_s=since, follow=args.follow,
+                                cancel=cancel):
+            print(json.dumps(line.as_json()) if args.json else line.render(), flush=args.follow)
+    finally:
+        if args.follow and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)
+    return EXIT_OK
+
+
+def _top(args: argparse.Namespace, services: Services) -> int:
+    from services.environments.logs import resource_use, usage_json, usage_lines
+
+    report = resource_use(services, args.env)
+    _emit(args, usage_json(report), "\n".join(usage_lines(report)))
     return EXIT_OK
 
 

@@ -105,6 +105,7 @@ def layers() -> dict[str, list[Sequence[BindingType]]]:
     """Bindings active at the same time: the app's, the main screen's and the focused pane's; or one modal's."""
     from console.app_keys import APP_BINDINGS
     from console.screens.help import HelpScreen
+    from console.screens.logs import LogsScreen
     from console.screens.main import MainScreen
     from console.screens.resume import ResumeModal
     from widgets.build_log import BuildLogPane
@@ -113,7 +114,8 @@ def layers() -> dict[str, list[Sequence[BindingType]]]:
 
     return {"the main screen": [APP_BINDINGS, MainScreen.BINDINGS, BuildLogPane.BINDINGS],
             "the confirmation": [ConfirmModal.BINDINGS], "the parameters form": [ParamsModal.BINDINGS],
-            "the resume offer": [ResumeModal.BINDINGS], "the help": [HelpScreen.BINDINGS]}
+            "the resume offer": [ResumeModal.BINDINGS], "the help": [HelpScreen.BINDINGS],
+            "the logs screen": [APP_BINDINGS, LogsScreen.BINDINGS, BuildLogPane.BINDINGS]}
 
 
 def _ours(bindings: Sequence[BindingType]) -> list[Binding]:

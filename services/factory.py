@@ -21,6 +21,7 @@ from services.core.locks import FileLocks, LockInfo, OnTakeover, ReleaseLocks
 from services.core.no_target import NoDeployTarget
 from services.core.notify import Dispatcher, Receiver, Retry, Route
 from services.core.notify_config import PAGERDUTY_URL, NotifyRoute
+from services.core.observe import AppObserver, NoObserver
 from services.core.ports import (
     AppFiles,
     DeployTarget,
@@ -38,6 +39,7 @@ from services.core.private import private_dir
 from services.sandbox import adapters as sandbox
 from services.sandbox.dev_stack import SandboxDevStack
 from services.sandbox.expand import SandboxSchemaChanges
+from services.sandbox.observe import SandboxObserver
 from services.sandbox.saved import KeptWorld, world_path
 from services.sandbox.world import World
 
@@ -186,6 +188,20 @@ def _compose_stack(config: ReleaseConfig, base: Path) -> DevStack | None:
         return ComposeStack(base / dev.compose_file, dev.project, dev.engine_url, dev.timeout_s)
 
     return cast(DevStack, _OnFirstUse(make))
+
+
+def _observer(config: ReleaseConfig, env: str) -> AppObserver:
+    """The app's logs and resource use: through the docker SDK or the kubernetes client, imported when used."""
+    kind = config.environment(env).target.kind
+    if kind == "docker":
+        from services.adapters.docker_observe import DockerObserver
+
+        return DockerObserver(config, env)
+    if kind == "kubernetes":
+        from services.adapters.kube_observe import KubeObserver
+
+        return KubeObserver(config, env)
+    return NoObserver(env)
 
 
 def _http_health() -> HealthChecker:
@@ -337,6 +353,7 @@ def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, ti
             schema=lambda env: SandboxSchemaChanges(world, env),
             files=lambda env: files,
             files_in=lambda directory, env: files,
+            observer=lambda env: SandboxObserver(world, env),
         ),
     )
 
@@ -393,5 +410,6 @@ def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
             schema=lambda env: _postgres_schema(config, env),
             files=lambda env: _app_files(config, env, base),
             files_in=lambda directory, env: _files_in(config, directory, env),
+            observer=lambda env: _observer(config, env),
         ),
     )

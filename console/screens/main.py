@@ -96,6 +96,7 @@ class MainScreen(Screen[None]):
         Binding("T", "export_trace", "Export trace", id="canary.export_trace", show=False),
         Binding("equals_sign", "config_diff", "Config diff", id="environments.config_diff", show=False),
         Binding("7", "dev_stack", "Dev stack", id="screen.dev", show=False),
+        Binding("l", "logs", "App logs", id="screen.logs", show=False),
     ]
 
     class Overview(Message):
@@ -354,6 +355,12 @@ class MainScreen(Screen[None]):
         from console.screens.dev_stack import DevStackScreen
 
         self.app.push_screen(DevStackScreen(self.services))
+
+    def action_logs(self) -> None:
+        """The selected environment's app logs and resource use, on a screen of their own."""
+        from console.screens.logs import LogsScreen
+
+        self.app.push_screen(LogsScreen(self.services, self.selected_env, self.seed))
 
     def action_export_trace(self) -> None:
         """The latest canary's decision trace, as Markdown and JSON, beside the journal."""

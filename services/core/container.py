@@ -17,6 +17,7 @@ from services.core.clock import Clock, WallClock
 from services.core.config import ReleaseConfig
 from services.core.journal import Journal
 from services.core.locks import ReleaseLocks
+from services.core.observe import AppObserver, NoObserver
 from services.core.operations import Runner
 from services.core.oplog import log_path_for
 from services.core.ports import (
@@ -52,6 +53,8 @@ class EnvironmentAdapters:
     files: Callable[[str], AppFiles]
     # A directory's app files (a drill restores into a scratch one): (directory, environment).
     files_in: Callable[[Path, str], AppFiles]
+    # The app's logs and resource use where it runs (services/environments/logs.py).
+    observer: Callable[[str], AppObserver] = NoObserver
 
 
 @dataclass(kw_only=True)
@@ -124,6 +127,9 @@ class Services:
 
     def schema(self, env: str) -> SchemaChanges:
         return self._adapter("schema", env, self.per_env.schema)
+
+    def observer(self, env: str) -> AppObserver:
+        return self._adapter("observer", env, self.per_env.observer)
 
     def files(self, env: str) -> AppFiles:
         """The environment's app files (its app_dir)."""

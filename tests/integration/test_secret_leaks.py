@@ -357,7 +357,8 @@ BUILD = ("build", *STAGING, "--version", BUILT)
 READERS = [("status",), ("--json", "status"), ("config", "check"), ("--json", "config", "check"),
            ("--json", "migrate", "status", "--env", "staging"), ("--json", "backup", "list"),
            ("--json", "journal", "list"), ("audit", "tail"), ("--json", "audit", "tail"),
-           ("audit", "tail", "--env", "staging")]
+           ("audit", "tail", "--env", "staging"), ("logs", "--env", "staging", "--since", "all"),
+           ("--json", "top", "--env", "staging")]
 
 
 def traces(rig: Rig) -> list[tuple[str, ...]]:
@@ -395,7 +396,8 @@ def one_down(rig: Rig, service: str) -> None:
         rig.cli_all([("backup", "create", *STAGING), ("--json", "backup", "list")])
         rig.cli("restore", *STAGING, "--confirm-env", "staging")
     elif service == "docker":
-        rig.cli_all([("deploy", *STAGING, "--version", "1.0.0"), BUILD, ("--json", "status")])
+        rig.cli_all([("deploy", *STAGING, "--version", "1.0.0"), BUILD, ("--json", "status"),
+                     ("logs", "--env", "staging")])
     elif service == "prometheus":  # the canary stops at its query check, before it takes traffic
         rig.cli(*CANARY_OK)
     else:  # the webhook: a canary rolled back, whose notice cannot go out

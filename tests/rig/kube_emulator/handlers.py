@@ -17,6 +17,7 @@ import yaml
 from . import schema
 from .discovery import CORE_VERSIONS, VERSION, api_group, group_list, resource_list
 from .patching import json_patch, merge_patch, strategic_merge
+from .pod_logs import serve_log, serve_metrics
 from .request_log import Request, RequestInfo, conflict, forbidden, request_info, summarize
 from .resources import RESOURCES, ApiError, Resource
 from .selectors import field_selector, label_selector
@@ -150,6 +151,8 @@ class Handler(BaseHTTPRequestHandler):
             return 200, VERSION
         if not parts or parts[0] not in ("api", "apis"):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if parts[:3] == ["apis", "metrics.k8s.io", "v1beta1"]:
+            return serve_metrics(self, parts[3:], query)
         if parts[0] == "api":
             group, rest = "", parts[1:]
             if not rest:
@@ -211,9 +214,12 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     def _object(self, method: str, res: Resource, ns: str | None, name: str, sub: str | None,
-                query: dict) -> tuple[int, Any]:
+                query: dict) -> tuple[int, Any] | None:
         """get, replace, patch, delete; of the object or its subresource (scale, status)."""
         store = self.server.emulator.store
+        if method == "GET" and sub == "log":
+            serve_log(self, ns or "", name, query)
+            return None
         if method == "GET":
             obj = store.get(res, ns, name)
             return 200, store.scale_of(obj) if sub == "scale" else obj

@@ -30,7 +30,7 @@ RESOURCES: list[Resource] = [
     Resource("", "v1", "services", "Service", True, ("status",), ("svc",)),
     Resource("", "v1", "configmaps", "ConfigMap", True, (), ("cm",)),
     Resource("", "v1", "secrets", "Secret"),
-    Resource("", "v1", "pods", "Pod", True, ("status",), ("po",)),
+    Resource("", "v1", "pods", "Pod", True, ("status", "log"), ("po",)),
     Resource("", "v1", "events", "Event", True, (), ("ev",)),
     Resource(
         "apps",

@@ -9,6 +9,7 @@ from typing import Self
 
 from .controller import Controllers
 from .handlers import Handler
+from .pod_logs import PodLogs
 from .request_log import DEFAULT_USER, Fault, Request
 from .resources import now
 from .store import Store
@@ -49,6 +50,25 @@ class KubeEmulator:
         self._log_lock = threading.Lock()
         self._requests: list[Request] = []
         self._faults: list[Fault] = []
+        self.pod_logs = PodLogs()  # planted pod log lines and pod metrics (pod_logs.py)
+
+    def plant_log(self, namespace: str, pod: str, text: str, container: str = "app") -> None:
+        """A line the pod's log endpoint answers (and a follow sends as it comes)."""
+        self.pod_logs.plant(namespace, pod, text, container)
+
+    def plant_metrics(self, namespace: str, pod: str, container: str, cpu: str, memory: str) -> None:
+        """A container's usage as metrics.k8s.io reports it (cpu "250m", memory "64Mi")."""
+        with self.pod_logs.cond:
+            self.pod_logs.metrics.setdefault((namespace, pod), {})[container] = (cpu, memory)
+
+    @property
+    def metrics_server(self) -> bool:
+        """Is metrics.k8s.io served? Off (the default): 404, as on a cluster without metrics-server."""
+        return self.pod_logs.metrics_server
+
+    @metrics_server.setter
+    def metrics_server(self, value: bool) -> None:
+        self.pod_logs.metrics_server = value
 
     @property
     def url(self) -> str:
@@ -85,6 +105,7 @@ class KubeEmulator:
 
     def stop(self) -> None:
         self.controllers.stop()
+        self.pod_logs.stop()  # a follow of a pod's log ends
         with self.store.cond:
             self.store.closed = True
             self.store.cond.notify_all()
