@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList
+from textual.widgets import ContentSwitcher, Input, OptionList
 from uikit import FAST, ORIGIN, choose_env, finished, main_screen, modal_of, outcome, ready, submit_defaults, wait_for
 
 import services.core.audit
@@ -127,7 +127,10 @@ def test_canary_pane_showing_the_post_deploy_monitor(snap_compare: Snap,
         await pilot.press("4")
         pane = screen.query_one(CanaryPane)
         assert pane.heading == "Post-deploy monitor"
-        await wait_for(pilot, lambda: pane.has_class("-small"), "the pane's one-chart layout at 80x24")
+        # (It timed out a few times on a loaded machine: what the screen was doing then is said.)
+        await wait_for(pilot, lambda: pane.has_class("-small"), "the pane's one-chart layout at 80x24",
+                       state=lambda: f"pane {screen.query_one('#panes', ContentSwitcher).current!r} shown, canary pane"
+                       f" {pane.size} on {pilot.app.size}, screen {pilot.app.screen!r}, focus {pilot.app.focused!r}")
 
         def drawn() -> bool:  # redrawn since it showed: the layout and the chart nearest its limit
             focus = pane.query("MetricChart.-focus").results(MetricChart)

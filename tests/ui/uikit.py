@@ -43,13 +43,15 @@ class Messages:
 
 
 async def wait_for(
-    pilot: Pilot[Any], predicate: Callable[[], object], what: str, timeout: float = OPERATION_TIMEOUT
+    pilot: Pilot[Any], predicate: Callable[[], object], what: str, timeout: float = OPERATION_TIMEOUT,
+    state: Callable[[], object] | None = None,
 ) -> None:
-    """Let the app run until predicate() holds; fail naming `what` after timeout seconds."""
+    """Let the app run until predicate() holds; fail naming `what` (and what `state` says then) after
+    timeout seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}" + (f"; {state()}" if state else ""))
         await pilot.pause(0.05)
 
 
