@@ -47,6 +47,7 @@ class AppLogPane(BuildLogPane):
     def add(self, lines: Sequence[Line]) -> None:
         self.kept.extend(lines)
         self.write_lines([line.render() for line in lines if matches(line, self.needle)])
+        self.refresh_title()  # the line count
 
     def refilter(self, needle: str) -> None:
         self.needle = needle
