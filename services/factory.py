@@ -23,6 +23,7 @@ from services.core.notify import Dispatcher, Receiver, Retry, Route
 from services.core.notify_config import PAGERDUTY_URL, NotifyRoute
 from services.core.ports import (
     AppFiles,
+    DependencyProbes,
     DeployTarget,
     HealthChecker,
     ImageBuilder,
@@ -36,6 +37,7 @@ from services.core.ports import (
 from services.core.private import private_dir
 from services.sandbox import adapters as sandbox
 from services.sandbox.expand import SandboxSchemaChanges
+from services.sandbox.probes import SandboxProbes
 from services.sandbox.saved import KeptWorld, world_path
 from services.sandbox.world import World
 
@@ -178,6 +180,12 @@ def _http_health() -> HealthChecker:
     return HttpHealth()
 
 
+def _probes(config: ReleaseConfig, env: str) -> DependencyProbes:
+    from services.adapters.health_probes import LiveProbes  # httpx and psycopg: only when probed
+
+    return LiveProbes(config, env)
+
+
 def _metrics(config: ReleaseConfig, env: str) -> MetricsSource:
     from services.adapters.metrics import metrics_source  # httpx: only when used
 
@@ -313,6 +321,7 @@ def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, ti
             metrics=lambda env: sandbox.SandboxMetrics(world, env),
             database=lambda env: sandbox.SandboxMigrations(world, env),
             health=lambda env: sandbox.SandboxHealth(world, env),
+            probes=lambda env: SandboxProbes(world, env),
             schema=lambda env: SandboxSchemaChanges(world, env),
             files=lambda env: files,
             files_in=lambda directory, env: files,
@@ -369,6 +378,7 @@ def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
                 connect_timeout_s=database.connect_timeout_s, scratch_server=config.backup.scratch_database_url,
                 bounds=bounds),
             health=lambda env: _http_health(),
+            probes=lambda env: _probes(config, env),
             schema=lambda env: _postgres_schema(config, env),
             files=lambda env: _app_files(config, env, base),
             files_in=lambda directory, env: _files_in(config, directory, env),
