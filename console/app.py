@@ -104,6 +104,8 @@ class ReleaseConsole(App[None]):
         for pane, key in PANES.items():
             yield SystemCommand(f"Show {pane} pane ({self.key_of(f'pane.{pane}', key)})",
                                 f"switch to the {pane} pane", lambda pane=pane: screen.action_show(pane))
+        yield SystemCommand(f"Dependency health ({self.key_of('environments.health', 'h')})",
+                            "the selected environment's API, PostgreSQL and Redis in full", screen.action_health_detail)
 
     def key_of(self, binding_id: str, default: str) -> str:
         """The first key bound to a binding id, as the footer shows it (the keymap applied)."""
