@@ -36,12 +36,14 @@ class HealthModal(ModalScreen[None]):
     """One environment's health in full: each dependency's status, reasons, facts and history."""
 
     DEFAULT_CSS = """
-    HealthModal { align: center middle; }
+    HealthModal { align: center middle; background: $background; }  /* opaque: a repaint of the box only */
     HealthModal > VerticalScroll {
         width: 100; max-width: 96%; height: auto; max-height: 90%; border: thick $primary;
         background: $surface; padding: 0 1;
     }
     HealthModal .hint { color: $text-muted; }
+    HealthModal #health-body { height: auto; }
+    HealthModal #health-body Static { height: 1; }
     """
     BINDINGS = [Binding("escape,h,q", "dismiss_modal", "Close", id="health.close")]
 
@@ -59,22 +61,30 @@ class HealthModal(ModalScreen[None]):
         self.refresh_body()
 
     def refresh_body(self) -> None:
+        """One Static a line, each drawn again only when it changed: a poll mostly moves a sparkline
+        and a latency, and a whole-body update would send the whole box to the terminal again."""
         health = self.board.latest.get(self.env)
+        lines = self._lines(health) if health else [("no reading yet: the first probe is under way", "")]
         body = self.query_one("#health-body", Static)
-        if health is None:
-            body.update("no reading yet: the first probe is under way")
+        shown = list(body.query(Static))
+        if len(shown) != len(lines):
+            body.remove_children()
+            body.mount_all(Static(Text(text, style=style), markup=False) for text, style in lines)
             return
-        text = Text()
+        for widget, (text, style) in zip(shown, lines, strict=True):
+            if str(widget.content) != text:
+                widget.update(Text(text, style=style), layout=False)
+
+    def _lines(self, health: EnvironmentHealth) -> list[tuple[str, str]]:
+        lines = []
         for c in health.checks:
-            mark, style = MARK[c.status]
             version = f" {c.reading.version}" if c.reading.version else ""
-            text.append(f"{mark} {c.dependency}{version}  {c.status.upper()}", style=tone(self, style))
-            text.append(f"   {sparkline(self.board.history(self.env, c.dependency), 30)}\n")
-            for reason in c.reasons:
-                text.append(f"    ! {reason}\n")
-            for fact in c.reading.facts:
-                text.append(f"    {fact}\n")
-        body.update(text)
+            mark, style = MARK[c.status]
+            history = sparkline(self.board.history(self.env, c.dependency), 30)
+            lines.append((f"{mark} {c.dependency}{version}  {c.status.upper()}   {history}", tone(self, style)))
+            lines += [(f"    ! {reason}", "") for reason in c.reasons]
+            lines += [(f"    {fact}", "") for fact in c.reading.facts]
+        return lines
 
     def action_dismiss_modal(self) -> None:
         self.dismiss(None)

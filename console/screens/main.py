@@ -179,9 +179,10 @@ class MainScreen(Screen[None]):
     def on_main_screen_health_polled(self, message: HealthPolled) -> None:
         for result in message.results:
             self.health.add(result)
-        self.query_one(EnvironmentsPane).update_health(self.health)
         if isinstance(self.app.screen, HealthModal):
-            self.app.screen.refresh_body()
+            self.app.screen.refresh_body()  # the list under it is brought up to date when it closes
+        else:
+            self.query_one(EnvironmentsPane).update_health(self.health)
         self.set_timer(self.services.config.health.interval_s, self.health_due)
 
     def health_due(self) -> None:
@@ -194,6 +195,7 @@ class MainScreen(Screen[None]):
             self.health_waiting = True
 
     def on_screen_resume(self) -> None:
+        self.query_one(EnvironmentsPane).update_health(self.health)  # what came while a screen covered it
         if self.health_waiting:
             self.health_waiting = False
             self.poll_health()

@@ -56,7 +56,8 @@ class EnvironmentHealth:
 
 def judge(reading: Reading, config: HealthConfig) -> Check:
     if not reading.reachable:
-        return Check(reading.dependency, "fail", (f"unreachable: {reading.error or 'no answer'}",), reading)
+        what = "failing" if reading.numbers else "unreachable"  # it answered (an HTTP 500), or not at all
+        return Check(reading.dependency, "fail", (f"{what}: {reading.error or 'no answer'}",), reading)
     status: Status = "ok"
     reasons = []
     for metric, value in reading.numbers.items():
@@ -96,3 +97,17 @@ class HealthBoard:
 
     def history(self, env: str, dependency: str) -> list[tuple[Status, float]]:
         return list(self._history.get((env, dependency), ()))
+
+
+APP_DEPENDENCIES = ("postgres", "redis")  # what the app needs to start; the API is what a deploy replaces
+
+
+def failing_dependencies(services: Services, env: str) -> list[Check]:
+    """env's PostgreSQL and Redis checks that fail now (one probe of each), for a deploy's question
+    and the recovery walkthrough's validate step."""
+    return [c for c in check(services, env).failing() if c.dependency in APP_DEPENDENCIES]
+
+
+def named(checks: list[Check]) -> str:
+    """`redis (unreachable: 127.0.0.1:6379: Connection refused)`, one per failing check."""
+    return "; ".join(f"{c.dependency} ({', '.join(c.reasons)})" for c in checks)

@@ -16,6 +16,7 @@ class SandboxProbes:
     def __init__(self, world: World, env: str) -> None:
         self.world, self.env = world, env
         self.count = 0
+        self.down: set[str] = set()  # for tests and drills: dependencies that fail, as a stopped server does
 
     def probe(self, timeout_s: float) -> list[Reading]:
         self.count += 1
@@ -25,7 +26,7 @@ class SandboxProbes:
                        (f"GET /api/health -> 200 in {40 + 6 * wobble} ms",))
                if state.running else Reading("api", False, error="connection refused"))
         memory = _MEMORY.get(self.env, 30.0)
-        return [
+        readings = [
             api,
             Reading("postgres", True, "15.6", {"latency_ms": 3.0 + wobble, "connections_percent": 12.0,
                                                "longest_transaction_s": 0.4, "blocked": 0.0},
@@ -36,3 +37,5 @@ class SandboxProbes:
                     ("role master", f"memory {memory:g}% of 256 MB", "clients 8 connected, 0 rejected; 0 keys evicted",
                      "persistence: last RDB save ok, AOF off")),
         ]
+        return [Reading(r.dependency, False, error=f"sandbox-{r.dependency}:1: Connection refused")
+                if r.dependency in self.down else r for r in readings]

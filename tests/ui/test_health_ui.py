@@ -62,7 +62,7 @@ async def test_the_list_marks_each_environment_and_the_detail_names_the_threshol
         assert [table.get_cell_at((row, 3)).plain for row in range(3)] == ["✓", "!", "✓"]  # type: ignore[attr-defined]
         await pilot.press("h")
         await wait_for(pilot, lambda: isinstance(app.screen, HealthModal), "the health detail")
-        body = text_of(app.screen.query_one("#health-body"))
+        body = "\n".join(text_of(line) for line in app.screen.query("#health-body Static"))
         assert "! redis 7.0.15  WARN" in body and "! memory_percent 83.5 >= warn 80" in body
         await pilot.press("escape")
         assert not isinstance(app.screen, HealthModal)

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from rig.opkit import IMAGE, env_state, finished, logs, run, sandbox_services
 from test_config import ENV, example_with, load_error
 
 from console import cli
 from services.core import config
+from services.core.events import Outcome
 from services.core.ports import Reading
 from services.environments.health import HealthBoard, check, judge
 from services.factory import EXAMPLE_CONFIG, build, load_config
@@ -61,3 +63,34 @@ def test_the_health_command_exits_1_unless_all_is_ok(capsys: pytest.CaptureFixtu
     assert cli.main(["--sandbox", "health"]) == cli.EXIT_FAILED
     text = capsys.readouterr().out
     assert "staging: WARN" in text and "! memory_percent 83.5 >= warn 80" in text
+
+
+def test_a_deploy_onto_a_failing_dependency_names_it_in_its_question(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    services = sandbox_services(tmp_path, monkeypatch)
+    services.probes("staging").down.add("redis")  # type: ignore[attr-defined]
+    result, events, asked = run(services, "deploy", "staging", {"version": "1.5.0"}, typed=None)
+    assert result.outcome is Outcome.DECLINED and env_state(services, "staging").version == "1.4.2"
+    [question] = asked
+    assert question.prompt.startswith(f"Deploy {IMAGE}:1.5.0 in staging?\nPlan: ")
+    assert question.prompt.endswith("\nFAILING dependency: redis (unreachable: sandbox-redis:1: Connection refused)."
+                                    " The new version may not start healthy.")
+    services.probes("staging").down.clear()  # type: ignore[attr-defined]
+    _, _, asked = run(services, "deploy", "staging", {"version": "1.5.0"}, typed=None)
+    assert "FAILING" not in asked[0].prompt
+
+
+def test_the_recovery_walkthrough_validates_the_dependencies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = sandbox_services(tmp_path, monkeypatch)
+    services.probes("production").down.add("postgres")  # type: ignore[attr-defined]
+    result, events, _ = run(services, "restore", "production", {"health_tries": "3", "health_interval_s": "1"},
+                            typed="production")
+    assert result.outcome is Outcome.SUCCEEDED, result.detail
+    assert finished(events)["validate"].detail == "config, database ok; FAILING postgres"
+    assert any("failing dependency: postgres (unreachable" in text for text, _ in logs(events, "validate"))
+
+
+def test_an_answer_that_is_not_ok_fails_as_failing_not_unreachable() -> None:
+    answered = judge(Reading("api", False, numbers={"latency_ms": 3.0}, error="answers 500: boom"),
+                     config.HealthConfig())
+    assert (answered.status, answered.reasons) == ("fail", ("failing: answers 500: boom",))
