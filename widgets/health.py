@@ -1,4 +1,4 @@
-"""Dependency health on screen: the marks, the sparklines, and the detail modal (`h` from the list)."""
+"""Dependency health on screen: the marks, the sparklines, and the detail screen (`h` from the list)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import Screen
 from textual.widgets import Label, Static
 
 from services.environments.health import EnvironmentHealth, HealthBoard, Status
@@ -32,18 +32,21 @@ def dependency_line(board: HealthBoard, health: EnvironmentHealth, width: int = 
                     f"{sparkline(board.history(health.env, c.dependency), width)}" for c in health.checks)
 
 
-class HealthModal(ModalScreen[None]):
-    """One environment's health in full: each dependency's status, reasons, facts and history."""
+class HealthScreen(Screen[None]):
+    """One environment's health in full: each dependency's status, reasons, facts and history.
+
+    A screen, not a modal: a modal draws the screen under it too, so each of the list's 2 s
+    updates would send the whole terminal again. The list goes on polling health while it shows."""
 
     DEFAULT_CSS = """
-    HealthModal { align: center middle; background: $background; }  /* opaque: a repaint of the box only */
-    HealthModal > VerticalScroll {
+    HealthScreen { align: center middle; }
+    HealthScreen > VerticalScroll {
         width: 100; max-width: 96%; height: auto; max-height: 90%; border: thick $primary;
         background: $surface; padding: 0 1;
     }
-    HealthModal .hint { color: $text-muted; }
-    HealthModal #health-body { height: auto; }
-    HealthModal #health-body Static { height: 1; }
+    HealthScreen .hint { color: $text-muted; }
+    HealthScreen #health-body { height: auto; }
+    HealthScreen #health-body Static { height: 1; }
     """
     BINDINGS = [Binding("escape,h,q", "dismiss_modal", "Close", id="health.close")]
 

@@ -52,7 +52,7 @@ from widgets.canary import CanaryPane
 from widgets.colours import tone
 from widgets.confirm import ConfirmModal
 from widgets.environments import EnvironmentsPane
-from widgets.health import HealthModal
+from widgets.health import HealthScreen
 from widgets.migrations import MigrationsPane
 from widgets.params import ParamsModal
 from widgets.runbook import RunbookPanel
@@ -124,6 +124,7 @@ class MainScreen(Screen[None]):
         self.running: str | None = None
         self.health = HealthBoard(services.config.health.history)
         self.health_waiting = False  # a poll came due while hidden: it runs when the screen is back
+        self.pending_rows: list[EnvironmentRow] | None = None  # an overview that came under the health detail
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -168,7 +169,10 @@ class MainScreen(Screen[None]):
         self.post_message(self.Overview(rows))
 
     def on_main_screen_overview(self, message: Overview) -> None:
-        self.query_one(EnvironmentsPane).update_rows(message.rows)
+        if isinstance(self.app.screen, HealthScreen):  # the list is out of sight: drawn when it is back
+            self.pending_rows = message.rows
+        else:
+            self.query_one(EnvironmentsPane).update_rows(message.rows)
         self.set_timer(POLL_SECONDS, self.poll_overview)
 
     @work(thread=True, exclusive=True, group="health-poll", exit_on_error=False)
@@ -179,29 +183,34 @@ class MainScreen(Screen[None]):
     def on_main_screen_health_polled(self, message: HealthPolled) -> None:
         for result in message.results:
             self.health.add(result)
-        if isinstance(self.app.screen, HealthModal):
+        if isinstance(self.app.screen, HealthScreen):
             self.app.screen.refresh_body()  # the list under it is brought up to date when it closes
         else:
             self.query_one(EnvironmentsPane).update_health(self.health)
         self.set_timer(self.services.config.health.interval_s, self.health_due)
 
     def health_due(self) -> None:
-        """Never while hidden: behind another full screen, the poll waits for the return (a modal, the
-        health detail one, leaves the list in sight: polls go on)."""
+        """Never while hidden: behind another full screen, the poll waits for the return (a modal leaves
+        the list in sight, and the health detail shows the polls: they go on)."""
         stack = self.app.screen_stack
-        if stack[-1] is self or (isinstance(stack[-1], ModalScreen) and stack[-2:-1] == [self]):
+        top = stack[-1]
+        if top is self or (isinstance(top, ModalScreen | HealthScreen) and stack[-2:-1] == [self]):
             self.poll_health()
         else:
             self.health_waiting = True
 
     def on_screen_resume(self) -> None:
-        self.query_one(EnvironmentsPane).update_health(self.health)  # what came while a screen covered it
+        pane = self.query_one(EnvironmentsPane)
+        if self.pending_rows is not None:
+            pane.update_rows(self.pending_rows)
+            self.pending_rows = None
+        pane.update_health(self.health)  # what came while a screen covered it
         if self.health_waiting:
             self.health_waiting = False
             self.poll_health()
 
     def action_health_detail(self) -> None:
-        self.app.push_screen(HealthModal(self.health, self.selected_env))
+        self.app.push_screen(HealthScreen(self.health, self.selected_env))
 
     @work(thread=True, exclusive=True, group="pane-data", exit_on_error=False)
     def load_panes(self) -> None:

@@ -14,7 +14,7 @@ from uikit import ready, text_of, wait_for
 
 from console.app import ReleaseConsole
 from widgets.environments import EnvironmentsPane
-from widgets.health import HealthModal
+from widgets.health import HealthScreen
 
 CALM = 30.0
 Snap = Callable[..., bool]
@@ -47,7 +47,7 @@ def test_health_detail_modal(snap_compare: Snap, make_ui_app: Callable[..., Rele
     async def run_before(pilot: Pilot[Any]) -> None:
         await staging(pilot)
         await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, HealthModal), "the health detail")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, HealthScreen), "the health detail")
 
     assert snap_compare(make_ui_app(CALM), terminal_size=(80, 24), run_before=run_before)
 
@@ -61,11 +61,11 @@ async def test_the_list_marks_each_environment_and_the_detail_names_the_threshol
         table = app.screen.query_one("#env-table")
         assert [table.get_cell_at((row, 3)).plain for row in range(3)] == ["✓", "!", "✓"]  # type: ignore[attr-defined]
         await pilot.press("h")
-        await wait_for(pilot, lambda: isinstance(app.screen, HealthModal), "the health detail")
+        await wait_for(pilot, lambda: isinstance(app.screen, HealthScreen), "the health detail")
         body = "\n".join(text_of(line) for line in app.screen.query("#health-body Static"))
         assert "! redis 7.0.15  WARN" in body and "! memory_percent 83.5 >= warn 80" in body
         await pilot.press("escape")
-        assert not isinstance(app.screen, HealthModal)
+        assert not isinstance(app.screen, HealthScreen)
 
 
 @pytest.mark.asyncio
