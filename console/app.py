@@ -109,6 +109,8 @@ class ReleaseConsole(App[None]):
         yield SystemCommand(f"Show app logs ({self.key_of('screen.logs', 'l')})",
                             "the selected environment's container or pod logs, with CPU and memory",
                             screen.action_logs)
+        yield SystemCommand(f"Dependency health ({self.key_of('environments.health', 'h')})",
+                            "the selected environment's API, PostgreSQL and Redis in full", screen.action_health_detail)
 
     def key_of(self, binding_id: str, default: str) -> str:
         """The first key bound to a binding id, as the footer shows it (the keymap applied)."""

@@ -61,6 +61,8 @@ def parser(with_params: bool = True, config: ReleaseConfig | None = None,
     status.add_argument("--env")
     status.add_argument("--check-drift", action="store_true",
                         help="exit 1 when what runs differs from what the console recorded (for cron and CI)")
+    health = sub.add_parser("health", help="probe each environment's API, PostgreSQL and Redis; exit 1 unless all ok")
+    health.add_argument("--env")
     cfg = sub.add_parser("config", help="config check | locate | diff").add_subparsers(dest="config_command",
                                                                                        required=True)
     cfg.add_parser("check", help="validate and print the config, resolved and masked")
@@ -301,6 +303,8 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
     command = args.command
     if command == "status":
         return _status(args, services)
+    if command == "health":
+        return _health(args, services)
     if command == "config":
         return _config(args, services)
     if command == "audit":
@@ -472,6 +476,24 @@ def _status(args: argparse.Namespace, services: Services) -> int:
     # An unknown lock fails the check too: a script must not read "cannot tell" as "free".
     failed = any(r.error or (r.lock or "").startswith("unknown") for r in rows)
     return EXIT_FAILED if failed or (args.check_drift and any(r.drift for r in rows)) else EXIT_OK
+
+
+def _health(args: argparse.Namespace, services: Services) -> int:
+    """A read, like `status`: not audited. Exit 0 only when every dependency of every environment is ok."""
+    from services.environments.health import check
+
+    envs = [args.env] if args.env else list(services.config.environments)
+    results = [check(services, env) for env in envs]
+    lines = []
+    for result in results:
+        lines.append(f"{result.env}: {result.status.upper()}")
+        for c in result.checks:
+            version = f" {c.reading.version}" if c.reading.version else ""
+            lines.append(f"  {c.dependency:<9} {c.status:<5}{version}")
+            lines += [f"    ! {reason}" for reason in c.reasons]
+            lines += [f"    {fact}" for fact in c.reading.facts]
+    _emit(args, [r.as_json() for r in results], "\n".join(lines))
+    return EXIT_OK if all(r.status == "ok" for r in results) else EXIT_FAILED
 
 
 def _trace(args: argparse.Namespace, services: Services) -> int:

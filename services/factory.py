@@ -24,6 +24,7 @@ from services.core.notify_config import PAGERDUTY_URL, NotifyRoute
 from services.core.observe import AppObserver, NoObserver
 from services.core.ports import (
     AppFiles,
+    DependencyProbes,
     DeployTarget,
     DevStack,
     HealthChecker,
@@ -40,6 +41,7 @@ from services.sandbox import adapters as sandbox
 from services.sandbox.dev_stack import SandboxDevStack
 from services.sandbox.expand import SandboxSchemaChanges
 from services.sandbox.observe import SandboxObserver
+from services.sandbox.probes import SandboxProbes
 from services.sandbox.saved import KeptWorld, world_path
 from services.sandbox.world import World
 
@@ -210,6 +212,12 @@ def _http_health() -> HealthChecker:
     return HttpHealth()
 
 
+def _probes(config: ReleaseConfig, env: str) -> DependencyProbes:
+    from services.adapters.health_probes import LiveProbes  # httpx and psycopg: only when probed
+
+    return LiveProbes(config, env)
+
+
 def _metrics(config: ReleaseConfig, env: str) -> MetricsSource:
     from services.adapters.metrics import metrics_source  # httpx: only when used
 
@@ -350,6 +358,7 @@ def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, ti
             metrics=lambda env: sandbox.SandboxMetrics(world, env),
             database=lambda env: sandbox.SandboxMigrations(world, env),
             health=lambda env: sandbox.SandboxHealth(world, env),
+            probes=lambda env: SandboxProbes(world, env),
             schema=lambda env: SandboxSchemaChanges(world, env),
             files=lambda env: files,
             files_in=lambda directory, env: files,
@@ -407,6 +416,7 @@ def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
                 connect_timeout_s=database.connect_timeout_s, scratch_server=config.backup.scratch_database_url,
                 bounds=bounds),
             health=lambda env: _http_health(),
+            probes=lambda env: _probes(config, env),
             schema=lambda env: _postgres_schema(config, env),
             files=lambda env: _app_files(config, env, base),
             files_in=lambda directory, env: _files_in(config, directory, env),

@@ -13,6 +13,7 @@ Environment (written to $RC_RIG_DIR/rig.env by the rig):
     RC_PG_DSN            postgresql://USER:PASSWORD@127.0.0.1:PORT/postgres (superuser)
     RC_PROM_URL          Prometheus, http://127.0.0.1:PORT (scrapes every 1 s)
     RC_PROM_TARGETS_DIR  drop file_sd JSON files (*.json) here for Prometheus
+    RC_REDIS_URL         redis://:PASSWORD@127.0.0.1:PORT/0 (Debian redis-server)
 
 Session fixtures for those services (``docker_client``, ``registry``,
 ``pg_dsn``, ``prometheus_url``, ``prom_targets_dir``) FAIL, never skip, when
@@ -245,6 +246,25 @@ def pg_database(pg_dsn: str) -> Iterator[str]:
     yield urllib.parse.urlsplit(pg_dsn)._replace(path=f"/{name}").geturl()
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# -------------------------------------------------------------------- redis --
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The rig's Redis (with a password): shared by the session, so never stopped or reconfigured."""
+    return require_env("RC_REDIS_URL", "Redis")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of the test's own (rig.redis_server.PrivateRedis), to reconfigure or stop."""
+    from rig.redis_server import PrivateRedis
+
+    server = PrivateRedis(tmp_path / "redis")
+    yield server
+    server.stop()
 
 
 # --------------------------------------------------------------- prometheus --

@@ -154,6 +154,9 @@ class CanaryPane(Vertical):
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.tick)
+        # The layout for the app's size from the start: a Resize comes only when the pane's own size
+        # changes, and under load one was seen not to come before the pane was first shown.
+        self.fit_layout()
 
     def tick(self) -> None:
         """Once a second: the countdown to the next check, and a redraw if there is new data."""
@@ -235,6 +238,10 @@ class CanaryPane(Vertical):
         self.fresh = True
 
     def on_resize(self, event: events.Resize) -> None:
+        self.fit_layout()
+
+    def fit_layout(self) -> None:
+        """One chart below 120x40, all four from there."""
         small = self.app.size.width < WIDE[0] or self.app.size.height < WIDE[1]
         self.set_class(small, "-small")
         self.fresh = True  # charts that were hidden may show now

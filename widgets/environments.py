@@ -9,8 +9,10 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
+from services.environments.health import HealthBoard
 from services.environments.overview import EnvironmentRow
 from widgets.colours import tone
+from widgets.health import MARK, dependency_line
 
 
 class EnvironmentsPane(Vertical):
@@ -31,6 +33,7 @@ class EnvironmentsPane(Vertical):
         self.envs = envs
         self.production = production
         self.rows: dict[str, EnvironmentRow] = {}
+        self.board: HealthBoard | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("1 Environments", classes="title")
@@ -41,10 +44,11 @@ class EnvironmentsPane(Vertical):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_column("env", width=12)
-        table.add_column("version", width=10)
-        table.add_column("up", width=5)
+        table.add_column("version", width=8)
+        table.add_column("up", width=4)
+        table.add_column("h", width=1)  # dependency health: ✓ ! ✗ (h: the detail)
         for env in self.envs:
-            table.add_row(self._label(env), Text("…"), Text("…"), key=env)
+            table.add_row(self._label(env), Text("…"), Text("…"), Text("·"), key=env)
 
     def _label(self, env: str) -> Text:
         # The sign as well as the colour: NO_COLOR terminals still mark production.
@@ -64,13 +68,23 @@ class EnvironmentsPane(Vertical):
             index = self.envs.index(row.env)
             # Drift marks the version too ("!" for NO_COLOR terminals); the detail names what differs.
             style = "$error" if row.error else "bold $warning" if row.drift else ""
-            version = Text(f"!{row.version[:9]}" if row.drift else row.version[:10], style=tone(self, style))
-            cells = {1: version, 2: Text(row.ready)}
-            for column, cell in cells.items():
-                # Only what changed: each update redraws the table, and the poll comes every 2 s.
-                shown = table.get_cell_at(Coordinate(index, column))
-                if (shown.plain, shown.style) != (cell.plain, cell.style):
-                    table.update_cell_at(Coordinate(index, column), cell)
+            version = Text(_cut(f"!{row.version}" if row.drift else row.version, 8), style=tone(self, style))
+            self._cells(table, index, {1: version, 2: Text(row.ready)})
+        self.show_detail()
+
+    def _cells(self, table: DataTable[Text], index: int, cells: dict[int, Text]) -> None:
+        for column, cell in cells.items():
+            # Only what changed: each update redraws the table, and the poll comes every 2 s.
+            shown = table.get_cell_at(Coordinate(index, column))
+            if (shown.plain, shown.style) != (cell.plain, cell.style):
+                table.update_cell_at(Coordinate(index, column), cell)
+
+    def update_health(self, board: HealthBoard) -> None:
+        self.board = board
+        table = self.query_one(DataTable)
+        for env, health in board.latest.items():
+            mark, style = MARK[health.status]
+            self._cells(table, self.envs.index(env), {3: Text(mark, style=tone(self, style))})
         self.show_detail()
 
     def show_detail(self) -> None:
@@ -93,6 +107,7 @@ class EnvironmentsPane(Vertical):
         if row.drift:
             lines += [f"DRIFT   {line}" for line in row.drift]
             lines.append("        (a: adopt what runs as a revision)")
+        lines += self._health_lines(row.env)
         lines += [f"· {event}" for event in row.events]
         if row.revisions:
             lines += ["revisions (R: roll back)", *[f"  {r}" for r in row.revisions]]
@@ -101,6 +116,17 @@ class EnvironmentsPane(Vertical):
         if detail.content != text:  # the poll repeats what is shown more often than not
             detail.update(text, layout=False)  # its height is fixed (1fr): nothing to lay out again
 
+    def _health_lines(self, env: str) -> list[str]:
+        health = self.board.latest.get(env) if self.board else None
+        if health is None or self.board is None:
+            return []
+        return [f"health  {health.status} (h: detail)", f"  {dependency_line(self.board, health)}"]
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_detail()
         self.post_message(self.Selected(self.selected))
+
+
+def _cut(text: str, width: int) -> str:
+    """The list's cells are narrow: a longer value ends in … (the detail below shows it whole)."""
+    return text if len(text) <= width else f"{text[:width - 1]}…"

@@ -34,7 +34,8 @@ class ResourceTable(Vertical):
         table.clear()
         for row in report.rows:
             table.add_row(*usage_cells(row))
-        note = report.note or ("no running containers or pods" if not report.rows else f"CPU and memory from {report.source}")
+        note = report.note or (f"CPU and memory from {report.source}" if report.rows
+                               else "no running containers or pods")
         self.query_one("#resources-note", Label).update(note)
 
     def failed(self, why: str) -> None:

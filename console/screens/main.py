@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import ContentSwitcher, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
@@ -39,6 +39,7 @@ from services.core.events import (
 from services.core.journal import OperationRecord
 from services.core.operations import StepFailed
 from services.core.ports import MigrationRecord
+from services.environments.health import EnvironmentHealth, HealthBoard, check
 from services.environments.overview import EnvironmentRow, environment_rows
 from services.factory import suggested_params
 from services.migrations.deploy import lint_pending
@@ -51,6 +52,7 @@ from widgets.canary import CanaryPane
 from widgets.colours import tone
 from widgets.confirm import ConfirmModal
 from widgets.environments import EnvironmentsPane
+from widgets.health import HealthScreen
 from widgets.migrations import MigrationsPane
 from widgets.params import ParamsModal
 from widgets.runbook import RunbookPanel
@@ -91,6 +93,7 @@ class MainScreen(Screen[None]):
           for pane, key in PANES.items()],
         *[Binding(entry.key, f"start('{entry.kind}')", entry.kind.capitalize(), id=f"action.{entry.kind}",
                   show=entry.kind in ("release", "canary")) for entry in ACTIONS],
+        Binding("h", "health_detail", "Health", id="environments.health", show=False),
         Binding("ctrl+x", "cancel_operation", "Cancel op", id="operation.cancel"),
         Binding("r", "retry", "Retry", id="operation.retry", show=False),
         Binding("T", "export_trace", "Export trace", id="canary.export_trace", show=False),
@@ -103,6 +106,11 @@ class MainScreen(Screen[None]):
         def __init__(self, rows: list[EnvironmentRow]) -> None:
             super().__init__()
             self.rows = rows
+
+    class HealthPolled(Message):
+        def __init__(self, results: list[EnvironmentHealth]) -> None:
+            super().__init__()
+            self.results = results
 
     class Loaded(Message):
         def __init__(self, data: PaneData) -> None:
@@ -117,6 +125,9 @@ class MainScreen(Screen[None]):
         self.overview = overview
         self.pump = EventPump()
         self.running: str | None = None
+        self.health = HealthBoard(services.config.health.history)
+        self.health_waiting = False  # a poll came due while hidden: it runs when the screen is back
+        self.pending_rows: list[EnvironmentRow] | None = None  # an overview that came under the health detail
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -144,6 +155,7 @@ class MainScreen(Screen[None]):
         else:
             self.post_message(self.Overview(self.overview))
         self.load_panes()
+        self.poll_health()
         self.offer_resume()
         # A new theme: the panes' Rich text takes its colours at each update, so update them now.
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.load_panes())
@@ -160,8 +172,48 @@ class MainScreen(Screen[None]):
         self.post_message(self.Overview(rows))
 
     def on_main_screen_overview(self, message: Overview) -> None:
-        self.query_one(EnvironmentsPane).update_rows(message.rows)
+        if isinstance(self.app.screen, HealthScreen):  # the list is out of sight: drawn when it is back
+            self.pending_rows = message.rows
+        else:
+            self.query_one(EnvironmentsPane).update_rows(message.rows)
         self.set_timer(POLL_SECONDS, self.poll_overview)
+
+    @work(thread=True, exclusive=True, group="health-poll", exit_on_error=False)
+    def poll_health(self) -> None:
+        """Every [health] interval_s, in the background: the probes' timeouts never hold the UI."""
+        self.post_message(self.HealthPolled([check(self.services, env) for env in self.services.config.environments]))
+
+    def on_main_screen_health_polled(self, message: HealthPolled) -> None:
+        for result in message.results:
+            self.health.add(result)
+        if isinstance(self.app.screen, HealthScreen):
+            self.app.screen.refresh_body()  # the list under it is brought up to date when it closes
+        else:
+            self.query_one(EnvironmentsPane).update_health(self.health)
+        self.set_timer(self.services.config.health.interval_s, self.health_due)
+
+    def health_due(self) -> None:
+        """Never while hidden: behind another full screen, the poll waits for the return (a modal leaves
+        the list in sight, and the health detail shows the polls: they go on)."""
+        stack = self.app.screen_stack
+        top = stack[-1]
+        if top is self or (isinstance(top, ModalScreen | HealthScreen) and stack[-2:-1] == [self]):
+            self.poll_health()
+        else:
+            self.health_waiting = True
+
+    def on_screen_resume(self) -> None:
+        pane = self.query_one(EnvironmentsPane)
+        if self.pending_rows is not None:
+            pane.update_rows(self.pending_rows)
+            self.pending_rows = None
+        pane.update_health(self.health)  # what came while a screen covered it
+        if self.health_waiting:
+            self.health_waiting = False
+            self.poll_health()
+
+    def action_health_detail(self) -> None:
+        self.app.push_screen(HealthScreen(self.health, self.selected_env))
 
     @work(thread=True, exclusive=True, group="pane-data", exit_on_error=False)
     def load_panes(self) -> None:

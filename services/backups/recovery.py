@@ -51,6 +51,7 @@ from services.core.locks import LockUnknown, is_mine
 from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
 from services.core.ports import AppFiles, MigrationDatabase, Readable, ScratchDatabase
 from services.core.private import open_private
+from services.environments.health import failing_dependencies, named
 
 if TYPE_CHECKING:
     from services.core.config import ReleaseConfig
@@ -292,7 +293,7 @@ class Walkthrough:
         if source is not None:
             self.services.load_config(source).environment(self.env)
             ctx.log(f"{source} loads and defines {self.env}")
-        checks = ["config"]
+        checks, failing = ["config"], []
         if self.drill:
             ctx.log(f"the scratch copy answered: {_counts(ctx.state.get('db_counts', {}))}")
             checks.append("scratch database")
@@ -300,6 +301,9 @@ class Walkthrough:
             counts = self.services.database(self.env).row_counts(self.services.config.migrations.integrity_tables)
             ctx.log(f"database reachable: {_counts(counts)}")
             checks.append("database")
+            failing = failing_dependencies(self.services, self.env)  # the services start next
+            if failing:
+                ctx.log(f"failing dependency: {named(failing)}; the app may not start healthy")
         if files := ctx.state.get("files_restored"):
             if not self._app_files(Path(files)).restored():
                 raise StepFailed(f"{files} is not a directory after the restore")
@@ -309,7 +313,7 @@ class Walkthrough:
                 raise StepFailed(f"app_dir {self.app_dir} does not exist on this host",
                                  (f"fix app_dir under [environments.{self.env}] in release.toml",))
             checks.append("app dir")
-        return ", ".join(checks) + " ok"
+        return ", ".join(checks) + " ok" + (f"; FAILING {', '.join(c.dependency for c in failing)}" if failing else "")
 
     def start(self, ctx: StepContext) -> str:
         if self.drill:

@@ -144,12 +144,14 @@ def check_params(spec: Action, params: dict[str, Any]) -> None:
 
 
 def confirm_step(services: Services, env: str, what: str | Callable[[StepContext], str], title: str = "",
-                 unless: Callable[[StepContext], str | None] | None = None) -> Step:
+                 unless: Callable[[StepContext], str | None] | None = None,
+                 caveat: Callable[[StepContext], str] | None = None) -> Step:
     """A destructive action's first step: production needs its name typed, others a yes.
 
     `what` may be worked out from earlier steps (the revision chosen). A plan step before it
     (ctx.state["plan"]) is summed up in the prompt: what will change. `unless` says why nothing
-    needs confirming (the lock is free already), or None: then it asks.
+    needs confirming (the lock is free already), or None: then it asks. `caveat` adds lines to the
+    prompt, worked out as it asks ("" for none): a deploy names a failing dependency.
     """
     title = title or (what if isinstance(what, str) else "the change")
 
@@ -159,7 +161,7 @@ def confirm_step(services: Services, env: str, what: str | Callable[[StepContext
             return skipped
         what_now = what if isinstance(what, str) else what(ctx)
         plan = f"\nPlan: {ctx.state['plan']}" if ctx.state.get("plan") else ""
-        confirm_now(services, env, ctx, what_now, plan)
+        confirm_now(services, env, ctx, what_now, plan + (caveat(ctx) if caveat else ""))
         return "confirmed"
 
     return Step("confirm", f"Confirm: {title}", run)

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from services.core import masking
+from services.core.health_config import HealthConfig
 from services.core.notify_config import NotifyConfig
 from services.core.references import check_kube_name, check_name, check_repository
 
@@ -572,6 +573,7 @@ class ReleaseConfig(Strict):
     build: BuildConfig = BuildConfig()
     migrations: MigrationsConfig = MigrationsConfig()
     notify: NotifyConfig = NotifyConfig()
+    health: HealthConfig = HealthConfig()
     database: DatabaseConfig = DatabaseConfig()
     audit: AuditConfig = AuditConfig()
     state: StateConfig = StateConfig()

@@ -23,6 +23,7 @@ from services.core.oplog import log_path_for
 from services.core.ports import (
     AppFiles,
     CommandRunner,
+    DependencyProbes,
     DeployTarget,
     DevStack,
     HealthChecker,
@@ -49,6 +50,7 @@ class EnvironmentAdapters:
     metrics: Callable[[str], MetricsSource]
     database: Callable[[str], MigrationDatabase]
     health: Callable[[str], HealthChecker]
+    probes: Callable[[str], DependencyProbes]  # the API, PostgreSQL and Redis health probes
     schema: Callable[[str], SchemaChanges]
     files: Callable[[str], AppFiles]
     # A directory's app files (a drill restores into a scratch one): (directory, environment).
@@ -124,6 +126,9 @@ class Services:
 
     def health(self, env: str) -> HealthChecker:
         return self._adapter("health", env, self.per_env.health)
+
+    def probes(self, env: str) -> DependencyProbes:
+        return self._adapter("probes", env, self.per_env.probes)
 
     def schema(self, env: str) -> SchemaChanges:
         return self._adapter("schema", env, self.per_env.schema)

@@ -349,6 +349,26 @@ class DevStack(Protocol):
     def logs(self, service: str, on_line: OnLine, follow: bool = False, tail: int = 200) -> None: ...
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One dependency's probe (api, postgres, redis): `numbers` are judged against `[health]`
+    thresholds by their names (latency_ms, memory_percent ...); `facts` are shown as they are
+    (server version, "pid 41 (app) is blocked by pid 40 (worker)"); `error` says why it is unreachable."""
+
+    dependency: str
+    reachable: bool
+    version: str | None = None
+    numbers: Mapping[str, float] = field(default_factory=dict)
+    facts: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class DependencyProbes(Protocol):
+    """An environment's dependencies, probed once per call; every wait is bounded by `timeout_s`."""
+
+    def probe(self, timeout_s: float) -> list[Reading]: ...
+
+
 # --- zero-downtime schema changes (expand/contract) -----------------------------------------
 # The operations in services/migrations/expand/ speak only in these terms; the PostgreSQL
 # adapter (services/adapters/postgres_schema.py) renders them as SQL, the sandbox applies

@@ -16,6 +16,7 @@ from services.core.audit import who
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import Change, Deploy, Plan, Revision
 from services.core.references import check_reference, check_tag, digest_of, pinned, unpinned, version_of
+from services.environments.health import failing_dependencies, named
 from services.migrations.lint import lint_migrations
 
 if TYPE_CHECKING:
@@ -127,9 +128,19 @@ def deploy(services: Services, env: str, params: dict[str, Any]) -> Operation:
     steps = [resolve_step(services, lambda ctx: image),
              plan_step(services, env, lambda ctx: Deploy(ctx.state["image"]))]
     if not params.get("dry_run"):
-        steps += [confirm_step(services, env, f"Deploy {image}"), *deploy_steps(services, env, "deploy")]
+        steps += [confirm_step(services, env, f"Deploy {image}", caveat=lambda ctx: _failing(services, env, ctx)),
+                  *deploy_steps(services, env, "deploy")]
     title = f"{'Plan' if params.get('dry_run') else 'Deploy'} {image} in {env}"
     return Operation("deploy", env, title, steps, params, takes_lock=not params.get("dry_run"))
+
+
+def _failing(services: Services, env: str, ctx: StepContext) -> str:
+    """The prompt's warning when the app's PostgreSQL or Redis fails now: the new version may not start."""
+    failing = failing_dependencies(services, env)
+    if not failing:
+        return ""
+    ctx.log(f"failing dependency: {named(failing)}")
+    return f"\nFAILING dependency: {named(failing)}. The new version may not start healthy."
 
 
 def deploy_steps(services: Services, env: str, action_name: str) -> list[Step]:

@@ -70,7 +70,9 @@ def make_ui_app(ui_state: Path, request: pytest.FixtureRequest) -> Callable[...,
 
     def make(time_scale: float = FAST, monitor: str = "off") -> ReleaseConsole:
         config = factory.load_config(None, True)
-        config = config.model_copy(update={"monitor": config.monitor.model_copy(update={"after_deploy": monitor})})
+        config = config.model_copy(update={"monitor": config.monitor.model_copy(update={"after_deploy": monitor}),
+                                           # One health poll per app: the sparklines never grow during a snapshot.
+                                           "health": config.health.model_copy(update={"interval_s": 3600})})
         return make_app(config, sandbox=True, seed=SEED, time_scale=time_scale, state=ui_state, origin=origin)
 
     return make

@@ -66,6 +66,7 @@ async def ready(pilot: Pilot[Any]) -> MainScreen:
     screen = main_screen(pilot)
     await wait_for(pilot, lambda: len(screen.query_one(EnvironmentsPane).rows) == 3, "the environments overview")
     await wait_for(pilot, lambda: screen.query_one(MigrationsPane).items, "the pane data")
+    await wait_for(pilot, lambda: len(screen.health.latest) == 3, "the first health poll")
     return screen
 
 
