@@ -176,7 +176,16 @@ class MainScreen(Screen[None]):
             self.pending_rows = message.rows
         else:
             self.query_one(EnvironmentsPane).update_rows(message.rows)
-        self.set_timer(POLL_SECONDS, self.poll_overview)
+        self.set_timer(POLL_SECONDS, self.overview_due)
+
+    def overview_due(self) -> None:
+        """Polled while the list is in sight (a modal leaves it so). Behind a full screen even a poll
+        whose rows are kept unshown made Textual send the whole top screen again (~10 KB at 80x24
+        every 2 s: bench/health.py), so there it waits; the poll after the return brings it up to date."""
+        if self.app.screen is self or isinstance(self.app.screen, ModalScreen):
+            self.poll_overview()
+        else:
+            self.set_timer(POLL_SECONDS, self.overview_due)
 
     @work(thread=True, exclusive=True, group="health-poll", exit_on_error=False)
     def poll_health(self) -> None:

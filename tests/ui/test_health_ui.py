@@ -85,3 +85,23 @@ async def test_no_poll_while_the_main_screen_is_hidden(make_ui_app: Callable[...
         app.pop_screen()
         await wait_for(pilot, lambda: probes.count == before + 1, "the poll on return")  # type: ignore[attr-defined]
         assert not screen.health_waiting and polls.board is screen.health
+
+
+@pytest.mark.asyncio
+async def test_no_overview_poll_behind_a_full_screen(make_ui_app: Callable[..., ReleaseConsole]) -> None:
+    """Behind a full screen the overview is not polled (even unshown rows made Textual send the top
+    screen again); it is on the return."""
+    app = make_ui_app(CALM)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        started: list[str] = []
+        real_poll = screen.poll_overview
+        screen.poll_overview = lambda: (started.append("poll"), real_poll())  # type: ignore[method-assign]
+        cover: Screen[None] = Screen()
+        app.push_screen(cover)
+        await wait_for(pilot, lambda: app.screen is cover, "the covering screen")
+        screen.overview_due()  # the timer fires while covered
+        assert started == []
+        app.pop_screen()
+        screen.overview_due()
+        assert started == ["poll"]
