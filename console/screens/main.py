@@ -128,6 +128,7 @@ class MainScreen(Screen[None]):
         self.health = HealthBoard(services.config.health.history)
         self.health_waiting = False  # a poll came due while hidden: it runs when the screen is back
         self.pending_rows: list[EnvironmentRow] | None = None  # an overview that came under the health detail
+        self.overview_waiting = False  # its poll fell due behind a full screen: polled on the return
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -179,13 +180,13 @@ class MainScreen(Screen[None]):
         self.set_timer(POLL_SECONDS, self.overview_due)
 
     def overview_due(self) -> None:
-        """Polled while the list is in sight (a modal leaves it so). Behind a full screen even a poll
-        whose rows are kept unshown made Textual send the whole top screen again (~10 KB at 80x24
-        every 2 s: bench/health.py), so there it waits; the poll after the return brings it up to date."""
+        """Polled while the list is in sight (a modal leaves it so). Behind a full screen it waits for
+        the return (on_screen_resume): Textual sends the whole top screen again (~10 KB at 80x24) after
+        anything the main screen does under it, even a timer that finds nothing to do."""
         if self.app.screen is self or isinstance(self.app.screen, ModalScreen):
             self.poll_overview()
         else:
-            self.set_timer(POLL_SECONDS, self.overview_due)
+            self.overview_waiting = True
 
     @work(thread=True, exclusive=True, group="health-poll", exit_on_error=False)
     def poll_health(self) -> None:
@@ -212,6 +213,9 @@ class MainScreen(Screen[None]):
             self.health_waiting = True
 
     def on_screen_resume(self) -> None:
+        if self.overview_waiting:
+            self.overview_waiting = False
+            self.poll_overview()
         pane = self.query_one(EnvironmentsPane)
         if self.pending_rows is not None:
             pane.update_rows(self.pending_rows)

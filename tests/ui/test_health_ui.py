@@ -100,8 +100,8 @@ async def test_no_overview_poll_behind_a_full_screen(make_ui_app: Callable[..., 
         cover: Screen[None] = Screen()
         app.push_screen(cover)
         await wait_for(pilot, lambda: app.screen is cover, "the covering screen")
-        screen.overview_due()  # the timer fires while covered
-        assert started == []
+        screen.overview_due()  # the timer fires while covered: no poll, and no timer set again
+        assert started == [] and screen.overview_waiting
         app.pop_screen()
-        screen.overview_due()
-        assert started == ["poll"]
+        await wait_for(pilot, lambda: started == ["poll"], "the poll on return")
+        assert not screen.overview_waiting
