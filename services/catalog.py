@@ -31,6 +31,9 @@ ACTIONS: dict[str, Action] = {
     )
 }
 
+# Their production confirmation names a failing PostgreSQL or Redis (deploy and rollback always do).
+PUTS_AN_IMAGE_LIVE = frozenset({"release", "canary", "canary-start"})
+
 
 def all_actions() -> dict[str, Action]:
     return ACTIONS
@@ -53,5 +56,6 @@ def build_operation(services: Services, kind: str, env: str, params: dict[str, A
     at = ids.index(spec.confirm_before) if spec.confirm_before in ids else None if spec.confirm_before else 0
     confirmed = at is not None and "confirm" in ids[:at]
     if production and spec.changes_env and not spec.destructive and at is not None and not confirmed:
-        operation.steps.insert(at, confirm_step(services, env, spec.title))
+        caveat = deploy.failing_caveat(services, env) if kind in PUTS_AN_IMAGE_LIVE else None
+        operation.steps.insert(at, confirm_step(services, env, spec.title, caveat=caveat))
     return after_deploy.attach(services, env, operation)  # a deploy, release or rollback is watched after

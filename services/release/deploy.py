@@ -128,19 +128,24 @@ def deploy(services: Services, env: str, params: dict[str, Any]) -> Operation:
     steps = [resolve_step(services, lambda ctx: image),
              plan_step(services, env, lambda ctx: Deploy(ctx.state["image"]))]
     if not params.get("dry_run"):
-        steps += [confirm_step(services, env, f"Deploy {image}", caveat=lambda ctx: _failing(services, env, ctx)),
+        steps += [confirm_step(services, env, f"Deploy {image}", caveat=failing_caveat(services, env)),
                   *deploy_steps(services, env, "deploy")]
     title = f"{'Plan' if params.get('dry_run') else 'Deploy'} {image} in {env}"
     return Operation("deploy", env, title, steps, params, takes_lock=not params.get("dry_run"))
 
 
-def _failing(services: Services, env: str, ctx: StepContext) -> str:
-    """The prompt's warning when the app's PostgreSQL or Redis fails now: the new version may not start."""
-    failing = failing_dependencies(services, env)
-    if not failing:
-        return ""
-    ctx.log(f"failing dependency: {named(failing)}")
-    return f"\nFAILING dependency: {named(failing)}. The new version may not start healthy."
+def failing_caveat(services: Services, env: str) -> Callable[[StepContext], str]:
+    """For a confirmation before an image goes live (deploy, rollback, a release or canary in
+    production): a warning when the app's PostgreSQL or Redis fails now, as it asks."""
+
+    def caveat(ctx: StepContext) -> str:
+        failing = failing_dependencies(services, env)
+        if not failing:
+            return ""
+        ctx.log(f"failing dependency: {named(failing)}")
+        return f"\nFAILING dependency: {named(failing)}. The new version may not start healthy."
+
+    return caveat
 
 
 def deploy_steps(services: Services, env: str, action_name: str) -> list[Step]:
@@ -188,7 +193,8 @@ def rollback(services: Services, env: str, params: dict[str, Any]) -> Operation:
     steps = [Step("choose", "Choose the revision", choose),
              plan_step(services, env, lambda ctx: Deploy(ctx.state["image"]))]
     if not params.get("dry_run"):
-        steps += [confirm_step(services, env, _rollback_prompt, "Roll back"), *deploy_steps(services, env, "rollback")]
+        steps += [confirm_step(services, env, _rollback_prompt, "Roll back", caveat=failing_caveat(services, env)),
+                  *deploy_steps(services, env, "rollback")]
     return Operation("rollback", env, f"Roll back {env}", steps, params, takes_lock=not params.get("dry_run"))
 
 

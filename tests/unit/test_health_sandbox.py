@@ -94,3 +94,17 @@ def test_an_answer_that_is_not_ok_fails_as_failing_not_unreachable() -> None:
     answered = judge(Reading("api", False, numbers={"latency_ms": 3.0}, error="answers 500: boom"),
                      config.HealthConfig())
     assert (answered.status, answered.reasons) == ("fail", ("failing: answers 500: boom",))
+
+
+@pytest.mark.parametrize(("kind", "env", "params"), [
+    ("rollback", "staging", {}),
+    ("release", "production", {}),
+    ("canary", "production", {"version": "1.4.2"}),
+])
+def test_rollback_and_production_releases_and_canaries_name_a_failing_dependency_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, env: str, params: dict[str, str]) -> None:
+    services = sandbox_services(tmp_path, monkeypatch)
+    services.probes(env).down.add("postgres")  # type: ignore[attr-defined]
+    result, _, asked = run(services, kind, env, params, typed=None)
+    assert result.outcome is Outcome.DECLINED, result.detail
+    assert "\nFAILING dependency: postgres (unreachable" in asked[-1].prompt, asked[-1].prompt
