@@ -75,3 +75,13 @@ def test_no_capability_asks_whether_it_runs_in_the_sandbox() -> None:
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert scanned > 40
     assert offenders == []
+
+
+def test_no_two_test_modules_share_a_basename() -> None:
+    """tests/unit, integration and ui have no __init__.py: pytest imports each of their test modules
+    by its basename, so a second one of the same name stops the whole run's collection (twice so far:
+    test_notify, test_dev_stack). A helper running only its own files never sees it; this does."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert not {name: paths for name, paths in seen.items() if len(paths) > 1}
