@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,24 +68,20 @@ def current_cancel() -> threading.Event | None:
 
 
 @contextmanager
-def shielded() -> Iterator[None]:
-    """A short change that must finish whole once begun (writing nginx's upstream and reloading it):
-    a cancel meanwhile takes effect at the next wait after it."""
-    outer, _running.cancel = current_cancel(), None
-    try:
-        yield
-    finally:
-        _running.cancel = outer
-
-
-@contextmanager
-def cancelled_by(cancel: threading.Event) -> Iterator[None]:
-    """Outside an operation (a followed log), `cancel` stops the subprocess waits within, as a step's does."""
+def cancelled_by(cancel: threading.Event | None) -> Iterator[None]:
+    """Within it, `cancel` is what stops this thread's waits (pause, subprocesses): a running step's
+    event, or one of its own outside an operation (a followed log); None: nothing does (`shielded`)."""
     outer, _running.cancel = current_cancel(), cancel
     try:
         yield
     finally:
         _running.cancel = outer
+
+
+def shielded() -> AbstractContextManager[None]:
+    """A short change that must finish whole once begun (writing nginx's upstream and reloading it):
+    a cancel meanwhile takes effect at the next wait after it."""
+    return cancelled_by(None)
 
 
 def pause(seconds: float) -> None:
@@ -213,7 +209,7 @@ class Runner:
         notify_events.tell(self.notifier, notes)
 
     def _told_end(self, op: Operation, outcome: Outcome, detail: str, state: Mapping[str, Any] | None = None) -> None:
-        self._tell(notify_events.finished(op.kind, op.env, op.id, op.title, op.params, outcome, detail, state or {}))
+        self._tell(notify_events.finished(op.kind, op.env, op.id, op.title, op.params, outcome, detail, state))
 
     def run(
         self,
@@ -306,10 +302,10 @@ class Runner:
                               lambda items: self.journal.append(op.id, items))
             self.journal.step(op.id, index, StepStatus.RUNNING)
             emit(StepStarted(op.id, step.id, step.title, index, len(op.steps)))
-            outer, _running.cancel = current_cancel(), cancel
             try:
-                ctx.check_cancelled()
-                step_detail = step.run(ctx) or ""
+                with cancelled_by(cancel):
+                    ctx.check_cancelled()
+                    step_detail = step.run(ctx) or ""
             except Exception as err:  # noqa: BLE001 - every failure becomes an outcome, never a traceback
                 outcome, options = _classify(err)
                 detail, failed = mask_text(str(err)), step.id
@@ -319,8 +315,6 @@ class Runner:
                 self.journal.step(op.id, index, StepStatus.FAILED, detail)
                 emit(StepFinished(op.id, step.id, StepStatus.FAILED, detail))
                 break
-            finally:
-                _running.cancel = outer
             self.journal.save_state(op.id, state)
             self.journal.step(op.id, index, StepStatus.DONE, step_detail)
             emit(StepFinished(op.id, step.id, StepStatus.DONE, step_detail))
