@@ -127,7 +127,6 @@ class MainScreen(Screen[None]):
         self.running: str | None = None
         self.health = HealthBoard(services.config.health.history)
         self.health_waiting = False  # a poll came due while hidden: it runs when the screen is back
-        self.pending_rows: list[EnvironmentRow] | None = None  # an overview that came under the health detail
         self.overview_waiting = False  # its poll fell due behind a full screen: polled on the return
 
     def compose(self) -> ComposeResult:
@@ -173,17 +172,21 @@ class MainScreen(Screen[None]):
         self.post_message(self.Overview(rows))
 
     def on_main_screen_overview(self, message: Overview) -> None:
-        if isinstance(self.app.screen, HealthScreen):  # the list is out of sight: drawn when it is back
-            self.pending_rows = message.rows
-        else:
+        if self.list_in_sight():
             self.query_one(EnvironmentsPane).update_rows(message.rows)
-        self.set_timer(POLL_SECONDS, self.overview_due)
+            self.set_timer(POLL_SECONDS, self.overview_due)
+        else:  # a poll under way when a full screen came over the list: polled again on the return
+            self.overview_waiting = True
+
+    def list_in_sight(self) -> bool:
+        """This screen is on top, or under a modal only."""
+        return self.app.screen is self or isinstance(self.app.screen, ModalScreen)
 
     def overview_due(self) -> None:
-        """Polled while the list is in sight (a modal leaves it so). Behind a full screen it waits for
-        the return (on_screen_resume): Textual sends the whole top screen again (~10 KB at 80x24) after
-        anything the main screen does under it, even a timer that finds nothing to do."""
-        if self.app.screen is self or isinstance(self.app.screen, ModalScreen):
+        """Polled while the list is in sight. Behind a full screen it waits for the return
+        (on_screen_resume): Textual sends the whole top screen again (~10 KB at 80x24) after anything
+        the main screen does under it, even a timer that finds nothing to do."""
+        if self.list_in_sight():
             self.poll_overview()
         else:
             self.overview_waiting = True
@@ -216,11 +219,7 @@ class MainScreen(Screen[None]):
         if self.overview_waiting:
             self.overview_waiting = False
             self.poll_overview()
-        pane = self.query_one(EnvironmentsPane)
-        if self.pending_rows is not None:
-            pane.update_rows(self.pending_rows)
-            self.pending_rows = None
-        pane.update_health(self.health)  # what came while a screen covered it
+        self.query_one(EnvironmentsPane).update_health(self.health)  # what came while a screen covered it
         if self.health_waiting:
             self.health_waiting = False
             self.poll_health()
