@@ -9,6 +9,8 @@ from collections.abc import Callable
 from services.core.actions import confirm_step
 from services.core.config import DevConfig
 from services.core.container import Services
+from services.core.log_lines import clean
+from services.core.masking import mask_text
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import DevService, DevStack, OnLine
 
@@ -37,7 +39,9 @@ def studio_url(services: Services) -> str:
 
 
 def logs(services: Services, service: str, on_line: OnLine, follow: bool = False, tail: int = 200) -> None:
-    stack(services).logs(service, on_line, follow, tail)
+    """A service's log lines, untrusted as every container's: cleaned of escape sequences and masked
+    here, for the CLI and the TUI alike (services/environments/logs.py does the same for the app's)."""
+    stack(services).logs(service, lambda line: on_line(mask_text(clean(line))), follow, tail)
 
 
 def _known(services: Services, service: str) -> str:

@@ -150,3 +150,15 @@ def test_a_journaled_dev_operation_is_built_again_for_resume_and_retry(services:
     assert [step.id for step in build_operation(services, "dev-up", "development", {}).steps] == ["dev-up"]
     with pytest.raises(ValueError, match="'db' is not a service"):
         build_operation(services, "dev-restart", "development", {"service": "db"})
+
+
+def test_a_services_log_lines_are_cleaned_and_masked(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's line is untrusted: it cannot clear the screen, and a URL's password it prints is masked,
+    in the CLI and the TUI alike (both take dev_stack.logs)."""
+    from services.sandbox import dev_stack as sandbox_stack
+
+    planted = "pw-planted-in-a-log-7c1"
+    monkeypatch.setitem(sandbox_stack.SAID, "app", [f"\x1b[2J\x1b]0;pwned\x07DATABASE_URL=postgresql://app:{planted}@db/x"])
+    said: list[str] = []
+    dev_stack.logs(services, "app", said.append)
+    assert said == ["app_1  | DATABASE_URL=postgresql://app:**********@db/x"]
