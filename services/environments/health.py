@@ -8,7 +8,7 @@ sparklines. Polling itself belongs to whoever shows it: the pane polls in a work
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from services.core.health_config import HealthConfig
@@ -77,8 +77,15 @@ def check(services: Services, env: str) -> EnvironmentHealth:
     try:
         readings = services.probes(env).probe(config.timeout_s)
     except Exception as err:  # noqa: BLE001 - the pane and the command must still show the others
-        readings = [Reading("probes", False, error=mask_text(f"{type(err).__name__}: {err}"))]
-    return EnvironmentHealth(env, tuple(judge(r, config) for r in readings), services.clock.now())
+        readings = [Reading("probes", False, error=f"{type(err).__name__}: {err}")]
+    return EnvironmentHealth(env, tuple(judge(_masked(r), config) for r in readings), services.clock.now())
+
+
+def _masked(reading: Reading) -> Reading:
+    """What a probe read, masked once here for every face (the detail screen writes no stream that masks)."""
+    return replace(reading, version=mask_text(reading.version) if reading.version else reading.version,
+                   facts=tuple(mask_text(fact) for fact in reading.facts),
+                   error=mask_text(reading.error) if reading.error else reading.error)
 
 
 @dataclass

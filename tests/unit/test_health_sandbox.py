@@ -108,3 +108,25 @@ def test_rollback_and_production_releases_and_canaries_name_a_failing_dependency
     result, _, asked = run(services, kind, env, params, typed=None)
     assert result.outcome is Outcome.DECLINED, result.detail
     assert "\nFAILING dependency: postgres (unreachable" in asked[-1].prompt, asked[-1].prompt
+
+
+def test_what_a_probe_read_is_masked_before_any_face_shows_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detail screen writes no masking stream: check() masks a reading's facts, version and error."""
+    from rig.wiring import rewire
+
+    from services.sandbox.probes import SandboxProbes
+
+    planted = "pw-planted-in-a-probe-41"
+    leaky = f"postgresql://app:{planted}@db:5432/food"
+
+    class Leaky(SandboxProbes):
+        def probe(self, timeout_s: float) -> list[Reading]:
+            return [Reading("postgres", True, f"15.6 {leaky}", {}, (f"server {leaky}",)),
+                    Reading("redis", False, error=f"cannot reach {leaky}")]
+
+    services = sandbox_services(tmp_path, monkeypatch)
+    world = services.world  # type: ignore[attr-defined]
+    rewire(services, probes=lambda env: Leaky(world, env))
+    shown = json.dumps(check(services, "staging").as_json())
+    assert planted not in shown
+    assert shown.count("**********") == 4  # the version, the fact, the error and the reason naming it
