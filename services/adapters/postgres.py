@@ -400,7 +400,7 @@ class PostgresMigrations:
     def scratch(self) -> Iterator[PostgresScratch]:
         """A new database on the scratch server (or this database's own), dropped afterwards, even on failure."""
         server = self._scratch_server or self._dsn
-        name = f"rc_trial_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
+        name = scratch_name(self._dsn.get_secret_value())
         with connect(server.get_secret_value(), timeout_s=self.connect_timeout_s) as conn:
             try:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -467,6 +467,12 @@ def _has_restrict(psql: str) -> bool:
         return False
     major, minor = int(found.group(1)), int(found.group(2))
     return major >= 18 or minor >= RESTRICT_SINCE.get(major, 10**6)
+
+
+def scratch_name(source_dsn: str) -> str:
+    """rc_trial_<source database>_<time>_<6 hex>, at most 63 bytes: a leftover scratch names what it was a trial of."""
+    source = re.sub(r"[^a-z0-9_]", "_", str(conninfo_to_dict(source_dsn).get("dbname") or "db").lower())[:32]
+    return f"rc_trial_{source}_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
 
 
 @dataclass(frozen=True)

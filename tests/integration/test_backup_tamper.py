@@ -22,6 +22,7 @@ import psycopg
 import pytest
 import zstandard
 from rig import config_builder as toml
+from rig.helpers import scratch_databases
 
 from services import factory
 from services.backups.trust import sign
@@ -81,9 +82,7 @@ class Env:
         return found
 
     def scratch_databases(self) -> list[str]:
-        with psycopg.connect(self.pg_dsn) as conn:
-            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rc\\_trial\\_%'").fetchall()
-        return [r[0] for r in rows]
+        return scratch_databases(self.pg_dsn, of=self.dsn)
 
 
 class Run:

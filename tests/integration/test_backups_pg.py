@@ -23,6 +23,7 @@ import psycopg
 import pytest
 import zstandard
 from rig import config_builder as toml
+from rig.helpers import scratch_databases
 from rig.old_backups import plant_history
 
 from services import factory
@@ -129,11 +130,6 @@ def backup(services: factory.Services) -> tuple[str, Path, dict[str, Any]]:
 
 def backup_dir(services: factory.Services) -> Path:
     return services.store.root  # type: ignore[attr-defined, no-any-return]
-
-
-def scratch_databases(pg_dsn: str) -> list[str]:
-    with psycopg.connect(pg_dsn) as conn:
-        return [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rc\\_trial\\_%'")]
 
 
 # --- the dump: zstd and gzip ----------------------------------------------------------------
@@ -309,7 +305,8 @@ def test_without_app_dir_the_backup_is_database_only(build: Build) -> None:
 # --- verify ---------------------------------------------------------------------------------
 
 
-def test_verify_checks_restores_into_a_scratch_database_and_records_it(build: Build, pg_dsn: str) -> None:
+def test_verify_checks_restores_into_a_scratch_database_and_records_it(build: Build, pg_dsn: str,
+                                                                       pg_database: str) -> None:
     services = build(scratch=True)
     backup_id, folder, _ = backup(services)
     run = Run(services, "verify")
@@ -323,11 +320,12 @@ def test_verify_checks_restores_into_a_scratch_database_and_records_it(build: Bu
     assert 0 < verified["restore_s"] < 60 and abs(verified["when"] - time.time()) < 120
     entry = list_backups(services, "staging")[0]
     assert entry.id == backup_id and entry.verified_at == verified["when"] and entry.restore_s == verified["restore_s"]
-    assert scratch_databases(pg_dsn) == []  # dropped
+    assert scratch_databases(pg_dsn, of=pg_database) == []  # dropped
 
 
 @pytest.mark.parametrize("damage", ["flip a byte", "truncate"])
-def test_verify_refuses_a_corrupted_or_truncated_artifact(build: Build, pg_dsn: str, damage: str) -> None:
+def test_verify_refuses_a_corrupted_or_truncated_artifact(build: Build, pg_dsn: str, pg_database: str,
+                                                          damage: str) -> None:
     services = build()
     bulk(services.config.environment("staging").database_url.get_secret_value(), 20_000)
     backup_id, folder, _ = backup(services)
@@ -348,7 +346,7 @@ def test_verify_refuses_a_corrupted_or_truncated_artifact(build: Build, pg_dsn: 
     # Restores re-check as they stream: even past the checksum step, nothing is committed.
     with pytest.raises(StepFailed, match="checksum mismatch|damaged"):
         trial_restore(services, "staging", backup_id, print)
-    assert scratch_databases(pg_dsn) == []
+    assert scratch_databases(pg_dsn, of=pg_database) == []
     rollback = Run(services, "migrate-rollback")
     assert rollback.result.outcome is Outcome.FAILED and rollback.result.failed_step == "verify"
     assert "checksum mismatch" in rollback.result.detail

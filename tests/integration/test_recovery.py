@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from rig import config_builder as toml
-from rig.helpers import SampleApp, wait_until
+from rig.helpers import SampleApp, scratch_databases, wait_until
 
 from services import factory
 from services.adapters.postgres_locks import PostgresLocks
@@ -157,12 +157,6 @@ def container_events(docker_client: Any, name: str, since: float) -> list[str]:
     found = docker_client.events(since=int(since), until=int(time.time()) + 1, decode=True,
                                  filters={"type": "container", "container": name})
     return [e["Action"] for e in found if e["Action"] in ("stop", "die", "start") and e["timeNano"] / 1e9 >= since]
-
-
-def scratch_databases(dsn: str) -> list[str]:
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rc\\_trial\\_%'").fetchall()
-    return [r[0] for r in rows]
 
 
 def test_walkthrough_restores_data_and_files_and_brings_the_app_back(rig: Callable[..., Rig],
@@ -403,7 +397,7 @@ def test_drill_restores_into_scratch_reports_rto_and_leaves_production_alone(rig
     assert env.rows() == (250, 250)  # the live database is untouched
     assert json.loads((env.tmp_path / "app" / "package.json").read_text()) == {}  # and the live files
     assert container_events(docker_client, env.name, began) == []
-    assert scratch_databases(env.dsn) == []
+    assert scratch_databases(env.dsn, of=env.dsn) == []
     assert services.locks.holder("production") is None
     verified = next(b for b in list_backups(services, "production") if b.id == backup_id)
     assert verified.verified_at is not None and verified.restore_s is not None
@@ -453,7 +447,7 @@ def test_drill_from_s3_restores_into_scratch_and_reports_rto(s3_rig: Callable[..
     assert run.detail("restore-db") == "1 table restored and read; dropped"
     assert any(line.startswith("scratch database answers: Ingredient 500 rows") for line in run.lines("restore-db"))
     assert re.fullmatch(r"drill RTO \S+.*", run.detail("report")), run.detail("report")
-    assert env.rows() == (250, 250) and scratch_databases(env.dsn) == []  # nothing live touched
+    assert env.rows() == (250, 250) and scratch_databases(env.dsn, of=env.dsn) == []  # nothing live touched
 
 
 def test_walkthrough_restores_from_s3_into_the_rig_database(s3_rig: Callable[..., Rig], s3_client: Any,

@@ -27,6 +27,20 @@ def unique_name(prefix: str = "rc-test", length: int = 10) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:length]}"
 
 
+def scratch_databases(server_dsn: str, of: str) -> list[str]:
+    """The trial databases left on the server by restores of the database at DSN `of`.
+
+    Only that database's: other tests run trial restores on the same server at the same time.
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    source = str(conninfo_to_dict(of)["dbname"]).replace("_", "\\_")
+    with psycopg.connect(server_dsn) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (f"rc\\_trial\\_{source}\\_%",))
+        return [r[0] for r in rows]
+
+
 def unique_bucket_name(prefix: str = "rc-test") -> str:
     """A valid, unique S3 bucket name (3-63 chars of [a-z0-9-], starts/ends alnum)."""
     name = f"{prefix.lower()}-{uuid.uuid4().hex[:16]}"
