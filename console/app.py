@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from console.app_keys import APP_BINDINGS
+from console.last_seen import SeenKeeper, last_seen_path, read_last_seen, seen_rows
 from console.screens.loading import LoadingScreen
 from console.theme import keep_theme, saved_theme, theme_path
 
@@ -32,8 +33,9 @@ class ReleaseConsole(App[None]):
     BINDINGS = APP_BINDINGS
 
     def __init__(self, services: Services | Loader, *, sandbox: bool, seed: int = 7, time_scale: float = 30.0,
-                 keymap: dict[str, str] | None = None) -> None:
-        """`keymap`: checked by console.keymap.load_keymap; with a loader, it is loaded with the config."""
+                 keymap: dict[str, str] | None = None, last_seen: Path | None = None) -> None:
+        """`keymap`: checked by console.keymap.load_keymap; with a loader, it is loaded with the config.
+        `last_seen`: where the environments list is kept between sessions (console/last_seen.py)."""
         super().__init__()
         self.keymap = keymap or {}
         self.theme_file = theme_path()
@@ -43,6 +45,7 @@ class ReleaseConsole(App[None]):
         self.services: Services | None = None if callable(services) else services
         self._loader = services if callable(services) else None
         self.sandbox, self.seed, self.time_scale = sandbox, seed, time_scale
+        self.keeper = SeenKeeper(last_seen) if last_seen else None
         self.animation_level = "none"  # over SSH every frame costs bandwidth
         self.sub_title = "SANDBOX" if sandbox else ""
 
@@ -52,7 +55,8 @@ class ReleaseConsole(App[None]):
         if self.services is not None:
             self._show(self.services)
             return
-        self.push_screen(LoadingScreen(self.sandbox, self.seed, self.time_scale))
+        seen = read_last_seen(self.keeper.path) if self.keeper and self.keeper.path else None
+        self.push_screen(LoadingScreen(self.sandbox, self.seed, self.time_scale, seen))
         self.call_after_refresh(self._load)
 
     @work(thread=True, exclusive=True, group="startup", exit_on_error=False)
@@ -73,8 +77,11 @@ class ReleaseConsole(App[None]):
         from services.environments.overview import environment_rows
 
         rows = environment_rows(services, list(services.config.environments))
+        problem = self.keeper.keep(seen_rows(rows)) if self.keeper else None
         self.call_from_thread(self.set_keymap, keymap)
         self.call_from_thread(self._show, services, rows)
+        if problem:
+            self.call_from_thread(self.notify, problem, severity="warning", markup=False)
 
     def on_unmount(self) -> None:
         if self.services is not None:
@@ -84,11 +91,22 @@ class ReleaseConsole(App[None]):
         from console.screens.main import MainScreen
 
         self.services = services
-        self.sub_title = services.config.app.name + (" [SANDBOX]" if services.sandbox else "")
+        main = MainScreen(services, self.seed, overview, self.keeper)
         if isinstance(self.screen, LoadingScreen):
-            self.switch_screen(MainScreen(services, self.seed, overview))
+            self.call_later(self._replace_loading, main)
         else:
-            self.push_screen(MainScreen(services, self.seed, overview))
+            self.push_screen(main)
+            self._name_app(services)
+
+    async def _replace_loading(self, main: Screen[None]) -> None:
+        # The title changes once the loading screen is gone: Textual's Header updates its title from a
+        # watcher, and one on a screen being removed raises NoMatches (seen as a crash at start-up).
+        await self.switch_screen(main)
+        assert self.services is not None
+        self._name_app(self.services)
+
+    def _name_app(self, services: Services) -> None:
+        self.sub_title = services.config.app.name + (" [SANDBOX]" if services.sandbox else "")
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         from console.action_table import ACTIONS, PANES
@@ -155,6 +173,7 @@ def run_app(config_path: str | None, *, sandbox: bool, seed: int, time_scale: fl
         config = factory.load_config(config_path, sandbox)
         return factory.build(config, sandbox_mode=sandbox, seed=seed, time_scale=time_scale, reset=reset)
 
-    app = ReleaseConsole(load, sandbox=sandbox, seed=seed, time_scale=time_scale)
+    app = ReleaseConsole(load, sandbox=sandbox, seed=seed, time_scale=time_scale,
+                         last_seen=last_seen_path(config_path, sandbox, seed))
     app.run()
     return app.return_code or 0

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Label, Static
 from services.environments.health import HealthBoard
 from services.environments.overview import EnvironmentRow
 from widgets.colours import tone
+from widgets.env_columns import COLUMNS, cut, env_label
 from widgets.health import MARK, dependency_line
 
 
@@ -43,18 +44,14 @@ class EnvironmentsPane(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("env", width=12)
-        table.add_column("version", width=8)
-        table.add_column("up", width=4)
-        table.add_column("h", width=1)  # dependency health: ✓ ! ✗ (h: the detail)
+        for name, width in COLUMNS:  # h: dependency health, its detail on the h key
+            table.add_column(name, width=width)
         for env in self.envs:
             table.add_row(self._label(env), Text("…"), Text("…"), Text("·"), key=env)
 
     def _label(self, env: str) -> Text:
-        # The sign as well as the colour: NO_COLOR terminals still mark production.
-        if env in self.production:
-            return Text(f"⚠ {env[:10]}", style=tone(self, "bold reverse $error"))
-        return Text(env[:12])
+        production = env in self.production
+        return Text(env_label(env, production), style=tone(self, "bold reverse $error") if production else "")
 
     @property
     def selected(self) -> str:
@@ -68,7 +65,7 @@ class EnvironmentsPane(Vertical):
             index = self.envs.index(row.env)
             # Drift marks the version too ("!" for NO_COLOR terminals); the detail names what differs.
             style = "$error" if row.error else "bold $warning" if row.drift else ""
-            version = Text(_cut(f"!{row.version}" if row.drift else row.version, 8), style=tone(self, style))
+            version = Text(cut(f"!{row.version}" if row.drift else row.version, 8), style=tone(self, style))
             self._cells(table, index, {1: version, 2: Text(row.ready)})
         self.show_detail()
 
@@ -127,6 +124,3 @@ class EnvironmentsPane(Vertical):
         self.post_message(self.Selected(self.selected))
 
 
-def _cut(text: str, width: int) -> str:
-    """The list's cells are narrow: a longer value ends in … (the detail below shows it whole)."""
-    return text if len(text) <= width else f"{text[:width - 1]}…"

@@ -18,6 +18,7 @@ from textual.widgets import ContentSwitcher, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from console.action_table import ACTIONS, BY_KIND, PANES
+from console.last_seen import SeenKeeper, seen_rows
 from console.pump import EventPump
 from console.screens.resume import ResumeModal
 from services.backups.catalog import BackupEntry, list_backups
@@ -117,9 +118,12 @@ class MainScreen(Screen[None]):
             super().__init__()
             self.data = data
 
-    def __init__(self, services: Services, seed: int = 7, overview: list[EnvironmentRow] | None = None) -> None:
-        """`overview`: environment rows already fetched off the UI thread, for a first frame with data."""
+    def __init__(self, services: Services, seed: int = 7, overview: list[EnvironmentRow] | None = None,
+                 keeper: SeenKeeper | None = None) -> None:
+        """`overview`: environment rows already fetched off the UI thread, for a first frame with data.
+        `keeper`: keeps each new list for the next start-up's first frame."""
         super().__init__()
+        self.keeper = keeper
         self.services = services
         self.seed = seed
         self.overview = overview
@@ -170,6 +174,12 @@ class MainScreen(Screen[None]):
         self.services.refresh()  # what a CLI call changed meanwhile (the sandbox's world) shows here too
         rows = environment_rows(self.services, list(self.services.config.environments))
         self.post_message(self.Overview(rows))
+        self.keep_seen(rows)
+
+    def keep_seen(self, rows: list[EnvironmentRow]) -> None:
+        """The list as the next start-up draws it first (from this worker thread)."""
+        if self.keeper is not None and (problem := self.keeper.keep(seen_rows(rows))):
+            self.app.call_from_thread(self.notify, problem, severity="warning", markup=False)
 
     def on_main_screen_overview(self, message: Overview) -> None:
         if self.list_in_sight():

@@ -5,6 +5,8 @@ picked is kept across starts in a private file."""
 from __future__ import annotations
 
 import stat
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 from textual.widgets._footer import FooterKey
-from uikit import ready, text_of, wait_for
+from uikit import OPERATION_TIMEOUT, ready, text_of, wait_for
 
 from console.app import ReleaseConsole
 from console.keymap import keymap_path, load_keymap
+from console.last_seen import SeenRow, keep_last_seen, last_seen_path, read_last_seen
 from console.screens.help import HelpScreen
+from console.screens.loading import LoadingScreen
 from console.theme import theme_path
 from services import factory
 from services.core.config import ConfigError, parse
@@ -206,3 +210,35 @@ def test_an_unreadable_theme_file_is_ignored(ui_state: Path, make_ui_app: Callab
         kept.write_text(junk, encoding="utf-8")
         assert make_ui_app().theme == "textual-dark"
 
+
+
+# --- start-up: the list as last seen, stale until the live poll answers -------------------------------
+
+
+@pytest.mark.asyncio
+async def test_startup_draws_the_last_seen_list_marked_stale_then_the_live_one(ui_state: Path) -> None:
+    path = last_seen_path(None, True, 7)
+    keep_last_seen(path, [SeenRow("staging", "1.3.9", "2/2", False), SeenRow("production", "1.3.8", "9/9", True)],
+                   at=time.time() - 180)
+    loading = threading.Event()
+
+    def load() -> factory.Services:
+        loading.wait(OPERATION_TIMEOUT)  # the live side holds back until the stale list is checked
+        return factory.build(factory.load_config(None, True), sandbox_mode=True, state=ui_state)
+
+    app = ReleaseConsole(load, sandbox=True, last_seen=path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, LoadingScreen)
+        table = text_of(app.screen.query_one("#last-seen", Static))
+        assert " staging       1.3.9     2/2" in table and " ⚠ production  1.3.8     9/9" in table
+        assert text_of(app.screen.query_one("#stale", Static)) == "stale: seen 3m ago, checking…"
+        loading.set()
+        await ready(pilot)
+        assert not app.screen.query("#stale")  # the live list replaced it
+        await wait_for(pilot, lambda: (seen := read_last_seen(path)) is not None and seen.rows[-1].version == "1.4.1",
+                       "the live list kept for the next start")
+    seen = read_last_seen(path)
+    assert seen is not None and abs(seen.at - time.time()) < 60
+    assert [(r.env, r.production) for r in seen.rows] == [("development", False), ("staging", False),
+                                                         ("production", True)]

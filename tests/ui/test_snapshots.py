@@ -11,6 +11,7 @@ waits for the data it shows.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,7 +128,12 @@ def test_canary_pane_showing_the_post_deploy_monitor(snap_compare: Snap,
         # The world's clock stops just after the rollback's revision: the ages the list shows ("#4 1.5.0
         # deploy 3m ago") no longer depend on how long this machine takes over the waits below.
         clock = screen.services.world.clock  # type: ignore[attr-defined]
-        rollback = screen.services.world.envs["staging"].revisions[-1]  # type: ignore[attr-defined]
+        revisions = screen.services.world.envs["staging"].revisions  # type: ignore[attr-defined]
+        rollback, deploy = revisions[-1], revisions[-2]
+        assert (rollback.action, deploy.action, deploy.image.rpartition(":")[2]) == ("rollback", "deploy", "1.5.0")
+        # And the deploy is dated 3 min before it, as on an idle machine: at 30x, each second of load
+        # between them was 30 s more of the world's time (the list read "4m ago" once under load).
+        revisions[-2] = dataclasses.replace(deploy, when=rollback.when - 180)
         clock.go_on_from(rollback.when + 1, always=True)
         clock.scale = 1e-9
         await pilot.press("4")

@@ -62,7 +62,9 @@ def main_screen(pilot: Pilot[Any]) -> MainScreen:
 async def ready(pilot: Pilot[Any]) -> MainScreen:
     """Wait for the main screen with its first overview and pane data shown."""
     app = pilot.app
-    await wait_for(pilot, lambda: any(isinstance(s, MainScreen) for s in app.screen_stack), "the main screen")
+    # Composed, not only on the stack: a screen switched to is on the stack before its widgets exist.
+    await wait_for(pilot, lambda: any(isinstance(s, MainScreen) and s.query(EnvironmentsPane)
+                                      for s in app.screen_stack), "the main screen")
     screen = main_screen(pilot)
     await wait_for(pilot, lambda: len(screen.query_one(EnvironmentsPane).rows) == 3, "the environments overview")
     await wait_for(pilot, lambda: screen.query_one(MigrationsPane).items, "the pane data")
