@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from services.core.ages import short_age
 from services.core.paths import state_home
 
 MAX_ROWS = 32
@@ -40,10 +41,7 @@ class LastSeen:
 
     def age(self, now: float | None = None) -> str:
         seconds = max(0, int((time.time() if now is None else now) - self.at))
-        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-            if seconds >= size:
-                return f"{seconds // size}{unit}"
-        return f"{seconds}s"
+        return short_age(seconds) or f"{seconds}s"
 
 
 class ShownRow(Protocol):  # services.environments.overview.EnvironmentRow, without importing it

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from services.core.ages import short_age
 from services.core.locks import LockUnknown
 from services.core.references import version_of
 from services.environments.drift import Difference, Drift, drift_of, note
@@ -87,7 +88,5 @@ def _revisions(services: Services, env: str, count: int = 3) -> tuple[list[Revis
 
 
 def _age(seconds: float) -> str:
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit} ago"
-    return "just now"
+    age = short_age(seconds)
+    return f"{age} ago" if age else "just now"
