@@ -326,6 +326,12 @@ def _timeout_after(st: Statement, timeout: bool) -> bool:
     return not re.fullmatch(r"0+(?:\.0*)? ?[a-z]*|default", value.strip().lower())
 
 
+def created_tables(scripts: Iterable[str]) -> set[str]:
+    """The tables the scripts create (CREATE TABLE), by their names in the catalog ("User", ingredient)."""
+    return {_name(st, m["table"]) for sql in scripts for st in split_statements(sql)
+            if (m := _CREATE_TABLE.match(st.normalized))}
+
+
 def lint_sql(sql: str, migration: str = "") -> list[Finding]:
     """Findings for one migration's SQL, in statement order."""
     return _Linter().lint(sql, migration)
