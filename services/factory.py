@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import SecretStr
 
@@ -37,13 +37,10 @@ from services.core.ports import (
     SchemaChanges,
 )
 from services.core.private import private_dir
-from services.sandbox import adapters as sandbox
-from services.sandbox.dev_stack import SandboxDevStack
-from services.sandbox.expand import SandboxSchemaChanges
-from services.sandbox.observe import SandboxObserver
-from services.sandbox.probes import SandboxProbes
-from services.sandbox.saved import KeptWorld, world_path
-from services.sandbox.world import World
+
+if TYPE_CHECKING:  # the sandbox is imported by a sandbox run only: a real command never needs it
+    from services.sandbox.saved import KeptWorld
+    from services.sandbox.world import World
 
 # Package data, so `--sandbox` works from an installed wheel too (examples/food-management links to it).
 # Wheels install unzipped, so it is a real file: relative paths in it resolve against its directory.
@@ -253,7 +250,11 @@ def _sign_seeded_backups(world: World, config: ReleaseConfig) -> None:
 def suggested_params(sandbox_mode: bool) -> dict[str, dict[str, str]]:
     """Per action kind, values the sandbox's world offers for its parameters (its demo canary's
     version), which the TUI's forms and the CLI fill in. Real mode has none."""
-    return sandbox.SUGGESTED_PARAMS if sandbox_mode else {}
+    if not sandbox_mode:
+        return {}
+    from services.sandbox.adapters import SUGGESTED_PARAMS
+
+    return SUGGESTED_PARAMS
 
 
 def load_config(path: str | None, sandbox_mode: bool, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
@@ -331,6 +332,13 @@ def build(
 
 def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, time_scale: float,
              origin: float | None, reset: bool) -> SandboxServices:
+    from services.sandbox import adapters as sandbox
+    from services.sandbox.dev_stack import SandboxDevStack
+    from services.sandbox.expand import SandboxSchemaChanges
+    from services.sandbox.observe import SandboxObserver
+    from services.sandbox.probes import SandboxProbes
+    from services.sandbox.saved import KeptWorld, world_path
+
     # The sandbox has no shared trail: its world is kept in a file of the state dir (services/sandbox/saved.py).
     audit = AuditLog(state / "sandbox-audit.jsonl", config.audit.key)
     path = world_path(state, seed)
