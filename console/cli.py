@@ -194,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _main(argv)
         sys.stdout.flush()  # here, not at exit: a reader gone (`| head -1`) is handled below
+        if argv is None:  # the process's own command line (the entry point): the process ends now
+            _ending()
         return code
     except BrokenPipeError:
         _quiet_stdout()  # the reader had enough: no more output, no complaint at exit
@@ -204,6 +206,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_DECLINED
     except Exception as err:  # noqa: BLE001 - the last resort: a bug, said in one line, never a traceback
         return _unexpected(err)
+
+
+def _ending() -> None:
+    """The command is done and every file, connection and client it used is closed: what the process
+    made (some 50,000 objects once psycopg, pydantic and the services are in) goes with it. Frozen,
+    it is skipped by the collection the interpreter runs on the way out, which took longer than a
+    whole step of a migrate deploy (0.1-0.5 s); the operating system frees the memory at once.
+    Only for the process's own command: a caller in the same process (a test) keeps collecting."""
+    import gc
+
+    gc.freeze()
 
 
 def _quiet_stdout() -> None:
