@@ -43,8 +43,11 @@ def top_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 
 def parser(with_params: bool = True, config: ReleaseConfig | None = None,
-           suggested: Mapping[str, Mapping[str, str]] | None = None) -> argparse.ArgumentParser:
+           suggested: Mapping[str, Mapping[str, str]] | None = None,
+           only: str | None = None) -> argparse.ArgumentParser:
     """Every command. Without params (for --help short of an action) no service is imported: fast.
+    With `only` (an action kind, or "" for none), only that action's params are built: the command
+    line names it, and the other 25 actions' parameters cost start-up for nothing.
 
     `config` gives the defaults an action's --help shows that come from it ("default 30, from
     recovery.health_tries"); without one, --help names where they come from.
@@ -120,7 +123,8 @@ def parser(with_params: bool = True, config: ReleaseConfig | None = None,
         for words in (entry.command, entry.also):
             if words:
                 into = group_parsers[words[0]] if len(words) == 2 else sub
-                _action_parser(into, words[-1], entry.kind, entry.title, with_params, config,
+                _action_parser(into, words[-1], entry.kind, entry.title,
+                               with_params and only in (None, entry.kind), config,
                                (suggested or {}).get(entry.kind, {}))
     _json_after_any_command(top)
     return top
@@ -140,6 +144,7 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_pa
                    config: ReleaseConfig | None = None, suggested: Mapping[str, str] | None = None) -> None:
     action = subparsers.add_parser(command, help=title)
     if not with_params:
+        action.set_defaults(action_kind=kind, params_built=False)
         return
     from services.catalog import all_actions
 
@@ -170,6 +175,17 @@ def _help_short_of_an_action(argv: Sequence[str]) -> bool:
         return False
     words, actions = tuple(word for word in argv if not word.startswith("-")), commands()
     return not any(words[:n] in actions for n in (1, 2))
+
+
+def _invoked_kind(rest: Sequence[str]) -> str | None:
+    """The action kind the command's words name ("" for a command that is no action); None for
+    `completion`, which prints every action's parameters."""
+    from console.action_table import commands
+
+    words, actions = tuple(word for word in rest if not word.startswith("-")), commands()
+    if words[:1] == ("completion",):
+        return None
+    return next((actions[words[:n]] for n in (2, 1) if words[:n] in actions), "")
 
 
 def _config_for_help(quick: argparse.Namespace) -> ReleaseConfig | None:
@@ -276,9 +292,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     # The one exit for text: every line any command prints is masked on its way out.
     sys.stdout, sys.stderr = MaskedStream(sys.stdout), MaskedStream(sys.stderr)
-    every_command = parser(config=_config_for_help(quick) if {"-h", "--help"} & set(argv) else None,
-                           suggested=factory.suggested_params(quick.sandbox))
+    asked_help = bool({"-h", "--help"} & set(argv))
+    suggested = factory.suggested_params(quick.sandbox)
+    every_command = parser(config=_config_for_help(quick) if asked_help else None, suggested=suggested,
+                           only=None if asked_help else _invoked_kind(rest))
     args = every_command.parse_args(argv)
+    if not getattr(args, "params_built", True):  # an action the words did not name: every one's params
+        every_command = parser(suggested=suggested)
+        args = every_command.parse_args(argv)
     if args.command == "completion":  # from the parser itself, by shtab: no config needed
         import shtab
 

@@ -39,6 +39,7 @@ from services.core.ports import (
 from services.core.private import private_dir
 
 if TYPE_CHECKING:  # the sandbox is imported by a sandbox run only: a real command never needs it
+    from services.adapters.postgres_locks import PostgresLocks
     from services.sandbox.saved import KeptWorld
     from services.sandbox.world import World
 
@@ -79,7 +80,7 @@ class RoutedLocks:
 
     def __init__(self, config: ReleaseConfig) -> None:
         self._config = config
-        self._by_env: dict[str, ReleaseLocks] = {}
+        self._by_env: dict[str, PostgresLocks] = {}
 
     def _for(self, env: str) -> ReleaseLocks:
         from services.adapters.postgres_locks import PostgresLocks
@@ -100,6 +101,11 @@ class RoutedLocks:
 
     def force_release(self, env: str, held: LockInfo) -> bool:
         return self._for(env).force_release(env, held)
+
+    def close(self) -> None:
+        made, self._by_env = list(self._by_env.values()), {}
+        for locks in made:
+            locks.close()
 
 
 def _real_target(config: ReleaseConfig, env: str) -> DeployTarget:
