@@ -221,13 +221,19 @@ class PostgresMigrations:
             return f"{name} marked as rolled back; deploy will apply it again"
 
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
-        counts = {}
+        """The rows of each table that exists, in two queries whatever the number of tables."""
+        wanted = list(dict.fromkeys(tables))
+        if not wanted:
+            return {}
         with self._short() as conn:
-            for table in tables:
-                if _scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f'"{table}"',)):
-                    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
-                    counts[table] = int(row[0]) if row else 0
-        return counts
+            found = {row[0] for row in conn.execute(
+                "SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(quote_ident(t)) IS NOT NULL", (wanted,))}
+            present = [table for table in wanted if table in found]
+            if not present:
+                return {}
+            row = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+                sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(table)) for table in present))).fetchone()
+        return {table: int(count) for table, count in zip(present, row or (), strict=True)}
 
     def reindex(self, table: str) -> None:
         with self._short() as conn:
