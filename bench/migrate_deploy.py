@@ -6,8 +6,8 @@ empty database each, alternating, both as whole processes timed by wall clock:
   - the yardstick: one `psql` process with every migration.sql as a `-f` argument;
   - `release-console migrate deploy --env bench --yes`: the whole operation (lint, backup, apply under
     Prisma's lock with the _prisma_migrations rows, integrity check, REINDEX/ANALYZE), start-up included.
-Then, per round, one more console run with --json on a third fresh database: its events' timestamps
-give where the time goes (start-up to the operation's start, each step, exit).
+Then, per round, one more run of each console with --json, on a fresh database each: its events'
+timestamps give where the time goes (start-up to the operation's start, each step, exit).
 
 PostgreSQL: RC_PG_DSN (a superuser DSN; `bash tests/rig/run` exports one to pytest, see rig.env),
 or, without it, a private PostgreSQL 15 cluster this script starts in a temp dir (initdb and pg_ctl
@@ -154,7 +154,7 @@ def run(admin: str, rounds: int, count: int, baseline: Path | None) -> None:
             console(toml, work, dsn, checkout=checkout)
             drop_database(admin, dsn)
         times: dict[str, list[float]] = {"psql": [], **{who: [] for who in checkouts}}
-        phases: dict[str, list[float]] = {}
+        phases: dict[str, dict[str, list[float]]] = {who: {} for who in checkouts}
         for n in range(rounds):
             order = list(times) if n % 2 == 0 else list(reversed(times))
             for who in order:
@@ -162,12 +162,13 @@ def run(admin: str, rounds: int, count: int, baseline: Path | None) -> None:
                 times[who].append(psql(dsn, files) if who == "psql" else
                                   console(toml, work, dsn, checkout=checkouts[who])[0])
                 drop_database(admin, dsn)
-            dsn = fresh_database(admin)
-            began_wall = time.time()
-            took, out = console(toml, work, dsn, as_json=True)
-            drop_database(admin, dsn)
-            for phase, seconds in breakdown(began_wall, took, out).items():
-                phases.setdefault(phase, []).append(seconds)
+            for who, checkout in checkouts.items():
+                dsn = fresh_database(admin)
+                began_wall = time.time()
+                took, out = console(toml, work, dsn, as_json=True, checkout=checkout)
+                drop_database(admin, dsn)
+                for phase, seconds in breakdown(began_wall, took, out).items():
+                    phases[who].setdefault(phase, []).append(seconds)
             print(f"  round {n + 1}: " + ", ".join(
                 f"{who} {t[-1]:.2f} s" + (f" ({t[-1] / times['psql'][-1]:.2f}x)" if who != "psql" else "")
                 for who, t in times.items()), flush=True)
@@ -187,8 +188,10 @@ def run(admin: str, rounds: int, count: int, baseline: Path | None) -> None:
     # ratio shrinks. The time over psql and the load say how far a figure is from a quiet machine's.
     print(f"  load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("\nwhere the console's time goes (--json runs, median seconds):")
-    for phase, values in phases.items():
-        print(f"  {phase:<36} {statistics.median(values):6.3f}")
+    print(f"  {'':<36} " + " ".join(f"{who:>9}" for who in checkouts))
+    for phase in phases["console"]:
+        print(f"  {phase:<36} " + " ".join(f"{statistics.median(phases[who].get(phase, [0.0])):9.3f}"
+                                           for who in checkouts))
 
 
 def main() -> None:
