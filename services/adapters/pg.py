@@ -93,6 +93,7 @@ class KeptConnection:
         self._conn: psycopg.Connection[Any] | None = None
         self._busy = threading.Lock()
         self._used = 0.0  # monotonic time its last use ended
+        self._close_after = False  # close() came while it was in use: the use in flight closes it
 
     @contextmanager
     def use(self) -> Iterator[psycopg.Connection[Any]]:
@@ -108,6 +109,9 @@ class KeptConnection:
             raise
         finally:
             self._used = time.monotonic()
+            if self._close_after:
+                self._close_after = False
+                self._drop()
             self._busy.release()
 
     def _kept(self) -> psycopg.Connection[Any]:
@@ -129,8 +133,18 @@ class KeptConnection:
             conn.close()
 
     def close(self) -> None:
-        with self._busy:
+        """Close it now, or, while a query runs on it (a long REINDEX in a worker as the console quits),
+        as soon as that query ends: quitting never waits for it."""
+        if not self._busy.acquire(blocking=False):
+            self._close_after = True
+            if not self._busy.acquire(blocking=False):
+                return
+            # The use ended between the two looks, maybe before it saw the flag: closed here.
+        try:
+            self._close_after = False
             self._drop()
+        finally:
+            self._busy.release()
 
 
 def long_running(conn: psycopg.Connection[Any]) -> None:
