@@ -14,6 +14,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,3 +155,39 @@ def docker_host_release(app: str, repo: str, server: Nginx, docker_url: str, low
                        **target},
         }},
     }
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def private_postgres(directory: Path, durable: bool = False) -> tuple[str, Callable[[], None]]:
+    """A private PostgreSQL 15 cluster in `directory` (initdb, then pg_ctl on a free loopback port):
+    (a superuser DSN, its stop). With the rig's settings (fsync off, no synchronous commit), or with
+    `durable` PostgreSQL's defaults, as a real server runs: every commit waits for its WAL flush.
+
+    As root, the cluster runs as the `postgres` user (initdb refuses root), as tests/rig/run does."""
+    from rig.helpers import free_port
+
+    port, password = free_port(), os.urandom(12).hex()
+    data, socket_dir = directory / "data", directory / "socket"
+    socket_dir.mkdir(parents=True)
+    (directory / "pwfile").write_text(password + "\n")
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", "postgres:postgres", str(directory)], check=True)
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_postgres, str(PG_BIN / "initdb"), "-D", str(data), "-U", "rc_bench",
+                    f"--pwfile={directory / 'pwfile'}", "--auth-local=trust", "--auth-host=scram-sha-256",
+                    "-E", "UTF8", "--no-locale", "--no-sync"], check=True, capture_output=True)
+    (directory / "pwfile").unlink()
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {socket_dir}"
+    if not durable:
+        options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+    subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(directory / "postgres.log"),
+                    "-w", "-t", "60", "-o", options, "start"], check=True, capture_output=True)
+
+    def stop() -> None:
+        subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                       check=False, capture_output=True)
+
+    return f"postgresql://rc_bench:{password}@127.0.0.1:{port}/postgres", stop

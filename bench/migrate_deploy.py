@@ -1,16 +1,33 @@
-"""Deploy time: 100 small migrations through the console vs the same SQL files with psql.
+"""Deploy time: a 160+ migration Prisma history on an empty database, the console's whole process vs psql.
 
-Each contender gets a fresh database and the same 100 migration folders. Compared in one run:
-  - psql, one process per file (what a shell loop over the folders does);
-  - psql, one process with all files as -f arguments (the stronger yardstick);
-  - the console's apply of all pending migrations (Prisma's lock, _prisma_migrations rows);
-  - the console's whole `migrate` operation (lint, backup, apply, integrity, reindex), for information.
+The history (bench/prisma_history.py) is shaped like a real Prisma project's: CREATE TABLE, ALTER TABLE
+ADD COLUMN, CREATE INDEX, foreign keys, enum types and values, relation tables. Each round, on a fresh
+empty database each, alternating, both as whole processes timed by wall clock:
+  - the yardstick: one `psql` process with every migration.sql as a `-f` argument;
+  - `release-console migrate deploy --env bench --yes`: the whole operation (lint, backup, apply under
+    Prisma's lock with the _prisma_migrations rows, integrity check, REINDEX/ANALYZE), start-up included.
+Then, per round, one more run of each console with --json, on a fresh database each: its events'
+timestamps give where the time goes (start-up to the operation's start, each step, exit).
 
-    RC_PG_DSN=postgresql://USER:PASS@127.0.0.1:PORT/postgres uv run python bench/migrate_deploy.py
+PostgreSQL: RC_PG_DSN (a superuser DSN; `bash tests/rig/run` exports one to pytest, see rig.env),
+or, without it, a private PostgreSQL 15 cluster this script starts in a temp dir (initdb and pg_ctl
+from /usr/lib/postgresql/15/bin, as tests/rig/run does) and stops at the end. On a fresh machine:
+
+    uv sync --frozen && uv run --frozen python bench/migrate_deploy.py [--rounds 5] [--count 168]
+        [--baseline DIR] [--fast-pg]
+
+The private cluster runs with PostgreSQL's durable defaults (fsync, synchronous_commit on), as a real
+server does; --fast-pg gives it the rig's settings (fsync off), where every commit is nearly free.
+
+With --baseline DIR, the console of another checkout runs too, in the same rounds: before and after
+in one run, on the same noisy machine. Console processes run with a bytecode cache (PYTHONPYCACHEPREFIX
+in the bench's temp dir, warmed before the rounds), as an installed console has.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import statistics
@@ -19,108 +36,187 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from pydantic import SecretStr
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from services import factory  # noqa: E402
-from services.adapters.postgres import PostgresMigrations  # noqa: E402
-from services.catalog import build_operation  # noqa: E402
-from services.core import config as config_module  # noqa: E402
+from _common import private_postgres  # noqa: E402
+from prisma_history import write_history  # noqa: E402
 
-COUNT = 100
-ROUNDS = 3
-
-
-def write_migrations(root: Path) -> list[Path]:
-    root.mkdir(parents=True)
-    (root / "migration_lock.toml").write_text('provider = "postgresql"\n')
-    files = []
-    for i in range(COUNT):
-        folder = root / f"2024{i:010d}_step_{i}"
-        folder.mkdir()
-        table = f'"T{i - i % 2}"'
-        body = f'CREATE TABLE {table} ("id" SERIAL PRIMARY KEY, "name" TEXT NOT NULL);\n' if i % 2 == 0 else \
-            f'ALTER TABLE {table} ADD COLUMN "extra" TEXT;\nCREATE INDEX "T{i - 1}_name_idx" ON {table}("name");\n'
-        (folder / "migration.sql").write_text(body)
-        files.append(folder / "migration.sql")
-    return files
+CLI = [sys.executable, "-m", "console.cli"]  # the `release-console` entry point, as a whole process
+GOAL = 2.0
+TIMEOUT_S = 300
 
 
 def fresh_database(admin: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
+    name = f"rc_bench_migrate_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return psycopg.conninfo.make_conninfo(admin, dbname=name)
+    return make_conninfo(admin, dbname=name)
 
 
 def drop_database(admin: str, dsn: str) -> None:
-    name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    name = str(conninfo_to_dict(dsn)["dbname"])
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def psql(dsn: str, files: list[Path], one_process: bool) -> None:
-    base = [shutil.which("psql") or "psql", "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-d", dsn]
-    if one_process:
-        subprocess.run([*base, *[arg for f in files for arg in ("-f", str(f))]], check=True, stdout=subprocess.DEVNULL)
-        return
-    for file in files:
-        subprocess.run([*base, "-f", str(file)], check=True, stdout=subprocess.DEVNULL)
+def psql(dsn: str, files: list[Path]) -> float:
+    tool = Path("/usr/lib/postgresql/15/bin/psql")
+    argv = [str(tool) if tool.exists() else shutil.which("psql") or "psql", "--quiet", "--no-psqlrc",
+            "-v", "ON_ERROR_STOP=1", "-d", dsn, *[arg for f in files for arg in ("-f", str(f))]]
+    began = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, timeout=TIMEOUT_S)
+    return time.perf_counter() - began
 
 
-def console_apply(dsn: str, root: Path) -> None:
-    database = PostgresMigrations(SecretStr(dsn), root)
-    with database.lock(lambda line: None):
-        for record in database.status():
-            database.apply(record.name, lambda line: None)
+def release_toml(work: Path, migrations: Path) -> Path:
+    path = work / "release.toml"
+    path.write_text(f"""[app]
+name = "bench"
+image = "bench"
+
+[environments.bench]
+api_url = "http://127.0.0.1:1/api"
+database_url = "${{RC_BENCH_DB}}"
+redis_url = "redis://127.0.0.1:1/0"
+
+[backup]
+local_dir = "{work / 'backups'}"
+compression = "zstd"
+signing_key = "${{RC_BENCH_SIGNING_KEY}}"
+
+[migrations]
+dir = "{migrations}"
+integrity_tables = ["Ingredient", "Category", "User"]
+reindex_tables = ["Ingredient", "Category", "User"]
+""")
+    return path
 
 
-def console_operation(dsn: str, root: Path) -> None:
-    toml = root.parent / "release.toml"
-    toml.write_text(f"""[app]\nname = "bench"\nimage = "bench"\n[environments.bench]\napi_url = "http://127.0.0.1:1"
-database_url = "${{DB}}"\nredis_url = "redis://127.0.0.1:1"\n[backup]\nlocal_dir = "backups"
-[migrations]\ndir = "{root.name}"\nintegrity_tables = []\nreindex_tables = []\n""")
-    services = factory.build(config_module.load(toml, {"DB": dsn}), state=root.parent / "state")
-    result = services.runner.run(build_operation(services, "migrate", "bench"), lambda e: None, lambda q: "yes")
-    assert result.outcome.value == "succeeded", result.detail
+def console(toml: Path, work: Path, dsn: str, as_json: bool = False, checkout: Path = ROOT) -> tuple[float, str]:
+    # With a bytecode cache, as an installed console has (PYTHONDONTWRITEBYTECODE would compile every module).
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "RC_BENCH_DB": dsn,
+           "RC_BENCH_SIGNING_KEY": "bench-signing-key-0123456789abcdef",
+           "XDG_STATE_HOME": str(work / "state"), "XDG_CONFIG_HOME": str(work / "config"),
+           "PYTHONPYCACHEPREFIX": str(work / "pycache" / checkout.name)}
+    argv = [*CLI, "--config", str(toml), *(["--json"] if as_json else []), "migrate", "deploy", "--env", "bench",
+            "--yes"]
+    began = time.perf_counter()
+    done = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    took = time.perf_counter() - began
+    if done.returncode != 0:
+        raise RuntimeError(f"release-console exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return took, done.stdout
+
+
+def breakdown(began_wall: float, took: float, stdout: str) -> dict[str, float]:
+    """Seconds per phase from the --json events' timestamps: start-up, each step, exit."""
+    events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    phases: dict[str, float] = {}
+    started = next(e["at"] for e in events if e["type"] == "OperationStarted")
+    phases["start-up (to OperationStarted)"] = started - began_wall
+    step_began: dict[str, float] = {}
+    for event in events:
+        if event["type"] == "StepStarted":
+            step_began[event["step_id"]] = event["at"]
+        elif event["type"] == "StepFinished" and event["step_id"] in step_began:
+            phases[f"step {event['step_id']}"] = event["at"] - step_began[event["step_id"]]
+    last = events[-1]["at"]
+    phases["between steps (journal, audit)"] = (last - started) - sum(
+        v for k, v in phases.items() if k.startswith("step "))
+    phases["exit (after the last event)"] = began_wall + took - last
+    return phases
+
+
+def server_settings(admin: str) -> str:
+    with psycopg.connect(admin) as conn:
+        rows = conn.execute("SELECT name, setting FROM pg_settings WHERE name IN"
+                            " ('fsync', 'synchronous_commit', 'full_page_writes') ORDER BY name").fetchall()
+    return ", ".join(f"{name}={value}" for name, value in rows)
+
+
+def run(admin: str, rounds: int, count: int, baseline: Path | None) -> None:
+    print(f"PostgreSQL settings: {server_settings(admin)}")
+    with tempfile.TemporaryDirectory(prefix="rc-bench-migrate-") as tmp:
+        work = Path(tmp)
+        files = write_history(work / "migrations", count)
+        toml = release_toml(work, work / "migrations")
+        # Warm the bytecode cache (and the page cache) once, then the rounds.
+        checkouts = {"console": ROOT, **({"baseline": baseline} if baseline else {})}
+        for checkout in checkouts.values():
+            dsn = fresh_database(admin)
+            console(toml, work, dsn, checkout=checkout)
+            drop_database(admin, dsn)
+        times: dict[str, list[float]] = {"psql": [], **{who: [] for who in checkouts}}
+        phases: dict[str, dict[str, list[float]]] = {who: {} for who in checkouts}
+        for n in range(rounds):
+            order = list(times) if n % 2 == 0 else list(reversed(times))
+            for who in order:
+                dsn = fresh_database(admin)
+                times[who].append(psql(dsn, files) if who == "psql" else
+                                  console(toml, work, dsn, checkout=checkouts[who])[0])
+                drop_database(admin, dsn)
+            for who, checkout in checkouts.items():
+                dsn = fresh_database(admin)
+                began_wall = time.time()
+                took, out = console(toml, work, dsn, as_json=True, checkout=checkout)
+                drop_database(admin, dsn)
+                for phase, seconds in breakdown(began_wall, took, out).items():
+                    phases[who].setdefault(phase, []).append(seconds)
+            print(f"  round {n + 1}: " + ", ".join(
+                f"{who} {t[-1]:.2f} s" + (f" ({t[-1] / times['psql'][-1]:.2f}x)" if who != "psql" else "")
+                for who, t in times.items()), flush=True)
+    print(f"\nmigrate deploy of {count} Prisma migrations on an empty database, whole processes,"
+          f" {rounds} rounds (median, min-max):")
+    labels = {"psql": "psql, one process, every file as -f", "console": "release-console migrate deploy --yes",
+              "baseline": f"the same, from {baseline}"}
+    for who, t in times.items():
+        print(f"  {labels[who]:<40} {statistics.median(t):6.2f} s  ({min(t):.2f}-{max(t):.2f})")
+    for who in checkouts:
+        ratios = [c / p for c, p in zip(times[who], times["psql"], strict=True)]
+        extra = [c - p for c, p in zip(times[who], times["psql"], strict=True)]
+        print(f"  ratio {who} / psql: median {statistics.median(ratios):.2f}x (per round {min(ratios):.2f}-"
+              f"{max(ratios):.2f}x; goal <= {GOAL:.1f}x); {who} - psql: median {statistics.median(extra):.2f} s"
+              f" ({min(extra):.2f} to {max(extra):.2f})")
+    # The apply and psql are both bound by the server (its fsyncs): on a loaded machine both grow and the
+    # ratio shrinks. The time over psql and the load say how far a figure is from a quiet machine's.
+    print(f"  load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print("\nwhere the console's time goes (--json runs, median seconds):")
+    print(f"  {'':<36} " + " ".join(f"{who:>9}" for who in checkouts))
+    for phase in phases["console"]:
+        print(f"  {phase:<36} " + " ".join(f"{statistics.median(phases[who].get(phase, [0.0])):9.3f}"
+                                           for who in checkouts))
 
 
 def main() -> None:
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--rounds", type=int, default=5)
+    options.add_argument("--count", type=int, default=168, help="migrations in the history (default 168)")
+    options.add_argument("--baseline", type=Path,
+                         help="another checkout (e.g. `git archive main | tar -x -C DIR`) whose console runs as a"
+                              " third contender, for before/after in one run")
+    options.add_argument("--fast-pg", action="store_true",
+                         help="the private cluster with the rig's settings (fsync off) instead of PostgreSQL's"
+                              " durable defaults")
+    args = options.parse_args()
     admin = os.environ.get("RC_PG_DSN")
-    if not admin:
-        sys.exit("set RC_PG_DSN to a superuser DSN (bash tests/rig/run exports one)")
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "migrations"
-        files = write_migrations(root)
-        contenders: dict[str, Callable[[str], None]] = {
-            "psql, a process per file": lambda dsn: psql(dsn, files, one_process=False),
-            "psql, one process, 100 -f": lambda dsn: psql(dsn, files, one_process=True),
-            "console: apply 100 (Prisma lock + rows)": lambda dsn: console_apply(dsn, root),
-            "console: whole migrate operation": lambda dsn: console_operation(dsn, root),
-        }
-        times: dict[str, list[float]] = {name: [] for name in contenders}
-        for _ in range(ROUNDS):
-            for name, run in contenders.items():
-                dsn = fresh_database(admin)
-                started = time.perf_counter()
-                run(dsn)
-                times[name].append(time.perf_counter() - started)
-                drop_database(admin, dsn)
-    print(f"deploy {COUNT} small migrations, {ROUNDS} rounds, median seconds")
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    for name, median in medians.items():
-        print(f"  {name:<42} {median:6.2f} s  (min {min(times[name]):.2f}, max {max(times[name]):.2f})")
-    yardstick = medians["psql, one process, 100 -f"]
-    ours = medians["console: apply 100 (Prisma lock + rows)"]
-    print(f"  ratio console apply / psql one process: {ours / yardstick:.2f}x (target <= 1.2x);"
-          f" / psql per file: {ours / medians['psql, a process per file']:.2f}x")
+    if admin:
+        run(admin, args.rounds, args.count, args.baseline)
+        return
+    with tempfile.TemporaryDirectory(prefix="rc-bench-pg-") as pg_dir:
+        os.chmod(pg_dir, 0o755)  # the cluster runs as the postgres user
+        print(f"RC_PG_DSN is not set: starting a private PostgreSQL 15 in {pg_dir}")
+        admin, stop = private_postgres(Path(pg_dir) / "pg", durable=not args.fast_pg)
+        try:
+            run(admin, args.rounds, args.count, args.baseline)
+        finally:
+            stop()
 
 
 if __name__ == "__main__":

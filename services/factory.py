@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import SecretStr
 
@@ -37,13 +37,11 @@ from services.core.ports import (
     SchemaChanges,
 )
 from services.core.private import private_dir
-from services.sandbox import adapters as sandbox
-from services.sandbox.dev_stack import SandboxDevStack
-from services.sandbox.expand import SandboxSchemaChanges
-from services.sandbox.observe import SandboxObserver
-from services.sandbox.probes import SandboxProbes
-from services.sandbox.saved import KeptWorld, world_path
-from services.sandbox.world import World
+
+if TYPE_CHECKING:  # the sandbox is imported by a sandbox run only: a real command never needs it
+    from services.adapters.postgres_locks import PostgresLocks
+    from services.sandbox.saved import KeptWorld
+    from services.sandbox.world import World
 
 # Package data, so `--sandbox` works from an installed wheel too (examples/food-management links to it).
 # Wheels install unzipped, so it is a real file: relative paths in it resolve against its directory.
@@ -82,7 +80,7 @@ class RoutedLocks:
 
     def __init__(self, config: ReleaseConfig) -> None:
         self._config = config
-        self._by_env: dict[str, ReleaseLocks] = {}
+        self._by_env: dict[str, PostgresLocks] = {}
 
     def _for(self, env: str) -> ReleaseLocks:
         from services.adapters.postgres_locks import PostgresLocks
@@ -103,6 +101,11 @@ class RoutedLocks:
 
     def force_release(self, env: str, held: LockInfo) -> bool:
         return self._for(env).force_release(env, held)
+
+    def close(self) -> None:
+        made, self._by_env = list(self._by_env.values()), {}
+        for locks in made:
+            locks.close()
 
 
 def _real_target(config: ReleaseConfig, env: str) -> DeployTarget:
@@ -253,7 +256,11 @@ def _sign_seeded_backups(world: World, config: ReleaseConfig) -> None:
 def suggested_params(sandbox_mode: bool) -> dict[str, dict[str, str]]:
     """Per action kind, values the sandbox's world offers for its parameters (its demo canary's
     version), which the TUI's forms and the CLI fill in. Real mode has none."""
-    return sandbox.SUGGESTED_PARAMS if sandbox_mode else {}
+    if not sandbox_mode:
+        return {}
+    from services.sandbox.adapters import SUGGESTED_PARAMS
+
+    return SUGGESTED_PARAMS
 
 
 def load_config(path: str | None, sandbox_mode: bool, env: Mapping[str, str] = os.environ) -> ReleaseConfig:
@@ -331,6 +338,13 @@ def build(
 
 def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, time_scale: float,
              origin: float | None, reset: bool) -> SandboxServices:
+    from services.sandbox import adapters as sandbox
+    from services.sandbox.dev_stack import SandboxDevStack
+    from services.sandbox.expand import SandboxSchemaChanges
+    from services.sandbox.observe import SandboxObserver
+    from services.sandbox.probes import SandboxProbes
+    from services.sandbox.saved import KeptWorld, world_path
+
     # The sandbox has no shared trail: its world is kept in a file of the state dir (services/sandbox/saved.py).
     audit = AuditLog(state / "sandbox-audit.jsonl", config.audit.key)
     path = world_path(state, seed)

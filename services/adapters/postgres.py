@@ -33,7 +33,7 @@ from pydantic import SecretStr
 
 from services.adapters import prisma
 from services.adapters.bounded import Watchdog, never
-from services.adapters.pg import connect, long_running
+from services.adapters.pg import KeptConnection, connect, long_running, short_running
 from services.core.masking import mask
 from services.core.operations import Cancelled, StepFailed, pause
 from services.core.ports import DumpTool, MigrationRecord, OnLine, Readable, Writable
@@ -67,9 +67,20 @@ class PostgresMigrations:
         self.lock_wait_s = lock_wait_s
         self.connect_timeout_s = connect_timeout_s
         self._session: tuple[psycopg.Connection[Any], dict[str, prisma.MigrationFile]] | None = None
+        # Status reads, row counts, REINDEX: one connection kept for the adapter's life (a deploy made 19).
+        self._kept = KeptConnection(dsn.get_secret_value(), connect_timeout_s)
+        self._pg_dump: tuple[int, str, str] | None = None  # (server number, pg_dump's path, its --version)
 
     def _connect(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A connection of its own: for a session that holds a lock or runs long."""
         return connect(self._dsn.get_secret_value(), timeout_s=self.connect_timeout_s)
+
+    def _short(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """The kept connection, for a short query."""
+        return self._kept.use()
+
+    def close(self) -> None:
+        self._kept.close()
 
     def _rows(self, conn: psycopg.Connection[Any]) -> list[prisma.MigrationRow]:
         exists = conn.execute("SELECT to_regclass('_prisma_migrations') IS NOT NULL").fetchone()
@@ -87,7 +98,7 @@ class PostgresMigrations:
 
     def status(self) -> list[MigrationRecord]:
         files = prisma.read_dir(self.migrations_dir)
-        with self._connect() as conn:
+        with self._short() as conn:
             return prisma.merge_status(files, self._rows(conn))
 
     @contextmanager
@@ -210,22 +221,32 @@ class PostgresMigrations:
             return f"{name} marked as rolled back; deploy will apply it again"
 
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
-        counts = {}
-        with self._connect() as conn:
-            for table in tables:
-                if _scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f'"{table}"',)):
-                    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
-                    counts[table] = int(row[0]) if row else 0
-        return counts
+        """The rows of each table that exists, in two queries whatever the number of tables."""
+        wanted = list(dict.fromkeys(tables))
+        if not wanted:
+            return {}
+        with self._short() as conn:
+            found = {row[0] for row in conn.execute(
+                "SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(quote_ident(t)) IS NOT NULL", (wanted,))}
+            present = [table for table in wanted if table in found]
+            if not present:
+                return {}
+            row = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+                sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(table)) for table in present))).fetchone()
+        return {table: int(count) for table, count in zip(present, row or (), strict=True)}
 
     def reindex(self, table: str) -> None:
-        with self._connect() as conn:
+        with self._short() as conn:
             long_running(conn)
-            # CONCURRENTLY (PostgreSQL 12+) rebuilds without blocking writes.
-            concurrently = conn.info.server_version >= 120000
-            verb = "REINDEX TABLE CONCURRENTLY {}" if concurrently else "REINDEX TABLE {}"
-            conn.execute(sql.SQL(verb).format(sql.Identifier(table)))
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+            try:
+                # CONCURRENTLY (PostgreSQL 12+) rebuilds without blocking writes.
+                concurrently = conn.info.server_version >= 120000
+                verb = "REINDEX TABLE CONCURRENTLY {}" if concurrently else "REINDEX TABLE {}"
+                conn.execute(sql.SQL(verb).format(sql.Identifier(table)))
+                conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+            finally:
+                if not conn.broken:
+                    short_running(conn)  # the kept connection's next query has the ordinary bounds
 
     # --- dump and restore: streamed, the password in the environment only -----------------
 
@@ -244,14 +265,17 @@ class PostgresMigrations:
 
     def _server(self) -> tuple[int, str, int]:
         """The server's version number and text, and a rough size of its plain dump (the tables' heap)."""
-        with self._connect() as conn:
+        with self._short() as conn:
             number = conn.info.server_version
             shown = conn.execute("SHOW server_version").fetchone()
             # pg_table_size takes a share lock: bounded like pg_dump's own wait; the estimate is only for
-            # the progress bar, so a table locked for longer gives no estimate rather than a wait.
-            conn.execute(sql.SQL("SET lock_timeout = {}").format(int(self.bounds.lock_wait_timeout_s * 1000)))
+            # the progress bar, so a table locked for longer gives no estimate rather than a wait. SET LOCAL:
+            # the kept connection's own lock_timeout is back after it.
             try:
-                size = conn.execute(ESTIMATE).fetchone()
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        int(self.bounds.lock_wait_timeout_s * 1000)))
+                    size = conn.execute(ESTIMATE).fetchone()
             except psycopg.errors.LockNotAvailable:
                 size = None
         return number, str(shown[0]).split()[0] if shown else str(number), int(size[0]) if size else 0
@@ -261,7 +285,15 @@ class PostgresMigrations:
         return DumpTool(shown, self._checked_pg_dump(number, shown)[1], estimate)
 
     def _checked_pg_dump(self, number: int, shown: str) -> tuple[str, str]:
-        """pg_dump's path and version; refuses one older than the server, before anything is dumped."""
+        """pg_dump's path and version; refuses one older than the server, before anything is dumped.
+        Asked once for a server version (a backup asked it twice: before the dump, and for it)."""
+        if self._pg_dump is not None and self._pg_dump[0] == number:
+            return self._pg_dump[1], self._pg_dump[2]
+        tool, text = self._pg_dump_version(number, shown)
+        self._pg_dump = (number, tool, text)
+        return tool, text
+
+    def _pg_dump_version(self, number: int, shown: str) -> tuple[str, str]:
         tool = os.environ.get(PG_DUMP_ENV) or self._tool("pg_dump", number)
         try:
             answer = subprocess.run([tool, "--version"], capture_output=True, timeout=30, check=False)
@@ -337,7 +369,7 @@ class PostgresMigrations:
     def restore(self, source: Readable, on_line: OnLine, cancelled: Callable[[], bool] = never) -> None:
         """pg_restore of a custom archive streamed on its stdin, in one transaction (--single-transaction):
         a failure, a cut stream or a cancel leaves the database as it was."""
-        with self._connect() as conn:
+        with self._short() as conn:
             version = conn.info.server_version
         argv = self._pg_restore(version, ["--clean", "--if-exists", "--single-transaction"])
         restored = self._feed(argv, source, cancelled, "pg_restore", prefix=b"", suffix=b"")
@@ -347,7 +379,7 @@ class PostgresMigrations:
         """An older plain-SQL dump, already checked line by line (services.backups.plain_sql): psql with
         no psqlrc, stopping at the first error, in restricted mode under a key the dump cannot know,
         in one transaction."""
-        with self._connect() as conn:
+        with self._short() as conn:
             version = conn.info.server_version
         argv = [self._tool("psql", version), "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1",
                 "--dbname", self._dbname()]
@@ -411,10 +443,12 @@ class PostgresMigrations:
                                   "or set [backup] scratch_database_url to a server where it may create databases"),
                                  ) from None
         dsn = SecretStr(make_conninfo(server.get_secret_value(), dbname=name))
-        try:
-            yield PostgresScratch(name, dsn, self.migrations_dir, connect_timeout_s=self.connect_timeout_s,
+        scratch = PostgresScratch(name, dsn, self.migrations_dir, connect_timeout_s=self.connect_timeout_s,
                                   bounds=self.bounds)
+        try:
+            yield scratch
         finally:
+            scratch.close()
             with connect(server.get_secret_value(), timeout_s=self.connect_timeout_s) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
@@ -430,7 +464,7 @@ class PostgresScratch(PostgresMigrations):
     def restore(self, source: Readable, on_line: OnLine, cancelled: Callable[[], bool] = never) -> None:
         """Into a fresh database nothing else uses: no single transaction needed, so pg_restore -j runs
         jobs in parallel. That needs a seekable file: the archive is written to a private temp file."""
-        with self._connect() as conn:
+        with self._short() as conn:
             version = conn.info.server_version
         jobs = max(2, min(4, os.cpu_count() or 1))
         with tempfile.TemporaryDirectory(prefix="rc-restore-") as spool:  # 0700, removed on the way out
@@ -446,7 +480,7 @@ class PostgresScratch(PostgresMigrations):
         on_line(f"restored the archive into {self.name} with pg_restore -j {jobs}")
 
     def sample(self, table: str) -> int:
-        with self._connect() as conn:
+        with self._short() as conn:
             return len(conn.execute(sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(table))).fetchall())
 
 

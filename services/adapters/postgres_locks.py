@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from services.adapters.pg import connect
+from services.adapters.pg import KeptConnection
 from services.core.locks import LockHeld, LockInfo, LockUnknown, OnTakeover, is_stale, new_lock
 from services.core.operations import StepFailed
 
@@ -37,6 +37,8 @@ class PostgresLocks:
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
+        # Created, acquired and released through one connection (three before), closed with the services.
+        self._kept = KeptConnection(dsn)
         self._ensured = False
         try:
             self._ensure()
@@ -45,7 +47,7 @@ class PostgresLocks:
 
     def _ensure(self) -> None:
         try:
-            with connect(self._dsn, autocommit=False) as conn:
+            with self._kept.use() as conn, conn.transaction():
                 conn.execute(_TIMEOUTS)
                 for statement in self._DDL:
                     conn.execute(statement)
@@ -61,7 +63,7 @@ class PostgresLocks:
             self._ensure()
         for attempt in (1, 2):
             try:
-                with connect(self._dsn) as conn:
+                with self._kept.use() as conn:
                     conn.execute(_TIMEOUTS)
                     return work(conn)
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
@@ -73,6 +75,9 @@ class PostgresLocks:
                 raise StepFailed(f"the lock query failed: {type(err).__name__}",
                                  ("check the database", "retry")) from None
         raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._kept.close()
 
     def acquire(self, env: str, reason: str, on_takeover: OnTakeover | None = None) -> LockInfo:
         info = new_lock(env, reason)

@@ -4,6 +4,7 @@ restores the backup taken before a failed deploy."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from services.backups.catalog import choose_backup
@@ -12,8 +13,8 @@ from services.backups.loss import say_loss
 from services.backups.verify import check_backup, restore_from_store
 from services.core.actions import Param, action, confirm_step
 from services.core.operations import Operation, Step, StepContext, StepFailed
-from services.core.ports import MigrationRecord
-from services.migrations.lint import Finding, lint_migrations
+from services.core.ports import MigrationDatabase, MigrationRecord
+from services.migrations.lint import Finding, created_tables, lint_migrations
 
 if TYPE_CHECKING:
     from services.core.container import Services
@@ -45,6 +46,33 @@ def check_history(records: list[MigrationRecord]) -> None:
             raise StepFailed(
                 f"{record.name} was applied, but its migration.sql has changed since (checksum differs)",
                 ("restore the file as it was applied (git log)", "put the change in a new migration"))
+
+
+def reindex_plan(database: MigrationDatabase, tables: list[str],
+                 applied: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """Of the [migrations] reindex_tables, those this deploy's migrations touched, and why each other is
+    skipped: not named by any applied migration, absent, or created by this deploy and still empty (its
+    indexes were just built, with nothing in them to measure). `applied` None (a journal from before
+    it was kept): every table, as before."""
+    skipped: dict[str, str] = {}
+    if applied is None:
+        named, created = list(tables), set()
+    else:
+        scripts = dict(database.scripts())
+        texts = [scripts[name] for name in applied if name in scripts]
+        named = [t for t in tables if any(_names(t).search(text) for text in texts)]
+        skipped = {t: "no migration of this deploy names it" for t in tables if t not in named}
+        created = created_tables(texts)
+    counts = database.row_counts(named)
+    skipped |= {t: "it does not exist" for t in named if t not in counts}
+    skipped |= {t: "created by this deploy and empty" for t in named if t in created and counts.get(t) == 0}
+    return [t for t in named if t not in skipped], skipped
+
+
+def _names(table: str) -> re.Pattern[str]:
+    """The table's name as a word anywhere in SQL text, quoted or not, in any case: a mention in a
+    comment or a string counts too, so a table is rather reindexed once too often than missed."""
+    return re.compile(rf"(?<![\w$]){re.escape(table)}(?![\w$])", re.IGNORECASE)
 
 
 @action("migrate", "Apply pending migrations (backup first)", confirm_before="apply")
@@ -111,11 +139,14 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
         return "row counts kept"
 
     def reindex(ctx: StepContext) -> str:
-        present = database.row_counts(services.config.migrations.reindex_tables)
-        for done, table in enumerate(present, start=1):
+        todo, skipped = reindex_plan(database, services.config.migrations.reindex_tables, ctx.state.get("applied"))
+        for table, why in skipped.items():
+            ctx.log(f"{table}: no REINDEX or ANALYZE: {why}")
+        for done, table in enumerate(todo, start=1):
             database.reindex(table)
-            ctx.progress(done, len(present), "tables")
-        return f"REINDEX CONCURRENTLY + ANALYZE of {len(present)} tables"
+            ctx.progress(done, len(todo), "tables")
+        rest = f"; {len(skipped)} skipped (the log says why)" if skipped else ""
+        return f"REINDEX CONCURRENTLY + ANALYZE of {len(todo)} tables{rest}"
 
     return Operation("migrate", env, f"Migrate {env}", [
         Step("lint", "Lint the pending migrations", lint),

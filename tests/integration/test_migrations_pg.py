@@ -159,6 +159,41 @@ def test_deploy_backs_up_applies_checks_and_reindexes(build: Build, pg_database:
     assert sorted(p.name for p in backup.parent.iterdir()) == [backup_id]
 
 
+def analyzed(dsn: str) -> dict[str, Any]:
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute("SELECT relname, last_analyze FROM pg_stat_user_tables").fetchall())
+
+
+def test_reindex_and_analyze_only_the_tables_the_deploy_touched(build: Build, pg_database: str,
+                                                                migrations_dir: Path) -> None:
+    services = build()
+    for folder in ("20240106093000_seed", "20240801120000_add_unit"):
+        (migrations_dir / folder / "migration.sql").unlink()
+        (migrations_dir / folder).rmdir()
+    # An empty database: the three tables are made by this deploy and stay empty.
+    first = Run(services, "migrate", "staging", {})
+    assert first.result.outcome is Outcome.SUCCEEDED, first.result.detail
+    assert first.detail("reindex") == "REINDEX CONCURRENTLY + ANALYZE of 0 tables; 3 skipped (the log says why)"
+    assert first.lines("reindex") == [f"{t}: no REINDEX or ANALYZE: created by this deploy and empty"
+                                      for t in ("Ingredient", "Category", "User")]
+    assert all(when is None for when in analyzed(pg_database).values())
+    # Rows in all three: each is rebuilt and measured.
+    write_migration(migrations_dir, "20240106093000_seed", SEED)
+    second = Run(services, "migrate", "staging", {})
+    assert second.detail("reindex") == "REINDEX CONCURRENTLY + ANALYZE of 3 tables"
+    before = analyzed(pg_database)
+    assert all(before[t] is not None for t in ("Ingredient", "Category", "User"))
+    # A deploy that names only User: the others are left as they are.
+    write_migration(migrations_dir, "20240901120000_user_name", 'ALTER TABLE "User" ADD COLUMN "name" TEXT;')
+    third = Run(services, "migrate", "staging", {})
+    assert third.detail("reindex") == "REINDEX CONCURRENTLY + ANALYZE of 1 tables; 2 skipped (the log says why)"
+    assert third.lines("reindex") == [f"{t}: no REINDEX or ANALYZE: no migration of this deploy names it"
+                                      for t in ("Ingredient", "Category")]
+    after = analyzed(pg_database)
+    assert after["User"] > before["User"]
+    assert (after["Ingredient"], after["Category"]) == (before["Ingredient"], before["Category"])
+
+
 def test_a_failing_migration_is_recorded_then_resolved(build: Build, pg_database: str, migrations_dir: Path) -> None:
     services = build()
     write_migration(migrations_dir, "20240901120000_broken", BROKEN)
@@ -382,6 +417,7 @@ def test_a_restore_killed_midway_changes_nothing(pg_database: str, tmp_path: Pat
     dump = tmp_path / "dump.sql"
     with dump.open("wb") as sink:
         database.dump(sink)
+    database.close()  # its kept connection: the sessions counted below are the restore's only
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute('DELETE FROM "Ingredient" WHERE id > 10')
 

@@ -59,6 +59,20 @@ def test_an_actions_own_help_has_its_flags() -> None:
     assert "--weights" in text and "--confirm-env" in text and "services.catalog" in loaded
 
 
+def test_only_the_named_actions_parameters_are_built() -> None:
+    assert cli._invoked_kind(["migrate", "deploy", "--env", "staging", "--yes"]) == "migrate"
+    assert cli._invoked_kind(["deploy", "--env", "staging", "--version", "1.0.0"]) == "deploy"
+    assert cli._invoked_kind(["status", "--env", "staging"]) == ""  # no action: no parameters at all
+    assert cli._invoked_kind(["completion", "bash"]) is None  # every action's, for the script
+    parsed = cli.parser(only="migrate").parse_args(["migrate", "deploy", "--env", "staging", "--yes"])
+    assert (parsed.action_kind, parsed.env, parsed.yes) == ("migrate", "staging", True)
+    # An action the words did not name has no parameters: _main sees `params_built` and parses again.
+    other = cli.parser(only="migrate").parse_known_args(["backup", "create", "--env", "staging"])[0]
+    assert (other.action_kind, other.params_built) == ("backup", False)
+    _, loaded = help_of("status", "--env", "nowhere")
+    assert "services.catalog" not in loaded
+
+
 def completions(script: str, line: str) -> list[str]:
     """What bash offers for `line` (ending where the cursor is), with the script loaded."""
     words = line.split(" ")

@@ -372,6 +372,13 @@ def test_empty_and_comment_only_files() -> None:
     assert split_statements("  \n;;\n") == []
 
 
+def test_a_table_created_earlier_in_the_same_deploy_is_new() -> None:
+    later = 'CREATE INDEX "Tag_id_idx" ON "Tag"("id");\nALTER TABLE "Tag" ADD COLUMN "n" TEXT NOT NULL;'
+    assert lint_migrations([("1_init", 'CREATE TABLE "Tag" ("id" INTEGER);'), ("2_index", later)]) == []
+    # Linted without the migration that creates it, the table is an existing one.
+    assert rules(later) == ["missing-lock-timeout", "create-index-non-concurrently", "adding-not-null-without-default"]
+
+
 def test_lint_migrations_names_and_order() -> None:
     findings = lint_migrations([
         ("20240801120000_add_expiry", PRISMA_ADD_REQUIRED),
