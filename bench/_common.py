@@ -29,11 +29,11 @@ CONSOLE = [str(ROOT / ".venv" / "bin" / "release-console")]
 CTRL_U = b"\x15"  # Textual's Input: delete everything left of the cursor
 
 
-def spawn(argv: list[str], rows: int, columns: int, env: dict[str, str]) -> tuple[int, int]:
-    """Start argv in ROOT on a new pty of rows x columns: (pid, the master's fd)."""
+def spawn(argv: list[str], rows: int, columns: int, env: dict[str, str], cwd: Path = ROOT) -> tuple[int, int]:
+    """Start argv in `cwd` (ROOT) on a new pty of rows x columns: (pid, the master's fd)."""
     pid, fd = pty.fork()
     if pid == 0:
-        os.chdir(ROOT)
+        os.chdir(cwd)
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         os.environ.update({"TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows), **env})
         os.execv(argv[0], argv)
@@ -44,8 +44,8 @@ def spawn(argv: list[str], rows: int, columns: int, env: dict[str, str]) -> tupl
 class Term:
     """A process on a pty whose output is read all along (and counted, with when it arrived)."""
 
-    def __init__(self, argv: list[str], rows: int, columns: int, env: dict[str, str]) -> None:
-        self.pid, self.fd = spawn(argv, rows, columns, env)
+    def __init__(self, argv: list[str], rows: int, columns: int, env: dict[str, str], cwd: Path = ROOT) -> None:
+        self.pid, self.fd = spawn(argv, rows, columns, env, cwd)
         self.output = bytearray()
         self.arrivals: list[tuple[float, int]] = []  # (monotonic time, bytes) per read
         self.closed = False

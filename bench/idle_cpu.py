@@ -21,19 +21,24 @@ in these states:
 At 80x24 the pane shows one chart, at 120x40 all four. The bytes the console wrote to the
 terminal are counted too (what an ssh session would carry).
 
-    uv run python bench/idle_cpu.py [runs] [seconds]     # default 1 run, 60 s windows
+    uv run python bench/idle_cpu.py [runs] [seconds]     # default 1 run, 60 s windows; every state, both sizes
+    uv run python bench/idle_cpu.py 2 --state "canary pane live" --checkout /tmp/before --checkout .
+
+`--state` (repeatable): only these states; `--size` (repeatable, 80x24 or 120x40): only these
+terminals; `--checkout` (repeatable): the console of that checkout (its .venv), each in turn within
+every run, so a before and an after are measured side by side under the same load.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ANSI, CONSOLE, Term, cpu_seconds, sandbox_config, start_canary
+from _common import ANSI, ROOT, Term, cpu_seconds, sandbox_config, start_canary
 
 YARDSTICK = 5.0  # % of one core
 SIZES = ((24, 80), (40, 120))
@@ -59,11 +64,14 @@ def window(term: Term, seconds: float) -> Figure:
     return 100 * used / elapsed, 100 * ui / elapsed, term.bytes_between(started, started + elapsed) / elapsed, checks
 
 
-def measure(rows: int, columns: int, state: str, seconds: float, config: Path) -> dict[str, Figure]:
+def measure(rows: int, columns: int, state: str, seconds: float, config: Path, checkout: Path = ROOT
+            ) -> dict[str, Figure]:
     with tempfile.TemporaryDirectory(prefix="rc-bench-idle-") as scratch:
         key, time_scale = STATES[state]
-        argv = [*CONSOLE, "--sandbox", "--time-scale", str(time_scale), "--config", str(config)]
-        term = Term(argv, rows, columns, {"XDG_STATE_HOME": f"{scratch}/state", "XDG_CONFIG_HOME": f"{scratch}/cfg"})
+        argv = [str(checkout / ".venv" / "bin" / "release-console"), "--sandbox", "--time-scale", str(time_scale),
+                "--config", str(config)]
+        term = Term(argv, rows, columns, {"XDG_STATE_HOME": f"{scratch}/state", "XDG_CONFIG_HOME": f"{scratch}/cfg"},
+                    checkout)
         try:
             term.wait_for("1.4.1", 60)  # production's version: the environments list is drawn
             if state != "no canary":
@@ -88,29 +96,46 @@ def _checks(output: bytes) -> int | None:
     return int(found[-1][0] or found[-1][1]) if found else None
 
 
-def main(runs: int = 1, seconds: float = 60.0) -> None:
-    results: dict[tuple[int, int, str], list[Figure]] = {}
+def main(runs: int = 1, seconds: float = 60.0, states: list[str] | None = None,
+         sizes: list[tuple[int, int]] | None = None, checkouts: list[Path] | None = None) -> None:
+    results: dict[tuple[str, int, int, str], list[Figure]] = {}
+    checkouts = checkouts or [ROOT]
     with tempfile.TemporaryDirectory(prefix="rc-bench-idle-cfg-") as scratch:
         config = sandbox_config(Path(scratch))
         for run in range(1, runs + 1):
-            for rows, columns in SIZES:
-                for state in STATES:
-                    for name, figure in measure(rows, columns, state, seconds, config).items():
-                        results.setdefault((columns, rows, name), []).append(figure)
-                        print(f"run {run} {columns}x{rows} {name}: {figure[0]:.2f} % of a core (UI thread"
-                              f" {figure[1]:.2f}), {figure[2] / 1024:.2f} KB/s to the terminal,"
-                              f" {figure[3] if figure[3] is not None else '?'} checks seen", flush=True)
+            for rows, columns in sizes or SIZES:
+                for state in states or STATES:
+                    for checkout in checkouts:
+                        who = f" {checkout}" if len(checkouts) > 1 else ""
+                        for name, figure in measure(rows, columns, state, seconds, config, checkout).items():
+                            results.setdefault((who, columns, rows, name), []).append(figure)
+                            print(f"run {run}{who} {columns}x{rows} {name}: {figure[0]:.2f} % of a core (UI thread"
+                                  f" {figure[1]:.2f}), {figure[2] / 1024:.2f} KB/s to the terminal,"
+                                  f" {figure[3] if figure[3] is not None else '?'} checks seen", flush=True)
     print(f"\nidle CPU over {seconds:g} s windows, {runs} run(s) each, medians (min-max); yardstick {YARDSTICK:g} %"
           " of one core; canary samples at 1 Hz (sandbox, --time-scale 30) unless the state says otherwise\n")
-    print("| terminal | state | CPU, % of one core | UI thread | output to the terminal | vs yardstick |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for (columns, rows, state), figures in results.items():
+    print("| checkout | terminal | state | CPU, % of one core | UI thread | output to the terminal | vs yardstick |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for (who, columns, rows, state), figures in sorted(results.items(), key=lambda item: item[0][1:]):
         cpu = [f[0] for f in figures]
         median = statistics.median(cpu)
-        print(f"| {columns}x{rows} | {state} | {median:.2f} ({min(cpu):.2f}-{max(cpu):.2f}) |"
+        print(f"| {who.strip() or '.'} | {columns}x{rows} | {state} | {median:.2f} ({min(cpu):.2f}-{max(cpu):.2f}) |"
               f" {statistics.median(f[1] for f in figures):.2f} | {statistics.median(f[2] for f in figures) / 1024:.2f}"
               f" KB/s | {'under' if median < YARDSTICK else '**over**'} ({median / YARDSTICK:.2f}x) |")
 
 
+def _size(text: str) -> tuple[int, int]:
+    columns, rows = (int(n) for n in text.split("x"))
+    return rows, columns
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1, float(sys.argv[2]) if len(sys.argv) > 2 else 60.0)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("runs", nargs="?", type=int, default=1)
+    parser.add_argument("seconds", nargs="?", type=float, default=60.0)
+    parser.add_argument("--state", action="append", choices=list(STATES), help="only this state (repeatable)")
+    parser.add_argument("--size", action="append", type=_size, help="only this terminal, e.g. 80x24 (repeatable)")
+    parser.add_argument("--checkout", action="append", type=lambda p: Path(p).resolve(),
+                        help="the console of this checkout, in turn with the others (repeatable)")
+    args = parser.parse_args()
+    main(args.runs, args.seconds, args.state, args.size, args.checkout)

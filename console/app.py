@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from services.core.container import Services
     from services.environments.overview import EnvironmentRow
 
-# The main screen, its widgets and the services (pydantic, plotext) are imported by the
+# The main screen, its widgets and the services (pydantic) are imported by the
 # start-up worker, after the first frame: see LoadingScreen.
 Loader = Callable[[], "Services"]
 EXIT_CONFIG = 2

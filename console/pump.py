@@ -1,8 +1,9 @@
 """Carries events from an operation's worker thread to the UI thread, in batches.
 
-The worker appends to a deque (thread-safe); the screen drains it on a ~100 ms timer, so
-a firehose of log lines costs one UI update per tick, not one per line. Confirmations
-block the worker on a queue until the operator answers in a modal.
+The worker appends to a deque (thread-safe); the screen drains it on a timer (every 100 ms
+while the build log shows, 250 ms otherwise), so a firehose of log lines costs one UI update per
+tick, not one per line. Confirmations block the worker on a queue until the operator answers in a
+modal; a question wakes the screen at once (`wake`) rather than waiting for the next tick.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from services.core.events import ConfirmationNeeded, Event
 
 
 class EventPump:
-    def __init__(self) -> None:
+    def __init__(self, wake: Callable[[], object] | None = None) -> None:
+        """`wake`: called on the worker thread when a question is put (it must be thread-safe)."""
         self._events: deque[Event] = deque()
         self._answers: queue.Queue[str | None] = queue.Queue()
         self.cancel = threading.Event()
+        self.wake = wake
 
     def put(self, event: Event) -> None:
         self._events.append(event)
@@ -36,6 +40,8 @@ class EventPump:
         while not self._answers.empty():  # a late answer to a question that already timed out
             self._answers.get_nowait()
         self.put(question)
+        if self.wake is not None:
+            self.wake()
         deadline = None if question.timeout_s is None else time.monotonic() + question.timeout_s
         while True:
             try:

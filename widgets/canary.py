@@ -18,12 +18,13 @@ from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
+from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import Label, Static
-from textual_plotext import PlotextPlot
 
 from services.core.events import CanaryStepChanged, CheckScheduled, MetricSample
+from widgets.braille_chart import RGB, Line, Strips, chart_segments
 from widgets.colours import rgb, tone
-from widgets.plot_strips import Strips, ansi_strips
 from widgets.steady import update_steady
 
 METRICS = {"error_rate": "errors %", "p95_ms": "p95 ms", "cpu_percent": "CPU %", "memory_percent": "mem %"}
@@ -35,14 +36,25 @@ WIDE = (120, 40)  # columns, rows from which all four charts show
 POST_DEPLOY = {"canary": "new", "baseline": "before"}  # the series as the post-deploy monitor names them
 
 
-class MetricChart(PlotextPlot):
+class MetricChart(Widget):
+    """One metric's chart: braille lines drawn as plotext drew them (widgets/braille_chart.py)."""
+
+    DEFAULT_CSS = """
+    MetricChart { width: 1fr; height: 1fr; }
+    """
+
     def __init__(self, metric: str, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.metric = metric
         self.series: dict[str, deque[float]] = {name: deque(maxlen=WINDOW) for name in SERIES_COLOURS}
         self.threshold: float | None = None
         self.dirty = False  # samples arrived since the last replot
-        self.drawn: tuple[tuple[int, int], Strips] | None = None  # (size, the chart drawn at it)
+        self.lines: list[Line] = []  # what the last replot drew: the series as lines, ...
+        self.hlines: list[tuple[float, RGB]] = []  # ... and the baseline and the threshold across
+        self.drawn: tuple[object, Strips] | None = None  # (size and colours, the chart drawn for them)
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.refresh())
 
     def add(self, sample: MetricSample) -> None:
         if sample.series in self.series:
@@ -71,35 +83,32 @@ class MetricChart(PlotextPlot):
         return value / self.threshold
 
     def replot(self) -> None:
-        plt = self.plt
-        plt.clear_data()
-        plt.title(METRICS[self.metric])
         scale = SCALE.get(self.metric, 1)
+        self.lines, self.hlines = [], []
         for name, values in self.series.items():
             if name == "baseline" and values:  # one number, taken before the canary: a line across
-                plt.horizontal_line(values[-1] * scale, color=rgb(self, SERIES_COLOURS[name]))
+                self.hlines.append((values[-1] * scale, rgb(self, SERIES_COLOURS[name])))
             elif values:
-                # At most a point per column: plotext's build costs about twice as much at the
-                # 120 samples of a full window, and a column cannot show more anyway.
+                # At most a point per column: a column cannot show more, and a spike is kept (the
+                # worst of each run). No legend: the values table's coloured headers name the series.
                 xs, ys = worst_per_column([v * scale for v in values], max(2, self.size.width))
-                # No legend: it hides the data on a small chart; the values table's coloured
-                # headers name the series instead.
-                plt.plot(xs, ys, color=rgb(self, SERIES_COLOURS[name]), marker="braille")
+                self.lines.append((xs, ys, rgb(self, SERIES_COLOURS[name])))
         if self.threshold is not None:
-            plt.horizontal_line(self.threshold * scale, color=rgb(self, LIMIT_COLOUR))
+            self.hlines.append((self.threshold * scale, rgb(self, LIMIT_COLOUR)))
         self.dirty = False
         self.drawn = None
         self.refresh()
 
     def render(self) -> Strips:
-        """The chart as strips, built once per replot or resize rather than on every repaint."""
+        """The chart as strips, built once per replot, resize or theme rather than on every repaint."""
         width, height = self.size
-        if self.drawn is None or self.drawn[0] != (width, height):
-            # As PlotextPlot.render, minus its Text.from_ansi: see widgets/plot_strips.py.
-            self.plt.plotsize(width, height)
-            self.plt._set_size(width, height)  # textual-plotext's own belt-and-braces resize
-            self.plt.theme(self._get_plotext_theme_name(self.app.theme))
-            self.drawn = ((width, height), Strips(ansi_strips(self.plt.build(), width)))
+        # The theme's colours, as textual-plotext's "auto" theme took them: the canvas and the axes'
+        # background the surface, the ticks the foreground.
+        surface, ticks = rgb(self, "$surface"), rgb(self, "$foreground")
+        key = (width, height, surface, ticks)
+        if self.drawn is None or self.drawn[0] != key:
+            rows = chart_segments(width, height, METRICS[self.metric], self.lines, self.hlines, surface, surface, ticks)
+            self.drawn = (key, Strips([Strip(row).adjust_cell_length(width) for row in rows]))
         return self.drawn[1]
 
 

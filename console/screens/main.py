@@ -59,6 +59,10 @@ from widgets.params import ParamsModal
 from widgets.runbook import RunbookPanel
 
 POLL_SECONDS = 2.0
+# The operation's events are drained 10 times a second while the build log shows (its lines stream
+# in view), 4 times otherwise: the canary pane redraws once a second anyway, and a question wakes
+# the drain at once (EventPump.wake).
+DRAIN_LOG_S, DRAIN_S = 0.1, 0.25
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
 CHECKLISTS = ("restore", "restore-drill")
 RETRYABLE = ("failed", "declined", "cancelled")
@@ -118,6 +122,9 @@ class MainScreen(Screen[None]):
             super().__init__()
             self.data = data
 
+    class Asked(Message):
+        """The running operation put a question: drain now (posted from its worker thread)."""
+
     def __init__(self, services: Services, seed: int = 7, overview: list[EnvironmentRow] | None = None,
                  keeper: SeenKeeper | None = None) -> None:
         """`overview`: environment rows already fetched off the UI thread, for a first frame with data.
@@ -152,7 +159,8 @@ class MainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.drain_timer = self.set_interval(0.1, self.drain, pause=True)
+        self.drain_every = DRAIN_S
+        self.drain_timer = self.set_interval(self.drain_every, self.drain, pause=True)
         self.query_one("#env-table").focus()
         if self.overview is None:
             self.poll_overview()
@@ -288,6 +296,7 @@ class MainScreen(Screen[None]):
     def action_show(self, pane: str) -> None:
         self.remove_class("-checklist")
         self.query_one("#panes", ContentSwitcher).current = pane
+        self.pace_drain(DRAIN_LOG_S if pane == "build" else DRAIN_S)
         if pane != "canary":
             self.query_one(f"#{pane}").query("DataTable, Log, OptionList").focus()
         self.load_panes()
@@ -328,7 +337,7 @@ class MainScreen(Screen[None]):
 
     def launch(self, operation: Any, start_at: int = 0, state: dict[str, Any] | None = None) -> None:
         self.running = f"{operation.kind} on {operation.env}"
-        self.pump = EventPump()
+        self.pump = EventPump(wake=lambda: self.post_message(self.Asked()))
         self.drain_timer.resume()
         self.action_show(BY_KIND[operation.kind].pane)
         # A walkthrough is read as a checklist: it gets the whole column until a pane key is pressed.
@@ -344,6 +353,17 @@ class MainScreen(Screen[None]):
     def run_operation(self, operation: Any, start_at: int, state: dict[str, Any] | None) -> None:
         pump = self.pump
         self.services.runner.run(operation, pump.put, pump.ask, pump.cancel, start_at, state)
+
+    def pace_drain(self, seconds: float) -> None:
+        """Drain every `seconds` from now on (a Textual timer's interval is fixed: a new one)."""
+        if seconds != self.drain_every:
+            running = self.running is not None
+            self.drain_timer.stop()
+            self.drain_every = seconds
+            self.drain_timer = self.set_interval(seconds, self.drain, pause=not running)
+
+    def on_main_screen_asked(self) -> None:
+        self.drain()
 
     def drain(self) -> None:
         batch = self.pump.drain()
