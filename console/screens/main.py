@@ -279,7 +279,7 @@ class MainScreen(Screen[None]):
         self.remove_class("-checklist")
         self.query_one("#panes", ContentSwitcher).current = pane
         if pane != "canary":
-            self.query_one(f"#{pane}").query("DataTable, Log, OptionList").focus()
+            self.query_one(f"#{pane}").query("DataTable, BuildLog, OptionList").focus()
         self.load_panes()
 
     # --- operations --------------------------------------------------------------------------
