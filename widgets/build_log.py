@@ -1,13 +1,13 @@
-"""The build-log pane: Textual's Log (plain strings, lazy rendering, capped), written in batches.
+"""The build-log pane: a line-API view (plain strings, lazy rendering, capped), written in batches.
 
-- The Log keeps at most `cap` lines (oldest dropped); the runner saves the operation's full log
+- The view keeps at most `cap` lines (oldest dropped); the runner saves the operation's full log
   to a file (services/core/oplog.py), so it survives the cap; the title says where.
 - Follow mode (auto-scroll) is on by default: `f` toggles it, scrolling up pauses it, End/`G`
   jumps to the bottom and follows again. The title says which.
 - `/` searches the kept lines (Enter: next match; n/N next/previous; Esc closes); `e` jumps to
   the first error line. The line found is highlighted.
 
-Bindings live on the pane: they are active only while focus is inside it (the Log is focused
+Bindings live on the pane: they are active only while focus is inside it (the view is focused
 when the pane is shown), and never while the pane is hidden.
 """
 
@@ -267,7 +267,7 @@ class BuildLogPane(Vertical):
         yield Input(placeholder="search the kept lines; Enter: next, Esc: close", id="build-search")
 
     def on_mount(self) -> None:
-        # Short lines: a Log does not wrap, and this must fit beside the environments at 80x24.
+        # Short lines: the view does not wrap, and this must fit beside the environments at 80x24.
         self.view.write_lines(HINT)
 
     @property
@@ -304,7 +304,7 @@ class BuildLogPane(Vertical):
         self.refresh_title()
 
     def write_lines(self, lines: Sequence[str]) -> None:
-        """One batch: one update of the Log (which renders lazily)."""
+        """One batch: one update of the view (which renders lazily)."""
         if not lines:
             return
         self.total_lines += len(lines)
@@ -324,7 +324,7 @@ class BuildLogPane(Vertical):
     def _show_lines(self, lines: Sequence[str]) -> None:
         log = self.view
         dropped = log.dropped
-        # Following: Log scrolls to the end itself; otherwise it only refreshes. Never both, which
+        # Following: the view scrolls to the end itself; otherwise it only refreshes. Never both, which
         # would lay the view out twice per batch.
         log.write_lines(lines, scroll_end=self.follow)
         if not self.follow and log.dropped > dropped:
