@@ -4,17 +4,25 @@
     uv run python bench/log_ingest.py [--lines 1000000] [--naive-lines 20000] [--budget 20]
 
 Every variant runs in a headless Textual app (run_test, 80x24) and yields to the event loop
-after each batch, so refreshes and rendering happen as they would live. Targets: (a) >= 0.8x (b),
+after each batch, so refreshes and rendering happen as they would live. Targets: (a) >= 1.0x (b),
 (a) >= 50x (c), keypress latency under 100 ms.
+
+(a) pays for the full log as the live console does: the pane only shows the path; the runner saves
+the file (services/core/oplog.py). So a thread plays the operation's thread, teeing every line as
+one LogLine event through the runner's OperationLog (one event per line, as steps log), while the
+UI loop writes the same batch to the pane; (a)'s time runs until the pane has every line and the
+file is closed with every line in it. Both share the process (and its GIL), as they do live.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +35,8 @@ from textual.widgets import Log, RichLog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.core.events import Event, LogLine  # noqa: E402
+from services.core.oplog import OperationLog  # noqa: E402
 from widgets.build_log import MAX_LINES, BuildLogPane  # noqa: E402
 
 BATCH = 1_000
@@ -45,6 +55,39 @@ def rss_mb() -> float:
 def batches() -> list[list[str]]:
     return [[f"[build] #{b:02d}-{n:04d} Step {n % 7 + 1}/7 compiling module pkg.mod{n % 97} ... ok"
              for n in range(BATCH)] for b in range(DISTINCT_BATCHES)]
+
+
+def events(data: list[list[str]]) -> list[list[LogLine]]:
+    return [[LogLine("bench-op", "build", line) for line in batch] for batch in data]
+
+
+class Runner:
+    """Plays the operation's thread: each batch the UI shows is also teed, event by event, through
+    the runner's OperationLog (what the console does to save the full log)."""
+
+    def __init__(self, path: Path) -> None:
+        self.log = OperationLog(path)
+        self.emit = self.log.tee(lambda event: None)  # the pump's put: not the file's cost
+        self.events = events(batches())
+        self.todo: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self.run, name="bench operation", daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        emit = self.emit
+        while (index := self.todo.get()) is not None:
+            event: Event
+            for event in self.events[index]:
+                emit(event)
+
+    def batch(self, written: int) -> None:
+        self.todo.put((written // BATCH) % DISTINCT_BATCHES)
+
+    def close(self) -> None:
+        """Every line teed and on disk, the file closed."""
+        self.todo.put(None)
+        self.thread.join()
+        self.log.close()
 
 
 class Bench(App[None]):
@@ -77,10 +120,9 @@ async def ingest(app: Bench, write: Callable[[list[str]], None], total: int, bud
             if checkpoints is not None and written % 250_000 == 0:
                 checkpoints[written] = rss_mb()
         await pilot.pause()
-        elapsed = time.perf_counter() - start
         if done is not None:
             done()
-        return written, elapsed
+        return written, time.perf_counter() - start
 
 
 async def latency(log_file: Path, presses: int = 30) -> tuple[list[float], float]:
@@ -91,11 +133,13 @@ async def latency(log_file: Path, presses: int = 30) -> tuple[list[float], float
     written = 0
     async with app.run_test(size=SIZE) as pilot:
         pane.start("latency", log_file)
+        runner = Runner(log_file)
         stop = asyncio.Event()
 
         async def produce() -> None:
             nonlocal written
             while not stop.is_set():
+                runner.batch(written)
                 pane.write_lines(data[(written // BATCH) % DISTINCT_BATCHES])
                 written += BATCH
                 await asyncio.sleep(0)
@@ -115,6 +159,7 @@ async def latency(log_file: Path, presses: int = 30) -> tuple[list[float], float
         rate = written / (time.perf_counter() - start + 0.3)
         stop.set()
         await producer
+        runner.close()
         pane.finish()
     return results, rate
 
@@ -124,27 +169,35 @@ async def main(lines: int, naive_lines: int, budget: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log_file = Path(tmp) / "op.log"
 
-        # (a) our pane, file included
+        # (a) our pane, the full log saved to a file by the runner's OperationLog (as live)
         pane = BuildLogPane(max_lines=MAX_LINES, id="build")
         app_a = Bench(lambda: pane)
         rss_before = rss_mb()
         checkpoints: dict[int, float] = {}
+        runner: Runner | None = None
+        teed = 0
 
         def write_a(batch: list[str]) -> None:
-            if not pane.op_title:
+            nonlocal runner, teed
+            if runner is None:
+                runner = Runner(log_file)
                 pane.start("bench", log_file)
+            runner.batch(teed)
+            teed += len(batch)
             pane.write_lines(batch)
 
         kept = 0
 
         def done_a() -> None:
             nonlocal kept
+            assert runner is not None
+            runner.close()  # the file is complete: part of (a)'s time
             kept = len(pane.view.lines)
             pane.finish()
 
         n, secs = await ingest(app_a, write_a, lines, budget, checkpoints, done_a)
         rss_after = rss_mb()
-        file_lines = sum(1 for _ in log_file.open()) - 1
+        file_lines = sum(1 for _ in log_file.open())
         rows.append(("(a) BuildLogPane, batches of 1000 (+file)", n, secs))
 
         # (a0) our pane without a log file: the UI-side cost alone
@@ -174,7 +227,7 @@ async def main(lines: int, naive_lines: int, budget: float) -> None:
     for label, n, secs in rows:
         print(f"{label:<44} {n:>10,} {secs:>8.2f} {n / secs:>12,.0f}")
     print()
-    print(f"(a)/(b) = {rate['(a)'] / rate['(b)']:.2f}x  (target >= 0.8x); without the file (a0)/(b) = "
+    print(f"(a)/(b) = {rate['(a)'] / rate['(b)']:.2f}x  (target >= 1.0x); without the file (a0)/(b) = "
           f"{rate['(a0)'] / rate['(b)']:.2f}x")
     print(f"(a)/(c) = {rate['(a)'] / rate['(c)']:.0f}x  (target >= 50x)")
     print(f"(a) kept {kept:,} lines in the view; file held {file_lines:,} lines")

@@ -133,11 +133,13 @@ def reserved() -> dict[str, str]:
     """Textual's own keys, which no binding of ours may be moved onto: key -> what it does."""
     from textual.app import App
     from textual.screen import Screen
-    from textual.widgets import DataTable, Log, OptionList
+    from textual.widgets import DataTable, OptionList
+
+    from widgets.build_log import BuildLog
 
     taken = {App.COMMAND_PALETTE_BINDING: "the command palette"}
     for node, where in ((App, "the app"), (Screen, "every screen"), (DataTable, "the tables"),
-                        (OptionList, "the audit list"), (Log, "the build log")):
+                        (OptionList, "the audit list"), (BuildLog, "the build log")):
         for key, bindings in node._merge_bindings().key_to_bindings.items():
             taken.setdefault(key, f"{bindings[0].description or bindings[0].action} in {where}")
     return taken

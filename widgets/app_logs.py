@@ -1,4 +1,4 @@
-"""The app-logs pane: the build log's fast view (Textual's Log, capped, follow, `/` search, n/N, e) with
+"""The app-logs pane: the build log's fast view (line API, capped, follow, `/` search, n/N, e) with
 its own title, and a filter that keeps only the lines holding a text (F opens it, Enter applies it).
 The lines come cleaned and masked from services/environments/logs.py; this pane only shows them."""
 

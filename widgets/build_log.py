@@ -1,13 +1,13 @@
-"""The build-log pane: Textual's Log (plain strings, lazy rendering, capped), written in batches.
+"""The build-log pane: a line-API view (plain strings, lazy rendering, capped), written in batches.
 
-- The Log keeps at most `cap` lines (oldest dropped); the runner saves the operation's full log
+- The view keeps at most `cap` lines (oldest dropped); the runner saves the operation's full log
   to a file (services/core/oplog.py), so it survives the cap; the title says where.
 - Follow mode (auto-scroll) is on by default: `f` toggles it, scrolling up pauses it, End/`G`
   jumps to the bottom and follows again. The title says which.
 - `/` searches the kept lines (Enter: next match; n/N next/previous; Esc closes); `e` jumps to
   the first error line. The line found is highlighted.
 
-Bindings live on the pane: they are active only while focus is inside it (the Log is focused
+Bindings live on the pane: they are active only while focus is inside it (the view is focused
 when the pane is shown), and never while the pane is hidden.
 """
 
@@ -15,18 +15,25 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.style import Style
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.containers import Vertical
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.selection import Selection
 from textual.strip import Strip
-from textual.widgets import Input, Label, Log
+from textual.widgets import Input, Label
 
 MAX_LINES = 20_000
+_CONTROL = re.compile("[\u0000-\u0014]").sub  # what Textual's Log shows as a replacement character
 ERROR_LINE = re.compile(r"error|failed|ERROR|Error:|exit code [1-9]")
 HINT = ["Nothing has run yet.", "Pick an environment with the arrow keys,", "then press d to release.",
         "ctrl+p lists every action."]
@@ -42,42 +49,113 @@ def shown_path(path: Path, env: dict[str, str] | None = None) -> str:
     return text
 
 
-class BuildLog(Log):
-    """A Log that counts the lines it dropped (so a highlighted line keeps pointing at the same
-    text), draws one highlighted line, and tells its pane when the operator scrolls."""
+class BuildLog(ScrollView, can_focus=True):
+    """The pane's view on Textual's line API (after Toolong's log lines): plain strings in a
+    capped list, each drawn only when it is on screen, its strip cached by its absolute line
+    number (which pruning does not move). It looks and scrolls as Textual's Log does, and adds
+    what the pane needs: the count of lines dropped (so a highlighted line keeps pointing at the
+    same text), one highlighted line, and telling its pane when the operator scrolls.
 
+    Writing a batch costs a few C calls over the whole batch, not per line: a batch of printable
+    lines (no line break, tab or control code in any) is taken as it is and its width is its
+    longest line's length; only other batches are split and measured line by line, as Log does."""
+
+    ALLOW_SELECT = True
+    DEFAULT_CSS = """
+    BuildLog {
+        background: $surface;
+        color: $text;
+        overflow: scroll;
+        &:focus {
+            background-tint: $foreground 5%;
+        }
+    }
+    """
     HIGHLIGHT = Style(reverse=True, bold=True)
+    CACHE = 1024  # rendered strips kept: a few screens' worth
 
     def __init__(self, max_lines: int, id: str | None = None) -> None:
-        super().__init__(max_lines=max_lines, auto_scroll=False, id=id)
+        super().__init__(id=id)
+        self.max_lines = max_lines
+        self._lines: list[str] = []
+        self._width = 0
+        self._strips: LRUCache[int, Strip] = LRUCache(self.CACHE)  # absolute line number -> strip
         self.dropped = 0  # lines pruned from the top since the last clear
         self.highlight_at: int | None = None  # absolute index (dropped + position) of the highlighted line
         self.quiet = False  # set while the pane scrolls programmatically
 
-    def _prune_max_lines(self) -> None:
-        before = len(self._lines)
-        super()._prune_max_lines()
-        self.dropped += before - len(self._lines)
+    @property
+    def allow_select(self) -> bool:
+        return True
 
-    def _update_maximum_width(self, updates: int, size: int) -> None:
-        wider = size > self._width
-        super()._update_maximum_width(updates, size)
+    @property
+    def lines(self) -> Sequence[str]:
+        """The kept lines (read only)."""
+        return self._lines
+
+    @property
+    def line_count(self) -> int:
+        return len(self._lines)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def write_lines(self, lines: Iterable[str], scroll_end: bool = False) -> BuildLog:
+        """Append a batch; scroll to the end if `scroll_end` and the view was at the end."""
+        at_end = self.is_vertical_scroll_end
+        batch = lines if isinstance(lines, list) else list(lines)
+        text = "".join(batch)
+        if text.isprintable() and all(batch):
+            # No line breaks, tabs or control codes, no empty lines: as Log would keep them.
+            widest = max(map(len, batch), default=0) if text.isascii() else max(map(cell_len, batch), default=0)
+        else:
+            batch = [part for line in batch for part in line.splitlines()]  # as Log: "" is no line
+            widest = max((cell_len(_process_line(line)) for line in batch), default=0)
+        if not batch:
+            return self
+        kept = self._lines
+        kept.extend(batch)
+        if len(kept) > self.max_lines:
+            excess = len(kept) - self.max_lines
+            del kept[:excess]
+            self.dropped += excess
+        wider = widest > self._width
+        self._width = max(self._width, widest)
+        self.virtual_size = Size(self._width, len(kept))
+        if scroll_end and at_end and not self.is_vertical_scrollbar_grabbed:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        else:
+            self.refresh()
         if wider:  # wider lines may bring a horizontal scrollbar, one row less: stay at the bottom
             self.call_after_refresh(self._end_if_following)
+        return self
 
-    def on_resize(self) -> None:
-        self.call_after_refresh(self._end_if_following)
+    def write_line(self, line: str, scroll_end: bool = False) -> BuildLog:
+        return self.write_lines([line], scroll_end)
+
+    def clear(self) -> BuildLog:
+        self._lines.clear()
+        self._width = 0
+        self._strips.clear()
+        self.dropped = 0
+        self.highlight_at = None
+        self.virtual_size = Size(0, 0)
+        return self
+
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size, layout: bool = True) -> bool:
+        resized = super()._size_updated(size, virtual_size, container_size, layout)
+        # Following and a row fewer (the state line shows, a scrollbar comes): stay at the bottom
+        # now, in this layout, not a refresh later.
+        self._end_if_following()
+        return resized
 
     def _end_if_following(self) -> None:
         pane = self.parent
         if isinstance(pane, BuildLogPane) and pane.follow and not self.is_vertical_scroll_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
-
-    def clear(self) -> BuildLog:
-        super().clear()
-        self.dropped = 0
-        self.highlight_at = None
-        return self
 
     def highlighted_row(self) -> int | None:
         if self.highlight_at is None:
@@ -85,11 +163,45 @@ class BuildLog(Log):
         row = self.highlight_at - self.dropped
         return row if 0 <= row < len(self._lines) else None
 
-    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
-        strip = super()._render_line_strip(y, rich_style)
-        if self.highlight_at is not None and y == self.highlight_at - self.dropped:
+    # --- drawing ------------------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        row, width = scroll_y + y, self.size.width
+        rich_style = self.rich_style
+        if row >= len(self._lines):
+            return Strip.blank(width, rich_style)
+        strip = self._line_strip(row, rich_style)
+        if self.highlight_at is not None and row == self.highlight_at - self.dropped:
             strip = strip.apply_style(self.HIGHLIGHT)
+        return strip.crop_extend(scroll_x, scroll_x + width, rich_style).apply_offsets(scroll_x, row)
+
+    def _line_strip(self, row: int, rich_style: Style) -> Strip:
+        """A kept line drawn whole (uncropped), as Log draws it."""
+        selection = self.text_selection
+        key = self.dropped + row
+        if selection is None and (cached := self._strips.get(key)) is not None:
+            return cached
+        line = _process_line(self._lines[row])
+        text = Text(line, no_wrap=True)
+        text.stylize(rich_style)
+        if selection is not None and (span := selection.get_span(row)) is not None:
+            start, end = span
+            text.stylize(self.screen.get_component_rich_style("screen--selection"), start,
+                         len(text) if end == -1 else end)
+        strip = Strip(text.render(self.app.console), cell_len(line))
+        if selection is None:
+            self._strips[key] = strip
         return strip
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        return selection.extract("\n".join(self._lines)), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        self._strips.clear()
+        self.refresh()
+
+    # --- scrolling ----------------------------------------------------------------------------
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
@@ -105,6 +217,11 @@ class BuildLog(Log):
             pane.action_bottom()
         else:
             super().action_scroll_end()
+
+
+def _process_line(line: str) -> str:
+    """A line as drawn: tabs expanded, control codes shown as one replacement character (as Log)."""
+    return _CONTROL("\ufffd", line.expandtabs())
 
 
 class BuildLogPane(Vertical):
@@ -150,7 +267,7 @@ class BuildLogPane(Vertical):
         yield Input(placeholder="search the kept lines; Enter: next, Esc: close", id="build-search")
 
     def on_mount(self) -> None:
-        # Short lines: a Log does not wrap, and this must fit beside the environments at 80x24.
+        # Short lines: the view does not wrap, and this must fit beside the environments at 80x24.
         self.view.write_lines(HINT)
 
     @property
@@ -187,7 +304,7 @@ class BuildLogPane(Vertical):
         self.refresh_title()
 
     def write_lines(self, lines: Sequence[str]) -> None:
-        """One batch: one update of the Log (which renders lazily)."""
+        """One batch: one update of the view (which renders lazily)."""
         if not lines:
             return
         self.total_lines += len(lines)
@@ -207,7 +324,7 @@ class BuildLogPane(Vertical):
     def _show_lines(self, lines: Sequence[str]) -> None:
         log = self.view
         dropped = log.dropped
-        # Following: Log scrolls to the end itself; otherwise it only refreshes. Never both, which
+        # Following: the view scrolls to the end itself; otherwise it only refreshes. Never both, which
         # would lay the view out twice per batch.
         log.write_lines(lines, scroll_end=self.follow)
         if not self.follow and log.dropped > dropped:

@@ -298,7 +298,7 @@ class MainScreen(Screen[None]):
         self.query_one("#panes", ContentSwitcher).current = pane
         self.pace_drain(DRAIN_LOG_S if pane == "build" else DRAIN_S)
         if pane != "canary":
-            self.query_one(f"#{pane}").query("DataTable, Log, OptionList").focus()
+            self.query_one(f"#{pane}").query("DataTable, BuildLog, OptionList").focus()
         self.load_panes()
 
     # --- operations --------------------------------------------------------------------------

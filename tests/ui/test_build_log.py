@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.app import App, ComposeResult
 from textual.pilot import Pilot
-from textual.widgets import ContentSwitcher, Input, Label
+from textual.widgets import ContentSwitcher, Input, Label, Log
 from uikit import finished, main_screen, ready, wait_for
 
 from console.app import ReleaseConsole
@@ -231,6 +232,30 @@ async def test_keys_are_answered_while_lines_stream(make_ui_app: Any, tmp_path: 
         pane.finish()
         assert len(pane.view.lines) == 20_000
         assert pane.total_lines == written + 1
+
+
+class Both(App[None]):
+    def compose(self) -> ComposeResult:
+        yield BuildLog(max_lines=5, id="ours")
+        yield Log(max_lines=5, auto_scroll=False, id="textual")
+
+
+@pytest.mark.asyncio
+async def test_the_view_keeps_and_measures_lines_as_textuals_log_does() -> None:
+    batches = [["plain", "wider plain line"], ["two\nlines", "", "tab\there", "bell\x07", "wide \u5bbd\u5bbd"],
+               ["cr\r\nlf", "\u2713 done", "x" * 30], ["a", "b", "c", "d"]]
+    app = Both()
+    async with app.run_test(size=(60, 20)) as pilot:
+        ours, textual = app.query_one(BuildLog), app.query_one(Log)
+        for batch in batches:
+            ours.write_lines(batch)
+            textual.write_lines(batch)
+            await pilot.pause()
+            await wait_for(pilot, lambda: textual.virtual_size.width == ours.virtual_size.width, "Log's width worker")
+            assert list(ours.lines) == list(textual.lines)
+            assert ours.virtual_size == textual.virtual_size
+        assert ours.dropped == 2 + 5 + 4 + 4 - 5  # "" is no line; "two\nlines" and "cr\r\nlf" two each
+        assert [ours.render_line(y).text for y in range(5)] == [textual.render_line(y).text for y in range(5)]
 
 
 @pytest.mark.asyncio
