@@ -1,18 +1,22 @@
 """Migration lint: squawk-like checks of PostgreSQL migration SQL (Prisma migration.sql files).
 
-A small scanner drops comments, replaces string literals, dollar-quoted bodies and quoted
-identifiers with numbered placeholders (so keywords or `;` inside them never match), splits
-statements on top-level `;` and uppercases the rest. Rules are regexes over that normal form.
-Each finding says which lock or rewrite hurts and the safer expand/contract steps.
+Each file is parsed by PostgreSQL's own grammar (lint_parse: pglast, cached by checksum) and the
+rules read the syntax trees. The lint is transaction-aware: prisma migrate deploy runs a file as
+one transaction, so CONCURRENTLY in it fails and a VALIDATE after an ADD ... NOT VALID in it
+keeps the ADD's lock. A statement the parser rejects is a finding, never skipped. Each finding
+says which lock or rewrite hurts and the safer expand/contract steps (lint_rules).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from services.core.sql_text import Statement, split_statements
+from pglast import ast
+from pglast.enums import AlterTableType, ConstrType, ObjectType, VariableSetKind
+
+from services.migrations import lint_rules as r
+from services.migrations.lint_parse import Parsed, parse
 
 
 @dataclass(frozen=True)
@@ -29,107 +33,24 @@ class Finding:
 # Rule id -> blocking.
 RULES: dict[str, bool] = {
     "adding-not-null-without-default": True,
+    "adding-column-rewrites-table": True,
     "setting-not-null": True,
     "create-index-non-concurrently": True,
+    "concurrently-in-transaction": True,
     "changing-column-type": True,
     "dropping-column": True,
     "dropping-table": True,
     "renaming-column": True,
     "renaming-table": True,
     "constraint-without-not-valid": True,
+    "constraint-builds-index": True,
+    "unparseable-statement": True,
     "missing-lock-timeout": False,
 }
 
-# --- matching -------------------------------------------------------------------------------
-
-_ID = r'(?:"#\d+"|[^\W\d][\w$]*)'  # one identifier: a quoted placeholder or a bare word
-_QNAME = rf"{_ID}(?: ?\. ?{_ID})*"  # schema-qualified name
-
-_CREATE_TABLE = re.compile(
-    rf"^CREATE (?:(?:GLOBAL|LOCAL) )?(?:TEMP |TEMPORARY |UNLOGGED )?TABLE (?:IF NOT EXISTS )?(?P<table>{_QNAME})"
-)
-_CREATE_INDEX = re.compile(
-    rf"^CREATE (?P<unique>UNIQUE )?INDEX (?P<conc>CONCURRENTLY )?(?:IF NOT EXISTS )?(?:{_ID} )?ON (?:ONLY )?"
-    rf"(?P<table>{_QNAME})"
-)
-_ALTER_TABLE = re.compile(rf"^ALTER TABLE (?:IF EXISTS )?(?:ONLY )?(?P<table>{_QNAME}) ?(?P<actions>.*)$")
-_DROP_TABLE = re.compile(rf"^DROP TABLE (?:IF EXISTS )?(?P<tables>{_QNAME}(?: , {_QNAME})*)")
-_REFERENCES = re.compile(rf"\bREFERENCES (?P<table>{_QNAME})")
-# Other statements that queue for a conflicting lock on an existing table.
-_OTHER_LOCKING = re.compile(
-    r"^(?:DROP (?:INDEX(?! CONCURRENTLY)|TRIGGER|VIEW|MATERIALIZED VIEW)|TRUNCATE|LOCK|ALTER INDEX|CLUSTER"
-    r"|CREATE (?:OR REPLACE )?(?:CONSTRAINT )?TRIGGER|REINDEX\b(?!.*\bCONCURRENTLY\b)|VACUUM FULL)\b"
-)
-
-_SET_TIMEOUT = re.compile(r"^SET (?:SESSION |LOCAL )?LOCK_TIMEOUT ?(?:=|\bTO\b) ?(?P<value>.+)$")
-_RESET_TIMEOUT = re.compile(r"^RESET (?:LOCK_TIMEOUT|ALL)$")
-_SET_CONFIG = re.compile(r"^SELECT SET_CONFIG \( '#(?P<name>\d+)' , '#(?P<value>\d+)'")
-
-# ALTER TABLE actions, matched one at a time.
-_RENAME_TABLE = re.compile(rf"^RENAME TO (?P<new>{_ID})")
-_RENAME_COLUMN = re.compile(rf"^RENAME (?:COLUMN )?(?!CONSTRAINT\b)(?P<old>{_ID}) TO (?P<new>{_ID})")
-_ADD_CONSTRAINT = re.compile(rf"^ADD (?:CONSTRAINT (?P<name>{_ID}) )?(?P<kind>CHECK|FOREIGN KEY)\b")
-_ADD_COLUMN = re.compile(
-    rf"^ADD (?!(?:CONSTRAINT|CHECK|FOREIGN|PRIMARY|UNIQUE|EXCLUDE)\b)(?:COLUMN )?(?:IF NOT EXISTS )?"
-    rf"(?P<col>{_ID})(?P<definition>.*)$"
-)
-_NOT_NULL_CHECK = re.compile(rf"\bCHECK (?:\( )+(?P<col>{_ID}) IS NOT NULL(?: \))+(?: NOT VALID)?$")
-_DROP_CONSTRAINT = re.compile(rf"^DROP CONSTRAINT (?:IF EXISTS )?(?P<name>{_ID})")
-_DROP_COLUMN = re.compile(rf"^DROP (?!CONSTRAINT\b)(?:COLUMN )?(?:IF EXISTS )?(?P<col>{_ID})")
-_ALTER_TYPE = re.compile(rf"^ALTER (?:COLUMN )?(?P<col>{_ID}) (?:SET DATA )?TYPE\b")
-_SET_NOT_NULL = re.compile(rf"^ALTER (?:COLUMN )?(?P<col>{_ID}) SET NOT NULL\b")
-_VALIDATE = re.compile(rf"^VALIDATE CONSTRAINT (?P<name>{_ID})")
-_NOT_VALID = re.compile(r"\bNOT VALID\b")
-
-
-def _name(st: Statement, raw: str) -> str:
-    """The unqualified, case-folded name: "User" stays User, public.user becomes user."""
-    last = re.split(r" ?\. ?", raw)[-1]
-    m = re.fullmatch(r'"#(\d+)"', last)
-    return st.literals[int(m[1])] if m else last.lower()
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _actions(actions: str) -> list[str]:
-    """ALTER TABLE actions, split on the commas outside parentheses."""
-    parts: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in actions:
-        depth += (ch == "(") - (ch == ")")
-        if ch == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current).strip())
-    return [p for p in parts if p]
-
-
-def _top_level(text: str) -> str:
-    """Text with parenthesised parts emptied, so CHECK (x IS NOT NULL) or TIMESTAMP(3) don't match."""
-    while (emptied := re.sub(r"\([^()]*\)", " ", text)) != text:
-        text = emptied
-    return text
-
-
-# --- rules ----------------------------------------------------------------------------------
-
-_Issue = tuple[str, str, str]  # rule, message, safer
-
-
-def _constraint_issue(table: str, what: str, lock: str, add: str, name: str = "<name>") -> _Issue:
-    return (
-        "constraint-without-not-valid",
-        f"{what} on existing table {_q(table)} checks every row while holding {lock}; "
-        "writes (or all queries) wait for the whole scan.",
-        f"{add} NOT VALID; then, in a separate transaction (a later migration: a Prisma migration is one "
-        f"transaction), ALTER TABLE {_q(table)} VALIDATE CONSTRAINT {name}; VALIDATE takes only SHARE UPDATE "
-        "EXCLUSIVE, so reads and writes continue.",
-    )
+_INDEX_KINDS = {ConstrType.CONSTR_PRIMARY: "PRIMARY KEY", ConstrType.CONSTR_UNIQUE: "UNIQUE",
+                ConstrType.CONSTR_EXCLUSION: "EXCLUDE"}
+_LOCKING = (ast.TruncateStmt, ast.LockStmt, ast.ClusterStmt, ast.CreateTrigStmt)
 
 
 class _Linter:
@@ -137,189 +58,221 @@ class _Linter:
         # (table, constraint) -> (column, validated) for `CHECK (column IS NOT NULL)` constraints.
         # Kept across the migrations of one lint_migrations call: they are applied in order.
         self.not_null_checks: dict[tuple[str, str], tuple[str, bool]] = {}
+        # Per migration: tables created in it (empty and unused, so safe) and (table, constraint)
+        # -> line of the ADD ... NOT VALID, for a VALIDATE in the same transaction.
+        self.created: set[str] = set()
+        self.not_valid: dict[tuple[str, str], int] = {}
 
     def lint(self, sql: str, migration: str) -> list[Finding]:
         findings: list[Finding] = []
-        created: set[str] = set()  # tables created in this migration: empty and unused, so safe
+        self.created, self.not_valid = set(), {}
+        statements = parse(sql)
         timeout = warned = False
-        for st in split_statements(sql):
-            timeout = _timeout_after(st, timeout)
-            locks, issues = self._statement(st, created)
+        for st in statements:
+            timeout = _timeout_after(st.node, timeout)
+            locks, issues = self._statement(st)
+            if len(statements) > 1 and (what := _concurrently(st.node)):
+                issues.append(r.concurrently_in_transaction(what))
             if locks and not timeout and not warned:
                 warned = True
-                issues.insert(0, (
-                    "missing-lock-timeout",
-                    "This migration takes locks on existing tables without a lock_timeout: if a long query holds "
-                    "a conflicting lock, the DDL waits in the lock queue and every query on the table queues "
-                    "behind it, which is an outage.",
-                    "Put SET lock_timeout = '500ms'; at the top of the migration and retry the deploy when it "
-                    "times out.",
-                ))
-            findings += [
-                Finding(rule, migration, st.line, st.display, message, safer, RULES[rule])
-                for rule, message, safer in issues
-            ]
+                issues.insert(0, r.MISSING_LOCK_TIMEOUT)
+            findings += [Finding(rule, migration, st.line, st.display, message, safer, RULES[rule])
+                         for rule, message, safer in issues]
         return findings
 
-    def _statement(self, st: Statement, created: set[str]) -> tuple[bool, list[_Issue]]:
+    def _statement(self, st: Parsed) -> tuple[bool, list[r.Issue]]:
         """Whether the statement locks an existing table, and its issues."""
-        s = st.normalized
-        if m := _CREATE_TABLE.match(s):
-            created.add(_name(st, m["table"]))
+        node = st.node
+        if node is None:
+            return False, [r.unparseable(st.error)]
+        if isinstance(node, ast.CreateStmt):
+            self.created.add(r.rel(node.relation))
+        elif isinstance(node, ast.CreateTableAsStmt) and node.into is not None:
+            self.created.add(r.rel(node.into.rel))
         # A foreign key takes SHARE ROW EXCLUSIVE on the referenced table, even from a new table.
-        references_existing = any(_name(st, t) not in created for t in _REFERENCES.findall(s))
-        if m := _CREATE_INDEX.match(s):
-            table = _name(st, m["table"])
-            if m["conc"] or table in created:
+        references_existing = any(t not in self.created for t in r.references(node))
+        if isinstance(node, ast.IndexStmt):
+            table = r.rel(node.relation)
+            if node.concurrent or table in self.created:
                 return False, []
-            unique = "UNIQUE " if m["unique"] else ""
-            return True, [(
-                "create-index-non-concurrently",
-                f"CREATE {unique}INDEX without CONCURRENTLY holds a SHARE lock on {_q(table)} for the whole build: "
-                "inserts, updates and deletes block until it is done.",
-                f"CREATE {unique}INDEX CONCURRENTLY ... ON {_q(table)} (...); it cannot run in a transaction block, "
-                "so put it alone in its own migration (prisma migrate deploy runs a file as one transaction); if "
-                "it fails, DROP INDEX CONCURRENTLY the invalid index and retry.",
-            )]
-        if m := _ALTER_TABLE.match(s):
-            table = _name(st, m["table"])
-            if table in created:
-                return references_existing, []
-            return True, [issue for a in _actions(m["actions"]) for issue in self._action(st, table, a)]
-        if m := _DROP_TABLE.match(s):
-            existing = [t for t in (_name(st, raw) for raw in re.split(r" , ", m["tables"])) if t not in created]
-            if not existing:
-                return False, []
-            names = ", ".join(_q(t) for t in existing)
-            return True, [(
-                "dropping-table",
-                f"Dropping {names} deletes its data for good and breaks every running app instance (and the "
-                "rollback target) that still reads or writes it.",
-                "Contract phase: first release app code that no longer uses the table (remove it from the Prisma "
-                "schema's queries), deploy it everywhere, take a backup, then drop it in a later release.",
-            )]
-        return references_existing or bool(_OTHER_LOCKING.match(s)), []
+            return True, [r.create_index(table, bool(node.unique))]
+        if isinstance(node, ast.AlterTableStmt):
+            table = r.rel(node.relation)
+            if node.objtype != ObjectType.OBJECT_TABLE or table in self.created:
+                return node.objtype == ObjectType.OBJECT_INDEX or references_existing, []
+            return True, [i for cmd in node.cmds or () if isinstance(cmd, ast.AlterTableCmd)
+                          for i in self._command(st, table, cmd)]
+        if isinstance(node, ast.RenameStmt):
+            return self._rename(node)
+        if isinstance(node, ast.DropStmt):
+            return self._drop(node)
+        if isinstance(node, _LOCKING):
+            return True, []
+        if isinstance(node, ast.ReindexStmt):
+            return not r.option(node.params, "concurrently"), []
+        if isinstance(node, ast.VacuumStmt):
+            return r.option(node.options, "full"), []
+        return references_existing, []
 
-    def _action(self, st: Statement, table: str, action: str) -> list[_Issue]:
-        t = _q(table)
-        if m := _RENAME_TABLE.match(action):
-            new = _q(_name(st, m["new"]))
-            return [(
-                "renaming-table",
-                f"Renaming {t} to {new} breaks the running app version, which still queries {t}, from the commit "
-                "until the new version is everywhere; a rollback breaks too.",
-                f"Expand/contract: create {new}, keep both in sync with a trigger, backfill, move the app to {new}, "
-                f"then drop {t} in a later release (or leave a view named {t} during the transition).",
-            )]
-        if m := _RENAME_COLUMN.match(action):
-            old, new = _q(_name(st, m["old"])), _q(_name(st, m["new"]))
-            return [(
-                "renaming-column",
-                f"Renaming {t}.{old} to {new} breaks the running app version, which still uses {old}, from the "
-                "commit until the new version is everywhere; a rollback breaks too.",
-                f"`release-console expand rename-column`: add {new}, sync both columns with a trigger, backfill, "
-                f"move the app to {new}, then drop {old} and the trigger in a later release.",
-            )]
-        if m := _ADD_CONSTRAINT.match(action):
-            return self._add_constraint(st, table, action, m)
-        if m := _ADD_COLUMN.match(action):
-            return _add_column(table, _q(_name(st, m["col"])), _top_level(m["definition"]))
-        if m := _DROP_CONSTRAINT.match(action):
-            self.not_null_checks.pop((table, _name(st, m["name"])), None)
-            return []
-        if m := _DROP_COLUMN.match(action):
-            col = _q(_name(st, m["col"]))
-            return [(
-                "dropping-column",
-                f"Dropping {t}.{col} deletes its data for good and breaks every running app instance (and the "
-                "rollback target) that still reads or writes it.",
-                f"Contract phase: first release app code that no longer reads or writes {col} (Prisma selects "
-                "every column, so remove it from the schema), deploy it everywhere, take a backup, then drop it "
-                "in a later release.",
-            )]
-        if m := _ALTER_TYPE.match(action):
-            col = _q(_name(st, m["col"]))
-            return [(
-                "changing-column-type",
-                f"Changing the type of {t}.{col} holds ACCESS EXCLUSIVE on {t} and, for most type changes, "
-                "rewrites the whole table and its indexes: all reads and writes wait.",
-                f"Expand/contract: add a new column with the new type, write both from the app (or a sync trigger), "
-                f"backfill in batches, switch reads to the new column, then drop {col} in a later release.",
-            )]
-        if m := _SET_NOT_NULL.match(action):
-            col = _name(st, m["col"])
-            if any(t_ == table and c == col and ok for (t_, _), (c, ok) in self.not_null_checks.items()):
+    def _command(self, st: Parsed, table: str, cmd: ast.AlterTableCmd) -> list[r.Issue]:
+        kind, name = cmd.subtype, cmd.name or ""
+        if kind == AlterTableType.AT_AddColumn and isinstance(cmd.def_, ast.ColumnDef):
+            return _add_column(table, cmd.def_)
+        if kind == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint):
+            return self._add_constraint(st, table, cmd.def_)
+        if kind == AlterTableType.AT_DropConstraint:
+            self.not_null_checks.pop((table, name), None)
+            self.not_valid.pop((table, name), None)
+        elif kind == AlterTableType.AT_DropColumn:
+            return [r.dropping_column(table, name)]
+        elif kind == AlterTableType.AT_AlterColumnType:
+            return [r.changing_column_type(table, name)]
+        elif kind == AlterTableType.AT_SetNotNull:
+            if any(t == table and c == name and ok for (t, _), (c, ok) in self.not_null_checks.items()):
                 return []  # a valid CHECK (col IS NOT NULL) lets PostgreSQL 12+ skip the scan
-            qc, check = _q(col), _q(f"{table}_{col}_not_null")
-            return [(
-                "setting-not-null",
-                f"SET NOT NULL on {t}.{qc} scans the whole table for NULLs while holding ACCESS EXCLUSIVE: all "
-                f"reads and writes on {t} wait for the scan.",
-                f"ALTER TABLE {t} ADD CONSTRAINT {check} CHECK ({qc} IS NOT NULL) NOT VALID; then, in a later "
-                f"migration, ALTER TABLE {t} VALIDATE CONSTRAINT {check} (reads and writes continue), ALTER COLUMN "
-                f"{qc} SET NOT NULL (PostgreSQL 12+ uses the valid check: no scan) and DROP CONSTRAINT {check}.",
-            )]
-        if m := _VALIDATE.match(action):
-            key = (table, _name(st, m["name"]))
+            return [r.setting_not_null(table, name)]
+        elif kind == AlterTableType.AT_ValidateConstraint:
+            key = (table, name)
             if key in self.not_null_checks:
                 self.not_null_checks[key] = (self.not_null_checks[key][0], True)
+            if key in self.not_valid:
+                return [r.validate_in_same_transaction(table, name, self.not_valid[key])]
         return []
 
-    def _add_constraint(self, st: Statement, table: str, action: str, m: re.Match[str]) -> list[_Issue]:
-        not_valid = bool(_NOT_VALID.search(action))
-        if m["kind"] == "CHECK" and (check := _NOT_NULL_CHECK.search(action)):
-            col = _name(st, check["col"])
-            # PostgreSQL names an unnamed check <table>_<column>_check.
-            name = _name(st, m["name"]) if m["name"] else f"{table}_{col}_check"
-            self.not_null_checks[(table, name)] = (col, not not_valid)
-        if not_valid:
+    def _add_constraint(self, st: Parsed, table: str, c: ast.Constraint) -> list[r.Issue]:
+        name = r.constraint_name(table, c)
+        if c.contype in _INDEX_KINDS:
+            return [] if c.indexname else [r.constraint_builds_index(table, _INDEX_KINDS[c.contype], r.q(name))]
+        if c.contype not in (ConstrType.CONSTR_CHECK, ConstrType.CONSTR_FOREIGN):
             return []
-        t = _q(table)
-        name = _q(_name(st, m["name"])) if m["name"] else "<name>"
-        if m["kind"] == "CHECK":
-            return [_constraint_issue(table, "Adding a CHECK constraint", f"ACCESS EXCLUSIVE on {t}",
-                                      f"ALTER TABLE {t} ADD CONSTRAINT {name} CHECK (...)", name)]
-        ref = _REFERENCES.search(action)
-        target = _q(_name(st, ref["table"])) if ref else "the referenced table"
-        return [_constraint_issue(table, "Adding a FOREIGN KEY", f"SHARE ROW EXCLUSIVE on {t} and {target}",
-                                  f"ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY (...) REFERENCES {target} (...)",
-                                  name)]
+        if c.contype == ConstrType.CONSTR_CHECK and (col := r.not_null_column(c)):
+            self.not_null_checks[(table, name)] = (col, not c.skip_validation)
+        if c.skip_validation:
+            self.not_valid[(table, name)] = st.line
+            return []
+        t, n = r.q(table), r.q(c.conname) if c.conname else "<name>"
+        if c.contype == ConstrType.CONSTR_CHECK:
+            return [r.constraint_issue(table, "Adding a CHECK constraint", f"ACCESS EXCLUSIVE on {t}",
+                                       f"ALTER TABLE {t} ADD CONSTRAINT {n} CHECK (...)", n)]
+        target = r.q(r.rel(c.pktable)) if c.pktable else "the referenced table"
+        return [r.constraint_issue(table, "Adding a FOREIGN KEY", f"SHARE ROW EXCLUSIVE on {t} and {target}",
+                                   f"ALTER TABLE {t} ADD CONSTRAINT {n} FOREIGN KEY (...) REFERENCES {target} (...)",
+                                   n)]
+
+    def _rename(self, node: ast.RenameStmt) -> tuple[bool, list[r.Issue]]:
+        table, new = r.rel(node.relation), node.newname or ""
+        if table in self.created:
+            if node.renameType == ObjectType.OBJECT_TABLE:
+                self.created.add(new)
+            return False, []
+        if node.renameType == ObjectType.OBJECT_TABLE:
+            return True, [r.renaming_table(table, new)]
+        if node.renameType == ObjectType.OBJECT_COLUMN and node.relationType == ObjectType.OBJECT_TABLE:
+            return True, [r.renaming_column(table, node.subname or "", new)]
+        return node.relationType == ObjectType.OBJECT_TABLE, []
+
+    def _drop(self, node: ast.DropStmt) -> tuple[bool, list[r.Issue]]:
+        names = [r.last_name(o) for o in node.objects or () if isinstance(o, tuple)]
+        if node.removeType == ObjectType.OBJECT_TABLE:
+            existing = [t for t in names if t not in self.created]
+            return (True, [r.dropping_table(existing)]) if existing else (False, [])
+        if node.removeType == ObjectType.OBJECT_INDEX:
+            return not node.concurrent, []
+        return node.removeType in (ObjectType.OBJECT_TRIGGER, ObjectType.OBJECT_VIEW, ObjectType.OBJECT_MATVIEW), []
 
 
-def _add_column(table: str, col: str, definition: str) -> list[_Issue]:
-    t = _q(table)
-    issues: list[_Issue] = []
-    if re.search(r"\bNOT NULL\b", definition) and not re.search(r"\b(?:DEFAULT|GENERATED)\b", definition):
-        issues.append((
-            "adding-not-null-without-default",
-            f"Adding NOT NULL column {t}.{col} without a DEFAULT fails on any non-empty table (\"column contains "
-            "null values\"), and the running app version does not write it.",
-            f"Expand/contract: ADD COLUMN {col} as nullable; deploy app code that writes it; backfill existing rows "
-            f"in batches; ADD CONSTRAINT ... CHECK ({col} IS NOT NULL) NOT VALID; VALIDATE CONSTRAINT; ALTER "
-            f"COLUMN {col} SET NOT NULL; drop the CHECK. `release-console expand add-column` runs these steps.",
-        ))
-    if re.search(r"\b(?:REFERENCES|CHECK)\b", definition):
-        issues.append(_constraint_issue(
+def _add_column(table: str, column: ast.ColumnDef) -> list[r.Issue]:
+    col = r.q(column.colname or "")
+    constraints = [c for c in column.constraints or () if isinstance(c, ast.Constraint)]
+    kinds = {c.contype for c in constraints}
+    issues: list[r.Issue] = []
+    type_name = r.last_name(column.typeName.names if column.typeName else None).lower()
+    if rewrite := _rewrite(table, col, type_name, constraints):
+        issues.append(rewrite)
+    elif ConstrType.CONSTR_NOTNULL in kinds and not kinds & {
+            ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED}:
+        issues.append(r.not_null_without_default(table, col))
+    if kinds & {ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK}:
+        t = r.q(table)
+        issues.append(r.constraint_issue(
             table, f"Adding column {col} with an inline REFERENCES/CHECK", f"ACCESS EXCLUSIVE on {t}",
             f"ADD COLUMN {col} without the constraint, then ALTER TABLE {t} ADD CONSTRAINT <name> ..."))
+    issues += [r.constraint_builds_index(table, _INDEX_KINDS[c.contype], r.q(r.constraint_name(table, c)))
+               for c in constraints if c.contype in _INDEX_KINDS]
     return issues
 
 
-def _timeout_after(st: Statement, timeout: bool) -> bool:
+def _rewrite(table: str, col: str, type_name: str, constraints: list[ast.Constraint]) -> r.Issue | None:
+    """An added column whose value differs per row: PostgreSQL rewrites the table to store it."""
+    t = r.q(table)
+    backfill = (f"ADD COLUMN {col} without it (a constant DEFAULT is fine: no rewrite), ALTER COLUMN {col} SET "
+                f"DEFAULT ... for new rows, backfill existing rows in batches (`release-console expand add-column`), "
+                "then SET NOT NULL through a validated CHECK.")
+    if type_name in r.SERIAL:
+        return r.rewrite(table, col, f"type {type_name.upper()} (a nextval() default)",
+                         f"ADD COLUMN {col} INTEGER (nullable), CREATE SEQUENCE, ALTER COLUMN {col} SET DEFAULT "
+                         f"nextval(...), backfill existing rows in batches, then SET NOT NULL through a validated "
+                         "CHECK.")
+    for c in constraints:
+        if c.contype == ConstrType.CONSTR_IDENTITY:
+            return r.rewrite(table, col, "GENERATED ... AS IDENTITY", backfill)
+        if c.contype == ConstrType.CONSTR_GENERATED and c.generated_kind == "s":
+            return r.rewrite(table, col, "GENERATED ALWAYS AS (...) STORED",
+                             f"ADD COLUMN {col} as a plain nullable column, keep it up to date from the app or a "
+                             f"trigger, backfill in batches; or, on PostgreSQL 18, GENERATED ALWAYS AS (...) VIRTUAL "
+                             f"(computed on read: no rewrite). {t} keeps serving meanwhile.")
+        if c.contype == ConstrType.CONSTR_DEFAULT and (call := r.volatile_call(c.raw_expr)):
+            return r.rewrite(table, col, f"the volatile DEFAULT {call}", backfill)
+    return None
+
+
+def _concurrently(node: ast.Node | None) -> str:
+    """The statement's name if it must run outside a transaction block (CONCURRENTLY), else ""."""
+    if isinstance(node, ast.IndexStmt) and node.concurrent:
+        return "CREATE INDEX CONCURRENTLY"
+    if isinstance(node, ast.DropStmt) and node.concurrent:
+        return "DROP INDEX CONCURRENTLY"
+    if isinstance(node, ast.ReindexStmt) and r.option(node.params, "concurrently"):
+        return "REINDEX CONCURRENTLY"
+    if isinstance(node, ast.AlterTableStmt) and any(
+            isinstance(cmd, ast.AlterTableCmd) and isinstance(cmd.def_, ast.PartitionCmd) and cmd.def_.concurrent
+            for cmd in node.cmds or ()):
+        return "DETACH PARTITION CONCURRENTLY"
+    return ""
+
+
+def _timeout_after(node: ast.Node | None, timeout: bool) -> bool:
     """Whether a lock_timeout is in force after this statement."""
-    value: str | None = None
-    if m := _SET_TIMEOUT.match(st.normalized):
-        value = m["value"].strip()
-        if quoted := re.fullmatch(r"'#(\d+)'", value):
-            value = st.literals[int(quoted[1])]
-    elif (m := _SET_CONFIG.match(st.normalized)) and st.literals[int(m["name"])].lower() == "lock_timeout":
-        value = st.literals[int(m["value"])]
-    elif _RESET_TIMEOUT.match(st.normalized):
-        return False
+    value: ast.Node | None = None
+    if isinstance(node, ast.VariableSetStmt):
+        if node.kind == VariableSetKind.VAR_RESET_ALL or (node.name or "").lower() != "lock_timeout":
+            return False if node.kind == VariableSetKind.VAR_RESET_ALL else timeout
+        if node.kind != VariableSetKind.VAR_SET_VALUE or not node.args:
+            return False  # SET ... TO DEFAULT, RESET lock_timeout
+        value = node.args[0]
+    elif isinstance(node, ast.SelectStmt):
+        for target in node.targetList or ():
+            call = target.val if isinstance(target, ast.ResTarget) else None
+            if (isinstance(call, ast.FuncCall) and r.last_name(call.funcname).lower() == "set_config"
+                    and call.args and len(call.args) > 1 and _constant(call.args[0]).lower() == "lock_timeout"):
+                value = call.args[1]
     if value is None:
         return timeout
-    # 0 (any unit) and DEFAULT mean no timeout.
-    return not re.fullmatch(r"0+(?:\.0*)? ?[a-z]*|default", value.strip().lower())
+    # 0 (any unit) means no timeout.
+    text = _constant(value).strip().lower()
+    return not (text[:1].isdigit() and float("".join(ch for ch in text if ch.isdigit() or ch == ".") or 0) == 0)
+
+
+def _constant(node: ast.Node | None) -> str:
+    """A constant's text: '500ms' -> 500ms, 1000 -> 1000."""
+    value = node.val if isinstance(node, ast.A_Const) else None
+    if isinstance(value, ast.String):
+        return value.sval or ""
+    if isinstance(value, ast.Integer):
+        return str(value.ival)
+    if isinstance(value, ast.Float):
+        return value.fval or ""
+    return ""
 
 
 def lint_sql(sql: str, migration: str = "") -> list[Finding]:
