@@ -67,9 +67,9 @@ def _parse_alone(text: str, line: int) -> tuple[Parsed, ...]:
         return tuple(_statement(text, r, line) for r in parse_sql(text))
     except ParseError as err:
         message = str(err.args[0]) if err.args else str(err)
-        at = err.args[1] if len(err.args) > 1 and isinstance(err.args[1], int) else None
-        where = f" (line {line + text.count(chr(10), 0, at)})" if at is not None else ""
-        return (Parsed(line, text, None, f"{message}{where}"),)
+        # The character it points at; none for "syntax error at end of input".
+        at = err.args[1] if len(err.args) > 1 and isinstance(err.args[1], int) else len(text)
+        return (Parsed(line, text, None, f"{message} (line {line + text.count(chr(10), 0, at)})"),)
 
 
 def _statement(sql: str, raw: ast.RawStmt, first_line: int) -> Parsed:

@@ -6,6 +6,7 @@ import pytest
 
 from services.core.sql_text import split_statements
 from services.migrations.lint import RULES, Finding, lint_migrations, lint_sql
+from services.migrations.lint_parse import parse
 
 TIMEOUT = "SET lock_timeout = '500ms';\n"
 
@@ -498,3 +499,144 @@ def test_split_statements_keeps_executable_source() -> None:
         (3, "SELECT ';' /* ; */"),
         (4, "VACUUM t"),
     ]
+
+
+# --- misses of the regex engine (issue 16) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("action", "kind"), [
+    ('ADD CONSTRAINT "Ingredient_name_key" UNIQUE ("name")', "UNIQUE"),
+    ('ADD UNIQUE NULLS NOT DISTINCT ("name", "unit")', "UNIQUE"),
+    ('ADD PRIMARY KEY ("id")', "PRIMARY KEY"),
+    ('ADD CONSTRAINT "Ingredient_pkey" PRIMARY KEY ("id")', "PRIMARY KEY"),
+    ('ADD CONSTRAINT "no_overlap" EXCLUDE USING gist ("during" WITH &&)', "EXCLUDE"),
+    ('ADD COLUMN "code" TEXT UNIQUE', "UNIQUE"),
+])
+def test_constraints_that_build_an_index(action: str, kind: str) -> None:
+    sql = TIMEOUT + f'ALTER TABLE "Ingredient" {action};'
+    assert found(sql) == [("constraint-builds-index", 2, True)]
+    finding = one(sql, "constraint-builds-index")
+    assert f"Adding a {kind} constraint" in finding.message and "ACCESS EXCLUSIVE" in finding.message
+    if kind == "EXCLUDE":
+        assert "no concurrent way" in finding.safer
+    else:
+        assert "CREATE UNIQUE INDEX CONCURRENTLY" in finding.safer and f"{kind} USING INDEX" in finding.safer
+
+
+def test_index_constraints_using_an_index_or_on_a_new_table_are_fine() -> None:
+    sql = TIMEOUT + ('ALTER TABLE "Ingredient" ADD CONSTRAINT "Ingredient_name_key" UNIQUE USING INDEX "i";\n'
+                     'ALTER TABLE "Ingredient" ADD CONSTRAINT "Ingredient_pkey" PRIMARY KEY USING INDEX "p";\n'
+                     'CREATE TABLE "Tag" ("id" INTEGER, "name" TEXT);\n'
+                     'ALTER TABLE "Tag" ADD PRIMARY KEY ("id"), ADD CONSTRAINT "Tag_name_key" UNIQUE ("name");')
+    assert found(sql) == []
+
+
+@pytest.mark.parametrize(("column", "what"), [
+    ('"seenAt" TIMESTAMPTZ DEFAULT clock_timestamp()', "DEFAULT clock_timestamp()"),
+    ('"seenAt" TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()', "DEFAULT clock_timestamp()"),
+    ('"ref" UUID NOT NULL DEFAULT gen_random_uuid()', "DEFAULT gen_random_uuid()"),
+    ('"ref" TEXT DEFAULT md5(random()::text)', "DEFAULT md5()"),  # md5 is immutable; it calls random()
+    ('"total" NUMERIC GENERATED ALWAYS AS ("price" * "qty") STORED', "STORED"),
+    ('"n" BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY', "AS IDENTITY"),
+    ('"n" SERIAL NOT NULL', "SERIAL"),
+    ('"n" bigserial', "BIGSERIAL"),
+])
+def test_added_columns_that_rewrite_the_table(column: str, what: str) -> None:
+    sql = TIMEOUT + f'ALTER TABLE "Ingredient" ADD COLUMN {column};'
+    # SERIAL NOT NULL has a default (nextval): the regex engine called it adding-not-null-without-default.
+    assert found(sql) == [("adding-column-rewrites-table", 2, True)]
+    finding = one(sql, "adding-column-rewrites-table")
+    assert what in finding.message and "rewrites the whole table" in finding.message
+    assert "backfill" in finding.safer
+
+
+@pytest.mark.parametrize("column", [
+    '"seenAt" TIMESTAMPTZ NOT NULL DEFAULT now()',
+    '"seenAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP',
+    '"meta" JSONB NOT NULL DEFAULT \'{}\'::jsonb',
+    '"qty" INTEGER NOT NULL DEFAULT 0',
+    '"total" NUMERIC GENERATED ALWAYS AS ("price" * "qty") VIRTUAL',  # PostgreSQL 18: computed on read
+])
+def test_constant_stable_or_virtual_values_do_not_rewrite(column: str) -> None:
+    assert found(TIMEOUT + f'ALTER TABLE "Ingredient" ADD COLUMN {column};') == []
+
+
+def test_rewriting_columns_on_a_new_table_are_fine() -> None:
+    assert found('CREATE TABLE "Tag" ("id" SERIAL NOT NULL);\n'
+                 'ALTER TABLE "Tag" ADD COLUMN "at" TIMESTAMPTZ DEFAULT clock_timestamp();') == []
+
+
+# --- transaction-aware: a Prisma migration is one transaction --------------------------------
+
+
+def test_the_safe_sequence_in_one_file_fails_and_holds_the_lock() -> None:
+    one_file = "".join(sql for _, sql in SAFE_EXPAND_CONTRACT)
+    assert found(one_file) == [
+        ("concurrently-in-transaction", 3, True),
+        ("constraint-without-not-valid", 8, True),
+        ("constraint-without-not-valid", 9, True),
+    ]
+    concurrently = one(one_file, "concurrently-in-transaction")
+    assert "CREATE INDEX CONCURRENTLY cannot run inside a transaction block" in concurrently.message
+    assert "alone in its own migration" in concurrently.safer
+    validate = [f for f in lint_sql(one_file) if f.rule == "constraint-without-not-valid"][0]
+    assert "same migration as the ADD ... NOT VALID on line 5" in validate.message
+    assert "later migration" in validate.safer
+
+
+@pytest.mark.parametrize("statement", [
+    'DROP INDEX CONCURRENTLY "old_idx";',
+    'REINDEX (CONCURRENTLY) INDEX "i";',
+    'REINDEX INDEX CONCURRENTLY "i";',
+    'ALTER TABLE "Sale" DETACH PARTITION "Sale_2023" CONCURRENTLY;',
+])
+def test_concurrently_beside_other_statements(statement: str) -> None:
+    assert "concurrently-in-transaction" in rules(TIMEOUT + statement)
+    assert "concurrently-in-transaction" not in rules(statement)
+
+
+def test_validate_of_an_unnamed_not_valid_constraint_in_the_same_file() -> None:
+    sql = TIMEOUT + ('ALTER TABLE "Ingredient" ADD CHECK ("qty" > 0) NOT VALID, '
+                     'ADD FOREIGN KEY ("categoryId") REFERENCES "Category"("id") NOT VALID;\n'
+                     'ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "Ingredient_qty_check";\n'
+                     'ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "Ingredient_categoryId_fkey";\n'
+                     'ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "older_one";\n')
+    assert found(sql) == [("constraint-without-not-valid", 3, True), ("constraint-without-not-valid", 4, True)]
+
+
+# --- what the parser rejects -----------------------------------------------------------------
+
+
+def test_a_statement_the_parser_rejects_is_a_finding_and_the_others_are_still_linted() -> None:
+    sql = TIMEOUT + ('ALTER TABLE "Ingredient" ADD COLUMN;\n'
+                     "-- next\n"
+                     'ALTER TABLE "Ingredient" DROP COLUMN "qty";\n')
+    findings = lint_migrations([("20240901000000_broken", sql)])
+    assert [(f.migration, f.rule, f.line, f.blocking) for f in findings] == [
+        ("20240901000000_broken", "unparseable-statement", 2, True),
+        ("20240901000000_broken", "dropping-column", 4, True),
+    ]
+    assert findings[0].statement == 'ALTER TABLE "Ingredient" ADD COLUMN'
+    assert 'syntax error at or near ";"' not in findings[0].message  # the statement is parsed alone
+    assert "syntax error at end of input (line 2)" in findings[0].message
+
+
+def test_an_error_on_a_later_line_of_a_statement_names_that_line() -> None:
+    sql = 'SELECT 1;\nALTER TABLE "Ingredient"\n  ADD COLUMN "a" TEXT,\n  DROP COLUMN COLUMN;'
+    finding = one(sql, "unparseable-statement")
+    assert finding.line == 2 and "(line 4)" in finding.message
+
+
+def test_an_unterminated_literal_is_reported_not_skipped() -> None:
+    assert rules("SELECT 1;\nINSERT INTO t VALUES ('never closed);\nDROP TABLE \"User\";") == [
+        "unparseable-statement"]
+
+
+# --- parsed once ---------------------------------------------------------------------------
+
+
+def test_a_file_is_parsed_once_per_text() -> None:
+    sql = TIMEOUT + 'ALTER TABLE "Ingredient" DROP COLUMN "qty"; -- parsed once\n'
+    assert parse(sql) is parse(sql)
+    assert parse(sql + " ") is not parse(sql)
+    assert lint_sql(sql) == lint_sql(sql) == lint_sql(sql, "")  # the cached trees are only read
