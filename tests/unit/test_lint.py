@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from services.core.sql_text import split_statements
@@ -640,3 +644,12 @@ def test_a_file_is_parsed_once_per_text() -> None:
     assert parse(sql) is parse(sql)
     assert parse(sql + " ") is not parse(sql)
     assert lint_sql(sql) == lint_sql(sql) == lint_sql(sql, "")  # the cached trees are only read
+
+
+def test_the_parser_is_imported_on_the_first_lint_only() -> None:
+    """pglast takes a few hundred ms to import: the catalog (every command, the TUI) must not pay it."""
+    probe = ("import sys, services.catalog, services.migrations.lint as lint\n"
+             "print('pglast' in sys.modules, end=' ')\nlint.lint_sql('SELECT 1')\nprint('pglast' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.split() == ["False", "True"]
