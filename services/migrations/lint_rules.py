@@ -1,12 +1,12 @@
 """What each lint finding says: the lock or rewrite that hurts and the safer steps, plus the
-small readings of pglast's syntax tree the rules share."""
+small readings of libpg_query's JSON parse tree (lint_parse) that the rules share."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from pglast import ast
-from pglast.enums import ConstrType, NullTestType
+from services.migrations.lint_parse import Tree
 
 Issue = tuple[str, str, str]  # rule, message, safer
 
@@ -18,6 +18,7 @@ NOT_VOLATILE = frozenset({
     "json_build_array", "array_fill", "make_date", "make_interval", "date_trunc", "to_timestamp", "to_char",
 })
 SERIAL = frozenset({"smallserial", "serial", "bigserial", "serial2", "serial4", "serial8"})
+INDEX_KINDS = {"CONSTR_PRIMARY": "PRIMARY KEY", "CONSTR_UNIQUE": "UNIQUE", "CONSTR_EXCLUSION": "EXCLUDE"}
 
 
 # --- reading the tree -----------------------------------------------------------------------
@@ -27,70 +28,93 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def rel(relation: ast.RangeVar | None) -> str:
-    """A relation's unqualified name, as the parser folded it ("User" stays User, public.user is user)."""
-    return relation.relname or "" if relation is not None else ""
+def rel(relation: Tree | None) -> str:
+    """A RangeVar's unqualified name, as the parser folded it ("User" stays User, public.user is user)."""
+    return str(relation.get("relname", "")) if relation else ""
 
 
-def last_name(names: tuple[ast.Node, ...] | None) -> str:
+def last_name(names: list[Tree] | None) -> str:
     """The last part of a dotted name list: (public, Legacy) -> Legacy."""
-    return _sval(names[-1]) if names else ""
+    return str(names[-1].get("String", {}).get("sval", "")) if names else ""
 
 
-def _sval(node: ast.Node | None) -> str:
-    return node.sval or "" if isinstance(node, ast.String) else ""
+def nodes(items: list[Tree] | None, kind: str) -> list[Tree]:
+    """The fields of the items of that kind: nodes(cmds, "AlterTableCmd")."""
+    return [item[kind] for item in items or () if kind in item]
 
 
-def walk(node: object) -> Iterator[ast.Node]:
-    """Every node under node (tuples included), node first."""
-    if isinstance(node, tuple):
+def walk(node: Any) -> Iterator[tuple[str, Tree]]:
+    """(kind, fields) of every node under node (an expression: small), node first."""
+    if isinstance(node, list):
         for item in node:
             yield from walk(item)
-    elif isinstance(node, ast.Node):
-        yield node
-        for attribute in node:
-            yield from walk(getattr(node, attribute))
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key[:1].isupper() and isinstance(value, dict):
+                yield key, value
+            yield from walk(value)
 
 
-def references(node: ast.Node) -> list[str]:
+def constraints(stmt: Tree) -> Iterator[Tree]:
+    """The constraints a CREATE TABLE or ALTER TABLE adds, on its columns or on the table."""
+    elements = [*stmt.get("CreateStmt", {}).get("tableElts", ()),
+                *(cmd["def"] for cmd in nodes(stmt.get("AlterTableStmt", {}).get("cmds"), "AlterTableCmd")
+                  if "def" in cmd)]
+    for element in elements:
+        if "Constraint" in element:
+            yield element["Constraint"]
+        yield from nodes(element.get("ColumnDef", {}).get("constraints"), "Constraint")
+
+
+def references(stmt: Tree) -> list[str]:
     """Tables a statement's foreign keys point to: each takes SHARE ROW EXCLUSIVE on its table."""
-    return [rel(c.pktable) for c in walk(node)
-            if isinstance(c, ast.Constraint) and c.contype == ConstrType.CONSTR_FOREIGN]
+    return [rel(c.get("pktable")) for c in constraints(stmt) if c["contype"] == "CONSTR_FOREIGN"]
 
 
-def column_refs(expr: ast.Node | None) -> list[str]:
-    return [last_name(c.fields) for c in walk(expr) if isinstance(c, ast.ColumnRef)]
+def column_refs(expr: Tree | None) -> list[str]:
+    return [last_name(fields.get("fields")) for kind, fields in walk(expr) if kind == "ColumnRef"]
 
 
-def not_null_column(check: ast.Constraint) -> str | None:
+def not_null_column(check: Tree) -> str | None:
     """The column of a `CHECK (column IS NOT NULL)`, the check that lets SET NOT NULL skip its scan."""
-    expr = check.raw_expr
-    if (isinstance(expr, ast.NullTest) and expr.nulltesttype == NullTestType.IS_NOT_NULL
-            and isinstance(expr.arg, ast.ColumnRef)):
-        return last_name(expr.arg.fields)
+    test = check.get("raw_expr", {}).get("NullTest", {})
+    if test.get("nulltesttype") == "IS_NOT_NULL" and "ColumnRef" in test.get("arg", {}):
+        return last_name(test["arg"]["ColumnRef"].get("fields"))
     return None
 
 
-def constraint_name(table: str, c: ast.Constraint) -> str:
+def constraint_name(table: str, c: Tree) -> str:
     """The constraint's name, or the one PostgreSQL gives an unnamed one (<table>_<column>_check or _fkey)."""
-    if c.conname:
-        return c.conname
-    if c.contype == ConstrType.CONSTR_FOREIGN:
-        return "_".join([table, *(_sval(a) for a in c.fk_attrs or ()), "fkey"])
-    return "_".join([table, *column_refs(c.raw_expr)[:1], "check"])
+    if c.get("conname"):
+        return str(c["conname"])
+    if c["contype"] == "CONSTR_FOREIGN":
+        return "_".join([table, *(last_name([a]) for a in c.get("fk_attrs", ())), "fkey"])
+    return "_".join([table, *column_refs(c.get("raw_expr"))[:1], "check"])
 
 
-def volatile_call(expr: ast.Node | None) -> str | None:
+def volatile_call(expr: Tree | None) -> str | None:
     """The first volatile (or unknown) function an expression calls, as `name()`."""
-    for node in walk(expr):
-        if isinstance(node, ast.FuncCall) and (name := last_name(node.funcname).lower()) not in NOT_VOLATILE:
+    for kind, fields in walk(expr):
+        if kind == "FuncCall" and (name := last_name(fields.get("funcname")).lower()) not in NOT_VOLATILE:
             return f"{name}()"
     return None
 
 
-def option(options: tuple[ast.Node, ...] | None, name: str) -> bool:
+def option(options: list[Tree] | None, name: str) -> bool:
     """Whether a DefElem list (VACUUM (FULL), REINDEX (CONCURRENTLY)) carries `name`."""
-    return any(isinstance(o, ast.DefElem) and o.defname == name for o in options or ())
+    return any(o.get("defname") == name for o in nodes(options, "DefElem"))
+
+
+def constant(node: Tree | None) -> str:
+    """A constant's text: '500ms' -> 500ms, 1000 -> 1000 (libpg_query leaves out a 0)."""
+    value = node.get("A_Const", {}) if node else {}
+    if "sval" in value:
+        return str(value["sval"].get("sval", ""))
+    if "ival" in value:
+        return str(value["ival"].get("ival", 0))
+    if "fval" in value:
+        return str(value["fval"].get("fval", ""))
+    return ""
 
 
 # --- what the findings say ------------------------------------------------------------------
