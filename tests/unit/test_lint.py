@@ -653,3 +653,11 @@ def test_the_parser_is_imported_on_the_first_lint_only() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_non_ascii_text_before_a_statement_keeps_its_line_and_source() -> None:
+    # libpg_query counts UTF-8 bytes: the statements are cut from the bytes, not the characters.
+    sql = TIMEOUT + "INSERT INTO \"Note\" VALUES ('crème brûlée, 日本');\nALTER TABLE \"Ingrédient\" DROP COLUMN \"qté\";"
+    finding = one(sql, "dropping-column")
+    assert (finding.line, finding.statement) == (3, 'ALTER TABLE "Ingrédient" DROP COLUMN "qté"')
+    assert '"Ingrédient"."qté"' in finding.message
