@@ -16,6 +16,7 @@ NOT_VOLATILE = frozenset({
     "now", "transaction_timestamp", "statement_timestamp", "current_setting", "lower", "upper", "btrim",
     "concat", "to_jsonb", "to_json", "jsonb_build_object", "json_build_object", "jsonb_build_array",
     "json_build_array", "array_fill", "make_date", "make_interval", "date_trunc", "to_timestamp", "to_char",
+    "md5", "encode", "decode", "substr", "replace", "length",
 })
 SERIAL = frozenset({"smallserial", "serial", "bigserial", "serial2", "serial4", "serial8"})
 INDEX_KINDS = {"CONSTR_PRIMARY": "PRIMARY KEY", "CONSTR_UNIQUE": "UNIQUE", "CONSTR_EXCLUSION": "EXCLUDE"}
