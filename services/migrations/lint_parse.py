@@ -23,7 +23,7 @@ from pglast.parser import ParseError, parse_sql_json
 
 from services.core.sql_text import STATEMENT_WIDTH, split_statements
 
-CACHE_SIZE = 4096  # files; a history of a few hundred migrations fits many times over
+CACHE_SIZE = 1024  # files: a history of a few hundred migrations fits a few times over
 
 Tree = dict[str, Any]  # a node of libpg_query's JSON parse tree
 
