@@ -48,9 +48,7 @@ RULES: dict[str, bool] = {
 
 def lint_sql(sql: str, migration: str = "") -> list[Finding]:
     """Findings for one migration's SQL, in statement order."""
-    from services.migrations.lint_engine import Linter
-
-    return Linter().lint(sql, migration)
+    return lint_migrations([(migration, sql)])
 
 
 def lint_migrations(migrations: Iterable[tuple[str, str]]) -> list[Finding]:
@@ -58,4 +56,5 @@ def lint_migrations(migrations: Iterable[tuple[str, str]]) -> list[Finding]:
     from services.migrations.lint_engine import Linter
 
     linter = Linter()
-    return [finding for name, sql in migrations for finding in linter.lint(sql, name)]
+    return [Finding(rule, name, st.line, st.display, message, safer, RULES[rule])
+            for name, sql in migrations for st, (rule, message, safer) in linter.lint(sql)]

@@ -4,7 +4,6 @@ migration (one transaction) and a batch of migrations (applied in order) carry b
 from __future__ import annotations
 
 from services.migrations import lint_rules as r
-from services.migrations.lint import RULES, Finding
 from services.migrations.lint_parse import Parsed, Tree, parse
 
 _LOCKING = frozenset({"TruncateStmt", "LockStmt", "ClusterStmt", "CreateTrigStmt"})
@@ -20,8 +19,9 @@ class Linter:
         self.created: set[str] = set()
         self.not_valid: dict[tuple[str, str], int] = {}
 
-    def lint(self, sql: str, migration: str) -> list[Finding]:
-        findings: list[Finding] = []
+    def lint(self, sql: str) -> list[tuple[Parsed, r.Issue]]:
+        """Each issue of one migration, with its statement, in statement order."""
+        found: list[tuple[Parsed, r.Issue]] = []
         self.created, self.not_valid = set(), {}
         statements = parse(sql)
         timeout = warned = False
@@ -33,9 +33,8 @@ class Linter:
             if locks and not timeout and not warned:
                 warned = True
                 issues.insert(0, r.MISSING_LOCK_TIMEOUT)
-            findings += [Finding(rule, migration, st.line, st.display, message, safer, RULES[rule])
-                         for rule, message, safer in issues]
-        return findings
+            found += [(st, issue) for issue in issues]
+        return found
 
     def _statement(self, st: Parsed) -> tuple[bool, list[r.Issue]]:
         """Whether the statement locks an existing table, and its issues."""
