@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from services.core.sql_text import split_statements
 from services.migrations.lint import RULES, Finding, lint_migrations, lint_sql
+from services.migrations.lint_parse import parse
 
 TIMEOUT = "SET lock_timeout = '500ms';\n"
 
@@ -66,18 +71,30 @@ ALTER COLUMN "name" SET DATA TYPE VARCHAR(200);
 DROP TABLE "Legacy";
 """  # noqa: E501
 
-# The expand/contract sequence `release-console expand add-column` writes: nothing blocking.
-SAFE_EXPAND_CONTRACT = """\
+# The expand/contract sequence `release-console expand add-column` runs, as Prisma migrations: each
+# step that must not share a transaction with the one before is its own file. Nothing blocking.
+SAFE_EXPAND_CONTRACT = [
+    ("1_expand", """\
 SET lock_timeout = '500ms';
 ALTER TABLE "Ingredient" ADD COLUMN "expiresAt" TIMESTAMP(3);
-CREATE INDEX CONCURRENTLY "Ingredient_expiresAt_idx" ON "Ingredient"("expiresAt");
+"""),
+    ("2_index", 'CREATE INDEX CONCURRENTLY "Ingredient_expiresAt_idx" ON "Ingredient"("expiresAt");\n'),
+    ("3_checks", """\
+SET lock_timeout = '500ms';
 ALTER TABLE "Ingredient" ADD CONSTRAINT "Ingredient_expiresAt_not_null" CHECK ("expiresAt" IS NOT NULL) NOT VALID;
+ALTER TABLE "Ingredient" ADD CONSTRAINT "Ingredient_categoryId_fkey" FOREIGN KEY ("categoryId") REFERENCES "Category"("id") NOT VALID;
+"""),  # noqa: E501
+    ("4_validate", """\
+SET lock_timeout = '500ms';
 ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "Ingredient_expiresAt_not_null";
+ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "Ingredient_categoryId_fkey";
+"""),
+    ("5_contract", """\
+SET lock_timeout = '500ms';
 ALTER TABLE "Ingredient" ALTER COLUMN "expiresAt" SET NOT NULL;
 ALTER TABLE "Ingredient" DROP CONSTRAINT "Ingredient_expiresAt_not_null";
-ALTER TABLE "Ingredient" ADD CONSTRAINT "Ingredient_categoryId_fkey" FOREIGN KEY ("categoryId") REFERENCES "Category"("id") NOT VALID;
-ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "Ingredient_categoryId_fkey";
-"""  # noqa: E501
+"""),
+]
 
 
 def found(sql: str) -> list[tuple[str, int, bool]]:
@@ -113,7 +130,7 @@ def test_adding_not_null_without_default_prisma() -> None:
     '"expiresAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP',
     '"active" BOOLEAN DEFAULT false NOT NULL',
     '"expiresAt" TIMESTAMP(3)',
-    '"note" TEXT CHECK ("note" IS NOT NULL) NOT VALID',  # IS NOT NULL inside a check is no NOT NULL column
+    '"note" TEXT CHECK ("note" IS NOT NULL)',  # IS NOT NULL inside a check is no NOT NULL column
     '"n" BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY',
 ])
 def test_adding_column_nullable_or_with_default_is_fine(column: str) -> None:
@@ -142,7 +159,8 @@ def test_setting_not_null_after_validated_check_is_fine() -> None:
         'ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "nn";\n'
         'ALTER TABLE "Ingredient" ALTER COLUMN "name" SET NOT NULL;\n'
     )
-    assert found(sql) == []
+    # SET NOT NULL skips its scan; the VALIDATE in the ADD's transaction is flagged (see below).
+    assert found(sql) == [("constraint-without-not-valid", 3, True)]
 
 
 @pytest.mark.parametrize("before", [
@@ -302,7 +320,6 @@ def test_constraints_without_not_valid_are_flagged(action: str) -> None:
 def test_constraints_not_valid_unique_or_on_new_tables_are_fine() -> None:
     sql = TIMEOUT + (
         'ALTER TABLE "Ingredient" ADD CONSTRAINT "qty_positive" CHECK ("qty" > 0) NOT VALID;\n'
-        'ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "qty_positive";\n'
         'CREATE TABLE "Tag" ("id" SERIAL NOT NULL, "recipeId" INTEGER REFERENCES "Recipe"("id"), '
         'CHECK ("id" > 0));\n'
         'ALTER TABLE "Tag" ADD CONSTRAINT "Tag_recipeId_fkey" FOREIGN KEY ("recipeId") REFERENCES "Recipe"("id");\n'
@@ -347,10 +364,12 @@ def test_lock_timeout_missing_cases(sql: str) -> None:
 
 
 def test_no_lock_timeout_needed_without_locks_on_existing_tables() -> None:
-    sql = ('CREATE TYPE "Unit" AS ENUM (\'G\');\nCREATE TABLE "Tag" ("id" INTEGER);\n'
-           'CREATE INDEX "Tag_id_idx" ON "Tag"("id");\nDROP INDEX CONCURRENTLY "old_idx";\n'
-           'CREATE INDEX CONCURRENTLY "i" ON "Ingredient"("name");\nSELECT 1;')
-    assert found(sql) == []
+    assert lint_migrations([
+        ("1", 'CREATE TYPE "Unit" AS ENUM (\'G\');\nCREATE TABLE "Tag" ("id" INTEGER);\n'
+              'CREATE INDEX "Tag_id_idx" ON "Tag"("id");\nSELECT 1;'),
+        ("2", 'DROP INDEX CONCURRENTLY "old_idx";'),  # CONCURRENTLY: alone in its file (see below)
+        ("3", 'CREATE INDEX CONCURRENTLY "i" ON "Ingredient"("name");'),
+    ]) == []
 
 
 def test_lock_timeout_is_per_migration() -> None:
@@ -363,7 +382,7 @@ def test_lock_timeout_is_per_migration() -> None:
 
 
 def test_safe_expand_contract_sequence_has_no_findings() -> None:
-    assert found(SAFE_EXPAND_CONTRACT) == []
+    assert lint_migrations(SAFE_EXPAND_CONTRACT) == []
 
 
 def test_empty_and_comment_only_files() -> None:
@@ -382,7 +401,7 @@ def test_a_table_created_earlier_in_the_same_deploy_is_new() -> None:
 def test_lint_migrations_names_and_order() -> None:
     findings = lint_migrations([
         ("20240801120000_add_expiry", PRISMA_ADD_REQUIRED),
-        ("20240802120000_safe", SAFE_EXPAND_CONTRACT),
+        *((f"20240802120000_safe_{name}", sql) for name, sql in SAFE_EXPAND_CONTRACT),
         ("20240803120000_rename", TIMEOUT + 'ALTER TABLE "Ingredient" RENAME COLUMN "qty" TO "quantity";'),
     ])
     assert [(f.migration, f.rule, f.line) for f in findings] == [
@@ -491,3 +510,162 @@ def test_split_statements_keeps_executable_source() -> None:
         (3, "SELECT ';' /* ; */"),
         (4, "VACUUM t"),
     ]
+
+
+# --- misses of the regex engine (issue 16) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("action", "kind"), [
+    ('ADD CONSTRAINT "Ingredient_name_key" UNIQUE ("name")', "UNIQUE"),
+    ('ADD UNIQUE NULLS NOT DISTINCT ("name", "unit")', "UNIQUE"),
+    ('ADD PRIMARY KEY ("id")', "PRIMARY KEY"),
+    ('ADD CONSTRAINT "Ingredient_pkey" PRIMARY KEY ("id")', "PRIMARY KEY"),
+    ('ADD CONSTRAINT "no_overlap" EXCLUDE USING gist ("during" WITH &&)', "EXCLUDE"),
+    ('ADD COLUMN "code" TEXT UNIQUE', "UNIQUE"),
+])
+def test_constraints_that_build_an_index(action: str, kind: str) -> None:
+    sql = TIMEOUT + f'ALTER TABLE "Ingredient" {action};'
+    assert found(sql) == [("constraint-builds-index", 2, True)]
+    finding = one(sql, "constraint-builds-index")
+    assert f"Adding a {kind} constraint" in finding.message and "ACCESS EXCLUSIVE" in finding.message
+    if kind == "EXCLUDE":
+        assert "no concurrent way" in finding.safer
+    else:
+        assert "CREATE UNIQUE INDEX CONCURRENTLY" in finding.safer and f"{kind} USING INDEX" in finding.safer
+
+
+def test_index_constraints_using_an_index_or_on_a_new_table_are_fine() -> None:
+    sql = TIMEOUT + ('ALTER TABLE "Ingredient" ADD CONSTRAINT "Ingredient_name_key" UNIQUE USING INDEX "i";\n'
+                     'ALTER TABLE "Ingredient" ADD CONSTRAINT "Ingredient_pkey" PRIMARY KEY USING INDEX "p";\n'
+                     'CREATE TABLE "Tag" ("id" INTEGER, "name" TEXT);\n'
+                     'ALTER TABLE "Tag" ADD PRIMARY KEY ("id"), ADD CONSTRAINT "Tag_name_key" UNIQUE ("name");')
+    assert found(sql) == []
+
+
+@pytest.mark.parametrize(("column", "what"), [
+    ('"seenAt" TIMESTAMPTZ DEFAULT clock_timestamp()', "DEFAULT clock_timestamp()"),
+    ('"seenAt" TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()', "DEFAULT clock_timestamp()"),
+    ('"ref" UUID NOT NULL DEFAULT gen_random_uuid()', "DEFAULT gen_random_uuid()"),
+    ('"ref" TEXT DEFAULT md5(random()::text)', "DEFAULT random()"),  # md5 is immutable; random() is not
+    ('"total" NUMERIC GENERATED ALWAYS AS ("price" * "qty") STORED', "STORED"),
+    ('"n" BIGINT NOT NULL GENERATED ALWAYS AS IDENTITY', "AS IDENTITY"),
+    ('"n" SERIAL NOT NULL', "SERIAL"),
+    ('"n" bigserial', "BIGSERIAL"),
+])
+def test_added_columns_that_rewrite_the_table(column: str, what: str) -> None:
+    sql = TIMEOUT + f'ALTER TABLE "Ingredient" ADD COLUMN {column};'
+    # SERIAL NOT NULL has a default (nextval): the regex engine called it adding-not-null-without-default.
+    assert found(sql) == [("adding-column-rewrites-table", 2, True)]
+    finding = one(sql, "adding-column-rewrites-table")
+    assert what in finding.message and "rewrites the whole table" in finding.message
+    assert "backfill" in finding.safer
+
+
+@pytest.mark.parametrize("column", [
+    '"seenAt" TIMESTAMPTZ NOT NULL DEFAULT now()',
+    '"seenAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP',
+    '"meta" JSONB NOT NULL DEFAULT \'{}\'::jsonb',
+    '"qty" INTEGER NOT NULL DEFAULT 0',
+    '"total" NUMERIC GENERATED ALWAYS AS ("price" * "qty") VIRTUAL',  # PostgreSQL 18: computed on read
+])
+def test_constant_stable_or_virtual_values_do_not_rewrite(column: str) -> None:
+    assert found(TIMEOUT + f'ALTER TABLE "Ingredient" ADD COLUMN {column};') == []
+
+
+def test_rewriting_columns_on_a_new_table_are_fine() -> None:
+    assert found('CREATE TABLE "Tag" ("id" SERIAL NOT NULL);\n'
+                 'ALTER TABLE "Tag" ADD COLUMN "at" TIMESTAMPTZ DEFAULT clock_timestamp();') == []
+
+
+# --- transaction-aware: a Prisma migration is one transaction --------------------------------
+
+
+def test_the_safe_sequence_in_one_file_fails_and_holds_the_lock() -> None:
+    one_file = "".join(sql for _, sql in SAFE_EXPAND_CONTRACT)
+    assert found(one_file) == [
+        ("concurrently-in-transaction", 3, True),
+        ("constraint-without-not-valid", 8, True),
+        ("constraint-without-not-valid", 9, True),
+    ]
+    concurrently = one(one_file, "concurrently-in-transaction")
+    assert "CREATE INDEX CONCURRENTLY cannot run inside a transaction block" in concurrently.message
+    assert "alone in its own migration" in concurrently.safer
+    validate = [f for f in lint_sql(one_file) if f.rule == "constraint-without-not-valid"][0]
+    assert "same migration as the ADD ... NOT VALID on line 5" in validate.message
+    assert "later migration" in validate.safer
+
+
+@pytest.mark.parametrize("statement", [
+    'DROP INDEX CONCURRENTLY "old_idx";',
+    'REINDEX (CONCURRENTLY) INDEX "i";',
+    'REINDEX INDEX CONCURRENTLY "i";',
+    'ALTER TABLE "Sale" DETACH PARTITION "Sale_2023" CONCURRENTLY;',
+])
+def test_concurrently_beside_other_statements(statement: str) -> None:
+    assert "concurrently-in-transaction" in rules(TIMEOUT + statement)
+    assert "concurrently-in-transaction" not in rules(statement)
+
+
+def test_validate_of_an_unnamed_not_valid_constraint_in_the_same_file() -> None:
+    sql = TIMEOUT + ('ALTER TABLE "Ingredient" ADD CHECK ("qty" > 0) NOT VALID, '
+                     'ADD FOREIGN KEY ("categoryId") REFERENCES "Category"("id") NOT VALID;\n'
+                     'ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "Ingredient_qty_check";\n'
+                     'ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "Ingredient_categoryId_fkey";\n'
+                     'ALTER TABLE "Ingredient" VALIDATE CONSTRAINT "older_one";\n')
+    assert found(sql) == [("constraint-without-not-valid", 3, True), ("constraint-without-not-valid", 4, True)]
+
+
+# --- what the parser rejects -----------------------------------------------------------------
+
+
+def test_a_statement_the_parser_rejects_is_a_finding_and_the_others_are_still_linted() -> None:
+    sql = TIMEOUT + ('ALTER TABLE "Ingredient" ADD COLUMN;\n'
+                     "-- next\n"
+                     'ALTER TABLE "Ingredient" DROP COLUMN "qty";\n')
+    findings = lint_migrations([("20240901000000_broken", sql)])
+    assert [(f.migration, f.rule, f.line, f.blocking) for f in findings] == [
+        ("20240901000000_broken", "unparseable-statement", 2, True),
+        ("20240901000000_broken", "dropping-column", 4, True),
+    ]
+    assert findings[0].statement == 'ALTER TABLE "Ingredient" ADD COLUMN'
+    assert 'syntax error at or near ";"' not in findings[0].message  # the statement is parsed alone
+    assert "syntax error at end of input (line 2)" in findings[0].message
+
+
+def test_an_error_on_a_later_line_of_a_statement_names_that_line() -> None:
+    sql = 'SELECT 1;\nALTER TABLE "Ingredient"\n  ADD COLUMN "a" TEXT,\n  DROP COLUMN COLUMN;'
+    finding = one(sql, "unparseable-statement")
+    assert finding.line == 2 and "(line 4)" in finding.message
+
+
+def test_an_unterminated_literal_is_reported_not_skipped() -> None:
+    assert rules("SELECT 1;\nINSERT INTO t VALUES ('never closed);\nDROP TABLE \"User\";") == [
+        "unparseable-statement"]
+
+
+# --- parsed once ---------------------------------------------------------------------------
+
+
+def test_a_file_is_parsed_once_per_text() -> None:
+    sql = TIMEOUT + 'ALTER TABLE "Ingredient" DROP COLUMN "qty"; -- parsed once\n'
+    assert parse(sql) is parse(sql)
+    assert parse(sql + " ") is not parse(sql)
+    assert lint_sql(sql) == lint_sql(sql) == lint_sql(sql, "")  # the cached trees are only read
+
+
+def test_the_parser_is_imported_on_the_first_lint_only() -> None:
+    """pglast takes a few hundred ms to import: the catalog (every command, the TUI) must not pay it."""
+    probe = ("import sys, services.catalog, services.migrations.lint as lint\n"
+             "print('pglast' in sys.modules, end=' ')\nlint.lint_sql('SELECT 1')\nprint('pglast' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.split() == ["False", "True"]
+
+
+def test_non_ascii_text_before_a_statement_keeps_its_line_and_source() -> None:
+    # libpg_query counts UTF-8 bytes: the statements are cut from the bytes, not the characters.
+    sql = TIMEOUT + ("INSERT INTO \"Note\" VALUES ('crème brûlée, 日本');\n"
+                     'ALTER TABLE "Ingrédient" DROP COLUMN "qté";')
+    finding = one(sql, "dropping-column")
+    assert (finding.line, finding.statement) == (3, 'ALTER TABLE "Ingrédient" DROP COLUMN "qté"')
+    assert '"Ingrédient"."qté"' in finding.message

@@ -1,0 +1,160 @@
+"""Migration lint of a 160-migration Prisma history (issue 16: at most 0.3 s, parsed once, cached by
+checksum), in one run against its yardstick: the regex engine it replaced, loaded from the commit
+before the change (git show REGEX_COMMIT:services/migrations/lint.py).
+
+Figures, each the median of ROUNDS in-process runs of lint_migrations over the same 160 files:
+  regex engine   the old lint (no parser, no cache)
+  cold           pglast, the parse cache emptied before each run (a first lint of these files)
+  cached         pglast, the files parsed already (a re-lint of unchanged files: the pane's refresh)
+and the engine's import in a fresh interpreter (pglast's import, paid on the first lint only).
+
+Run: uv run --frozen python bench/lint.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from services.migrations import lint, lint_parse  # noqa: E402
+
+REGEX_COMMIT = "43ce0a6"
+MIGRATIONS = 160
+ROUNDS = 15
+
+
+def history(count: int) -> list[tuple[str, str]]:
+    """A Prisma history as `prisma migrate dev` writes it: models, relations, columns, indexes, enums."""
+    files = []
+    for i in range(count):
+        m, prev = f"Model{i}", f"Model{max(i - 1, 0)}"
+        kind = i % 5
+        if kind in (0, 1):
+            sql = f"""-- CreateTable
+CREATE TABLE "{m}" (
+    "id" SERIAL NOT NULL,
+    "name" TEXT NOT NULL,
+    "slug" VARCHAR(191) NOT NULL,
+    "price" DECIMAL(65,30) NOT NULL DEFAULT 0,
+    "active" BOOLEAN NOT NULL DEFAULT true,
+    "meta" JSONB,
+    "{prev.lower()}Id" INTEGER,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    "updatedAt" TIMESTAMP(3) NOT NULL,
+
+    CONSTRAINT "{m}_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateIndex
+CREATE UNIQUE INDEX "{m}_slug_key" ON "{m}"("slug");
+
+-- CreateIndex
+CREATE INDEX "{m}_createdAt_idx" ON "{m}"("createdAt");
+
+-- AddForeignKey
+ALTER TABLE "{m}" ADD CONSTRAINT "{m}_{prev.lower()}Id_fkey" FOREIGN KEY ("{prev.lower()}Id") REFERENCES "{prev}"("id") ON DELETE SET NULL ON UPDATE CASCADE;
+"""  # noqa: E501
+        elif kind == 2:
+            sql = f"""SET lock_timeout = '500ms';
+-- AlterTable
+ALTER TABLE "{prev}" ADD COLUMN     "note" TEXT,
+ADD COLUMN     "rank" INTEGER NOT NULL DEFAULT 0;
+
+-- CreateIndex
+CREATE INDEX "{prev}_rank_idx" ON "{prev}"("rank");
+"""
+        elif kind == 3:
+            sql = f"""-- CreateEnum
+CREATE TYPE "{m}Status" AS ENUM ('DRAFT', 'ACTIVE', 'ARCHIVED');
+
+-- AlterTable
+ALTER TABLE "{prev}" ADD COLUMN     "status" "{m}Status" NOT NULL DEFAULT 'DRAFT';
+
+-- CreateTable
+CREATE TABLE "_{m}To{prev}" (
+    "A" INTEGER NOT NULL,
+    "B" INTEGER NOT NULL
+);
+
+-- CreateIndex
+CREATE UNIQUE INDEX "_{m}To{prev}_AB_unique" ON "_{m}To{prev}"("A", "B");
+"""
+        else:
+            sql = f"""/*
+  Warnings:
+
+  - You are about to drop the column `note` on the `{prev}` table. All the data in the column will be lost.
+
+*/
+-- AlterTable
+ALTER TABLE "{prev}" DROP COLUMN "note",
+ALTER COLUMN "name" SET DATA TYPE VARCHAR(200);
+
+CREATE OR REPLACE FUNCTION "{m.lower()}_touch"() RETURNS trigger AS $$
+BEGIN
+  NEW."updatedAt" := now();
+  RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+"""
+        files.append((f"2024{i // 28 + 1:02d}{i % 28 + 1:02d}120000_{m.lower()}", sql))
+    return files
+
+
+def regex_engine() -> Callable[[list[tuple[str, str]]], list[object]]:
+    source = subprocess.run(["git", "show", f"{REGEX_COMMIT}:services/migrations/lint.py"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType("lint_regex")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{REGEX_COMMIT}:services/migrations/lint.py", "exec"), module.__dict__)  # noqa: S102
+    return module.lint_migrations  # type: ignore[no-any-return]
+
+
+def timed(run: Callable[[], object], before: Callable[[], object] = lambda: None) -> list[float]:
+    times = []
+    for _ in range(ROUNDS):
+        before()
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def import_seconds() -> list[float]:
+    probe = ("import time; t = time.perf_counter(); import services.migrations.lint_engine; "
+             "print(time.perf_counter() - t)")
+    return [float(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout) for _ in range(5)]
+
+
+def main() -> int:
+    files = history(MIGRATIONS)
+    size = sum(len(sql) for _, sql in files)
+    old = regex_engine()
+    print(f"{len(files)} migrations, {size / 1000:.0f} kB, {ROUNDS} rounds; findings: regex "
+          f"{len(old(files))}, pglast {len(lint.lint_migrations(files))}")
+    figures = {
+        "regex engine (yardstick)": timed(lambda: old(files)),
+        "pglast, cold (cache emptied)": timed(lambda: lint.lint_migrations(files), lint_parse._cache.clear),
+        "pglast, cached (unchanged files)": timed(lambda: lint.lint_migrations(files)),
+        "engine import (fresh process)": import_seconds(),
+    }
+    yardstick = statistics.median(figures["regex engine (yardstick)"])
+    for name, times in figures.items():
+        median = statistics.median(times)
+        ratio = f"  {median / yardstick:5.2f}x regex" if "import" not in name else ""
+        print(f"{name:34} median {median * 1000:6.1f} ms  (min {min(times) * 1000:6.1f}, max "
+              f"{max(times) * 1000:6.1f}){ratio}")
+    return 0 if statistics.median(figures["pglast, cold (cache emptied)"]) <= 0.3 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
