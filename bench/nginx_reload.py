@@ -1,7 +1,9 @@
 """How long after `nginx -s reload` returns do nginx's old workers still send new requests to the old upstream?
 
-The Docker host target's drain lasts at least DRAIN_SETTLE_S after the reload (docker_target.py): an
-old container stopped sooner may still get requests from old workers, which fail. This measures that
+The Docker host target's drain trusts a count of 0 connections to the old container only once the
+reload has surely taken effect (NEW_WORKERS_S after nginx is seen sending to the new container, else
+DRAIN_SETTLE_S; docker_target.py): an old container stopped sooner may still get requests from old
+workers, which fail. This measures that
 window on the rig's nginx (the tests' config: 2 workers): two `busybox httpd` upstreams, each
 answering its own name; requests one after another through nginx (a new connection each) all along;
 the upstream file switched from one to the other `rounds` times, 0.4 s apart. For each switch: when
@@ -28,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _common import start_nginx  # noqa: E402
 from rig.helpers import free_port  # noqa: E402
 
-from services.adapters.docker_target import DRAIN_SETTLE_S  # noqa: E402
+from services.adapters.docker_target import DRAIN_SETTLE_S, NEW_WORKERS_S  # noqa: E402
 
 
 def main() -> None:
@@ -89,7 +91,8 @@ def main() -> None:
     print(f"{rounds} reloads, {len(sent)} requests, {len(failed)} failed;"
           f" {rounds - len(windows)} reloads with no request to the old upstream after the reload returned")
     print(f"the last request the old upstream answered, sent after the reload returned: median"
-          f" {statistics.median(ms):g} ms, max {max(ms)} ms (DRAIN_SETTLE_S: {1000 * DRAIN_SETTLE_S:.0f} ms)")
+          f" {statistics.median(ms):g} ms, max {max(ms)} ms (NEW_WORKERS_S {1000 * NEW_WORKERS_S:.0f} ms,"
+          f" DRAIN_SETTLE_S {1000 * DRAIN_SETTLE_S:.0f} ms)")
     print("all (ms): " + ", ".join(map(str, ms)))
 
 

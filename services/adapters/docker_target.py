@@ -47,13 +47,17 @@ __all__ = ["APP", "DockerHostTarget"]
 ENGINE_TIMEOUT_S = 120
 POLL_S = 0.25  # between health probes; the first come sooner (FIRST_POLL_S, doubling)
 FIRST_POLL_S = 0.05
-DRAIN_POLL_S = 0.05  # between counts of the connections nginx still has to a retired container
-# A drain lasts at least this long after the reload: `nginx -s reload` returns once it has signalled
+DRAIN_POLL_S = 0.05  # between counts of nginx's connections to the retired and the serving containers
+# When a count of 0 on the old containers can be trusted. `nginx -s reload` returns once it has signalled
 # the master, which starts new workers, sleeps 100 ms ("allow new processes to start") and only then
-# tells the old ones to quit; until then they accept requests and send them to the old upstream
-# (bench/nginx_reload.py: the last one was sent at most 128 ms after the reload returned, in 90 reloads
-# at load average 10-12 on 2 cores; see docs/perf.md, issue 17).
-DRAIN_SETTLE_S = 0.3
+# tells the old ones to quit; until then they accept requests and send them to the old upstream, and a
+# count can read 0 between two of them. So: NEW_WORKERS_S after nginx was first seen sending a request
+# to a serving container (its new workers run), or, when none is seen (no traffic), DRAIN_SETTLE_S after
+# the reload. bench/nginx_reload.py: the last request to the old upstream was sent at most 128 ms after
+# the reload returned, in 90 reloads at load average 10-12 on 2 cores (docs/perf.md, issue 17); a
+# bench run at load 7 failed requests when the drain trusted the wall clock alone (0.3 s).
+NEW_WORKERS_S = 0.25
+DRAIN_SETTLE_S = 1.0
 EVENTS_SHOWN = 8
 _NOT_FOUND = re.compile(r"manifest unknown|not found|name unknown|no such image|does not exist", re.I)
 
@@ -601,29 +605,36 @@ class _Session:
                     self.on_line(f"could not rename {container['Names'][0]} to {wanted}: {_short(str(err))}")
 
     def _drain(self, boxes: list[Box]) -> None:
-        """After a switch away from `boxes`: DRAIN_SETTLE_S, then until nginx has no connection left to
-        them (requests its old workers began run to their end), counted on the host; at most drain_s in
-        all. If nothing can be counted (`ss` cannot run), drain_s whole, as a fixed wait."""
+        """After a switch away from `boxes`: until nginx has no connection left to them (requests its old
+        workers began run to their end), counted on the host, once the reload has surely taken effect
+        (NEW_WORKERS_S, DRAIN_SETTLE_S); at most drain_s in all. If nothing can be counted (`ss` cannot
+        run), drain_s whole, as a fixed wait."""
         limit = self.t.target.drain_s
         if not limit or not boxes:
             return
-        ports = [b.port for b in boxes]
+        ports = {b.port for b in boxes}
+        serving = {s.port for s in self.after if not s.down} - ports
         start = time.monotonic()
-        pause(min(DRAIN_SETTLE_S, limit))
+        new_seen: float | None = None
         while True:
             with _probing():
-                count = connections_to(self.t.host, ports)
-            elapsed = time.monotonic() - start
-            if count is None:
+                counts = connections_to(self.t.host, sorted(ports | serving))
+            now = time.monotonic()
+            elapsed = now - start
+            if counts is None:
                 self.on_line(f"draining for {limit:g}s (`ss` could not count connections on {self.t.host.where})")
                 pause(max(limit - elapsed, 0.0))
                 return
-            if count == 0:
+            if new_seen is None and any(counts[p] for p in serving):
+                new_seen = now
+            left = sum(counts[p] for p in ports)
+            effective = (now - new_seen >= NEW_WORKERS_S) if new_seen is not None else elapsed >= DRAIN_SETTLE_S
+            if left == 0 and effective:
                 self.on_line(f"drained after {elapsed:.2f}s: nginx has no connection left to"
                              f" {', '.join(f':{p}' for p in sorted(ports))}")
                 return
             if elapsed >= limit:
-                self.on_line(f"drain_s ({limit:g}s) is over with {count} connection(s) still open: stopping anyway")
+                self.on_line(f"drain_s ({limit:g}s) is over with {left} connection(s) still open: stopping anyway")
                 return
             pause(min(DRAIN_POLL_S, limit - elapsed))
 

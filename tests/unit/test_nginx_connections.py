@@ -16,13 +16,12 @@ def test_counts_open_connections_to_the_ports_and_only_those() -> None:
     accepted = [servers[0].accept()[0], servers[0].accept()[0], servers[1].accept()[0]]
     try:
         host = LocalHost()
-        assert connections_to(host, ports[:1]) == 2  # the client side only: nginx's, not the app's
-        assert connections_to(host, ports[:2]) == 3
-        assert connections_to(host, ports[2:]) == 0
-        assert connections_to(host, []) == 0
+        assert connections_to(host, ports[:1]) == {ports[0]: 2}  # the client side only: nginx's, not the app's
+        assert connections_to(host, ports) == {ports[0]: 2, ports[1]: 1, ports[2]: 0}
+        assert connections_to(host, []) == {}
         for sock in clients[:2]:
             sock.close()
-        assert connections_to(host, ports[:1]) == 0  # closed by the client: not open any more
+        assert connections_to(host, ports[:1]) == {ports[0]: 0}  # closed by the client: not open any more
     finally:
         for sock in clients + accepted + servers:
             sock.close()
