@@ -4,14 +4,17 @@ Same engine, same registry, same sample app image (tests/fixtures/sample-app) un
 for every deploy, in the same run. Requests go one after another (a new connection each)
 through a private nginx all along, and every failed one is counted:
 
-- the target: pull, start beside the old container, health (the image's HEALTHCHECK: every
-  2 s), switch the nginx upstream, drain_s (2 s, the default), stop the old, prune;
+- the target: pull, start beside the old container, health (GET /api/health answers 2xx on its
+  port), switch the nginx upstream, drain (until nginx has no connection left to the old one, at
+  most drain_s: 2 s, the default), stop the old, prune; the median time of each step's end is
+  printed as a timeline;
 - the baseline: Debian's docker-compose 1.29 (installed with apt if missing) recreates the
   `app` service on one fixed port, behind the same nginx; timed until compose returns and
   until the app answers /api/health again;
 - a rollback on the target: deploying the previous tag starts its stopped container again.
 
     uv run python bench/deploy.py [rounds]     # default 5; needs dockerd and the registry
+    bash tests/rig/run --exec uv run --frozen python bench/deploy.py 5    # the rig starts both
 
 With RC_SSH_DOCKER_URL (the rig's sshd in front of the same engine), the target also deploys
 over ssh:// in the same run.
@@ -104,16 +107,39 @@ def timed(action: Callable[[], Any], server: Nginx) -> Run:
     return elapsed, traffic.sent, len(traffic.failures), window
 
 
+# The deploy's steps, as its log lines say each is done (the first line that starts with, or holds, the text).
+STEPS = (("pulled, container started", " as stable"), ("healthy", " healthy after "),
+         ("nginx reloaded", "nginx reloaded"), ("drained", "drain"), ("old one stopped", "stopped "),
+         ("pruned, returned", "deployed "))
+
+
 class Switched:
-    """on_line for a deploy: when nginx was reloaded onto the new container, from the start."""
+    """on_line for a deploy: when nginx was reloaded onto the new container, and each step's end, from the start."""
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.at: list[float] = []
+        self.lines: list[tuple[float, str]] = []
+
+    def deploy(self, target: DockerHostTarget, image: str) -> None:
+        """target.deploy, timed from its call (timed() lets traffic flow for 0.5 s first: until 2026-12-06
+        that lead-in was counted in "new version serves after")."""
+        self.started = time.perf_counter()
+        target.deploy(image, self)
 
     def __call__(self, line: str) -> None:
+        now = time.perf_counter() - self.started
+        self.lines.append((now, line))
         if line.startswith("nginx reloaded"):
-            self.at.append(time.perf_counter() - self.started)
+            self.at.append(now)
+
+    def steps(self) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for step, text in STEPS:
+            at = next((at for at, line in self.lines if text in line), None)
+            if at is not None:
+                found[step] = at
+        return found
 
 
 def main() -> None:
@@ -149,6 +175,9 @@ def main() -> None:
     report(results, rounds)
 
 
+TIMELINES: dict[str, list[dict[str, float]]] = {"target": [], "ssh": []}
+
+
 def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: list[str], app: str,
              server: Nginx, work: Path, rounds: int) -> dict[str, list[Run]]:
     low = 21000 + (uuid.uuid4().int % 400) * 20
@@ -163,8 +192,10 @@ def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: 
     for n in range(1, rounds + 1):
         for name, tag in (("target", tags[n]), ("rollback", tags[n - 1])):
             switched = Switched()
-            results[name].append(timed(lambda tag=tag, on=switched: target.deploy(f"{repo}:{tag}", on), server))
+            results[name].append(timed(lambda tag=tag, on=switched: on.deploy(target, f"{repo}:{tag}"), server))
             results[f"{name}_switched"].append((switched.at[-1], 0, 0, 0.0))
+            if name == "target":
+                TIMELINES["target"].append(switched.steps())
         target.deploy(f"{repo}:{tags[n]}", quiet)  # forward again, untimed
         print(f"round {n}: deploy {results['target'][-1][0]:.2f}s, rollback {results['rollback'][-1][0]:.2f}s",
               flush=True)
@@ -173,8 +204,9 @@ def run_both(client: Any, engine_url: str, compose: list[str], repo: str, tags: 
                                     "production")
         for n in range(2 * rounds + 2, 3 * rounds + 2):
             switched = Switched()
-            results["ssh"].append(timed(lambda n=n, on=switched: over_ssh.deploy(f"{repo}:{tags[n]}", on), server))
+            results["ssh"].append(timed(lambda n=n, on=switched: on.deploy(over_ssh, f"{repo}:{tags[n]}"), server))
             results["ssh_switched"].append((switched.at[-1], 0, 0, 0.0))
+            TIMELINES["ssh"].append(switched.steps())
             print(f"over ssh: deploy {results['ssh'][-1][0]:.2f}s", flush=True)
         over_ssh.close()
     for container in client.containers.list(all=True, filters={"label": f"{APP}={app}"}):
@@ -237,6 +269,11 @@ def report(results: dict[str, list[Run]], rounds: int) -> None:
               f" {median('ssh_switched')} | {requests('ssh')} |")
     print(f"| compose pull && up -d --no-deps app | {median('compose')} | {median('compose_healthy')} |"
           f" {requests('compose_healthy')} |")
+    for name, runs in TIMELINES.items():
+        if runs:
+            print(f"\ntimeline of a deploy of a new tag ({name}), medians, s from the call: " + ", ".join(
+                f"{step} {statistics.median(run[step] for run in runs if step in run):.2f}"
+                for step, _text in STEPS if any(step in run for run in runs)))
     print("\nall times (s):")
     for name, runs in results.items():
         print(f"  {name}: " + ", ".join(f"{run[0]:.2f}" for run in runs))

@@ -40,7 +40,9 @@ class Box:
 
     @property
     def ready(self) -> bool:
-        return self.state == "running" and self.health in (None, "healthy")
+        """Running, and not failing its HEALTHCHECK: a deploy switches to a container once it answers
+        health_path, before the HEALTHCHECK's first run (still "starting"), so that counts as ready."""
+        return self.state == "running" and self.health != "unhealthy"
 
     def line(self) -> str:
         return f"{self.name} ({self.version}, port {self.port})"

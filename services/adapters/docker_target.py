@@ -2,9 +2,10 @@
 
 A deploy is the strategy's `docker compose pull; up -d --no-deps app; system prune` without
 downtime: pull the image; start it beside the old container on a host port of its own; wait
-for its health; switch nginx's upstream to it (a graceful reload); after drain_s stop the
-old one, which stays, stopped, as the previous revision (deploying its image again starts
-it: no pull); remove containers older than it and the images only they used.
+until it answers health_path over HTTP; switch nginx's upstream to it (a graceful reload); once
+nginx has no request left on the old one (at most drain_s) stop it: it stays, stopped, as the
+previous revision (deploying its image again starts it: no pull); remove containers older than
+it and the images only they used.
 
 What serves traffic is what the upstream file lists (docker_fleet); plan() is in docker_plan.
 """
@@ -29,6 +30,7 @@ from services.adapters.nginx_split import (
     Server,
     Upstream,
     applied,
+    connections_to,
     host_for,
     listening_ports,
     parse,
@@ -43,7 +45,20 @@ from services.core.references import digest_of, parts_of, version_of
 __all__ = ["APP", "DockerHostTarget"]
 
 ENGINE_TIMEOUT_S = 120
-POLL_S = 0.5
+POLL_S = 0.25  # between health probes; the first come sooner (FIRST_POLL_S, doubling)
+FIRST_POLL_S = 0.05
+DRAIN_POLL_S = 0.05  # between counts of nginx's connections to the retired and the serving containers
+# When a count of 0 on the old containers can be trusted. `nginx -s reload` returns once it has signalled
+# the master, which starts new workers, sleeps 100 ms ("allow new processes to start") and only then
+# tells the old ones to quit; until then they accept requests and send them to the old upstream, and a
+# count can read 0 between two of them. So: NEW_WORKERS_S after nginx was first seen sending a request
+# to a serving container (its new workers run), or, when none is seen (no traffic), DRAIN_SETTLE_S after
+# the reload. bench/nginx_reload.py: the last request to the old upstream was sent at most 128 ms after
+# the reload returned, in 90 reloads at load average 10-12 on 2 cores (docs/perf.md, issue 17); a
+# bench run at load 7 failed requests when the drain trusted the wall clock alone (0.3 s). 0.5 s is
+# four times the worst seen: a deploy's zero failed requests are worth a quarter second.
+NEW_WORKERS_S = 0.5
+DRAIN_SETTLE_S = 1.0
 EVENTS_SHOWN = 8
 _NOT_FOUND = re.compile(r"manifest unknown|not found|name unknown|no such image|does not exist", re.I)
 
@@ -301,6 +316,16 @@ def _box(info: dict[str, Any], port: int | None = None) -> Box:
     )
 
 
+@contextmanager
+def _probing() -> Iterator[None]:
+    """A probe inside a wait (over ssh://, a remote command): a cancel that stops it reads as one during
+    the wait itself, without the probe's command line."""
+    try:
+        yield
+    except Cancelled:
+        raise Cancelled("cancelled by the operator") from None
+
+
 class _Session:
     """One change on the host: what it started that does not serve yet, and where the switch stands."""
 
@@ -384,7 +409,7 @@ class _Session:
             self.on_line("there is no canary: nothing to abort")
             return
         self._switch(self._split(self.fleet.stable, [], 0))
-        self._drain()
+        self._drain(canary)
         for box in canary:
             self.api.remove_container(box.id, force=True)
             self.on_line(f"removed canary {box.line()}")
@@ -399,7 +424,7 @@ class _Session:
         elif replicas < len(stable):
             keep, drop = stable[:replicas], stable[replicas:]
             self._switch(self._split(keep, canary, self.fleet.weight))
-            self._drain()
+            self._drain(drop)
             for box in drop:
                 self.api.remove_container(box.id, force=True)
                 self.on_line(f"removed {box.line()}")
@@ -494,7 +519,7 @@ class _Session:
         waiting = {b.id: b for b in boxes}
         self.on_line(f"waiting up to {timeout}s for {', '.join(b.name for b in boxes)} to be healthy")
         start = time.monotonic()
-        last = ""
+        last, interval = "", FIRST_POLL_S
         while waiting:
             for box in list(waiting.values()):
                 healthy, last = self._health(box)
@@ -508,9 +533,18 @@ class _Session:
                                  f" {undone}; {self.state()}",
                                  ("look at the container's log and fix the image", "raise ready_timeout_s"))
             if waiting:
-                pause(POLL_S)
+                pause(interval)
+                interval = min(interval * 2, POLL_S)
 
     def _health(self, box: Box) -> tuple[bool, str]:
+        """Healthy once GET health_path answers 2xx on the container's host port, probed from its start:
+        the very address nginx sends requests to. The image's HEALTHCHECK is not waited for (its first
+        run comes one interval after the start, 2 s for the sample app, and it probes from inside the
+        container, not the path traffic takes); its word only counts against: unhealthy is not ready.
+        An exited container fails the wait at once."""
+        url = f"http://127.0.0.1:{box.port}{self.t.config.app.health_path}"
+        with _probing():
+            answered = self.t.host.http_ok(url)
         state = self.api.inspect_container(box.id)["State"]
         if state["Status"] in ("exited", "dead"):
             logs = self.api.logs(box.id, tail=5).decode("utf-8", "replace").strip()
@@ -518,12 +552,13 @@ class _Session:
             raise StepFailed(f"{box.line()} exited with code {state.get('ExitCode')} before it was healthy"
                              f" (last log lines: {_short(logs, 300) or 'none'}); {undone}; {self.state()}",
                              ("look at the container's log and fix the image or its environment",))
+        probe = f"GET {url} {'answered 2xx' if answered else 'did not answer 2xx'}"
         health = state.get("Health")
-        if health:
-            log = (health.get("Log") or [{}])[-1]
-            return health["Status"] == "healthy", f"health {health['Status']}: {str(log.get('Output', '')).strip()}"
-        url = f"http://127.0.0.1:{box.port}{self.t.config.app.health_path}"
-        return self.t.host.http_ok(url), f"GET {url} did not answer 2xx"
+        if not health:
+            return answered, probe
+        log = (health.get("Log") or [{}])[-1]
+        said = f"{probe}; health {health['Status']}: {str(log.get('Output', '')).strip()}".rstrip(": ")
+        return answered and health["Status"] != "unhealthy", said
 
     def put_back(self) -> str:
         """_undo for a cancel: says so, rather than fail again, when the engine refuses or is gone."""
@@ -570,15 +605,44 @@ class _Session:
                 except docker.errors.APIError as err:  # a name is a convenience: traffic is switched already
                     self.on_line(f"could not rename {container['Names'][0]} to {wanted}: {_short(str(err))}")
 
-    def _drain(self) -> None:
-        if self.t.target.drain_s:
-            self.on_line(f"draining for {self.t.target.drain_s:g}s")
-            pause(self.t.target.drain_s)
+    def _drain(self, boxes: list[Box]) -> None:
+        """After a switch away from `boxes`: until nginx has no connection left to them (requests its old
+        workers began run to their end), counted on the host, once the reload has surely taken effect
+        (NEW_WORKERS_S, DRAIN_SETTLE_S); at most drain_s in all. If nothing can be counted (`ss` cannot
+        run), drain_s whole, as a fixed wait."""
+        limit = self.t.target.drain_s
+        if not limit or not boxes:
+            return
+        ports = {b.port for b in boxes}
+        serving = {s.port for s in self.after if not s.down} - ports
+        start = time.monotonic()
+        new_seen: float | None = None
+        while True:
+            with _probing():
+                counts = connections_to(self.t.host, sorted(ports | serving))
+            now = time.monotonic()
+            elapsed = now - start
+            if counts is None:
+                self.on_line(f"draining for {limit:g}s (`ss` could not count connections on {self.t.host.where})")
+                pause(max(limit - elapsed, 0.0))
+                return
+            if new_seen is None and any(counts[p] for p in serving):
+                new_seen = now
+            left = sum(counts[p] for p in ports)
+            effective = (now - new_seen >= NEW_WORKERS_S) if new_seen is not None else elapsed >= DRAIN_SETTLE_S
+            if left == 0 and effective:
+                self.on_line(f"drained after {elapsed:.2f}s: nginx has no connection left to"
+                             f" {', '.join(f':{p}' for p in sorted(ports))}")
+                return
+            if elapsed >= limit:
+                self.on_line(f"drain_s ({limit:g}s) is over with {left} connection(s) still open: stopping anyway")
+                return
+            pause(min(DRAIN_POLL_S, limit - elapsed))
 
     def _retire(self, boxes: list[Box], why: str) -> None:
         live = [b for b in boxes if b.running]
         if live:
-            self._drain()
+            self._drain(live)
         for box in live:
             self.api.stop(box.id, timeout=self.t.target.stop_timeout_s)
             self.on_line(f"stopped {box.line()}: {why}")

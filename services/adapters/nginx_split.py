@@ -384,6 +384,29 @@ def listening_ports(host: Host) -> set[int]:
     return ports
 
 
+def connections_to(host: Host, ports: list[int]) -> dict[int, int] | None:
+    """TCP connections open or opening to 127.0.0.1:PORT, per port of `ports`, on the host: nginx's requests
+    to those upstream servers in flight (and its idle keepalive ones). `ss` (iproute2), run as an argument
+    list like every remote command; None if it cannot run (then nothing can be counted).
+
+    The client side (dport) only: nginx runs on the Docker host (the upstream file names 127.0.0.1), so
+    each of its upstream connections shows there once, whatever network the container is on."""
+    counts = dict.fromkeys(sorted(set(ports)), 0)
+    if not counts:
+        return counts
+    ports_filter = [word for port in counts for word in ("or", "dport", "=", f":{port}")][1:]
+    code, output = host.run(["ss", "-Htn", "state", "established", "state", "syn-sent",
+                             "dst", "127.0.0.1", "(", *ports_filter, ")"])
+    if code != 0:
+        return None
+    for row in output.splitlines():
+        fields = row.split()
+        peer = fields[-1].rsplit(":", 1)[-1] if fields else ""
+        if peer.isdigit() and int(peer) in counts:
+            counts[int(peer)] += 1
+    return counts
+
+
 def host_for(docker_url: str) -> Host:
     return SshHost(docker_url) if docker_url.startswith("ssh://") else LocalHost()
 

@@ -6,10 +6,14 @@ sends requests through nginx (a new connection each) all along, and must see no 
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import signal
 import subprocess
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -220,6 +224,53 @@ def test_an_image_without_healthcheck_is_checked_over_http(
     target.deploy(f"{repository}:nocheck", lines.append)
     assert any("healthy after" in line for line in lines), lines
     wait_until(lambda: get_version(nginx) == "nocheck", timeout=5, what="nginx to serve nocheck")
+
+
+def _seconds(lines: list[tuple[float, str]], text: str) -> float:
+    """N from the first log line that says `text` N s ("... healthy after 0.3s", "drained after 1.52s: ...")."""
+    found = next(re.search(rf"{text} ([0-9.]+)s", line) for _at, line in lines if re.search(rf"{text} [0-9.]+s", line))
+    assert found is not None
+    return float(found[1])
+
+
+def test_ready_at_the_first_health_answer_and_the_drain_waits_for_requests_in_flight(
+        make_target: Callable[..., DockerHostTarget], repository: str, nginx: Nginx) -> None:
+    """A deploy switches once GET health_path answers, long before the image's HEALTHCHECK first runs
+    (2 s); then the old container serves what it has begun: a 3 s request through nginx, begun before
+    the switch, ends 200 from the old version, and the old one is stopped only after it. With nothing in
+    flight the drain ends soon after the reload, far inside drain_s (20 s here)."""
+    target = make_target(env={"LATENCY_MS": "3000"}, drain_s=20)  # GET / takes 3 s; /api/health answers at once
+    first_deploy(target, f"{repository}:1.0.0", nginx)
+    answers: list[tuple[int, str, float]] = []
+
+    def slow_request() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=30)
+        try:
+            connection.request("GET", "/")
+            answer = connection.getresponse()
+            answers.append((answer.status, json.loads(answer.read())["version"], time.monotonic()))
+        finally:
+            connection.close()
+
+    lines: list[tuple[float, str]] = []
+    in_flight = threading.Thread(target=slow_request)
+    with Traffic(nginx) as traffic:
+        in_flight.start()
+        time.sleep(0.3)  # it has reached the 1.0.0 container
+        target.deploy(f"{repository}:2.0.0", lambda line: lines.append((time.monotonic(), line)))
+        in_flight.join(10)
+    traffic.check()
+    assert [(status, version) for status, version, _at in answers] == [(200, "1.0.0")], lines
+    stopped = next(at for at, line in lines if line.startswith("stopped "))
+    assert answers[0][2] <= stopped, "the old container was stopped before its request ended"
+    assert _seconds(lines, "healthy after") < 2.0, lines  # not the HEALTHCHECK's first run
+    assert _seconds(lines, "drained after") < 20, lines
+
+    lines = []
+    with Traffic(nginx) as traffic:  # nothing long in flight: the drain ends soon after the new workers run
+        target.deploy(f"{repository}:1.0.0", lambda line: lines.append((time.monotonic(), line)))
+    traffic.check()
+    assert _seconds(lines, "drained after") < 2.0, lines
 
 
 def test_unreachable_engine(make_target: Callable[..., DockerHostTarget], docker_url: str) -> None:

@@ -86,7 +86,9 @@ def rig_docker_target(nginx: RigNginx, docker_url: str, low_port: int, *, reload
     """A Docker host target on the rig: 20 host ports from `low_port`, short timeouts, the split
     through the `nginx` fixture's nginx (reloaded by `reload` if given)."""
     split = nginx_split(nginx.upstream_file, upstream=nginx.upstream, reload=reload or nginx.reload)
-    quick = {"ready_timeout_s": 20, "stop_timeout_s": 2, "drain_s": 0.3}
+    # drain_s is a bound: the drain ends when nginx has no connection left to the old container, so the
+    # tests' traffic checks that count, not a sleep.
+    quick = {"ready_timeout_s": 20, "stop_timeout_s": 2, "drain_s": 5}
     return docker_target(split, docker_url=docker_url, ports=(low_port, low_port + 19), **{**quick, **more})
 
 
