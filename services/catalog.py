@@ -55,7 +55,10 @@ def build_operation(services: Services, kind: str, env: str, params: dict[str, A
     ids = [step.id for step in operation.steps]
     at = ids.index(spec.confirm_before) if spec.confirm_before in ids else None if spec.confirm_before else 0
     confirmed = at is not None and "confirm" in ids[:at]
-    if production and spec.changes_env and not spec.destructive and at is not None and not confirmed:
-        caveat = deploy.failing_caveat(services, env) if kind in PUTS_AN_IMAGE_LIVE else None
-        operation.steps.insert(at, confirm_step(services, env, spec.title, caveat=caveat))
+    if spec.changes_env and not spec.destructive and at is not None and not confirmed:
+        if production:
+            caveat = deploy.failing_caveat(services, env) if kind in PUTS_AN_IMAGE_LIVE else None
+            operation.steps.insert(at, confirm_step(services, env, spec.title, caveat=caveat))
+        elif kind in PUTS_AN_IMAGE_LIVE:
+            operation.steps.insert(at, deploy.confirm_if_failing(services, env, spec.title))
     return after_deploy.attach(services, env, operation)  # a deploy, release or rollback is watched after

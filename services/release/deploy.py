@@ -16,7 +16,7 @@ from services.core.audit import who
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import Change, Deploy, Plan, Revision
 from services.core.references import check_reference, check_tag, digest_of, pinned, unpinned, version_of
-from services.environments.health import failing_dependencies, named
+from services.environments.health import Check, failing_dependencies, named
 from services.migrations.lint import lint_migrations
 
 if TYPE_CHECKING:
@@ -137,15 +137,26 @@ def deploy(services: Services, env: str, params: dict[str, Any]) -> Operation:
 def failing_caveat(services: Services, env: str) -> Callable[[StepContext], str]:
     """For a confirmation before an image goes live (deploy, rollback, a release or canary in
     production): a warning when the app's PostgreSQL or Redis fails now, as it asks."""
+    return lambda ctx: _warn_failing(ctx, failing_dependencies(services, env))
 
-    def caveat(ctx: StepContext) -> str:
-        failing = failing_dependencies(services, env)
-        if not failing:
-            return ""
-        ctx.log(f"failing dependency: {named(failing)}")
-        return f"\nFAILING dependency: {named(failing)}. The new version may not start healthy."
 
-    return caveat
+def confirm_if_failing(services: Services, env: str, title: str) -> Step:
+    """Outside production a release or canary goes on unasked, unless the app's PostgreSQL or Redis
+    fails now: then it asks first, naming it, as a deploy does."""
+    failing: list[Check] = []
+
+    def healthy(ctx: StepContext) -> str | None:
+        failing[:] = failing_dependencies(services, env)
+        return None if failing else "PostgreSQL and Redis answer: nothing to ask outside production"
+
+    return confirm_step(services, env, title, unless=healthy, caveat=lambda ctx: _warn_failing(ctx, failing))
+
+
+def _warn_failing(ctx: StepContext, failing: list[Check]) -> str:
+    if not failing:
+        return ""
+    ctx.log(f"failing dependency: {named(failing)}")
+    return f"\nFAILING dependency: {named(failing)}. The new version may not start healthy."
 
 
 def deploy_steps(services: Services, env: str, action_name: str) -> list[Step]:

@@ -170,8 +170,8 @@ async def test_release_on_development(make_ui_app: Any, messages: Messages) -> N
 
         assert outcome(screen).startswith("SUCCEEDED")
         steps = runbook(screen).status
-        assert list(steps) == ["check-test", "check-type-check", "check-lint", "build", "policy", "push", "deploy",
-                              "record", "health"]
+        assert list(steps) == ["check-test", "check-type-check", "check-lint", "build", "policy", "push", "confirm",
+                              "deploy", "record", "health"]
         assert set(steps.values()) == {StepStatus.DONE}
         lines = build_log(screen)
         assert lines[0] == "--- Release 1.5.0 to development ---"

@@ -11,7 +11,7 @@ from test_config import ENV, example_with, load_error
 
 from console import cli
 from services.core import config
-from services.core.events import Outcome
+from services.core.events import Outcome, StepFinished
 from services.core.ports import Reading
 from services.environments.health import HealthBoard, check, judge
 from services.factory import EXAMPLE_CONFIG, build, load_config
@@ -100,14 +100,33 @@ def test_an_answer_that_is_not_ok_fails_as_failing_not_unreachable() -> None:
     ("rollback", "staging", {}),
     ("release", "production", {}),
     ("canary", "production", {"version": "1.4.2"}),
+    ("release", "staging", {}),
+    ("canary", "development", {"version": "1.4.2"}),
 ])
-def test_rollback_and_production_releases_and_canaries_name_a_failing_dependency_too(
+def test_rollback_and_releases_and_canaries_name_a_failing_dependency_too(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, env: str, params: dict[str, str]) -> None:
     services = sandbox_services(tmp_path, monkeypatch)
     services.probes(env).down.add("postgres")  # type: ignore[attr-defined]
     result, _, asked = run(services, kind, env, params, typed=None)
     assert result.outcome is Outcome.DECLINED, result.detail
     assert "\nFAILING dependency: postgres (unreachable" in asked[-1].prompt, asked[-1].prompt
+
+
+@pytest.mark.parametrize(("kind", "env", "params"), [
+    ("release", "staging", {}),
+    ("canary", "development", {"version": "1.4.2"}),
+])
+def test_outside_production_a_release_or_canary_asks_only_when_a_dependency_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, env: str, params: dict[str, str]) -> None:
+    services = sandbox_services(tmp_path, monkeypatch)
+    result, events, asked = run(services, kind, env, params, typed=None)
+    # The canary's promotion asks as it always did, at its end: nothing else asks.
+    assert [q.prompt.split("?")[0] for q in asked] == (["Promote the canary to stable in development"]
+                                                        if kind == "canary" else [])
+    first_confirm = next(e for e in events if isinstance(e, StepFinished) and e.step_id == "confirm")
+    assert first_confirm.detail == "PostgreSQL and Redis answer: nothing to ask outside production"
+    # A release goes through; the canary stops at its promotion, declined by this test's answer.
+    assert result.outcome is (Outcome.SUCCEEDED if kind == "release" else Outcome.DECLINED), result.detail
 
 
 def test_what_a_probe_read_is_masked_before_any_face_shows_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

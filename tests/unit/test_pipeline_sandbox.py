@@ -47,7 +47,7 @@ def test_release_runs_checks_build_policy_push_deploy(services: Services) -> Non
     result, events, asked = run(services, "release", "development", typed="yes")
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
-    assert steps(events) == [*CHECKS, "build", "policy", "push", "deploy", "record", "health"]
+    assert steps(events) == [*CHECKS, "build", "policy", "push", "confirm", "deploy", "record", "health"]
     assert asked == [] or all(not q.free_text for q in asked)
     lines = logs(events, "policy")
     assert [text.split(":")[0] for text, _ in lines] == [
