@@ -169,22 +169,25 @@ def _action_parser(subparsers: Any, command: str, kind: str, title: str, with_pa
 
 def _help_short_of_an_action(argv: Sequence[str]) -> bool:
     """`--help` for the console or a group: answered from the action table, without the services."""
-    from console.action_table import commands
-
-    if not {"-h", "--help"} & set(argv):
-        return False
-    words, actions = tuple(word for word in argv if not word.startswith("-")), commands()
-    return not any(words[:n] in actions for n in (1, 2))
+    return bool({"-h", "--help"} & set(argv)) and not _named_kind(_words(argv))
 
 
 def _invoked_kind(rest: Sequence[str]) -> str | None:
     """The action kind the command's words name ("" for a command that is no action); None for
     `completion`, which prints every action's parameters."""
+    words = _words(rest)
+    return None if words[:1] == ("completion",) else _named_kind(words)
+
+
+def _words(argv: Sequence[str]) -> tuple[str, ...]:
+    return tuple(word for word in argv if not word.startswith("-"))
+
+
+def _named_kind(words: tuple[str, ...]) -> str:
+    """The action kind the first one or two words name as a command, or ""."""
     from console.action_table import commands
 
-    words, actions = tuple(word for word in rest if not word.startswith("-")), commands()
-    if words[:1] == ("completion",):
-        return None
+    actions = commands()
     return next((actions[words[:n]] for n in (2, 1) if words[:n] in actions), "")
 
 
