@@ -4,7 +4,6 @@ after the server dropped it, a busy one not waited for, and closed when asked, e
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import psycopg
@@ -12,6 +11,8 @@ import pytest
 from rig.helpers import wait_until
 
 from services.adapters.pg import KeptConnection
+
+LOCK_KEY = 727_001  # an advisory lock key of this file's own
 
 
 def backend(conn: psycopg.Connection[Any]) -> int:
@@ -46,7 +47,7 @@ def test_a_connection_the_server_dropped_while_idle_is_made_again(pg_database: s
     with psycopg.connect(pg_database, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (first,))
     monkeypatch.setattr(KeptConnection, "IDLE_CHECK_S", 0.0)  # idle long enough to be checked
-    time.sleep(0.2)
+    wait_until(lambda: first not in sessions(pg_database), timeout=10, what="the terminated session to end")
     with kept.use() as conn:
         again = backend(conn)
     assert again != first
@@ -54,23 +55,31 @@ def test_a_connection_the_server_dropped_while_idle_is_made_again(pg_database: s
 
 
 def test_a_busy_connection_is_not_waited_for_and_a_close_mid_query_closes_after_it(pg_database: str) -> None:
+    """The query in flight waits on an advisory lock the test holds, so it cannot end by itself: close()
+    returning at all proves it did not wait for it."""
     kept = KeptConnection(pg_database)
     started, pids = threading.Event(), []
+    holder = psycopg.connect(pg_database, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
 
-    def slow() -> None:
+    def blocked() -> None:
         with kept.use() as conn:
             pids.append(backend(conn))
             started.set()
-            conn.execute("SELECT pg_sleep(1.5)")
+            conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
 
-    worker = threading.Thread(target=slow)
+    worker = threading.Thread(target=blocked)
     worker.start()
-    assert started.wait(10)
-    began = time.monotonic()
-    with kept.use() as conn:  # a second thread: a connection of its own, at once
-        assert backend(conn) != pids[0]
-    kept.close()  # returns at once, the query still running
-    assert time.monotonic() - began < 1.0
-    assert pids[0] in sessions(pg_database)
+    try:
+        assert started.wait(10)
+        with kept.use() as conn:  # a second thread: a connection of its own, at once
+            assert backend(conn) != pids[0]
+        closing = threading.Thread(target=kept.close)
+        closing.start()
+        closing.join(10)
+        assert not closing.is_alive(), "close() waited for the query in flight"
+        assert worker.is_alive() and pids[0] in sessions(pg_database)  # the query still runs
+    finally:
+        holder.close()  # the lock goes with its session: the query ends
     worker.join(10)
     wait_until(lambda: sessions(pg_database) == set(), timeout=10, what="closed as the query ended")
