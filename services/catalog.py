@@ -50,11 +50,12 @@ def build_operation(services: Services, kind: str, env: str, params: dict[str, A
     check_params(spec, params or {})
     operation = spec.build(services, env, dict(params or {}))
     production = services.config.environment(env).production
-    # Destructive ones, and those with their own confirm step before `confirm_before`, confirm
-    # already. A dry run (no `confirm_before` step) changes nothing, so it asks nothing.
+    # Destructive ones, and those with their own confirm step (before `confirm_before` if named),
+    # confirm already: an abort-expand asks once, after checking what it drops. A dry run (no
+    # `confirm_before` step) changes nothing, so it asks nothing.
     ids = [step.id for step in operation.steps]
     at = ids.index(spec.confirm_before) if spec.confirm_before in ids else None if spec.confirm_before else 0
-    confirmed = at is not None and "confirm" in ids[:at]
+    confirmed = at is not None and "confirm" in (ids[:at] if spec.confirm_before else ids)
     if spec.changes_env and not spec.destructive and at is not None and not confirmed:
         if production:
             caveat = deploy.failing_caveat(services, env) if kind in PUTS_AN_IMAGE_LIVE else None

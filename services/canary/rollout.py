@@ -104,7 +104,7 @@ def canary(services: Services, env: str, params: dict[str, Any]) -> Operation:
         *checked,
         Step("start", "Start the canary", start),
         *_monitor_steps(services, env, image, steps=steps),
-        confirm_step(services, env, "Promote the canary to stable"),
+        confirm_step(services, env, "Promote the canary to stable", step_id="confirm-promote"),
         *promoting,
     ], params)
 

@@ -145,13 +145,14 @@ def check_params(spec: Action, params: dict[str, Any]) -> None:
 
 def confirm_step(services: Services, env: str, what: str | Callable[[StepContext], str], title: str = "",
                  unless: Callable[[StepContext], str | None] | None = None,
-                 caveat: Callable[[StepContext], str] | None = None) -> Step:
+                 caveat: Callable[[StepContext], str] | None = None, step_id: str = "confirm") -> Step:
     """A destructive action's first step: production needs its name typed, others a yes.
 
     `what` may be worked out from earlier steps (the revision chosen). A plan step before it
     (ctx.state["plan"]) is summed up in the prompt: what will change. `unless` says why nothing
     needs confirming (the lock is free already), or None: then it asks. `caveat` adds lines to the
-    prompt, worked out as it asks ("" for none): a deploy names a failing dependency.
+    prompt, worked out as it asks ("" for none): a deploy names a failing dependency. `step_id`
+    tells a second confirmation in one operation from the first (a canary's promotion).
     """
     title = title or (what if isinstance(what, str) else "the change")
 
@@ -164,7 +165,7 @@ def confirm_step(services: Services, env: str, what: str | Callable[[StepContext
         confirm_now(services, env, ctx, what_now, plan + (caveat(ctx) if caveat else ""))
         return "confirmed"
 
-    return Step("confirm", f"Confirm: {title}", run)
+    return Step(step_id, f"Confirm: {title}", run)
 
 
 def confirm_now(services: Services, env: str, ctx: StepContext, what: str, more: str = "") -> None:

@@ -170,7 +170,7 @@ def test_observe_mode_only_logs_and_ask_mode_asks_with_a_countdown(services: Ser
     assert [(q.timeout_s, q.default_yes) for q in about_errors] == [(7, True)]  # asked once, not every check
     assert about_errors[0].prompt.endswith("Roll back now?")
     assert any(q.prompt.startswith("judge: FAIL") for q in asked)  # the judge is asked about too
-    assert asked_result.failed_step == "confirm"  # each "no" kept it going; then the promotion was declined
+    assert asked_result.failed_step == "confirm-promote"  # each "no" kept it going; then the promotion was declined
 
 
 class Silent:

@@ -229,6 +229,13 @@ def test_declined_confirmation(rig: Rig) -> None:
     assert rig.outcomes()[-1].startswith("declined")
 
 
+def test_an_operation_whose_step_ids_repeat_is_refused_before_anything_runs(rig: Rig) -> None:
+    calls: list[str] = []
+    with pytest.raises(ValueError, match="step ids repeat: confirm"):
+        rig.runner.run(op([ok("confirm", calls), ok("apply", calls), ok("confirm", calls)]), rig.emit, lambda q: "yes")
+    assert calls == [] and rig.journal.recent(5) == []
+
+
 @pytest.mark.parametrize(("typed", "outcome"), [
     ("prod", Outcome.DECLINED),
     ("Production", Outcome.DECLINED),

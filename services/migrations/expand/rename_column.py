@@ -149,7 +149,7 @@ class RenameColumnPhase(Phase):
         return [self.step("check", f"Check that {new} equals {old} everywhere", check),
                 self.step("not-null", f"Carry NOT NULL over to {new} (check, validate)", carry_not_null),
                 confirm_step(self.services, self.env,
-                             f"Drop {p.table}.{old} for good (the app must read {new} now)"),
+                             f"Drop {p.table}.{old} for good (the app must read {new} now)", step_id="confirm-drop"),
                 self.step("drop", f"DROP trigger, function and {old}", drop)]
 
     def abort_expand(self) -> list[Step]:
