@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import kubernetes
@@ -20,6 +21,7 @@ from conftest import Nginx
 from rig import config_builder as toml
 from rig.opkit import finished, logs, run, steps
 from rig.sample_app import build_derived
+from rig.tcp_count import CountingRelay
 from rig.traffic import Traffic, get_version, shares
 
 from console import cli
@@ -29,6 +31,7 @@ from services.catalog import build_operation
 from services.core import config as config_module
 from services.core.events import Event, Finished, LogLine, Outcome, StepStarted
 from services.core.operations import Result
+from services.environments.overview import environment_rows
 
 INIT = 'CREATE TABLE "Item" ("id" INTEGER PRIMARY KEY, "legacy" TEXT);\n'
 DROP_LEGACY = 'ALTER TABLE "Item" DROP COLUMN "legacy";\n'
@@ -141,6 +144,33 @@ def test_cancel_during_the_health_wait_puts_back_and_is_resumable(
     assert left == [("1.0.0", "running")]  # the broken one is removed: put back as a failed deploy is
     assert get_version(nginx) == "1.0.0"
     assert services.audit.tail(1)[0]["outcome"].startswith("cancelled: ")
+
+
+def test_the_environments_pane_over_ssh_opens_one_connection_for_the_session(
+        tmp_path: Path, nginx: Nginx, repository: str, ssh_docker_url: str, pg_database: str,
+        docker_client: Any) -> None:
+    """The pane's read (environment_rows, what its 2 s poll calls) of an ssh:// Docker host, polled before
+    and after a deploy, with the console's own services: one SSH connection for the whole session,
+    counted where the sshd accepts them (a relay in front of it)."""
+    sshd = urlsplit(ssh_docker_url)
+    with CountingRelay((str(sshd.hostname), int(sshd.port or 22))) as relay:
+        low = 21000 + (uuid.uuid4().int % 400) * 20
+        app_dir = toml.staging_app(tmp_path / "app", nginx, f"ssh://{sshd.username}@127.0.0.1:{relay.port}", low,
+                                   name=f"rc-ops-{uuid.uuid4().hex[:8]}", image=repository)
+        config = config_module.load(app_dir / "release.toml", {"TEST_DB": pg_database})
+        services = factory.build(config, state=app_dir / "state")
+        try:
+            assert environment_rows(services, ["staging"])[0].error is None
+            assert run(services, "deploy", "staging", {"version": "1.0.0"}, typed="yes")[0].outcome \
+                is Outcome.SUCCEEDED
+            for _ in range(5):
+                [row] = environment_rows(services, ["staging"])
+                assert (row.version, row.ready, row.error, row.drift) == ("1.0.0", "1/1", None, ())
+            assert relay.accepted == 1
+        finally:
+            services.close()
+            for container in docker_client.containers.list(all=True, filters={"label": f"{APP}={config.app.name}"}):
+                container.remove(force=True)
 
 
 def test_canary_start_step_promote_through_nginx(services: factory.Services, nginx: Nginx) -> None:

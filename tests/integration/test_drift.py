@@ -16,13 +16,12 @@ import pytest
 from conftest import Nginx
 from rig import config_builder as toml
 from rig.helpers import KubeAPI
-from rig.kube_cluster import SPLITS, V1, V2, Cluster, Lines, N, release_config
+from rig.kube_cluster import SECRETS, SPLITS, V1, V2, Cluster, Lines, N, release_config
 from rig.opkit import run
 
 from console import cli
 from services import factory
 from services.adapters.docker_target import APP
-from services.adapters.kube_target import KubernetesDeployTarget
 from services.core import config as config_module
 from services.core.events import Outcome
 from services.core.ports import Revision
@@ -144,16 +143,36 @@ def merge_patch(kube_api: KubeAPI, path: str, body: dict[str, Any], manager: str
 @pytest.mark.kube
 @pytest.mark.parametrize("split", SPLITS)
 def test_replicas_and_a_weight_changed_through_the_api_show_as_drift(
-        tmp_path: Path, kube_api: KubeAPI, namespace: str, split: str) -> None:
+        tmp_path: Path, kube_api: KubeAPI, namespace: str, split: str, pg_database: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each hand change is read by the target, shown in the environments pane's rows and by `status`, and
+    fails `status --check-drift`; the console setting them again leaves none."""
     cluster = Cluster(kube_api)
-    config = release_config(tmp_path, cluster.url, namespace, split, cluster.ready_timeout_s, kube_api.token)
-    target = KubernetesDeployTarget(config, "staging")
+    config = release_config(tmp_path, cluster.url, namespace, split, cluster.ready_timeout_s, kube_api.token,
+                            database=pg_database)
+    for name, value in {**SECRETS, "TEST_DB": pg_database, "XDG_STATE_HOME": str(tmp_path / "xdg-state")}.items():
+        monkeypatch.setenv(name, value)  # what the CLI reads release.toml's ${VAR}s from
+    if kube_api.token:
+        monkeypatch.setenv("KUBE_TOKEN", kube_api.token)
+    services = factory.build(config, state=tmp_path / "state")
+    target = services.target("staging")
     recorded = Revision(1, V1, "", "deploy-bot", 0.0)
+
+    def shown() -> tuple[str, ...]:
+        """The drift as the pane shows it, after `status --check-drift` was asked for it too."""
+        [row] = environment_rows(services, ["staging"])
+        code = cli.main(["--config", str(tmp_path / "release.toml"), "status", "--env", "staging", "--check-drift"])
+        out = capsys.readouterr().out
+        assert code == (cli.EXIT_FAILED if row.drift else cli.EXIT_OK), out
+        assert all(line in out for line in row.drift), (out, row.drift)
+        return row.drift
+
     try:
         target.deploy(V1, Lines())
         target.scale(3, Lines())  # the console's own /scale write is its own
         target.start_canary(V2, 10, Lines())
         assert not compare("staging", target.status(), recorded)
+        assert shown() == ()
 
         apps = "/apis/apps/v1/namespaces/" + namespace
         merge_patch(kube_api, f"{apps}/deployments/{N}-stable/scale", {"spec": {"replicas": 5}}, "kubectl")
@@ -161,6 +180,8 @@ def test_replicas_and_a_weight_changed_through_the_api_show_as_drift(
         assert status.desired == 5
         [line] = compare("staging", status, recorded).lines
         assert line.startswith("replicas 5 set by kubectl at ") and line.endswith(", not by the console")
+        [row_line] = shown()
+        assert row_line.startswith("replicas 5 set by kubectl at ")
 
         resource, name, obj = cluster.split_object(namespace, split)
         assert obj is not None
@@ -176,10 +197,13 @@ def test_replicas_and_a_weight_changed_through_the_api_show_as_drift(
             merge_patch(kube_api, path, {"metadata": {"annotations": annotations}}, "kubectl-edit")
         lines = compare("staging", target.status(), recorded).lines
         assert len(lines) == 2 and lines[1].startswith(f"weight 60% set in {obj['kind']} {name} by kubectl-edit at ")
+        assert [line.split(" at ")[0] for line in shown()] == [
+            "replicas 5 set by kubectl", f"weight 60% set in {obj['kind']} {name} by kubectl-edit"]
+        assert [r for r in services.audit.tail(50) if r["action"] == "drift"], "the drift was not audited"
 
         target.scale(3, Lines())  # the console sets them again: no drift left
         target.set_weight(10, Lines())
         assert not compare("staging", target.status(), recorded)
+        assert shown() == ()
     finally:
-        target.close()
-
+        services.close()

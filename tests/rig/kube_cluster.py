@@ -156,16 +156,18 @@ def env_of(dep: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def release_config(tmp_path: Path, api_url: str | None, namespace: str, split: str, ready_timeout_s: int = 5,
-                   token: str | None = None) -> Any:
+                   token: str | None = None, database: str | None = None) -> Any:
     """release.toml for one staging environment on Kubernetes: the API at api_url with the bearer token (the
-    emulator's); without api_url, the kubeconfig's cluster."""
+    emulator's); without api_url, the kubeconfig's cluster. The history and the audit's table are in `database`
+    (a DSN, read as ${TEST_DB}); without it, at an address nobody serves."""
     target = toml.kubernetes_target(namespace, api_url=api_url, token=toml.secret("KUBE_TOKEN") if api_url else None,
                                     traffic_split=split, host="food.example.test", gateway="public-gateway",
                                     ready_timeout_s=ready_timeout_s)
+    database_url = toml.secret("TEST_DB" if database else "STAGING_DATABASE_URL")
     staging = toml.environment(
-        api_url="https://staging.food.example.test/api", database_url=toml.secret("STAGING_DATABASE_URL"),
+        api_url="https://staging.food.example.test/api", database_url=database_url,
         redis_url=toml.secret("STAGING_REDIS_URL"), log_level="warn", target=target,
         features={"analytics": True, "notifications": False, "experimental_features": True})
     return toml.release({"staging": staging}, name=N, image=REPO, app={"port": 3000, "health_path": "/api/health"},
                         canary={"stable_replicas": 9, "canary_replicas": 1}).load(
-        tmp_path / "release.toml", {**SECRETS, "KUBE_TOKEN": token or SECRETS["KUBE_TOKEN"]})
+        tmp_path / "release.toml", {**SECRETS, "KUBE_TOKEN": token or SECRETS["KUBE_TOKEN"], "TEST_DB": database or ""})
