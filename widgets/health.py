@@ -1,4 +1,5 @@
-"""Dependency health on screen: the marks, the sparklines, and the detail screen (`h` from the list)."""
+"""Dependency health on screen: the marks, the sparklines, and the environment's detail screen (`h` from
+the list): its dependencies in full, then its containers' or pods' CPU and memory."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Label, Static
 
+from services.core.container import Services
 from services.environments.health import EnvironmentHealth, HealthBoard, Status
 from widgets.colours import tone
+from widgets.resources import ResourceTable
 
 # The sign as well as the colour: NO_COLOR terminals still tell them apart.
 MARK: dict[str, tuple[str, str]] = {"ok": ("✓", "$success"), "warn": ("!", "bold $warning"),
@@ -33,7 +36,8 @@ def dependency_line(board: HealthBoard, health: EnvironmentHealth, width: int = 
 
 
 class HealthScreen(Screen[None]):
-    """One environment's health in full: each dependency's status, reasons, facts and history.
+    """One environment's health in full: each dependency's status, reasons, facts and history, and
+    below them its resource use (polled at the health interval, only while this screen shows).
 
     A screen, not a modal: a modal draws the screen under it too, so each of the list's 2 s
     updates would send the whole terminal again. The list goes on polling health while it shows."""
@@ -50,14 +54,16 @@ class HealthScreen(Screen[None]):
     """
     BINDINGS = [Binding("escape,h,q", "dismiss_modal", "Close", id="health.close")]
 
-    def __init__(self, board: HealthBoard, env: str) -> None:
+    def __init__(self, board: HealthBoard, env: str, services: Services) -> None:
         super().__init__()
-        self.board, self.env = board, env
+        self.board, self.env, self.services = board, env, services
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Label(f"Health: {self.env}", classes="title")
             yield Static(id="health-body")
+            yield Label("Resource use", classes="title")
+            yield ResourceTable(self.services, self.env, self.services.config.health.interval_s, id="resources")
             yield Label("refreshed every poll · Esc closes", classes="hint")
 
     def on_mount(self) -> None:

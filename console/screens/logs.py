@@ -1,9 +1,9 @@
 """The logs screen (`l` on the main screen): the selected environment's app logs, stable and canary
 merged with a prefix, followed live, with since (`s`), role (`r`), filter (`F`) and search (`/`); and a
-small CPU and memory table above them, polled every few seconds while the screen shows.
+small CPU and memory table above them (widgets/resources.py), polled every few seconds while the screen shows.
 
-Services run in named thread workers: the follow reads lines into a buffer that a 100 ms timer writes
-in one batch; the resource poll is scheduled only after the last one finished."""
+The follow runs in a named thread worker and reads lines into a buffer that a 100 ms timer writes
+in one batch."""
 
 from __future__ import annotations
 
@@ -12,14 +12,12 @@ import threading
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from services.core.container import Services
-from services.core.observe import UsageReport
-from services.environments.logs import Line, follow_logs, parse_since, resource_use
+from services.environments.logs import Line, follow_logs, parse_since
 from widgets.app_logs import AppLogPane
 from widgets.banner import SandboxBanner
 from widgets.resources import ResourceTable
@@ -38,11 +36,6 @@ class LogsScreen(Screen[None]):
         Binding("F", "filter", "Filter", id="logs.filter"),
     ]
 
-    class Usage(Message):
-        def __init__(self, report: UsageReport | None, error: str = "") -> None:
-            super().__init__()
-            self.report, self.error = report, error
-
     def __init__(self, services: Services, env: str, seed: int = 7) -> None:
         super().__init__()
         self.services, self.env, self.seed = services, env, seed
@@ -55,14 +48,13 @@ class LogsScreen(Screen[None]):
         yield Header()
         if self.services.sandbox:
             yield SandboxBanner(self.seed, self.services.time_scale)
-        yield ResourceTable(id="resources")
+        yield ResourceTable(self.services, self.env, USAGE_POLL_S, id="resources")
         yield AppLogPane(id="app-logs")
         yield Footer()
 
     def on_mount(self) -> None:
         self.set_interval(BATCH_S, self.drain)
         self.restart()
-        self.poll_usage()
 
     def on_unmount(self) -> None:
         self.cancel.set()
@@ -104,24 +96,6 @@ class LogsScreen(Screen[None]):
 
     def action_filter(self) -> None:
         self.query_one(AppLogPane).open_filter()
-
-    # --- resource use ---------------------------------------------------------------------------
-
-    @work(thread=True, exclusive=True, group="resources", exit_on_error=False)
-    def poll_usage(self) -> None:
-        try:
-            self.post_message(self.Usage(resource_use(self.services, self.env)))
-        except Exception as err:  # noqa: BLE001 - shown in the table's note; the logs go on
-            self.post_message(self.Usage(None, f"{type(err).__name__}: {err}"))
-
-    def on_logs_screen_usage(self, message: Usage) -> None:
-        table = self.query_one(ResourceTable)
-        if message.report is not None:
-            table.show(message.report)
-        else:
-            table.failed(message.error)
-        if self.is_attached:
-            self.set_timer(USAGE_POLL_S, self.poll_usage)
 
     @on(Worker.StateChanged)
     def worker_failed(self, event: Worker.StateChanged) -> None:

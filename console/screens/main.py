@@ -243,7 +243,7 @@ class MainScreen(Screen[None]):
             self.poll_health()
 
     def action_health_detail(self) -> None:
-        self.app.push_screen(HealthScreen(self.health, self.selected_env))
+        self.app.push_screen(HealthScreen(self.health, self.selected_env, self.services))
 
     @work(thread=True, exclusive=True, group="pane-data", exit_on_error=False)
     def load_panes(self) -> None:

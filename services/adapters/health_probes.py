@@ -36,8 +36,13 @@ SELECT current_setting('server_version'), current_setting('max_connections')::in
        pg_database_size(current_database()), pg_is_in_recovery(),
        (SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication),
        (SELECT count(*) FROM pg_stat_replication),
-       CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END
 """
+# A replica's lag: 0 once it replayed all it received, else the age of the last transaction it replayed
+# (on an idle primary that age grows with no lag at all, hence the LSN comparison first). A primary's:
+# its replicas' worst replay_lag, which PostgreSQL sets back to NULL once they caught up and it is idle.
 
 
 def _ms_since(start: float) -> float:
@@ -76,7 +81,7 @@ def probe_postgres(dsn: str, timeout_s: float) -> Reading:
                "longest_transaction_s": round(longest, 1), "blocked": float(waiting)}
     facts = [f"PostgreSQL {version}", f"connections {used}/{max_conn}", f"longest transaction {longest:.1f} s",
              f"database size {_size(size)}"]
-    worst_lag = replay_age if replica else lag
+    worst_lag = replay_age if replica else (lag or 0.0) if replicas else None
     if worst_lag is not None:
         numbers["replication_lag_s"] = round(worst_lag, 1)
         where = "this is a replica" if replica else f"{replicas} replicas"

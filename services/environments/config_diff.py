@@ -1,4 +1,4 @@
-"""Two environments' settings side by side: flags, log level, where their URLs point (host and
+"""Two environments' settings side by side: flags, log level, where their URLs point (host, port and
 database only), target, replicas and canary, with what differs marked.
 
 A read: nothing is changed or audited. URLs never show a user, password or query: only where they
@@ -27,19 +27,26 @@ class DiffRow:
         return self.left != self.right
 
 
-def where(url: str | SecretStr) -> str:
-    """Where a URL points, without its user, password, query or fragment: host[:port][/path]."""
+def where(url: str | SecretStr, scheme: bool = True) -> str:
+    """Where a URL points, without its user, password, query or fragment: scheme://host[:port][/path],
+    or without `scheme` host[:port][/database] only.
+
+    The app's URLs are shown without their scheme: a `${VAR}`'s whole value is a masking literal, so
+    a URL that carries no password (a staging Redis, say) would come out as the literal itself and be
+    masked whole, on both sides, its difference lost. Host and database never equal that literal."""
     text = url.get_secret_value() if isinstance(url, SecretStr) else url
     parts = urlsplit(text)
     try:
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:  # an unparsable port: say so rather than show the raw text
+        parts.port  # noqa: B018 - raises on an unparsable port
+    except ValueError:  # say so rather than show the raw text
         return "(not a URL)"
-    if not host:
+    if not parts.hostname:
         return "(not a URL)"
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+    # The host and port as written (urlsplit's hostname is lower-cased): a registered secret that sits
+    # in a host name must still match the masking choke point's literal, case and all.
+    host_port = parts.netloc.rpartition("@")[2]
+    located = f"{host_port}{parts.path.rstrip('/')}"
+    return f"{parts.scheme}://{located}" if scheme else located
 
 
 def settings(config: ReleaseConfig, env: str) -> dict[str, str]:
@@ -49,9 +56,9 @@ def settings(config: ReleaseConfig, env: str) -> dict[str, str]:
         "production": _yes_no(environment.production),
         "log_level": environment.log_level,
         **{f"features.{name}": _yes_no(on) for name, on in environment.features.model_dump().items()},
-        "api_url": where(environment.api_url),
-        "database_url": where(environment.database_url),
-        "redis_url": where(environment.redis_url),
+        "api_url": where(environment.api_url, scheme=False),
+        "database_url": where(environment.database_url, scheme=False),
+        "redis_url": where(environment.redis_url, scheme=False),
         **_target(environment),
         **_canary(config, environment),
     }

@@ -1,7 +1,7 @@
 """The app's logs and resource use on Kubernetes, through the real `kubernetes` client against the rig's
 emulator: pods found by the target's labels, their log endpoint read and followed (lines the test
 plants), masked and cleaned; CPU and memory from metrics.k8s.io when the cluster serves it, and a plain
-"metrics-server is not installed" when it answers 404."""
+"metrics-server is not installed" when it answers 404, in `top` and in the environment's detail (`h`)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,22 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
 from rig.helpers import KubeAPI, wait_until
 from rig.kube_cluster import SECRETS, N, release_config
+from textual.widgets import DataTable, Label
 
 from console import cli
+from console.app import make_app
+from console.screens.main import MainScreen
 from services import factory
 from services.core.container import Services
 from services.environments.logs import Line, follow_logs, resource_use
+from widgets.health import HealthScreen
+from widgets.resources import ResourceTable
 
 DB_SECRET = SECRETS["STAGING_DATABASE_URL"]
 
@@ -112,3 +118,44 @@ def test_resource_use_without_and_with_metrics_server(services: Services, pods: 
     assert present.note == "" and present.source == "metrics.k8s.io"
     assert [(r.source, r.role, r.cpu_percent, r.memory_bytes) for r in present.rows] == [
         (f"{N}-stable-a", "stable", 25.0, 64 << 20), (f"{N}-canary-a", "canary", 150.0, 1 << 30)]
+
+
+@pytest.mark.asyncio
+async def test_the_environments_detail_says_when_metrics_server_is_absent_then_shows_the_pods(
+        pods: str, kube_emulator: KubeAPI, config_path: Path, tmp_path: Path) -> None:
+    """The console itself (not the sandbox) on the emulator: `h` opens staging's detail, whose resource
+    table reads metrics.k8s.io through the real client and says plainly that metrics-server is absent;
+    once the cluster serves it, the table's next poll shows the app's pods."""
+    emulator = kube_emulator.emulator
+    assert emulator is not None
+    emulator.metrics_server = False
+    app = make_app(factory.load_config(str(config_path), False), sandbox=False, state=tmp_path / "tui-state")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.query("#env-table"),
+                        "the main screen")
+            await pilot.press("h")
+            await until(pilot, lambda: isinstance(app.screen, HealthScreen), "the environment's detail")
+            table = app.screen.query_one(ResourceTable)
+            note = table.query_one("#resources-note", Label)
+            await until(pilot, lambda: "metrics-server is not installed" in str(note.render()), "the plain note")
+            assert table.query_one(DataTable).row_count == 0
+            emulator.plant_metrics(pods, f"{N}-stable-a", "app", "250m", "64Mi")
+            emulator.metrics_server = True
+            table.poll()
+            cells = table.query_one(DataTable)
+            await until(pilot, lambda: cells.row_count, "the pods' figures")
+            rows = {str(cells.get_row_at(i)[0]): [str(cell) for cell in cells.get_row_at(i)]
+                    for i in range(cells.row_count)}
+            assert rows[f"{N}-stable-a"] == [f"{N}-stable-a", "stable", "25.0%", "64.0MiB"]
+            assert "other-app-a" not in rows  # another app's pod in the namespace
+            assert str(note.render()) == "CPU and memory from metrics.k8s.io"
+    finally:
+        emulator.metrics_server = False  # the console closes its services as it quits
+
+
+async def until(pilot: Any, predicate: Any, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)

@@ -18,7 +18,7 @@ class PrivateRedis:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is missing: run the tests through tests/rig/run, which installs it")
-        self.port, self.password = free_port(), password
+        self.port, self.password, self.directory = free_port(), password, directory
         directory.mkdir(parents=True, exist_ok=True)
         self.log = directory / "redis.log"
         config = directory / "redis.conf"

@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.screen import Screen
+from textual.widgets import DataTable
 from uikit import ready, text_of, wait_for
 
 from console.app import ReleaseConsole
+from services.core.observe import Usage, UsageReport
 from widgets.environments import EnvironmentsPane
 from widgets.health import HealthScreen
+from widgets.resources import ResourceTable
 
 CALM = 30.0
 Snap = Callable[..., bool]
@@ -48,6 +51,14 @@ def test_health_detail_modal(snap_compare: Snap, make_ui_app: Callable[..., Rele
         await staging(pilot)
         await pilot.press("h")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, HealthScreen), "the health detail")
+        table = pilot.app.screen.query_one("#resources-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "staging's resource use")  # two stable replicas
+        # The sandbox's CPU figures follow its running clock: the layout is drawn with fixed ones.
+        widget = pilot.app.screen.query_one(ResourceTable)
+        widget.every_s = 3600
+        widget.show(UsageReport((Usage("staging-stable-0", "stable", 12.5, 100 << 20, 512 << 20),
+                                 Usage("staging-stable-1", "stable", 7.0, 120 << 20, 512 << 20)), "sandbox"))
+        await pilot.pause()
 
     assert snap_compare(make_ui_app(CALM), terminal_size=(80, 24), run_before=run_before)
 

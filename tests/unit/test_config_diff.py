@@ -31,19 +31,21 @@ ENV = {
     ("redis://:pw@cache:6379/0", "redis://cache:6379/0"),
     ("https://api.example.com/", "https://api.example.com"),
     ("postgresql://u@[::1]:5432/food", "postgresql://[::1]:5432/food"),
+    ("postgresql://u:p@DB.Example.com:5432/food", "postgresql://DB.Example.com:5432/food"),
     ("host=db dbname=food password=pw", "(not a URL)"),
     ("postgresql://db:99999/food", "(not a URL)"),
 ])
 def test_where_keeps_only_the_scheme_host_port_and_path(url: str, shown: str) -> None:
     assert where(url) == shown
+    assert where(url, scheme=False) == shown.partition("://")[2] or shown == "(not a URL)"
 
 
 def test_staging_and_production_differ_where_the_example_says() -> None:
     rows = {row.key: row for row in diff(config.load(EXAMPLE, ENV), "staging", "production")}
     assert (rows["production"].left, rows["production"].right) == ("no", "yes")
-    assert rows["database_url"].left == "postgresql://staging-db:5432/food"
-    assert rows["database_url"].right == "postgresql://prod-db.internal:6432/food"
-    assert rows["redis_url"].right == "rediss://prod-redis:6380/1" and rows["redis_url"].differs
+    assert rows["database_url"].left == "staging-db:5432/food"
+    assert rows["database_url"].right == "prod-db.internal:6432/food"
+    assert rows["redis_url"].right == "prod-redis:6380/1" and rows["redis_url"].differs
     assert not rows["features.analytics"].differs
     assert rows["replicas"].differs and rows["canary.replicas"].left == rows["canary.replicas"].right
 
@@ -76,3 +78,36 @@ def test_an_unknown_environment_is_a_usage_error(capsys: pytest.CaptureFixture[s
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert cli.main(["--sandbox", "config", "diff", "staging", "prod"]) == cli.EXIT_USAGE
     assert "unknown environment 'prod'" in capsys.readouterr().err
+
+
+def test_a_secret_in_a_host_name_stays_masked(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`where` keeps the host, and a host can hold a registered secret (here the signing key, in its
+    case): the rows, the text and the JSON pass the masking choke point and never show it."""
+    env = {**ENV, "STAGING_REDIS_URL": f"redis://signing-{SECRET}.cache.internal:6379/0"}
+    rows = {row.key: row for row in diff(config.load(EXAMPLE, env), "staging", "production")}
+    assert rows["redis_url"].left == "**********.cache.internal:6379/0"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for extra in ([], ["--json"]):
+        assert cli.main(["--config", str(EXAMPLE), "config", "diff", "staging", "production", *extra]) == cli.EXIT_OK
+        out = capsys.readouterr().out
+        assert "cache.internal:6379/0" in out and SECRET not in out and SECRET.lower() not in out
+
+
+def test_a_url_without_a_password_shows_where_it_points_and_differs(capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ${VAR} URL with nothing secret in it (staging's and production's Redis here) is itself a masking
+    literal: shown with its scheme it came out "**********" on both sides, unmarked. Host and database
+    are shown, and marked as differing, in the rows and through the CLI's masking stream."""
+    env = {**ENV, "REDIS_URL": "redis://prod-redis:6379/0"}
+    rows = {row.key: row for row in diff(config.load(EXAMPLE, env), "staging", "production")}
+    assert (rows["redis_url"].left, rows["redis_url"].right) == ("staging-redis:6379/0", "prod-redis:6379/0")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["--config", str(EXAMPLE), "config", "diff", "staging", "production"]) == cli.EXIT_OK
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "redis_url" in line]
+    assert line.startswith("* redis_url") and "staging-redis:6379/0" in line and "prod-redis:6379/0" in line
