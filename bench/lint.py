@@ -9,9 +9,9 @@ Figures, each the median of ROUNDS in-process runs of lint_migrations over the s
 and the engine's import in a fresh interpreter (pglast's import, paid on the first lint only).
 
 With RC_PG_DSN (the rig: `bash tests/rig/run --exec uv run --frozen python bench/lint.py`), in the same run:
-  with estimates cold/cached   the same lint plus the database step of `migrate lint` (lint_live.against):
-                               every table the findings name exists, with rows, ANALYZEd, in a bench
-                               database; one catalog query per lint
+  pglast + estimates, cold/cached  the same lint plus the database step of `migrate lint` (lint_live.against):
+                                   every table the findings name exists, with rows, ANALYZEd, in a bench
+                                   database; one catalog query per lint
   lock rates                   the MB/s that lint_live's lock estimates divide by: a rewrite (ALTER COLUMN
                                TYPE int -> bigint), a validation scan (ADD CHECK) and an index build (CREATE
                                INDEX) of a RATE_ROWS-row Prisma-shaped table with two indexes, each the median
@@ -172,7 +172,7 @@ def main() -> int:
     for name, times in figures.items():
         median = statistics.median(times)
         ratio = f"  {median / yardstick:5.2f}x regex" if "import" not in name else ""
-        print(f"{name:34} median {median * 1000:6.1f} ms  (min {min(times) * 1000:6.1f}, max "
+        print(f"{name:38} median {median * 1000:6.1f} ms  (min {min(times) * 1000:6.1f}, max "
               f"{max(times) * 1000:6.1f}){ratio}")
     if admin:
         for work, mb_s in rates.items():
@@ -219,8 +219,8 @@ def with_estimates(dsn: str, files: list[tuple[str, str]]) -> dict[str, list[flo
         print(f"with estimates: {len(tables)} live tables, {sum(f.size_bytes is not None for f in findings)} "
               f"findings with estimates, {sum(f.blocking for f in findings)} blocking")
         run = lambda: against(database, lint.lint_migrations(files), scripts, 10)  # noqa: E731
-        return {"with estimates, cold (cache emptied)": timed(run, lint_parse._cache.clear),
-                "with estimates, cached": timed(run)}
+        return {"pglast + estimates, cold": timed(run, lint_parse._cache.clear),
+                "pglast + estimates, cached": timed(run)}
     finally:
         database.close()
 

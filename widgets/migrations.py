@@ -56,8 +56,8 @@ class MigrationsPane(TablePane[MigrationRecord]):
         logs = f"\n{item.logs}" if item.logs else ""
         # Blocking ones first, as in the summary: at 80x24 what comes last is below the fold.
         mine = sorted((f for f in self.findings if f.migration == item.name), key=_first)
-        lint = "".join(f"\n{GLYPH[f.level]} {f.rule} (line {f.line}): {f.message}\n  safer: {f.safer}"
-                       + (f"\n  database: {f.note}" if f.note else "") for f in mine)
+        lint = "".join(f"\n{GLYPH[f.level]} {f.rule} (line {f.line}): {f.message}"
+                       + (f"\n  database: {f.note}" if f.note else "") + f"\n  safer: {f.safer}" for f in mine)
         if item.state in ("pending", "rolled_back"):
             return f"{item.name}\npending{lint or ', lint clean'}"
         return f"{item.name}\napplied {applied}, took {took}\nchecksum {item.checksum[:16]}…{logs}"
@@ -68,11 +68,13 @@ def _first(finding: Finding) -> int:
 
 
 def _estimate(finding: Finding) -> str:
-    """` ~1,520 rows, 0.2 MB`: the table's estimates, short; the detail has the rest."""
+    """` ~1.2k rows`: the table's estimated rows, short (an 80x24 pane); the detail has the rest."""
     if finding.size_bytes is None:
         return ""
-    rows = "? rows" if finding.estimated_rows is None else f"~{finding.estimated_rows:,} rows"
-    return f" {rows}, {finding.size_bytes / 1e6:.1f} MB"
+    rows = finding.estimated_rows
+    shown = "?" if rows is None else f"~{rows / 1e6:.1f}M" if rows >= 1e6 else f"~{rows / 1e3:.1f}k" if rows >= 1e3 \
+        else str(rows)
+    return f" {shown} rows"
 
 
 def lint_summary(pane: MigrationsPane, findings: list[Finding], pending: int) -> Text:

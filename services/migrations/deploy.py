@@ -91,9 +91,9 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
         for finding in findings:
             ctx.log(f"{finding.label} {finding.migration}:{finding.line} {finding.rule}: {finding.message}",
                     "info" if finding.info else "warning")
-            ctx.log(f"  safer: {finding.safer}")
             if finding.note:
                 ctx.log(f"  database: {finding.note}")
+            ctx.log(f"  safer: {finding.safer}")
         blocking = [f for f in findings if f.blocking]
         if blocking and production:
             ctx.ask_reason(f"{len(blocking)} blocking lint findings in PRODUCTION. Give a reason to override.")
