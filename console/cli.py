@@ -723,9 +723,10 @@ def _migrations_of(args: argparse.Namespace, services: Services) -> int:
 
     if args.group_command == "lint":
         findings = lint_pending(services, args.env)
-        _emit(args, [f.__dict__ for f in findings], "\n".join(
-            f"{'BLOCKING' if f.blocking else 'warning '} {f.migration}:{f.line} {f.rule}\n"
-            f"  {f.message}\n  safer: {f.safer}" for f in findings) or "no findings")
+        _emit(args, [{**f.__dict__, "level": f.level} for f in findings], "\n".join(
+            f"{f.label:<8} {f.migration}:{f.line} {f.rule}\n  {f.message}"
+            + (f"\n  database: {f.note}" if f.note else "") + f"\n  safer: {f.safer}" for f in findings)
+            or "no findings")
         return EXIT_FAILED if any(f.blocking for f in findings) else EXIT_OK
     records = services.database(args.env).status()
     lines = [f"{'MIGRATION':<44} {'STATE':<14} {'APPLIED':<17} TOOK"]

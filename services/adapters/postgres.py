@@ -31,12 +31,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import SecretStr
 
-from services.adapters import prisma
+from services.adapters import postgres_catalog, prisma
 from services.adapters.bounded import Watchdog, never
 from services.adapters.pg import KeptConnection, connect, long_running, short_running
 from services.core.masking import mask
 from services.core.operations import Cancelled, StepFailed, pause
-from services.core.ports import DumpTool, MigrationRecord, OnLine, Readable, Writable
+from services.core.ports import DumpTool, MigrationRecord, OnLine, Readable, TableSize, Writable
 from services.core.private import open_private
 
 # The console's own shared records are not the app's data: a restore must not roll back the audit
@@ -234,6 +234,10 @@ class PostgresMigrations:
             row = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
                 sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(table)) for table in present))).fetchone()
         return {table: int(count) for table, count in zip(present, row or (), strict=True)}
+
+    def table_sizes(self, tables: Iterable[str]) -> dict[str, TableSize]:
+        with self._short() as conn:
+            return postgres_catalog.table_sizes(conn, tables)
 
     def reindex(self, table: str) -> None:
         with self._short() as conn:

@@ -516,6 +516,9 @@ class MigrationsConfig(Strict):
     integrity_tables: list[str] = ["Ingredient", "Category", "User"]
     reindex_tables: list[str] = ["Ingredient", "Category", "User"]
     lock_wait_s: float = Field(30, gt=0, description="how long to wait for Prisma's migration lock")
+    lint_blocking_mb: float = Field(
+        10, ge=0, description="a lint finding that locks a table for a scan, rewrite or index build stays "
+                              "blocking from this size on (MB, indexes and TOAST included); below it, a warning")
 
 
 class DatabaseConfig(Strict):

@@ -169,6 +169,15 @@ class MigrationRecord:
 
 
 @dataclass(frozen=True)
+class TableSize:
+    """A table's size as the catalog has it, for the lint's estimates (partitions summed)."""
+
+    rows: int | None  # pg_class.reltuples: an estimate (ANALYZE, VACUUM); None: never analyzed
+    total_bytes: int  # heap, TOAST and indexes: what a rewrite writes again
+    heap_bytes: int  # the heap (pg_relation_size): what a scan or an index build reads; 0: no row since creation
+
+
+@dataclass(frozen=True)
 class StoredObject:
     key: str
     size: int
@@ -277,6 +286,8 @@ class MigrationDatabase(Protocol):
     def apply(self, name: str, on_line: OnLine) -> MigrationRecord: ...
     def resolve(self, name: str, applied: bool) -> str: ...
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...
+    # Catalog estimates of the tables that exist (absent ones left out): read-only, bounded, no row read.
+    def table_sizes(self, tables: Iterable[str]) -> dict[str, TableSize]: ...
     def reindex(self, table: str) -> None: ...
     def dump_tool(self) -> DumpTool: ...  # refuses (StepFailed) a pg_dump older than the server
     # A pg_dump custom archive into sink; returns the server version. `cancelled` is polled: a cancel

@@ -14,7 +14,8 @@ from services.backups.verify import check_backup, restore_from_store
 from services.core.actions import Param, action, confirm_step
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import MigrationDatabase, MigrationRecord
-from services.migrations.lint import Finding, created_tables, lint_migrations
+from services.migrations.lint import Finding, counts, created_tables, lint_migrations
+from services.migrations.lint_live import against
 
 if TYPE_CHECKING:
     from services.core.container import Services
@@ -28,10 +29,13 @@ def pending(records: list[MigrationRecord]) -> list[str]:
 
 
 def lint_pending(services: Services, env: str, records: list[MigrationRecord] | None = None) -> list[Finding]:
-    """Lint the pending migrations; pass `records` when the status was just read, to not read it twice."""
+    """Lint the pending migrations, with the database's estimates of their tables (lint_live); pass
+    `records` when the status was just read, to not read it twice."""
     database = services.database(env)
     todo = set(pending(database.status() if records is None else records))
-    return lint_migrations([(name, sql) for name, sql in database.scripts() if name in todo])
+    batch = [(name, sql) for name, sql in database.scripts() if name in todo]
+    return against(database, lint_migrations(batch), [sql for _, sql in batch],
+                   services.config.migrations.lint_blocking_mb)
 
 
 def check_history(records: list[MigrationRecord]) -> None:
@@ -85,14 +89,16 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
     def lint(ctx: StepContext) -> str:
         findings = lint_pending(services, env)
         for finding in findings:
-            kind = "BLOCKING" if finding.blocking else "warning"
-            ctx.log(f"{kind} {finding.migration}:{finding.line} {finding.rule}: {finding.message}", "warning")
+            ctx.log(f"{finding.label} {finding.migration}:{finding.line} {finding.rule}: {finding.message}",
+                    "info" if finding.info else "warning")
+            if finding.note:
+                ctx.log(f"  database: {finding.note}")
             ctx.log(f"  safer: {finding.safer}")
         blocking = [f for f in findings if f.blocking]
         if blocking and production:
             ctx.ask_reason(f"{len(blocking)} blocking lint findings in PRODUCTION. Give a reason to override.")
         ctx.state["lint"] = [f"{f.migration}:{f.line} {f.rule}" for f in findings]
-        return f"{len(blocking)} blocking, {len(findings) - len(blocking)} warnings" if findings else "clean"
+        return counts(findings) if findings else "clean"
 
     def backup(ctx: StepContext) -> str:
         records = database.status()

@@ -25,6 +25,28 @@ class Finding:
     message: str  # what is wrong and why it hurts
     safer: str  # the safer alternative, concretely
     blocking: bool  # blocking findings need an override with a reason in production
+    table: str = ""  # the table the statement locks, as the catalog names it; "" for the whole migration
+    # With the environment's database (lint_live): the table's estimates, and why the level is what it is.
+    info: bool = False  # downgraded to information: the table is empty, or absent (not blocking then)
+    estimated_rows: int | None = None  # estimated rows (pg_class.reltuples); None: unknown or not read
+    size_bytes: int | None = None  # table, TOAST and indexes (pg_total_relation_size); None: not read
+    estimated_lock_s: float | None = None  # ESTIMATED seconds the lock is held (lint_live's rates); None: not read
+    note: str = ""  # what the database says about the table, or why there are no estimates
+
+    @property
+    def level(self) -> str:
+        return "blocking" if self.blocking else "info" if self.info else "warning"
+
+    @property
+    def label(self) -> str:
+        """BLOCKING, warning or info, as the deploy's log and `migrate lint` print it."""
+        return self.level.upper() if self.blocking else self.level
+
+
+def counts(findings: list[Finding]) -> str:
+    """`2 blocking, 1 warnings`, plus `, 3 info` when findings were downgraded."""
+    blocking, info = sum(f.blocking for f in findings), sum(f.info for f in findings)
+    return f"{blocking} blocking, {len(findings) - blocking - info} warnings" + (f", {info} info" if info else "")
 
 
 # Rule id -> blocking.
@@ -56,8 +78,8 @@ def lint_migrations(migrations: Iterable[tuple[str, str]]) -> list[Finding]:
     from services.migrations.lint_engine import Linter
 
     linter = Linter()
-    return [Finding(rule, name, st.line, st.display, message, safer, RULES[rule])
-            for name, sql in migrations for st, (rule, message, safer) in linter.lint(sql)]
+    return [Finding(rule, name, st.line, st.display, message, safer, RULES[rule], table)
+            for name, sql in migrations for st, (rule, message, safer), table in linter.lint(sql)]
 
 
 def created_tables(scripts: Iterable[str]) -> set[str]:

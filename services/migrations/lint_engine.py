@@ -22,9 +22,10 @@ class Linter:
         # VALIDATE in the same transaction.
         self.not_valid: dict[tuple[str, str], int] = {}
 
-    def lint(self, sql: str) -> list[tuple[Parsed, r.Issue]]:
-        """Each issue of one migration, with its statement, in statement order."""
-        found: list[tuple[Parsed, r.Issue]] = []
+    def lint(self, sql: str) -> list[tuple[Parsed, r.Issue, str]]:
+        """Each issue of one migration, with its statement and the table the statement locks ("" for
+        an issue of the whole migration, or a statement on no table), in statement order."""
+        found: list[tuple[Parsed, r.Issue, str]] = []
         self.not_valid = {}
         statements = parse(sql)
         timeout = warned = False
@@ -33,10 +34,11 @@ class Linter:
             locks, issues = self._statement(st)
             if len(statements) > 1 and (what := _concurrently(st.node or {})):
                 issues.append(r.concurrently_in_transaction(what))
+            table = _target(st.node or {})
+            found += [(st, issue, table) for issue in issues]
             if locks and not timeout and not warned:
                 warned = True
-                issues.insert(0, r.MISSING_LOCK_TIMEOUT)
-            found += [(st, issue) for issue in issues]
+                found.insert(len(found) - len(issues), (st, r.MISSING_LOCK_TIMEOUT, ""))
         return found
 
     def _statement(self, st: Parsed) -> tuple[bool, list[r.Issue]]:
@@ -184,6 +186,19 @@ def _rewrite(table: str, col: str, type_name: str, constraints: list[Tree]) -> r
         if c["contype"] == "CONSTR_DEFAULT" and (call := r.volatile_call(c.get("raw_expr"))):
             return r.rewrite(table, col, f"the volatile DEFAULT {call}", backfill)
     return None
+
+
+def _target(stmt: Tree) -> str:
+    """The table a statement locks, as the catalog names it: an ALTER, CREATE INDEX, RENAME or the first
+    table of a DROP TABLE; "" for any other statement."""
+    if not stmt:
+        return ""
+    kind, node = next(iter(stmt.items()))
+    if kind in ("IndexStmt", "AlterTableStmt", "RenameStmt"):
+        return r.rel(node.get("relation"))
+    if kind == "DropStmt" and node.get("removeType") == "OBJECT_TABLE":
+        return next((r.last_name(o.get("items")) for o in r.nodes(node.get("objects"), "List")), "")
+    return ""
 
 
 def _concurrently(stmt: Tree) -> str:

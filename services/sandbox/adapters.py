@@ -35,6 +35,7 @@ from services.core.ports import (
     SetWeight,
     StartCanary,
     StoredObject,
+    TableSize,
     TargetStatus,
     Writable,
 )
@@ -379,6 +380,12 @@ class SandboxMigrations:
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
         with self.world.lock:
             return {t: self.state.rows.get(t, 0) for t in tables}
+
+    def table_sizes(self, tables: Iterable[str]) -> dict[str, TableSize]:
+        # The simulated tables: about 160 bytes a row with their indexes, 120 without.
+        with self.world.lock:
+            return {t: TableSize(self.state.rows[t], self.state.rows[t] * 160 + 16384, self.state.rows[t] * 120 + 8192)
+                    for t in tables if t in self.state.rows}
 
     def reindex(self, table: str) -> None:
         time.sleep(self.world.clock.real_seconds(2))
