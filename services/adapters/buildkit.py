@@ -27,7 +27,7 @@ from docker.auth import INDEX_NAME, resolve_repository_name
 from docker.utils import parse_repository_tag
 from pydantic import SecretStr
 
-from services.adapters.buildkit_progress import PlainProgress, RawJsonProgress, Steps
+from services.adapters.buildkit_progress import PlainProgress, RawJsonProgress, Steps, secret_args
 from services.adapters.docker_build import (
     DEFAULT_TIMEOUT_S,
     DockerBuilder,
@@ -134,7 +134,10 @@ class BuildKitBuilder:
     def build(self, request: BuildRequest, on_line: OnLine) -> BuiltImage:
         self.classic.check_request(request)
         on_line(f"BuildKit: {self.cli.describe()}")
-        steps = Steps(on_line)
+        dockerfile = Path(request.dockerfile if os.path.isabs(request.dockerfile)
+                          else Path(request.context) / request.dockerfile)
+        steps = Steps(on_line, secret_args(dockerfile.read_text(encoding="utf-8", errors="replace"),
+                                           request.build_args))
         progress = RawJsonProgress(steps) if self.cli.buildx else PlainProgress(steps)
         local, engine = local_engine(self.classic.engine_url)
         with engine, tempfile.TemporaryDirectory(prefix="rc-buildkit-") as work:  # 0700

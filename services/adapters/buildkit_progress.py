@@ -19,10 +19,11 @@ import binascii
 import json
 import re
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.core.masking import mask_text
+from services.core.masking import MASK, mask_text
 from services.core.operations import StepFailed
 from services.core.ports import OnLine
 
@@ -32,6 +33,15 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _DONE = re.compile(r"^DONE (?P<s>\d+(?:\.\d+)?)s$")
 _OUTPUT = re.compile(r"^\d+\.\d+ (?P<text>.*)$")  # `0.247 text`: a RUN's own output, timestamped
 _CACHE_IMPORT = "importing cache manifest from "
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|KEY|CREDENTIAL", re.I)
+_ARG = re.compile(r"^\s*ARG\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>\S+)", re.I | re.M)
+
+
+def secret_args(dockerfile: str, build_args: Mapping[str, str]) -> list[str]:
+    """The values of secret-looking build args and ARG defaults (quotes and all), to hide from the log."""
+    pairs = [(m["name"], m["value"]) for m in _ARG.finditer(dockerfile)] + list(build_args.items())
+    values = [value for name, value in pairs if _SECRET_NAME.search(name)]
+    return values + [v.strip("\"'") for v in values]
 
 
 @dataclass
@@ -51,12 +61,16 @@ class Step:
 class Steps:
     """What BuildKit reported, by vertex, and the lines the build log shows for it."""
 
-    def __init__(self, on_line: OnLine) -> None:
+    def __init__(self, on_line: OnLine, hidden: Iterable[str] = ()) -> None:
         self._on_line = on_line
+        # This build's own secret-looking ARG values: BuildKit expands them into a RUN's shown name.
+        self._hidden = sorted({v for v in hidden if v}, key=len, reverse=True)
         self.steps: dict[str, Step] = {}
         self.other: deque[str] = deque(maxlen=TAIL_LINES)  # lines outside any vertex: the CLI's own errors
 
     def _say(self, text: str) -> None:
+        for value in self._hidden:
+            text = text.replace(value, MASK)
         self._on_line(mask_text(text))
 
     def _step(self, key: str, name: str) -> Step:
