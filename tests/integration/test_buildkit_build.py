@@ -75,10 +75,12 @@ def test_a_buildkit_build_with_cache_and_secret_mounts_streams_and_pushes(
     assert "steps," in lines[-2] and lines[-1].startswith(f"image {image.id[7:19]}")
     attrs = docker_client.images.get(tag).attrs
     assert {k: attrs["Config"]["Labels"][k] for k in LABELS} == LABELS
-    # A rebuild: every instruction comes from the cache.
+    # A rebuild: every instruction comes from the cache, so the same layers. (The image id may
+    # differ: the inline cache metadata in its config records what the build imported.)
     again = Lines()
-    assert buildkit(engine).build(request(context, tag), again).id == image.id
-    assert any(line == f"{number} CACHED" for line in again), again
+    rebuilt = buildkit(engine).build(request(context, tag), again)
+    assert f"{number} CACHED" in again, again
+    assert docker_client.images.get(rebuilt.id).attrs["RootFS"]["Layers"] == attrs["RootFS"]["Layers"]
     digest = DockerRegistry(engine, None, None).push(image, lambda done, total: None, Lines())
     assert digest.startswith("sha256:")
 
