@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from services.core import config as config_module
 from services.core.audit import AuditLog
-from services.core.config import ReleaseConfig
+from services.core.config import BuildConfig, ReleaseConfig
 from services.core.container import EnvironmentAdapters, Services
 from services.core.journal import Journal, state_dir
 from services.core.locks import FileLocks, LockInfo, OnTakeover, ReleaseLocks
@@ -163,11 +163,13 @@ class _OnFirstUse:
         setattr(self._adapter(), name, value)
 
 
-def _docker_builder(engine_url: str, max_context_mb: int) -> ImageBuilder:
-    def make() -> ImageBuilder:
-        from services.adapters.docker_build import DockerBuilder
+def _docker_builder(build: BuildConfig) -> ImageBuilder:
+    """BuildKit through the docker CLI, or classic (docker-py): the CLIs are asked on the first build."""
 
-        return DockerBuilder(engine_url, max_context_mb)
+    def make() -> ImageBuilder:
+        from services.adapters.buildkit import builder_for
+
+        return builder_for(build)
 
     return cast(ImageBuilder, _OnFirstUse(make))
 
@@ -416,7 +418,7 @@ def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
         config=config, journal=journal,
         audit=audit,
         locks=RoutedLocks(config),
-        builder=_docker_builder(build.engine_url, build.max_context_mb),
+        builder=_docker_builder(build),
         registry=_docker_registry(build.engine_url, build.registry_username, build.registry_password),
         commands=SubprocessCommands(context, config.app.check_timeout_s), store=store, notifier=notifier,
         source=GitSource(context.resolve()), other_stores=[local] if store is not local else [],

@@ -57,11 +57,11 @@ def connect(engine_url: str, timeout: int = DEFAULT_TIMEOUT_S) -> Any:
     try:
         return docker.APIClient(base_url=engine_url, version="auto", timeout=timeout)
     except (docker.errors.DockerException, requests.RequestException, OSError) as err:
-        raise _engine_unreachable(engine_url, err) from None
+        raise engine_unreachable(engine_url, err) from None
 
 
-def open_engine(engine_url: str, timeout: int = DEFAULT_TIMEOUT_S) -> tuple[Any, ExitStack]:
-    """An APIClient for engine_url, and what to close when done with it.
+def local_engine(engine_url: str) -> tuple[str, ExitStack]:
+    """A local URL for engine_url (itself, or unix://SOCKET for ssh://), and what to close when done.
 
     ssh://user@host goes through the `ssh` binary: its forwarded socket (nginx_split's SshHost,
     the Docker host target's tunnel too), not docker-py's ssh support, which needs paramiko.
@@ -72,11 +72,20 @@ def open_engine(engine_url: str, timeout: int = DEFAULT_TIMEOUT_S) -> tuple[Any,
     host = host_for(engine_url)
     stack.callback(host.close)  # a build's own ssh connection ends with it
     try:
-        local = stack.enter_context(host.engine(engine_url))
-        api = connect(local, timeout)
+        return stack.enter_context(host.engine(engine_url)), stack
     except HostLost as err:
         stack.close()
-        raise _engine_unreachable(engine_url, err) from None
+        raise engine_unreachable(engine_url, err) from None
+    except BaseException:
+        stack.close()
+        raise
+
+
+def open_engine(engine_url: str, timeout: int = DEFAULT_TIMEOUT_S) -> tuple[Any, ExitStack]:
+    """An APIClient for engine_url (through local_engine), and what to close when done with it."""
+    local, stack = local_engine(engine_url)
+    try:
+        api = connect(local, timeout)
     except BaseException:
         stack.close()
         raise
@@ -84,7 +93,7 @@ def open_engine(engine_url: str, timeout: int = DEFAULT_TIMEOUT_S) -> tuple[Any,
     return api, stack
 
 
-def _engine_unreachable(engine_url: str, err: BaseException) -> StepFailed:
+def engine_unreachable(engine_url: str, err: BaseException) -> StepFailed:
     where = mask(engine_url)
     return StepFailed(
         f"cannot reach the Docker engine at {where}: {_short(mask(str(err)))}",
@@ -135,10 +144,14 @@ def _file_size(path: Path) -> int:
 
 
 class DockerBuilder:
-    def __init__(self, engine_url: str, max_context_mb: int, timeout: int = DEFAULT_TIMEOUT_S) -> None:
+    """The classic builder. `notice`, when set, is said first in every build's log (why not BuildKit)."""
+
+    def __init__(self, engine_url: str, max_context_mb: int, timeout: int = DEFAULT_TIMEOUT_S,
+                 notice: str = "") -> None:
         self.engine_url = engine_url
         self.max_context_mb = max_context_mb
         self.timeout = timeout
+        self.notice = notice
 
     def inspect(self, image_id: str) -> dict[str, Any]:
         """The image's inspect dict with its history under "History", for the image policy."""
@@ -151,10 +164,9 @@ class DockerBuilder:
             engine.close()
 
     def build(self, request: BuildRequest, on_line: OnLine, nocache: bool = False) -> BuiltImage:
-        if not request.tags:
-            raise StepFailed("nothing to tag: the build request has no tags")
-        context = Path(request.context)
-        self._check_context(context, request.dockerfile)
+        self.check_request(request)
+        if self.notice:
+            on_line(self.notice)
         api, engine = open_engine(self.engine_url, self.timeout)
         try:
             image_id = self._stream_build(api, request, on_line, nocache)
@@ -171,14 +183,13 @@ class DockerBuilder:
             ) from None
         finally:
             engine.close()
-        built = BuiltImage(
-            id=str(attrs["Id"]),
-            size_bytes=int(attrs.get("Size") or 0),
-            layers=len((attrs.get("RootFS") or {}).get("Layers") or []),
-            tags=tuple(request.tags),
-        )
-        on_line(f"image {_id12(built.id)} {built.size_bytes / MB:.1f} MB, {built.layers} layers")
-        return built
+        return built_image(attrs, request.tags, on_line)
+
+    def check_request(self, request: BuildRequest) -> None:
+        """Refused before anything is sent: no tags, no context or Dockerfile, a context too large."""
+        if not request.tags:
+            raise StepFailed("nothing to tag: the build request has no tags")
+        self._check_context(Path(request.context), request.dockerfile)
 
     def _check_context(self, context: Path, dockerfile: str) -> None:
         if not context.is_dir():
@@ -216,6 +227,7 @@ class DockerBuilder:
             forcerm=True,
             nocache=nocache,
             network_mode="host",
+            labels=dict(request.labels) or None,
         )
         for chunk in chunks:
             if "error" in chunk or "errorDetail" in chunk:
@@ -248,6 +260,18 @@ class DockerBuilder:
         if not image_id:
             raise _build_failed(step, "the engine reported no image", tail)
         return image_id
+
+
+def built_image(attrs: Mapping[str, Any], tags: tuple[str, ...], on_line: OnLine) -> BuiltImage:
+    """The BuiltImage of an image's inspect, said in one line of the build log."""
+    built = BuiltImage(
+        id=str(attrs["Id"]),
+        size_bytes=int(attrs.get("Size") or 0),
+        layers=len((attrs.get("RootFS") or {}).get("Layers") or []),
+        tags=tuple(tags),
+    )
+    on_line(f"image {_id12(built.id)} {built.size_bytes / MB:.1f} MB, {built.layers} layers")
+    return built
 
 
 def _build_failed(step: str, detail: str, tail: deque[str]) -> StepFailed:
@@ -319,7 +343,7 @@ class DockerRegistry:
         except docker.errors.APIError as err:
             raise self._push_failed(registry, repository, self._clean(str(err.explanation or err)), progress) from None
         except _BROKEN as err:
-            raise _engine_unreachable(self.engine_url, err) from None
+            raise engine_unreachable(self.engine_url, err) from None
         self._logged_in.add(registry)
 
     def _push_one(self, api: Any, repository: str, tag: str, registry: str, progress: _PushProgress) -> str:
@@ -378,7 +402,7 @@ class DockerRegistry:
                 ) from None
             raise StepFailed(f"cannot look up {reference} in the registry {registry}: {_short(detail)}") from None
         except _BROKEN as err:
-            raise _engine_unreachable(self.engine_url, err) from None
+            raise engine_unreachable(self.engine_url, err) from None
         finally:
             engine.close()
 

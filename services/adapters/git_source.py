@@ -25,6 +25,7 @@ from services.core.references import check_reference
 
 _SEMVER_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 _PULL_REF = re.compile(r"^refs/pull/(\d+)/(?:merge|head)$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
 _TAG_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_TAG = 128  # docker's limit on a tag's length
 GIT_TIMEOUT_S = 30
@@ -111,3 +112,30 @@ class GitSource:
 
     def default_version(self) -> str:
         return ""
+
+    def provenance(self) -> tuple[str, str]:
+        if not is_git_repo(self.context):
+            return "", ""
+        revision = _git(self.context, "rev-parse", "HEAD") or ""
+        env = os.environ if self._env is None else self._env
+        if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY"):  # as docker/metadata-action does
+            source = f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}"
+        else:
+            source = _git(self.context, "remote", "get-url", "origin") or ""
+        return public_url(source), revision if _COMMIT.match(revision) else ""
+
+
+def public_url(remote: str) -> str:
+    """A git remote as the https URL to show in a label, without any user or token; "" if it is none.
+
+    `git@github.com:org/app.git` and `https://x:TOKEN@github.com/org/app.git` both give
+    `https://github.com/org/app`.
+    """
+    if scp := re.match(r"^[\w.-]+@(?P<host>[\w.-]+):(?P<path>[^/][^:]*)$", remote):
+        host, path = scp["host"], scp["path"]
+    elif url := re.match(r"^(?:https?|ssh|git)://(?:[^@/]*@)?(?P<host>[\w.-]+)(?::\d+)?/(?P<path>.+)$", remote):
+        host, path = url["host"], url["path"]
+    else:
+        return ""
+    path = path.removesuffix("/").removesuffix(".git")
+    return f"https://{host}/{path}" if re.fullmatch(r"[\w.-]+(?:/[\w.-]+)+", path) else ""

@@ -107,6 +107,23 @@ class BuildConfig(Strict):
     max_context_mb: int = Field(500, ge=1, description="refuse a larger build context; suggest a .dockerignore")
     require_init: bool = Field(False, description="the image policy asks for an init process (tini)")
     log_dir: str = Field("build-logs", description="where each build's full log is saved")
+    builder: Literal["buildkit", "classic"] = Field(
+        "buildkit", description="buildkit through the docker CLI; classic (docker-py) when no CLI can")
+    docker_cli: str = Field(
+        "docker", min_length=1,
+        description="the docker CLI for BuildKit builds: a path, or a name whose every match on PATH is asked")
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="BuildKit build secrets by id (`RUN --mount=type=secret,id=ID`), as ${VAR}")
+    registry_cache: bool = Field(
+        True, description="BuildKit: inline cache in the pushed image, and --cache-from the tags' previous push")
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_ids(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+                raise ValueError(f"secret id {name!r} must be letters, digits, '.', '_' or '-'")
+        return value
 
 
 class FeatureFlags(Strict):

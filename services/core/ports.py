@@ -34,6 +34,7 @@ class BuildRequest:
     target: str
     build_args: Mapping[str, str]
     tags: tuple[str, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)  # the OCI labels (org.opencontainers.image.*)
 
 
 @dataclass(frozen=True)
@@ -530,6 +531,10 @@ class SourceTree(Protocol):
 
     def default_version(self) -> str:
         """The version to release when none is asked for and git gives none ("" for none)."""
+        ...
+
+    def provenance(self) -> tuple[str, str]:
+        """(the repository's public URL, HEAD's full commit) for the image's OCI labels; "" where unknown."""
         ...
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,14 @@ def image_tags(services: Services, version: str) -> tuple[list[str], str]:
     return [f"{image}:{version}"], f"{image}:{version}"
 
 
+def oci_labels(source: str, revision: str, version: str, created: datetime | None = None) -> dict[str, str]:
+    """The org.opencontainers.image.* labels docker/metadata-action sets; unknown ones are left out."""
+    when = (created or datetime.now(UTC)).astimezone(UTC)
+    labels = {"source": source, "revision": revision, "version": version,
+              "created": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"}
+    return {f"org.opencontainers.image.{name}": value for name, value in labels.items() if value}
+
+
 def _version(services: Services, params: dict[str, Any]) -> str:
     """The tag asked for (checked before anything starts: a ValueError), or none: git tags then."""
     version = str(params.get("version") or services.source.default_version())
@@ -95,7 +104,9 @@ def _image_steps(services: Services, env: str, version: str, push: bool) -> list
             raise StepFailed(str(err), ("pass --version", "check app.context in release.toml")) from None
         for tag in tags:
             ctx.log(f"tag {tag}")
-        request = BuildRequest(str(context_dir(services)), app.dockerfile, app.target, app.build_args, tuple(tags))
+        labels = oci_labels(*services.source.provenance(), deploy_ref.rsplit(":", 1)[1])
+        request = BuildRequest(str(context_dir(services)), app.dockerfile, app.target, app.build_args, tuple(tags),
+                               labels)
         image = services.builder.build(request, ctx.log)
         ctx.state["image"] = {"id": image.id, "size": image.size_bytes, "layers": image.layers,
                               "tags": list(image.tags), "deploy": deploy_ref}

@@ -534,3 +534,6 @@ class SandboxSource:
 
     def default_version(self) -> str:
         return self.VERSION
+
+    def provenance(self) -> tuple[str, str]:
+        return "", ""

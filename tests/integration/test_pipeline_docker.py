@@ -6,6 +6,7 @@ pipeline before anything is built."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import uuid
@@ -77,7 +78,8 @@ def test_push_builds_checks_the_policy_and_pushes_to_the_registry(services: fact
     result, events = run(services, "push", "staging", version="1.5.0")
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     lines = [e.text for e in events if isinstance(e, LogLine)]
-    assert any(line.startswith("Step ") for line in lines)  # the build streamed its steps
+    assert any(line.startswith("BuildKit: ") for line in lines)  # [build] builder defaults to BuildKit
+    assert any(re.match(r"#\d+ \[runner \d+/\d+\] ", line) for line in lines)  # the build streamed its steps
     assert any("PASS non-root user" in line for line in lines) and any("PASS healthcheck" in line for line in lines)
     assert any(isinstance(e, Progress) and e.unit == "MB" and e.done == e.total for e in events)
     name = services.config.app.image.split("/", 1)[1]
