@@ -29,6 +29,7 @@ from pydantic import (
 from services.core import masking
 from services.core.health_config import HealthConfig
 from services.core.notify_config import NotifyConfig
+from services.core.pitr_config import PitrConfig
 from services.core.references import check_kube_name, check_name, check_repository
 
 CONFIG_NAME = "release.toml"
@@ -502,6 +503,7 @@ class BackupPolicy(Strict):
                                        " a table lock before failing, rather than queueing behind a migration")
     dump_timeout_s: float = Field(6 * 3600, gt=0, description="pg_dump is stopped after this long")
     restore_timeout_s: float = Field(6 * 3600, gt=0, description="pg_restore or psql is stopped after this long")
+    pitr: PitrConfig | None = Field(None, description="point-in-time recovery through pgBackRest (pitr_config.py)")
 
     _scratch_database_url = field_validator("scratch_database_url")(_postgres_url)
 
@@ -516,6 +518,8 @@ class MigrationsConfig(Strict):
     integrity_tables: list[str] = ["Ingredient", "Category", "User"]
     reindex_tables: list[str] = ["Ingredient", "Category", "User"]
     lock_wait_s: float = Field(30, gt=0, description="how long to wait for Prisma's migration lock")
+    backup: Literal["dump", "pitr"] = Field("dump", description='what a deploy takes first: a pg_dump, or "pitr":'
+                                            " a pgBackRest backup ([backup.pitr]'s environment only)")
 
 
 class DatabaseConfig(Strict):
@@ -613,6 +617,16 @@ class ReleaseConfig(Strict):
         if self.dev is not None and self.dev.environment not in self.environments:
             raise ValueError(f"[dev] environment {self.dev.environment!r} is not one of [environments]: "
                              f"{', '.join(self.environments)}")
+        return self
+
+    @model_validator(mode="after")
+    def _pitr_environment_known(self) -> ReleaseConfig:
+        pitr = self.backup.pitr
+        if pitr is not None and pitr.environment not in self.environments:
+            raise ValueError(f"[backup.pitr] environment {pitr.environment!r} is not one of [environments]: "
+                             f"{', '.join(self.environments)}")
+        if self.migrations.backup == "pitr" and pitr is None:
+            raise ValueError('[migrations] backup = "pitr" needs a [backup.pitr] section')
         return self
 
     def monitor_policy(self) -> CanaryPolicy:
