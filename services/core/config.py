@@ -518,8 +518,6 @@ class MigrationsConfig(Strict):
     integrity_tables: list[str] = ["Ingredient", "Category", "User"]
     reindex_tables: list[str] = ["Ingredient", "Category", "User"]
     lock_wait_s: float = Field(30, gt=0, description="how long to wait for Prisma's migration lock")
-    backup: Literal["dump", "pitr"] = Field("dump", description='what a deploy takes first: a pg_dump, or "pitr":'
-                                            " a pgBackRest backup ([backup.pitr]'s environment only)")
 
 
 class DatabaseConfig(Strict):
@@ -625,8 +623,6 @@ class ReleaseConfig(Strict):
         if pitr is not None and pitr.environment not in self.environments:
             raise ValueError(f"[backup.pitr] environment {pitr.environment!r} is not one of [environments]: "
                              f"{', '.join(self.environments)}")
-        if self.migrations.backup == "pitr" and pitr is None:
-            raise ValueError('[migrations] backup = "pitr" needs a [backup.pitr] section')
         return self
 
     def monitor_policy(self) -> CanaryPolicy:
