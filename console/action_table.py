@@ -42,6 +42,7 @@ ACTIONS = (
     ActionEntry("backup-pin", "p", "backups", ("backup", "pin"), "Pin a backup to a release, so retention keeps it"),
     ActionEntry("restore-drill", "D", "backups", ("drill",),
                 "Recovery drill: restore a backup into scratch and measure the RTO"),
+    ActionEntry("pitr-backup", "i", "backups", ("pitr", "backup"), "Take a pgBackRest backup (full, diff or incr)"),
     ActionEntry("push", "u", "build", ("push",), "Build the image, check its policy, push it"),
     ActionEntry("build", "U", "build", ("build",), "Build the image and check its policy"),
     ActionEntry("rollback", "R", "build", ("rollback",), "Roll back to an earlier revision"),

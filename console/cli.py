@@ -104,7 +104,8 @@ def parser(with_params: bool = True, config: ReleaseConfig | None = None,
     usage.add_argument("--env", required=True)
     history = sub.add_parser("history", help="an environment's revisions: image, digest, who, when, migration, backup")
     history.add_argument("--env", required=True)
-    readers = {"migrate": ["status", "lint"], "canary": ["trace"], "lock": ["status"], "backup": ["list"]}
+    readers = {"migrate": ["status", "lint"], "canary": ["trace"], "lock": ["status"], "backup": ["list"],
+               "pitr": ["check"]}
     group_parsers = {name: sub.add_parser(name, help=f"{name} {' | '.join([*members, *readers.get(name, [])])}")
                      .add_subparsers(dest="group_command", required=True) for name, members in groups().items()}
     for name in ("status", "lint"):
@@ -119,6 +120,9 @@ def parser(with_params: bool = True, config: ReleaseConfig | None = None,
     dev_cli.add_parser(sub, _confirm_flags)
     listing = group_parsers["backup"].add_parser("list", help="backups in every store: age, size, verified, pinned")
     listing.add_argument("--env")
+    pitr_check = group_parsers["pitr"].add_parser("check", help="archiving works, the stanza, the newest backups and"
+                                                  " the recovery point; exit 1 with the reason when broken")
+    pitr_check.add_argument("--env", required=True)
     for entry in ACTIONS:
         for words in (entry.command, entry.also):
             if words:
@@ -362,6 +366,8 @@ def _dispatch(args: argparse.Namespace, services: Services) -> int:
         return _migrations(args, services)
     if command == "backup" and args.group_command == "list":
         return _backups(args, services)
+    if command == "pitr" and args.group_command == "check":
+        return _pitr_check(args, services)
     if command == "dev":
         from console import dev_cli
 
@@ -753,6 +759,15 @@ def _backups(args: argparse.Namespace, services: Services) -> int:
                      f"{'complete' if e.complete else 'PARTIAL':<9} {verified}{pinned}")
     _emit(args, [e.__dict__ for e in entries], "\n".join(lines))
     return EXIT_OK
+
+
+def _pitr_check(args: argparse.Namespace, services: Services) -> int:
+    from services.backups import pitr
+
+    report = pitr.check(services, args.env, (lambda line: None) if args.json else
+                        (lambda line: print(f"  {line}", file=sys.stderr)))
+    _emit(args, report.as_json(), "\n".join(pitr.describe(report)))
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _lock_status(args: argparse.Namespace, services: Services) -> int:

@@ -22,6 +22,7 @@ from services.core.no_target import NoDeployTarget
 from services.core.notify import Dispatcher, Receiver, Retry, Route
 from services.core.notify_config import PAGERDUTY_URL, NotifyRoute
 from services.core.observe import AppObserver, NoObserver
+from services.core.pitr_port import PitrEngine
 from services.core.ports import (
     AppFiles,
     DependencyProbes,
@@ -229,6 +230,14 @@ def _metrics(config: ReleaseConfig, env: str) -> MetricsSource:
     return metrics_source(config, env)
 
 
+def _pgbackrest(config: ReleaseConfig, env: str) -> PitrEngine:
+    from services.adapters.pgbackrest import PgBackRest
+
+    assert config.backup.pitr is not None  # Services.pitr asks only then
+    return PgBackRest(config.backup.pitr, config.environment(env).database_url.get_secret_value(),
+                      config.database.connect_timeout_s)
+
+
 def _postgres_revisions(config: ReleaseConfig, env: str) -> RevisionLog:
     from services.adapters.postgres_revisions import PostgresRevisions
 
@@ -344,6 +353,7 @@ def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, ti
     from services.sandbox.dev_stack import SandboxDevStack
     from services.sandbox.expand import SandboxSchemaChanges
     from services.sandbox.observe import SandboxObserver
+    from services.sandbox.pitr import SandboxPitr
     from services.sandbox.probes import SandboxProbes
     from services.sandbox.saved import KeptWorld, world_path
 
@@ -379,6 +389,7 @@ def _sandbox(config: ReleaseConfig, journal: Journal, state: Path, seed: int, ti
             files=lambda env: files,
             files_in=lambda directory, env: files,
             observer=lambda env: SandboxObserver(world, env),
+            pitr=lambda env: SandboxPitr(world, env),
         ),
     )
 
@@ -437,5 +448,6 @@ def _real(config: ReleaseConfig, journal: Journal, state: Path) -> Services:
             files=lambda env: _app_files(config, env, base),
             files_in=lambda directory, env: _files_in(config, directory, env),
             observer=lambda env: _observer(config, env),
+            pitr=lambda env: _pgbackrest(config, env),
         ),
     )

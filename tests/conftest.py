@@ -248,6 +248,20 @@ def pg_database(pg_dsn: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.fixture(scope="module")
+def pitr_cluster(rig_dir: Path) -> Iterator[Any]:
+    """A private PostgreSQL 15 cluster of this module, archiving through pgBackRest to a posix repo of its
+    own (rig.pitr_cluster.PitrCluster): own port, stanza and directory; stopped and removed after."""
+    from rig.pitr_cluster import PitrCluster
+
+    try:
+        cluster = PitrCluster(rig_dir)
+    except (RuntimeError, OSError) as err:
+        rig_fail("the PITR cluster (PostgreSQL 15 + pgBackRest)", str(err))
+    yield cluster
+    cluster.remove()
+
+
 # -------------------------------------------------------------------- redis --
 
 

@@ -33,7 +33,7 @@ from pydantic import SecretStr
 
 from services.adapters import postgres_catalog, prisma
 from services.adapters.bounded import Watchdog, never
-from services.adapters.pg import KeptConnection, connect, long_running, short_running
+from services.adapters.pg import KeptConnection, connect, count_rows, long_running, short_running
 from services.core.masking import mask
 from services.core.operations import Cancelled, StepFailed, pause
 from services.core.ports import DumpTool, MigrationRecord, OnLine, Readable, TableSize, Writable
@@ -222,18 +222,11 @@ class PostgresMigrations:
 
     def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
         """The rows of each table that exists, in two queries whatever the number of tables."""
-        wanted = list(dict.fromkeys(tables))
-        if not wanted:
+        wanted = list(tables)
+        if not wanted:  # no connection for nothing to count
             return {}
         with self._short() as conn:
-            found = {row[0] for row in conn.execute(
-                "SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(quote_ident(t)) IS NOT NULL", (wanted,))}
-            present = [table for table in wanted if table in found]
-            if not present:
-                return {}
-            row = conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
-                sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(table)) for table in present))).fetchone()
-        return {table: int(count) for table, count in zip(present, row or (), strict=True)}
+            return count_rows(conn, wanted)
 
     def table_sizes(self, tables: Iterable[str]) -> dict[str, TableSize]:
         with self._short() as conn:

@@ -29,6 +29,7 @@ from pydantic import (
 from services.core import masking
 from services.core.health_config import HealthConfig
 from services.core.notify_config import NotifyConfig
+from services.core.pitr_config import PitrConfig
 from services.core.references import check_kube_name, check_name, check_repository
 
 CONFIG_NAME = "release.toml"
@@ -519,6 +520,7 @@ class BackupPolicy(Strict):
                                        " a table lock before failing, rather than queueing behind a migration")
     dump_timeout_s: float = Field(6 * 3600, gt=0, description="pg_dump is stopped after this long")
     restore_timeout_s: float = Field(6 * 3600, gt=0, description="pg_restore or psql is stopped after this long")
+    pitr: PitrConfig | None = Field(None, description="point-in-time recovery through pgBackRest (pitr_config.py)")
 
     _scratch_database_url = field_validator("scratch_database_url")(_postgres_url)
 
@@ -632,6 +634,14 @@ class ReleaseConfig(Strict):
     def _dev_environment_known(self) -> ReleaseConfig:
         if self.dev is not None and self.dev.environment not in self.environments:
             raise ValueError(f"[dev] environment {self.dev.environment!r} is not one of [environments]: "
+                             f"{', '.join(self.environments)}")
+        return self
+
+    @model_validator(mode="after")
+    def _pitr_environment_known(self) -> ReleaseConfig:
+        pitr = self.backup.pitr
+        if pitr is not None and pitr.environment not in self.environments:
+            raise ValueError(f"[backup.pitr] environment {pitr.environment!r} is not one of [environments]: "
                              f"{', '.join(self.environments)}")
         return self
 

@@ -18,8 +18,9 @@ from services.core.config import ReleaseConfig
 from services.core.journal import Journal
 from services.core.locks import ReleaseLocks
 from services.core.observe import AppObserver, NoObserver
-from services.core.operations import Runner
+from services.core.operations import Runner, StepFailed
 from services.core.oplog import log_path_for
+from services.core.pitr_port import PitrEngine
 from services.core.ports import (
     AppFiles,
     CommandRunner,
@@ -57,6 +58,8 @@ class EnvironmentAdapters:
     files_in: Callable[[Path, str], AppFiles]
     # The app's logs and resource use where it runs (services/environments/logs.py).
     observer: Callable[[str], AppObserver] = NoObserver
+    # pgBackRest and the cluster it archives, for [backup.pitr]'s environment (services/backups/pitr.py).
+    pitr: Callable[[str], PitrEngine] | None = None
 
 
 @dataclass(kw_only=True)
@@ -135,6 +138,15 @@ class Services:
 
     def observer(self, env: str) -> AppObserver:
         return self._adapter("observer", env, self.per_env.observer)
+
+    def pitr(self, env: str) -> PitrEngine:
+        """Point-in-time recovery of `env`: only the environment [backup.pitr] names has it."""
+        settings = self.config.backup.pitr
+        if settings is None or settings.environment != env or self.per_env.pitr is None:
+            where = f"it covers {settings.environment} only" if settings else "there is no [backup.pitr] section"
+            raise StepFailed(f"no point-in-time recovery for {env}: {where}",
+                             ("configure [backup.pitr] in release.toml (see docs/operations.md, dump or PITR)",))
+        return self._adapter("pitr", env, self.per_env.pitr)
 
     def files(self, env: str) -> AppFiles:
         """The environment's app files (its app_dir)."""

@@ -1,0 +1,75 @@
+"""A PostgreSQL cluster read over psycopg for point-in-time recovery: is it in recovery, who is it
+(its system identifier), what does it hold (row counts, keys, applied migrations), and how far
+behind is its WAL archiving (pg_stat_archiver). Every query is bounded as pg.connect bounds it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from psycopg import sql
+
+from services.adapters.pg import connect, count_rows
+from services.core.pitr_port import AppliedMigration, Archiver
+
+
+class PostgresCluster:
+    def __init__(self, dsn: str, description: str, connect_timeout_s: int = 5) -> None:
+        self.dsn, self.description, self.timeout_s = dsn, description, connect_timeout_s
+
+    def describe(self) -> str:
+        return self.description
+
+    def _one(self, query: str) -> Any:
+        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
+            row = conn.execute(query).fetchone()
+        return row[0] if row else None
+
+    def in_recovery(self) -> bool:
+        return bool(self._one("SELECT pg_is_in_recovery()"))
+
+    def system_identifier(self) -> int:
+        return int(self._one("SELECT system_identifier FROM pg_control_system()"))
+
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
+        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
+            return count_rows(conn, tables)
+
+    def keys(self, table: str, limit: int) -> list[str] | None:
+        """The values of a one-column primary key, in order (at most `limit`); None without one."""
+        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
+            columns = [row[0] for row in conn.execute(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
+                " AND a.attnum = ANY(i.indkey) WHERE i.indisprimary AND i.indrelid = to_regclass(quote_ident(%s))",
+                (table,))]
+            if len(columns) != 1:
+                return None
+            rows = conn.execute(sql.SQL("SELECT {key}::text FROM {table} ORDER BY {key} LIMIT {limit}").format(
+                key=sql.Identifier(columns[0]), table=sql.Identifier(table), limit=sql.Literal(limit)))
+            return [str(row[0]) for row in rows]
+
+    def migrations(self) -> list[AppliedMigration]:
+        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
+            if conn.execute("SELECT to_regclass('\"_prisma_migrations\"')").fetchone() in (None, (None,)):
+                return []
+            rows = conn.execute(
+                'SELECT migration_name, extract(epoch FROM started_at), extract(epoch FROM finished_at)'
+                ' FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL'
+                " ORDER BY started_at, migration_name").fetchall()
+        return [AppliedMigration(str(name), float(started), float(finished) if finished is not None else None)
+                for name, started, finished in rows]
+
+    def archiver(self) -> Archiver:
+        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
+            row = conn.execute(
+                "SELECT archived_count, last_archived_wal, extract(epoch FROM last_archived_time), failed_count,"
+                " last_failed_wal, extract(epoch FROM last_failed_time), extract(epoch FROM now())"
+                " FROM pg_stat_archiver").fetchone()
+        assert row is not None  # one row, always
+        archived, last_wal, last_at, failed, failed_wal, failed_at, now = row
+        return Archiver(int(archived), last_wal, _epoch(last_at), int(failed), failed_wal, _epoch(failed_at),
+                        float(now))
+
+
+def _epoch(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,83 @@
+"""`[backup.pitr]` in release.toml: point-in-time recovery through pgBackRest.
+
+pgBackRest does all the WAL work (archive-push from PostgreSQL's archive_command, backup, restore);
+the console only runs it, with argument lists built from these values. One cluster, of one named
+environment, on this host: a remote pgBackRest host (`--pg1-host`, `--repo1-host`) is not driven yet.
+
+    [backup.pitr]
+    environment = "production"          # whose database this cluster is
+    stanza = "main"
+    config = "/etc/pgbackrest/pgbackrest.conf"
+    data_dir = "/var/lib/postgresql/15/main"
+    run_as = ["sudo", "-n", "-u", "postgres", "--"]   # pgBackRest and pg_ctl run as the cluster's owner
+    stop = ["systemctl", "stop", "postgresql@15-main"]   # default: pg_ctl -D data_dir -m fast -w stop
+    start = ["systemctl", "start", "postgresql@15-main"]
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_STANZA = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _argv(value: list[str] | None) -> list[str] | None:
+    """An argument list run as it is (never through a shell): words with no NUL or newline."""
+    for word in value or []:
+        if not word or "\x00" in word or "\n" in word:
+            raise ValueError(f"{word!r} is not a plain argument (empty, or with a NUL or a newline)")
+    return value
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/") or "\x00" in value or "\n" in value:
+        raise ValueError(f"{value!r} must be an absolute path")
+    return value
+
+
+class PitrConfig(_Strict):
+    environment: str = Field(description="the environment whose database this cluster is")
+    stanza: str = Field(description="the pgBackRest stanza")
+    config: str = Field("/etc/pgbackrest/pgbackrest.conf", description="pgBackRest's config file (--config)")
+    repo_path: str | None = Field(None, description="--repo1-path, when not in the config file (a posix repo)")
+    data_dir: str = Field("/var/lib/postgresql/15/main", description="the cluster's data directory")
+    pgbackrest: str = Field("pgbackrest", description="the pgBackRest program")
+    pg_ctl: str = Field("/usr/lib/postgresql/15/bin/pg_ctl", description="pg_ctl: default stop/start, drills")
+    run_as: list[str] = Field(default_factory=list,
+                              description="prefix for pgBackRest and pg_ctl, e.g. sudo -n -u postgres --")
+    stop: list[str] | None = Field(None, description="stops PostgreSQL (default: pg_ctl -D data_dir -m fast -w stop)")
+    start: list[str] | None = Field(None, description="starts PostgreSQL (default: pg_ctl -D data_dir -w start)")
+    log_file: str = Field("/var/log/postgresql/pitr-pg_ctl.log", description="pg_ctl -l of the default start")
+    scratch_dir: str = Field("/var/lib/postgresql/pitr-drills",
+                             description="where drills restore (a fresh directory under it, removed after)")
+    margin_s: float = Field(2.0, ge=0, description='"before migration X" restores to its started_at minus this')
+    command_timeout_s: float = Field(6 * 3600, gt=0, description="each pgBackRest or pg_ctl run is stopped after this")
+    recovery_timeout_s: float = Field(3600, gt=0, description="how long to wait for recovery to end after a restore")
+
+    _argvs = field_validator("run_as", "stop", "start")(_argv)
+    _paths = field_validator("config", "data_dir", "log_file", "scratch_dir", "pg_ctl")(_absolute)
+
+    @field_validator("repo_path")
+    @classmethod
+    def _repo(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute(value)
+
+    @field_validator("stanza")
+    @classmethod
+    def _stanza(cls, value: str) -> str:
+        if not _STANZA.fullmatch(value):
+            raise ValueError(f"stanza {value!r} may use letters, digits, '_', '.' and '-' (64 at most)")
+        return value
+
+    @field_validator("stop", "start")
+    @classmethod
+    def _not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("an argument list with at least the program")
+        return value
