@@ -1,15 +1,12 @@
-"""A PostgreSQL cluster read over psycopg for point-in-time recovery: is it in recovery, who is it
-(its system identifier), what does it hold (row counts, keys, applied migrations), and how far
-behind is its WAL archiving (pg_stat_archiver). Every query is bounded as pg.connect bounds it."""
+"""A PostgreSQL cluster read over psycopg for point-in-time recovery: the migrations it has applied
+(each a point to restore to) and how far behind its WAL archiving is (pg_stat_archiver). Every query
+is bounded as pg.connect bounds it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from psycopg import sql
-
-from services.adapters.pg import connect, count_rows
+from services.adapters.pg import connect
 from services.core.pitr_port import AppliedMigration, Archiver
 
 
@@ -24,29 +21,6 @@ class PostgresCluster:
         with connect(self.dsn, timeout_s=self.timeout_s) as conn:
             row = conn.execute(query).fetchone()
         return row[0] if row else None
-
-    def in_recovery(self) -> bool:
-        return bool(self._one("SELECT pg_is_in_recovery()"))
-
-    def system_identifier(self) -> int:
-        return int(self._one("SELECT system_identifier FROM pg_control_system()"))
-
-    def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
-        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
-            return count_rows(conn, tables)
-
-    def keys(self, table: str, limit: int) -> list[str] | None:
-        """The values of a one-column primary key, in order (at most `limit`); None without one."""
-        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
-            columns = [row[0] for row in conn.execute(
-                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
-                " AND a.attnum = ANY(i.indkey) WHERE i.indisprimary AND i.indrelid = to_regclass(quote_ident(%s))",
-                (table,))]
-            if len(columns) != 1:
-                return None
-            rows = conn.execute(sql.SQL("SELECT {key}::text FROM {table} ORDER BY {key} LIMIT {limit}").format(
-                key=sql.Identifier(columns[0]), table=sql.Identifier(table), limit=sql.Literal(limit)))
-            return [str(row[0]) for row in rows]
 
     def migrations(self) -> list[AppliedMigration]:
         with connect(self.dsn, timeout_s=self.timeout_s) as conn:

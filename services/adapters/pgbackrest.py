@@ -8,16 +8,8 @@ reach an argument; nothing read from pgBackRest's output does.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
-import socket
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-from psycopg.conninfo import make_conninfo
 
 from services.adapters.pg_cluster import PostgresCluster
 from services.core import processes
@@ -26,10 +18,6 @@ from services.core.pitr_config import PitrConfig
 from services.core.pitr_port import BACKUP_TYPES, PitrBackup, StanzaInfo
 from services.core.ports import OnLine
 
-# What recovery_target_time gets: only the shape services/backups/pitr_target.py formats.
-_TARGET = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+00")
-# A drill's directory goes into pg_ctl's -o, which pg_ctl hands to a shell: plain path characters only.
-_PLAIN_PATH = re.compile(r"/[A-Za-z0-9/._-]+")
 INFO_TIMEOUT_S = 120.0
 
 
@@ -61,8 +49,8 @@ class PgBackRest:
             done = processes.run(argv, timeout_s or self.settings.command_timeout_s, on_line=line, what=what)
         except (FileNotFoundError, PermissionError) as err:
             raise StepFailed(f"{what}: cannot run {argv[0]}: {err.strerror}",
-                             ("install pgBackRest (apt-get install pgbackrest) and pg_ctl on this host",
-                              "check [backup.pitr] run_as, pgbackrest and pg_ctl in release.toml")) from None
+                             ("install pgBackRest (apt-get install pgbackrest) on this host",
+                              "check [backup.pitr] run_as and pgbackrest in release.toml")) from None
         if done.code != 0:
             errors = [t.split("ERROR:", 1)[1].strip() for t in said if "ERROR:" in t]
             reason = errors[-1] if errors else "; ".join(t for t in said[-3:] if t.strip()) or "no output"
@@ -90,85 +78,10 @@ class PgBackRest:
         self._run(self._argv(f"--type={backup_type}", "--log-level-console=detail", "backup"), on_line,
                   f"pgbackrest {backup_type} backup")
 
-    def restore(self, target_time: str, on_line: OnLine) -> None:
-        self._run(self._argv("--delta", *_target(target_time), "restore"), on_line, "pgbackrest restore")
-
     # --- the cluster -------------------------------------------------------------------------------
 
     def live(self) -> PostgresCluster:
         return PostgresCluster(self.dsn, f"the live cluster ({self.settings.data_dir})", self.connect_timeout_s)
-
-    def _pg_ctl(self, data_dir: str, *words: str) -> list[str]:
-        return [*self.settings.run_as, self.settings.pg_ctl, "-D", data_dir, *words]
-
-    def _running(self, data_dir: str) -> bool:
-        """pg_ctl status: 0 running, 3 not running; anything else is a problem to say."""
-        argv = self._pg_ctl(data_dir, "status")
-        try:
-            done = processes.run(argv, INFO_TIMEOUT_S, what="pg_ctl status")
-        except (FileNotFoundError, PermissionError) as err:
-            raise StepFailed(f"cannot run {argv[0]}: {err.strerror}", ("check [backup.pitr] pg_ctl and run_as",)) \
-                from None
-        if done.code not in (0, 3):
-            raise StepFailed(f"pg_ctl status exited {done.code}: {(done.stdout + done.stderr).strip()[-300:]}")
-        return done.code == 0
-
-    def stop_database(self, on_line: OnLine) -> None:
-        s = self.settings
-        if s.stop is not None:
-            self._run(list(s.stop), on_line, "the PostgreSQL stop command")
-        elif self._running(s.data_dir):
-            self._run(self._pg_ctl(s.data_dir, "-m", "fast", "-w", "-t", "600", "stop"), on_line, "pg_ctl stop")
-        else:
-            on_line(f"PostgreSQL is not running in {s.data_dir}: nothing to stop")
-
-    def start_database(self, on_line: OnLine) -> None:
-        s = self.settings
-        if s.start is not None:
-            self._run(list(s.start), on_line, "the PostgreSQL start command")
-        elif not self._running(s.data_dir):
-            self._run(self._pg_ctl(s.data_dir, "-l", s.log_file, "-w", "-t", str(int(s.recovery_timeout_s)),
-                                   "start"), on_line, "pg_ctl start")
-        else:
-            on_line(f"PostgreSQL already runs in {s.data_dir}")
-
-    @contextlib.contextmanager
-    def scratch(self, target_time: str, on_line: OnLine) -> Iterator[PostgresCluster]:
-        """Restore into a fresh directory, start it on a free port with archiving off, yield it; then
-        stop it and remove the directory (only this one, which it made)."""
-        s = self.settings
-        if not _PLAIN_PATH.fullmatch(s.scratch_dir):
-            raise StepFailed(f"[backup.pitr] scratch_dir {s.scratch_dir!r} may hold only letters, digits and /._-")
-        directory = f"{s.scratch_dir.rstrip('/')}/drill-{uuid.uuid4().hex[:12]}"
-        port = _free_port()
-        try:
-            self._run([*s.run_as, "mkdir", "-p", "-m", "0700", directory], on_line, "making the drill's directory")
-            self._run(self._argv("--archive-mode=off", *_target(target_time), "restore", pg_path=directory),
-                      on_line, "pgbackrest restore (drill)")
-            options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c archive_mode=off"
-            self._run(self._pg_ctl(directory, "-l", f"{directory}.log", "-o", options, "-w", "-t",
-                                   str(int(s.recovery_timeout_s)), "start"), on_line, "pg_ctl start (drill)")
-            dsn = make_conninfo(self.dsn, host="127.0.0.1", port=str(port))
-            yield PostgresCluster(dsn, f"scratch {directory} on port {port}", self.connect_timeout_s)
-        finally:
-            with contextlib.suppress(StepFailed):
-                if Path(directory, "postmaster.pid").exists() or self._running(directory):
-                    self._run(self._pg_ctl(directory, "-m", "immediate", "-w", "stop"), on_line, "pg_ctl stop (drill)")
-            with contextlib.suppress(StepFailed):
-                self._run([*s.run_as, "rm", "-rf", "--", directory, f"{directory}.log"], on_line,
-                          "removing the drill's directory")
-
-
-def _target(target_time: str) -> list[str]:
-    if not _TARGET.fullmatch(target_time):
-        raise ValueError(f"recovery target {target_time!r} is not a UTC time as the console writes it")
-    return ["--type=time", f"--target={target_time}", "--target-action=promote"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _advice(reason: str) -> tuple[str, ...]:

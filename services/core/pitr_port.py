@@ -1,14 +1,12 @@
 """The point-in-time recovery port: pgBackRest and the cluster it archives, as operations see them.
 
-The real adapter (services/adapters/pgbackrest.py) runs pgBackRest and pg_ctl with argument lists
+The real adapter (services/adapters/pgbackrest.py) runs pgBackRest with argument lists
 and reads the cluster over psycopg; the sandbox one (services/sandbox/pitr.py) simulates both.
 pgBackRest does every piece of WAL work: nothing here archives, copies or replays WAL itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,13 +72,9 @@ class AppliedMigration:
 
 
 class Cluster(Protocol):
-    """A running cluster to read: the live one, or a drill's scratch copy."""
+    """The running cluster, read: what it has applied and how its WAL archiving goes."""
 
-    def describe(self) -> str: ...  # "127.0.0.1:5432", "scratch /var/lib/.../drill-x on port 54123"
-    def in_recovery(self) -> bool: ...  # pg_is_in_recovery(); StepFailed when it does not answer
-    def system_identifier(self) -> int: ...
-    def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...  # tables that exist only
-    def keys(self, table: str, limit: int) -> list[str] | None: ...  # the primary key's values; None: no single key
+    def describe(self) -> str: ...  # "the live cluster (/var/lib/postgresql/15/main)"
     def migrations(self) -> list[AppliedMigration]: ...  # finished ones, in order; [] without the table
     def archiver(self) -> Archiver: ...
 
@@ -93,10 +87,3 @@ class PitrEngine(Protocol):
     def check(self, on_line: OnLine) -> None: ...  # `pgbackrest check`; StepFailed with pgBackRest's reason
     def backup(self, backup_type: str, on_line: OnLine) -> None: ...
     def live(self) -> Cluster: ...
-    def stop_database(self, on_line: OnLine) -> None: ...
-    def start_database(self, on_line: OnLine) -> None: ...
-    # `pgbackrest restore --delta --type=time --target=... --target-action=promote` into the live data dir.
-    def restore(self, target_time: str, on_line: OnLine) -> None: ...
-    # The same restore into a fresh scratch directory, started on a free port (WAL archiving off); stopped
-    # and removed when the context ends. The live cluster is not touched.
-    def scratch(self, target_time: str, on_line: OnLine) -> AbstractContextManager[Cluster]: ...

@@ -6,12 +6,8 @@ the rest of the seeded world stays as it was.
 
 from __future__ import annotations
 
-import calendar
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 
-from services.core.operations import StepFailed
 from services.core.pitr_port import BACKUP_TYPES, AppliedMigration, Archiver, PitrBackup, StanzaInfo
 from services.core.ports import OnLine
 from services.sandbox.world import World
@@ -23,24 +19,11 @@ SCHEDULE = [(29 - day, "full" if day % 7 == 0 else "diff" if day % 7 == 3 else "
 
 
 class SandboxCluster:
-    def __init__(self, world: World, env: str, name: str = "the live cluster (sandbox)") -> None:
-        self.world, self.env, self.name = world, env, name
+    def __init__(self, world: World, env: str) -> None:
+        self.world, self.env = world, env
 
     def describe(self) -> str:
-        return self.name
-
-    def in_recovery(self) -> bool:
-        return False
-
-    def system_identifier(self) -> int:
-        return SYSTEM_ID
-
-    def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
-        rows = self.world.envs[self.env].rows
-        return {t: rows[t] for t in tables if t in rows}
-
-    def keys(self, table: str, limit: int) -> list[str] | None:
-        return [str(i) for i in range(1, min(limit, self.world.envs[self.env].rows.get(table, 0)) + 1)]
+        return "the live cluster (sandbox)"
 
     def migrations(self) -> list[AppliedMigration]:
         return [AppliedMigration(m.name, m.started_at, m.finished_at) for m in self.world.envs[self.env].migrations
@@ -86,29 +69,6 @@ class SandboxPitr:
     def live(self) -> SandboxCluster:
         return SandboxCluster(self.world, self.env)
 
-    def stop_database(self, on_line: OnLine) -> None:
-        on_line("pg_ctl stop (sandbox)")
-
-    def start_database(self, on_line: OnLine) -> None:
-        on_line("pg_ctl start (sandbox)")
-
-    def restore(self, target_time: str, on_line: OnLine) -> None:
-        target = _epoch(target_time)
-        time.sleep(self.world.clock.real_seconds(30))
-        with self.world.lock:
-            state = self.world.envs[self.env]
-            undone = [m for m in state.migrations if (m.started_at or 0) > target]
-            state.migrations = [m for m in state.migrations if m not in undone]
-            state.pending[:0] = [m.name for m in undone]
-        on_line(f"restored to {target_time}: {len(undone)} migrations after it undone (sandbox)")
-
-    @contextmanager
-    def scratch(self, target_time: str, on_line: OnLine) -> Iterator[SandboxCluster]:
-        _epoch(target_time)
-        time.sleep(self.world.clock.real_seconds(30))
-        on_line("restored into a scratch directory on port 54321 (sandbox)")
-        yield SandboxCluster(self.world, self.env, "scratch /var/lib/postgresql/pitr-drills/drill-sandbox")
-
 
 def _label(when: float, kind: str) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(when)) + {"full": "F", "diff": "D", "incr": "I"}[kind]
@@ -116,10 +76,3 @@ def _label(when: float, kind: str) -> str:
 
 def _segment(when: float) -> str:
     return f"000000010000002A{int(when // 60) % 0xFFFFFFFF:08X}"
-
-
-def _epoch(target_time: str) -> float:
-    try:
-        return float(calendar.timegm(time.strptime(target_time[:19], "%Y-%m-%d %H:%M:%S")))
-    except ValueError:
-        raise StepFailed(f"recovery target {target_time!r} is not a time") from None

@@ -52,8 +52,7 @@ class PitrCluster:
     # --- what release.toml's [backup.pitr] gets -----------------------------------------------------
     def pitr_section(self, environment: str = "production") -> dict[str, object]:
         return {"environment": environment, "stanza": self.stanza, "config": str(self.conf),
-                "data_dir": str(self.data), "run_as": AS_POSTGRES, "pg_ctl": str(PGBIN / "pg_ctl"),
-                "log_file": str(self.log), "scratch_dir": str(self.root / "drills"), "recovery_timeout_s": 120}
+                "data_dir": str(self.data), "run_as": AS_POSTGRES}
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
