@@ -5,7 +5,10 @@ holds (`pgbackrest info`), not through the console's adapter."""
 
 from __future__ import annotations
 
+import calendar
 import json
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +30,7 @@ INIT = """CREATE TABLE "Ingredient" ("id" SERIAL NOT NULL, "name" TEXT NOT NULL,
 INSERT INTO "Ingredient" ("name") SELECT 'i' || g FROM generate_series(1, 50) g;
 """
 ADD_UNIT = 'ALTER TABLE "Ingredient" ADD COLUMN "unit" TEXT;\n'
+BROKEN = 'ALTER TABLE "NoSuchTable" ADD COLUMN "x" TEXT;\n'
 
 
 def write_migration(root: Path, name: str, text: str) -> None:
@@ -144,3 +148,32 @@ def test_a_pitr_deploy_refuses_to_start_while_archiving_is_broken(app_dir: Path,
         columns = conn.execute("SELECT column_name FROM information_schema.columns"
                                " WHERE table_name = 'Ingredient'").fetchall()
     assert ("unit",) not in columns
+
+
+def test_a_failed_pitr_deploy_names_the_recovery_point_and_the_restore_to_run(app_dir: Path, pitr_cluster: Any,
+                                                                              database: str) -> None:
+    """No automatic restore: the failure says the point just before the deploy and the command."""
+    migrations = app_dir / "prisma" / "migrations"
+    write_migration(migrations, "20240801120000_add_unit", ADD_UNIT)
+    write_migration(migrations, "20240901120000_broken", BROKEN)
+    before = {b["label"] for b in pgbackrest_backups(pitr_cluster)}
+    services = build(app_dir, pitr_cluster, database)
+    try:
+        result, events = migrate(services)
+    finally:
+        services.close()
+    assert result.outcome is Outcome.FAILED, result.detail
+    assert "20240901120000_broken failed" in result.detail
+    made = [b for b in pgbackrest_backups(pitr_cluster) if b["label"] not in before]
+    assert len(made) == 1
+    told = next(e for e in events if isinstance(e, Finished))
+    undo = next(option for option in told.next_options if option.startswith("undo: point-in-time restore"))
+    assert made[0]["label"] in undo
+    found = re.search(r"release-console pitr restore --env production --target '([\d-]+ [\d:]+)'", undo)
+    assert found, undo
+    target = calendar.timegm(time.strptime(found[1], "%Y-%m-%d %H:%M:%S"))
+    # The point is after the backup and before the first migration of this deploy (init) started.
+    started = dict(applied(database))
+    assert list(started)[:2] == ["20240105093000_init", "20240801120000_add_unit"]
+    assert made[0]["timestamp"]["stop"] - 1 <= target <= min(started.values())
+    assert any("migrate resolve" in option for option in told.next_options)
