@@ -19,6 +19,7 @@ import kubernetes
 import pytest
 from conftest import Nginx
 from rig import config_builder as toml
+from rig.helpers import write_migration
 from rig.opkit import finished, logs, run, steps
 from rig.sample_app import build_derived
 from rig.tcp_count import CountingRelay
@@ -35,11 +36,6 @@ from services.environments.overview import environment_rows
 
 INIT = 'CREATE TABLE "Item" ("id" INTEGER PRIMARY KEY, "legacy" TEXT);\n'
 DROP_LEGACY = 'ALTER TABLE "Item" DROP COLUMN "legacy";\n'
-
-
-def write_migration(root: Path, name: str, sql: str) -> None:
-    (root / name).mkdir(parents=True)
-    (root / name / "migration.sql").write_text(sql)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 from rig import config_builder as toml
-from rig.helpers import wait_until
+from rig.helpers import prisma_migrations, wait_until, write_migration
 
 from services import factory
 from services.adapters import prisma
@@ -47,22 +47,10 @@ ALTER TABLE "NoSuchTable" ADD COLUMN "x" TEXT;
 """
 
 
-def write_migration(root: Path, name: str, sql: str) -> Path:
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "migration.sql").write_text(sql)
-    return folder
-
-
 @pytest.fixture
 def migrations_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "app" / "prisma" / "migrations"
-    root.mkdir(parents=True)
-    (root / "migration_lock.toml").write_text('provider = "postgresql"\n')
-    write_migration(root, "20240105093000_init", INIT)
-    write_migration(root, "20240106093000_seed", SEED)
-    write_migration(root, "20240801120000_add_unit", ADD_UNIT)
-    return root
+    return prisma_migrations(tmp_path / "app", **{"20240105093000_init": INIT, "20240106093000_seed": SEED,
+                                                  "20240801120000_add_unit": ADD_UNIT})
 
 
 def release_toml(tmp_path: Path, lock_wait_s: float = 3) -> Path:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from rig import config_builder as toml
+from rig.helpers import prisma_migrations, write_migration
 from rig.receiver import Receiver, receiver
 
 from services import factory
@@ -25,16 +26,9 @@ TOKEN = "T0KEN-b5e1d0c9a7"  # a receiver's secret, in its URL's path as Slack's 
 PD_KEY = "pd-routing-key-4f1e2d"
 
 
-def migration(app: Path, name: str, sql: str) -> None:
-    (app / "prisma" / "migrations" / name).mkdir(parents=True)
-    (app / "prisma" / "migrations" / name / "migration.sql").write_text(sql)
-
-
 def build(tmp_path: Path, pg_database: str, notify: dict[str, Any], urls: dict[str, str]) -> factory.Services:
     app = tmp_path / "app"
-    (app / "prisma" / "migrations").mkdir(parents=True)
-    (app / "prisma" / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
-    migration(app, "20240105093000_init", INIT)
+    prisma_migrations(app, **{"20240105093000_init": INIT})
     written = toml.release({"staging": toml.environment()}, backup=toml.backup(compression="gzip"),
                            migrations={"dir": "prisma/migrations", "integrity_tables": [], "reindex_tables": []},
                            ).write(app / "release.toml")
@@ -75,7 +69,7 @@ def test_each_route_gets_its_events_in_its_format(tmp_path: Path, pg_database: s
     services = build(tmp_path, pg_database, {"backoff_s": 0.01, "routes": routes}, urls)
     applied = migrate(services)
     assert applied.outcome is Outcome.SUCCEEDED, applied.detail
-    migration(tmp_path / "app", "20240106093000_broken", BROKEN)
+    write_migration(tmp_path / "app" / "prisma" / "migrations", "20240106093000_broken", BROKEN)
     failed = migrate(services)
     assert failed.outcome is Outcome.FAILED
     services.close()

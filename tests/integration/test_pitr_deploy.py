@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from rig import config_builder as toml
+from rig.helpers import prisma_migrations, write_migration
 
 from services import factory
 from services.catalog import build_operation
@@ -33,17 +35,9 @@ ADD_UNIT = 'ALTER TABLE "Ingredient" ADD COLUMN "unit" TEXT;\n'
 BROKEN = 'ALTER TABLE "NoSuchTable" ADD COLUMN "x" TEXT;\n'
 
 
-def write_migration(root: Path, name: str, text: str) -> None:
-    (root / name).mkdir(parents=True)
-    (root / name / "migration.sql").write_text(text)
-
-
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "app" / "prisma" / "migrations"
-    root.mkdir(parents=True)
-    (root / "migration_lock.toml").write_text('provider = "postgresql"\n')
-    write_migration(root, "20240105093000_init", INIT)
+    prisma_migrations(tmp_path / "app", **{"20240105093000_init": INIT})
     return tmp_path / "app"
 
 
@@ -58,13 +52,19 @@ def database(pitr_cluster: Any) -> Iterator[str]:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def build(app_dir: Path, cluster: Any, dsn: str) -> factory.Services:
+@contextmanager
+def deployer(app_dir: Path, cluster: Any, dsn: str) -> Iterator[factory.Services]:
+    """The console's services for production on the PITR cluster, migrations backed up by pgBackRest."""
     production = toml.environment(database_url=toml.secret("PITR_DB"), production=True)
     path = toml.release({"production": production}, backup=toml.backup(str(app_dir / "dumps"),
                                                                        pitr=cluster.pitr_section()),
                         migrations={"dir": "prisma/migrations", "backup": "pitr", "integrity_tables": ["Ingredient"],
                                     "reindex_tables": []}).write(app_dir / "release.toml")
-    return factory.build(config_module.load(path, {"PITR_DB": dsn}), state=app_dir / "state")
+    services = factory.build(config_module.load(path, {"PITR_DB": dsn}), state=app_dir / "state")
+    try:
+        yield services
+    finally:
+        services.close()
 
 
 def migrate(services: factory.Services) -> tuple[Result, list[Event]]:
@@ -97,11 +97,8 @@ def test_a_pitr_deploy_takes_a_pgbackrest_backup_then_applies(app_dir: Path, pit
                                                                database: str) -> None:
     write_migration(app_dir / "prisma" / "migrations", "20240801120000_add_unit", ADD_UNIT)
     before = pgbackrest_backups(pitr_cluster)
-    services = build(app_dir, pitr_cluster, database)
-    try:
+    with deployer(app_dir, pitr_cluster, database) as services:
         result, events = migrate(services)
-    finally:
-        services.close()
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     started = [e.step_id for e in events if isinstance(e, StepStarted)]
     assert started[:3] == ["archiving", "lint", "backup"] and started.index("backup") < started.index("apply")
@@ -121,8 +118,7 @@ def test_a_pitr_deploy_takes_a_pgbackrest_backup_then_applies(app_dir: Path, pit
 
 def test_a_pitr_deploy_refuses_to_start_while_archiving_is_broken(app_dir: Path, pitr_cluster: Any,
                                                                    database: str) -> None:
-    services = build(app_dir, pitr_cluster, database)
-    try:
+    with deployer(app_dir, pitr_cluster, database) as services:
         # The first migration is in, through the same deploy path, while archiving works.
         first, _ = migrate(services)
         assert first.outcome is Outcome.SUCCEEDED, first.detail
@@ -133,8 +129,6 @@ def test_a_pitr_deploy_refuses_to_start_while_archiving_is_broken(app_dir: Path,
             result, events = migrate(services)
         finally:
             pitr_cluster.mend_repo()
-    finally:
-        services.close()
     assert result.outcome is Outcome.FAILED, result.detail
     started = [e.step_id for e in events if isinstance(e, StepStarted)]
     assert started == ["archiving"], started  # nothing linted, locked, backed up or applied
@@ -157,11 +151,8 @@ def test_a_failed_pitr_deploy_names_the_recovery_point_and_the_restore_to_run(ap
     write_migration(migrations, "20240801120000_add_unit", ADD_UNIT)
     write_migration(migrations, "20240901120000_broken", BROKEN)
     before = {b["label"] for b in pgbackrest_backups(pitr_cluster)}
-    services = build(app_dir, pitr_cluster, database)
-    try:
+    with deployer(app_dir, pitr_cluster, database) as services:
         result, events = migrate(services)
-    finally:
-        services.close()
     assert result.outcome is Outcome.FAILED, result.detail
     assert "20240901120000_broken failed" in result.detail
     made = [b for b in pgbackrest_backups(pitr_cluster) if b["label"] not in before]

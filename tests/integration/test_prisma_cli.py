@@ -29,7 +29,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from pydantic import SecretStr
-from rig.helpers import wait_until
+from rig.helpers import wait_until, write_migration
 
 from services.adapters import prisma
 from services.adapters.postgres import PostgresMigrations
@@ -136,12 +136,6 @@ def schema_dump(dsn: str) -> str:
     return "\n".join(line for line in done.stdout.splitlines() if not line.startswith(noise))
 
 
-def write_migration(app: Path, name: str, script: str) -> None:
-    folder = app / "migrations" / name
-    folder.mkdir(exist_ok=True)
-    (folder / "migration.sql").write_text(script)
-
-
 # ------------------------------------------------------------------- tests --
 
 
@@ -206,7 +200,7 @@ def test_failed_and_rolled_back_rows_cross_over(prisma_cli: Path, project: Path,
 
     # Our failure, seen by Prisma: status names it as failed, deploy refuses to go on (P3009).
     menus = "20240301080000_add_menus"
-    write_migration(project, menus, 'ALTER TABLE "Menu" ADD COLUMN "servings" INTEGER;\n')
+    write_migration(project / "migrations", menus, 'ALTER TABLE "Menu" ADD COLUMN "servings" INTEGER;\n')
     with pytest.raises(StepFailed, match='relation "Menu" does not exist'):
         ours.apply(menus, print)
     status = run_prisma(prisma_cli, project, pg_database, "migrate", "status", check=False)
@@ -218,8 +212,9 @@ def test_failed_and_rolled_back_rows_cross_over(prisma_cli: Path, project: Path,
     # (Prisma's status does not list a rolled-back migration as pending: only deploy looks past it.)
     ours.resolve(menus, applied=False)
     assert ours.status()[-1].state == "rolled_back"
-    write_migration(project, menus, 'CREATE TABLE "Menu" (\n    "id" SERIAL NOT NULL,\n    "title" TEXT NOT NULL,\n\n'
-                                     '    CONSTRAINT "Menu_pkey" PRIMARY KEY ("id")\n);\n')
+    write_migration(project / "migrations", menus,
+                    'CREATE TABLE "Menu" (\n    "id" SERIAL NOT NULL,\n    "title" TEXT NOT NULL,\n\n'
+                    '    CONSTRAINT "Menu_pkey" PRIMARY KEY ("id")\n);\n')
     status = run_prisma(prisma_cli, project, pg_database, "migrate", "status", check=False)
     assert status.returncode == 0 and "failed" not in output(status), output(status)
     deployed = run_prisma(prisma_cli, project, pg_database, "migrate", "deploy")
@@ -228,16 +223,17 @@ def test_failed_and_rolled_back_rows_cross_over(prisma_cli: Path, project: Path,
 
     # Prisma's failure, seen by us: failed, with Prisma's error in the logs; our fix, accepted by Prisma.
     stock = "20240310120000_stock_moves"
-    write_migration(project, stock, 'ALTER TABLE "StockMove" ADD COLUMN "note" TEXT;\n')
+    write_migration(project / "migrations", stock, 'ALTER TABLE "StockMove" ADD COLUMN "note" TEXT;\n')
     failed = run_prisma(prisma_cli, project, pg_database, "migrate", "deploy", check=False)
     assert failed.returncode != 0, output(failed)
     record = ours.status()[-1]
     assert (record.name, record.state) == (stock, "failed")
     assert "StockMove" in record.logs
     ours.resolve(stock, applied=False)
-    write_migration(project, stock, 'CREATE TABLE "StockMove" (\n    "id" SERIAL NOT NULL,\n'
-                                    '    "grams" INTEGER NOT NULL,\n\n'
-                                    '    CONSTRAINT "StockMove_pkey" PRIMARY KEY ("id")\n);\n')
+    write_migration(project / "migrations", stock,
+                    'CREATE TABLE "StockMove" (\n    "id" SERIAL NOT NULL,\n'
+                    '    "grams" INTEGER NOT NULL,\n\n'
+                    '    CONSTRAINT "StockMove_pkey" PRIMARY KEY ("id")\n);\n')
     assert ours.apply(stock, print).state == "applied"
     status = run_prisma(prisma_cli, project, pg_database, "migrate", "status")
     assert "Database schema is up to date!" in output(status)

@@ -151,3 +151,22 @@ class KubeAPI:
     api_client: Any  # kubernetes.client.ApiClient
     emulator: Any  # rig.kube_emulator.KubeEmulator, or None against a real cluster
     token: str | None = None  # the emulator's bearer token; None against a real cluster (the kubeconfig's)
+
+
+def write_migration(migrations: Path, name: str, sql: str) -> Path:
+    """A Prisma migration folder `name` under `migrations` with its migration.sql (replaced if there)."""
+    folder = migrations / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "migration.sql").write_text(sql)
+    return folder
+
+
+def prisma_migrations(app: Path, **migrations: str) -> Path:
+    """`app`/prisma/migrations, PostgreSQL's migration_lock.toml in it, and each migration given
+    (name=sql, in order); the folder."""
+    root = app / "prisma" / "migrations"
+    root.mkdir(parents=True)
+    (root / "migration_lock.toml").write_text('provider = "postgresql"\n')
+    for name, sql in migrations.items():
+        write_migration(root, name, sql)
+    return root
