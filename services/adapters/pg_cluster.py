@@ -22,6 +22,16 @@ class PostgresCluster:
             row = conn.execute(query).fetchone()
         return row[0] if row else None
 
+    def in_recovery(self) -> bool:
+        return bool(self._one("SELECT pg_is_in_recovery()"))
+
+    def mark_now(self) -> float:
+        # txid_current() gives the transaction an id, so its commit is written to the WAL; nothing else changes.
+        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
+            row = conn.execute("SELECT extract(epoch FROM now()), txid_current()").fetchone()
+        assert row is not None
+        return float(row[0])
+
     def migrations(self) -> list[AppliedMigration]:
         with connect(self.dsn, timeout_s=self.timeout_s) as conn:
             if conn.execute("SELECT to_regclass('\"_prisma_migrations\"')").fetchone() in (None, (None,)):
