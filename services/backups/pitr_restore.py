@@ -65,7 +65,7 @@ def pgbackrest_time(epoch: float) -> str:
 
 @action("pitr-restore", "Point-in-time restore: to a UTC time, or to just before a migration", destructive=True,
         params=(Param("target", "a UTC time YYYY-MM-DD HH:MM:SS, or before:MIGRATION_NAME", required=True,
-                      check=parse_target, example="before:20240801120000_add_expiry_date"),
+                      check=parse_target, example="2026-12-06 14:30:00"),
                 HEALTH_TRIES, HEALTH_INTERVAL_S))
 def pitr_restore(services: Services, env: str, params: dict[str, Any]) -> Operation:
     return PitrRestore(services, env, params).operation()

@@ -9,7 +9,6 @@ and leaves the cluster running (on a new timeline), so the tests pass in any ord
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,20 +19,17 @@ from typing import Any
 import pytest
 from rig import config_builder as toml
 from rig.helpers import SampleApp, wait_until
+from rig.walk import Walk
 
 from services import factory
 from services.backups import pitr
 from services.catalog import build_operation
 from services.core import config as config_module
 from services.core.events import (
-    ConfirmationNeeded,
     Event,
     Finished,
-    LogLine,
     Outcome,
     Progress,
-    StepFinished,
-    StepStarted,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,31 +113,6 @@ def test_pitr_backup_is_an_operation_with_progress_and_audit(tmp_path: Path, pit
 
 RESTORE = ["target", "confirm", "stop-app", "stop-db", "restore", "start-db", "recovery", "validate", "start-app",
            "health", "report"]
-
-
-class Walk:
-    """One operation run to its end; every question answered with the environment's name (production
-    confirmations) or that as a reason (the migrate lint's override)."""
-
-    def __init__(self, services: Any, kind: str, **params: Any) -> None:
-        self.events: list[Event] = []
-        self.asked: list[ConfirmationNeeded] = []
-
-        def answer(question: ConfirmationNeeded) -> str:
-            self.asked.append(question)
-            return "production"
-
-        op = build_operation(services, kind, "production", params)
-        self.result = services.runner.run(op, self.events.append, answer)
-
-    def detail(self, step: str) -> str:
-        return next(e.detail for e in self.events if isinstance(e, StepFinished) and e.step_id == step)
-
-    def started(self) -> list[str]:
-        return [e.step_id for e in self.events if isinstance(e, StepStarted)]
-
-    def lines(self, step: str) -> list[str]:
-        return [e.text for e in self.events if isinstance(e, LogLine) and e.step_id == step]
 
 
 def build(tmp_path: Path, cluster: Any, database: str, **options: Any) -> Any:
@@ -301,10 +272,3 @@ def test_undo_a_migration_restores_the_dropped_column_and_reports_what_was_lost(
     assert "migrations undone: 20261206130000_drop_dish_notes; rows lost: Dish 6" in report, report
     assert any(line == "Dish: 46 rows before the restore, 40 after: 6 lost" for line in run.lines("report"))
 
-
-@pytest.fixture
-def docker_cli() -> list[str]:
-    url = os.environ.get("RC_DOCKER_URL")
-    if not url:
-        pytest.fail("RC_DOCKER_URL is not set; run tests via `bash tests/rig/run`", pytrace=False)
-    return ["docker", "-H", url]

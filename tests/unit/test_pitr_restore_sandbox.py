@@ -3,17 +3,17 @@ migration), the refusals before anything stops, where a failure leaves things, a
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_ops import run, sandbox
 
 from services.backups.pitr_restore import parse_target, pgbackrest_time
 from services.catalog import build_operation
 from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, StepFinished, StepStarted, StepStatus
 from services.core.operations import Result, StepFailed
-from services.factory import EXAMPLE_CONFIG, Services, build, load_config
+from services.factory import Services
 from services.sandbox.pitr import SandboxPitr
 
 SCALE = 3000
@@ -24,29 +24,12 @@ UNDONE = "20240618160000_recipe_tags"  # the sandbox's newest applied migration,
 
 @pytest.fixture
 def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    return build(load_config(str(EXAMPLE_CONFIG), True, {}), sandbox_mode=True, state=tmp_path / "state",
-                 time_scale=SCALE)
+    return sandbox(tmp_path, monkeypatch, SCALE)
 
 
-def run(services: Services, target: str, cancel_at: str | None = None) -> tuple[Result, list[Event],
-                                                                                  list[ConfirmationNeeded]]:
-    events: list[Event] = []
-    asked: list[ConfirmationNeeded] = []
-    cancel = threading.Event()
-
-    def emit(event: Event) -> None:
-        events.append(event)
-        if isinstance(event, StepStarted) and event.step_id == cancel_at:
-            cancel.set()
-
-    def confirm(question: ConfirmationNeeded) -> str:
-        asked.append(question)
-        return "production"
-
-    op = build_operation(services, "pitr-restore", "production", {"target": target})
-    return services.runner.run(op, emit, confirm, cancel), events, asked
+def restore(services: Services, target: str, cancel_at: str | None = None) -> tuple[Result, list[Event],
+                                                                                      list[ConfirmationNeeded]]:
+    return run(services, "pitr-restore", {"target": target}, cancel_at=cancel_at)
 
 
 def engine(services: Services) -> SandboxPitr:
@@ -90,7 +73,7 @@ def test_before_a_migration_walks_every_step_and_reports_what_was_lost(services:
     started_at = next(m.started_at for m in engine(services).live().migrations() if m.name == UNDONE)
     rows_before = services.database("production").row_counts(["Ingredient"])["Ingredient"]
 
-    result, events, asked = run(services, f"before:{UNDONE}")
+    result, events, asked = restore(services, f"before:{UNDONE}")
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     assert started(events) == ORDER
@@ -118,7 +101,7 @@ def test_before_a_migration_walks_every_step_and_reports_what_was_lost(services:
 ])
 def test_a_target_outside_the_window_is_refused_before_anything_stops(services: Services, target: str,
                                                                       reason: str) -> None:
-    result, events, asked = run(services, target)
+    result, events, asked = restore(services, target)
     assert result.outcome is Outcome.FAILED and result.failed_step == "target"
     assert reason in result.detail and "Now: nothing was stopped or changed" in result.detail
     if "window" in reason or "WAL" in reason:
@@ -135,7 +118,7 @@ def test_a_failed_step_says_where_things_stand_and_the_walkthrough_resumes_there
         raise StepFailed("pgbackrest restore failed (exit 38): unable to restore (sandbox)", ("retry this step",))
 
     monkeypatch.setattr(broken, "restore", refuse)
-    first, _, _ = run(services, f"before:{UNDONE}")
+    first, _, _ = restore(services, f"before:{UNDONE}")
     assert first.outcome is Outcome.FAILED and first.failed_step == "restore"
     assert "Now: PostgreSQL is STOPPED; its data is unchanged" in first.detail
     assert not broken.running
@@ -154,7 +137,7 @@ def test_a_failed_step_says_where_things_stand_and_the_walkthrough_resumes_there
 
 
 def test_cancelled_between_steps_it_stops_there_and_says_so(services: Services) -> None:
-    result, events, _ = run(services, f"before:{UNDONE}", cancel_at="stop-db")
+    result, events, _ = restore(services, f"before:{UNDONE}", cancel_at="stop-db")
     assert result.outcome is Outcome.CANCELLED
     assert "restore" not in started(events)
     assert UNDONE in applied(services)  # nothing restored
