@@ -191,7 +191,8 @@ class PitrRestore:
     def recovery(self, ctx: StepContext) -> str:
         assert self.settings is not None
         live, began = self.engine.live(), time.monotonic()
-        deadline = began + self.settings.recovery_timeout_s
+        deadline = began + self.services.real_seconds(self.settings.recovery_timeout_s)
+        last = ""
         while True:
             try:
                 if not live.in_recovery():
@@ -203,8 +204,10 @@ class PitrRestore:
                 raise StepFailed(f"recovery did not end within {self.settings.recovery_timeout_s:g}s ({said})",
                                  ("look at PostgreSQL's log", "retry this step to wait again",
                                   "raise [backup.pitr] recovery_timeout_s"))
-            ctx.log(f"in recovery: {said}")
-            ctx.sleep(POLL_S)
+            if said != last:  # a line when it changes, not one a poll
+                ctx.log(f"in recovery: {said}")
+                last = said
+            ctx.sleep(self.services.real_seconds(POLL_S))
         ctx.state["recovered"] = True
         retake_lock(self.services, self.env, ctx, "pitr-restore")
         return f"recovery ended, promoted after {time.monotonic() - began:.1f}s"

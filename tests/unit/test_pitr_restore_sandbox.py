@@ -3,17 +3,21 @@ migration), the refusals before anything stops, where a failure leaves things, a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sandbox_ops import run, sandbox
 
+from services.adapters.pgbackrest import PgBackRest
 from services.backups.pitr_restore import parse_target, pgbackrest_time
 from services.catalog import build_operation
 from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, StepFinished, StepStarted, StepStatus
 from services.core.operations import Result, StepFailed
-from services.factory import Services
+from services.core.pitr_config import PitrConfig
+from services.factory import EXAMPLE_CONFIG, Services, build, load_config
 from services.sandbox.pitr import SandboxPitr
 
 SCALE = 3000
@@ -141,3 +145,87 @@ def test_cancelled_between_steps_it_stops_there_and_says_so(services: Services) 
     assert result.outcome is Outcome.CANCELLED
     assert "restore" not in started(events)
     assert UNDONE in applied(services)  # nothing restored
+
+
+def refuse(*args: Any) -> None:
+    raise StepFailed("refused (sandbox)", ("retry this step",))
+
+
+@pytest.mark.parametrize("method,step,standing", [
+    ("stop_database", "stop-db", "Now: the app is STOPPED; the database is unchanged"),
+    ("restore", "restore", "Now: PostgreSQL is STOPPED; its data is unchanged"),
+    ("start_database", "start-db", "Now: the cluster is restored to"),
+])
+def test_each_failure_says_where_things_stand(services: Services, monkeypatch: pytest.MonkeyPatch, method: str,
+                                             step: str, standing: str) -> None:
+    monkeypatch.setattr(engine(services), method, refuse)
+    result, _, _ = restore(services, f"before:{UNDONE}")
+    assert result.outcome is Outcome.FAILED and result.failed_step == step
+    assert "refused (sandbox)" in result.detail and standing in result.detail
+
+
+def test_recovery_that_does_not_end_is_bounded_by_recovery_timeout_s(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    config = load_config(str(EXAMPLE_CONFIG), True, {})
+    assert config.backup.pitr is not None
+    pitr = config.backup.pitr.model_copy(update={"recovery_timeout_s": 60.0})
+    config = config.model_copy(update={"backup": config.backup.model_copy(update={"pitr": pitr})})
+    services = build(config, sandbox_mode=True, state=tmp_path / "state", time_scale=SCALE)
+    monkeypatch.setattr(engine(services), "start_database", lambda on_line: on_line("started by hand, not"))
+    result, events, _ = restore(services, f"before:{UNDONE}")
+    assert result.outcome is Outcome.FAILED and result.failed_step == "recovery"
+    assert "recovery did not end within 60s (cannot connect to the sandbox's cluster: it is stopped)" in result.detail
+    assert "PostgreSQL may not be running" in result.detail
+    assert any(isinstance(e, LogLine) and e.text.startswith("in recovery: cannot connect") for e in events)
+
+
+def test_a_restore_that_left_the_migration_applied_fails_validation(services: Services,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine(services), "restore", lambda target_time, on_line: on_line("restored nothing"))
+    result, _, _ = restore(services, f"before:{UNDONE}")
+    assert result.outcome is Outcome.FAILED and result.failed_step == "validate"
+    assert f"migrations after the target are still applied: {UNDONE}" in result.detail
+    assert "restored to" in result.detail and "and running" in result.detail
+
+
+def test_a_stanza_without_a_backup_is_refused(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = replace(engine(services).info(), backups=())
+    monkeypatch.setattr(engine(services), "info", lambda: empty)
+    result, events, _ = restore(services, f"before:{UNDONE}")
+    assert result.failed_step == "target" and "has no backup: nothing to restore from" in result.detail
+    assert started(events) == ["target"] and engine(services).running
+
+
+def pgbackrest_engine(**settings: Any) -> PgBackRest:
+    base = {"environment": "production", "stanza": "main", "data_dir": "/srv/pg/data", "log_file": "/srv/pg/log"}
+    return PgBackRest(PitrConfig(**{**base, **settings}), "postgresql://u@127.0.0.1:1/db")
+
+
+def test_the_adapter_refuses_a_target_it_did_not_format_before_running_anything() -> None:
+    for bad in ("2026-12-06 20:00:00", "2026-12-06 20:00:00+00; rm -rf /", "now"):
+        with pytest.raises(ValueError, match="not a UTC time as the console writes it"):
+            pgbackrest_engine(pgbackrest="/nonexistent/pgbackrest").restore(bad, print)
+
+
+def test_pg_ctl_that_cannot_run_or_answers_oddly_is_a_clear_failure() -> None:
+    with pytest.raises(StepFailed, match="cannot run /nonexistent/pg_ctl"):
+        pgbackrest_engine(pg_ctl="/nonexistent/pg_ctl").stop_database(print)
+    with pytest.raises(StepFailed, match="pg_ctl status exited 1"):  # 0 is running, 3 stopped; false says 1
+        pgbackrest_engine(pg_ctl="/bin/false").start_database(print)
+    said: list[str] = []
+    pgbackrest_engine(pg_ctl="/bin/true").stop_database(said.append)  # `true` says 0: running, so stopped
+    assert said[0] == "$ /bin/true -D /srv/pg/data -m fast -w -t 21600 stop"
+
+
+@pytest.mark.parametrize("setting,problem", [
+    ({"pg_ctl": "pg_ctl"}, "must be an absolute path"),
+    ({"log_file": "pitr.log"}, "must be an absolute path"),
+    ({"stop": []}, "at least the program"),
+    ({"start": ["pg_ctl", "start\n-o x"]}, "is not a plain argument"),
+    ({"margin_s": -1}, "greater than or equal to 0"),
+    ({"recovery_timeout_s": 0}, "greater than 0"),
+])
+def test_restore_settings_are_validated(setting: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        pgbackrest_engine(**setting)
