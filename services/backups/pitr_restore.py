@@ -149,7 +149,7 @@ class PitrRestore:
             raise StepFailed(f"{utc(target)} is after the last archived WAL ({utc(sealed)}); {window}",
                              ("choose a target inside the window",))
         undone = [m.name for m in applied if m.started_at > target]
-        counts = self.services.database(self.env).row_counts(self.services.config.migrations.integrity_tables)
+        counts = live.row_counts(self.services.config.migrations.integrity_tables)
         ctx.state.update(target=target, target_time=pgbackrest_time(target), undone=undone, counts_before=counts,
                          head_before=applied[-1].name if applied else None)
         ctx.log(window)
@@ -213,12 +213,13 @@ class PitrRestore:
         return f"recovery ended, promoted after {time.monotonic() - began:.1f}s"
 
     def validate(self, ctx: StepContext) -> str:
-        applied = [m.name for m in self.engine.live().migrations()]
+        live = self.engine.live()  # connections of its own: a kept one would be from before the restart
+        applied = [m.name for m in live.migrations()]
         still = [name for name in ctx.state["undone"] if name in applied]
         if still:
             raise StepFailed(f"migrations after the target are still applied: {', '.join(still)}",
                              ("look at PostgreSQL's log: did recovery stop at the target?",))
-        counts = self.services.database(self.env).row_counts(self.services.config.migrations.integrity_tables)
+        counts = live.row_counts(self.services.config.migrations.integrity_tables)
         head = applied[-1] if applied else None
         ctx.state.update(counts_after=counts, head_after=head)
         ctx.log(f"migration head: {head or 'none'}; rows: {counts_text(counts)}")

@@ -7,6 +7,7 @@ pgBackRest does every piece of WAL work: nothing here archives, copies or replay
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -78,6 +79,7 @@ class Cluster(Protocol):
     def migrations(self) -> list[AppliedMigration]: ...  # finished ones, in order; [] without the table
     def archiver(self) -> Archiver: ...
     def in_recovery(self) -> bool: ...  # pg_is_in_recovery(); StepFailed while it does not answer
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...  # the tables that exist
     # A transaction commit stamped with the server's now, returned (epoch seconds). A restore to a time
     # stops at the first commit after it: without one after the target in the archived WAL, recovery
     # would end short of the target and PostgreSQL refuses to start.

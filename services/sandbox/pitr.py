@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import time
+from collections.abc import Iterable
 
 from services.core.operations import StepFailed
 from services.core.pitr_port import BACKUP_TYPES, AppliedMigration, Archiver, PitrBackup, StanzaInfo
@@ -45,6 +46,11 @@ class SandboxCluster:
 
     def mark_now(self) -> float:
         return self.world.clock.now()
+
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
+        with self.world.lock:
+            rows = self.world.envs[self.env].rows
+            return {table: rows[table] for table in tables if table in rows}
 
 
 class SandboxPitr:
