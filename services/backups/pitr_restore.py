@@ -31,7 +31,9 @@ from services.backups.recovery import (
     wait_healthy,
 )
 from services.core.actions import Param, action, confirm_step
-from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
+from services.core.operations import Operation, Step, StepContext, StepFailed
+from services.core.pitr_config import PitrConfig
+from services.core.pitr_port import PitrEngine
 
 if TYPE_CHECKING:
     from services.core.container import Services
@@ -76,14 +78,23 @@ class PitrRestore:
         if not params.get("target"):
             raise ValueError("pitr-restore needs target: a UTC time YYYY-MM-DD HH:MM:SS, or before:MIGRATION_NAME")
         self.services, self.env, self.params = services, env, params
-        self.engine = services.pitr(env)  # no [backup.pitr] for env: refused before anything starts
-        self.settings = services.config.backup.pitr
         self.kind, self.wanted = parse_target(str(params["target"]))
         self.tries = number(HEALTH_TRIES, params, services.config, int)
         self.interval_s = number(HEALTH_INTERVAL_S, params, services.config, float)
         environment = services.config.environment(env)
         # An app the console can stop: a deploy target, or the service commands of a host without one.
         self.has_app = environment.target.kind != "none" or environment.services is not None
+
+    @property
+    def engine(self) -> PitrEngine:
+        """pgBackRest for env: one without [backup.pitr] fails the first step, saying so."""
+        return self.services.pitr(self.env)
+
+    @property
+    def settings(self) -> PitrConfig:
+        settings = self.services.config.backup.pitr
+        assert settings is not None  # self.engine answered first
+        return settings
 
     def operation(self) -> Operation:
         steps = [
@@ -109,8 +120,6 @@ class PitrRestore:
         def guarded(ctx: StepContext) -> str:
             try:
                 return run(ctx)
-            except (Declined, Cancelled):
-                raise
             except StepFailed as err:
                 raise StepFailed(f"{err}. {self._standing(ctx.state)}", err.next_options) from None
 
@@ -127,7 +136,6 @@ class PitrRestore:
                 recent = ", ".join(m.name for m in applied[-3:]) or "none"
                 raise StepFailed(f"migration {self.wanted} is not applied in {self.env} (the newest: {recent})",
                                  ("name an applied migration: `pitr check` lists those in the window",))
-            assert self.settings is not None  # services.pitr(env) answered
             target = found[0].started_at - self.settings.margin_s
             ctx.log(f"migration {self.wanted} started at {utc(found[0].started_at)}; the target is"
                     f" {self.settings.margin_s:g}s before: {utc(target)}")
@@ -189,7 +197,6 @@ class PitrRestore:
         return "started"
 
     def recovery(self, ctx: StepContext) -> str:
-        assert self.settings is not None
         live, began = self.engine.live(), time.monotonic()
         deadline = began + self.services.real_seconds(self.settings.recovery_timeout_s)
         last = ""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sandbox_ops import run, sandbox
+from rig.opkit import run, sandbox_services
 
 from services.adapters.pgbackrest import PgBackRest
 from services.backups.pitr_restore import parse_target, pgbackrest_time
@@ -28,12 +28,13 @@ UNDONE = "20240618160000_recipe_tags"  # the sandbox's newest applied migration,
 
 @pytest.fixture
 def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
-    return sandbox(tmp_path, monkeypatch, SCALE)
+    return sandbox_services(tmp_path, monkeypatch)
 
 
 def restore(services: Services, target: str, cancel_at: str | None = None) -> tuple[Result, list[Event],
                                                                                       list[ConfirmationNeeded]]:
-    return run(services, "pitr-restore", {"target": target}, cancel_at=cancel_at)
+    return run(services, "pitr-restore", "production", {"target": target}, typed="production",
+               cancel_at=cancel_at)
 
 
 def engine(services: Services) -> SandboxPitr:
@@ -68,8 +69,9 @@ def test_a_bad_target_is_refused_before_the_operation_starts(services: Services)
         build_operation(services, "pitr-restore", "production", {"target": "last tuesday"})
     with pytest.raises(ValueError, match="needs target"):
         build_operation(services, "pitr-restore", "production", {})
-    with pytest.raises(StepFailed, match="no point-in-time recovery for staging"):
-        build_operation(services, "pitr-restore", "staging", {"target": "before:x"})
+    result, events, _ = run(services, "pitr-restore", "staging", {"target": "before:x"}, typed="yes")
+    assert result.failed_step == "target" and "no point-in-time recovery for staging" in result.detail
+    assert started(events) == ["target"]
 
 
 def test_before_a_migration_walks_every_step_and_reports_what_was_lost(services: Services) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_ops import run, sandbox
 
 from services.backups.catalog import list_backups
 from services.backups.loss import ago
@@ -18,6 +18,7 @@ from services.backups.verify import TrialRestore, read_verification, record_veri
 from services.catalog import build_operation
 from services.core.config import parse
 from services.core.events import (
+    ConfirmationNeeded,
     Event,
     Finished,
     LogLine,
@@ -27,8 +28,8 @@ from services.core.events import (
     StepStarted,
     StepStatus,
 )
-from services.core.operations import StepFailed
-from services.factory import Services, build
+from services.core.operations import Result, StepFailed
+from services.factory import EXAMPLE_CONFIG, Services, build, load_config
 from services.sandbox.adapters import SandboxTarget
 
 SCALE = 3000
@@ -38,7 +39,29 @@ ORDER = ["choose", "confirm", "download", "verify", "stop", "restore-db", "resto
 
 @pytest.fixture
 def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Services:
-    return sandbox(tmp_path, monkeypatch, SCALE)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    return build(load_config(str(EXAMPLE_CONFIG), True, {}), sandbox_mode=True, state=tmp_path / "state",
+                 time_scale=SCALE)
+
+
+def run(services: Services, kind: str, params: dict[str, Any] | None = None, typed: str | None = "production",
+        cancel_at: str | None = None) -> tuple[Result, list[Event], list[ConfirmationNeeded]]:
+    events: list[Event] = []
+    asked: list[ConfirmationNeeded] = []
+    cancel = threading.Event()
+
+    def emit(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, StepStarted) and event.step_id == cancel_at:
+            cancel.set()
+
+    def confirm(question: ConfirmationNeeded) -> str | None:
+        asked.append(question)
+        return typed
+
+    op = build_operation(services, kind, "production", params or {})
+    return services.runner.run(op, emit, confirm, cancel), events, asked
 
 
 def finished(events: list[Event]) -> dict[str, StepFinished]:
