@@ -166,10 +166,10 @@ class PitrRestore:
         return f"{utc(target)}; undoes {len(undone)} migration{'' if len(undone) == 1 else 's'}"
 
     def _prompt(self, ctx: StepContext) -> str:
-        undone = ctx.state["undone"]
-        lost = f"undoing migrations {', '.join(undone)}" if undone else "undoing no migration"
-        return (f"Stop the app and PostgreSQL and restore {self.env}'s cluster to {utc(ctx.state['target'])},"
-                f" {lost}; every write after it is lost")
+        undone, when = ctx.state["undone"], utc(ctx.state["target"])
+        also = f", and migration{'s' if len(undone) > 1 else ''} {', '.join(undone)} undone" if undone else ""
+        return (f"Every write to {self.env}'s cluster after {when} will be LOST{also}. Stop the app and PostgreSQL"
+                " and restore the cluster to that time")
 
     def stop_app(self, ctx: StepContext) -> str:
         ctx.state.setdefault("started_at", self.services.clock.now())  # the RTO runs from the confirmed start

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rig.opkit import run, sandbox_services
 
 from services.adapters.pgbackrest import PgBackRest
+from services.backups.pitr import utc
 from services.backups.pitr_restore import parse_target, pgbackrest_time
 from services.catalog import build_operation
 from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, StepFinished, StepStarted, StepStatus
@@ -84,7 +85,7 @@ def test_before_a_migration_walks_every_step_and_reports_what_was_lost(services:
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     assert started(events) == ORDER
     assert [q.expected for q in asked] == ["production"]  # production: the name typed
-    assert UNDONE in asked[0].prompt and "every write after it is lost" in asked[0].prompt
+    assert f"after {utc(started_at - 2.0)} will be LOST, and migration {UNDONE} undone" in asked[0].prompt
     assert engine(services).restored_to == pgbackrest_time(started_at - 2.0)  # margin_s, 2 by default
     lines = [e.text for e in events if isinstance(e, LogLine)]
     assert any(f"migration {UNDONE} started at" in line and "2s before" in line for line in lines)
