@@ -1,4 +1,5 @@
-"""The backups pane: age, size, completeness; the highlighted backup's store and contents below."""
+"""The backups pane: age, size, completeness; the highlighted backup's store and contents below, and the
+point-in-time recovery window under them when the environment has one (widgets/pitr_window.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import time
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual.app import ComposeResult
 
 from services.backups.catalog import BackupEntry
+from services.backups.pitr import PitrCheck
 from widgets.colours import tone
+from widgets.pitr_window import RecoveryWindow
 from widgets.table_pane import TablePane
 
 DAY = 86_400
@@ -17,6 +21,13 @@ DAY = 86_400
 class BackupsPane(TablePane[BackupEntry]):
     NAME = "backups"
     COLUMNS = (("backup", 16), ("age", 4), ("size", 6), ("state", 8))
+
+    def compose(self) -> ComposeResult:
+        yield from super().compose()
+        yield RecoveryWindow(id="backups-pitr")
+
+    def show_window(self, report: PitrCheck | None) -> None:
+        self.query_one(RecoveryWindow).show(report)
 
     def show(self, env: str, entries: list[BackupEntry], now: float, retention_days: int) -> None:
         self.now, self.retention_days = now, retention_days

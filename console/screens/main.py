@@ -22,6 +22,7 @@ from console.last_seen import SeenKeeper, seen_rows
 from console.pump import EventPump
 from console.screens.resume import ResumeModal
 from services.backups.catalog import BackupEntry, list_backups
+from services.backups.pitr import PitrCheck, pitr_covers, read_window
 from services.catalog import all_actions, build_operation
 from services.core.audit import AuditView
 from services.core.config import ConfigError
@@ -121,6 +122,13 @@ class MainScreen(Screen[None]):
         def __init__(self, data: PaneData) -> None:
             super().__init__()
             self.data = data
+
+    class WindowRead(Message):
+        """The recovery window of `env` (the backups pane's PITR section), read off the UI thread."""
+
+        def __init__(self, env: str, report: PitrCheck) -> None:
+            super().__init__()
+            self.env, self.report = env, report
 
     class Asked(Message):
         """The running operation put a question: drain now (posted from its worker thread)."""
@@ -263,11 +271,28 @@ class MainScreen(Screen[None]):
         data = message.data
         self.query_one(MigrationsPane).show(data.env, data.migrations, data.findings)
         self.query_one(BackupsPane).show(data.env, data.backups, data.now, self.services.config.backup.retention_days)
+        self.refresh_window(data.env)
         self.query_one(AuditPane).show(data.audit)
         for pane, error in data.errors.items():
             target = "migrations" if pane == "lint" else pane
             self.query_one(f"#{target}-detail", Static).update(
                 Text(f"cannot read {pane}: {error}", style=tone(self, "$error")))
+
+    def refresh_window(self, env: str) -> None:
+        """At the pane's own cadence (each load), and only while the backups pane shows: pgBackRest's
+        info is a process run, not worth it for a hidden pane."""
+        if not pitr_covers(self.services, env):
+            self.query_one(BackupsPane).show_window(None)
+        elif self.query_one("#panes", ContentSwitcher).current == "backups":
+            self.read_window(env)
+
+    @work(thread=True, exclusive=True, group="pitr-window", exit_on_error=False)
+    def read_window(self, env: str) -> None:
+        self.post_message(self.WindowRead(env, read_window(self.services, env)))
+
+    def on_main_screen_window_read(self, message: WindowRead) -> None:
+        if message.env == self.selected_env:  # else the operator moved on while it was read
+            self.query_one(BackupsPane).show_window(message.report)
 
     @on(EnvironmentsPane.Selected)
     def env_selected(self) -> None:

@@ -177,3 +177,15 @@ def pitr_backup(services: Services, env: str, params: dict[str, Any]) -> Operati
 
 def _bad_type(value: str) -> bool:
     raise ValueError(f"type {value!r}: one of {', '.join(BACKUP_TYPES)}")
+
+
+def pitr_covers(services: Services, env: str) -> bool:
+    """[backup.pitr] names `env`: it has a recovery window to show."""
+    settings = services.config.backup.pitr
+    return settings is not None and settings.environment == env
+
+
+def read_window(services: Services, env: str) -> PitrCheck:
+    """The recovery window as the backups pane polls it: without `pgbackrest check`, which would push a
+    WAL segment at every poll."""
+    return check(services, env, run_check=False)

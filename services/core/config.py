@@ -530,8 +530,15 @@ class RecoveryPolicy(Strict):
     health_interval_s: float = Field(10, gt=0)
 
 
+MigrationBackup = Literal["dump", "pitr"]
+
+
 class MigrationsConfig(Strict):
     dir: str = "prisma/migrations"
+    backup: MigrationBackup | dict[str, MigrationBackup] = Field(
+        "dump", description='what `migrate` takes before applying: "dump" (pg_dump) or "pitr" (a pgBackRest backup,'
+                            ' [backup.pitr]); one word for every environment, or a table per environment'
+                            ' ({ production = "pitr" }, the rest "dump")')
     integrity_tables: list[str] = ["Ingredient", "Category", "User"]
     reindex_tables: list[str] = ["Ingredient", "Category", "User"]
     lock_wait_s: float = Field(30, gt=0, description="how long to wait for Prisma's migration lock")
@@ -644,6 +651,30 @@ class ReleaseConfig(Strict):
             raise ValueError(f"[backup.pitr] environment {pitr.environment!r} is not one of [environments]: "
                              f"{', '.join(self.environments)}")
         return self
+
+    @model_validator(mode="after")
+    def _pitr_backup_has_pitr(self) -> ReleaseConfig:
+        """`backup = "pitr"` for an environment [backup.pitr] does not cover would find out mid-deploy."""
+        chosen = self.migrations.backup
+        unknown = sorted(set(chosen) - set(self.environments)) if isinstance(chosen, dict) else []
+        if unknown:
+            raise ValueError(f"[migrations] backup names {', '.join(unknown)}, not in [environments]: "
+                             f"{', '.join(self.environments)}")
+        wanting = [env for env in self.environments if self.migration_backup(env) == "pitr"]
+        covered = self.backup.pitr.environment if self.backup.pitr else None
+        strays = [env for env in wanting if env != covered]
+        if strays:
+            whose = f"it covers {covered} only" if covered else "there is no [backup.pitr] section"
+            fix = (f'write backup = {{ {covered} = "pitr" }} (the others keep "dump")' if covered else
+                   'add a [backup.pitr] section (docs/operations.md, "A dump or PITR"), or set backup = "dump"')
+            raise ValueError(f'[migrations] backup = "pitr" needs [backup.pitr] for {", ".join(strays)}, but {whose}:'
+                             f" {fix}")
+        return self
+
+    def migration_backup(self, env: str) -> MigrationBackup:
+        """What `migrate` takes first in `env`: "dump" or "pitr" (validated against [backup.pitr] at load)."""
+        chosen = self.migrations.backup
+        return chosen.get(env, "dump") if isinstance(chosen, dict) else chosen
 
     def monitor_policy(self) -> CanaryPolicy:
         """The canary's rules with the post-deploy monitor's interval, window and mode: every rule in

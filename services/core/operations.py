@@ -238,6 +238,35 @@ class Runner:
             if log:
                 log.close()
 
+    def _steps_changed(self, op: Operation, start_at: int) -> str | None:
+        """Why a resume must not go on, or None: the rebuilt steps are the journaled ones.
+
+        A resume rebuilds the operation from today's configuration and starts at the journaled
+        index. Had a setting added or removed a step meanwhile ([migrations] backup, [monitor]
+        after_deploy), that index would name another step: one never done could be skipped.
+        """
+        if not start_at:
+            return None
+        try:
+            recorded = [step.step_id for step in self.journal.get(op.id).steps]
+        except KeyError:
+            return None
+        now = [step.id for step in op.steps]
+        if recorded == now:
+            return None
+        gone, new = [i for i in recorded if i not in now], [i for i in now if i not in recorded]
+        said = "; ".join(part for part in (f"no longer built: {', '.join(gone)}" if gone else "",
+                                           f"new: {', '.join(new)}" if new else "") if part)
+        return f"its steps changed since it was journaled ({said or 'their order'}): the configuration or the console"
+
+    def _refuse(self, op: Operation, emit: Emit, params: dict[str, Any], detail: str,
+                next_options: tuple[str, ...]) -> Result:
+        """An operation that does not start: said, audited and told, with what to do instead."""
+        self._told_end(op, Outcome.FAILED, f"refused: {detail}")
+        self.audit.append(op.env, op.kind, params, f"refused: {detail}", op.override_reason)
+        emit(Finished(op.id, Outcome.FAILED, detail, next_options))
+        return Result(op.id, Outcome.FAILED, detail)
+
     def _run_audited(self, op: Operation, emit: Emit, confirm: Confirm, cancel: threading.Event, start_at: int,
                      state: dict[str, Any], params: dict[str, Any]) -> Result:
         try:
@@ -246,20 +275,18 @@ class Runner:
             self._told_end(op, Outcome.FAILED, f"not started: {unaudited}")
             emit(Finished(op.id, Outcome.FAILED, f"not started: {unaudited}", (REPAIR_HINT, "then run it again")))
             return Result(op.id, Outcome.FAILED, str(unaudited))
+        if changed := self._steps_changed(op, start_at):
+            return self._refuse(op, emit, params, f"not resumed: {changed}", (
+                f"release-console journal abandon {op.id} --reason '...', then start it again",
+                "or put back the configuration it was started with, then resume"))
         if op.takes_lock:
             try:
                 self.locks.acquire(op.env, f"{op.kind} {op.id}", self._takeover(op))
             except LockHeld as held:
-                self._told_end(op, Outcome.FAILED, f"refused: {held}")
-                self.audit.append(op.env, op.kind, params, f"refused: {held}", op.override_reason)
-                emit(Finished(op.id, Outcome.FAILED, str(held), ("wait for the holder", "ask them to release it")))
-                return Result(op.id, Outcome.FAILED, str(held))
+                return self._refuse(op, emit, params, str(held), ("wait for the holder", "ask them to release it"))
             except StepFailed as unavailable:  # where the lock lives cannot be reached: nothing runs
-                detail = f"cannot take {op.env}'s release lock: {unavailable}"
-                self._told_end(op, Outcome.FAILED, f"refused: {detail}")
-                self.audit.append(op.env, op.kind, params, f"refused: {detail}", op.override_reason)
-                emit(Finished(op.id, Outcome.FAILED, detail, unavailable.next_options))
-                return Result(op.id, Outcome.FAILED, detail)
+                return self._refuse(op, emit, params, f"cannot take {op.env}'s release lock: {unavailable}",
+                                    unavailable.next_options)
         try:
             return self._run_steps(op, emit, confirm, cancel, start_at, state, params)
         finally:

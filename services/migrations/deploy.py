@@ -16,6 +16,7 @@ from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.ports import MigrationDatabase, MigrationRecord
 from services.migrations.lint import Finding, counts, created_tables, lint_migrations
 from services.migrations.lint_live import against
+from services.migrations.pitr_first import check_archiving, mark_recovery_point, take_deploy_backup, undo_options
 
 if TYPE_CHECKING:
     from services.core.container import Services
@@ -85,6 +86,15 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
     database.scripts()  # no usable migrations folder: a config error (MigrationsDirError), before anything starts
     tables = services.config.migrations.integrity_tables
     production = services.config.environment(env).production
+    with_pitr = services.config.migration_backup(env) == "pitr"  # else a pg_dump (services/migrations/pitr_first.py)
+
+    def archiving(ctx: StepContext) -> str:
+        return check_archiving(services, env, ctx, bool(pending(database.status())))
+
+    def undo(ctx: StepContext) -> tuple[str, ...]:
+        if with_pitr:
+            return undo_options(env, ctx.state)
+        return (f"roll back: migrate-rollback (restores backup {ctx.state.get('backup_id')})",)
 
     def lint(ctx: StepContext) -> str:
         findings = lint_pending(services, env)
@@ -107,6 +117,8 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
         if not pending(records):
             ctx.log("nothing pending: no backup is taken (it would change nothing to restore)")
             return "no backup: nothing pending"
+        if with_pitr:
+            return take_deploy_backup(services, env, ctx)
         ctx.state["backup_id"] = take_backup(services, env, ctx, include_files=False)
         return f"backup {ctx.state['backup_id']}"
 
@@ -115,18 +127,18 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
             records = database.status()
             check_history(records)
             todo = pending(records)
-            if todo and not ctx.state.get("backup_id"):
+            if todo and not (ctx.state.get("backup_id") or ctx.state.get("pitr_backup")):
                 raise StepFailed(f"{len(todo)} migrations became pending after the backup step found none, so no"
                                  " backup was taken: nothing was applied", ("run migrate again",))
+            if todo and with_pitr:
+                mark_recovery_point(services, env, ctx)
             for done, name in enumerate(todo):
                 ctx.check_cancelled()
                 ctx.progress(done, len(todo), "migrations")
                 try:
                     database.apply(name, ctx.log)
                 except StepFailed as failed:
-                    backup_id = ctx.state.get("backup_id")
-                    raise StepFailed(str(failed), (f"roll back: migrate-rollback (restores backup {backup_id})",
-                                                   *failed.next_options[1:])) from None
+                    raise StepFailed(str(failed), (*undo(ctx), *failed.next_options[1:])) from None
             ctx.progress(len(todo), len(todo), "migrations")
         ctx.state["applied"] = todo  # none: no migration.applied notification
         return f"{len(todo)} applied" if todo else "nothing pending"
@@ -139,9 +151,7 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
             flag = "  DROPPED" if table in dropped else ""
             ctx.log(f"{table:<12} {before.get(table, 0):>9} {after.get(table, 0):>9}{flag}")
         if dropped:
-            raise StepFailed(f"row counts dropped in {', '.join(dropped)}",
-                             (f"roll back: migrate-rollback (restores backup {ctx.state['backup_id']})",
-                              "investigate, then continue"))
+            raise StepFailed(f"row counts dropped in {', '.join(dropped)}", (*undo(ctx), "investigate, then continue"))
         return "row counts kept"
 
     def reindex(ctx: StepContext) -> str:
@@ -154,9 +164,11 @@ def migrate(services: Services, env: str, params: dict[str, Any]) -> Operation:
         rest = f"; {len(skipped)} skipped (the log says why)" if skipped else ""
         return f"REINDEX CONCURRENTLY + ANALYZE of {len(todo)} tables{rest}"
 
+    first = [Step("archiving", "Check that WAL archiving works (PITR)", archiving)] if with_pitr else []
     return Operation("migrate", env, f"Migrate {env}", [
+        *first,
         Step("lint", "Lint the pending migrations", lint),
-        Step("backup", "Back up the database", backup),
+        Step("backup", "pgBackRest backup (PITR)" if with_pitr else "Back up the database", backup),
         Step("apply", "Apply pending migrations", apply),
         Step("integrity", "Integrity check (row counts)", integrity),
         Step("reindex", "REINDEX and ANALYZE", reindex),

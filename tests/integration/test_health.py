@@ -26,9 +26,23 @@ from services.environments.health import EnvironmentHealth, check
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# What these tests judge is reachability, versions and each reading's own rule, never speed: a loaded
+# CI machine answering /api/health in 572 ms must not turn "ok" into a latency warning.
+UNHURRIED = {"timeout_s": 10, **{dependency: {"latency_ms": {"warn": 10_000, "fail": 20_000}}
+                                 for dependency in ("api", "postgres", "redis")}}
+
+
+def health_section(**rules: Any) -> dict[str, Any]:
+    """UNHURRIED with a test's own rules merged in, dependency by dependency."""
+    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in UNHURRIED.items()}
+    for key, value in rules.items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    return merged
+
+
 def write_config(tmp_path: Path, api_url: str = toml.NO_API) -> Path:
-    return toml.release({"staging": toml.environment(api_url=api_url, redis_url=toml.secret("REDIS"))}
-                        ).write(tmp_path / "release.toml")
+    return toml.release({"staging": toml.environment(api_url=api_url, redis_url=toml.secret("REDIS"))},
+                        health=health_section()).write(tmp_path / "release.toml")
 
 
 def console_env(tmp_path: Path, dsn: str, redis: str) -> dict[str, str]:
@@ -41,7 +55,8 @@ def services_for(tmp_path: Path) -> Iterator[Any]:
 
     def make(dsn: str, redis: str, api_url: str = toml.NO_API, **health: Any) -> Services:
         config = toml.release({"staging": toml.environment(api_url=api_url, redis_url=toml.secret("REDIS"))},
-                              health=health or None).load(tmp_path / "release.toml", {"TEST_DB": dsn, "REDIS": redis})
+                              health=health_section(**health)).load(tmp_path / "release.toml",
+                                                                    {"TEST_DB": dsn, "REDIS": redis})
         built.append(factory.build(config, state=tmp_path / "state"))
         return built[-1]
 

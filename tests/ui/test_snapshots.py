@@ -31,6 +31,7 @@ from widgets.canary import CanaryPane, MetricChart
 from widgets.confirm import ConfirmModal
 from widgets.migrations import MigrationsPane
 from widgets.params import ParamsModal
+from widgets.pitr_window import RecoveryWindow
 
 SIZE = (80, 24)
 CALM = 30.0  # the default time scale: nothing runs in these, and ages stay whole days
@@ -191,12 +192,42 @@ def test_canary_pane_with_the_step_ladder(snap_compare: Snap, make_ui_app: Calla
     assert snap_compare(make_ui_app(FAST / 100), terminal_size=SIZE, run_before=run_before)
 
 
+async def backups_with_window(pilot: Pilot[Any], archived_at: float, **problem: Any) -> None:
+    """Production's backups pane and, as it has [backup.pitr], its recovery window (read in its own
+    worker). The sandbox's last archived WAL follows its running clock: the window is drawn again with
+    the WAL archived at `archived_at` (and `problem`: failed_count, last_failed_at, problems)."""
+    await select(pilot, "production")
+    await pilot.press("5")
+    await wait_for(pilot, lambda: len(main_screen(pilot).query_one(BackupsPane).items) == 5, "the backups")
+    window = main_screen(pilot).query_one(RecoveryWindow)
+    await wait_for(pilot, lambda: window.report is not None, "the recovery window")
+    await wait_for(pilot, lambda: not [w for w in pilot.app.workers if w.group in ("pane-data", "pitr-window")
+                                       and w.is_running], "the last reads")
+    await pilot.pause()
+    report = window.report
+    assert report is not None and report.archiver is not None
+    problems = problem.pop("problems", report.problems)
+    archiver = dataclasses.replace(report.archiver, last_archived_wal="000000010000002A01C16DC0",
+                                   last_archived_at=archived_at, server_now=ORIGIN, **problem)
+    window.show(dataclasses.replace(report, archiver=archiver, window_to=archived_at, problems=problems))
+    await settle(pilot)
+
+
 def test_backups_pane(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole]) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
-        await select(pilot, "production")
-        await pilot.press("5")
-        await wait_for(pilot, lambda: len(main_screen(pilot).query_one(BackupsPane).items) == 5, "the backups")
-        await settle(pilot)
+        await backups_with_window(pilot, ORIGIN - 2)
+
+    assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
+
+
+def test_backups_pane_with_wal_archiving_broken(snap_compare: Snap,
+                                                make_ui_app: Callable[..., ReleaseConsole]) -> None:
+    """The window ends at the last WAL archived, an hour ago; the failure is said in the error colour."""
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await backups_with_window(pilot, ORIGIN - 3600, failed_count=61, last_failed_wal="000000010000002A01C16DC1",
+                                  last_failed_at=ORIGIN - 30, problems=(
+                                      "PostgreSQL's archive_command is failing: 000000010000002A01C16DC1 failed"
+                                      " 0 min ago, 61 failures in all",))
 
     assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
 

@@ -236,6 +236,39 @@ def test_an_operation_whose_step_ids_repeat_is_refused_before_anything_runs(rig:
     assert calls == [] and rig.journal.recent(5) == []
 
 
+def test_a_resume_whose_rebuilt_steps_differ_from_the_journaled_ones_is_refused(rig: Rig) -> None:
+    """A setting that removed a step before the resume point would make the journaled index name the
+    next step: here the apply would be skipped. Refused, audited, nothing run, the record kept."""
+    calls: list[str] = []
+
+    def fails(ctx: StepContext) -> str:
+        raise StepFailed("disk full")
+
+    first = op([ok("archiving", calls), ok("backup", calls), Step("apply", "Apply", fails), ok("check", calls)])
+    assert rig.runner.run(first, rig.emit, no_confirm).failed_step == "apply"
+    resume_at = rig.journal.get(first.id).resume_index
+    assert resume_at == 2
+
+    rebuilt = op([ok("backup", calls), ok("apply", calls), ok("check", calls)])
+    rebuilt.id = first.id
+    calls.clear()
+    result = rig.runner.run(rebuilt, rig.emit, no_confirm, start_at=resume_at)
+
+    assert result.outcome is Outcome.FAILED and calls == []
+    assert result.detail.startswith("not resumed: its steps changed since it was journaled (no longer built: "
+                                    "archiving)"), result.detail
+    finished = rig.events[-1]
+    assert isinstance(finished, Finished) and finished.next_options[0].startswith(
+        f"release-console journal abandon {first.id}")
+    assert rig.outcomes()[-1] == f"refused: {result.detail}"
+    assert rig.journal.get(first.id).resume_index == 2 and rig.journal.get(first.id).status == "failed"
+
+    same = op([ok("archiving", calls), ok("backup", calls), ok("apply", calls), ok("check", calls)])
+    same.id = first.id
+    assert rig.runner.run(same, rig.emit, no_confirm, start_at=resume_at).outcome is Outcome.SUCCEEDED
+    assert calls == ["apply", "check"]
+
+
 @pytest.mark.parametrize(("typed", "outcome"), [
     ("prod", Outcome.DECLINED),
     ("Production", Outcome.DECLINED),
