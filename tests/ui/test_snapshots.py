@@ -326,6 +326,9 @@ def test_point_in_time_restore_confirmation_names_the_target_and_the_migration_u
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await select(pilot, "production")
+        await pilot.press("5")
+        window = pilot.app.screen.query_one(RecoveryWindow)
+        await wait_for(pilot, lambda: window.report is not None, "the recovery window behind the form")
         await pilot.press("I")
         await modal_of(pilot, ParamsModal, "the parameters form")
         await pilot.press(*"before:20240618160000_recipe_tags", "enter")
