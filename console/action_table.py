@@ -47,6 +47,8 @@ ACTIONS = (
     ActionEntry("build", "U", "build", ("build",), "Build the image and check its policy"),
     ActionEntry("rollback", "R", "build", ("rollback",), "Roll back to an earlier revision"),
     ActionEntry("restore", "X", "backups", ("restore",), "Disaster recovery: restore from a backup"),
+    ActionEntry("pitr-restore", "I", "backups", ("pitr", "restore"),
+                "Point-in-time restore: to a UTC time, or to just before a migration"),
     ActionEntry("prune", "P", "backups", ("backup", "prune"), "Delete backups past retention"),
     ActionEntry("abort", "A", "canary", ("canary", "abort"), "Abort the canary (weight 0, scale to 0)"),
     ActionEntry("resolve", "V", "migrations", ("migrate", "resolve"),

@@ -130,6 +130,12 @@ def docker_client() -> Iterator[Any]:
     client.close()
 
 
+@pytest.fixture
+def docker_cli() -> list[str]:
+    """The docker CLI on the rig's dockerd, as an argument list: an environment's service commands."""
+    return ["docker", "-H", require_env("RC_DOCKER_URL", "Docker")]
+
+
 @pytest.fixture(scope="session")
 def sample_app_tag() -> str:
     """The tag this session gives the sample app image. Use it, never `sample_app_image.tags[0]`:

@@ -1,12 +1,14 @@
 """A PostgreSQL cluster read over psycopg for point-in-time recovery: the migrations it has applied
 (each a point to restore to) and how far behind its WAL archiving is (pg_stat_archiver). Every query
-is bounded as pg.connect bounds it."""
+is bounded as pg.connect bounds it, on a connection of its own: a restore restarts the server under
+it, and a kept connection would still be the dead one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from services.adapters.pg import connect
+from services.adapters.pg import connect, count_rows
 from services.core.pitr_port import AppliedMigration, Archiver
 
 
@@ -21,6 +23,20 @@ class PostgresCluster:
         with connect(self.dsn, timeout_s=self.timeout_s) as conn:
             row = conn.execute(query).fetchone()
         return row[0] if row else None
+
+    def in_recovery(self) -> bool:
+        return bool(self._one("SELECT pg_is_in_recovery()"))
+
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]:
+        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
+            return count_rows(conn, tables)
+
+    def mark_now(self) -> float:
+        # txid_current() gives the transaction an id, so its commit is written to the WAL; nothing else changes.
+        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
+            row = conn.execute("SELECT extract(epoch FROM now()), txid_current()").fetchone()
+        assert row is not None
+        return float(row[0])
 
     def migrations(self) -> list[AppliedMigration]:
         with connect(self.dsn, timeout_s=self.timeout_s) as conn:

@@ -9,6 +9,7 @@ reach an argument; nothing read from pgBackRest's output does.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from services.adapters.pg_cluster import PostgresCluster
@@ -18,6 +19,8 @@ from services.core.pitr_config import PitrConfig
 from services.core.pitr_port import BACKUP_TYPES, PitrBackup, StanzaInfo
 from services.core.ports import OnLine
 
+# What --target gets: only the shape services/backups/pitr_restore.py writes (UTC, explicit offset).
+_TARGET = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+00")
 INFO_TIMEOUT_S = 120.0
 
 
@@ -49,8 +52,9 @@ class PgBackRest:
             done = processes.run(argv, timeout_s or self.settings.command_timeout_s, on_line=line, what=what)
         except (FileNotFoundError, PermissionError) as err:
             raise StepFailed(f"{what}: cannot run {argv[0]}: {err.strerror}",
-                             ("install pgBackRest (apt-get install pgbackrest) on this host",
-                              "check [backup.pitr] run_as and pgbackrest in release.toml")) from None
+                             ("install pgBackRest (apt-get install pgbackrest) and pg_ctl on this host",
+                              "check [backup.pitr] run_as, pgbackrest, pg_ctl, stop and start in release.toml")) \
+                from None
         if done.code != 0:
             errors = [t.split("ERROR:", 1)[1].strip() for t in said if "ERROR:" in t]
             reason = errors[-1] if errors else "; ".join(t for t in said[-3:] if t.strip()) or "no output"
@@ -78,10 +82,55 @@ class PgBackRest:
         self._run(self._argv(f"--type={backup_type}", "--log-level-console=detail", "backup"), on_line,
                   f"pgbackrest {backup_type} backup")
 
+    def restore(self, target_time: str, on_line: OnLine) -> None:
+        if not _TARGET.fullmatch(target_time):
+            raise ValueError(f"recovery target {target_time!r} is not a UTC time as the console writes it")
+        # --delta: files that match the backup stay; --pg1-path: the directory stop and start act on.
+        self._run(self._argv("--delta", "--type=time", f"--target={target_time}", "--target-action=promote",
+                             "restore", pg_path=self.settings.data_dir), on_line, "pgbackrest restore")
+
     # --- the cluster -------------------------------------------------------------------------------
 
     def live(self) -> PostgresCluster:
         return PostgresCluster(self.dsn, f"the live cluster ({self.settings.data_dir})", self.connect_timeout_s)
+
+    def _pg_ctl(self, *words: str) -> list[str]:
+        return [*self.settings.run_as, self.settings.pg_ctl, "-D", self.settings.data_dir, *words]
+
+    def _running(self) -> bool:
+        """pg_ctl status: 0 running, 3 not running; anything else is a problem to say."""
+        argv = self._pg_ctl("status")
+        try:
+            done = processes.run(argv, INFO_TIMEOUT_S, what="pg_ctl status")
+        except (FileNotFoundError, PermissionError) as err:
+            raise StepFailed(f"cannot run {argv[0]}: {err.strerror}", ("check [backup.pitr] pg_ctl and run_as",)) \
+                from None
+        if done.code not in (0, 3):
+            raise StepFailed(f"pg_ctl status exited {done.code}: {(done.stdout + done.stderr).strip()[-300:]}",
+                             ("check [backup.pitr] data_dir, pg_ctl and run_as",))
+        return done.code == 0
+
+    def stop_database(self, on_line: OnLine) -> None:
+        s = self.settings
+        if s.stop is not None:
+            self._run(list(s.stop), on_line, "the PostgreSQL stop command")
+        elif self._running():
+            # -m fast: sessions are ended, a shutdown checkpoint is written; the wait is bounded by -t.
+            self._run(self._pg_ctl("-m", "fast", "-w", "-t", str(int(s.command_timeout_s)), "stop"), on_line,
+                      "pg_ctl stop")
+        else:
+            on_line(f"PostgreSQL is not running in {s.data_dir}: nothing to stop")
+
+    def start_database(self, on_line: OnLine) -> None:
+        s = self.settings
+        if s.start is not None:
+            self._run(list(s.start), on_line, "the PostgreSQL start command")
+        elif not self._running():
+            # -l: the server's output goes to its log, not to our pipe (pg_ctl would return, the pipe not).
+            self._run(self._pg_ctl("-l", s.log_file, "-w", "-t", str(int(s.recovery_timeout_s)), "start"), on_line,
+                      "pg_ctl start")
+        else:
+            on_line(f"PostgreSQL already runs in {s.data_dir}")
 
 
 def _advice(reason: str) -> tuple[str, ...]:

@@ -110,13 +110,13 @@ def describe(report: PitrCheck) -> list[str]:
     elif report.archiver:
         lines.append("recovery point: no WAL segment archived since PostgreSQL started")
     if report.window_from is not None:
-        lines.append(f"recovery window: {_utc(report.window_from)} .. {_utc(report.window_to or now)}")
-    lines += [f"  migration {m.name} at {_utc(m.started_at)}" for m in report.migrations]
+        lines.append(f"recovery window: {utc(report.window_from)} .. {utc(report.window_to or now)}")
+    lines += [f"  migration {m.name} at {utc(m.started_at)}" for m in report.migrations]
     lines += [f"PROBLEM: {problem}" for problem in report.problems] or ["ok: archiving works"]
     return lines
 
 
-def _utc(epoch: float) -> str:
+def utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 

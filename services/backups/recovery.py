@@ -89,8 +89,8 @@ class Walkthrough:
     def __init__(self, services: Services, env: str, params: dict[str, Any], drill: bool) -> None:
         self.services, self.env, self.params, self.drill = services, env, params, drill
         self.settings = services.config.environment(env)
-        self.tries = _number(HEALTH_TRIES, params, services.config, int)
-        self.interval_s = _number(HEALTH_INTERVAL_S, params, services.config, float)
+        self.tries = number(HEALTH_TRIES, params, services.config, int)
+        self.interval_s = number(HEALTH_INTERVAL_S, params, services.config, float)
         self.health_url = str(params.get("health_url") or "") if drill else services.config.health_url(env)
         # Relative to release.toml, as the backup engine reads it.
         base = services.config.source.parent if services.config.source else Path.cwd()
@@ -258,7 +258,7 @@ class Walkthrough:
                 ctx.state["db_restore_s"] = round(time.monotonic() - began, 2)
                 counts = scratch.row_counts(tables)
                 read = {table: scratch.sample(table) for table in counts}
-                ctx.log(f"scratch database answers: {_counts(counts)}; a row read from each non-empty table")
+                ctx.log(f"scratch database answers: {counts_text(counts)}; a row read from each non-empty table")
                 if missing := [t for t in tables if t not in counts]:
                     ctx.log(f"tables not in this backup: {', '.join(missing)}", "warning")
                 if any(counts[t] and not read[t] for t in counts):
@@ -269,7 +269,7 @@ class Walkthrough:
         ctx.state["restore_began"] = time.time()  # a lock row older than this can only be the backup's
         self._restore_dump(ctx, database)
         ctx.state["db_restored"] = True
-        self._retake_lock(ctx)
+        retake_lock(self.services, self.env, ctx)
         return f"restored {ctx.state['backup_id']}"
 
     def restore_files(self, ctx: StepContext) -> str:
@@ -295,11 +295,11 @@ class Walkthrough:
             ctx.log(f"{source} loads and defines {self.env}")
         checks, failing = ["config"], []
         if self.drill:
-            ctx.log(f"the scratch copy answered: {_counts(ctx.state.get('db_counts', {}))}")
+            ctx.log(f"the scratch copy answered: {counts_text(ctx.state.get('db_counts', {}))}")
             checks.append("scratch database")
         else:
             counts = self.services.database(self.env).row_counts(self.services.config.migrations.integrity_tables)
-            ctx.log(f"database reachable: {_counts(counts)}")
+            ctx.log(f"database reachable: {counts_text(counts)}")
             checks.append("database")
             failing = failing_dependencies(self.services, self.env)  # the services start next
             if failing:
@@ -327,19 +327,7 @@ class Walkthrough:
             ctx.state["recovered_at"] = self._now()
             ctx.log("give health_url to health-check an app started on the scratch copy")
             return "skipped"
-        checker = self.services.health(self.env)
-        for attempt in range(1, self.tries + 1):
-            result = checker.check(self.health_url)
-            ctx.progress(attempt, self.tries, "tries")
-            ctx.log(f"try {attempt}/{self.tries}: {result.status or 'no answer'} {result.detail}")
-            if result.ok:
-                ctx.state["recovered_at"] = self._now()
-                return f"healthy after {attempt} {'try' if attempt == 1 else 'tries'}"
-            if attempt < self.tries:
-                ctx.sleep(self.services.real_seconds(self.interval_s))
-        raise StepFailed(f"{self.health_url} not healthy after {self.tries} tries {self.interval_s:g}s apart",
-                         ("look at the app's logs and start it by hand if needed, then retry this step",
-                          "retry with more health_tries or a longer health_interval_s"))
+        return wait_healthy(self.services, self.env, self.health_url, self.tries, self.interval_s, ctx)
 
     def report(self, ctx: StepContext) -> str:
         state = ctx.state
@@ -408,37 +396,6 @@ class Walkthrough:
             return self.services.files(self.env)
         return self.services.files_in(into, self.env)
 
-    def _retake_lock(self, ctx: StepContext) -> None:
-        """The release lock is a row in the database just restored: the backup's rows replaced ours.
-
-        Only a row that came from the backup is replaced: one older than the restore and not ours.
-        A row newer than the restore is another console's, taken while ours was gone: left alone.
-        """
-        locks = self.services.locks
-        try:
-            held = locks.holder(self.env)
-        except LockUnknown as err:
-            raise StepFailed(f"cannot read {self.env}'s release lock after the restore: {err}",
-                             ("retry this step: the restore is done, it goes on from here",)) from None
-        if held is not None and is_mine(held):
-            return
-        if held is not None:
-            if held.since >= ctx.state.get("restore_began", 0):
-                raise StepFailed(f"{held.describe()} took {self.env}'s release lock while the restore ran; it did not"
-                                 " come from the backup, so it is left alone",
-                                 ("ask them to release it, then retry this step", "or `release-console lock break`"))
-            ctx.log(f"the restore brought back a lock row from the backup ({held.describe()}): replaced by ours",
-                    "warning")
-            self.services.audit.append(self.env, "lock-replace", {"op_id": ctx.op_id, "from": held.fields()},
-                                       "the backup's lock row replaced by the restore's own")
-            if not locks.force_release(self.env, held):
-                raise StepFailed("the lock row changed while it was being replaced", ("retry this step",))
-            notify_events.tell(self.services.notifier, [notify_events.broken(
-                "restore", self.env, ctx.op_id, f"the restore replaced the lock row its backup brought back:"
-                f" {held.describe()}")])
-        locks.acquire(self.env, f"restore {ctx.op_id}")
-        ctx.log("release lock taken again for this restore")
-
     def _standing(self, state: dict[str, Any]) -> str:
         if self.drill:
             return "A drill: nothing live was touched"
@@ -459,6 +416,55 @@ class Walkthrough:
         if state.get("stopped_at"):
             return ("retry this step", "or start the services again on the unchanged data, and abandon")
         return ("retry this step", "abandon: nothing live was changed")
+
+
+def wait_healthy(services: Services, env: str, url: str, tries: int, interval_s: float, ctx: StepContext) -> str:
+    """`url` polled until healthy, at most `tries` times `interval_s` apart; ctx.state["recovered_at"] set then."""
+    checker = services.health(env)
+    for attempt in range(1, tries + 1):
+        result = checker.check(url)
+        ctx.progress(attempt, tries, "tries")
+        ctx.log(f"try {attempt}/{tries}: {result.status or 'no answer'} {result.detail}")
+        if result.ok:
+            ctx.state["recovered_at"] = services.clock.now()
+            return f"healthy after {attempt} {'try' if attempt == 1 else 'tries'}"
+        if attempt < tries:
+            ctx.sleep(services.real_seconds(interval_s))
+    raise StepFailed(f"{url} not healthy after {tries} tries {interval_s:g}s apart",
+                     ("look at the app's logs and start it by hand if needed, then retry this step",
+                      "retry with more health_tries or a longer health_interval_s"))
+
+
+def retake_lock(services: Services, env: str, ctx: StepContext, kind: str = "restore") -> None:
+    """The release lock is a row in the database just restored: the backup's rows replaced ours.
+
+    Only a row that came from the backup is replaced: one older than the restore and not ours.
+    A row newer than the restore is another console's, taken while ours was gone: left alone.
+    """
+    locks = services.locks
+    try:
+        held = locks.holder(env)
+    except LockUnknown as err:
+        raise StepFailed(f"cannot read {env}'s release lock after the restore: {err}",
+                         ("retry this step: the restore is done, it goes on from here",)) from None
+    if held is not None and is_mine(held):
+        return
+    if held is not None:
+        if held.since >= ctx.state.get("restore_began", 0):
+            raise StepFailed(f"{held.describe()} took {env}'s release lock while the restore ran; it did not"
+                             " come from the backup, so it is left alone",
+                             ("ask them to release it, then retry this step", "or `release-console lock break`"))
+        ctx.log(f"the restore brought back a lock row from the backup ({held.describe()}): replaced by ours",
+                "warning")
+        services.audit.append(env, "lock-replace", {"op_id": ctx.op_id, "from": held.fields()},
+                              "the backup's lock row replaced by the restore's own")
+        if not locks.force_release(env, held):
+            raise StepFailed("the lock row changed while it was being replaced", ("retry this step",))
+        notify_events.tell(services.notifier, [notify_events.broken(
+            kind, env, ctx.op_id, f"the restore replaced the lock row its backup brought back:"
+            f" {held.describe()}")])
+    locks.acquire(env, f"{kind} {ctx.op_id}")
+    ctx.log(f"release lock taken again for this {kind}")
 
 
 def _identity(path: Path) -> dict[str, int]:
@@ -513,7 +519,7 @@ def _flag(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def _number(param: Param, params: dict[str, Any], config: ReleaseConfig, kind: Callable[[str], Any]) -> Any:
+def number(param: Param, params: dict[str, Any], config: ReleaseConfig, kind: Callable[[str], Any]) -> Any:
     """As given, else the config's value that its form field and --help show."""
     raw = param.value(params, config)
     try:
@@ -538,5 +544,5 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def _counts(counts: dict[str, int]) -> str:
+def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{table} {rows} rows" for table, rows in counts.items()) or "no integrity tables found"

@@ -11,8 +11,13 @@ environment, on this host: a remote pgBackRest host (`--pg1-host`, `--repo1-host
     data_dir = "/var/lib/postgresql/15/main"
     run_as = ["sudo", "-n", "-u", "postgres", "--"]   # pgBackRest runs as the cluster's owner
 
-The restore's settings (pg_ctl, stop and start commands, a drill's scratch directory) come with the
-restore: a setting that changed nothing would mislead.
+The point-in-time restore (`pitr-restore`, services/backups/pitr_restore.py) stops PostgreSQL, lets
+pgBackRest restore data_dir, starts it again and waits for recovery to end. By default it runs pg_ctl
+on data_dir, as run_as; `stop` and `start` (argument lists) replace that where a service manager owns
+the cluster (["systemctl", "stop", "postgresql@15-main"]). pg_ctl never gets -o: the server's own
+settings (port, sockets) come from its config files, which the restore keeps.
+
+A drill's scratch directory comes with the drill: a setting that changed nothing would mislead.
 """
 
 from __future__ import annotations
@@ -49,11 +54,19 @@ class PitrConfig(_Strict):
     repo_path: str | None = Field(None, description="--repo1-path, when not in the config file (a posix repo)")
     data_dir: str = Field("/var/lib/postgresql/15/main", description="the cluster's data directory")
     pgbackrest: str = Field("pgbackrest", description="the pgBackRest program")
-    run_as: list[str] = Field(default_factory=list, description="prefix for pgBackRest, e.g. sudo -n -u postgres --")
-    command_timeout_s: float = Field(6 * 3600, gt=0, description="each pgBackRest run is stopped after this")
+    pg_ctl: str = Field("/usr/lib/postgresql/15/bin/pg_ctl", description="pg_ctl, for the default stop and start")
+    run_as: list[str] = Field(default_factory=list,
+                              description="prefix for pgBackRest and pg_ctl, e.g. sudo -n -u postgres --")
+    stop: list[str] | None = Field(None, description="stops PostgreSQL (default: pg_ctl -D data_dir -m fast -w stop)")
+    start: list[str] | None = Field(None, description="starts PostgreSQL (default: pg_ctl -D data_dir -l log_file"
+                                                      " -w start)")
+    log_file: str = Field("/var/log/postgresql/pitr-pg_ctl.log", description="pg_ctl -l of the default start")
+    margin_s: float = Field(2.0, ge=0, description='"before migration X" restores to its started_at minus this')
+    command_timeout_s: float = Field(6 * 3600, gt=0, description="each pgBackRest or pg_ctl run is stopped after this")
+    recovery_timeout_s: float = Field(3600, gt=0, description="how long to wait for recovery to end after a restore")
 
-    _argvs = field_validator("run_as")(_argv)
-    _paths = field_validator("config", "data_dir")(_absolute)
+    _argvs = field_validator("run_as", "stop", "start")(_argv)
+    _paths = field_validator("config", "data_dir", "pg_ctl", "log_file")(_absolute)
 
     @field_validator("repo_path")
     @classmethod
@@ -65,4 +78,11 @@ class PitrConfig(_Strict):
     def _stanza(cls, value: str) -> str:
         if not _STANZA.fullmatch(value):
             raise ValueError(f"stanza {value!r} may use letters, digits, '_', '.' and '-' (64 at most)")
+        return value
+
+    @field_validator("stop", "start")
+    @classmethod
+    def _not_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("an argument list with at least the program")
         return value

@@ -7,6 +7,7 @@ pgBackRest does every piece of WAL work: nothing here archives, copies or replay
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,6 +78,12 @@ class Cluster(Protocol):
     def describe(self) -> str: ...  # "the live cluster (/var/lib/postgresql/15/main)"
     def migrations(self) -> list[AppliedMigration]: ...  # finished ones, in order; [] without the table
     def archiver(self) -> Archiver: ...
+    def in_recovery(self) -> bool: ...  # pg_is_in_recovery(); StepFailed while it does not answer
+    def row_counts(self, tables: Iterable[str]) -> dict[str, int]: ...  # the tables that exist
+    # A transaction commit stamped with the server's now, returned (epoch seconds). A restore to a time
+    # stops at the first commit after it: without one after the target in the archived WAL, recovery
+    # would end short of the target and PostgreSQL refuses to start.
+    def mark_now(self) -> float: ...
 
 
 class PitrEngine(Protocol):
@@ -87,3 +94,8 @@ class PitrEngine(Protocol):
     def check(self, on_line: OnLine) -> None: ...  # `pgbackrest check`; StepFailed with pgBackRest's reason
     def backup(self, backup_type: str, on_line: OnLine) -> None: ...
     def live(self) -> Cluster: ...
+    def stop_database(self, on_line: OnLine) -> None: ...  # stopped already: said, not an error
+    def start_database(self, on_line: OnLine) -> None: ...  # running already: said, not an error
+    # `pgbackrest restore --delta --type=time --target=TIME --target-action=promote` into data_dir, which
+    # must be stopped. TIME is `YYYY-MM-DD HH:MM:SS.ffffff+00`, as services/backups/pitr_restore.py writes it.
+    def restore(self, target_time: str, on_line: OnLine) -> None: ...

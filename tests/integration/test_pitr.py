@@ -1,35 +1,52 @@
 """Point-in-time recovery through pgBackRest, on the rig's PITR cluster (tests/rig/pitr_cluster.py):
 `pitr check` for real (archiving works, the stanza, the newest backups, the recovery point), its exit 1
-with pgBackRest's reason when the repository cannot be written, and `pitr backup` as an operation."""
+with pgBackRest's reason when the repository cannot be written, `pitr backup` as an operation, and the
+point-in-time restore walkthrough, which stops, restores and starts this cluster for real.
+
+The cluster is the module's: each restore test works in a database of its own, made before its target,
+and leaves the cluster running (on a new timeline), so the tests pass in any order."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rig import config_builder as toml
+from rig.helpers import SampleApp, wait_until
+from rig.walk import Walk
 
 from services import factory
 from services.backups import pitr
 from services.catalog import build_operation
 from services.core import config as config_module
-from services.core.events import Event, Finished, Outcome, Progress
+from services.core.events import (
+    Event,
+    Finished,
+    Outcome,
+    Progress,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def release_toml(tmp_path: Path, cluster: Any) -> Path:
-    production = toml.environment(database_url=toml.secret("PITR_DB"), production=True)
-    return toml.release({"production": production}, backup=toml.backup(pitr=cluster.pitr_section()),
-                        migrations={"integrity_tables": ["Ingredient"]}).write(tmp_path / "release.toml")
+def release_toml(tmp_path: Path, cluster: Any, tables: tuple[str, ...] = ("Ingredient",),
+                 pitr: dict[str, Any] | None = None, **production: Any) -> Path:
+    environment = toml.environment(database_url=toml.secret("PITR_DB"), production=True, **production)
+    return toml.release({"production": environment},
+                        backup=toml.backup(str(tmp_path / "backups"), pitr={**cluster.pitr_section(), **(pitr or {})}),
+                        recovery={"health_tries": 40, "health_interval_s": 0.5},
+                        migrations={"dir": "app/prisma/migrations", "integrity_tables": list(tables)},
+                        ).write(tmp_path / "release.toml")
 
 
-def cli(tmp_path: Path, cluster: Any, *words: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PITR_DB": cluster.dsn(),
+def cli(tmp_path: Path, cluster: Any, *words: str, database: str = "postgres") -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PITR_DB": cluster.dsn(database),
            "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
     return subprocess.run([sys.executable, "-m", "console.cli", "--config", str(release_toml(tmp_path, cluster)),
                            *words], capture_output=True, text=True, timeout=240, cwd=ROOT, env=env, check=False)
@@ -90,3 +107,168 @@ def test_pitr_backup_is_an_operation_with_progress_and_audit(tmp_path: Path, pit
         assert report.newest(backup_type) is not None and report.newest(backup_type).label == made[0].label
     finally:
         services.close()
+
+
+# --- the point-in-time restore walkthrough -------------------------------------------------------------
+
+RESTORE = ["target", "confirm", "stop-app", "stop-db", "restore", "start-db", "recovery", "validate", "start-app",
+           "health", "report"]
+
+
+def build(tmp_path: Path, cluster: Any, database: str, **options: Any) -> Any:
+    path = release_toml(tmp_path, cluster, **options)
+    return factory.build(config_module.load(path, {"PITR_DB": cluster.dsn(database)}), state=tmp_path / "state")
+
+
+def server_now(cluster: Any, database: str) -> float:
+    return float(cluster.execute("SELECT extract(epoch FROM clock_timestamp())", database)[0][0])
+
+
+def test_stop_and_start_say_when_there_is_nothing_to_do(tmp_path: Path, pitr_cluster: Any) -> None:
+    """What a resumed walkthrough meets: PostgreSQL stopped already, or running already."""
+    services = build(tmp_path, pitr_cluster, "postgres")
+    engine, said = services.pitr("production"), []
+    try:
+        engine.start_database(said.append)
+        assert said == [f"PostgreSQL already runs in {pitr_cluster.data}"]
+        engine.stop_database(said.append)
+        engine.stop_database(said.append)
+        assert said[-1] == f"PostgreSQL is not running in {pitr_cluster.data}: nothing to stop"
+        engine.start_database(said.append)
+        wait_until(lambda: not engine.live().in_recovery(), timeout=60, what="the cluster answering")
+    finally:
+        if not (pitr_cluster.data / "postmaster.pid").exists():
+            pitr_cluster.start()
+        services.close()
+
+
+def test_restore_to_a_time_keeps_the_write_before_it_and_not_the_one_after(tmp_path: Path,
+                                                                           pitr_cluster: Any) -> None:
+    database = pitr_cluster.new_database()
+    pitr_cluster.execute('CREATE TABLE "Note" (id int PRIMARY KEY, body text NOT NULL)', database)
+    pitr_cluster.execute("""INSERT INTO "Note" VALUES (1, 'A')""", database)
+    # The operator gives whole seconds: the target is the next one after A's commit, and B commits after it.
+    target = int(server_now(pitr_cluster, database)) + 1
+    wait_until(lambda: server_now(pitr_cluster, database) > target, timeout=10, what="the clock past it")
+    pitr_cluster.execute("""INSERT INTO "Note" VALUES (2, 'B')""", database)
+    # The target's WAL archived before the walkthrough starts (it also archives, as it resolves the target).
+    switched = pitr_cluster.execute("SELECT pg_walfile_name(pg_switch_wal())", database)[0][0]
+    wait_until(lambda: str(pitr_cluster.execute("SELECT last_archived_wal FROM pg_stat_archiver")[0][0]) >= switched,
+               timeout=120, what=f"{switched} archived")
+    shown = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(target))
+    started_before = pitr_cluster.postmaster_started()
+    services = build(tmp_path, pitr_cluster, database, tables=("Note",))
+    try:
+        run = Walk(services, "pitr-restore", target=shown)
+    finally:
+        services.close()
+
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    assert run.started() == RESTORE
+    assert [q.expected for q in run.asked] == ["production"]
+    assert run.detail("target") == f"{shown} UTC; undoes 0 migrations"
+    # No deploy target and no service commands here: it says so, and starts and checks no app.
+    assert run.detail("stop-app") == "skipped: no app configured"
+    assert any("cannot stop an app" in line for line in run.lines("stop-app"))
+    assert run.detail("health") == "skipped: the console started no app"
+    assert any("pg_ctl" in line and " stop" in line for line in run.lines("stop-db"))
+    restore_line = run.lines("restore")[0]
+    assert "--type=time" in restore_line and f"--target={shown}.000000+00" in restore_line
+    assert run.detail("recovery").startswith("recovery ended")
+    assert pitr_cluster.postmaster_started() > started_before  # stopped and started for real
+    assert pitr_cluster.execute('SELECT id, body FROM "Note" ORDER BY id', database) == [(1, "A")]
+    assert run.detail("report").startswith("RTO ") and "rows lost: Note 1" in run.detail("report")
+    assert pitr_cluster.execute("SELECT pg_is_in_recovery()") == [(False,)]  # promoted: it takes writes again
+    pitr_cluster.execute("""INSERT INTO "Note" VALUES (3, 'after')""", database)
+
+
+def test_a_target_outside_the_recovery_window_is_refused_before_anything_stops(tmp_path: Path,
+                                                                               pitr_cluster: Any) -> None:
+    started = pitr_cluster.postmaster_started()
+    for target, reason in (("2001-01-01 00:00:00", "is before the oldest backup's end"),
+                           ("2099-01-01 00:00:00", "is after the last archived WAL")):
+        done = cli(tmp_path, pitr_cluster, "pitr", "restore", "--env", "production", "--target", target,
+                   "--confirm-env", "production")
+        assert done.returncode == 1, done.stdout + done.stderr
+        said = done.stdout + done.stderr
+        assert reason in said and "the recovery window is" in said and "Now: nothing was stopped or changed" in said
+    assert pitr_cluster.postmaster_started() == started  # never stopped
+    assert pitr_cluster.execute("SELECT pg_is_in_recovery()") == [(False,)]
+
+
+INIT = """-- CreateTable
+CREATE TABLE "Dish" ("id" INTEGER NOT NULL, "name" TEXT NOT NULL, "notes" TEXT NOT NULL,
+    CONSTRAINT "Dish_pkey" PRIMARY KEY ("id"));
+"""
+DROP_NOTES = """-- AlterTable
+ALTER TABLE "Dish" DROP COLUMN "notes";
+"""
+
+
+def write_migration(tmp_path: Path, name: str, text: str) -> None:
+    folder = tmp_path / "app" / "prisma" / "migrations" / name
+    folder.mkdir(parents=True)
+    (folder / "migration.sql").write_text(text)
+
+
+def test_undo_a_migration_restores_the_dropped_column_and_reports_what_was_lost(
+        tmp_path: Path, pitr_cluster: Any, run_sample_app: Callable[..., SampleApp], docker_cli: list[str]) -> None:
+    database = pitr_cluster.new_database()
+    (tmp_path / "app" / "prisma" / "migrations").mkdir(parents=True)
+    (tmp_path / "app" / "prisma" / "migrations" / "migration_lock.toml").write_text('provider = "postgresql"\n')
+    app = run_sample_app(VERSION="1.4.1")
+    options: dict[str, Any] = {
+        "tables": ("Dish",), "api_url": f"{app.url}/api",
+        "stop": [*docker_cli, "stop", app.container.name], "start": [*docker_cli, "start", app.container.name],
+        # The cluster stopped and started by commands of the operator's (here pg_ctl, as argument lists).
+        "pitr": {"stop": pitr_cluster.pg_ctl("-m", "fast", "-w", "stop"),
+                 "start": pitr_cluster.pg_ctl("-l", str(pitr_cluster.log), "-w", "start")}}
+
+    write_migration(tmp_path, "20261206120000_init", INIT)
+    services = build(tmp_path, pitr_cluster, database, **options)
+    try:
+        first = Walk(services, "migrate")
+        assert first.result.outcome is Outcome.SUCCEEDED, first.result.detail
+        pitr_cluster.execute("""INSERT INTO "Dish" SELECT g, 'dish ' || g, 'note ' || g"""
+                             " FROM generate_series(1, 40) g", database)
+        # Deploys are minutes apart, not milliseconds: the migration starts more than margin_s (2s) after
+        # the rows, so "before" it still holds them all.
+        written = server_now(pitr_cluster, database)
+        wait_until(lambda: server_now(pitr_cluster, database) > written + 3, timeout=10, what="3s past the rows")
+        write_migration(tmp_path, "20261206130000_drop_dish_notes", DROP_NOTES)
+        dropped = Walk(services, "migrate")  # `migrate deploy`: lint (an override in production), backup, apply
+        assert dropped.result.outcome is Outcome.SUCCEEDED, dropped.result.detail
+    finally:
+        services.close()
+    pitr_cluster.execute("""INSERT INTO "Dish" SELECT g, 'late ' || g FROM generate_series(41, 46) g""", database)
+    columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'Dish' ORDER BY ordinal_position"
+    assert pitr_cluster.execute(columns, database) == [("id",), ("name",)]
+    app_started = app.container.attrs["State"]["StartedAt"]
+
+    services = build(tmp_path, pitr_cluster, database, **options)
+    try:
+        run = Walk(services, "pitr-restore", target="before:20261206130000_drop_dish_notes")
+    finally:
+        services.close()
+
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    assert run.started() == RESTORE
+    assert "20261206130000_drop_dish_notes" in run.asked[0].prompt and run.asked[0].expected == "production"
+    assert any("the target is 2s before" in line for line in run.lines("target"))
+    assert run.lines("stop-app")[0] == f"$ {' '.join(docker_cli)} stop {app.container.name}"
+    assert run.lines("stop-db")[0].startswith("$ runuser -u postgres -- ") and run.lines("stop-db")[0].endswith(" stop")
+    assert run.detail("health").startswith("healthy after")
+    app.container.reload()
+    assert app.container.attrs["State"]["StartedAt"] != app_started  # the app was stopped and started
+    # The column and its data are back; every row written before the migration is there, none after.
+    assert pitr_cluster.execute(columns, database) == [("id",), ("name",), ("notes",)]
+    rows = pitr_cluster.execute("SELECT count(*), count(*) FILTER (WHERE notes = 'note ' || id)"
+                                ' FROM "Dish"', database)
+    assert rows == [(40, 40)]
+    heads = pitr_cluster.execute('SELECT migration_name FROM "_prisma_migrations" ORDER BY started_at', database)
+    assert heads == [("20261206120000_init",)]
+    assert run.detail("validate").startswith("head 20261206120000_init;")
+    report = run.detail("report")
+    assert "migrations undone: 20261206130000_drop_dish_notes; rows lost: Dish 6" in report, report
+    assert any(line == "Dish: 46 rows before the restore, 40 after: 6 lost" for line in run.lines("report"))
+

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from rig import config_builder as toml
 from rig.helpers import SampleApp, scratch_databases, wait_until
+from rig.walk import Walk
 
 from services import factory
 from services.adapters.postgres_locks import PostgresLocks
@@ -28,16 +29,13 @@ from services.backups.catalog import list_backups
 from services.catalog import build_operation
 from services.core import config as config_module
 from services.core.events import (
-    ConfirmationNeeded,
     Event,
-    Finished,
     LogLine,
     Outcome,
     StepFinished,
     StepStarted,
     StepStatus,
 )
-from services.core.operations import Result
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"SIGNING_KEY": "recovery-test-key", "AWS_KEY": "testing", "AWS_SECRET": "testing"}
@@ -105,42 +103,6 @@ class Rig:
     def container_state(self) -> dict[str, Any]:
         self.app.container.reload()
         return dict(self.app.container.attrs["State"])
-
-
-class Walk:
-    def __init__(self, services: factory.Services, kind: str, answer: str | None = "production",
-                 **params: Any) -> None:
-        self.events: list[Event] = []
-        self.asked: list[ConfirmationNeeded] = []
-
-        def confirm(question: ConfirmationNeeded) -> str | None:
-            self.asked.append(question)
-            return answer
-
-        op = build_operation(services, kind, "production", params)
-        self.result: Result = services.runner.run(op, self.events.append, confirm)
-
-    def detail(self, step: str) -> str:
-        return next(e.detail for e in self.events if isinstance(e, StepFinished) and e.step_id == step)
-
-    def started(self) -> list[str]:
-        return [e.step_id for e in self.events if isinstance(e, StepStarted)]
-
-    def lines(self, step: str) -> list[str]:
-        return [e.text for e in self.events if isinstance(e, LogLine) and e.step_id == step]
-
-    def finished(self) -> Finished:
-        final = self.events[-1]
-        assert isinstance(final, Finished)
-        return final
-
-
-@pytest.fixture
-def docker_cli() -> list[str]:
-    url = os.environ.get("RC_DOCKER_URL")
-    if not url:
-        pytest.fail("RC_DOCKER_URL is not set; run tests via `bash tests/rig/run`", pytrace=False)
-    return ["docker", "-H", url]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ readers for the events an operation emitted."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.catalog import build_operation
-from services.core.events import ConfirmationNeeded, Event, LogLine, OperationStarted, StepFinished
+from services.core.events import ConfirmationNeeded, Event, LogLine, OperationStarted, StepFinished, StepStarted
 from services.core.operations import Result
 from services.factory import EXAMPLE_CONFIG, Services, build, load_config
 
@@ -36,11 +37,13 @@ def env_state(services: Services, env: str) -> Any:
 
 def run(services: Services, kind: str, env: str, params: dict[str, Any] | None = None, reason: str | None = None,
         typed: str | None = None, on_event: Callable[[Event], object] = lambda event: None,
-        ) -> tuple[Result, list[Event], list[ConfirmationNeeded]]:
+        cancel_at: str | None = None) -> tuple[Result, list[Event], list[ConfirmationNeeded]]:
     """Run an action; confirmations get `typed`, free-text questions (override reasons) `reason`.
-    `on_event` sees each event as it is emitted, on the operation's thread."""
+    `on_event` sees each event as it is emitted, on the operation's thread. `cancel_at`: the operator
+    cancels as that step starts."""
     events: list[Event] = []
     asked: list[ConfirmationNeeded] = []
+    cancel = threading.Event()
 
     def confirm(question: ConfirmationNeeded) -> str | None:
         asked.append(question)
@@ -49,8 +52,10 @@ def run(services: Services, kind: str, env: str, params: dict[str, Any] | None =
     def emit(event: Event) -> None:
         events.append(event)
         on_event(event)
+        if isinstance(event, StepStarted) and event.step_id == cancel_at:
+            cancel.set()
 
-    result = services.runner.run(build_operation(services, kind, env, params), emit, confirm)
+    result = services.runner.run(build_operation(services, kind, env, params), emit, confirm, cancel)
     return result, events, asked
 
 

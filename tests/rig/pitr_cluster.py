@@ -52,7 +52,22 @@ class PitrCluster:
     # --- what release.toml's [backup.pitr] gets -----------------------------------------------------
     def pitr_section(self, environment: str = "production") -> dict[str, object]:
         return {"environment": environment, "stanza": self.stanza, "config": str(self.conf),
-                "data_dir": str(self.data), "run_as": AS_POSTGRES}
+                "data_dir": str(self.data), "run_as": AS_POSTGRES, "pg_ctl": str(PGBIN / "pg_ctl"),
+                "log_file": str(self.log)}
+
+    def pg_ctl(self, *words: str) -> list[str]:
+        """pg_ctl on this cluster as its owner: for [backup.pitr] stop and start given as argument lists."""
+        return [*AS_POSTGRES, str(PGBIN / "pg_ctl"), "-D", str(self.data), *words]
+
+    def postmaster_started(self) -> float:
+        """When the running server started: a restart changes it."""
+        return float(self.execute("SELECT extract(epoch FROM pg_postmaster_start_time())")[0][0])  # type: ignore[arg-type]
+
+    def new_database(self) -> str:
+        """A database of the test's own in this cluster (a restore rolls the whole cluster back, this one with it)."""
+        name = f"t_{uuid.uuid4().hex[:10]}"
+        self.execute(f"CREATE DATABASE {name}")
+        return name
 
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"

@@ -315,6 +315,31 @@ def test_disaster_recovery_confirmation_names_what_is_lost(
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+def test_point_in_time_restore_confirmation_names_the_target_and_the_migration_undone(
+    snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`I` on production, "before" its newest migration: after the target step (the window checked), the
+    typed confirmation names the time restored to and the migration it undoes; the runbook shows the steps."""
+    monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)  # as above: no poll of our own lock
+    app = make_ui_app(CALM)
+    monkeypatch.setattr(app.services.world.clock, "now", lambda: ORIGIN)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await select(pilot, "production")
+        await pilot.press("5")
+        window = pilot.app.screen.query_one(RecoveryWindow)
+        await wait_for(pilot, lambda: window.report is not None, "the recovery window behind the form")
+        await pilot.press("I")
+        await modal_of(pilot, ParamsModal, "the parameters form")
+        await pilot.press(*"before:20240618160000_recipe_tags", "enter")
+        modal = await modal_of(pilot, ConfirmModal, "the confirmation")
+        assert "will be LOST, and migration 20240618160000_recipe_tags undone" in modal.prompt
+        pilot.app.screen.query_one(Input).cursor_blink = False
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
 def test_runbook_with_its_toast_after_a_drill(
     snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole], monkeypatch: pytest.MonkeyPatch
 ) -> None:

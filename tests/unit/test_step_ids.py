@@ -14,7 +14,8 @@ from services.catalog import ACTIONS, build_operation
 from services.migrations.expand.params import PHASES
 
 PARAMS = {"version": "1.4.1", "table": "Ingredient", "column": "note", "new_column": "note2", "weight": 25,
-          "replicas": 3, "release": "r1", "applied": "20240901120000_broken"}
+          "replicas": 3, "release": "r1", "applied": "20240901120000_broken",
+          "target": "before:20240618160000_recipe_tags"}
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
