@@ -13,7 +13,8 @@ from typing import Protocol
 
 
 class Served(Protocol):
-    port: int
+    @property
+    def port(self) -> int: ...
 
 
 def get_version(nginx: Served) -> str:
