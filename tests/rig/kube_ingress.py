@@ -17,6 +17,7 @@ import random
 import threading
 from typing import Any
 
+from rig.helpers import wait_until
 from rig.kube_cluster import Cluster
 from rig.kube_pods import Nodes
 
@@ -35,6 +36,7 @@ class Ingress:
         self.cluster, self.namespace, self.split, self.nodes = cluster, namespace, split, nodes
         self.interval = interval
         self.backends: list[Backend] = []  # replaced whole by the poller: a request reads one reading
+        self.readings = 0  # how many readings of the API it has made
         self.problems: list[str] = []
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name=f"kube-ingress-{namespace}", daemon=True)
@@ -49,11 +51,18 @@ class Ingress:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def read_again(self, timeout: float = 30) -> None:
+        """Wait until it has read the API afresh: a reading begun after this call (its poll, as
+        ingress-nginx's sync, lags a change of the split by up to one interval)."""
+        wanted = self.readings + 2  # the reading under way may have begun before the call
+        wait_until(lambda: self.readings >= wanted, timeout=timeout, what="the ingress stand-in to read the API")
+
     # -- the reading
     def _poll(self) -> None:
         while True:
             try:
                 self.backends = self._read()
+                self.readings += 1
             except Exception as err:  # noqa: BLE001 - kept: the last good reading serves meanwhile
                 self.problems.append(f"{type(err).__name__}: {err}")
             if self._stop.wait(self.interval):
