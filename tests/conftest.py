@@ -302,6 +302,22 @@ def prometheus_url() -> str:
     return url
 
 
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Any]:
+    """A private Prometheus (rig.prometheus), its own file_sd targets in ``prometheus.targets``: for the
+    tests that stop it, or scrape containers the shared one must not see."""
+    import shutil
+
+    from rig.prometheus import Prometheus
+
+    if shutil.which("prometheus") is None:
+        pytest.fail("the prometheus binary is missing: run the tests through tests/rig/run", pytrace=False)
+    server = Prometheus(tmp_path / "prometheus")
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def prom_targets_dir() -> Path:
     """Directory whose *.json files are Prometheus file_sd target groups."""

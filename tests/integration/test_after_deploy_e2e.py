@@ -23,8 +23,9 @@ from conftest import Nginx
 from rig import config_builder as toml
 from rig.helpers import Discovery, wait_until
 from rig.opkit import finished, run
-from rig.traffic import get_version
-from test_canary_e2e import Load, Prometheus, Webhook, _has_data
+from rig.prometheus import Prometheus
+from rig.traffic import Load, get_version
+from test_canary_e2e import Webhook
 
 from console import cli
 from services import factory
@@ -33,7 +34,7 @@ from services.canary import trace
 from services.core import config as config_module
 from services.core.events import Outcome
 
-prometheus, webhook = test_canary_e2e.prometheus, test_canary_e2e.webhook  # its fixtures, used here too
+webhook = test_canary_e2e.webhook  # its fixture, used here too
 MONITOR = {"after_deploy": "act", "check_interval_s": 2, "duration_s": 12}  # 6 checks
 
 
@@ -75,7 +76,7 @@ def test_a_plain_deploy_of_the_bad_image_is_rolled_back_by_the_monitor_and_the_c
     first_deploy(services)
     app = services.config.app.name
     with Discovery(docker_client, app, prometheus.targets), Load(nginx) as load:
-        wait_until(lambda: _has_data(prometheus, 'sum(rate(http_requests_total{track="stable"}[5s]))'),
+        wait_until(lambda: prometheus.has_data('sum(rate(http_requests_total{track="stable"}[5s]))'),
                    timeout=30, what="Prometheus to see stable's requests")
         code = cli.main(["--config", str(release_toml), "--json", "deploy", "--env", "staging", "--version", "bad",
                          "--yes"])
@@ -103,7 +104,7 @@ def test_a_good_deploy_completes_its_window_and_the_monitor_passed_goes_out(
     services = services_of(release_toml, tmp_path / "state")
     first_deploy(services)
     with Discovery(docker_client, services.config.app.name, prometheus.targets), Load(nginx):
-        wait_until(lambda: _has_data(prometheus, 'sum(rate(http_requests_total{track="stable"}[5s]))'),
+        wait_until(lambda: prometheus.has_data('sum(rate(http_requests_total{track="stable"}[5s]))'),
                    timeout=30, what="Prometheus to see stable's requests")
         result, events, asked = run(services, "deploy", "staging", {"version": "2.0.0"}, typed="yes")
 

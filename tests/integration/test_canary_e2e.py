@@ -12,26 +12,23 @@ target behind real nginx, real requests through it, a real Prometheus scraping t
 
 from __future__ import annotations
 
-import http.client
 import http.server
 import json
 import os
-import shutil
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from conftest import Nginx
 from rig import config_builder as toml
-from rig.helpers import Discovery, free_port, wait_until
+from rig.canary_steps import STEPPED, assert_each_step_analysed, ladder
+from rig.helpers import Discovery, wait_until
 from rig.opkit import finished, run
-from rig.traffic import get_version
+from rig.prometheus import Prometheus
+from rig.traffic import Load, get_version
 
 from services import factory
 from services.adapters import nginx_split
@@ -39,84 +36,6 @@ from services.adapters.docker_fleet import APP, PORT, ROLE
 from services.canary import trace
 from services.core import config as config_module
 from services.core.events import CanaryStepChanged, Event, Outcome, VerdictLogged
-
-
-class Prometheus:
-    """A private Prometheus (this module stops one mid-canary), scraping file_sd targets every 0.5 s."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.port = root, free_port()
-        self.targets = root / "targets"
-        self.targets.mkdir(parents=True)
-        (root / "prometheus.yml").write_text(f"""
-global: {{scrape_interval: 500ms, scrape_timeout: 500ms, evaluation_interval: 1s}}
-scrape_configs:
-  - job_name: app
-    file_sd_configs: [{{files: ["{self.targets}/*.json"], refresh_interval: 1s}}]
-""")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = (self.root / "prometheus.log").open("ab")
-        self.process = subprocess.Popen(
-            ["prometheus", f"--config.file={self.root / 'prometheus.yml'}", f"--storage.tsdb.path={self.root / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=log, stderr=subprocess.STDOUT)
-        wait_until(lambda: _ok(f"{self.url}/-/ready"), timeout=60, what="the private Prometheus")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
-    if shutil.which("prometheus") is None:
-        pytest.fail("the prometheus binary is missing: run the tests through tests/rig/run", pytrace=False)
-    server = Prometheus(tmp_path / "prometheus")
-    server.start()
-    yield server
-    server.stop()
-
-
-class Load:
-    """Real requests to the app's "/" through nginx, all along: they make the metrics."""
-
-    def __init__(self, nginx: Nginx) -> None:
-        self.nginx, self.sent = nginx, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            connection = http.client.HTTPConnection("127.0.0.1", self.nginx.port, timeout=5)
-            try:
-                connection.request("GET", "/")
-                connection.getresponse().read()
-                self.sent += 1
-            except OSError:
-                time.sleep(0.05)
-            finally:
-                connection.close()
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 class Webhook(http.server.BaseHTTPRequestHandler):
@@ -181,21 +100,13 @@ def canary(services: factory.Services, nginx: Nginx, prometheus: Prometheus, doc
     def go(version: str, **answers: Any) -> tuple[Any, list[Any], list[Any]]:
         app = services.config.app.name
         with Discovery(docker_client, app, prometheus.targets), Load(nginx) as load:
-            wait_until(lambda: _has_data(prometheus, 'sum(rate(http_requests_total{track="stable"}[5s]))'),
+            wait_until(lambda: prometheus.has_data('sum(rate(http_requests_total{track="stable"}[5s]))'),
                        timeout=30, what="Prometheus to see stable's requests")
             result = run(services, "canary", "staging", {"version": version}, **answers)
         assert load.sent > 100, f"only {load.sent} requests went through nginx"
         return result
 
     return go
-
-
-def _has_data(prometheus: Prometheus, query: str) -> bool:
-    try:
-        found = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=2).json()
-    except (httpx.HTTPError, ValueError):
-        return False
-    return any(float(r["value"][1]) > 0 for r in found["data"]["result"])
 
 
 def test_a_canary_with_5_percent_errors_is_rolled_back_and_the_trace_says_why(
@@ -326,20 +237,6 @@ def _stable_ports(docker_client: Any, app: str) -> set[str]:
     return {c.labels[PORT] for c in running}
 
 
-# Three steps of 10 checks at 2 s: each step is judged on its own 10 samples (min_samples 8).
-STEPPED = {"check_interval_s": 2, "duration_s": 30, "ask_timeout_s": 2,
-           "steps": [{"weight": 10, "pause": "20s"}, {"weight": 25, "pause": "20s"}, {"weight": 50, "pause": "20s"}]}
-
-
-def _shares_by_step(entries: list[Any]) -> dict[float, list[float]]:
-    """The observed traffic share at each check, by the step weight it was checked against."""
-    shares: dict[float, list[float]] = {}
-    for entry in entries:
-        if entry.rule == "traffic_share" and entry.value is not None and entry.threshold is not None:
-            shares.setdefault(entry.threshold, []).append(entry.value)
-    return shares
-
-
 @pytest.mark.parametrize("canary_policy", [STEPPED])
 def test_a_three_step_canary_advances_10_25_50_then_100_with_analysis_at_each_step(
         services: factory.Services, canary: Running, nginx: Nginx) -> None:
@@ -355,20 +252,7 @@ def test_a_three_step_canary_advances_10_25_50_then_100_with_analysis_at_each_st
 
     assert result.outcome is Outcome.SUCCEEDED, result.detail
     assert seen == [(10, 10, 10), (25, 25, 25), (50, 50, 50)]  # each step's weight, in nginx's upstream file
-    monitor = finished(events)["monitor"].detail
-    assert monitor.startswith("3 steps passed (10% → 25% → 50%); last: 10 checks passed; judge PASS"), monitor
-    ladder = [(e.index, e.status) for e in events if isinstance(e, CanaryStepChanged)]
-    assert ladder == [(0, "running"), (0, "passed"), (1, "running"), (1, "passed"), (2, "running"), (2, "passed")]
-    entries = trace.entries(services.journal.get(result.op_id))
-    judged = [e for e in entries if e.rule == "judge" and e.check in (10, 20, 30)]
-    assert [e.verdict for e in judged] == ["pass"] * 3, [e.line() for e in judged]  # analysis at each step
-    shares = _shares_by_step(entries)
-    assert sorted(shares) == [10.0, 25.0, 50.0], shares
-    for weight, observed in shares.items():
-        # The first checks of a step still see the last step's split in Prometheus' 5 s window: the
-        # step's settled share is its median, which is within the ±5 points the rule allows.
-        median = sorted(observed)[len(observed) // 2]
-        assert abs(median - weight) <= 5, (weight, observed)
+    assert_each_step_analysed(services, result.op_id, events)
     assert {get_version(nginx) for _ in range(30)} == {"2.0.0"}  # promoted: 100 %
     assert services.revisions("staging").list()[-1].action == "promote"
 
@@ -380,8 +264,7 @@ def test_a_bad_version_stops_and_rolls_back_at_its_step(
 
     assert result.outcome is Outcome.FAILED and result.failed_step == "monitor", result.detail
     assert " in step 1/3 (10%): " in result.detail, result.detail
-    ladder = [(e.index, e.status) for e in events if isinstance(e, CanaryStepChanged)]
-    assert ladder == [(0, "running"), (0, "rolled back")]  # never on to 25 %
+    assert ladder(events) == [(0, "running"), (0, "rolled back")]  # never on to 25 %
     entries = trace.entries(services.journal.get(result.op_id))
     assert {e.threshold for e in entries if e.rule == "traffic_share"} == {10.0}
     assert services.journal.get(result.op_id).state["decision"]["action"] == "rollback"

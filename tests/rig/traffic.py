@@ -1,17 +1,20 @@
-"""Requests through the rig's nginx: which version answered, its share, and a client that keeps
-sending while a deploy, a canary or a rollback runs (it must see no failure)."""
+"""Requests through the rig's nginx: which version answered, its share, a client that keeps
+sending while a deploy, a canary or a rollback runs (it must see no failure), and the load that
+makes a canary's metrics."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import threading
+import time
 from collections import Counter
 from typing import Protocol
 
 
 class Served(Protocol):
-    port: int
+    @property
+    def port(self) -> int: ...
 
 
 def get_version(nginx: Served) -> str:
@@ -64,3 +67,33 @@ class Traffic:
         assert not self.failures, f"{len(self.failures)} of {self.sent} requests failed: {self.failures[:5]}"
 
 
+
+
+class Load:
+    """Real requests to the app's "/" through nginx (or what stands in for it), all along: they make the
+    metrics. Failures are not counted: `sent` is the requests answered."""
+
+    def __init__(self, nginx: Served) -> None:
+        self.nginx, self.sent = nginx, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            connection = http.client.HTTPConnection("127.0.0.1", self.nginx.port, timeout=5)
+            try:
+                connection.request("GET", "/")
+                connection.getresponse().read()
+                self.sent += 1
+            except OSError:
+                time.sleep(0.05)
+            finally:
+                connection.close()
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -8,7 +8,9 @@ maxSurge, old sets shrink (not-ready pods first) while the ready ones stay at le
 maxUnavailable (25%/25% by default, rounded up and down). Recreate: old sets to 0 first. A new pod is
 ready ``pod_ready_s`` after it was made (available after minReadySeconds more), unless its image was
 marked with ``never_ready``: then the rollout stalls and, ``progressDeadlineSeconds`` after its last
-progress, the Progressing condition turns False with reason ProgressDeadlineExceeded.
+progress, the Progressing condition turns False with reason ProgressDeadlineExceeded. With ``nodes`` set
+(a stand-in for the kubelets that runs real containers, tests/rig/kube_pods.py), a pod is ready only
+once ``nodes(owner, images)`` says its Deployment's ("namespace/name") containers of those images are.
 The status is written through /status as manager kube-controller-manager.
 
 Replica sets and pods are the controller's own state, not API objects (nothing lists them).
@@ -22,6 +24,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,7 @@ DEPLOYMENTS = ("apps", "deployments")
 class ReplicaSet:
     template_hash: str
     images: tuple[str, ...]
+    owner: str = ""  # "namespace/name" of its Deployment
     born: list[float] = field(default_factory=list)  # one creation time per pod
 
     @property
@@ -83,6 +87,8 @@ class Controllers:
     def __init__(self, store: Store, tick_s: float = 0.01, pod_ready_s: float = 0.02):
         self.store, self.tick_s, self.pod_ready_s = store, tick_s, pod_ready_s
         self.never_ready: set[str] = set()  # images whose pods never become ready
+        # Called under the store's lock: it must answer from its own state, never call the API.
+        self.nodes: Callable[[str, tuple[str, ...]], bool] | None = None
         self.rollouts: dict[str, Rollout] = {}  # by the Deployment's uid
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,7 +123,7 @@ class Controllers:
 
     # -- the Deployment controller
     def _ready(self, rs: ReplicaSet, clock: float, min_ready_s: float = 0.0) -> int:
-        if self.never_ready & set(rs.images):
+        if self.never_ready & set(rs.images) or (self.nodes is not None and not self.nodes(rs.owner, rs.images)):
             return 0
         return sum(1 for born in rs.born if clock - born >= self.pod_ready_s + min_ready_s)
 
@@ -130,7 +136,8 @@ class Controllers:
         template_hash = _template_hash(template)
         created = template_hash not in state.sets
         if created:
-            state.sets[template_hash] = ReplicaSet(template_hash, tuple(c.get("image", "") for c in containers))
+            images = tuple(c.get("image", "") for c in containers)
+            state.sets[template_hash] = ReplicaSet(template_hash, images, f"{meta.get('namespace')}/{meta['name']}")
         new = state.sets[template_hash]
         olds = [rs for h, rs in state.sets.items() if h != template_hash]
         strategy = spec.get("strategy") or {}
