@@ -11,7 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from services.core.actions import Param
+from services.core.actions import Param, param_problem
 
 if TYPE_CHECKING:
     from services.core.config import ReleaseConfig
@@ -66,6 +66,12 @@ class ParamsModal(ModalScreen[dict[str, str] | None]):
         if missing:
             self.notify(f"{', '.join(missing)} is required", severity="error")
             return
+        # A value its check refuses is said here, the form kept open with what was typed, that field focused.
+        for param in self.params:
+            if problem := param_problem(param, values[param.name]):
+                self.notify(problem, severity="error", timeout=10, markup=False)
+                self.query_one(f"#param-{param.name}", Input).focus()
+                return
         self.dismiss({name: value for name, value in values.items() if value})
 
     def action_cancel(self) -> None:

@@ -135,12 +135,21 @@ def check_params(spec: Action, params: dict[str, Any]) -> None:
         listed = ", ".join(known) if known else "none: it takes no parameters"
         raise ValueError(f"unknown parameter {', '.join(map(repr, unknown))} for {spec.kind}; known: {listed}")
     for param in spec.params:
-        value = params.get(param.name)
-        if param.check is not None and value not in (None, ""):
-            try:
-                param.check(str(value))
-            except (ValueError, StepFailed) as err:
-                raise ValueError(str(err)) from None
+        if problem := param_problem(param, params.get(param.name)):
+            raise ValueError(problem)
+
+
+def param_problem(param: Param, value: object) -> str | None:
+    """What is wrong with `value` for `param`, in its check's words; None when nothing is (or empty).
+
+    The TUI's form asks it field by field, so a bad value is said with the form still open."""
+    if param.check is None or value in (None, ""):
+        return None
+    try:
+        param.check(str(value))
+    except (ValueError, StepFailed) as err:
+        return str(err)
+    return None
 
 
 def confirm_step(services: Services, env: str, what: str | Callable[[StepContext], str], title: str = "",

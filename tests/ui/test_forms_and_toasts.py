@@ -9,7 +9,7 @@ import pytest
 from textual.geometry import Region
 from textual.widgets import Input
 from textual.widgets._toast import Toast
-from uikit import choose_env, finished, modal_of, outcome, ready, runbook, wait_for
+from uikit import choose_env, finished, modal_of, notices, outcome, ready, runbook, wait_for
 
 from console.screens.main import MainScreen
 from services.catalog import all_actions
@@ -48,6 +48,28 @@ async def test_the_restore_form_shows_the_configs_defaults_and_the_walkthrough_r
         await finished(pilot, screen)
         titles = dict(runbook(screen).steps)
         assert titles["health"].endswith(f"({recovery.health_tries} tries, {recovery.health_interval_s:g}s apart)")
+
+
+async def test_a_value_its_check_refuses_is_said_with_the_form_still_open_and_what_was_typed_kept(
+        make_ui_app: Any) -> None:
+    """The point-in-time restore's target, mistyped: the form stays, the field keeps "yesterday" and
+    has the focus, the toast says what the target must be; corrected, it goes on to the confirmation."""
+    app = make_ui_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "production")
+        await pilot.press("5", "I")
+        form = await modal_of(pilot, ParamsModal, "the point-in-time restore's form")
+        await pilot.press(*"yesterday", "enter")
+        await wait_for(pilot, lambda: any("target 'yesterday'" in n for n in notices(app)), "the refusal")
+        target = form.query_one("#param-target", Input)
+        assert app.screen is form and target.value == "yesterday" and target.has_focus
+        target.value = ""
+        await pilot.press(*"before:20240618160000_recipe_tags", "enter")
+        confirm = await modal_of(pilot, ConfirmModal, "the confirmation")
+        assert "20240618160000_recipe_tags" in confirm.prompt
+        await pilot.press("escape")
+        await finished(pilot, screen)
 
 
 async def test_every_form_says_its_defaults_never_the_param_names(make_ui_app: Any) -> None:
