@@ -179,7 +179,7 @@ class LocalHost:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
-            os.chmod(tmp, 0o644)  # nginx's config, read by nginx (maybe as its own user): addresses and weights only
+            os.chmod(tmp, 0o600)  # private, as every file the console writes: nginx's master (root) reads it
             os.replace(tmp, target)
         except OSError as err:
             raise StepFailed(
@@ -348,7 +348,9 @@ class SshHost:
 
     def write(self, path: str, text: str) -> None:
         tmp = f"{path}.rc-new"
-        remote = f"{shlex.join(['dd', f'of={tmp}', 'status=none'])} && {shlex.join(['mv', '-f', '--', tmp, path])}"
+        # umask 077: created 0600 whatever the login's umask, as the local write is; mv keeps the mode.
+        remote = (f"umask 077 && {shlex.join(['dd', f'of={tmp}', 'status=none'])}"
+                  f" && {shlex.join(['mv', '-f', '--', tmp, path])}")
         code, _out, err = self._ssh(remote, stdin=text)
         if code != 0:
             raise StepFailed(f"cannot write {path} on {self.where}: {err.strip()}",

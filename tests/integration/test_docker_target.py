@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -29,7 +30,7 @@ from rig.tcp_count import CountingRelay
 from rig.traffic import Traffic, get_version, shares
 
 from services.adapters.docker_target import APP, DockerHostTarget
-from services.adapters.nginx_split import SshHost, canary_weight, parse, render, split
+from services.adapters.nginx_split import LocalHost, SshHost, canary_weight, parse, render, split
 from services.core.operations import StepFailed
 from services.core.ports import Deploy, Promote, StartCanary, TargetStatus
 
@@ -411,6 +412,24 @@ def test_scale_stop_start_and_a_canary_plan(
     target.start(print)
     assert_status(target.status(), "1.0.0")
     wait_until(lambda: get_version(nginx) == "1.0.0", timeout=5, what="nginx to serve again")
+
+
+def test_the_upstream_file_is_written_private_locally_and_over_ssh(tmp_path: Path, ssh_docker_url: str) -> None:
+    """0600 under a umask of 022, by this host's write and by the ssh host's (the rig's sshd is this
+    machine, so the remote file is read back here), a file there before included."""
+    old = os.umask(0o022)
+    hosts = {"local.upstream": LocalHost(), "remote.upstream": SshHost(ssh_docker_url)}
+    try:
+        for name, host in hosts.items():
+            target = tmp_path / name
+            target.write_text("# an older file, 0644\n")
+            host.write(str(target), "upstream food { server 127.0.0.1:3100; }\n")
+            assert target.read_text() == "upstream food { server 127.0.0.1:3100; }\n"
+            assert stat.S_IMODE(target.stat().st_mode) == 0o600, (name, oct(target.stat().st_mode))
+    finally:
+        os.umask(old)
+        for host in hosts.values():
+            host.close()
 
 
 def test_split_weights_give_the_canary_its_share() -> None:
