@@ -116,8 +116,17 @@ def describe(report: PitrCheck) -> list[str]:
     return lines
 
 
+# A restore target as the console writes it (a failed deploy's undo) and `pitr restore --target` reads it.
+TARGET_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def target_time(epoch: float) -> str:
+    """UTC, in whole seconds rounded down: never after the instant it names."""
+    return time.strftime(TARGET_FORMAT, time.gmtime(int(epoch)))
+
+
 def utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+    return f"{target_time(epoch)} UTC"
 
 
 def archiving_works(services: Services, env: str, ctx: StepContext) -> PitrEngine:

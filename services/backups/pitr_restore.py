@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from services.backups.pitr import utc
+from services.backups.pitr import TARGET_FORMAT, target_time, utc
 from services.backups.recovery import (
     HEALTH_INTERVAL_S,
     HEALTH_TRIES,
@@ -53,7 +53,7 @@ def parse_target(text: str) -> tuple[str, str | float]:
         return "before", name
     if _TIME.fullmatch(text):
         try:
-            return "time", float(calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M:%S")))
+            return "time", float(calendar.timegm(time.strptime(text, TARGET_FORMAT)))
         except ValueError:
             pass
     raise ValueError(f"target {text!r}: a UTC time YYYY-MM-DD HH:MM:SS, or before:MIGRATION_NAME")
@@ -62,7 +62,7 @@ def parse_target(text: str) -> tuple[str, str | float]:
 def pgbackrest_time(epoch: float) -> str:
     """The target as pgBackRest's --target gets it: UTC to the microsecond, offset written out."""
     whole = int(epoch // 1)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole)) + f".{round((epoch - whole) * 1e6):06d}+00"
+    return target_time(whole) + f".{round((epoch - whole) * 1e6):06d}+00"
 
 
 @action("pitr-restore", "Point-in-time restore: to a UTC time, or to just before a migration", destructive=True,

@@ -18,10 +18,9 @@ write since, and only the operator can weigh that. With PITR, the failure names 
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
-from services.backups.pitr import archiving_works, take_physical_backup
+from services.backups.pitr import archiving_works, take_physical_backup, target_time
 from services.core.operations import StepContext
 
 if TYPE_CHECKING:
@@ -51,12 +50,7 @@ def mark_recovery_point(services: Services, env: str, ctx: StepContext) -> None:
     if "recovery_point" not in ctx.state:
         ctx.state["recovery_point"] = services.pitr(env).live().archiver().server_now
         ctx.checkpoint()
-        ctx.log(f"recovery point: {restore_target(ctx.state['recovery_point'])} UTC (before this deploy)")
-
-
-def restore_target(epoch: float) -> str:
-    """Whole seconds, rounded down: never after the deploy began."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(epoch)))
+        ctx.log(f"recovery point: {target_time(ctx.state['recovery_point'])} UTC (before this deploy)")
 
 
 def undo_options(env: str, state: dict[str, object]) -> tuple[str, ...]:
@@ -65,7 +59,7 @@ def undo_options(env: str, state: dict[str, object]) -> tuple[str, ...]:
     if not isinstance(point, int | float):
         return (f"nothing was applied before the failure: no restore needed (pgBackRest backup"
                 f" {state.get('pitr_backup', '?')} was taken)",)
-    target = restore_target(point)
+    target = target_time(point)
     return (f"undo: point-in-time restore to {target} UTC, just before this deploy (base: pgBackRest backup"
             f" {state.get('pitr_backup', '?')}); every write since is lost: release-console pitr restore"
             f" --env {env} --target '{target}'",)
