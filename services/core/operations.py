@@ -220,7 +220,8 @@ class Runner:
         start_at: int = 0,
         state: dict[str, Any] | None = None,
     ) -> Result:
-        repeated = sorted({step.id for step in op.steps if [s.id for s in op.steps].count(step.id) > 1})
+        ids = [step.id for step in op.steps]
+        repeated = sorted({step_id for step_id in ids if ids.count(step_id) > 1})
         if repeated:  # the runbook and the events name steps by id: two alike would show as one
             raise ValueError(f"{op.kind}: step ids repeat: {', '.join(repeated)}")
         self.before()
