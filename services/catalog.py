@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.backups import actions as backups
-from services.backups import pitr, pitr_restore, recovery, verify
+from services.backups import pitr, pitr_drill, pitr_restore, recovery, verify
 from services.canary import after_deploy, control, rollout
 from services.core.actions import Action, check_params, confirm_step
 from services.core.container import Services
@@ -27,6 +27,7 @@ ACTIONS: dict[str, Action] = {
         add_column.add_column, rename_column.rename_column,
         backups.backup, backups.prune, backups.pin, verify.verify,
         recovery.restore, recovery.restore_drill, pitr.pitr_backup, pitr_restore.pitr_restore,
+        pitr_drill.pitr_drill,
         lock_break.lock_break, adopt.adopt,
     )
 }

@@ -57,6 +57,7 @@ from widgets.environments import EnvironmentsPane
 from widgets.health import HealthScreen
 from widgets.migrations import MigrationsPane
 from widgets.params import ParamsModal
+from widgets.pitr_window import RecoveryWindow
 from widgets.runbook import RunbookPanel
 
 POLL_SECONDS = 2.0
@@ -349,12 +350,18 @@ class MainScreen(Screen[None]):
         self.launch(operation)
 
     def form_values(self, kind: str) -> dict[str, str]:
-        """Defaults for a form, from the highlighted row: the migration to resolve, the backup to pin;
-        in the sandbox, what its world offers (the canary's demo version)."""
+        """Defaults for a form, from the highlighted row: the migration to resolve, the backup to pin,
+        the migration to restore to just before (the highlighted one if the recovery window holds it,
+        else the window's newest); in the sandbox, what its world offers (the canary's demo version)."""
         values = dict(suggested_params(self.services.sandbox).get(kind, {}))
         migration = self.query_one(MigrationsPane).highlighted
         if kind == "resolve" and migration is not None and migration.state == "failed":
             values["rolled_back"] = migration.name
+        window = self.query_one(RecoveryWindow).report
+        in_window = [m.name for m in window.migrations] if window and window.env == self.selected_env else []
+        if kind in ("pitr-restore", "pitr-drill") and in_window:
+            chosen = migration.name if migration is not None and migration.name in in_window else in_window[-1]
+            values["target"] = f"before:{chosen}"
         backup = self.query_one(BackupsPane).highlighted
         if backup is not None and kind in ("backup-pin", "verify", "restore", "restore-drill"):
             values["backup_id"] = backup.id

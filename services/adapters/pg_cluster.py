@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import psycopg
+
 from services.adapters.pg import connect, count_rows
-from services.core.pitr_port import AppliedMigration, Archiver
+from services.core.pitr_port import AppliedMigration, Archiver, Identity
 
 
 class PostgresCluster:
@@ -48,6 +50,16 @@ class PostgresCluster:
                 " ORDER BY started_at, migration_name").fetchall()
         return [AppliedMigration(str(name), float(started), float(finished) if finished is not None else None)
                 for name, started, finished in rows]
+
+    def identity(self) -> Identity:
+        with connect(self.dsn, timeout_s=self.timeout_s) as conn:
+            started = conn.execute("SELECT extract(epoch FROM pg_postmaster_start_time())").fetchone()
+            try:  # pg_control_system() is for superusers and pg_monitor unless granted
+                system = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+            except psycopg.errors.InsufficientPrivilege:
+                system = None
+        assert started is not None
+        return Identity(int(system[0]) if system else None, float(started[0]))
 
     def archiver(self) -> Archiver:
         with connect(self.dsn, timeout_s=self.timeout_s) as conn:

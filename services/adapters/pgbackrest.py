@@ -8,19 +8,30 @@ reach an argument; nothing read from pgBackRest's output does.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import socket
+from collections.abc import Iterator
 from typing import Any
+
+from psycopg.conninfo import make_conninfo
 
 from services.adapters.pg_cluster import PostgresCluster
 from services.core import processes
-from services.core.operations import StepFailed
+from services.core.operations import StepFailed, shielded
 from services.core.pitr_config import PitrConfig
-from services.core.pitr_port import BACKUP_TYPES, PitrBackup, StanzaInfo
+from services.core.pitr_port import BACKUP_LABEL, BACKUP_TYPES, PitrBackup, RecoveryTarget, StanzaInfo
 from services.core.ports import OnLine
 
 # What --target gets: only the shape services/backups/pitr_restore.py writes (UTC, explicit offset).
 _TARGET = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+00")
+_SCRATCH_NAME = re.compile(r"drill-[0-9a-z-]{1,40}")
+# A drill's copy: its own port on loopback, no Unix socket (nothing to collide with the live one's),
+# and never archiving into the live cluster's stanza. pgBackRest writes these into its
+# postgresql.auto.conf, after the live settings it restored, so they win; pg_ctl needs no -o.
+_SCRATCH_SETTINGS = ("listen_addresses=127.0.0.1", "unix_socket_directories=")
 INFO_TIMEOUT_S = 120.0
 
 
@@ -82,29 +93,74 @@ class PgBackRest:
         self._run(self._argv(f"--type={backup_type}", "--log-level-console=detail", "backup"), on_line,
                   f"pgbackrest {backup_type} backup")
 
-    def restore(self, target_time: str, on_line: OnLine) -> None:
-        if not _TARGET.fullmatch(target_time):
-            raise ValueError(f"recovery target {target_time!r} is not a UTC time as the console writes it")
+    def restore(self, target: RecoveryTarget, on_line: OnLine) -> None:
         # --delta: files that match the backup stay; --pg1-path: the directory stop and start act on.
-        self._run(self._argv("--delta", "--type=time", f"--target={target_time}", "--target-action=promote",
-                             "restore", pg_path=self.settings.data_dir), on_line, "pgbackrest restore")
+        self._run(self._argv("--delta", *_target_words(target), "restore", pg_path=self.settings.data_dir), on_line,
+                  "pgbackrest restore")
+
+    @contextlib.contextmanager
+    def scratch(self, target: RecoveryTarget, name: str, needed: int, on_line: OnLine) -> Iterator[PostgresCluster]:
+        s = self.settings
+        if s.scratch_dir is None:
+            raise StepFailed("a drill needs [backup.pitr] scratch_dir: where its copy of the cluster goes",
+                             ("set scratch_dir to a directory the cluster's owner owns, with the database's size"
+                              " free, then retry",))
+        if not _SCRATCH_NAME.fullmatch(name):
+            raise ValueError(f"scratch name {name!r}: drill- and letters, digits, '-'")
+        directory = f"{s.scratch_dir.rstrip('/')}/{name}"
+        log = f"{directory}.log"
+        self._clear(directory, log, on_line)  # a resumed drill's leftover from a run cut short
+        _room(s.scratch_dir, needed)
+        port = _free_port()
+        try:
+            self._run([*s.run_as, "mkdir", "-m", "0700", "--", directory], on_line, "making the drill's directory")
+            self._run(self._argv("--archive-mode=off", *_target_words(target), f"--recovery-option=port={port}",
+                                 *(f"--recovery-option={kv}" for kv in _SCRATCH_SETTINGS), "restore",
+                                 pg_path=directory), on_line, "pgbackrest restore (drill)")
+            self._run(self._pg_ctl(directory, "-l", log, "-w", "-t", str(int(s.recovery_timeout_s)), "start"),
+                      on_line, "pg_ctl start (drill)")
+            dsn = make_conninfo(self.dsn, host="127.0.0.1", port=str(port))
+            yield PostgresCluster(dsn, f"the drill's copy ({directory}, port {port})", self.connect_timeout_s)
+        except BaseException:
+            with shielded():  # the server's own words, before its log goes with the directory
+                self._tail(log, on_line)
+            raise
+        finally:
+            with shielded():  # removed even when the drill was cancelled
+                self._clear(directory, log, on_line)
 
     # --- the cluster -------------------------------------------------------------------------------
 
     def live(self) -> PostgresCluster:
         return PostgresCluster(self.dsn, f"the live cluster ({self.settings.data_dir})", self.connect_timeout_s)
 
-    def _pg_ctl(self, *words: str) -> list[str]:
-        return [*self.settings.run_as, self.settings.pg_ctl, "-D", self.settings.data_dir, *words]
+    def _pg_ctl(self, data_dir: str, *words: str) -> list[str]:
+        return [*self.settings.run_as, self.settings.pg_ctl, "-D", data_dir, *words]
 
-    def _running(self) -> bool:
-        """pg_ctl status: 0 running, 3 not running; anything else is a problem to say."""
-        argv = self._pg_ctl("status")
+    def _clear(self, directory: str, log: str, on_line: OnLine) -> None:
+        """Stop a drill's copy if it runs, then remove its directory and log (only those: names it made)."""
+        if self._running(directory):
+            self._run(self._pg_ctl(directory, "-m", "immediate", "-w", "stop"), on_line, "pg_ctl stop (drill)")
+        self._run([*self.settings.run_as, "rm", "-rf", "--", directory, log], lambda line: None,
+                  "removing the drill's directory")
+
+    def _tail(self, log: str, on_line: OnLine) -> None:
+        with contextlib.suppress(StepFailed, OSError):
+            done = processes.run([*self.settings.run_as, "tail", "-n", "15", "--", log], INFO_TIMEOUT_S,
+                                 what="reading the drill's server log")
+            for line in done.stdout.splitlines():
+                on_line(f"drill server log: {line}")
+
+    def _running(self, data_dir: str | None = None) -> bool:
+        """pg_ctl status: 0 running, 3 not running (4: no such directory); anything else is a problem to say."""
+        argv = self._pg_ctl(data_dir or self.settings.data_dir, "status")
         try:
             done = processes.run(argv, INFO_TIMEOUT_S, what="pg_ctl status")
         except (FileNotFoundError, PermissionError) as err:
             raise StepFailed(f"cannot run {argv[0]}: {err.strerror}", ("check [backup.pitr] pg_ctl and run_as",)) \
                 from None
+        if done.code == 4 and data_dir is not None:
+            return False  # a drill's directory not made yet, or removed
         if done.code not in (0, 3):
             raise StepFailed(f"pg_ctl status exited {done.code}: {(done.stdout + done.stderr).strip()[-300:]}",
                              ("check [backup.pitr] data_dir, pg_ctl and run_as",))
@@ -116,8 +172,8 @@ class PgBackRest:
             self._run(list(s.stop), on_line, "the PostgreSQL stop command")
         elif self._running():
             # -m fast: sessions are ended, a shutdown checkpoint is written; the wait is bounded by -t.
-            self._run(self._pg_ctl("-m", "fast", "-w", "-t", str(int(s.command_timeout_s)), "stop"), on_line,
-                      "pg_ctl stop")
+            self._run(self._pg_ctl(s.data_dir, "-m", "fast", "-w", "-t", str(int(s.command_timeout_s)), "stop"),
+                      on_line, "pg_ctl stop")
         else:
             on_line(f"PostgreSQL is not running in {s.data_dir}: nothing to stop")
 
@@ -127,10 +183,42 @@ class PgBackRest:
             self._run(list(s.start), on_line, "the PostgreSQL start command")
         elif not self._running():
             # -l: the server's output goes to its log, not to our pipe (pg_ctl would return, the pipe not).
-            self._run(self._pg_ctl("-l", s.log_file, "-w", "-t", str(int(s.recovery_timeout_s)), "start"), on_line,
-                      "pg_ctl start")
+            self._run(self._pg_ctl(s.data_dir, "-l", s.log_file, "-w", "-t", str(int(s.recovery_timeout_s)),
+                                   "start"), on_line, "pg_ctl start")
         else:
             on_line(f"PostgreSQL already runs in {s.data_dir}")
+
+
+def _target_words(target: RecoveryTarget) -> list[str]:
+    """pgBackRest's words for a target; only the shapes the console writes get through."""
+    if target.backup is not None:
+        if not BACKUP_LABEL.fullmatch(target.backup):
+            raise ValueError(f"backup label {target.backup!r} is not one pgBackRest writes")
+        return [f"--set={target.backup}", "--type=immediate", "--target-action=promote"]
+    if target.time is None or not _TARGET.fullmatch(target.time):
+        raise ValueError(f"recovery target {target.time!r} is not a UTC time as the console writes it")
+    return ["--type=time", f"--target={target.time}", "--target-action=promote"]
+
+
+def _room(directory: str, needed: int) -> None:
+    """Refuse a drill that would fill the disk under a live host: free space first, with the figures."""
+    try:
+        stats = os.statvfs(directory)
+    except OSError as err:
+        raise StepFailed(f"scratch_dir {directory}: {err.strerror}",
+                         ("create it, owned by the cluster's owner (0700), or point [backup.pitr] scratch_dir"
+                          " elsewhere",)) from None
+    free = stats.f_bavail * stats.f_frsize
+    if free < needed:
+        raise StepFailed(f"scratch_dir {directory} has {free / 1e9:.1f} GB free; the copy needs about"
+                         f" {needed / 1e9:.1f} GB (the database's size in the backup)",
+                         ("free space there, or point [backup.pitr] scratch_dir at a larger disk",))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _advice(reason: str) -> tuple[str, ...]:

@@ -1,12 +1,11 @@
-"""The point-in-time restore walkthrough: the live cluster back to a second, or to just before a migration.
+"""The point-in-time restore walkthrough: the live cluster back to a second, to a backup's end, or to
+just before a migration.
 
-pgBackRest restores; the console decides the target, refuses one outside the recovery window before
-anything stops, and walks the outage: stop the app, stop PostgreSQL, `pgbackrest restore --delta
---type=time`, start PostgreSQL, wait for recovery to end, validate, start the app, health check, and
-a report of the RTO and what was lost (the migrations undone, by name, and the rows per table).
-
-A target is `YYYY-MM-DD HH:MM:SS` (UTC) or `before:MIGRATION`: that migration's started_at, as
-_prisma_migrations recorded it, less [backup.pitr] margin_s.
+pgBackRest restores; the console decides the target (services/backups/pitr_target.py), refuses one
+outside the recovery window before anything stops, and walks the outage: stop the app, stop
+PostgreSQL, `pgbackrest restore --delta`, start PostgreSQL, wait for recovery to end, validate, start
+the app, health check, and a report of the RTO and what was lost (the migrations undone, by name,
+and the rows per table).
 
 Everything a later step or a resume needs is in ctx.state, which the runner journals after each
 step. Each step can run again: stopping or starting twice is said and harmless, a restore again with
@@ -15,60 +14,31 @@ step. Each step can run again: stopping or starting twice is said and harmless, 
 
 from __future__ import annotations
 
-import calendar
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from services.backups.pitr import TARGET_FORMAT, target_time, utc
-from services.backups.recovery import (
-    HEALTH_INTERVAL_S,
-    HEALTH_TRIES,
-    counts_text,
-    number,
-    retake_lock,
-    wait_healthy,
+from services.backups.pitr import utc
+from services.backups.pitr_target import (
+    SHAPES,
+    TARGET,
+    parse_target,
+    read_restored,
+    recovery_target,
+    resolve,
+    wait_recovered,
 )
-from services.core.actions import Param, action, confirm_step
+from services.backups.recovery import HEALTH_INTERVAL_S, HEALTH_TRIES, number, retake_lock, wait_healthy
+from services.core.actions import action, confirm_step
 from services.core.operations import Operation, Step, StepContext, StepFailed
-from services.core.pitr_config import PitrConfig
 from services.core.pitr_port import PitrEngine
 
 if TYPE_CHECKING:
     from services.core.container import Services
 
-_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
-_MIGRATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
-POLL_S = 1.0
 
-
-def parse_target(text: str) -> tuple[str, str | float]:
-    """("time", epoch seconds) or ("before", migration name); ValueError with the accepted shapes."""
-    text = text.strip()
-    if text.startswith("before:"):
-        name = text.removeprefix("before:").strip()
-        if not _MIGRATION.fullmatch(name):
-            raise ValueError(f"{name!r} is not a migration name (letters, digits, '_', '.', '-')")
-        return "before", name
-    if _TIME.fullmatch(text):
-        try:
-            return "time", float(calendar.timegm(time.strptime(text, TARGET_FORMAT)))
-        except ValueError:
-            pass
-    raise ValueError(f"target {text!r}: a UTC time YYYY-MM-DD HH:MM:SS, or before:MIGRATION_NAME")
-
-
-def pgbackrest_time(epoch: float) -> str:
-    """The target as pgBackRest's --target gets it: UTC to the microsecond, offset written out."""
-    whole = int(epoch // 1)
-    return target_time(whole) + f".{round((epoch - whole) * 1e6):06d}+00"
-
-
-@action("pitr-restore", "Point-in-time restore: to a UTC time, or to just before a migration", destructive=True,
-        params=(Param("target", "a UTC time YYYY-MM-DD HH:MM:SS, or before:MIGRATION_NAME", required=True,
-                      check=parse_target, example="2026-12-06 14:30:00"),
-                HEALTH_TRIES, HEALTH_INTERVAL_S))
+@action("pitr-restore", "Point-in-time restore: to a UTC time, a backup, or just before a migration",
+        destructive=True, params=(TARGET, HEALTH_TRIES, HEALTH_INTERVAL_S))
 def pitr_restore(services: Services, env: str, params: dict[str, Any]) -> Operation:
     return PitrRestore(services, env, params).operation()
 
@@ -76,9 +46,9 @@ def pitr_restore(services: Services, env: str, params: dict[str, Any]) -> Operat
 class PitrRestore:
     def __init__(self, services: Services, env: str, params: dict[str, Any]) -> None:
         if not params.get("target"):
-            raise ValueError("pitr-restore needs target: a UTC time YYYY-MM-DD HH:MM:SS, or before:MIGRATION_NAME")
+            raise ValueError(f"pitr-restore needs target: {SHAPES}")
         self.services, self.env, self.params = services, env, params
-        self.kind, self.wanted = parse_target(str(params["target"]))
+        parse_target(str(params["target"]))  # refused before any step runs
         self.tries = number(HEALTH_TRIES, params, services.config, int)
         self.interval_s = number(HEALTH_INTERVAL_S, params, services.config, float)
         environment = services.config.environment(env)
@@ -89,12 +59,6 @@ class PitrRestore:
     def engine(self) -> PitrEngine:
         """pgBackRest for env: one without [backup.pitr] fails the first step, saying so."""
         return self.services.pitr(self.env)
-
-    @property
-    def settings(self) -> PitrConfig:
-        settings = self.services.config.backup.pitr
-        assert settings is not None  # self.engine answered first
-        return settings
 
     def operation(self) -> Operation:
         steps = [
@@ -128,42 +92,7 @@ class PitrRestore:
     # --- the steps ----------------------------------------------------------------------------
 
     def resolve(self, ctx: StepContext) -> str:
-        live = self.engine.live()
-        applied = live.migrations()
-        if self.kind == "before":
-            found = [m for m in applied if m.name == self.wanted]
-            if not found:
-                recent = ", ".join(m.name for m in applied[-3:]) or "none"
-                raise StepFailed(f"migration {self.wanted} is not applied in {self.env} (the newest: {recent})",
-                                 ("name an applied migration: `pitr check` lists those in the window",))
-            target = found[0].started_at - self.settings.margin_s
-            ctx.log(f"migration {self.wanted} started at {utc(found[0].started_at)}; the target is"
-                    f" {self.settings.margin_s:g}s before: {utc(target)}")
-        else:
-            target = float(self.wanted)
-        # The window's end: a commit now, then `pgbackrest check` switches the WAL and waits for it to be
-        # archived. Any second up to that commit can then be reached.
-        sealed = live.mark_now()
-        self.engine.check(ctx.log)
-        info = self.engine.info()
-        if not info.backups:
-            raise StepFailed(f"stanza {info.stanza} has no backup: nothing to restore from", ("`pitr backup`",))
-        oldest = info.backups[0]
-        window = f"the recovery window is {utc(oldest.stopped)} .. {utc(sealed)}"
-        if target < oldest.stopped:
-            raise StepFailed(f"{utc(target)} is before the oldest backup's end ({oldest.label}, {utc(oldest.stopped)}):"
-                             f" nothing older can be restored; {window}", ("choose a target inside the window",))
-        if target > sealed:
-            raise StepFailed(f"{utc(target)} is after the last archived WAL ({utc(sealed)}); {window}",
-                             ("choose a target inside the window",))
-        undone = [m.name for m in applied if m.started_at > target]
-        counts = live.row_counts(self.services.config.migrations.integrity_tables)
-        ctx.state.update(target=target, target_time=pgbackrest_time(target), undone=undone, counts_before=counts,
-                         head_before=applied[-1].name if applied else None)
-        ctx.log(window)
-        ctx.log(f"migrations applied after the target, undone by the restore: {', '.join(undone) or 'none'}")
-        ctx.log(f"rows now: {counts_text(counts)}; every write after the target is lost")
-        return f"{utc(target)}; undoes {len(undone)} migration{'' if len(undone) == 1 else 's'}"
+        return resolve(self.services, self.env, str(self.params["target"]), ctx)
 
     def _prompt(self, ctx: StepContext) -> str:
         undone, when = ctx.state["undone"], utc(ctx.state["target"])
@@ -188,48 +117,25 @@ class PitrRestore:
 
     def restore(self, ctx: StepContext) -> str:
         ctx.state["restore_began"] = time.time()  # a lock row older than this can only be the restored one's
-        self.engine.restore(ctx.state["target_time"], ctx.log)
+        target = recovery_target(ctx.state)
+        self.engine.restore(target, ctx.log)
         ctx.state["restored"] = True
-        return f"restored to {ctx.state['target_time']}"
+        return f"restored to {target.describe()}"
 
     def start_db(self, ctx: StepContext) -> str:
         self.engine.start_database(ctx.log)
         return "started"
 
     def recovery(self, ctx: StepContext) -> str:
-        live, began = self.engine.live(), time.monotonic()
-        deadline = began + self.services.real_seconds(self.settings.recovery_timeout_s)
-        last = ""
-        while True:
-            try:
-                if not live.in_recovery():
-                    break
-                said = "replaying WAL"
-            except StepFailed as err:  # still starting up: it does not answer yet
-                said = str(err)
-            if time.monotonic() >= deadline:
-                raise StepFailed(f"recovery did not end within {self.settings.recovery_timeout_s:g}s ({said})",
-                                 ("look at PostgreSQL's log", "retry this step to wait again",
-                                  "raise [backup.pitr] recovery_timeout_s"))
-            if said != last:  # a line when it changes, not one a poll
-                ctx.log(f"in recovery: {said}")
-                last = said
-            ctx.sleep(self.services.real_seconds(POLL_S))
+        took = wait_recovered(self.services, self.engine.live(), ctx)
         ctx.state["recovered"] = True
         retake_lock(self.services, self.env, ctx, "pitr-restore")
-        return f"recovery ended, promoted after {time.monotonic() - began:.1f}s"
+        return f"recovery ended, promoted after {took:.1f}s"
 
     def validate(self, ctx: StepContext) -> str:
-        live = self.engine.live()  # connections of its own: a kept one would be from before the restart
-        applied = [m.name for m in live.migrations()]
-        still = [name for name in ctx.state["undone"] if name in applied]
-        if still:
-            raise StepFailed(f"migrations after the target are still applied: {', '.join(still)}",
-                             ("look at PostgreSQL's log: did recovery stop at the target?",))
-        counts = live.row_counts(self.services.config.migrations.integrity_tables)
-        head = applied[-1] if applied else None
+        # A cluster of its own: connections of its own, a kept one would be from before the restart.
+        head, counts = read_restored(self.services, self.engine.live(), ctx)
         ctx.state.update(counts_after=counts, head_after=head)
-        ctx.log(f"migration head: {head or 'none'}; rows: {counts_text(counts)}")
         return f"head {head or 'none'}; {len(counts)} table{'' if len(counts) == 1 else 's'} counted"
 
     def start_app(self, ctx: StepContext) -> str:

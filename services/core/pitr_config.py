@@ -17,14 +17,16 @@ on data_dir, as run_as; `stop` and `start` (argument lists) replace that where a
 the cluster (["systemctl", "stop", "postgresql@15-main"]). pg_ctl never gets -o: the server's own
 settings (port, sockets) come from its config files, which the restore keeps.
 
-A drill's scratch directory comes with the drill: a setting that changed nothing would mislead.
+A drill (`pitr-drill`, services/backups/pitr_drill.py) restores into a directory of its own under
+`scratch_dir` (as much free space as the database needs), starts it on a free local port with
+archiving off, reads it, then stops and removes it: the live cluster is never touched.
 """
 
 from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _STANZA = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -64,14 +66,26 @@ class PitrConfig(_Strict):
     margin_s: float = Field(2.0, ge=0, description='"before migration X" restores to its started_at minus this')
     command_timeout_s: float = Field(6 * 3600, gt=0, description="each pgBackRest or pg_ctl run is stopped after this")
     recovery_timeout_s: float = Field(3600, gt=0, description="how long to wait for recovery to end after a restore")
+    scratch_dir: str | None = Field(None, description="where a drill restores its copy (as much free space as the"
+                                                      " database), owned by the cluster's owner")
 
     _argvs = field_validator("run_as", "stop", "start")(_argv)
     _paths = field_validator("config", "data_dir", "pg_ctl", "log_file")(_absolute)
 
-    @field_validator("repo_path")
+    @field_validator("repo_path", "scratch_dir")
     @classmethod
-    def _repo(cls, value: str | None) -> str | None:
+    def _optional_path(cls, value: str | None) -> str | None:
         return None if value is None else _absolute(value)
+
+    @model_validator(mode="after")
+    def _scratch_apart(self) -> PitrConfig:
+        """A drill removes what it made under scratch_dir: never where the live cluster's data is."""
+        if self.scratch_dir is not None:
+            scratch, data = self.scratch_dir.rstrip("/") + "/", self.data_dir.rstrip("/") + "/"
+            if scratch.startswith(data) or data.startswith(scratch):
+                raise ValueError(f"scratch_dir {self.scratch_dir} and data_dir {self.data_dir} must not hold each"
+                                 " other: a drill's copy goes beside the live cluster, not in it")
+        return self
 
     @field_validator("stanza")
     @classmethod

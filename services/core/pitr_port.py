@@ -7,13 +7,28 @@ pgBackRest does every piece of WAL work: nothing here archives, copies or replay
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
 from services.core.ports import OnLine
 
 BACKUP_TYPES = ("full", "diff", "incr")
+# A pgBackRest backup label: a full's, or a diff's or incr's after the full it depends on.
+BACKUP_LABEL = re.compile(r"\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?")
+
+
+@dataclass(frozen=True)
+class RecoveryTarget:
+    """Where recovery stops: a time (pgBackRest's --type=time), or a backup's end (--set --type=immediate)."""
+
+    time: str | None = None  # YYYY-MM-DD HH:MM:SS.ffffff+00, as services/backups/pitr_target.py writes it
+    backup: str | None = None  # a label `info` listed
+
+    def describe(self) -> str:
+        return f"the end of backup {self.backup}" if self.backup else str(self.time)
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,14 @@ class Archiver:
 
 
 @dataclass(frozen=True)
+class Identity:
+    """Which cluster answers, and since when: a restore or a restart changes `started`."""
+
+    system_id: int | None  # pg_control_system(); None when this login may not read it
+    started: float  # pg_postmaster_start_time(), epoch seconds
+
+
+@dataclass(frozen=True)
 class AppliedMigration:
     name: str
     started_at: float
@@ -84,6 +107,7 @@ class Cluster(Protocol):
     # stops at the first commit after it: without one after the target in the archived WAL, recovery
     # would end short of the target and PostgreSQL refuses to start.
     def mark_now(self) -> float: ...
+    def identity(self) -> Identity: ...
 
 
 class PitrEngine(Protocol):
@@ -96,6 +120,10 @@ class PitrEngine(Protocol):
     def live(self) -> Cluster: ...
     def stop_database(self, on_line: OnLine) -> None: ...  # stopped already: said, not an error
     def start_database(self, on_line: OnLine) -> None: ...  # running already: said, not an error
-    # `pgbackrest restore --delta --type=time --target=TIME --target-action=promote` into data_dir, which
-    # must be stopped. TIME is `YYYY-MM-DD HH:MM:SS.ffffff+00`, as services/backups/pitr_restore.py writes it.
-    def restore(self, target_time: str, on_line: OnLine) -> None: ...
+    # `pgbackrest restore --delta` to the target, promoted, into data_dir, which must be stopped.
+    def restore(self, target: RecoveryTarget, on_line: OnLine) -> None: ...
+    # The same restore into scratch_dir/NAME, started on a free local port with archiving off: the
+    # cluster it yields is that copy. Stopped and removed on the way out, whatever happened; the live
+    # cluster is never stopped, written or archived to. `needed` bytes must be free there first.
+    def scratch(self, target: RecoveryTarget, name: str, needed: int,
+                on_line: OnLine) -> AbstractContextManager[Cluster]: ...

@@ -31,6 +31,8 @@ from services.core.events import (
     Outcome,
     Progress,
 )
+from services.core.operations import StepFailed
+from services.core.pitr_port import RecoveryTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,6 +126,18 @@ def server_now(cluster: Any, database: str) -> float:
     return float(cluster.execute("SELECT extract(epoch FROM clock_timestamp())", database)[0][0])
 
 
+def written_around_a_target(cluster: Any) -> tuple[str, str]:
+    """A database whose "Note" has A before a whole-second target and B after it, archived: (db, target)."""
+    database = cluster.new_database()
+    cluster.execute('CREATE TABLE "Note" (id int PRIMARY KEY, body text NOT NULL)', database)
+    cluster.execute("""INSERT INTO "Note" VALUES (1, 'A')""", database)
+    # The operator gives whole seconds: the target is the next one after A's commit, and B commits after it.
+    target = int(server_now(cluster, database)) + 1
+    wait_until(lambda: server_now(cluster, database) > target, timeout=10, what="the clock past it")
+    cluster.execute("""INSERT INTO "Note" VALUES (2, 'B')""", database)
+    return database, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(target))
+
+
 def test_stop_and_start_say_when_there_is_nothing_to_do(tmp_path: Path, pitr_cluster: Any) -> None:
     """What a resumed walkthrough meets: PostgreSQL stopped already, or running already."""
     services = build(tmp_path, pitr_cluster, "postgres")
@@ -144,18 +158,11 @@ def test_stop_and_start_say_when_there_is_nothing_to_do(tmp_path: Path, pitr_clu
 
 def test_restore_to_a_time_keeps_the_write_before_it_and_not_the_one_after(tmp_path: Path,
                                                                            pitr_cluster: Any) -> None:
-    database = pitr_cluster.new_database()
-    pitr_cluster.execute('CREATE TABLE "Note" (id int PRIMARY KEY, body text NOT NULL)', database)
-    pitr_cluster.execute("""INSERT INTO "Note" VALUES (1, 'A')""", database)
-    # The operator gives whole seconds: the target is the next one after A's commit, and B commits after it.
-    target = int(server_now(pitr_cluster, database)) + 1
-    wait_until(lambda: server_now(pitr_cluster, database) > target, timeout=10, what="the clock past it")
-    pitr_cluster.execute("""INSERT INTO "Note" VALUES (2, 'B')""", database)
+    database, shown = written_around_a_target(pitr_cluster)
     # The target's WAL archived before the walkthrough starts (it also archives, as it resolves the target).
     switched = pitr_cluster.execute("SELECT pg_walfile_name(pg_switch_wal())", database)[0][0]
     wait_until(lambda: str(pitr_cluster.execute("SELECT last_archived_wal FROM pg_stat_archiver")[0][0]) >= switched,
                timeout=120, what=f"{switched} archived")
-    shown = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(target))
     started_before = pitr_cluster.postmaster_started()
     services = build(tmp_path, pitr_cluster, database, tables=("Note",))
     try:
@@ -272,3 +279,62 @@ def test_undo_a_migration_restores_the_dropped_column_and_reports_what_was_lost(
     assert "migrations undone: 20261206130000_drop_dish_notes; rows lost: Dish 6" in report, report
     assert any(line == "Dish: 46 rows before the restore, 40 after: 6 lost" for line in run.lines("report"))
 
+
+
+# --- the drill: the same restore into a scratch copy ------------------------------------------------------
+
+def test_a_drill_restores_a_copy_to_the_target_and_leaves_the_live_cluster_untouched(tmp_path: Path,
+                                                                                     pitr_cluster: Any) -> None:
+    database, shown = written_around_a_target(pitr_cluster)
+    started, system_id = pitr_cluster.postmaster_started(), pitr_cluster.system_id()
+    labels = [b.label for b in build(tmp_path, pitr_cluster, database).pitr("production").info().backups]
+    timelines = pitr_cluster.timelines()
+    services = build(tmp_path, pitr_cluster, database, tables=("Note",))
+    try:
+        run = Walk(services, "pitr-drill", target=shown)
+        after = [b.label for b in services.pitr("production").info().backups]
+    finally:
+        services.close()
+
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    assert run.started() == ["target", "confirm", "drill", "report"]
+    assert [q.expected for q in run.asked] == ["production"]
+    restore_line = next(line for line in run.lines("drill") if "pgbackrest" in line and " restore" in line)
+    assert f"--pg1-path={pitr_cluster.drills}/drill-" in restore_line and "--archive-mode=off" in restore_line
+    assert f"--target={shown}.000000+00" in restore_line and "--recovery-option=port=" in restore_line
+    # The copy held A and not B: read from the copy, against the live cluster's two rows.
+    assert "Note: 2 rows live, 1 at the target: a restore to it would lose 1" in run.lines("report")
+    assert "lose rows: Note 1" in run.detail("report")
+    assert any(line.startswith("the live cluster is untouched: system ") for line in run.lines("report"))
+    # The live cluster: never restarted, the same cluster, both rows, taking writes; the stanza gained no
+    # timeline (the promoted copy archived nothing) and no backup; the copy and its log are gone.
+    assert pitr_cluster.postmaster_started() == started and pitr_cluster.system_id() == system_id
+    assert pitr_cluster.execute('SELECT id, body FROM "Note" ORDER BY id', database) == [(1, "A"), (2, "B")]
+    assert pitr_cluster.execute("SELECT pg_is_in_recovery()") == [(False,)]
+    assert pitr_cluster.timelines() == timelines and after == labels
+    assert list(pitr_cluster.drills.iterdir()) == []
+
+
+def test_a_drill_to_a_backup_label_from_the_cli(tmp_path: Path, pitr_cluster: Any) -> None:
+    newest = json.loads(cli(tmp_path, pitr_cluster, "pitr", "check", "--env", "production", "--json").stdout)
+    label = newest["newest"]["full"]["label"]
+    done = cli(tmp_path, pitr_cluster, "pitr", "drill", "--env", "production", "--target", label,
+               "--confirm-env", "production")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"--set={label}" in done.stdout and "--type=immediate" in done.stdout
+    assert f"backup {label} (full) ended at" in done.stdout and "restorable to " in done.stdout
+    assert list(pitr_cluster.drills.iterdir()) == []
+
+
+def test_a_drill_without_room_for_the_copy_is_refused_before_anything_is_made(tmp_path: Path,
+                                                                             pitr_cluster: Any) -> None:
+    services = build(tmp_path, pitr_cluster, "postgres")
+    engine = services.pitr("production")
+    label = engine.info().backups[-1].label
+    try:
+        with pytest.raises(StepFailed, match=r"has [\d.]+ GB free; the copy needs about 1000000\.0 GB"), \
+                engine.scratch(RecoveryTarget(backup=label), "drill-room", 10**15, print):
+            pass
+    finally:
+        services.close()
+    assert list(pitr_cluster.drills.iterdir()) == []

@@ -26,6 +26,7 @@ class PitrCluster:
             raise RuntimeError("pgbackrest is missing: run the tests through tests/rig/run, which installs it")
         self.root = parent / f"pitr-{uuid.uuid4().hex[:10]}"
         self.data, self.repo, self.conf = self.root / "data", self.root / "repo", self.root / "pgbackrest.conf"
+        self.drills = self.root / "drills"  # [backup.pitr] scratch_dir: a drill's copies
         self.log = parent / f"{self.root.name}-postgres.log"
         self.port, self.password, self.stanza = free_port(), uuid.uuid4().hex, f"rc-{uuid.uuid4().hex[:8]}"
         for sub in ("repo", "log", "lock", "spool", "drills"):
@@ -53,11 +54,18 @@ class PitrCluster:
     def pitr_section(self, environment: str = "production") -> dict[str, object]:
         return {"environment": environment, "stanza": self.stanza, "config": str(self.conf),
                 "data_dir": str(self.data), "run_as": AS_POSTGRES, "pg_ctl": str(PGBIN / "pg_ctl"),
-                "log_file": str(self.log)}
+                "log_file": str(self.log), "scratch_dir": str(self.drills)}
 
     def pg_ctl(self, *words: str) -> list[str]:
         """pg_ctl on this cluster as its owner: for [backup.pitr] stop and start given as argument lists."""
         return [*AS_POSTGRES, str(PGBIN / "pg_ctl"), "-D", str(self.data), *words]
+
+    def system_id(self) -> int:
+        return int(self.execute("SELECT system_identifier FROM pg_control_system()")[0][0])  # type: ignore[call-overload]
+
+    def timelines(self) -> list[str]:
+        """The timeline history files in the repository's archive: a promoted cluster that archived adds one."""
+        return sorted(path.name for path in (self.repo / "archive").rglob("*.history"))
 
     def postmaster_started(self) -> float:
         """When the running server started: a restart changes it."""

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 from textual.widgets._toast import Toast
 from uikit import (
     Messages,
     confirm_modal,
     finished,
+    highlight,
     main_screen,
     modal_of,
     notices,
@@ -77,16 +78,6 @@ async def choose_env(pilot: Pilot[Any], screen: MainScreen, env: str) -> None:
         lambda: str(screen.query_one("#migrations-title").render()).startswith(f"3 Migrations: {env},"),
         f"{env}'s migrations",
     )
-
-
-async def highlight(pilot: Pilot[Any], screen: MainScreen, name: str) -> None:
-    """Move the migrations table's cursor to the named migration (the table has focus)."""
-    pane = screen.query_one(MigrationsPane)
-    table = pane.query_one(DataTable)
-    assert pilot.app.focused is table
-    moves = [m.name for m in pane.items].index(name) - table.cursor_row
-    await pilot.press(*(["down"] * moves if moves > 0 else ["up"] * -moves))
-    assert pane.highlighted is not None and pane.highlighted.name == name
 
 
 async def params_modal(pilot: Pilot[Any]) -> ParamsModal:

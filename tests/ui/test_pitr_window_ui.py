@@ -9,12 +9,16 @@ from collections.abc import Callable
 
 import pytest
 from textual.app import App, ComposeResult
-from uikit import Messages, choose_env, ready, text_of, wait_for
+from textual.widgets import Input
+from uikit import Messages, choose_env, finished, highlight, modal_of, outcome, ready, runbook, text_of, wait_for
 
 from console.app import ReleaseConsole
 from console.screens.main import MainScreen
 from services.backups.pitr import PitrCheck
 from services.core.pitr_port import AppliedMigration, Archiver
+from widgets.confirm import ConfirmModal
+from widgets.migrations import MigrationsPane
+from widgets.params import ParamsModal
 from widgets.pitr_window import BAR, RecoveryWindow, timeline
 
 pytestmark = pytest.mark.usefixtures("frozen_clock")
@@ -83,3 +87,43 @@ def test_the_time_line_marks_each_migration_where_it_falls() -> None:
     assert len(bar) == BAR and bar[0] == "├" and bar[-1] == "┤"
     inner = bar[1:-1]
     assert [i for i, cell in enumerate(inner) if cell == "◆"] == [0, round(0.5 * (len(inner) - 1)), len(inner) - 1]
+
+
+@pytest.mark.asyncio
+async def test_a_drill_from_the_highlighted_migration_runs_and_leaves_the_live_cluster_as_it_was(
+        make_ui_app: Callable[..., ReleaseConsole]) -> None:
+    """`J` with a migration highlighted that the recovery window does not hold (the first): the form
+    is filled with "before" the window's newest instead, the confirmation says the live cluster is not
+    stopped, and the runbook ends with what a restore would lose."""
+    app = make_ui_app(300.0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await choose_env(pilot, screen, "production")
+        await pilot.press("5")
+        window = screen.query_one(RecoveryWindow)
+        await wait_for(pilot, lambda: window.report is not None, "the recovery window")
+        assert window.report is not None
+        newest = window.report.migrations[-1]
+        await pilot.press("3")
+        pane = screen.query_one(MigrationsPane)
+        await wait_for(pilot, lambda: str(screen.query_one("#migrations-title").render()).startswith(
+            "3 Migrations: production,"), "production's migrations")
+        first = pane.items[0]
+        assert first.name not in {m.name for m in window.report.migrations}
+        await highlight(pilot, screen, first.name)
+        world = app.services.world.envs["production"]
+        applied = [m.name for m in world.migrations]
+
+        await pilot.press("J")
+        form = await modal_of(pilot, ParamsModal, "the drill's form")
+        assert form.query_one("#param-target", Input).value == f"before:{newest.name}"
+        await pilot.press("enter")
+        modal = await modal_of(pilot, ConfirmModal, "the confirmation")
+        assert "into a scratch copy" in modal.prompt and "The live cluster is not stopped or written" in modal.prompt
+        await pilot.press(*"production", "enter")
+        await finished(pilot, screen)
+
+        assert outcome(screen).startswith("SUCCEEDED"), outcome(screen)
+        assert list(runbook(screen).status) == ["target", "confirm", "drill", "report"]
+        assert f"a restore would undo {newest.name}" in runbook(screen).details["report"]
+        assert [m.name for m in world.migrations] == applied  # the live cluster as it was

@@ -161,3 +161,13 @@ async def choose_env(pilot: Pilot[Any], screen: MainScreen, env: str) -> None:
     moves = ENVS.index(env) - table.cursor_row
     await pilot.press(*(["down"] * moves if moves > 0 else ["up"] * -moves))
     assert screen.selected_env == env
+
+
+async def highlight(pilot: Pilot[Any], screen: MainScreen, name: str) -> None:
+    """Move the migrations table's cursor to the named migration (the table has focus)."""
+    pane = screen.query_one(MigrationsPane)
+    table = pane.query_one(DataTable)
+    assert pilot.app.focused is table
+    moves = [m.name for m in pane.items].index(name) - table.cursor_row
+    await pilot.press(*(["down"] * moves if moves > 0 else ["up"] * -moves))
+    assert pane.highlighted is not None and pane.highlighted.name == name

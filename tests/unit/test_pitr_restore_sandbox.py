@@ -13,11 +13,12 @@ from rig.opkit import run, sandbox_services
 
 from services.adapters.pgbackrest import PgBackRest
 from services.backups.pitr import utc
-from services.backups.pitr_restore import parse_target, pgbackrest_time
+from services.backups.pitr_target import parse_target, pgbackrest_time
 from services.catalog import build_operation
 from services.core.events import ConfirmationNeeded, Event, LogLine, Outcome, StepFinished, StepStarted, StepStatus
 from services.core.operations import Result, StepFailed
 from services.core.pitr_config import PitrConfig
+from services.core.pitr_port import RecoveryTarget
 from services.factory import EXAMPLE_CONFIG, Services, build, load_config
 from services.sandbox.pitr import SandboxPitr
 
@@ -59,14 +60,17 @@ def applied(services: Services) -> list[str]:
 def test_target_shapes() -> None:
     assert parse_target("2026-12-06 20:15:30") == ("time", 1796588130.0)
     assert parse_target(" before:20240801120000_add_expiry_date ") == ("before", "20240801120000_add_expiry_date")
-    for bad in ("2026-12-06T20:15:30", "2026-13-06 20:15:30", "yesterday", "before:", "before:a b", "before:;rm"):
+    assert parse_target("20261206-161251F") == ("backup", "20261206-161251F")
+    assert parse_target("20261206-161251F_20261207-010000I") == ("backup", "20261206-161251F_20261207-010000I")
+    for bad in ("2026-12-06T20:15:30", "2026-13-06 20:15:30", "yesterday", "before:", "before:a b", "before:;rm",
+                "20261206-161251I", "20261206-161251F_x"):
         with pytest.raises(ValueError, match="target|migration name"):
             parse_target(bad)
     assert pgbackrest_time(1796588130.25) == "2026-12-06 20:15:30.250000+00"
 
 
 def test_a_bad_target_is_refused_before_the_operation_starts(services: Services) -> None:
-    with pytest.raises(ValueError, match="YYYY-MM-DD HH:MM:SS, or before:MIGRATION_NAME"):
+    with pytest.raises(ValueError, match="YYYY-MM-DD HH:MM:SS, before:MIGRATION_NAME, or a backup label"):
         build_operation(services, "pitr-restore", "production", {"target": "last tuesday"})
     with pytest.raises(ValueError, match="needs target"):
         build_operation(services, "pitr-restore", "production", {})
@@ -105,6 +109,7 @@ def test_before_a_migration_walks_every_step_and_reports_what_was_lost(services:
     ("2001-01-01 00:00:00", "is before the oldest backup's end"),
     ("2099-01-01 00:00:00", "is after the last archived WAL"),
     ("before:20990101000000_never_applied", "is not applied in production"),
+    ("20000101-000000F", "backup 20000101-000000F is not in stanza main (the newest: "),
 ])
 def test_a_target_outside_the_window_is_refused_before_anything_stops(services: Services, target: str,
                                                                       reason: str) -> None:
@@ -185,10 +190,10 @@ def test_recovery_that_does_not_end_is_bounded_by_recovery_timeout_s(tmp_path: P
 
 def test_a_restore_that_left_the_migration_applied_fails_validation(services: Services,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine(services), "restore", lambda target_time, on_line: on_line("restored nothing"))
+    monkeypatch.setattr(engine(services), "restore", lambda target, on_line: on_line("restored nothing"))
     result, _, _ = restore(services, f"before:{UNDONE}")
     assert result.outcome is Outcome.FAILED and result.failed_step == "validate"
-    assert f"migrations after the target are still applied: {UNDONE}" in result.detail
+    assert f"migrations after the target are still applied in the live cluster (sandbox): {UNDONE}" in result.detail
     assert "restored to" in result.detail and "and running" in result.detail
 
 
@@ -208,7 +213,10 @@ def pgbackrest_engine(**settings: Any) -> PgBackRest:
 def test_the_adapter_refuses_a_target_it_did_not_format_before_running_anything() -> None:
     for bad in ("2026-12-06 20:00:00", "2026-12-06 20:00:00+00; rm -rf /", "now"):
         with pytest.raises(ValueError, match="not a UTC time as the console writes it"):
-            pgbackrest_engine(pgbackrest="/nonexistent/pgbackrest").restore(bad, print)
+            pgbackrest_engine(pgbackrest="/nonexistent/pgbackrest").restore(RecoveryTarget(time=bad), print)
+    for label in ("20261206-161251F --type=none", "latest", "20261206-161251X"):
+        with pytest.raises(ValueError, match="is not one pgBackRest writes"):
+            pgbackrest_engine(pgbackrest="/nonexistent/pgbackrest").restore(RecoveryTarget(backup=label), print)
 
 
 def test_pg_ctl_that_cannot_run_or_answers_oddly_is_a_clear_failure() -> None:
@@ -228,6 +236,9 @@ def test_pg_ctl_that_cannot_run_or_answers_oddly_is_a_clear_failure() -> None:
     ({"start": ["pg_ctl", "start\n-o x"]}, "is not a plain argument"),
     ({"margin_s": -1}, "greater than or equal to 0"),
     ({"recovery_timeout_s": 0}, "greater than 0"),
+    ({"scratch_dir": "drills"}, "must be an absolute path"),
+    ({"scratch_dir": "/srv/pg/data/drills"}, "must not hold each other"),
+    ({"scratch_dir": "/srv/pg"}, "must not hold each other"),
 ])
 def test_restore_settings_are_validated(setting: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValidationError, match=problem):
