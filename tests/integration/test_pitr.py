@@ -12,13 +12,13 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rig import config_builder as toml
-from rig.helpers import SampleApp, wait_until
+from rig.helpers import SampleApp, unique_bucket_name, wait_until
 from rig.walk import Walk
 
 from services import factory
@@ -338,3 +338,48 @@ def test_a_drill_without_room_for_the_copy_is_refused_before_anything_is_made(tm
     finally:
         services.close()
     assert list(pitr_cluster.drills.iterdir()) == []
+
+
+# --- a repository in S3 ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def s3_pitr_cluster(rig_dir: Path, s3_endpoint: str, s3_client: Any) -> Iterator[Any]:
+    """A second PITR cluster of this module, its repository in the rig's S3 (moto) behind TLS."""
+    from rig.pitr_cluster import PitrCluster, S3Repo
+    from rig.tls_proxy import tls_proxy
+
+    bucket = unique_bucket_name("rc-pitr")
+    s3_client.create_bucket(Bucket=bucket)
+    where = rig_dir / f"tls-{bucket}"
+    where.mkdir(mode=0o755)  # pgBackRest reads the certificate as postgres
+    with tls_proxy(s3_endpoint, where) as tls:
+        cluster = PitrCluster(rig_dir, S3Repo(tls.host, tls.port, tls.ca_file, bucket))
+        cluster.bucket = bucket
+        try:
+            yield cluster
+        finally:
+            cluster.remove()
+
+
+def test_a_repository_in_s3_is_checked_and_a_drill_restores_from_it(tmp_path: Path, s3_pitr_cluster: Any,
+                                                                      s3_client: Any) -> None:
+    cluster = s3_pitr_cluster
+    done = cli(tmp_path, cluster, "pitr", "check", "--env", "production", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] and report["newest"]["full"]["label"].endswith("F")
+    listed = s3_client.list_objects_v2(Bucket=cluster.bucket, Prefix="pitr/")
+    keys = [item["Key"] for item in listed.get("Contents", [])]
+    assert any(key.startswith(f"pitr/archive/{cluster.stanza}/") for key in keys), keys[:5]
+    label = report["newest"]["full"]["label"]
+    assert any(key.startswith(f"pitr/backup/{cluster.stanza}/{label}/") for key in keys), keys[:5]
+
+    database, shown = written_around_a_target(cluster)
+    services = build(tmp_path, cluster, database, tables=("Note",))
+    try:
+        run = Walk(services, "pitr-drill", target=shown)
+    finally:
+        services.close()
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    assert "Note: 2 rows live, 1 at the target: a restore to it would lose 1" in run.lines("report")
+    assert list(cluster.drills.iterdir()) == []

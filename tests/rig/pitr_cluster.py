@@ -1,7 +1,8 @@
 """A private PostgreSQL 15 cluster archiving its WAL through pgBackRest, for the PITR tests.
 
 Its own directory (under the rig dir, which the postgres user can reach), port, password and
-stanza; `archive_command` is `pgbackrest archive-push` into a posix repo inside that directory.
+stanza; `archive_command` is `pgbackrest archive-push` into a posix repo inside that directory, or
+into S3 (S3Repo: the rig's moto behind rig.tls_proxy).
 Safe beside other rig runs and xdist workers: nothing is shared but the binaries.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -20,8 +22,23 @@ PGBIN = Path("/usr/lib/postgresql/15/bin")
 AS_POSTGRES = ["runuser", "-u", "postgres", "--"]
 
 
+@dataclass(frozen=True)
+class S3Repo:
+    """A repository in S3 instead of the posix one: the rig's moto behind rig.tls_proxy."""
+
+    host: str
+    port: int
+    ca_file: Path
+    bucket: str
+
+    def settings(self) -> str:
+        return (f"repo1-type=s3\nrepo1-path=/pitr\nrepo1-s3-bucket={self.bucket}\nrepo1-s3-endpoint={self.host}\n"
+                f"repo1-storage-port={self.port}\nrepo1-storage-ca-file={self.ca_file}\nrepo1-s3-uri-style=path\n"
+                "repo1-s3-region=us-east-1\nrepo1-s3-key=rig\nrepo1-s3-key-secret=rig\n")
+
+
 class PitrCluster:
-    def __init__(self, parent: Path) -> None:
+    def __init__(self, parent: Path, s3: S3Repo | None = None) -> None:
         if shutil.which("pgbackrest") is None:
             raise RuntimeError("pgbackrest is missing: run the tests through tests/rig/run, which installs it")
         self.root = parent / f"pitr-{uuid.uuid4().hex[:10]}"
@@ -32,8 +49,9 @@ class PitrCluster:
         for sub in ("repo", "log", "lock", "spool", "drills"):
             (self.root / sub).mkdir(parents=True)
         (self.root / "pw").write_text(self.password + "\n")
+        repo = s3.settings() if s3 else f"repo1-path={self.repo}\n"
         self.conf.write_text(
-            f"[global]\nrepo1-path={self.repo}\nlog-path={self.root}/log\nlock-path={self.root}/lock\n"
+            f"[global]\n{repo}log-path={self.root}/log\nlock-path={self.root}/lock\n"
             f"spool-path={self.root}/spool\nstart-fast=y\ncompress-type=lz4\narchive-timeout=15\n"
             f"repo1-retention-full=10\nlog-level-console=info\n\n"
             f"[{self.stanza}]\npg1-path={self.data}\npg1-port={self.port}\npg1-socket-path={self.root}\n")
