@@ -122,6 +122,15 @@ def build(tmp_path: Path, cluster: Any, database: str, **options: Any) -> Any:
     return factory.build(config_module.load(path, {"PITR_DB": cluster.dsn(database)}), state=tmp_path / "state")
 
 
+def walk_on_notes(tmp_path: Path, cluster: Any, database: str, kind: str, target: str) -> Walk:
+    """`kind` to `target` on a database whose integrity table is "Note"; its services closed after."""
+    services = build(tmp_path, cluster, database, tables=("Note",))
+    try:
+        return Walk(services, kind, target=target)
+    finally:
+        services.close()
+
+
 def server_now(cluster: Any, database: str) -> float:
     return float(cluster.execute("SELECT extract(epoch FROM clock_timestamp())", database)[0][0])
 
@@ -164,11 +173,7 @@ def test_restore_to_a_time_keeps_the_write_before_it_and_not_the_one_after(tmp_p
     wait_until(lambda: str(pitr_cluster.execute("SELECT last_archived_wal FROM pg_stat_archiver")[0][0]) >= switched,
                timeout=120, what=f"{switched} archived")
     started_before = pitr_cluster.postmaster_started()
-    services = build(tmp_path, pitr_cluster, database, tables=("Note",))
-    try:
-        run = Walk(services, "pitr-restore", target=shown)
-    finally:
-        services.close()
+    run = walk_on_notes(tmp_path, pitr_cluster, database, "pitr-restore", shown)
 
     assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
     assert run.started() == RESTORE
@@ -289,12 +294,8 @@ def test_a_drill_restores_a_copy_to_the_target_and_leaves_the_live_cluster_untou
     started, system_id = pitr_cluster.postmaster_started(), pitr_cluster.system_id()
     labels = [b.label for b in build(tmp_path, pitr_cluster, database).pitr("production").info().backups]
     timelines = pitr_cluster.timelines()
-    services = build(tmp_path, pitr_cluster, database, tables=("Note",))
-    try:
-        run = Walk(services, "pitr-drill", target=shown)
-        after = [b.label for b in services.pitr("production").info().backups]
-    finally:
-        services.close()
+    run = walk_on_notes(tmp_path, pitr_cluster, database, "pitr-drill", shown)
+    after = [b.label for b in build(tmp_path, pitr_cluster, database).pitr("production").info().backups]
 
     assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
     assert run.started() == ["target", "confirm", "drill", "report"]
@@ -375,11 +376,7 @@ def test_a_repository_in_s3_is_checked_and_a_drill_restores_from_it(tmp_path: Pa
     assert any(key.startswith(f"pitr/backup/{cluster.stanza}/{label}/") for key in keys), keys[:5]
 
     database, shown = written_around_a_target(cluster)
-    services = build(tmp_path, cluster, database, tables=("Note",))
-    try:
-        run = Walk(services, "pitr-drill", target=shown)
-    finally:
-        services.close()
+    run = walk_on_notes(tmp_path, cluster, database, "pitr-drill", shown)
     assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
     assert "Note: 2 rows live, 1 at the target: a restore to it would lose 1" in run.lines("report")
     assert list(cluster.drills.iterdir()) == []
