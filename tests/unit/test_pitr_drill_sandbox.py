@@ -5,6 +5,7 @@ The drill against a real cluster: tests/integration/test_pitr.py."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from rig.opkit import run, sandbox_services
 
 from services.backups.pitr import utc
+from services.catalog import build_operation
 from services.core.events import Event, LogLine, Outcome, StepFinished, StepStarted
 from services.core.operations import StepFailed
 from services.factory import Services
@@ -110,7 +112,32 @@ def test_a_live_cluster_restarted_during_the_drill_fails_the_report(services: Se
 
 
 def test_a_bad_target_is_refused_before_the_drill_starts(services: Services) -> None:
-    from services.catalog import build_operation
-
     with pytest.raises(ValueError, match="or a backup label"):
         build_operation(services, "pitr-drill", "production", {"target": "20261206-161251X"})
+
+
+def test_a_drill_cancelled_in_its_copy_removes_it_and_resumes_at_the_drill(services: Services,
+                                                                           engine: SandboxPitr) -> None:
+    events: list[Event] = []
+    cancel = threading.Event()
+
+    def emit(event: Event) -> None:  # ctrl+x once the copy is being restored
+        events.append(event)
+        if isinstance(event, LogLine) and "pgbackrest restore (drill)" in event.text:
+            cancel.set()
+
+    operation = build_operation(services, "pitr-drill", "production", {"target": f"before:{UNDONE}"})
+    result = services.runner.run(operation, emit, lambda question: "production", cancel)
+    assert result.outcome is Outcome.CANCELLED and result.failed_step == "drill", result.detail
+    assert engine.scratch_names == [] and any("stopped and removed" in line for line in lines(events))
+
+    record = services.journal.get(result.op_id)
+    assert record.steps[record.resume_index].step_id == "drill"
+    again = build_operation(services, record.kind, record.env, record.params)
+    again.id = record.id
+    resumed: list[Event] = []
+    done = services.runner.run(again, resumed.append, lambda question: None, start_at=record.resume_index,
+                               state=record.state)
+    assert done.outcome is Outcome.SUCCEEDED, done.detail
+    assert [e.step_id for e in resumed if isinstance(e, StepStarted)] == ["drill", "report"]
+    assert engine.scratch_names == []
