@@ -75,14 +75,16 @@ def parser(with_params: bool = True, config: ReleaseConfig | None = None,
     config_diff.add_argument("left", help="an environment, e.g. staging")
     config_diff.add_argument("right", help="another, e.g. production")
     config_diff.add_argument("--changed", action="store_true", help="only the settings that differ")
-    audit = sub.add_parser("audit", help="audit verify | tail | repair").add_subparsers(dest="audit_command",
-                                                                                        required=True)
+    audit = sub.add_parser("audit", help="audit verify | tail | repair | resend").add_subparsers(
+        dest="audit_command", required=True)
     audit.add_parser("verify", help="check the chain (with --env: the shared trail in the database)").add_argument(
         "--env", help="check the environment's shared trail instead of this bastion's log")
     tail = audit.add_parser("tail", help="the last records (with --env: the shared trail, every bastion's)")
     tail.add_argument("--env", help="read the environment's shared trail instead of this bastion's log")
     tail.add_argument("--limit", type=int, default=50)
     audit.add_parser("repair", help="cut a torn last line (kept as evidence), and audit the repair")
+    audit.add_parser("resend", help="send the shared trail again what this log sent it and it no longer holds"
+                                    " (after a point-in-time restore)").add_argument("--env", required=True)
     journal = sub.add_parser("journal", help="journal list | resume ID | abandon ID")
     journal_sub = journal.add_subparsers(dest="journal_command", required=True)
     journal_sub.add_parser("list", help="recent and interrupted operations")
@@ -649,13 +651,21 @@ def _flatten(node: Any, refs: dict[str, list[str]], key: str = "") -> list[str]:
     return [f"  {key} = {json.dumps(mask(node, key.rsplit('.', 1)[-1]))}{source}"]
 
 
+def _shared_trail(audit: Any, env: str) -> str:
+    return f"shared trail for {env} ({audit.shared.where(env) if audit.shared else ''})"
+
+
 def _audit(args: argparse.Namespace, services: Services) -> int:
     audit = services.audit
     if args.audit_command == "tail":
         records = audit.tail_shared(args.env, args.limit) if args.env else audit.tail(args.limit)
-        trail = f"shared trail for {args.env} ({audit.shared.where(args.env) if audit.shared else ''})" \
-            if args.env else str(audit.path)
+        trail = _shared_trail(audit, args.env) if args.env else str(audit.path)
         _emit(args, records, "\n".join([f"# {trail}", *(_audit_line(r) for r in records)]))
+        return EXIT_OK
+    if args.audit_command == "resend":
+        sent = audit.resend(args.env)
+        _emit(args, {"resent": sent},
+              f"re-sent {sent} record(s) to the {_shared_trail(audit, args.env)}" + (" (audited)" if sent else ""))
         return EXIT_OK
     if args.audit_command == "repair":
         repair = audit.repair()

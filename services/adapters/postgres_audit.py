@@ -34,6 +34,7 @@ _DDL = sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
     record text NOT NULL,
     hash text NOT NULL UNIQUE)""").format(TABLE)
 _SERIALIZE = "SELECT pg_advisory_xact_lock(hashtext('release_console_audit'))"
+_EXISTS = "SELECT to_regclass('release_console_audit')"
 _TIMEOUTS = "SET LOCAL statement_timeout = '10s'; SET LOCAL lock_timeout = '5s'"
 
 
@@ -51,7 +52,6 @@ class PostgresAuditTrail:
 
     def __init__(self, config: ReleaseConfig) -> None:
         self._config = config
-        self._created: set[str] = set()
 
     def _dsn(self, env: str) -> str | None:
         if self._config.state.database_url is not None:
@@ -71,10 +71,10 @@ class PostgresAuditTrail:
         try:
             with connect(dsn, autocommit=False) as conn:
                 conn.execute(_TIMEOUTS)
-                if dsn not in self._created:
+                # Looked for each time, not remembered: a point-in-time restore can take the table away.
+                if conn.execute(_EXISTS).fetchone() == (None,):
                     conn.execute(_SERIALIZE)  # two consoles creating it at once race on the catalog
                     conn.execute(_DDL)
-                    self._created.add(dsn)
                 yield conn
         except StepFailed as err:
             raise SharedUnavailable(str(err)) from None

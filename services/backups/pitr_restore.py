@@ -30,6 +30,7 @@ from services.backups.pitr_target import (
 )
 from services.backups.recovery import HEALTH_INTERVAL_S, HEALTH_TRIES, number, retake_lock, wait_healthy
 from services.core.actions import action, confirm_step
+from services.core.audit import SharedUnavailable
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.pitr_port import PitrEngine
 
@@ -164,8 +165,25 @@ class PitrRestore:
         for table, count in lost.items():
             ctx.log(f"{table}: {before[table]} rows before the restore, {after.get(table, 0)} after: {count} lost")
         state["lost_rows"] = lost
+        self._resend_audit(ctx)
         rows = ", ".join(f"{table} {count}" for table, count in lost.items() if count) or "none"
         return f"RTO {rto:.1f}s; migrations undone: {', '.join(undone) or 'none'}; rows lost: {rows}"
+
+    def _resend_audit(self, ctx: StepContext) -> None:
+        """The restore rolled the shared audit trail back with the database: this bastion's records
+        after the target go to it again. Other bastions' records come back only from their logs."""
+        audit = self.services.audit
+        if audit.shared is None or audit.shared.where(self.env) is None:
+            return
+        again = f"release-console audit resend --env {self.env}"
+        try:
+            sent = audit.resend(self.env)
+        except SharedUnavailable as err:
+            ctx.log(f"the shared audit trail was not sent what the restore rolled back: {err}; run `{again}`",
+                    "warning")
+            return
+        ctx.log(f"the shared audit trail: {sent} record(s) of this bastion's log that the restore rolled back were"
+                f" sent again; on any other bastion that acted on {self.env} after the target, run `{again}`")
 
     def _standing(self, state: dict[str, Any]) -> str:
         if state.get("recovered"):

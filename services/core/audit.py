@@ -271,6 +271,28 @@ class AuditLog:
             self._share([])
             return len(self._read_pending())
 
+    def resend(self, env: str) -> int:
+        """Send env's shared trail again what this log sent it that it no longer holds, oldest first: a
+        point-in-time restore rolls the trail back with the rest of the database. The resend is itself
+        audited. How many were sent; SharedUnavailable when the trail does not answer."""
+        shared = self.shared
+        if shared is None or shared.where(env) is None:
+            raise SharedUnavailable(f"{env} has no shared audit trail (the sandbox has none)")
+        with self._locked():
+            self._share([])
+            copied = {r.get("local_hash") for _, r in shared.rows(env) if r.get("log") == self.log_id}
+            queued = {item["body"].get("local_hash") for item in self._read_pending()}
+            missing = [r for r in self.records() if r.get("log") == self.log_id and r.get("env") == env
+                       and r["hash"] not in copied | queued]
+            self._share([{"env": env, "body": {**_body(r), "local_hash": r["hash"]}} for r in missing])
+            if self.shared_problem:
+                raise SharedUnavailable(self.shared_problem)
+        if missing:
+            self.append(env, "audit-resend", {"records": len(missing)},
+                        f"re-sent {len(missing)} record(s) the shared trail no longer held (the oldest:"
+                        f" {missing[0].get('when')} {missing[0].get('action')})")
+        return len(missing)
+
     def records(self) -> Iterator[dict[str, Any]]:
         with self.path.open("rb") as handle:
             yield from (record for _, record in _scan(handle.read()).records)
@@ -392,6 +414,11 @@ class AuditLog:
         self.append("-", "audit-repair", {"line": torn.line, "bytes": torn.size, "evidence": str(evidence)},
                     f"repaired: the torn line {torn.line} ({torn.size} bytes) was cut and kept in {evidence}")
         return repair
+
+
+def _body(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A sealed record without its seal: what was sealed, to be chained again elsewhere."""
+    return {k: v for k, v in record.items() if k not in ("mode", "prev", "hash")}
 
 
 def _with(result: VerifyResult, pending: int) -> VerifyResult:

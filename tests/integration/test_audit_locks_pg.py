@@ -141,6 +141,36 @@ def test_the_local_log_and_the_shared_trail_each_catch_what_was_removed_from_the
     assert "deploy): the log, or records of it, were removed" in out
 
 
+def test_a_shared_trail_rolled_back_is_sent_what_it_lost_by_audit_resend(
+        release_toml: Path, pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """As a point-in-time restore leaves it: the trail's last rows gone, its chain whole. Only this
+    bastion's records go again; the resend is audited; the trail then agrees with the log."""
+    on_host(monkeypatch, tmp_path, "bastion-a")
+    a = console(release_toml)
+    a.audit.append("production", "deploy", {"version": "1.5.0"}, "succeeded: 6 steps done")
+    kept = max(row[0] for row in shared_rows(pg_database))
+    a.audit.append("production", "migrate", {}, "succeeded: 5 steps done")
+    on_host(monkeypatch, tmp_path, "bastion-b")
+    console(release_toml).audit.append("production", "backup", {}, "succeeded: 2 steps done")
+    on_host(monkeypatch, tmp_path, "bastion-a")
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("DELETE FROM release_console_audit WHERE id > %s", (kept,))
+    code, out, _ = run_cli(capsys, "--config", str(release_toml), "audit", "verify")
+    assert code == cli.EXIT_FAILED and "lacks 1 record(s) this log sent it" in out, out
+
+    code, out, _ = run_cli(capsys, "--config", str(release_toml), "audit", "resend", "--env", "production")
+    assert code == cli.EXIT_OK and out.startswith("re-sent 1 record(s) to the shared trail for production"), out
+    assert [row[1:4] for row in shared_rows(pg_database)] == [
+        ("production", "deploy", "bastion-a"), ("production", "migrate", "bastion-a"),
+        ("production", "audit-resend", "bastion-a")]  # not bastion b's backup: b's own log sends it
+    for words in (["audit", "verify"], ["audit", "verify", "--env", "production"]):
+        code, out, _ = run_cli(capsys, "--config", str(release_toml), *words)
+        assert code == cli.EXIT_OK and out.startswith("audit chain OK"), out
+    code, out, _ = run_cli(capsys, "--config", str(release_toml), "--json", "audit", "resend", "--env", "production")
+    assert code == cli.EXIT_OK and json.loads(out) == {"resent": 0}
+
+
 def rechain_shared(dsn: str, row_id: int) -> None:
     """Rewrite one shared record and recompute the chain after it, as anyone with table access can."""
     with psycopg.connect(dsn) as conn:

@@ -190,6 +190,15 @@ def test_restore_to_a_time_keeps_the_write_before_it_and_not_the_one_after(tmp_p
     assert pitr_cluster.postmaster_started() > started_before  # stopped and started for real
     assert pitr_cluster.execute('SELECT id, body FROM "Note" ORDER BY id', database) == [(1, "A")]
     assert run.detail("report").startswith("RTO ") and "rows lost: Note 1" in run.detail("report")
+    # The shared audit trail in this database was rolled back too, its table with it (made by this
+    # operation's start record, after the target): made again and sent this bastion's records again.
+    resent = next(line for line in run.lines("report") if line.startswith("the shared audit trail: "))
+    assert int(resent.split()[4]) >= 1, resent
+    services = build(tmp_path, pitr_cluster, database)
+    try:
+        assert services.audit.verify(["production"]).ok, services.audit.verify(["production"]).problem
+    finally:
+        services.close()
     assert pitr_cluster.execute("SELECT pg_is_in_recovery()") == [(False,)]  # promoted: it takes writes again
     pitr_cluster.execute("""INSERT INTO "Note" VALUES (3, 'after')""", database)
 
