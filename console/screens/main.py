@@ -66,7 +66,7 @@ POLL_SECONDS = 2.0
 # the drain at once (EventPump.wake).
 DRAIN_LOG_S, DRAIN_S = 0.1, 0.25
 WIDE_COLUMNS = 140  # from here the runbook gets its own column
-CHECKLISTS = ("restore", "restore-drill")
+CHECKLISTS = ("restore", "restore-drill", "pitr-restore", "pitr-drill")
 RETRYABLE = ("failed", "declined", "cancelled")
 
 

@@ -319,7 +319,8 @@ def test_point_in_time_restore_confirmation_names_the_target_and_the_migration_u
     snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`I` on production, "before" its newest migration: after the target step (the window checked), the
-    typed confirmation names the time restored to and the migration it undoes; the runbook shows the steps."""
+    typed confirmation names the time restored to and the migration it undoes; the runbook has the whole
+    column, as a checklist (the recovery window is test_backups_pane's)."""
     monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)  # as above: no poll of our own lock
     app = make_ui_app(CALM)
     monkeypatch.setattr(app.services.world.clock, "now", lambda: ORIGIN)
