@@ -34,8 +34,8 @@ def tls_proxy(upstream: str, directory: Path) -> Iterator[TlsEndpoint]:
             raise RuntimeError(f"{tool} is missing: run the tests through tests/rig/run, which installs it")
     directory.mkdir(parents=True, exist_ok=True)
     cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    capture_output=True, check=True, timeout=60)
     cert.chmod(0o644)  # pgBackRest reads it as postgres
     port = free_port()
