@@ -49,8 +49,15 @@ def console_services(work: Path, cluster: PitrCluster, database: str, **producti
                         recovery={"health_interval_s": 0.1},
                         migrations={"dir": str(work / "migrations"), "integrity_tables": ["bench_rows"]},
                         ).write(work / "release.toml")
-    config = config_module.load(path, {"PITR_DB": cluster.dsn(database), "BENCH_SIGNING_KEY": "bench-key"})
-    return factory.build(config, state=work / "state")
+    # In this process's environment, as a console's: the restore walkthrough loads release.toml again.
+    os.environ.update(PITR_DB=cluster.dsn(database), BENCH_SIGNING_KEY="bench-key")
+    return factory.build(config_module.load(path, dict(os.environ)), state=work / "state")
+
+
+def wal_bytes(cluster: PitrCluster) -> int:
+    """WAL written since the cluster started (pg_stat_wal): not the LSN's advance, which also counts the
+    unused rest of each segment a WAL switch skips."""
+    return int(cluster.execute("SELECT wal_bytes FROM pg_stat_wal")[0][0])
 
 
 def step_seconds(events: list[Event]) -> dict[str, float]:

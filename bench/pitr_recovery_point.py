@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from _pitr import console_services, pitr_cluster, summary
+from _pitr import console_services, pitr_cluster, summary, wal_bytes
 from rig.helpers import wait_until
 from rig.pitr_cluster import PitrCluster
 
@@ -83,12 +83,6 @@ def main() -> int:
             return measure(services, cluster, database, args)
         finally:
             services.close()
-
-
-def wal_bytes(cluster: PitrCluster) -> int:
-    """WAL written since the cluster started (pg_stat_wal): not the LSN's advance, which counts the
-    unused rest of each segment a switch skips."""
-    return int(cluster.execute("SELECT wal_bytes FROM pg_stat_wal")[0][0])  # type: ignore[call-overload]
 
 
 def push_seconds(cluster: PitrCluster) -> list[float]:
