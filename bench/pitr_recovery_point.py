@@ -92,10 +92,15 @@ def push_seconds(cluster: PitrCluster) -> list[float]:
     return [int(ms) / 1000 for ms in re.findall(r"archive-push command end: completed successfully \((\d+)ms\)", said)]
 
 
+def archive_bytes(cluster: PitrCluster) -> int:
+    """What the repository's WAL archive holds: the cost of each switch archive_timeout forces."""
+    return sum(f.stat().st_size for f in (cluster.repo / "archive").rglob("*") if f.is_file())
+
+
 def measure(services: Services, cluster: PitrCluster, database: str, args: argparse.Namespace) -> int:
     first = read_window(services, "production")
     assert first.archiver is not None, first.problems
-    wal_before, pushes_before = wal_bytes(cluster), len(push_seconds(cluster))
+    wal_before, pushes_before, repo_before = wal_bytes(cluster), len(push_seconds(cluster)), archive_bytes(cluster)
     writer = SteadyWriter(cluster.dsn(database), args.rate)
     ages: list[float] = []
     reads: list[float] = []  # how long one read_window took
@@ -121,6 +126,7 @@ def measure(services: Services, cluster: PitrCluster, database: str, args: argpa
     writer.stopping.set()
     writer.join(timeout=10)
     wal, pushes = wal_bytes(cluster) - wal_before, push_seconds(cluster)[pushes_before:]
+    stored = archive_bytes(cluster) - repo_before
     last = read_window(services, "production").archiver
     assert last is not None and first.archiver is not None
 
@@ -131,8 +137,10 @@ def measure(services: Services, cluster: PitrCluster, database: str, args: argpa
           f" {writer.behind_s:.2f}s behind its schedule); {wal / 1e6:.1f} MB of WAL"
           f" ({wal / args.seconds / 1e3:.0f} kB/s): a 16 MiB segment would fill in {fill_s:.0f}s at this rate, so"
           f" {'archive_timeout' if fill_s > args.archive_timeout else 'the segments filling'} sets the pace")
-    print(f"segments archived: {last.archived_count - first.archiver.archived_count}, failures:"
-          f" {last.failed_count - first.archiver.failed_count}")
+    segments = last.archived_count - first.archiver.archived_count
+    print(f"segments archived: {segments}, failures: {last.failed_count - first.archiver.failed_count};"
+          f" {stored / 1e6:.1f} MB added to the repository's archive (lz4), {stored / max(segments, 1) / 1e6:.2f} MB"
+          f" a segment: {stored / args.seconds * 86400 / 1e9:.1f} GB a day at this pace")
     if intervals:
         print(f"time between two archived segments: min {min(intervals):.1f}s, median"
               f" {statistics.median(intervals):.1f}s, max {max(intervals):.1f}s")
