@@ -57,7 +57,12 @@ def console_services(work: Path, cluster: PitrCluster, database: str, **producti
 def wal_bytes(cluster: PitrCluster) -> int:
     """WAL written since the cluster started (pg_stat_wal): not the LSN's advance, which also counts the
     unused rest of each segment a WAL switch skips."""
-    return int(cluster.execute("SELECT wal_bytes FROM pg_stat_wal")[0][0])
+    return int(scalar(cluster, "SELECT wal_bytes FROM pg_stat_wal"))
+
+
+def scalar(cluster: PitrCluster, statement: str, database: str = "postgres") -> Any:
+    """The first column of the first row: a number or a text, as the bench reads it."""
+    return cluster.execute(statement, database)[0][0]
 
 
 def step_seconds(events: list[Event]) -> dict[str, float]:

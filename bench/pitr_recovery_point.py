@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from _pitr import console_services, pitr_cluster, summary, wal_bytes
+from _pitr import console_services, pitr_cluster, scalar, summary, wal_bytes
 from rig.helpers import wait_until
 from rig.pitr_cluster import PitrCluster
 
@@ -76,7 +76,7 @@ def main() -> int:
                         " clock_timestamp(), body text NOT NULL)", database)
         cluster.execute(f"ALTER SYSTEM SET archive_timeout = {int(args.archive_timeout)}")
         cluster.execute("SELECT pg_reload_conf()")
-        wait_until(lambda: cluster.execute("SHOW archive_timeout")[0][0] == f"{args.archive_timeout}s",
+        wait_until(lambda: scalar(cluster, "SHOW archive_timeout") == f"{args.archive_timeout}s",
                    timeout=10, what="archive_timeout reloaded")
         services = console_services(work, cluster, database)
         try:

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _pitr import console_services, pitr_cluster, step_seconds, wal_bytes
+from _pitr import console_services, pitr_cluster, scalar, step_seconds, wal_bytes
 from backup import BENCH_DB, ensure_database, health_server
 from rig.helpers import wait_until
 from rig.pitr_cluster import PitrCluster
@@ -51,7 +51,7 @@ DUMP_STEPS = ["choose", "confirm", "download", "verify", "stop", "restore-db", "
 
 
 def server_now(cluster: PitrCluster) -> float:
-    return float(cluster.execute("SELECT extract(epoch FROM clock_timestamp())", BENCH_DB)[0][0])
+    return float(scalar(cluster, "SELECT extract(epoch FROM clock_timestamp())", BENCH_DB))
 
 
 def walk(build: Services, kind: str, **params: str) -> tuple[Walk, float]:
@@ -69,7 +69,7 @@ def walk(build: Services, kind: str, **params: str) -> tuple[Walk, float]:
 def holds_the_target(cluster: PitrCluster, rows: int, what: str) -> None:
     """Every bench row and `kept`, not `lost`: the restore reached the target's data and no further."""
     markers = [r[0] for r in cluster.execute("SELECT body FROM pitr_marker ORDER BY body", BENCH_DB)]
-    counted = cluster.execute("SELECT count(*) FROM bench_rows", BENCH_DB)[0][0]
+    counted = scalar(cluster, "SELECT count(*) FROM bench_rows", BENCH_DB)
     if markers != ["kept"] or counted != rows:
         raise RuntimeError(f"after the {what}: markers {markers}, {counted} bench rows (expected ['kept'], {rows})")
     print(f"after the {what}: {counted:,} bench rows, marker rows {markers}: the target's data, nothing after")
@@ -98,9 +98,9 @@ def measure(cluster: PitrCluster, work: Path, health_port: int, rewrite_share: f
         return console_services(work, cluster, BENCH_DB, stop=["true"], start=["true"],
                                 api_url=f"http://127.0.0.1:{health_port}/api")
 
-    rows = int(cluster.execute("SELECT count(*) FROM bench_rows", BENCH_DB)[0][0])
-    table_mb, database_mb = (int(v) / 1e6 for v in cluster.execute(
-        "SELECT pg_total_relation_size('bench_rows'), pg_database_size(current_database())", BENCH_DB)[0])
+    rows = int(scalar(cluster, "SELECT count(*) FROM bench_rows", BENCH_DB))
+    table_mb = int(scalar(cluster, "SELECT pg_total_relation_size('bench_rows')", BENCH_DB)) / 1e6
+    database_mb = int(scalar(cluster, "SELECT pg_database_size(current_database())", BENCH_DB)) / 1e6
     print(f"{BENCH_DB} in the PITR cluster: {rows:,} rows; bench_rows {table_mb:.0f} MB with its index,"
           f" the database {database_mb:.0f} MB")
     cluster.execute("CREATE TABLE pitr_marker (body text PRIMARY KEY)", BENCH_DB)
