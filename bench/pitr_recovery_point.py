@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -97,32 +98,41 @@ def archive_bytes(cluster: PitrCluster) -> int:
     return sum(f.stat().st_size for f in (cluster.repo / "archive").rglob("*") if f.is_file())
 
 
+@dataclass
+class Readings:
+    ages: list[float] = field(default_factory=list)  # the recovery point at each reading
+    reads: list[float] = field(default_factory=list)  # how long each read_window took
+    archived_at: list[float] = field(default_factory=list)  # each last_archived_time seen: a segment in the repo
+
+
+def read_for(services: Services, seconds: float, every: float) -> Readings:
+    """The recovery point every `every` seconds for `seconds`, as the backups pane reads it."""
+    readings, began = Readings(), time.monotonic()
+    while (elapsed := time.monotonic() - began) < seconds:
+        asked = time.monotonic()
+        report = read_window(services, "production")
+        readings.reads.append(time.monotonic() - asked)
+        archiver = report.archiver
+        if report.problems or archiver is None or archiver.age_s is None:
+            print(f"  {elapsed:5.0f}s PROBLEM: {'; '.join(report.problems) or 'no archived segment'}")
+        else:
+            readings.ages.append(archiver.age_s)
+            if archiver.last_archived_at is not None and archiver.last_archived_at not in readings.archived_at:
+                readings.archived_at.append(archiver.last_archived_at)
+                print(f"  {elapsed:5.0f}s {archiver.last_archived_wal} archived; age {archiver.age_s:.1f}s")
+        time.sleep(max(0.0, began + len(readings.reads) * every - time.monotonic()))
+    return readings
+
+
 def measure(services: Services, cluster: PitrCluster, database: str, args: argparse.Namespace) -> int:
     first = read_window(services, "production")
     assert first.archiver is not None, first.problems
     wal_before, pushes_before, repo_before = wal_bytes(cluster), len(push_seconds(cluster)), archive_bytes(cluster)
     writer = SteadyWriter(cluster.dsn(database), args.rate)
-    ages: list[float] = []
-    reads: list[float] = []  # how long one read_window took
-    archived_at: list[float] = []  # each distinct last_archived_time seen: when a segment reached the repo
-    began = time.monotonic()
-    writer.start()
     print(f"archive_timeout = {args.archive_timeout}s; {args.rate:g} inserts/s for {args.seconds:g}s;"
           f" reading the recovery point every {args.every:g}s (read_window, no pgbackrest check)")
-    while (elapsed := time.monotonic() - began) < args.seconds:
-        asked = time.monotonic()
-        report = read_window(services, "production")
-        reads.append(time.monotonic() - asked)
-        archiver = report.archiver
-        if report.problems or archiver is None or archiver.age_s is None:
-            print(f"  {elapsed:5.0f}s PROBLEM: {'; '.join(report.problems) or 'no archived segment'}")
-        else:
-            ages.append(archiver.age_s)
-            if archiver.last_archived_at is not None and archiver.last_archived_at not in archived_at:
-                archived_at.append(archiver.last_archived_at)
-                print(f"  {elapsed:5.0f}s {archiver.last_archived_wal} archived; age {archiver.age_s:.1f}s")
-        next_read = began + len(reads) * args.every
-        time.sleep(max(0.0, next_read - time.monotonic()))
+    writer.start()
+    readings = read_for(services, args.seconds, args.every)
     writer.stopping.set()
     writer.join(timeout=10)
     wal, pushes = wal_bytes(cluster) - wal_before, push_seconds(cluster)[pushes_before:]
@@ -130,6 +140,7 @@ def measure(services: Services, cluster: PitrCluster, database: str, args: argpa
     last = read_window(services, "production").archiver
     assert last is not None and first.archiver is not None
 
+    ages, reads, archived_at = readings.ages, readings.reads, readings.archived_at
     intervals = [b - a for a, b in zip(archived_at, archived_at[1:], strict=False)]
     low, mid, p95, high = summary(ages)
     fill_s = SEGMENT_BYTES / max(wal / args.seconds, 1)

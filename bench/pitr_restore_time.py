@@ -129,7 +129,12 @@ def measure(cluster: PitrCluster, work: Path, health_port: int, rewrite_share: f
     restored, restored_s = walk(services(), "restore")
     holds_the_target(cluster, rows, "dump restore")
     copy_s = full_copy(cluster, pgbackrest_time(target))
+    report(pitr, pitr_s, restored, restored_s, copy_s)
+    return 0
 
+
+def report(pitr: Walk, pitr_s: float, restored: Walk, restored_s: float, copy_s: float) -> None:
+    """The two walkthroughs step by step, side by side; their outages and the ratio."""
     pitr_steps, dump_steps = step_seconds(pitr.events), step_seconds(restored.events)
     print(f"\n{'step (point-in-time restore)':<30} {'s':>6}    {'step (dump restore)':<30} {'s':>6}")
     for left, right in zip(PITR_STEPS, DUMP_STEPS, strict=True):
@@ -145,7 +150,6 @@ def measure(cluster: PitrCluster, work: Path, health_port: int, rewrite_share: f
     print(f"pgbackrest restore of the same target into an empty directory (every file copied, not started):"
           f" {copy_s:.1f}s, against {pitr_steps['restore']:.1f}s for the walkthrough's --delta restore over the"
           f" stopped cluster")
-    return 0
 
 
 def full_copy(cluster: PitrCluster, target: str) -> float:
