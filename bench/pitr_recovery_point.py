@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -71,19 +72,27 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=1.0, help="seconds between two readings")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rc-bench-pitr-rpo-"))
-    with pitr_cluster() as cluster:
-        database = cluster.new_database()
-        cluster.execute("CREATE TABLE bench_writes (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT"
-                        " clock_timestamp(), body text NOT NULL)", database)
-        cluster.execute(f"ALTER SYSTEM SET archive_timeout = {int(args.archive_timeout)}")
-        cluster.execute("SELECT pg_reload_conf()")
-        wait_until(lambda: scalar(cluster, "SHOW archive_timeout") == f"{args.archive_timeout}s",
-                   timeout=10, what="archive_timeout reloaded")
-        services = console_services(work, cluster, database)
-        try:
-            return measure(services, cluster, database, args)
-        finally:
-            services.close()
+    try:
+        with pitr_cluster() as cluster:
+            return on_cluster(cluster, work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def on_cluster(cluster: PitrCluster, work: Path, args: argparse.Namespace) -> int:
+    """archive_timeout set, a table for the load, and the console's services on the cluster."""
+    database = cluster.new_database()
+    cluster.execute("CREATE TABLE bench_writes (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT"
+                    " clock_timestamp(), body text NOT NULL)", database)
+    cluster.execute(f"ALTER SYSTEM SET archive_timeout = {int(args.archive_timeout)}")
+    cluster.execute("SELECT pg_reload_conf()")
+    wait_until(lambda: scalar(cluster, "SHOW archive_timeout") == f"{args.archive_timeout}s",
+               timeout=10, what="archive_timeout reloaded")
+    services = console_services(work, cluster, database)
+    try:
+        return measure(services, cluster, database, args)
+    finally:
+        services.close()
 
 
 def push_seconds(cluster: PitrCluster) -> list[float]:
