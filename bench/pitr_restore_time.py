@@ -40,7 +40,7 @@ from rig.pitr_cluster import PitrCluster
 from rig.walk import Walk
 
 from services.backups.pitr import target_time
-from services.backups.pitr_restore import pgbackrest_time
+from services.backups.pitr_target import pgbackrest_time
 from services.core.container import Services
 from services.core.events import Outcome
 
@@ -154,7 +154,7 @@ def report(pitr: Walk, pitr_s: float, restored: Walk, restored_s: float, copy_s:
 
 def full_copy(cluster: PitrCluster, target: str) -> float:
     """`pgbackrest restore` of the target into an empty directory of the cluster's owner; removed after."""
-    scratch = cluster.root / "drills" / f"copy-{int(time.time())}"
+    scratch = cluster.root / f"copy-{int(time.time())}"  # not in drills/: that is the drill's scratch_dir
     cluster.as_postgres("mkdir", "-m", "0700", str(scratch))  # pgBackRest restores into a directory that exists
     began = time.monotonic()
     cluster.pgbackrest(f"--pg1-path={scratch}", "--type=time", f"--target={target}", "--target-action=promote",
