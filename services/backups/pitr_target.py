@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 _TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 _MIGRATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 SHAPES = "a UTC time YYYY-MM-DD HH:MM:SS, before:MIGRATION_NAME, or a backup label"
-POLL_S = 1.0
+POLL_S = 1.0  # between reads of pg_is_in_recovery(); the first come sooner (FIRST_POLL_S, growing)
+FIRST_POLL_S = 0.1  # a short replay ends within a second: seen then, not at the first whole second
 
 
 def parse_target(text: str) -> tuple[str, str | float]:
@@ -123,7 +124,7 @@ def wait_recovered(services: Services, cluster: Cluster, ctx: StepContext) -> fl
     assert settings is not None  # services.pitr answered first
     began = time.monotonic()
     deadline = began + services.real_seconds(settings.recovery_timeout_s)
-    last = ""
+    last, interval = "", FIRST_POLL_S
     while True:
         try:
             if not cluster.in_recovery():
@@ -138,7 +139,8 @@ def wait_recovered(services: Services, cluster: Cluster, ctx: StepContext) -> fl
         if said != last:  # a line when it changes, not one a poll
             ctx.log(f"in recovery: {said}")
             last = said
-        ctx.sleep(services.real_seconds(POLL_S))
+        ctx.sleep(services.real_seconds(interval))
+        interval = min(interval * 2, POLL_S)
 
 
 def read_restored(services: Services, cluster: Cluster, ctx: StepContext) -> tuple[str | None, dict[str, int]]:
