@@ -209,17 +209,17 @@ class Rig:
             self.problems.append(f"`{what}` printed a traceback:\n{done.stderr.decode(errors='replace')[-1500:]}")
         return done.returncode
 
-    def bad_canary(self, tries: int = 3) -> int:
-        """The bad canary, once Prometheus has data for the stable it is measured against. Right after
-        the previous canary's promotion, the new stable may not be in Prometheus yet, and at 1 s
-        checks the baseline waits only 3 of them: the console would then rightly stop before the
-        canary takes traffic (exit 1, "no baseline: stable has no data"). Tried again if it did."""
+    def canary(self, argv: tuple[str, ...], tries: int = 3) -> int:
+        """A canary run, once Prometheus has data for the stable it is measured against. Right after a
+        deploy, a restore or the previous canary's promotion, the new stable may not be in Prometheus
+        yet: the console then rightly stops before the canary takes traffic (exit 1: its queries
+        match no series, or "no baseline: stable has no data" at 1 s checks). Tried again if it did."""
         configured = urllib.parse.urlsplit(self.env["LEAK_PROMETHEUS"])
         prometheus = f"{configured.scheme}://{configured.hostname}:{configured.port}"  # without the user:password
         for _ in range(tries):
             wait_until(lambda: self.world.stable_in_prometheus(prometheus), timeout=60, interval=0.5,
                        what="Prometheus to have a rate for every running stable container")
-            code = self.cli(*CANARY_BAD)
+            code = self.cli(*argv)
             if code != 1:
                 return code
             print("   " + self.output[-2][1].decode(errors="replace").strip().replace("\n", "\n   ")[-600:])
@@ -230,7 +230,8 @@ class Rig:
             list(pool.map(lambda argv: self.cli(*argv), commands))
 
     def code(self, *argv: str) -> int | None:
-        return next((code for what, code in self.ran if what == " ".join(argv)), None)
+        """The exit code of argv's last run (a canary may be tried again)."""
+        return next((code for what, code in reversed(self.ran) if what == " ".join(argv)), None)
 
     def stdout(self, *argv: str) -> bytes:
         return next(data for where, data in self.output if where == f"stdout of `{' '.join(argv)}`")
@@ -380,8 +381,8 @@ def every_command(rig: Rig, side_by_side: bool = False) -> None:
         return
     rig.cli_all(apart)
     for argv in in_turn:
-        if argv == CANARY_BAD:
-            rig.bad_canary()
+        if argv in (CANARY_OK, CANARY_BAD):
+            rig.canary(argv)
         else:
             rig.cli(*argv)
     rig.cli_all([*traces(rig), *READERS])
