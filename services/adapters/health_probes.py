@@ -18,6 +18,7 @@ from services.adapters.resp import RedisError, RespClient, number, parse_info
 from services.core.config import ReleaseConfig
 from services.core.masking import mask_text
 from services.core.ports import Reading
+from services.core.units import byte_size
 
 _BLOCKED = """
 SELECT w.pid, w.usename, w.application_name, extract(epoch FROM now() - w.query_start)::float8,
@@ -80,7 +81,7 @@ def probe_postgres(dsn: str, timeout_s: float) -> Reading:
     numbers = {"latency_ms": latency, "connections_percent": round(100 * used / max(max_conn, 1), 1),
                "longest_transaction_s": round(longest, 1), "blocked": float(waiting)}
     facts = [f"PostgreSQL {version}", f"connections {used}/{max_conn}", f"longest transaction {longest:.1f} s",
-             f"database size {_size(size)}"]
+             f"database size {byte_size(size)}"]
     worst_lag = replay_age if replica else (lag or 0.0) if replicas else None
     if worst_lag is not None:
         numbers["replication_lag_s"] = round(worst_lag, 1)
@@ -118,19 +119,11 @@ def probe_redis(client: RespClient) -> Reading:
     if most:
         numbers["memory_percent"] = round(100 * used / most, 1)
     facts = (f"role {fields.get('role', '?')}, PING {latency:g} ms",
-             f"memory {_size(used)} of {_size(most) if most else 'no maxmemory'}",
+             f"memory {byte_size(used)} of {byte_size(most) if most else 'no maxmemory'}",
              f"clients {fields.get('connected_clients', '?')} connected, {fields.get('rejected_connections', '?')}"
              f" rejected; {fields.get('evicted_keys', '?')} keys evicted",
              f"persistence: last RDB save {rdb}, AOF {f'last write {aof}' if aof_on else 'off'}")
     return Reading("redis", True, fields.get("redis_version"), numbers, facts)
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GB"
 
 
 class LiveProbes:

@@ -24,6 +24,7 @@ from services.core.operations import StepFailed, shielded
 from services.core.pitr_config import PitrConfig
 from services.core.pitr_port import BACKUP_LABEL, BACKUP_TYPES, PitrBackup, RecoveryTarget, StanzaInfo
 from services.core.ports import OnLine
+from services.core.units import byte_size
 
 # What --target gets: only the shape services/backups/pitr_restore.py writes (UTC, explicit offset).
 _TARGET = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+00")
@@ -210,8 +211,8 @@ def _room(directory: str, needed: int) -> None:
                           " elsewhere",)) from None
     free = stats.f_bavail * stats.f_frsize
     if free < needed:
-        raise StepFailed(f"scratch_dir {directory} has {free / 1e9:.1f} GB free; the copy needs about"
-                         f" {needed / 1e9:.1f} GB (the database's size in the backup)",
+        raise StepFailed(f"scratch_dir {directory} has {byte_size(free)} free; the copy needs about"
+                         f" {byte_size(needed)} (the database's size in the backup)",
                          ("free space there, or point [backup.pitr] scratch_dir at a larger disk",))
 
 

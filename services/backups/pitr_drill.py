@@ -18,6 +18,7 @@ from services.backups.recovery import counts_text
 from services.core.actions import action, confirm_step
 from services.core.operations import Operation, Step, StepContext, StepFailed
 from services.core.pitr_port import Identity
+from services.core.units import byte_size
 
 if TYPE_CHECKING:
     from services.core.container import Services
@@ -53,7 +54,7 @@ class PitrDrill:
         settings = self.services.config.backup.pitr
         where = settings.scratch_dir if settings and settings.scratch_dir else "[backup.pitr] scratch_dir (unset)"
         return (f"Restore {self.env}'s cluster to {utc(ctx.state['target'])} into a scratch copy in {where}"
-                f" (about {ctx.state['restore_size'] / 1e9:.1f} GB), start it on a free local port, read it, then"
+                f" (about {byte_size(ctx.state['restore_size'])}), start it on a free local port, read it, then"
                 " remove it. The live cluster is not stopped or written")
 
     def drill(self, ctx: StepContext) -> str:

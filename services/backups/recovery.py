@@ -51,6 +51,7 @@ from services.core.locks import LockUnknown, is_mine
 from services.core.operations import Cancelled, Declined, Operation, Step, StepContext, StepFailed
 from services.core.ports import AppFiles, MigrationDatabase, Readable, ScratchDatabase
 from services.core.private import open_private
+from services.core.units import byte_size
 from services.environments.health import failing_dependencies, named
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ class Walkthrough:
         for name, meta in artifacts.items():
             path = work / name
             if path.is_file() and path.stat().st_size == int(meta["size"]):
-                ctx.log(f"{name}: already in the working copy ({_size(path.stat().st_size)}), kept")
+                ctx.log(f"{name}: already in the working copy ({byte_size(path.stat().st_size)}), kept")
                 progress.add(path.stat().st_size)
                 continue
             partial = path.with_name(name + ".partial")
@@ -190,7 +191,7 @@ class Walkthrough:
             # already there are hashed first, so the digest is still of the whole artifact.
             digest, have = _resumable(partial, int(meta["size"]))
             if have:
-                ctx.log(f"{name}: {_size(have)} already downloaded, the rest follows")
+                ctx.log(f"{name}: {byte_size(have)} already downloaded, the rest follows")
                 progress.add(have)
             with open_private(partial, "ab") as out:
                 for chunk in store.get(prefix + name, start=have) if have < int(meta["size"]) else ():
@@ -201,12 +202,12 @@ class Walkthrough:
             partial.replace(path)  # only a whole artifact has its real name
             hashed[name] = {"sha256": digest.hexdigest(), **_identity(path)}
             fetched += 1
-            ctx.log(f"{name}: {_size(path.stat().st_size)} from {store.name}")
+            ctx.log(f"{name}: {byte_size(path.stat().st_size)} from {store.name}")
         progress.done()
         ctx.state.update(manifest=manifest, store=store.name, hashed=hashed,
                          files={name: str(work / name) for name in artifacts})
         ctx.log(f"working copy: {work} ({fetched} fetched now, {len(artifacts) - fetched} kept from before)")
-        return f"{len(artifacts)} artifacts, {_size(total)} from {store.name}"
+        return f"{len(artifacts)} artifacts, {byte_size(total)} from {store.name}"
 
     def verify(self, ctx: StepContext) -> str:
         artifacts: dict[str, dict[str, Any]] = ctx.state["manifest"]["artifacts"]
@@ -229,7 +230,7 @@ class Walkthrough:
                                  ("restore an older backup (backup_id)",
                                   "or run the restore again, if the copy was damaged on the way"))
             digests[name] = found
-            ctx.log(f"{name}: sha256 {found[:16]}… matches ({_size(path.stat().st_size)})")
+            ctx.log(f"{name}: sha256 {found[:16]}… matches ({byte_size(path.stat().st_size)})")
         progress.done()
         manifest = ctx.state["manifest"]
         if not is_archive(manifest):  # before anything stops: a meta-command line is refused here
@@ -533,10 +534,6 @@ def number(param: Param, params: dict[str, Any], config: ReleaseConfig, kind: Ca
 
 def _unique(options: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(options))
-
-
-def _size(count: float) -> str:
-    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.1f} kB"
 
 
 def _duration(seconds: float) -> str:

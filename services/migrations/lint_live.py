@@ -26,6 +26,7 @@ from collections.abc import Iterable
 
 from services.core.operations import StepFailed
 from services.core.ports import MigrationDatabase, TableSize
+from services.core.units import byte_size
 from services.migrations.lint import Finding, created_tables
 
 # MB/s measured on the rig's PostgreSQL 15 (bench/lint.py, "lock rate"; docs/perf.md): a million
@@ -88,20 +89,13 @@ def _estimated(f: Finding, size: TableSize | None, created: bool, blocking_bytes
                             estimated_lock_s=round(lock_s, 3))
     lock = (f"{work} holds the lock ~{_seconds(lock_s)} (estimate)" if work
             else "the lock itself is brief (a catalog change)")
-    shown = f"{rows}, {_size(size.total_bytes)}: {lock}"
+    shown = f"{rows}, {byte_size(size.total_bytes)}: {lock}"
     if size.heap_bytes == 0 or (size.rows == 0 and size.total_bytes < blocking_bytes):
         return dataclasses.replace(f, blocking=False, info=True, note=f"empty table ({shown}): information only")
     if work and f.blocking and size.total_bytes < blocking_bytes:
-        return dataclasses.replace(f, blocking=False, note=f"{shown}; below the blocking size "
-                                                           f"({_size(blocking_bytes)}, [migrations] lint_blocking_mb)")
+        below = f"below the blocking size ({byte_size(blocking_bytes)}, [migrations] lint_blocking_mb)"
+        return dataclasses.replace(f, blocking=False, note=f"{shown}; {below}")
     return dataclasses.replace(f, note=shown)
-
-
-def _size(count: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} B"
 
 
 def _seconds(value: float) -> str:

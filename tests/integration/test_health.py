@@ -159,7 +159,7 @@ def test_the_database_size_and_the_longest_transaction_are_read(services_for: An
         postgres = by_dependency(check(services_for(pg_database, redis_url), "staging"))["postgres"]
     assert postgres.status == "ok", postgres
     assert postgres.reading.numbers["longest_transaction_s"] >= 0.2
-    assert any(fact.startswith("database size ") and fact.endswith(("KB", "MB")) for fact in postgres.reading.facts)
+    assert any(fact.startswith("database size ") and fact.endswith((" kB", " MB")) for fact in postgres.reading.facts)
     assert not any("replication" in fact for fact in postgres.reading.facts)  # no replicas: nothing said
 
 
