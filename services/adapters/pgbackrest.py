@@ -115,9 +115,10 @@ class PgBackRest:
         port = _free_port()
         try:
             self._run([*s.run_as, "mkdir", "-m", "0700", "--", directory], on_line, "making the drill's directory")
-            self._run(self._argv("--archive-mode=off", *_target_words(target), f"--recovery-option=port={port}",
-                                 *(f"--recovery-option={kv}" for kv in _SCRATCH_SETTINGS), "restore",
-                                 pg_path=directory), on_line, "pgbackrest restore (drill)")
+            settings = (f"port={port}", f"shared_buffers={s.drill_shared_buffers}", *_SCRATCH_SETTINGS)
+            self._run(self._argv("--archive-mode=off", *_target_words(target),
+                                 *(f"--recovery-option={kv}" for kv in settings), "restore", pg_path=directory),
+                      on_line, "pgbackrest restore (drill)")
             self._run(self._pg_ctl(directory, "-l", log, "-w", "-t", str(int(s.recovery_timeout_s)), "start"),
                       on_line, "pg_ctl start (drill)")
             dsn = make_conninfo(self.dsn, host="127.0.0.1", port=str(port))

@@ -19,7 +19,8 @@ settings (port, sockets) come from its config files, which the restore keeps.
 
 A drill (`pitr-drill`, services/backups/pitr_drill.py) restores into a directory of its own under
 `scratch_dir` (as much free space as the database needs), starts it on a free local port with
-archiving off, reads it, then stops and removes it: the live cluster is never touched.
+archiving off and `drill_shared_buffers` (not the live cluster's memory), reads it, then stops and
+removes it: the live cluster is never touched.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _STANZA = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_MEMORY = re.compile(r"[1-9][0-9]{0,6}(kB|MB|GB)")
 
 
 class _Strict(BaseModel):
@@ -68,6 +70,8 @@ class PitrConfig(_Strict):
     recovery_timeout_s: float = Field(3600, gt=0, description="how long to wait for recovery to end after a restore")
     scratch_dir: str | None = Field(None, description="where a drill restores its copy (as much free space as the"
                                                       " database), owned by the cluster's owner")
+    drill_shared_buffers: str = Field("128MB", description="the drill's copy's shared_buffers: not the live"
+                                                           " cluster's, so a drill does not double its memory")
 
     _argvs = field_validator("run_as", "stop", "start")(_argv)
     _paths = field_validator("config", "data_dir", "pg_ctl", "log_file")(_absolute)
@@ -86,6 +90,13 @@ class PitrConfig(_Strict):
                 raise ValueError(f"scratch_dir {self.scratch_dir} and data_dir {self.data_dir} must not hold each"
                                  " other: a drill's copy goes beside the live cluster, not in it")
         return self
+
+    @field_validator("drill_shared_buffers")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not _MEMORY.fullmatch(value):
+            raise ValueError(f"drill_shared_buffers {value!r}: a size as PostgreSQL writes it, e.g. 128MB or 1GB")
+        return value
 
     @field_validator("stanza")
     @classmethod

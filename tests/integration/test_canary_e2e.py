@@ -197,10 +197,12 @@ def test_a_slow_canary_without_errors_is_rolled_back_on_p95(
     assert [q for q in asked if q.timeout_s] == []  # act: no question asked
 
 
-SHORT = {"weight_percent": 10, "check_interval_s": 2, "duration_s": 8, "ask_timeout_s": 2}  # 4 checks
+# 5 checks, 3 s apart: a new canary's CPU rate climbs over its first scrapes (a 5 s window), and under
+# CI's load it was still at 75 % at the 4th check 2 s apart. The cooldown (5 checks) allows one scale-up.
+RESOURCES = {"weight_percent": 10, "check_interval_s": 3, "duration_s": 15, "ask_timeout_s": 2}
 
 
-@pytest.mark.parametrize("canary_policy", [SHORT])
+@pytest.mark.parametrize("canary_policy", [RESOURCES])
 @pytest.mark.parametrize(("version", "rule"), [("hot", "cpu_percent"), ("hungry", "memory_percent")])
 def test_a_canary_over_the_cpu_or_memory_limit_scales_stable_up(
         services: factory.Services, canary: Running, nginx: Nginx, docker_client: Any,
@@ -218,14 +220,14 @@ def test_a_canary_over_the_cpu_or_memory_limit_scales_stable_up(
     assert scaled[0].value is not None and scaled[0].threshold is not None
     assert scaled[0].value > scaled[0].threshold and scaled[0].mode == "act"
     assert "decision" not in services.journal.get(result.op_id).state, result.detail  # scaled, not rolled back
-    assert result.detail.startswith("not promoted: not enough data"), result.detail  # 4 checks, 8 samples wanted
+    assert result.detail.startswith("not promoted: not enough data"), result.detail  # 5 checks, 10 samples wanted
     after = target.status().desired
     assert after == before + services.config.canary.scale_step  # one scale-up: the cooldown is 5 checks
     now = _stable_ports(docker_client, services.config.app.name)
     assert len(now) == after and stable_ports < now  # the old ones kept, a new one running
     upstream = nginx.upstream_file.read_text()
     assert all(f"127.0.0.1:{port}" in upstream for port in now), upstream
-    assert target.status().canary_weight == SHORT["weight_percent"]  # the canary kept its share
+    assert target.status().canary_weight == RESOURCES["weight_percent"]  # the canary kept its share
     services.notifier.close()  # type: ignore[attr-defined] # flush what the background sender still holds
     [notice] = [m for m in Webhook.received if "scaled up to" in m["text"]]
     assert notice["text"].startswith(f"[warning] staging {version}: scaled up to {after}: {rule}: ")

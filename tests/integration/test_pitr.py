@@ -312,6 +312,7 @@ def test_a_drill_restores_a_copy_to_the_target_and_leaves_the_live_cluster_untou
     restore_line = next(line for line in run.lines("drill") if "pgbackrest" in line and " restore" in line)
     assert f"--pg1-path={pitr_cluster.drills}/drill-" in restore_line and "--archive-mode=off" in restore_line
     assert f"--target={shown}.000000+00" in restore_line and "--recovery-option=port=" in restore_line
+    assert "--recovery-option=shared_buffers=128MB" in restore_line  # not the live cluster's memory
     # The copy held A and not B: read from the copy, against the live cluster's two rows.
     assert "Note: 2 rows live, 1 at the target: a restore to it would lose 1" in run.lines("report")
     assert "lose rows: Note 1" in run.detail("report")

@@ -237,6 +237,8 @@ def test_pg_ctl_that_cannot_run_or_answers_oddly_is_a_clear_failure() -> None:
     ({"margin_s": -1}, "greater than or equal to 0"),
     ({"recovery_timeout_s": 0}, "greater than 0"),
     ({"scratch_dir": "drills"}, "must be an absolute path"),
+    ({"drill_shared_buffers": "lots"}, "a size as PostgreSQL writes it"),
+    ({"drill_shared_buffers": "128MB -c fsync=off"}, "a size as PostgreSQL writes it"),
     ({"scratch_dir": "/srv/pg/data/drills"}, "must not hold each other"),
     ({"scratch_dir": "/srv/pg"}, "must not hold each other"),
 ])
