@@ -33,6 +33,15 @@ _SCRATCH_NAME = re.compile(r"drill-[0-9a-z-]{1,40}")
 # and never archiving into the live cluster's stanza. pgBackRest writes these into its
 # postgresql.auto.conf, after the live settings it restored, so they win; pg_ctl needs no -o.
 _SCRATCH_SETTINGS = ("listen_addresses=127.0.0.1", "unix_socket_directories=")
+# The copy's own config when the restored directory has none. Its port, socket, archiving and recovery
+# settings are in postgresql.auto.conf (pgBackRest's lines). hot_standby off: the copy is read once
+# promoted, so the live cluster's max_connections and friends need not be known to start it.
+_MINIMAL_CONFIG = {
+    "postgresql.conf": "# release-console: a point-in-time drill's copy; the live cluster's config is not used.\n"
+                       "hot_standby = off\n",
+    "pg_hba.conf": "local all all peer\nhost all all 127.0.0.1/32 md5\n",  # md5 takes SCRAM passwords too
+    "pg_ident.conf": "",
+}
 INFO_TIMEOUT_S = 120.0
 
 
@@ -51,7 +60,8 @@ class PgBackRest:
         pg1 = [f"--pg1-path={pg_path}"] if pg_path else []
         return [*s.run_as, s.pgbackrest, f"--config={s.config}", f"--stanza={s.stanza}", *repo, *pg1, *words]
 
-    def _run(self, argv: list[str], on_line: OnLine, what: str, timeout_s: float | None = None) -> None:
+    def _run(self, argv: list[str], on_line: OnLine, what: str, timeout_s: float | None = None,
+             stdin_text: str | None = None) -> None:
         said: list[str] = []
 
         def line(text: str) -> None:
@@ -61,7 +71,8 @@ class PgBackRest:
 
         on_line(f"$ {processes.shown(argv)}")
         try:
-            done = processes.run(argv, timeout_s or self.settings.command_timeout_s, on_line=line, what=what)
+            done = processes.run(argv, timeout_s or self.settings.command_timeout_s, on_line=line, what=what,
+                                 stdin_text=stdin_text)
         except (FileNotFoundError, PermissionError) as err:
             raise StepFailed(f"{what}: cannot run {argv[0]}: {err.strerror}",
                              ("install pgBackRest (apt-get install pgbackrest) and pg_ctl on this host",
@@ -119,6 +130,7 @@ class PgBackRest:
             self._run(self._argv("--archive-mode=off", *_target_words(target),
                                  *(f"--recovery-option={kv}" for kv in settings), "restore", pg_path=directory),
                       on_line, "pgbackrest restore (drill)")
+            self._own_config(directory, on_line)
             self._run(self._pg_ctl(directory, "-l", log, "-w", "-t", str(int(s.recovery_timeout_s)), "start"),
                       on_line, "pg_ctl start (drill)")
             dsn = make_conninfo(self.dsn, host="127.0.0.1", port=str(port))
@@ -145,6 +157,21 @@ class PgBackRest:
             self._run(self._pg_ctl(directory, "-m", "immediate", "-w", "stop"), on_line, "pg_ctl stop (drill)")
         self._run([*self.settings.run_as, "rm", "-rf", "--", directory, log], lambda line: None,
                   "removing the drill's directory")
+
+    def _own_config(self, directory: str, on_line: OnLine) -> None:
+        """A cluster whose config lives outside its data directory (Debian's /etc/postgresql) restores
+        without one: the copy gets a minimal config of its own, never the live one, whose
+        data_directory would name the live cluster's directory."""
+        run_as = self.settings.run_as
+        if processes.run([*run_as, "test", "-e", f"{directory}/postgresql.conf"], INFO_TIMEOUT_S).code == 0:
+            return
+        on_line("the restored directory has no postgresql.conf (the cluster's config lives outside its data"
+                " directory): the copy gets a minimal one of its own")
+        for name, text in _MINIMAL_CONFIG.items():
+            path = f"{directory}/{name}"
+            self._run([*run_as, "dd", f"of={path}", "status=none"], on_line, f"writing the drill's {name}",
+                      stdin_text=text)
+            self._run([*run_as, "chmod", "0600", "--", path], on_line, f"making the drill's {name} private")
 
     def _tail(self, log: str, on_line: OnLine) -> None:
         with contextlib.suppress(StepFailed, OSError):

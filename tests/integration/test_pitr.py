@@ -390,3 +390,33 @@ def test_a_repository_in_s3_is_checked_and_a_drill_restores_from_it(tmp_path: Pa
     assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
     assert "Note: 2 rows live, 1 at the target: a restore to it would lose 1" in run.lines("report")
     assert list(cluster.drills.iterdir()) == []
+
+
+# --- Debian's layout: the config outside the data directory --------------------------------------------
+
+@pytest.fixture(scope="module")
+def debian_pitr_cluster(rig_dir: Path) -> Iterator[Any]:
+    from rig.pitr_cluster import PitrCluster
+
+    cluster = PitrCluster(rig_dir, config_outside=True)
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+def test_a_drill_of_a_cluster_whose_config_lives_elsewhere_gives_the_copy_its_own(
+        tmp_path: Path, debian_pitr_cluster: Any) -> None:
+    """pgBackRest restores the data directory only: the copy gets a minimal config, never the live
+    one (whose data_directory names the live cluster's directory)."""
+    cluster = debian_pitr_cluster
+    assert not (cluster.data / "postgresql.conf").exists()
+    database, shown = written_around_a_target(cluster)
+    started = cluster.postmaster_started()
+    run = walk_on_notes(tmp_path, cluster, database, "pitr-drill", shown)
+    assert run.result.outcome is Outcome.SUCCEEDED, run.result.detail
+    assert any("has no postgresql.conf" in line and "a minimal one of its own" in line for line in run.lines("drill"))
+    assert "Note: 2 rows live, 1 at the target: a restore to it would lose 1" in run.lines("report")
+    assert cluster.postmaster_started() == started
+    assert cluster.execute('SELECT id, body FROM "Note" ORDER BY id', database) == [(1, "A"), (2, "B")]
+    assert list(cluster.drills.iterdir()) == []

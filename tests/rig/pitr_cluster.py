@@ -38,7 +38,8 @@ class S3Repo:
 
 
 class PitrCluster:
-    def __init__(self, parent: Path, s3: S3Repo | None = None) -> None:
+    def __init__(self, parent: Path, s3: S3Repo | None = None, config_outside: bool = False) -> None:
+        """`config_outside`: Debian's layout, the config files in etc/ beside a data directory without them."""
         if shutil.which("pgbackrest") is None:
             raise RuntimeError("pgbackrest is missing: run the tests through tests/rig/run, which installs it")
         self.root = parent / f"pitr-{uuid.uuid4().hex[:10]}"
@@ -64,6 +65,7 @@ class PitrCluster:
             conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.root}'\n"
                        "archive_mode = on\nwal_level = replica\nfsync = off\narchive_timeout = 60\n"
                        f"archive_command = 'pgbackrest --config={self.conf} --stanza={self.stanza} archive-push %p'\n")
+        self.config_dir = self._move_config() if config_outside else self.data
         self.start()
         self.pgbackrest("stanza-create")
         self.pgbackrest("--type=full", "backup")
@@ -108,8 +110,20 @@ class PitrCluster:
     def pgbackrest(self, *words: str) -> subprocess.CompletedProcess[str]:
         return self.as_postgres("pgbackrest", f"--config={self.conf}", f"--stanza={self.stanza}", *words)
 
+    def _move_config(self) -> Path:
+        etc = self.root / "etc"
+        etc.mkdir()
+        for name in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
+            shutil.move(self.data / name, etc / name)
+        with (etc / "postgresql.conf").open("a") as conf:
+            conf.write(f"data_directory = '{self.data}'\nhba_file = '{etc}/pg_hba.conf'\n"
+                       f"ident_file = '{etc}/pg_ident.conf'\n")
+        subprocess.run(["chown", "-R", "postgres:postgres", str(etc)], check=True)
+        return etc
+
     def start(self) -> None:
-        self.as_postgres(str(PGBIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+        self.as_postgres(str(PGBIN / "pg_ctl"), "-D", str(self.config_dir), "-l", str(self.log), "-w", "-t", "60",
+                         "start")
 
     def stop(self) -> None:
         subprocess.run([*AS_POSTGRES, str(PGBIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
