@@ -67,8 +67,12 @@ class PitrCluster:
                        f"archive_command = 'pgbackrest --config={self.conf} --stanza={self.stanza} archive-push %p'\n")
         self.config_dir = self._move_config() if config_outside else self.data
         self.start()
-        self.pgbackrest("stanza-create")
-        self.pgbackrest("--type=full", "backup")
+        try:
+            self.pgbackrest("stanza-create")
+            self.pgbackrest("--type=full", "backup")
+        except BaseException:  # no fixture will remove a cluster it never got: stop it here
+            self.remove()
+            raise
 
     # --- what release.toml's [backup.pitr] gets -----------------------------------------------------
     def pitr_section(self, environment: str = "production") -> dict[str, object]:
