@@ -60,6 +60,23 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
+def still_app(make_ui_app: Callable[..., ReleaseConsole], monkeypatch: pytest.MonkeyPatch) -> ReleaseConsole:
+    """A calm console whose picture does not move between runs: only the first overview poll (a later
+    one could catch the operation's own lock, with a pid that differs every run), and the world's clock
+    standing still (a backup's age, a target time and an RTO are measured on it)."""
+    monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)
+    app = make_ui_app(CALM)
+    monkeypatch.setattr(app.services.world.clock, "now", lambda: ORIGIN)
+    return app
+
+
+async def confirmation(pilot: Pilot[Any]) -> ConfirmModal:
+    """The typed confirmation on top, its cursor still."""
+    modal = await modal_of(pilot, ConfirmModal, "the confirmation")
+    pilot.app.screen.query_one(Input).cursor_blink = False
+    return modal
+
+
 def test_start_environments_and_build(snap_compare: Snap, make_ui_app: Callable[..., ReleaseConsole]) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         await ready(pilot)
@@ -286,8 +303,7 @@ def test_production_typed_confirmation(
         await select(pilot, "production")
         await pilot.press("R")
         await submit_defaults(pilot)
-        await modal_of(pilot, ConfirmModal, "the confirmation")
-        pilot.app.screen.query_one(Input).cursor_blink = False
+        await confirmation(pilot)
         await settle(pilot)
 
     assert snap_compare(make_ui_app(CALM), terminal_size=SIZE, run_before=run_before)
@@ -298,18 +314,14 @@ def test_disaster_recovery_confirmation_names_what_is_lost(
 ) -> None:
     """The DR restore's typed confirmation at 80x24: the backup, its time and age, that every write since
     is lost, and the integrity tables' rows now against in the backup (from its signed manifest)."""
-    monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)  # as above: no poll of our own lock
-    app = make_ui_app(CALM)
-    # The world's clock stands still: the backup's age reads the same in every run.
-    monkeypatch.setattr(app.services.world.clock, "now", lambda: ORIGIN)
+    app = still_app(make_ui_app, monkeypatch)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await select(pilot, "production")
         await pilot.press("X")
         await submit_defaults(pilot)
-        modal = await modal_of(pilot, ConfirmModal, "the confirmation")
+        modal = await confirmation(pilot)
         assert "Every write to production since then will be LOST." in modal.prompt
-        pilot.app.screen.query_one(Input).cursor_blink = False
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
@@ -321,9 +333,7 @@ def test_point_in_time_restore_confirmation_names_the_target_and_the_migration_u
     """`I` on production, "before" its newest migration: after the target step (the window checked), the
     typed confirmation names the time restored to and the migration it undoes; the runbook has the whole
     column, as a checklist (the recovery window is test_backups_pane's)."""
-    monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)  # as above: no poll of our own lock
-    app = make_ui_app(CALM)
-    monkeypatch.setattr(app.services.world.clock, "now", lambda: ORIGIN)
+    app = still_app(make_ui_app, monkeypatch)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await select(pilot, "production")
@@ -333,9 +343,8 @@ def test_point_in_time_restore_confirmation_names_the_target_and_the_migration_u
         await pilot.press("I")
         await modal_of(pilot, ParamsModal, "the parameters form")
         await pilot.press(*"before:20240618160000_recipe_tags", "enter")
-        modal = await modal_of(pilot, ConfirmModal, "the confirmation")
+        modal = await confirmation(pilot)
         assert "will be LOST, and migration 20240618160000_recipe_tags undone" in modal.prompt
-        pilot.app.screen.query_one(Input).cursor_blink = False
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
@@ -346,10 +355,7 @@ def test_runbook_with_its_toast_after_a_drill(
 ) -> None:
     """At the end of an operation its toast sits in the environments column: the runbook's last step
     (the drill's RTO) and its outcome stay in view beside it."""
-    monkeypatch.setattr("console.screens.main.POLL_SECONDS", 3600.0)  # one overview: no lock caught mid-run
-    app = make_ui_app(CALM)
-    # The world's clock stands still: the RTO is measured on it, and scaled wall time differs run to run.
-    monkeypatch.setattr(app.services.world.clock, "now", lambda: ORIGIN)
+    app = still_app(make_ui_app, monkeypatch)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         screen = await ready(pilot)
