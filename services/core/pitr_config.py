@@ -26,6 +26,7 @@ removes it: the live cluster is never touched.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -43,6 +44,17 @@ def _argv(value: list[str] | None) -> list[str] | None:
         if not word or "\x00" in word or "\n" in word:
             raise ValueError(f"{word!r} is not a plain argument (empty, or with a NUL or a newline)")
     return value
+
+
+def _shaped(pattern: re.Pattern[str], problem: str) -> Callable[[str], str]:
+    """A check that `value` is all `pattern`; `problem` says why not ({value!r} in it)."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(problem.format(value=value))
+        return value
+
+    return check
 
 
 def _absolute(value: str) -> str:
@@ -75,6 +87,10 @@ class PitrConfig(_Strict):
 
     _argvs = field_validator("run_as", "stop", "start")(_argv)
     _paths = field_validator("config", "data_dir", "pg_ctl", "log_file")(_absolute)
+    _stanza = field_validator("stanza")(
+        _shaped(_STANZA, "stanza {value!r} may use letters, digits, '_', '.' and '-' (64 at most)"))
+    _memory = field_validator("drill_shared_buffers")(
+        _shaped(_MEMORY, "drill_shared_buffers {value!r}: a size as PostgreSQL writes it, e.g. 128MB or 1GB"))
 
     @field_validator("repo_path", "scratch_dir")
     @classmethod
@@ -90,20 +106,6 @@ class PitrConfig(_Strict):
                 raise ValueError(f"scratch_dir {self.scratch_dir} and data_dir {self.data_dir} must not hold each"
                                  " other: a drill's copy goes beside the live cluster, not in it")
         return self
-
-    @field_validator("drill_shared_buffers")
-    @classmethod
-    def _memory(cls, value: str) -> str:
-        if not _MEMORY.fullmatch(value):
-            raise ValueError(f"drill_shared_buffers {value!r}: a size as PostgreSQL writes it, e.g. 128MB or 1GB")
-        return value
-
-    @field_validator("stanza")
-    @classmethod
-    def _stanza(cls, value: str) -> str:
-        if not _STANZA.fullmatch(value):
-            raise ValueError(f"stanza {value!r} may use letters, digits, '_', '.' and '-' (64 at most)")
-        return value
 
     @field_validator("stop", "start")
     @classmethod
