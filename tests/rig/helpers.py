@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -93,16 +93,39 @@ def write_prom_targets(targets_dir: Path, name: str, targets: list[str], labels:
     return path
 
 
-class Discovery:
+class Background:
+    """A loop on a daemon thread for as long as a `with` block lasts: `_run` until `_stop` is set; the
+    block's end sets it and waits for the thread up to JOIN_S."""
+
+    JOIN_S = 10.0
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(self.JOIN_S)
+
+
+class Discovery(Background):
     """What docker_sd_configs plus relabelling do in production (docs/operations.md): every running
     container of the Docker host target's `app` becomes a file_sd target in `targets` (one file per
     track, `<app>-<track>.json`), its track read from its name (the role it serves now), with
     `labels` beside `track`. A context manager: polls the Docker engine until it exits."""
 
+    JOIN_S = 5.0
+
     def __init__(self, docker_client: Any, app: str, targets: Path, labels: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.docker, self.app, self.targets, self.labels = docker_client, app, targets, labels or {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         from services.adapters.docker_fleet import APP, PORT
@@ -114,13 +137,8 @@ class Discovery:
                          if c.name.endswith(f"-{track}-{c.labels[PORT]}")]
                 write_prom_targets(self.targets, f"{self.app}-{track}", ports, {**self.labels, "track": track})
 
-    def __enter__(self) -> Discovery:
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        super().__exit__(*exc)
         for track in ("stable", "canary"):
             (self.targets / f"{self.app}-{track}.json").unlink(missing_ok=True)
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from collections import Counter
 from typing import Protocol
+
+from rig.helpers import Background
 
 
 class Served(Protocol):
@@ -35,16 +36,15 @@ def shares(nginx: Served, count: int = 1000) -> Counter[str]:
     return Counter(get_version(nginx) for _ in range(count))
 
 
-class Traffic:
+class Traffic(Background):
     """Requests through nginx, one after another, on a thread, for as long as the block lasts."""
 
     def __init__(self, nginx: Served) -> None:
+        super().__init__()
         self.nginx = nginx
         self.sent = 0
         self.failures: list[str] = []
         self.versions: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -54,29 +54,18 @@ class Traffic:
             except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
                 self.failures.append(f"{type(exc).__name__}: {exc}")
 
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
     def check(self) -> None:
         assert self.sent > 50, f"only {self.sent} requests went out"
         assert not self.failures, f"{len(self.failures)} of {self.sent} requests failed: {self.failures[:5]}"
 
 
-
-
-class Load:
+class Load(Background):
     """Real requests to the app's "/" through nginx (or what stands in for it), all along: they make the
     metrics. Failures are not counted: `sent` is the requests answered."""
 
     def __init__(self, nginx: Served) -> None:
+        super().__init__()
         self.nginx, self.sent = nginx, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -90,10 +79,3 @@ class Load:
             finally:
                 connection.close()
 
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
