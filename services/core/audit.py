@@ -18,7 +18,7 @@ import hmac
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,10 +280,8 @@ class AuditLog:
             raise SharedUnavailable(f"{env} has no shared audit trail (the sandbox has none)")
         with self._locked():
             self._share([])
-            copied = {r.get("local_hash") for _, r in shared.rows(env) if r.get("log") == self.log_id}
-            queued = {item["body"].get("local_hash") for item in self._read_pending()}
-            missing = [r for r in self.records() if r.get("log") == self.log_id and r.get("env") == env
-                       and r["hash"] not in copied | queued]
+            mine = [r for _, r in shared.rows(env) if r.get("log") == self.log_id]
+            missing = self._lacking(self._written_here(), mine, {env})
             self._share([{"env": env, "body": {**_body(r), "local_hash": r["hash"]}} for r in missing])
             if self.shared_problem:
                 raise SharedUnavailable(self.shared_problem)
@@ -292,6 +290,17 @@ class AuditLog:
                         f"re-sent {len(missing)} record(s) the shared trail no longer held (the oldest:"
                         f" {missing[0].get('when')} {missing[0].get('action')})")
         return len(missing)
+
+    def _written_here(self) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r.get("log") == self.log_id]
+
+    def _lacking(self, local: list[dict[str, Any]], mine: list[dict[str, Any]],
+                 envs: Container[str]) -> list[dict[str, Any]]:
+        """This log's records for `envs` that a shared trail (`mine`: its rows this log wrote) does not
+        hold, those still pending aside."""
+        copied = {r.get("local_hash") for r in mine}
+        pending = {item["body"].get("local_hash") for item in self._read_pending()}
+        return [r for r in local if r.get("env") in envs and r["hash"] not in copied | pending]
 
     def records(self) -> Iterator[dict[str, Any]]:
         with self.path.open("rb") as handle:
@@ -314,8 +323,7 @@ class AuditLog:
         local only; records written before records named their log are not compared."""
         shared = self.shared
         assert shared is not None
-        local = [r for r in self.records() if r.get("log") == self.log_id]
-        pending = {item["body"].get("local_hash") for item in self._read_pending()}
+        local = self._written_here()
         here = {str(record.get("hash")) for record in self.records()}
         trails: dict[str, list[str]] = {}
         for env in envs:
@@ -332,8 +340,7 @@ class AuditLog:
                 problem = (f"the shared trail {where} holds {len(gone)} record(s) this log wrote that are not in it"
                            f" (the newest: {gone[-1].get('when')} {gone[-1].get('action')}): the log, or records"
                            " of it, were removed")
-            copied = {r.get("local_hash") for r in mine}
-            if lost := [r for r in local if r.get("env") in names and r["hash"] not in copied | pending]:
+            if lost := self._lacking(local, mine, names):
                 problem = (f"the shared trail {where} lacks {len(lost)} record(s) this log sent it (the newest:"
                            f" {lost[-1].get('when')} {lost[-1].get('action')}): rows were removed from the shared"
                            " trail")
